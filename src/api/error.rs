@@ -1,0 +1,78 @@
+//! The one place where errors become HTTP statuses. Clients get a JSON body
+//! `{"error": {"code", "message"}}`; internal details go to the log only.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::encoder::EncoderError;
+use crate::engine::{EngineError, InvalidInput};
+use crate::store::StoreError;
+
+/// An error as the API reports it.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into() }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn not_ready() -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the model and index are still loading")
+    }
+
+    pub fn busy() -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "busy", "too many requests in flight; retry shortly")
+    }
+
+    fn internal(detail: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({"error": {"code": self.code, "message": self.message}}))).into_response()
+    }
+}
+
+impl From<InvalidInput> for ApiError {
+    fn from(e: InvalidInput) -> Self {
+        let status = if e.code == "text_too_long" { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
+        ApiError::new(status, e.code, e.message)
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Invalid(invalid) => invalid.into(),
+            EngineError::Encoder(EncoderError::Busy) => ApiError::busy(),
+            other => ApiError::internal(&other),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UnknownTrace(id) => ApiError::new(StatusCode::NOT_FOUND, "unknown_trace_id", format!("no turn has trace id {id:?}")),
+            other => ApiError::internal(&other),
+        }
+    }
+}

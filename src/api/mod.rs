@@ -1,0 +1,310 @@
+//! The HTTP API (axum): `/v1/answer`, tickets, feedback, corrections, health.
+//! Handlers translate JSON to engine and store calls and back; they never see
+//! a tensor. See `shared/contract.md` for the shapes callers rely on.
+
+mod error;
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{BoxError, Json, Router};
+use chrono::{DateTime, FixedOffset, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+use tower::ServiceBuilder;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+
+use crate::engine::{self, Candidate, Engine};
+use crate::policy;
+use crate::privacy::mask;
+use crate::store::{NewTicket, NewTurn, Store, Ticket, TicketFilter};
+
+/// Limits and settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    pub max_body_bytes: usize,
+    pub max_in_flight: usize,
+    pub request_timeout: Duration,
+    /// Time within which a new ticket must be picked up.
+    pub ticket_sla: chrono::Duration,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            max_body_bytes: 64 * 1024,
+            max_in_flight: 256,
+            request_timeout: Duration::from_secs(10),
+            ticket_sla: chrono::Duration::hours(2),
+        }
+    }
+}
+
+/// Shared state of every handler.
+pub struct AppState {
+    /// `None` until the model and index are loaded.
+    engine: RwLock<Option<Arc<Engine>>>,
+    store: Store,
+    in_flight: Arc<Semaphore>,
+    settings: ApiSettings,
+}
+
+impl AppState {
+    pub fn new(store: Store, settings: ApiSettings) -> Arc<AppState> {
+        Arc::new(AppState {
+            engine: RwLock::new(None),
+            store,
+            in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
+            settings,
+        })
+    }
+
+    /// Installs a loaded engine; `/readyz` turns 200.
+    pub fn set_engine(&self, engine: Arc<Engine>) {
+        // A poisoned lock only means a writer panicked mid-swap; the Option inside is still whole.
+        *self.engine.write().unwrap_or_else(|e| e.into_inner()) = Some(engine);
+    }
+
+    fn engine(&self) -> Option<Arc<Engine>> {
+        self.engine.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// The router with its middleware stack.
+pub fn app(state: Arc<AppState>) -> Router {
+    let settings = state.settings.clone();
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/answer", post(answer))
+        .route("/v1/tickets", get(list_tickets))
+        .route("/v1/tickets/{id}", get(get_ticket))
+        .route("/v1/feedback", post(feedback))
+        .route("/v1/corrections", post(correction))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|err: BoxError| async move {
+                    if err.is::<tower::timeout::error::Elapsed>() {
+                        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long")
+                    } else {
+                        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+                    }
+                }))
+                .timeout(settings.request_timeout),
+        )
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Parses a JSON body ourselves so that every failure is a JSON 4xx.
+fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let bytes = body.map_err(|rejection| {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(status, "body_too_large", "the request body is too large")
+        } else {
+            ApiError::new(status, "bad_body", rejection.body_text())
+        }
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let engine = state.engine().ok_or_else(ApiError::not_ready)?;
+    Ok(Json(json!({"status": "ready", "exemplars": engine.model().exemplars(), "intents": engine.corpus().intents.len()})))
+}
+
+#[derive(Debug, Deserialize)]
+struct AnswerRequest {
+    text: String,
+    session_id: Option<String>,
+    customer_id: Option<String>,
+    channel: Option<String>,
+    scenario: Option<String>,
+    now: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct HandoffInfo {
+    reason: &'static str,
+    priority: &'static str,
+    ticket_id: String,
+    queue: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct AnswerResponse {
+    decision: &'static str,
+    intent: Option<String>,
+    confidence: f32,
+    answer: Option<String>,
+    slots: serde_json::Map<String, Value>,
+    candidates: Vec<Candidate>,
+    handoff: Option<HandoffInfo>,
+    lead: bool,
+    trace_id: String,
+    /// Language the answer is in ("zh" or "en").
+    lang: crate::corpus::Lang,
+    latency_ms: f64,
+}
+
+/// Ids callers pass through: short, printable, no spaces.
+fn check_id(field: &'static str, value: &Option<String>) -> Result<(), ApiError> {
+    match value {
+        Some(v) if v.is_empty() || v.len() > 128 || v.chars().any(|c| c.is_control() || c.is_whitespace()) => {
+            Err(ApiError::bad_request("invalid_field", format!("{field} must be 1 to 128 printable characters without spaces")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn parse_now(now: Option<&str>) -> Result<DateTime<FixedOffset>, ApiError> {
+    match now {
+        Some(s) => DateTime::parse_from_rfc3339(s).map_err(|e| ApiError::bad_request("invalid_now", format!("now must be an RFC 3339 time: {e}"))),
+        None => Ok(Utc::now().fixed_offset()),
+    }
+}
+
+async fn answer(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<Json<AnswerResponse>, ApiError> {
+    let started = Instant::now();
+    let req: AnswerRequest = parse_json(body)?;
+    for (field, value) in [("session_id", &req.session_id), ("customer_id", &req.customer_id), ("channel", &req.channel), ("scenario", &req.scenario)] {
+        check_id(field, value)?;
+    }
+    let now = parse_now(req.now.as_deref())?;
+    let engine = state.engine().ok_or_else(ApiError::not_ready)?;
+    let query = engine::Query { text: &req.text, scenario: req.scenario.as_deref(), now };
+    engine.validate(&query)?;
+    let _permit = state.in_flight.clone().try_acquire_owned().map_err(|_| ApiError::busy())?;
+
+    let outcome = engine.answer(query).await?;
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let handoff = outcome.handoff.map(|(reason, priority)| {
+        let scenario = engine.corpus().intent(&outcome.intent).map(|i| i.scenario.as_str());
+        HandoffInfo {
+            reason: reason.as_str(),
+            priority: priority.as_str(),
+            ticket_id: format!("T{}", &uuid::Uuid::new_v4().simple().to_string()[..12].to_uppercase()),
+            queue: policy::queue_for(&outcome.intent, scenario),
+        }
+    });
+    let slots = outcome.slots.to_json();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let turn = NewTurn {
+        trace_id: trace_id.clone(),
+        session_id: req.session_id,
+        customer_id: req.customer_id,
+        channel: req.channel.unwrap_or_else(|| "web".into()),
+        text: req.text,
+        intent: outcome.intent.clone(),
+        confidence: outcome.confidence,
+        decision: outcome.action.as_str().into(),
+        answer: outcome.answer.clone(),
+        slots: Value::Object(slots.clone()),
+        lead: outcome.lead,
+        latency_ms,
+        at: now.with_timezone(&Utc),
+    };
+    let ticket = handoff.as_ref().map(|h| NewTicket {
+        id: h.ticket_id.clone(),
+        priority: h.priority.into(),
+        queue: h.queue.into(),
+        reason: h.reason.into(),
+        due_at: Utc::now() + state.settings.ticket_sla,
+    });
+    state.store.record_turn(&turn, ticket.as_ref()).await?;
+    tracing::info!(%trace_id, intent = %outcome.intent, decision = outcome.action.as_str(), confidence = outcome.confidence, latency_ms, text = %mask(&turn.text), "answered");
+    Ok(Json(AnswerResponse {
+        decision: outcome.action.as_str(),
+        intent: Some(outcome.intent),
+        confidence: outcome.confidence,
+        answer: outcome.answer,
+        slots,
+        candidates: outcome.candidates,
+        handoff,
+        lead: outcome.lead,
+        trace_id,
+        lang: outcome.lang,
+        latency_ms,
+    }))
+}
+
+async fn get_ticket(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Ticket>, ApiError> {
+    let ticket = state.store.ticket(&id, Utc::now()).await?.ok_or_else(|| ApiError::not_found(format!("no ticket {id:?}")))?;
+    Ok(Json(ticket))
+}
+
+#[derive(Debug, Deserialize)]
+struct TicketQuery {
+    status: Option<String>,
+    queue: Option<String>,
+    priority: Option<String>,
+    #[serde(default)]
+    overdue: bool,
+}
+
+async fn list_tickets(State(state): State<Arc<AppState>>, query: Result<Query<TicketQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let empty_is_none = |v: Option<String>| v.filter(|s| !s.is_empty());
+    let filter = TicketFilter { status: empty_is_none(q.status), queue: empty_is_none(q.queue), priority: empty_is_none(q.priority), overdue: q.overdue };
+    let tickets = state.store.tickets(&filter, Utc::now()).await?;
+    Ok(Json(json!({"tickets": tickets})))
+}
+
+#[derive(Debug, Deserialize)]
+struct FeedbackRequest {
+    trace_id: String,
+    useful: bool,
+    comment: Option<String>,
+}
+
+async fn feedback(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let req: FeedbackRequest = parse_json(body)?;
+    let id = state.store.add_feedback(&req.trace_id, req.useful, req.comment.as_deref(), Utc::now()).await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": id, "stored": true}))))
+}
+
+#[derive(Debug, Deserialize)]
+struct CorrectionRequest {
+    trace_id: Option<String>,
+    text: Option<String>,
+    intent: String,
+    answer: Option<String>,
+    note: Option<String>,
+}
+
+async fn correction(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let req: CorrectionRequest = parse_json(body)?;
+    let engine = state.engine().ok_or_else(ApiError::not_ready)?;
+    if req.intent != crate::corpus::OOS && engine.corpus().intent(&req.intent).is_none() {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_intent", format!("{:?} is not an intent of the taxonomy", req.intent)));
+    }
+    let text = match (&req.trace_id, &req.text) {
+        (Some(trace), None) => state.store.turn_text(trace).await?,
+        (_, Some(text)) if !text.trim().is_empty() => text.clone(),
+        _ => return Err(ApiError::bad_request("invalid_request", "give a trace_id or a non-empty text")),
+    };
+    if let Some(trace) = &req.trace_id {
+        if !state.store.has_turn(trace).await? {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_trace_id", format!("no turn has trace id {trace:?}")));
+        }
+    }
+    let id = state.store.add_correction(req.trace_id.as_deref(), &text, &req.intent, req.answer.as_deref(), req.note.as_deref(), Utc::now()).await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": id, "stored": true}))))
+}

@@ -1,0 +1,481 @@
+//! `BertEncoder`: any Hugging Face BERT-class model directory (config.json,
+//! model.safetensors, tokenizer.json, optional `kefu-model.json`) run with
+//! candle-transformers' `BertModel` on the CPU: padded batches with an
+//! attention mask, mean or CLS pooling, L2 normalisation.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokenizers::{Tokenizer, TruncationParams};
+
+use super::manifest::{Manifest, Pooling, MANIFEST_FILE};
+use super::{Encoder, EncoderError, TextKind};
+
+/// Padded tokens (batch rows x longest row) per forward pass. Bounds the
+/// attention buffers when a caller hands over thousands of texts at once.
+const MAX_TOKENS_PER_PASS: usize = 8192;
+
+/// Length cap for models without a manifest (BERT's usual limit).
+const DEFAULT_MAX_LENGTH: usize = 512;
+
+/// A BERT-class sentence encoder loaded from a model directory.
+pub struct BertEncoder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    device: Device,
+    dim: usize,
+    pad_id: u32,
+    pooling: Pooling,
+    max_length: usize,
+    query_prefix: String,
+    passage_prefix: String,
+    fingerprint: String,
+}
+
+/// The part of sentence-transformers' `1_Pooling/config.json` kefu reads.
+#[derive(Deserialize)]
+struct StPooling {
+    #[serde(default)]
+    pooling_mode_cls_token: bool,
+}
+
+/// The `model_type` field alone, checked before the full config is parsed.
+#[derive(Deserialize)]
+struct ModelType {
+    model_type: Option<String>,
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, EncoderError> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(EncoderError::MissingFile(path.to_path_buf()))
+        }
+        Err(e) => Err(bad(path, e)),
+    }
+}
+
+fn bad(path: &Path, reason: impl ToString) -> EncoderError {
+    EncoderError::BadFile { path: path.to_path_buf(), reason: reason.to_string() }
+}
+
+fn infer(e: candle_core::Error) -> EncoderError {
+    EncoderError::Inference(e.to_string())
+}
+
+/// sha256 of a file, streamed so a large weights file is never held twice.
+pub(crate) fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut file = fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+impl BertEncoder {
+    /// Load a model directory. Errors name the missing or broken file.
+    ///
+    /// Without a `kefu-model.json` the model gets no prefixes, pooling from
+    /// `1_Pooling/config.json` (mean when absent), a length cap of
+    /// min(512, max_position_embeddings), and the sha256 of its
+    /// `model.safetensors` as fingerprint.
+    pub fn load(dir: &Path) -> Result<Self, EncoderError> {
+        if !dir.is_dir() {
+            return Err(EncoderError::MissingDir(dir.to_path_buf()));
+        }
+        let config_path = dir.join("config.json");
+        let config_bytes = read_file(&config_path)?;
+        let model_type: ModelType =
+            serde_json::from_slice(&config_bytes).map_err(|e| bad(&config_path, e))?;
+        // NOTE: RoBERTa-family models (xlm-roberta, ...) share BERT's tensor
+        // names but offset position ids; running them as BERT would silently
+        // give wrong vectors, so only plain BERT is accepted.
+        if let Some(t) = model_type.model_type.as_deref() {
+            if t != "bert" {
+                return Err(bad(&config_path, format!("model_type {t:?} is not supported, only \"bert\"")));
+            }
+        }
+        let config: Config =
+            serde_json::from_slice(&config_bytes).map_err(|e| bad(&config_path, e))?;
+
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let manifest: Option<Manifest> = match fs::read(&manifest_path) {
+            Ok(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| bad(&manifest_path, e))?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(bad(&manifest_path, e)),
+        };
+
+        let tokenizer_path = dir.join("tokenizer.json");
+        if !tokenizer_path.is_file() {
+            return Err(EncoderError::MissingFile(tokenizer_path));
+        }
+        let mut tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| bad(&tokenizer_path, e))?;
+
+        let weights_path = dir.join("model.safetensors");
+        if !weights_path.is_file() {
+            return Err(EncoderError::MissingFile(weights_path));
+        }
+        let device = Device::Cpu;
+        // SAFETY: the weights file is memory-mapped read-only; kefu never
+        // writes into an installed model directory (the importer replaces
+        // whole directories by rename), so the mapping stays valid.
+        let vb = unsafe {
+            VarBuilder::from_mmaped_safetensors(std::slice::from_ref(&weights_path), DType::F32, &device)
+        }
+        .map_err(|e| bad(&weights_path, e))?;
+        let model = BertModel::load(vb, &config).map_err(|e| bad(&weights_path, e))?;
+
+        let (pooling, max_length, query_prefix, passage_prefix, fingerprint) = match manifest {
+            Some(m) => (m.pooling, m.max_length, m.query_prefix, m.passage_prefix, m.weights_sha256),
+            None => {
+                let fingerprint = sha256_file(&weights_path).map_err(|e| bad(&weights_path, e))?;
+                (read_st_pooling(dir)?, DEFAULT_MAX_LENGTH, String::new(), String::new(), fingerprint)
+            }
+        };
+        let max_length = max_length.min(config.max_position_embeddings).max(2);
+        tokenizer
+            .with_truncation(Some(TruncationParams { max_length, ..Default::default() }))
+            .map_err(|e| bad(&tokenizer_path, e))?;
+        // NOTE: padding is done here, per forward pass, so a tokenizer.json
+        // that pads to a fixed length cannot inflate every batch.
+        tokenizer.with_padding(None);
+
+        Ok(Self {
+            model,
+            tokenizer,
+            device,
+            dim: config.hidden_size,
+            pad_id: u32::try_from(config.pad_token_id).map_err(|e| bad(&config_path, e))?,
+            pooling,
+            max_length,
+            query_prefix,
+            passage_prefix,
+            fingerprint,
+        })
+    }
+
+    /// Token cap per input in effect (special tokens included).
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+
+    /// Pooling in effect.
+    pub fn pooling(&self) -> Pooling {
+        self.pooling
+    }
+
+    /// One forward pass over already-tokenised rows; returns normalised rows.
+    fn forward(&self, rows: &[&[u32]]) -> Result<Vec<Vec<f32>>, EncoderError> {
+        let width = rows.iter().map(|r| r.len()).max().unwrap_or(0).max(1);
+        let mut ids = Vec::with_capacity(rows.len() * width);
+        let mut mask = Vec::with_capacity(rows.len() * width);
+        for row in rows {
+            ids.extend_from_slice(row);
+            ids.extend(std::iter::repeat(self.pad_id).take(width - row.len()));
+            mask.extend(std::iter::repeat(1u32).take(row.len()));
+            mask.extend(std::iter::repeat(0u32).take(width - row.len()));
+        }
+        let shape = (rows.len(), width);
+        let ids = Tensor::from_vec(ids, shape, &self.device).map_err(infer)?;
+        let mask = Tensor::from_vec(mask, shape, &self.device).map_err(infer)?;
+        let type_ids = ids.zeros_like().map_err(infer)?;
+        let states = self.model.forward(&ids, &type_ids, Some(&mask)).map_err(infer)?;
+        let pooled = match self.pooling {
+            Pooling::Cls => states.narrow(1, 0, 1).and_then(|t| t.squeeze(1)),
+            Pooling::Mean => (|| {
+                let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+                let summed = states.broadcast_mul(&m)?.sum(1)?;
+                summed.broadcast_div(&m.sum(1)?)
+            })(),
+        }
+        .map_err(infer)?;
+        let norm = pooled.sqr().and_then(|t| t.sum_keepdim(D::Minus1)).and_then(|t| t.sqrt()).map_err(infer)?;
+        // The clamp keeps an all-zero vector (possible only for a degenerate
+        // model) from turning into NaNs.
+        let norm = norm.clamp(1e-12f32, f32::MAX).map_err(infer)?;
+        pooled.broadcast_div(&norm).and_then(|t| t.to_vec2::<f32>()).map_err(infer)
+    }
+}
+
+/// Pooling for a manifest-less directory, from sentence-transformers' config.
+fn read_st_pooling(dir: &Path) -> Result<Pooling, EncoderError> {
+    let path: PathBuf = dir.join("1_Pooling").join("config.json");
+    match fs::read(&path) {
+        Ok(bytes) => {
+            let st: StPooling = serde_json::from_slice(&bytes).map_err(|e| bad(&path, e))?;
+            Ok(if st.pooling_mode_cls_token { Pooling::Cls } else { Pooling::Mean })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Pooling::Mean),
+        Err(e) => Err(bad(&path, e)),
+    }
+}
+
+impl Encoder for BertEncoder {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    fn encode(&self, texts: &[&str], kind: TextKind) -> Result<Vec<Vec<f32>>, EncoderError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let prefix = match kind {
+            TextKind::Query => &self.query_prefix,
+            TextKind::Passage => &self.passage_prefix,
+        };
+        let inputs: Vec<String> = texts.iter().map(|t| format!("{prefix}{t}")).collect();
+        let encodings = self
+            .tokenizer
+            .encode_batch_fast(inputs, true)
+            .map_err(|e| EncoderError::Tokenize(e.to_string()))?;
+
+        // Sorting by length keeps padding small inside each pass; results are
+        // written back to their input positions.
+        let mut order: Vec<usize> = (0..encodings.len()).collect();
+        order.sort_by_key(|&i| encodings[i].get_ids().len());
+        let mut out = vec![Vec::new(); encodings.len()];
+        let mut start = 0;
+        while start < order.len() {
+            let mut end = start + 1;
+            while end < order.len() {
+                // Rows are sorted, so the last row of the pass is the widest.
+                let width = encodings[order[end]].get_ids().len();
+                if (end + 1 - start) * width > MAX_TOKENS_PER_PASS {
+                    break;
+                }
+                end += 1;
+            }
+            let rows: Vec<&[u32]> = order[start..end].iter().map(|&i| encodings[i].get_ids()).collect();
+            for (&i, vector) in order[start..end].iter().zip(self.forward(&rows)?) {
+                out[i] = vector;
+            }
+            start = end;
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+    use safetensors::tensor::{Dtype, TensorView};
+    use std::collections::HashMap;
+
+    const HIDDEN: usize = 32;
+    const LAYERS: usize = 2;
+    const FF: usize = 64;
+    const WORDS: &[&str] = &[
+        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "hello", "world", "order", "refund", "where", "is",
+        "my", "the", "package", "?", "!", "##s", "ship", "##ping", "退", "款", "订", "单", "查",
+    ];
+
+    /// Write a tiny random BERT (2 layers, hidden 32) with a WordPiece
+    /// tokenizer into `dir`; deterministic for a given seed.
+    pub(crate) fn write_tiny_bert(dir: &Path, seed: u64) {
+        let config = serde_json::json!({
+            "architectures": ["BertModel"], "model_type": "bert",
+            "vocab_size": WORDS.len(), "hidden_size": HIDDEN, "num_hidden_layers": LAYERS,
+            "num_attention_heads": 4, "intermediate_size": FF, "hidden_act": "gelu",
+            "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
+            "max_position_embeddings": 64, "type_vocab_size": 2, "initializer_range": 0.02,
+            "layer_norm_eps": 1e-12, "pad_token_id": 0
+        });
+        fs::write(dir.join("config.json"), config.to_string()).unwrap();
+
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut add = |name: String, shape: Vec<usize>, ones: bool| {
+            let n: usize = shape.iter().product();
+            let data: Vec<u8> = (0..n)
+                .flat_map(|_| {
+                    let v: f32 = if ones { 1.0 + rng.gen_range(-0.1..0.1) } else { rng.gen_range(-0.5..0.5) };
+                    v.to_le_bytes()
+                })
+                .collect();
+            tensors.push((name, shape, data));
+        };
+        add("embeddings.word_embeddings.weight".into(), vec![WORDS.len(), HIDDEN], false);
+        add("embeddings.position_embeddings.weight".into(), vec![64, HIDDEN], false);
+        add("embeddings.token_type_embeddings.weight".into(), vec![2, HIDDEN], false);
+        add("embeddings.LayerNorm.weight".into(), vec![HIDDEN], true);
+        add("embeddings.LayerNorm.bias".into(), vec![HIDDEN], false);
+        for l in 0..LAYERS {
+            let p = format!("encoder.layer.{l}");
+            for (name, out_dim, in_dim) in [
+                ("attention.self.query", HIDDEN, HIDDEN),
+                ("attention.self.key", HIDDEN, HIDDEN),
+                ("attention.self.value", HIDDEN, HIDDEN),
+                ("attention.output.dense", HIDDEN, HIDDEN),
+                ("intermediate.dense", FF, HIDDEN),
+                ("output.dense", HIDDEN, FF),
+            ] {
+                add(format!("{p}.{name}.weight"), vec![out_dim, in_dim], false);
+                add(format!("{p}.{name}.bias"), vec![out_dim], false);
+            }
+            for ln in ["attention.output.LayerNorm", "output.LayerNorm"] {
+                add(format!("{p}.{ln}.weight"), vec![HIDDEN], true);
+                add(format!("{p}.{ln}.bias"), vec![HIDDEN], false);
+            }
+        }
+        let views: Vec<(String, TensorView)> = tensors
+            .iter()
+            .map(|(n, s, d)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), d).unwrap()))
+            .collect();
+        safetensors::serialize_to_file(views, &None, &dir.join("model.safetensors")).unwrap();
+
+        let vocab: HashMap<&str, usize> = WORDS.iter().enumerate().map(|(i, w)| (*w, i)).collect();
+        let tokenizer = serde_json::json!({
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+            "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true,
+                           "strip_accents": null, "lowercase": true},
+            "pre_tokenizer": {"type": "BertPreTokenizer"},
+            "post_processor": {"type": "TemplateProcessing",
+                "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}},
+                           {"Sequence": {"id": "A", "type_id": 0}},
+                           {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
+                "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                "special_tokens": {
+                    "[CLS]": {"id": "[CLS]", "ids": [2], "tokens": ["[CLS]"]},
+                    "[SEP]": {"id": "[SEP]", "ids": [3], "tokens": ["[SEP]"]}}},
+            "decoder": null,
+            "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+                      "max_input_chars_per_word": 100, "vocab": vocab}
+        });
+        fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).unwrap();
+    }
+
+    fn cosine(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+
+    const TEXTS: &[&str] = &[
+        "hello world",
+        "where is my package?",
+        "refund refund refund my order shipping!",
+        "查订单",
+        "退款",
+        "",
+        "hello",
+    ];
+
+    #[test]
+    fn loads_and_encodes_normalised_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        write_tiny_bert(dir.path(), 7);
+        let enc = BertEncoder::load(dir.path()).unwrap();
+        assert_eq!(enc.dim(), HIDDEN);
+        assert_eq!(enc.pooling(), Pooling::Mean);
+        assert_eq!(enc.fingerprint().len(), 64, "sha256 of model.safetensors when no manifest");
+        let rows = enc.encode(TEXTS, TextKind::Query).unwrap();
+        assert_eq!(rows.len(), TEXTS.len());
+        for row in &rows {
+            assert_eq!(row.len(), HIDDEN);
+            let n: f32 = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!((n - 1.0).abs() < 1e-4, "norm {n}");
+        }
+        assert!(cosine(&rows[0], &rows[2]) < 0.9999, "different texts must differ");
+        assert!(enc.encode(&[], TextKind::Query).unwrap().is_empty());
+    }
+
+    #[test]
+    fn batched_equals_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        write_tiny_bert(dir.path(), 11);
+        let enc = BertEncoder::load(dir.path()).unwrap();
+        let batched = enc.encode(TEXTS, TextKind::Passage).unwrap();
+        for (text, row) in TEXTS.iter().zip(&batched) {
+            let single = enc.encode(&[text], TextKind::Passage).unwrap();
+            let c = cosine(&single[0], row);
+            assert!(c > 0.9999, "{text:?}: cosine {c}");
+        }
+    }
+
+    #[test]
+    fn manifest_selects_prefix_pooling_and_fingerprint() {
+        let dir = tempfile::tempdir().unwrap();
+        write_tiny_bert(dir.path(), 3);
+        let manifest = Manifest {
+            name: "tiny".into(),
+            query_prefix: "where ".into(),
+            passage_prefix: String::new(),
+            pooling: Pooling::Cls,
+            max_length: 1000,
+            source: "test".into(),
+            source_sha256: "0".repeat(64),
+            weights_sha256: "ab".repeat(32),
+        };
+        fs::write(dir.path().join(MANIFEST_FILE), serde_json::to_string(&manifest).unwrap()).unwrap();
+        let enc = BertEncoder::load(dir.path()).unwrap();
+        assert_eq!(enc.fingerprint(), "ab".repeat(32));
+        assert_eq!(enc.pooling(), Pooling::Cls);
+        assert_eq!(enc.max_length(), 64, "clamped to max_position_embeddings");
+        let q = enc.encode(&["is my order"], TextKind::Query).unwrap();
+        let p = enc.encode(&["where is my order"], TextKind::Passage).unwrap();
+        assert!(cosine(&q[0], &p[0]) > 0.9999, "query prefix must be prepended");
+    }
+
+    #[test]
+    fn cls_pooling_from_sentence_transformers_config() {
+        let dir = tempfile::tempdir().unwrap();
+        write_tiny_bert(dir.path(), 5);
+        fs::create_dir(dir.path().join("1_Pooling")).unwrap();
+        fs::write(dir.path().join("1_Pooling/config.json"), r#"{"pooling_mode_cls_token": true}"#).unwrap();
+        assert_eq!(BertEncoder::load(dir.path()).unwrap().pooling(), Pooling::Cls);
+    }
+
+    #[test]
+    fn long_input_is_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        write_tiny_bert(dir.path(), 9);
+        let enc = BertEncoder::load(dir.path()).unwrap();
+        let long = "hello ".repeat(500);
+        let rows = enc.encode(&[long.as_str()], TextKind::Query).unwrap();
+        assert_eq!(rows[0].len(), HIDDEN);
+    }
+
+    fn load_err(dir: &Path) -> String {
+        match BertEncoder::load(dir) {
+            Ok(_) => panic!("load must fail"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn missing_and_corrupt_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load_err(&dir.path().join("nope")).contains("does not exist"));
+        for file in ["config.json", "tokenizer.json", "model.safetensors"] {
+            write_tiny_bert(dir.path(), 1);
+            fs::remove_file(dir.path().join(file)).unwrap();
+            let msg = load_err(dir.path());
+            assert!(msg.contains(file) && msg.contains("missing"), "{msg}");
+
+            write_tiny_bert(dir.path(), 1);
+            let bytes = fs::read(dir.path().join(file)).unwrap();
+            fs::write(dir.path().join(file), &bytes[..bytes.len() / 2]).unwrap();
+            let msg = load_err(dir.path());
+            assert!(msg.contains(file) && msg.contains("broken"), "{msg}");
+        }
+        write_tiny_bert(dir.path(), 1);
+        fs::write(dir.path().join(MANIFEST_FILE), "{not json").unwrap();
+        let msg = load_err(dir.path());
+        assert!(msg.contains(MANIFEST_FILE) && msg.contains("broken"), "{msg}");
+    }
+}

@@ -1,0 +1,74 @@
+//! Sentence encoder: the `Encoder` trait, its candle BERT implementation, the
+//! model-thread handle the rest of the app talks to, the `kefu-model.json`
+//! manifest, and the importer that installs models into `models/`.
+//!
+//! NOTE: this is the only module that imports candle. Everything above it
+//! sees plain `Vec<Vec<f32>>` rows, L2-normalised, one per input text.
+
+pub mod bert;
+pub mod handle;
+pub mod import;
+pub mod manifest;
+
+use std::path::PathBuf;
+
+pub use bert::BertEncoder;
+pub use handle::{BatchOptions, EncoderHandle};
+pub use manifest::{Manifest, Pooling};
+
+/// What a text is, which selects the model's input prefix
+/// (`"query: "` / `"passage: "` for e5; nothing for models without prefixes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TextKind {
+    /// A customer message or an exemplar utterance.
+    Query,
+    /// An answer passage to be retrieved.
+    Passage,
+}
+
+/// A text-to-vector model. Implementations return one L2-normalised row of
+/// `dim()` floats per input text, in input order.
+pub trait Encoder: Send {
+    /// Length of every returned row.
+    fn dim(&self) -> usize;
+    /// Stable identifier of the model weights (a sha256 hex digest), used as a
+    /// cache key for anything derived from embeddings (e.g. vector indexes).
+    fn fingerprint(&self) -> &str;
+    /// Embed `texts`; an empty slice yields an empty result.
+    fn encode(&self, texts: &[&str], kind: TextKind) -> Result<Vec<Vec<f32>>, EncoderError>;
+}
+
+/// Errors from loading or running an encoder.
+///
+/// NOTE: variants carry strings rather than source errors so the model thread
+/// can hand the same failure to every request of a failed batch (`Clone`).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EncoderError {
+    /// The model directory itself does not exist.
+    #[error("model directory {0} does not exist (install one with `kefu model fetch`)")]
+    MissingDir(PathBuf),
+    /// A required file of the model directory is absent.
+    #[error("model file {0} is missing (re-run `kefu model fetch`)")]
+    MissingFile(PathBuf),
+    /// A model file exists but cannot be read or parsed.
+    #[error("model file {path} is broken: {reason}")]
+    BadFile {
+        /// The offending file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Tokenisation of an input failed.
+    #[error("tokenizer failed: {0}")]
+    Tokenize(String),
+    /// The forward pass failed.
+    #[error("model inference failed: {0}")]
+    Inference(String),
+    /// The request queue of the model thread is full; callers should retry
+    /// later (the API answers 429).
+    #[error("encoder is busy, retry later")]
+    Busy,
+    /// The model thread has stopped.
+    #[error("encoder thread has stopped")]
+    Closed,
+}

@@ -1,0 +1,326 @@
+//! The answer pipeline: validate -> embed -> score intents -> extract slots ->
+//! decide -> render. Builds (or loads from its cache) the intent model for a
+//! corpus and an encoder. Knows nothing of HTTP.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::{DateTime, FixedOffset};
+use chrono_tz::Tz;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::corpus::{Corpus, Lang, OOS};
+use crate::encoder::{EncoderError, EncoderHandle, TextKind};
+use crate::nlu::intent::{FitOptions, IntentError, IntentModel, Scored, TrainingExample};
+use crate::nlu::signals::SignalDetector;
+use crate::nlu::slots::{Catalogue, SlotExtractor, Slots};
+use crate::policy::{self, Action, HandoffReason, PolicySettings, Priority, Reply, Verdict};
+
+/// Bump when the saved intent model's layout or fitting changes, so old caches are rebuilt.
+const MODEL_FORMAT: &str = "kefu-intent-model-v1";
+
+/// Texts per encoder call while embedding a corpus.
+const EMBED_CHUNK: usize = 32;
+
+/// A request the engine refuses, with a stable code for API clients.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct InvalidInput {
+    pub code: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    #[error(transparent)]
+    Encoder(#[from] EncoderError),
+    #[error(transparent)]
+    Intent(#[from] IntentError),
+    #[error("cannot write the model cache at {path}: {source}")]
+    Cache { path: PathBuf, source: std::io::Error },
+}
+
+/// Settings of the engine itself.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Zone that relative dates ("yesterday") are read in.
+    pub timezone: Tz,
+    pub policy: PolicySettings,
+    /// Longest accepted message, in bytes of UTF-8.
+    pub max_text_bytes: usize,
+    pub fit: FitOptions,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            timezone: chrono_tz::Asia::Shanghai,
+            policy: PolicySettings::default(),
+            max_text_bytes: 4096,
+            fit: FitOptions::default(),
+        }
+    }
+}
+
+/// One customer message to answer.
+#[derive(Debug, Clone)]
+pub struct Query<'a> {
+    pub text: &'a str,
+    /// Restrict intents to one scenario of the taxonomy.
+    pub scenario: Option<&'a str>,
+    /// Reference time for relative dates.
+    pub now: DateTime<FixedOffset>,
+}
+
+/// A retrieved candidate, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Candidate {
+    pub intent: String,
+    pub score: f32,
+    /// The exemplar that matched.
+    pub text: String,
+}
+
+/// The engine's answer to one message.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub action: Action,
+    /// Intent id or [`OOS`].
+    pub intent: String,
+    /// Calibrated confidence in `intent`.
+    pub confidence: f32,
+    pub answer: Option<String>,
+    pub slots: Slots,
+    pub candidates: Vec<Candidate>,
+    pub handoff: Option<(HandoffReason, Priority)>,
+    pub lead: bool,
+    pub lang: Lang,
+}
+
+/// Everything needed to answer messages; cheap to share behind an `Arc`.
+pub struct Engine {
+    corpus: Corpus,
+    model: IntentModel,
+    encoder: EncoderHandle,
+    slots: SlotExtractor,
+    signals: SignalDetector,
+    settings: EngineSettings,
+}
+
+fn progress_bar(len: u64, show: bool, what: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(len), if show { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+    if let Ok(style) = ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} ({eta})") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_string());
+    bar
+}
+
+impl Engine {
+    /// Builds the engine for `corpus`, loading the intent model from `cache_dir`
+    /// when one was fitted for this corpus and encoder, fitting and saving it otherwise.
+    ///
+    /// Blocking: call it outside the async runtime (or in `spawn_blocking`).
+    pub fn build(
+        corpus: Corpus,
+        catalogue: &Catalogue,
+        encoder: EncoderHandle,
+        settings: EngineSettings,
+        cache_dir: &Path,
+        show_progress: bool,
+    ) -> Result<Engine, EngineError> {
+        let key = {
+            let mut h = Sha256::new();
+            for part in [MODEL_FORMAT, &corpus.fingerprint, &encoder.fingerprint(), &format!("{:?}", settings.fit)] {
+                h.update(part.as_bytes());
+                h.update([0]);
+            }
+            hex::encode(&h.finalize()[..12])
+        };
+        let dir = cache_dir.join(&key);
+        let model = match IntentModel::load(&dir) {
+            Ok(model) => {
+                tracing::info!(cache = %dir.display(), exemplars = model.exemplars(), "loaded intent model from cache");
+                model
+            }
+            Err(err) => {
+                if dir.exists() {
+                    tracing::warn!(cache = %dir.display(), error = %err, "cached intent model unusable; refitting");
+                }
+                let model = Self::fit(&corpus, &encoder, &settings.fit, show_progress)?;
+                save_atomically(&model, cache_dir, &dir)?;
+                model
+            }
+        };
+        Ok(Engine { slots: SlotExtractor::new(catalogue), signals: SignalDetector::default(), corpus, model, encoder, settings })
+    }
+
+    fn fit(corpus: &Corpus, encoder: &EncoderHandle, opts: &FitOptions, show_progress: bool) -> Result<IntentModel, EngineError> {
+        let started = Instant::now();
+        let bar = progress_bar(corpus.examples.len() as u64, show_progress, "embedding");
+        let mut vectors = Vec::with_capacity(corpus.examples.len());
+        for chunk in corpus.examples.chunks(EMBED_CHUNK) {
+            vectors.extend(encoder.embed_blocking(chunk.iter().map(|e| e.text.clone()).collect(), TextKind::Query)?);
+            bar.inc(chunk.len() as u64);
+        }
+        bar.finish_and_clear();
+        let examples = corpus
+            .examples
+            .iter()
+            .zip(vectors)
+            .map(|(e, vector)| TrainingExample {
+                text: e.text.clone(),
+                label: e.intent.clone(),
+                group: corpus.intent(&e.intent).map(|i| i.scenario.clone()).unwrap_or_default(),
+                vector,
+            })
+            .collect();
+        let spinner = if show_progress { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
+        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+        let model = IntentModel::fit(examples, opts, &|stage| spinner.set_message(stage.to_string()))?;
+        spinner.finish_and_clear();
+        let report = &model.calibration().report;
+        tracing::info!(
+            exemplars = model.exemplars(),
+            seconds = started.elapsed().as_secs_f32(),
+            cv_in_scope_accuracy = report.in_scope_accuracy,
+            cv_oos_recall = ?report.oos_recall,
+            "fitted intent model"
+        );
+        Ok(model)
+    }
+
+    /// Runs one message through the encoder so the first customer does not pay for start-up.
+    pub async fn warm_up(&self) -> Result<(), EngineError> {
+        self.encoder.embed(vec!["你好".to_string()], TextKind::Query).await?;
+        Ok(())
+    }
+
+    /// Checks a query before any model work: what the API answers with a 4xx.
+    pub fn validate(&self, query: &Query<'_>) -> Result<(), InvalidInput> {
+        if query.text.trim().is_empty() {
+            return Err(InvalidInput { code: "empty_text", message: "text is empty".into() });
+        }
+        if query.text.len() > self.settings.max_text_bytes {
+            return Err(InvalidInput {
+                code: "text_too_long",
+                message: format!("text is {} bytes; the limit is {}", query.text.len(), self.settings.max_text_bytes),
+            });
+        }
+        if let Some(s) = query.scenario {
+            if !self.corpus.taxonomy.has_scenario(s) {
+                let known = self.corpus.scenarios().collect::<Vec<_>>().join(", ");
+                return Err(InvalidInput { code: "unknown_scenario", message: format!("unknown scenario {s:?}; known: {known}") });
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers one message.
+    pub async fn answer(&self, query: Query<'_>) -> Result<Outcome, EngineError> {
+        self.validate(&query)?;
+        let text = query.text.trim();
+        let vector = self
+            .encoder
+            .embed(vec![text.to_string()], TextKind::Query)
+            .await?
+            .pop()
+            .ok_or_else(|| EncoderError::Inference("the encoder returned no vector".into()))?;
+        let scored = self.model.score(&vector, query.scenario)?;
+        let slots = self.slots.extract(text, query.now.with_timezone(&self.settings.timezone));
+        let signals = self.signals.detect(text);
+        let verdict = policy::decide(&scored, &signals, |id| self.corpus.intent(id).map(|i| i.decision), &self.settings.policy);
+        let lang = Lang::detect(text);
+        Ok(Outcome {
+            answer: Some(self.render(&verdict, lang)),
+            confidence: confidence_in(&verdict, &scored),
+            candidates: candidates(&scored),
+            action: verdict.action,
+            intent: verdict.intent,
+            handoff: verdict.handoff,
+            lead: verdict.lead,
+            slots,
+            lang,
+        })
+    }
+
+    /// The reply text in the customer's language.
+    fn render(&self, verdict: &Verdict, lang: Lang) -> String {
+        let intent = self.corpus.intent(&verdict.intent);
+        match &verdict.reply {
+            Reply::IntentAnswer => intent.map(|i| i.answer(lang).to_string()).unwrap_or_default(),
+            Reply::WhichOf(ids) => {
+                let titles: Vec<String> = ids
+                    .iter()
+                    .filter_map(|id| self.corpus.intent(id))
+                    .enumerate()
+                    .map(|(n, i)| format!("{}. {}", n + 1, i.title(lang)))
+                    .collect();
+                match lang {
+                    Lang::Zh => format!("我想确认一下，你是想问哪一个？\n{}\n回复序号，或换个说法告诉我。", titles.join("\n")),
+                    Lang::En => format!("Just to be sure, which of these do you mean?\n{}\nReply with the number, or tell me in other words.", titles.join("\n")),
+                }
+            }
+            Reply::Rephrase => match lang {
+                Lang::Zh => "抱歉，这个问题我还回答不了。我可以帮你查物流、退换货、查退款、开发票、预约安装和报修、处理账号登录和续费等。换个说法试试，或回复“转人工”找客服。".into(),
+                Lang::En => "Sorry, I can't help with that one. I can track parcels, handle returns and exchanges, check refunds, issue invoices, book installation or repairs, and help with log-in and renewals. Try asking in other words, or type \"agent\" to reach a person.".into(),
+            },
+            Reply::Holding => match (verdict.handoff, intent) {
+                (Some((HandoffReason::AngryCustomer, _)), _) => match lang {
+                    Lang::Zh => "非常抱歉给你带来不好的体验！已为你优先转接人工客服，客服马上跟进处理。".into(),
+                    Lang::En => "I'm very sorry about this experience. I've passed you to a human agent with priority; they will follow up right away.".into(),
+                },
+                (_, Some(i)) if i.decision == crate::corpus::Decision::Handoff => i.answer(lang).to_string(),
+                _ => match lang {
+                    Lang::Zh => "好的，已为你转接人工客服，请稍等，客服会尽快联系你。".into(),
+                    Lang::En => "Sure, I'm passing you to a human agent; they will be with you shortly.".into(),
+                },
+            },
+        }
+    }
+
+    pub fn corpus(&self) -> &Corpus {
+        &self.corpus
+    }
+
+    pub fn model(&self) -> &IntentModel {
+        &self.model
+    }
+}
+
+/// Confidence in the verdict's intent: for out-of-scope, how sure we are that no intent fits.
+fn confidence_in(verdict: &Verdict, scored: &Scored) -> f32 {
+    let c = if verdict.intent == OOS { 1.0 - scored.confidence } else { scored.confidence };
+    c.clamp(0.0, 1.0)
+}
+
+/// The best neighbour of each of the top intents, best first.
+fn candidates(scored: &Scored) -> Vec<Candidate> {
+    let mut out: Vec<Candidate> = Vec::new();
+    for n in &scored.neighbours {
+        if n.intent != OOS && !out.iter().any(|c| c.intent == n.intent) {
+            out.push(Candidate { intent: n.intent.clone(), score: n.similarity, text: n.text.clone() });
+        }
+        if out.len() == 5 {
+            break;
+        }
+    }
+    out
+}
+
+/// Writes the model to a temporary folder and renames it into place, so a
+/// killed build never leaves a half-written cache behind.
+fn save_atomically(model: &IntentModel, cache_dir: &Path, dir: &Path) -> Result<(), EngineError> {
+    let cache_err = |source| EngineError::Cache { path: dir.to_path_buf(), source };
+    std::fs::create_dir_all(cache_dir).map_err(cache_err)?;
+    let tmp = cache_dir.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
+    model.save(&tmp)?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(cache_err)?;
+    }
+    std::fs::rename(&tmp, dir).map_err(cache_err)
+}

@@ -1,0 +1,776 @@
+//! Scoring engine predictions against labelled lines.
+//!
+//! The top-level report keys and their rules are fixed by the contract (CLI:
+//! eval); everything after `latency_ms_p99` is extra detail for data scientists.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::load::{LabelledLine, OOS};
+use super::EvalError;
+
+/// How many confused pairs the JSON report keeps.
+const TOP_CONFUSIONS: usize = 20;
+/// How many worst intents and confusions the human summary shows.
+const SUMMARY_ROWS: usize = 5;
+
+/// What the engine did with one labelled line.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// Predicted intent id, or `"oos"` when out of scope.
+    pub intent: String,
+    /// `answer`, `clarify` or `handoff`.
+    pub decision: String,
+    /// Whether the customer was also routed to sales.
+    pub lead: bool,
+    /// Extracted slots, normalised as the taxonomy says.
+    pub slots: Map<String, Value>,
+    /// Whole-pipeline latency for this query.
+    pub latency_ms: f64,
+}
+
+/// Precision/recall of one intent (or of `oos`) over all lines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassStats {
+    /// Lines whose gold label is this intent.
+    pub support: usize,
+    /// Lines predicted as this intent.
+    pub predicted: usize,
+    /// Lines both gold and predicted as this intent.
+    pub correct: usize,
+    /// `correct / predicted`; null when never predicted.
+    pub precision: Option<f64>,
+    /// `correct / support`; null when absent from the gold labels.
+    pub recall: Option<f64>,
+    /// Harmonic mean of precision and recall; null when either is null.
+    pub f1: Option<f64>,
+}
+
+/// One (gold, predicted) intent pair the engine mixed up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Confusion {
+    /// The labelled intent.
+    pub gold: String,
+    /// What the engine said instead.
+    pub predicted: String,
+    /// How many lines.
+    pub count: usize,
+}
+
+/// Accuracy on the lines expecting one decision label.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionStats {
+    /// Lines expecting this decision.
+    pub support: usize,
+    /// How many of them the engine got right under the contract's rules.
+    pub correct: usize,
+    /// `correct / support`.
+    pub accuracy: f64,
+}
+
+/// Micro precision/recall of one slot name over the slot-labelled lines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlotStats {
+    /// Expected (line, value) pairs for this slot.
+    pub support: usize,
+    /// Extracted (line, value) pairs for this slot.
+    pub predicted: usize,
+    /// Extracted pairs equal to the expected value.
+    pub correct: usize,
+    /// `correct / predicted`; null when never extracted.
+    pub precision: Option<f64>,
+    /// `correct / support`; null when never expected.
+    pub recall: Option<f64>,
+}
+
+/// The `kefu eval` report. Field order is the JSON key order, contract keys first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    /// Number of labelled lines scored.
+    pub n: usize,
+    /// Intent accuracy over in-scope lines (gold != "oos"); 0 when there are none.
+    pub intent_accuracy: f64,
+    /// Of lines predicted oos, the share that are gold oos; null when the test
+    /// has no oos lines, 0 when it has some but nothing was predicted oos.
+    pub oos_precision: Option<f64>,
+    /// Of gold oos lines, the share predicted oos; null when the test has none.
+    pub oos_recall: Option<f64>,
+    /// Decision accuracy over lines with a decision; null when none has one.
+    pub decision_accuracy: Option<f64>,
+    /// Micro F1 over (line, slot, value) triples; null when no line has slots.
+    pub slot_f1: Option<f64>,
+    /// Median per-query latency (nearest rank).
+    pub latency_ms_p50: f64,
+    /// 99th percentile per-query latency (nearest rank).
+    pub latency_ms_p99: f64,
+    /// Lines whose gold intent is not oos.
+    pub in_scope: usize,
+    /// Lines whose gold intent is oos.
+    pub oos: usize,
+    /// Lines carrying an expected decision.
+    pub decision_lines: usize,
+    /// Lines carrying a `slots` field.
+    pub slot_lines: usize,
+    /// Micro slot precision; null when nothing was extracted on slot lines.
+    pub slot_precision: Option<f64>,
+    /// Micro slot recall; null when no slot was expected.
+    pub slot_recall: Option<f64>,
+    /// Mean per-query latency.
+    pub latency_ms_mean: f64,
+    /// Slowest query.
+    pub latency_ms_max: f64,
+    /// Per intent (gold or predicted, `oos` included), keyed by intent id.
+    pub per_intent: BTreeMap<String, ClassStats>,
+    /// The most frequent wrong (gold, predicted) pairs, most frequent first.
+    pub confusions: Vec<Confusion>,
+    /// Per expected decision label.
+    pub per_decision: BTreeMap<String, DecisionStats>,
+    /// Per slot name.
+    pub per_slot: BTreeMap<String, SlotStats>,
+}
+
+/// Scores `predictions[i]` against `lines[i]`.
+///
+/// Rules the contract fixes: a gold decision `not_answer` is right when the
+/// engine does not answer; `lead` is right when it answers with `lead: true`;
+/// any other decision must match exactly. Slot values compare as JSON values.
+///
+/// # Errors
+///
+/// [`EvalError::LengthMismatch`] when the slices differ in length and
+/// [`EvalError::NothingToScore`] when they are empty.
+pub fn score(lines: &[LabelledLine], predictions: &[Prediction]) -> Result<EvalReport, EvalError> {
+    if lines.len() != predictions.len() {
+        return Err(EvalError::LengthMismatch {
+            lines: lines.len(),
+            predictions: predictions.len(),
+        });
+    }
+    if lines.is_empty() {
+        return Err(EvalError::NothingToScore);
+    }
+
+    let mut in_scope = 0;
+    let mut in_scope_correct = 0;
+    let mut oos_gold = 0;
+    let mut oos_predicted = 0;
+    let mut oos_both = 0;
+    let mut classes: BTreeMap<String, ClassStats> = BTreeMap::new();
+    let mut confused: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut decisions: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut slot_counts: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
+    let mut slot_lines = 0;
+
+    for (line, pred) in lines.iter().zip(predictions) {
+        let gold_oos = line.intent == OOS;
+        let pred_oos = pred.intent == OOS;
+        let right = line.intent == pred.intent;
+        if gold_oos {
+            oos_gold += 1;
+        } else {
+            in_scope += 1;
+            in_scope_correct += usize::from(right);
+        }
+        oos_predicted += usize::from(pred_oos);
+        oos_both += usize::from(gold_oos && pred_oos);
+
+        classes
+            .entry(line.intent.clone())
+            .or_insert_with(ClassStats::empty)
+            .support += 1;
+        let predicted = classes
+            .entry(pred.intent.clone())
+            .or_insert_with(ClassStats::empty);
+        predicted.predicted += 1;
+        predicted.correct += usize::from(right);
+        if !right {
+            *confused
+                .entry((line.intent.as_str(), pred.intent.as_str()))
+                .or_default() += 1;
+        }
+
+        if let Some(gold) = &line.decision {
+            let entry = decisions.entry(gold.clone()).or_default();
+            entry.0 += 1;
+            entry.1 += usize::from(decision_right(gold, pred));
+        }
+
+        if let Some(gold) = &line.slots {
+            slot_lines += 1;
+            count_slots(gold, &pred.slots, &mut slot_counts);
+        }
+    }
+
+    for stats in classes.values_mut() {
+        stats.finish();
+    }
+
+    let (tp, pred_total, gold_total) = slot_counts
+        .values()
+        .fold((0, 0, 0), |(t, p, g), &(support, predicted, correct)| {
+            (t + correct, p + predicted, g + support)
+        });
+    // NOTE: slot-labelled lines that expect nothing and get nothing are a
+    // perfect score, not an undefined one; `{}` lines exist to test exactly that.
+    let slot_f1 = (slot_lines > 0).then(|| {
+        if pred_total + gold_total == 0 {
+            1.0
+        } else {
+            2.0 * tp as f64 / (pred_total + gold_total) as f64
+        }
+    });
+
+    let decision_lines = decisions.values().map(|&(support, _)| support).sum();
+    let decision_correct: usize = decisions.values().map(|&(_, correct)| correct).sum();
+
+    let mut latencies: Vec<f64> = predictions.iter().map(|p| p.latency_ms).collect();
+    latencies.sort_by(f64::total_cmp);
+
+    Ok(EvalReport {
+        n: lines.len(),
+        intent_accuracy: ratio(in_scope_correct, in_scope).unwrap_or(0.0),
+        // NOTE: with gold oos lines but no oos prediction, precision is 0 rather
+        // than null, so the key is numeric whenever the test has oos lines, as
+        // the contract's "null when the test has no oos lines" implies.
+        oos_precision: (oos_gold > 0).then(|| ratio(oos_both, oos_predicted).unwrap_or(0.0)),
+        oos_recall: ratio(oos_both, oos_gold),
+        decision_accuracy: ratio(decision_correct, decision_lines),
+        slot_f1,
+        latency_ms_p50: nearest_rank(&latencies, 50.0),
+        latency_ms_p99: nearest_rank(&latencies, 99.0),
+        in_scope,
+        oos: oos_gold,
+        decision_lines,
+        slot_lines,
+        slot_precision: ratio(tp, pred_total),
+        slot_recall: ratio(tp, gold_total),
+        latency_ms_mean: latencies.iter().sum::<f64>() / latencies.len() as f64,
+        latency_ms_max: latencies.last().copied().unwrap_or(0.0),
+        per_intent: classes,
+        confusions: top_confusions(confused),
+        per_decision: decisions
+            .into_iter()
+            .map(|(label, (support, correct))| {
+                let accuracy = correct as f64 / support as f64;
+                (
+                    label,
+                    DecisionStats {
+                        support,
+                        correct,
+                        accuracy,
+                    },
+                )
+            })
+            .collect(),
+        per_slot: slot_counts
+            .into_iter()
+            .map(|(name, (support, predicted, correct))| {
+                let stats = SlotStats {
+                    support,
+                    predicted,
+                    correct,
+                    precision: ratio(correct, predicted),
+                    recall: ratio(correct, support),
+                };
+                (name, stats)
+            })
+            .collect(),
+    })
+}
+
+/// The contract's decision rule for one line.
+fn decision_right(gold: &str, pred: &Prediction) -> bool {
+    match gold {
+        "not_answer" => pred.decision != "answer",
+        "lead" => pred.decision == "answer" && pred.lead,
+        exact => pred.decision == exact,
+    }
+}
+
+/// Adds one line's slot triples to per-slot (support, predicted, correct).
+fn count_slots(
+    gold: &Map<String, Value>,
+    predicted: &Map<String, Value>,
+    counts: &mut BTreeMap<String, (usize, usize, usize)>,
+) {
+    // NOTE: a null value on either side means "not extracted"; engines that
+    // serialise every slot key with null must not be charged false positives.
+    for (name, value) in gold.iter().filter(|(_, v)| !v.is_null()) {
+        let entry = counts.entry(name.clone()).or_default();
+        entry.0 += 1;
+        entry.2 += usize::from(predicted.get(name) == Some(value));
+    }
+    for (name, _) in predicted.iter().filter(|(_, v)| !v.is_null()) {
+        counts.entry(name.clone()).or_default().1 += 1;
+    }
+}
+
+fn top_confusions(confused: HashMap<(&str, &str), usize>) -> Vec<Confusion> {
+    let mut pairs: Vec<Confusion> = confused
+        .into_iter()
+        .map(|((gold, predicted), count)| Confusion {
+            gold: gold.to_owned(),
+            predicted: predicted.to_owned(),
+            count,
+        })
+        .collect();
+    // Names break count ties so the report is identical run to run.
+    pairs.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then_with(|| a.gold.cmp(&b.gold))
+            .then_with(|| a.predicted.cmp(&b.predicted))
+    });
+    pairs.truncate(TOP_CONFUSIONS);
+    pairs
+}
+
+fn ratio(num: usize, den: usize) -> Option<f64> {
+    (den > 0).then(|| num as f64 / den as f64)
+}
+
+/// Nearest-rank percentile of ascending `sorted`: the smallest value with at
+/// least `p`% of the values at or below it. 0 for an empty slice.
+fn nearest_rank(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+impl ClassStats {
+    fn empty() -> Self {
+        ClassStats {
+            support: 0,
+            predicted: 0,
+            correct: 0,
+            precision: None,
+            recall: None,
+            f1: None,
+        }
+    }
+
+    /// Fills the rates once all lines are counted.
+    fn finish(&mut self) {
+        self.precision = ratio(self.correct, self.predicted);
+        self.recall = ratio(self.correct, self.support);
+        self.f1 = match (self.precision, self.recall) {
+            (Some(p), Some(r)) if p + r > 0.0 => Some(2.0 * p * r / (p + r)),
+            (Some(_), Some(_)) => Some(0.0),
+            _ => None,
+        };
+    }
+}
+
+/// Formats an optional rate, `n/a` for null.
+struct Rate(Option<f64>);
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(v) => write!(f, "{v:.3}"),
+            None => f.write_str("n/a"),
+        }
+    }
+}
+
+impl fmt::Display for EvalReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "n                  {} ({} in scope, {} oos)",
+            self.n, self.in_scope, self.oos
+        )?;
+        writeln!(f, "intent accuracy    {:.3}", self.intent_accuracy)?;
+        writeln!(
+            f,
+            "oos precision      {}  recall {}",
+            Rate(self.oos_precision),
+            Rate(self.oos_recall)
+        )?;
+        writeln!(
+            f,
+            "decision accuracy  {}  ({} lines)",
+            Rate(self.decision_accuracy),
+            self.decision_lines
+        )?;
+        writeln!(
+            f,
+            "slot F1            {}  (P {}, R {}; {} lines)",
+            Rate(self.slot_f1),
+            Rate(self.slot_precision),
+            Rate(self.slot_recall),
+            self.slot_lines
+        )?;
+        writeln!(
+            f,
+            "latency ms         p50 {:.1}  p99 {:.1}",
+            self.latency_ms_p50, self.latency_ms_p99
+        )?;
+
+        // Worst first by F1, then by how many lines the weakness costs.
+        let mut worst: Vec<(&String, &ClassStats)> = self
+            .per_intent
+            .iter()
+            .filter(|(_, s)| s.support > 0)
+            .collect();
+        worst.sort_by(|(an, a), (bn, b)| {
+            a.f1.unwrap_or(0.0)
+                .total_cmp(&b.f1.unwrap_or(0.0))
+                .then_with(|| b.support.cmp(&a.support))
+                .then_with(|| an.cmp(bn))
+        });
+        writeln!(f, "worst intents (F1, precision, recall, support):")?;
+        for (name, s) in worst.iter().take(SUMMARY_ROWS) {
+            writeln!(
+                f,
+                "  {name:<28} {}  {}  {}  {}",
+                Rate(s.f1),
+                Rate(s.precision),
+                Rate(s.recall),
+                s.support
+            )?;
+        }
+        writeln!(f, "top confusions (gold -> predicted: count):")?;
+        if self.confusions.is_empty() {
+            writeln!(f, "  none")?;
+        }
+        for c in self.confusions.iter().take(SUMMARY_ROWS) {
+            writeln!(f, "  {} -> {}: {}", c.gold, c.predicted, c.count)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn line(intent: &str) -> LabelledLine {
+        LabelledLine {
+            text: format!("text for {intent}"),
+            intent: intent.to_owned(),
+            decision: None,
+            slots: None,
+            now: None,
+        }
+    }
+
+    fn with_decision(intent: &str, decision: &str) -> LabelledLine {
+        LabelledLine {
+            decision: Some(decision.to_owned()),
+            ..line(intent)
+        }
+    }
+
+    fn with_slots(intent: &str, slots: Value) -> LabelledLine {
+        let Value::Object(map) = slots else {
+            panic!("slots must be an object")
+        };
+        LabelledLine {
+            slots: Some(map),
+            ..line(intent)
+        }
+    }
+
+    fn pred(intent: &str) -> Prediction {
+        Prediction {
+            intent: intent.to_owned(),
+            decision: "answer".to_owned(),
+            ..Prediction::default()
+        }
+    }
+
+    fn pred_decision(decision: &str, lead: bool) -> Prediction {
+        Prediction {
+            decision: decision.to_owned(),
+            lead,
+            ..pred("x")
+        }
+    }
+
+    fn pred_slots(slots: Value) -> Prediction {
+        let Value::Object(map) = slots else {
+            panic!("slots must be an object")
+        };
+        Prediction {
+            slots: map,
+            ..pred("x")
+        }
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    #[test]
+    fn length_mismatch_and_empty_are_errors() {
+        let err = score(&[line("a")], &[]).unwrap_err();
+        assert_eq!(err.to_string(), "1 labelled lines but 0 predictions");
+        assert!(matches!(score(&[], &[]), Err(EvalError::NothingToScore)));
+    }
+
+    #[test]
+    fn intent_accuracy_counts_in_scope_only_and_oos_rates() {
+        let lines = [line("a"), line("a"), line("b"), line("oos"), line("oos")];
+        let preds = [pred("a"), pred("oos"), pred("b"), pred("oos"), pred("a")];
+        let r = score(&lines, &preds).unwrap();
+        assert_eq!((r.n, r.in_scope, r.oos), (5, 3, 2));
+        assert!(close(r.intent_accuracy, 2.0 / 3.0));
+        assert!(close(r.oos_precision.unwrap(), 0.5));
+        assert!(close(r.oos_recall.unwrap(), 0.5));
+
+        let a = &r.per_intent["a"];
+        assert_eq!((a.support, a.predicted, a.correct), (2, 2, 1));
+        assert!(close(a.precision.unwrap(), 0.5) && close(a.f1.unwrap(), 0.5));
+        assert_eq!(r.per_intent["oos"].support, 2);
+        assert_eq!(r.confusions.len(), 2);
+    }
+
+    #[test]
+    fn oos_rates_null_without_gold_oos_and_zero_precision_when_never_predicted() {
+        let r = score(&[line("a"), line("b")], &[pred("a"), pred("oos")]).unwrap();
+        assert_eq!((r.oos_precision, r.oos_recall), (None, None));
+        assert!(close(r.intent_accuracy, 0.5));
+
+        let r = score(&[line("a"), line("oos")], &[pred("a"), pred("a")]).unwrap();
+        assert_eq!(r.oos_precision, Some(0.0));
+        assert_eq!(r.oos_recall, Some(0.0));
+    }
+
+    #[test]
+    fn all_oos_test_has_zero_intent_accuracy() {
+        let r = score(&[line("oos")], &[pred("oos")]).unwrap();
+        assert_eq!(r.in_scope, 0);
+        assert_eq!(r.intent_accuracy, 0.0);
+        assert_eq!(r.oos_recall, Some(1.0));
+    }
+
+    #[test]
+    fn decision_rules() {
+        let cases = [
+            ("not_answer", pred_decision("clarify", false), true),
+            ("not_answer", pred_decision("handoff", true), true),
+            ("not_answer", pred_decision("answer", false), false),
+            ("lead", pred_decision("answer", true), true),
+            ("lead", pred_decision("answer", false), false),
+            ("lead", pred_decision("handoff", true), false),
+            ("answer", pred_decision("answer", true), true),
+            ("clarify", pred_decision("clarify", false), true),
+            ("handoff", pred_decision("clarify", false), false),
+        ];
+        for (gold, p, want) in cases {
+            let r = score(&[with_decision("x", gold)], std::slice::from_ref(&p)).unwrap();
+            let want = if want { 1.0 } else { 0.0 };
+            assert_eq!(r.decision_accuracy, Some(want), "gold {gold} vs {p:?}");
+        }
+    }
+
+    #[test]
+    fn decision_accuracy_over_decision_lines_only() {
+        let lines = [
+            with_decision("x", "handoff"),
+            line("x"),
+            with_decision("x", "lead"),
+        ];
+        let preds = [
+            pred_decision("handoff", false),
+            pred_decision("clarify", false),
+            pred_decision("answer", false),
+        ];
+        let r = score(&lines, &preds).unwrap();
+        assert_eq!(r.decision_lines, 2);
+        assert_eq!(r.decision_accuracy, Some(0.5));
+        assert_eq!(r.per_decision["lead"].correct, 0);
+        assert_eq!(r.per_decision["handoff"].accuracy, 1.0);
+
+        let r = score(&[line("x")], &[pred("x")]).unwrap();
+        assert_eq!(r.decision_accuracy, None);
+    }
+
+    #[test]
+    fn slot_f1_micro_over_triples_with_exact_json_values() {
+        let time = json!({"start": "2026-06-14", "end": "2026-06-14"});
+        let lines = [
+            with_slots("x", json!({"time": time, "product": "dress"})),
+            with_slots("x", json!({"order_id": "12345"})),
+            line("x"),
+        ];
+        let preds = [
+            // time right, product wrong value
+            pred_slots(json!({"time": time, "product": "skirt"})),
+            // order id right, plus a spurious phone
+            pred_slots(json!({"order_id": "12345", "phone": "13812345678"})),
+            // not slot-labelled: ignored entirely
+            pred_slots(json!({"product": "tv"})),
+        ];
+        let r = score(&lines, &preds).unwrap();
+        // tp 2, predicted 4, gold 3 -> P .5, R 2/3, F1 4/7
+        assert_eq!(r.slot_lines, 2);
+        assert!(close(r.slot_precision.unwrap(), 0.5));
+        assert!(close(r.slot_recall.unwrap(), 2.0 / 3.0));
+        assert!(close(r.slot_f1.unwrap(), 4.0 / 7.0));
+        let product = &r.per_slot["product"];
+        assert_eq!(
+            (product.support, product.predicted, product.correct),
+            (1, 1, 0)
+        );
+        assert_eq!(r.per_slot["phone"].recall, None);
+    }
+
+    #[test]
+    fn time_slot_compared_as_whole_json_value() {
+        let lines = [with_slots(
+            "x",
+            json!({"time": {"start": "2026-06-14", "end": "2026-06-14"}}),
+        )];
+        let preds = [pred_slots(
+            json!({"time": {"start": "2026-06-14", "end": "2026-06-15"}}),
+        )];
+        assert_eq!(score(&lines, &preds).unwrap().slot_f1, Some(0.0));
+    }
+
+    #[test]
+    fn empty_slots_make_extractions_false_positives() {
+        let lines = [
+            with_slots("x", json!({})),
+            with_slots("x", json!({"product": "tv"})),
+        ];
+        let preds = [
+            pred_slots(json!({"product": "tv"})),
+            pred_slots(json!({"product": "tv"})),
+        ];
+        let r = score(&lines, &preds).unwrap();
+        assert!(close(r.slot_precision.unwrap(), 0.5));
+        assert_eq!(r.slot_recall, Some(1.0));
+        assert!(close(r.slot_f1.unwrap(), 2.0 / 3.0));
+    }
+
+    #[test]
+    fn slot_f1_null_without_slot_lines_and_one_when_nothing_expected_or_found() {
+        let r = score(&[line("x")], &[pred_slots(json!({"product": "tv"}))]).unwrap();
+        assert_eq!(
+            (r.slot_f1, r.slot_precision, r.slot_recall),
+            (None, None, None)
+        );
+
+        let r = score(
+            &[with_slots("x", json!({}))],
+            &[pred_slots(json!({"order_id": null}))],
+        )
+        .unwrap();
+        assert_eq!(r.slot_f1, Some(1.0));
+        assert_eq!((r.slot_precision, r.slot_recall), (None, None));
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let sorted: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(nearest_rank(&sorted, 50.0), 50.0);
+        assert_eq!(nearest_rank(&sorted, 99.0), 99.0);
+        assert_eq!(nearest_rank(&[7.0], 99.0), 7.0);
+        assert_eq!(nearest_rank(&[1.0, 2.0, 3.0, 4.0], 50.0), 2.0);
+        assert_eq!(nearest_rank(&[1.0, 2.0, 3.0, 4.0], 99.0), 4.0);
+        assert_eq!(nearest_rank(&[1.0, 2.0, 3.0], 0.0), 1.0);
+        assert_eq!(nearest_rank(&[], 50.0), 0.0);
+    }
+
+    #[test]
+    fn latency_fields_use_unsorted_predictions() {
+        let lines = [line("a"), line("a"), line("a")];
+        let preds = [30.0, 10.0, 20.0].map(|ms| Prediction {
+            latency_ms: ms,
+            ..pred("a")
+        });
+        let r = score(&lines, &preds).unwrap();
+        assert_eq!((r.latency_ms_p50, r.latency_ms_p99), (20.0, 30.0));
+        assert_eq!((r.latency_ms_mean, r.latency_ms_max), (20.0, 30.0));
+    }
+
+    #[test]
+    fn json_has_contract_keys_first_and_nulls() {
+        let r = score(&[line("a")], &[pred("b")]).unwrap();
+        let v = serde_json::to_value(&r).unwrap();
+        for key in [
+            "oos_precision",
+            "oos_recall",
+            "decision_accuracy",
+            "slot_f1",
+        ] {
+            assert!(v[key].is_null(), "{key}");
+        }
+        let text = serde_json::to_string(&r).unwrap();
+        let keys = [
+            "\"n\"",
+            "\"intent_accuracy\"",
+            "\"oos_precision\"",
+            "\"oos_recall\"",
+            "\"decision_accuracy\"",
+            "\"slot_f1\"",
+            "\"latency_ms_p50\"",
+            "\"latency_ms_p99\"",
+            "\"in_scope\"",
+        ];
+        let positions: Vec<usize> = keys.iter().map(|k| text.find(k).unwrap()).collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
+        let back: EvalReport = serde_json::from_value(v).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn confusions_sorted_and_summary_lists_worst() {
+        let lines = [
+            line("a"),
+            line("a"),
+            line("a"),
+            line("b"),
+            line("c"),
+            line("c"),
+        ];
+        let preds = [
+            pred("b"),
+            pred("b"),
+            pred("a"),
+            pred("b"),
+            pred("a"),
+            pred("c"),
+        ];
+        let r = score(&lines, &preds).unwrap();
+        assert_eq!(
+            r.confusions,
+            vec![
+                Confusion {
+                    gold: "a".into(),
+                    predicted: "b".into(),
+                    count: 2
+                },
+                Confusion {
+                    gold: "c".into(),
+                    predicted: "a".into(),
+                    count: 1
+                },
+            ]
+        );
+        let text = r.to_string();
+        assert!(
+            text.starts_with("n                  6 (6 in scope, 0 oos)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("oos precision      n/a  recall n/a"),
+            "{text}"
+        );
+        assert!(text.contains("  a -> b: 2\n"), "{text}");
+        let worst = text.split("worst intents").nth(1).unwrap();
+        // a: P .5 R 1/3 F1 .4 is worse than b (F1 .5) and c (F1 .667)
+        assert!(
+            worst.lines().nth(1).unwrap().trim_start().starts_with('a'),
+            "{text}"
+        );
+    }
+}

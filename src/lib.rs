@@ -1,0 +1,16 @@
+//! kefu: intent-and-answer engine for enterprise customer service.
+//!
+//! Layers depend only downward: api -> engine -> policy / nlu / index /
+//! encoder / corpus, and store beside them; nothing depends on api.
+
+pub mod api;
+pub mod config;
+pub mod corpus;
+pub mod encoder;
+pub mod engine;
+pub mod eval;
+pub mod index;
+pub mod nlu;
+pub mod policy;
+pub mod privacy;
+pub mod store;

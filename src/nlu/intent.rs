@@ -1,0 +1,607 @@
+//! Intent scoring: a similarity-weighted vote of the nearest exemplars mixed
+//! with a softmax head trained on the exemplar embeddings, an out-of-scope
+//! threshold and a calibrated confidence.
+//!
+//! Every number that shapes a decision (the vote's temperature, the mix, the
+//! out-of-scope threshold, the calibration) is fitted on out-of-fold scores of
+//! the training examples themselves (k-fold cross-fitting), so that every
+//! out-of-scope example takes part in choosing the threshold.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::corpus::OOS;
+use crate::index::{ExemplarIndex, IndexError, IndexParams};
+use crate::nlu::head::{HeadError, HeadTrainOptions, SoftmaxHead};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntentError {
+    #[error("no training examples")]
+    Empty,
+    #[error("training needs at least two in-scope intents, found {0}")]
+    TooFewIntents(usize),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Head(#[from] HeadError),
+    #[error("cannot read or write {path}: {message}")]
+    Persist { path: String, message: String },
+}
+
+/// One embedded training example.
+#[derive(Debug, Clone)]
+pub struct TrainingExample {
+    pub text: String,
+    /// Intent id, or [`OOS`].
+    pub label: String,
+    /// Scenario of the intent; ignored for out-of-scope examples.
+    pub group: String,
+    pub vector: Vec<f32>,
+}
+
+/// How to fit an [`IntentModel`].
+#[derive(Debug, Clone)]
+pub struct FitOptions {
+    /// Folds for cross-fitting the thresholds (at least 2).
+    pub folds: usize,
+    /// Neighbours in the vote.
+    pub k: usize,
+    /// Weight of out-of-scope recall against in-scope accuracy when choosing
+    /// the threshold: 1.0 values both equally.
+    pub oos_weight: f32,
+    pub seed: u64,
+    pub head: HeadTrainOptions,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions { folds: 4, k: 10, oos_weight: 1.0, seed: 7, head: HeadTrainOptions::default() }
+    }
+}
+
+/// Figures measured on out-of-fold scores while fitting; saved with the model.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FitReport {
+    pub examples: usize,
+    pub in_scope_accuracy: f32,
+    pub oos_recall: Option<f32>,
+    pub seconds: f32,
+}
+
+/// Fitted numbers that turn scores into decisions.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Calibration {
+    /// Share of the vote in the mix (the head has the rest).
+    pub knn_weight: f32,
+    /// Softness of the similarity-weighted vote.
+    pub knn_temperature: f32,
+    /// Below this mixed probability the best intent is out of scope.
+    pub oos_threshold: f32,
+    /// Platt scaling of the mixed probability into P(intent is right).
+    pub platt_a: f32,
+    pub platt_b: f32,
+    pub k: usize,
+    pub report: FitReport,
+}
+
+impl Calibration {
+    /// Calibrated probability that an intent with mixed probability `raw` is right.
+    pub fn confidence(&self, raw: f32) -> f32 {
+        sigmoid(self.platt_a * raw + self.platt_b)
+    }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// A neighbour exemplar that supported the decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Neighbour {
+    pub intent: String,
+    pub text: String,
+    pub similarity: f32,
+}
+
+/// The scored intents for one query.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    /// In-scope intents by mixed probability, best first.
+    pub ranked: Vec<(String, f32)>,
+    /// True when the message is outside every intent.
+    pub out_of_scope: bool,
+    /// Calibrated probability that `ranked[0]` is right.
+    pub confidence: f32,
+    /// The nearest exemplars, best first.
+    pub neighbours: Vec<Neighbour>,
+}
+
+impl Scored {
+    /// The best in-scope intent, or [`OOS`].
+    pub fn intent(&self) -> &str {
+        match (self.out_of_scope, self.ranked.first()) {
+            (false, Some((id, _))) => id,
+            _ => OOS,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ModelMeta {
+    labels: Vec<String>,
+    label_groups: Vec<String>,
+    exemplar_labels: Vec<usize>,
+    exemplar_texts: Vec<String>,
+    calibration: Calibration,
+}
+
+/// Index + head + calibration, ready to score queries.
+pub struct IntentModel {
+    labels: Vec<String>,
+    /// Scenario of each label; [`OOS`] for the out-of-scope class.
+    label_groups: Vec<String>,
+    exemplar_labels: Vec<usize>,
+    exemplar_texts: Vec<String>,
+    index: ExemplarIndex,
+    head: SoftmaxHead,
+    calibration: Calibration,
+}
+
+/// Out-of-fold evidence for one example.
+struct HeldOut {
+    gold: usize,
+    head: Vec<f32>,
+    hits: Vec<(usize, f32)>,
+}
+
+/// Mixes head probabilities with a similarity-weighted vote over `hits` (best first).
+fn mix(head: &[f32], hits: &[(usize, f32)], knn_weight: f32, temperature: f32) -> Vec<f32> {
+    let mut probs: Vec<f32> = head.iter().map(|p| p * (1.0 - knn_weight)).collect();
+    let Some(&(_, best)) = hits.first() else { return head.to_vec() };
+    let weights: Vec<f32> = hits.iter().map(|(_, s)| ((s - best) / temperature).exp()).collect();
+    let total: f32 = weights.iter().sum();
+    for ((label, _), w) in hits.iter().zip(weights) {
+        probs[*label] += knn_weight * w / total;
+    }
+    probs
+}
+
+fn argmax(values: &[f32]) -> usize {
+    values.iter().enumerate().fold(0, |best, (i, v)| if *v > values[best] { i } else { best })
+}
+
+/// Best in-scope class and its probability (the out-of-scope class, if any, is skipped).
+fn best_in_scope(probs: &[f32], oos: Option<usize>) -> (usize, f32) {
+    probs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != oos)
+        .fold((usize::MAX, f32::MIN), |best, (i, &p)| if p > best.1 { (i, p) } else { best })
+}
+
+/// Outcome of one held-out example under a candidate calibration.
+struct Outcome {
+    gold_oos: bool,
+    /// Best in-scope class is the gold one.
+    top_right: bool,
+    /// The out-of-scope class won the argmax outright.
+    oos_won: bool,
+    raw: f32,
+}
+
+struct Fitted {
+    threshold: f32,
+    score: f32,
+    in_scope_accuracy: f32,
+    oos_recall: Option<f32>,
+}
+
+/// Chooses the out-of-scope threshold that maximises in-scope accuracy plus
+/// `oos_weight` times out-of-scope recall. Without out-of-scope examples it keeps
+/// 98% of the right in-scope answers above the threshold.
+fn fit_threshold(outcomes: &[Outcome], oos_weight: f32) -> Fitted {
+    let n_in = outcomes.iter().filter(|o| !o.gold_oos).count().max(1) as f32;
+    let n_oos = outcomes.iter().filter(|o| o.gold_oos).count();
+    let mut raws: Vec<f32> = outcomes.iter().map(|o| o.raw).collect();
+    raws.sort_by(f32::total_cmp);
+    raws.dedup();
+    let evaluate = |threshold: f32| {
+        let in_right = outcomes.iter().filter(|o| !o.gold_oos && o.top_right && !o.oos_won && o.raw >= threshold).count();
+        let oos_right = outcomes.iter().filter(|o| o.gold_oos && (o.oos_won || o.raw < threshold)).count();
+        let accuracy = in_right as f32 / n_in;
+        let recall = (n_oos > 0).then(|| oos_right as f32 / n_oos as f32);
+        (accuracy, recall)
+    };
+    if n_oos == 0 {
+        let mut right: Vec<f32> = outcomes.iter().filter(|o| o.top_right).map(|o| o.raw).collect();
+        right.sort_by(f32::total_cmp);
+        let threshold = right.get(right.len() / 50).copied().unwrap_or(0.0);
+        let (accuracy, _) = evaluate(threshold);
+        return Fitted { threshold, score: accuracy, in_scope_accuracy: accuracy, oos_recall: None };
+    }
+    // Candidate thresholds sit halfway between neighbouring observed scores.
+    let candidates = std::iter::once(0.0).chain(raws.windows(2).map(|w| (w[0] + w[1]) / 2.0));
+    let mut best = Fitted { threshold: 0.0, score: f32::MIN, in_scope_accuracy: 0.0, oos_recall: None };
+    for threshold in candidates {
+        let (accuracy, recall) = evaluate(threshold);
+        let score = accuracy + oos_weight * recall.unwrap_or(0.0);
+        if score > best.score {
+            best = Fitted { threshold, score, in_scope_accuracy: accuracy, oos_recall: recall };
+        }
+    }
+    best
+}
+
+/// Logistic regression of `right` on `raw` (two parameters), by Newton's method.
+fn fit_platt(samples: &[(f32, bool)]) -> (f32, f32) {
+    let (mut a, mut b) = (4.0f64, -2.0f64);
+    if samples.is_empty() {
+        return (a as f32, b as f32);
+    }
+    for _ in 0..50 {
+        let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for &(x, y) in samples {
+            let x = x as f64;
+            let p = 1.0 / (1.0 + (-(a * x + b)).exp());
+            let err = p - if y { 1.0 } else { 0.0 };
+            let w = (p * (1.0 - p)).max(1e-9);
+            ga += err * x;
+            gb += err;
+            haa += w * x * x;
+            hab += w * x;
+            hbb += w;
+        }
+        // A small ridge keeps the step finite when every sample is right (or wrong).
+        let (haa, hbb) = (haa + 1e-3, hbb + 1e-3);
+        let det = haa * hbb - hab * hab;
+        if det.abs() < 1e-12 {
+            break;
+        }
+        let da = (hbb * ga - hab * gb) / det;
+        let db = (haa * gb - hab * ga) / det;
+        a -= da;
+        b -= db;
+        if da.abs() + db.abs() < 1e-6 {
+            break;
+        }
+    }
+    (a as f32, b as f32)
+}
+
+impl IntentModel {
+    /// Fits thresholds by cross-fitting, then trains the final index and head on everything.
+    pub fn fit(examples: Vec<TrainingExample>, opts: &FitOptions, progress: &dyn Fn(&str)) -> Result<IntentModel, IntentError> {
+        let started = std::time::Instant::now();
+        if examples.is_empty() {
+            return Err(IntentError::Empty);
+        }
+        let mut labels: Vec<String> = Vec::new();
+        let mut label_groups: Vec<String> = Vec::new();
+        let mut class_of: HashMap<String, usize> = HashMap::new();
+        for e in &examples {
+            if !class_of.contains_key(&e.label) {
+                class_of.insert(e.label.clone(), labels.len());
+                labels.push(e.label.clone());
+                label_groups.push(if e.label == OOS { OOS.to_string() } else { e.group.clone() });
+            }
+        }
+        let oos_class = class_of.get(OOS).copied();
+        let n_in_scope = labels.len() - usize::from(oos_class.is_some());
+        if n_in_scope < 2 {
+            return Err(IntentError::TooFewIntents(n_in_scope));
+        }
+        let gold: Vec<usize> = examples.iter().map(|e| class_of[&e.label]).collect();
+        let groups: Vec<String> = gold.iter().map(|&c| label_groups[c].clone()).collect();
+        let folds = assign_folds(&gold, labels.len(), opts.folds.max(2), opts.seed);
+
+        let mut held_out: Vec<HeldOut> = Vec::with_capacity(examples.len());
+        for fold in 0..opts.folds.max(2) {
+            progress(&format!("cross-fitting fold {}/{}", fold + 1, opts.folds.max(2)));
+            let (train, test): (Vec<usize>, Vec<usize>) = (0..examples.len()).partition(|&i| folds[i] != fold);
+            if test.is_empty() {
+                continue;
+            }
+            let x: Vec<Vec<f32>> = train.iter().map(|&i| examples[i].vector.clone()).collect();
+            let y: Vec<usize> = train.iter().map(|&i| gold[i]).collect();
+            let head = SoftmaxHead::train(&x, &y, labels.len(), &opts.head)?;
+            let index = ExemplarIndex::build(x, train.iter().map(|&i| groups[i].clone()).collect(), IndexParams::default())?;
+            for &i in &test {
+                let hits = index.search(&examples[i].vector, opts.k, None)?.into_iter().map(|h| (y[h.id], h.similarity)).collect();
+                held_out.push(HeldOut { gold: gold[i], head: head.probabilities(&examples[i].vector), hits });
+            }
+        }
+
+        progress("fitting thresholds");
+        let mut best: Option<(f32, f32, Fitted)> = None;
+        for knn_weight in [0.0, 0.25, 0.5, 0.75, 1.0] {
+            for temperature in [0.01, 0.03, 0.1] {
+                let outcomes = outcomes(&held_out, oos_class, knn_weight, temperature);
+                let fitted = fit_threshold(&outcomes, opts.oos_weight);
+                if best.as_ref().is_none_or(|(_, _, b)| fitted.score > b.score) {
+                    best = Some((knn_weight, temperature, fitted));
+                }
+                if knn_weight == 0.0 {
+                    break; // the temperature does not matter without the vote
+                }
+            }
+        }
+        let (knn_weight, knn_temperature, fitted) = best.ok_or(IntentError::Empty)?;
+        let samples: Vec<(f32, bool)> = outcomes(&held_out, oos_class, knn_weight, knn_temperature)
+            .iter()
+            .filter(|o| !o.oos_won && o.raw >= fitted.threshold)
+            .map(|o| (o.raw, o.top_right && !o.gold_oos))
+            .collect();
+        let (platt_a, platt_b) = fit_platt(&samples);
+
+        progress("training the final head and index");
+        let x: Vec<Vec<f32>> = examples.iter().map(|e| e.vector.clone()).collect();
+        let head = SoftmaxHead::train(&x, &gold, labels.len(), &opts.head)?;
+        let index = ExemplarIndex::build(x, groups, IndexParams::default())?;
+        let calibration = Calibration {
+            knn_weight,
+            knn_temperature,
+            oos_threshold: fitted.threshold,
+            platt_a,
+            platt_b,
+            k: opts.k,
+            report: FitReport {
+                examples: examples.len(),
+                in_scope_accuracy: fitted.in_scope_accuracy,
+                oos_recall: fitted.oos_recall,
+                seconds: started.elapsed().as_secs_f32(),
+            },
+        };
+        Ok(IntentModel {
+            labels,
+            label_groups,
+            exemplar_labels: gold,
+            exemplar_texts: examples.into_iter().map(|e| e.text).collect(),
+            index,
+            head,
+            calibration,
+        })
+    }
+
+    /// Scores one query embedding, restricted to a scenario when given.
+    pub fn score(&self, query: &[f32], scenario: Option<&str>) -> Result<Scored, IntentError> {
+        let oos_class = self.labels.iter().position(|l| l == OOS);
+        let allowed = |class: usize| scenario.is_none_or(|s| self.label_groups[class] == s || Some(class) == oos_class);
+        let k = self.calibration.k;
+        let mut hits = match scenario {
+            None => self.index.search(query, k, None)?,
+            Some(s) => {
+                let mut hits = self.index.search(query, k, Some(s))?;
+                if oos_class.is_some() {
+                    hits.extend(self.index.search(query, k, Some(OOS))?);
+                }
+                hits.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+                hits.truncate(k);
+                hits
+            }
+        };
+        hits.retain(|h| allowed(self.exemplar_labels[h.id]));
+        let mut head = self.head.probabilities(query);
+        for (class, p) in head.iter_mut().enumerate() {
+            if !allowed(class) {
+                *p = 0.0;
+            }
+        }
+        let total: f32 = head.iter().sum();
+        if total > 0.0 {
+            head.iter_mut().for_each(|p| *p /= total);
+        }
+        let labelled: Vec<(usize, f32)> = hits.iter().map(|h| (self.exemplar_labels[h.id], h.similarity)).collect();
+        let probs = mix(&head, &labelled, self.calibration.knn_weight, self.calibration.knn_temperature);
+        let (top, raw) = best_in_scope(&probs, oos_class);
+        let out_of_scope = top == usize::MAX || Some(argmax(&probs)) == oos_class || raw < self.calibration.oos_threshold;
+        let mut ranked: Vec<(String, f32)> = probs
+            .iter()
+            .enumerate()
+            .filter(|&(c, &p)| Some(c) != oos_class && allowed(c) && p > 0.0)
+            .map(|(c, &p)| (self.labels[c].clone(), p))
+            .collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        ranked.truncate(5);
+        let neighbours = hits
+            .iter()
+            .map(|h| Neighbour {
+                intent: self.labels[self.exemplar_labels[h.id]].clone(),
+                text: self.exemplar_texts[h.id].clone(),
+                similarity: h.similarity,
+            })
+            .collect();
+        Ok(Scored { ranked, out_of_scope, confidence: self.calibration.confidence(raw.max(0.0)), neighbours })
+    }
+
+    pub fn calibration(&self) -> &Calibration {
+        &self.calibration
+    }
+
+    /// Number of exemplars in the index.
+    pub fn exemplars(&self) -> usize {
+        self.exemplar_texts.len()
+    }
+
+    /// Writes the model into `dir` (created if needed).
+    pub fn save(&self, dir: &Path) -> Result<(), IntentError> {
+        let persist = |path: &Path, e: &dyn std::fmt::Display| IntentError::Persist { path: path.display().to_string(), message: e.to_string() };
+        std::fs::create_dir_all(dir).map_err(|e| persist(dir, &e))?;
+        self.index.save(&dir.join("index"))?;
+        self.head.save(&dir.join("head.safetensors"))?;
+        let meta = ModelMeta {
+            labels: self.labels.clone(),
+            label_groups: self.label_groups.clone(),
+            exemplar_labels: self.exemplar_labels.clone(),
+            exemplar_texts: self.exemplar_texts.clone(),
+            calibration: self.calibration.clone(),
+        };
+        let path = dir.join("intent-model.json");
+        let json = serde_json::to_vec(&meta).map_err(|e| persist(&path, &e))?;
+        std::fs::write(&path, json).map_err(|e| persist(&path, &e))
+    }
+
+    /// Reads a model written by [`IntentModel::save`].
+    pub fn load(dir: &Path) -> Result<IntentModel, IntentError> {
+        let path = dir.join("intent-model.json");
+        let persist = |e: &dyn std::fmt::Display| IntentError::Persist { path: path.display().to_string(), message: e.to_string() };
+        let bytes = std::fs::read(&path).map_err(|e| persist(&e))?;
+        let meta: ModelMeta = serde_json::from_slice(&bytes).map_err(|e| persist(&e))?;
+        let index = ExemplarIndex::load(&dir.join("index"))?;
+        let head = SoftmaxHead::load(&dir.join("head.safetensors"))?;
+        if index.len() != meta.exemplar_labels.len() {
+            return Err(persist(&format!("index holds {} vectors but the model lists {} exemplars", index.len(), meta.exemplar_labels.len())));
+        }
+        Ok(IntentModel {
+            labels: meta.labels,
+            label_groups: meta.label_groups,
+            exemplar_labels: meta.exemplar_labels,
+            exemplar_texts: meta.exemplar_texts,
+            index,
+            head,
+            calibration: meta.calibration,
+        })
+    }
+}
+
+fn outcomes(held_out: &[HeldOut], oos_class: Option<usize>, knn_weight: f32, temperature: f32) -> Vec<Outcome> {
+    held_out
+        .iter()
+        .map(|h| {
+            let probs = mix(&h.head, &h.hits, knn_weight, temperature);
+            let (top, raw) = best_in_scope(&probs, oos_class);
+            Outcome {
+                gold_oos: Some(h.gold) == oos_class,
+                top_right: top == h.gold,
+                oos_won: Some(argmax(&probs)) == oos_class,
+                raw,
+            }
+        })
+        .collect()
+}
+
+/// Stratified fold of each example: each class is shuffled and dealt round-robin.
+fn assign_folds(gold: &[usize], n_classes: usize, folds: usize, seed: u64) -> Vec<usize> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); n_classes];
+    for (i, &c) in gold.iter().enumerate() {
+        by_class[c].push(i);
+    }
+    let mut fold_of = vec![0; gold.len()];
+    let mut next = 0;
+    for members in &mut by_class {
+        members.shuffle(&mut rng);
+        for &i in members.iter() {
+            fold_of[i] = next % folds;
+            next += 1;
+        }
+    }
+    fold_of
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mix_weights_the_vote_by_similarity() {
+        let head = vec![0.5, 0.5, 0.0];
+        let probs = mix(&head, &[(0, 0.9), (1, 0.5)], 1.0, 0.1);
+        assert!(probs[0] > 0.95, "{probs:?}");
+        let sum: f32 = mix(&head, &[(0, 0.9), (1, 0.5), (2, 0.8)], 0.5, 0.03).iter().sum();
+        assert!((sum - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn threshold_separates_oos_from_in_scope() {
+        let mut outcomes = Vec::new();
+        for i in 0..50 {
+            outcomes.push(Outcome { gold_oos: false, top_right: true, oos_won: false, raw: 0.6 + i as f32 / 200.0 });
+            outcomes.push(Outcome { gold_oos: true, top_right: false, oos_won: false, raw: 0.2 + i as f32 / 200.0 });
+        }
+        let fitted = fit_threshold(&outcomes, 1.0);
+        assert!(fitted.threshold > 0.445 && fitted.threshold <= 0.6, "{}", fitted.threshold);
+        assert_eq!(fitted.in_scope_accuracy, 1.0);
+        assert_eq!(fitted.oos_recall, Some(1.0));
+    }
+
+    #[test]
+    fn threshold_without_oos_keeps_most_right_answers() {
+        let outcomes: Vec<Outcome> =
+            (0..100).map(|i| Outcome { gold_oos: false, top_right: true, oos_won: false, raw: i as f32 / 100.0 }).collect();
+        let fitted = fit_threshold(&outcomes, 1.0);
+        assert!(fitted.in_scope_accuracy >= 0.98);
+        assert_eq!(fitted.oos_recall, None);
+    }
+
+    #[test]
+    fn platt_scaling_is_monotone_and_calibrated() {
+        let samples: Vec<(f32, bool)> = (0..200).map(|i| (i as f32 / 200.0, (i * 7919) % 200 < i)).collect();
+        let (a, b) = fit_platt(&samples);
+        assert!(a > 0.0);
+        let p = |x: f32| sigmoid(a * x + b);
+        assert!(p(0.1) < 0.3 && p(0.9) > 0.7, "{} {}", p(0.1), p(0.9));
+    }
+
+    #[test]
+    fn folds_are_stratified() {
+        let gold: Vec<usize> = (0..40).map(|i| i % 2).collect();
+        let folds = assign_folds(&gold, 2, 4, 1);
+        for f in 0..4 {
+            let members: Vec<usize> = (0..40).filter(|&i| folds[i] == f).collect();
+            assert_eq!(members.len(), 10);
+            assert_eq!(members.iter().filter(|&&i| gold[i] == 0).count(), 5);
+        }
+    }
+
+    fn blob(center: &[f32], jitter: f32, seed: u64) -> Vec<f32> {
+        use rand::Rng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let v: Vec<f32> = center.iter().map(|c| c + rng.gen_range(-jitter..jitter)).collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.into_iter().map(|x| x / norm).collect()
+    }
+
+    fn toy_examples() -> Vec<TrainingExample> {
+        let dim = 16;
+        let axis = |a: usize| (0..dim).map(|i| if i == a { 1.0 } else { 0.0 }).collect::<Vec<f32>>();
+        let mut examples = Vec::new();
+        for (class, (label, group)) in [("hours", "general"), ("refund", "shop"), ("return", "shop")].iter().enumerate() {
+            for j in 0..20 {
+                examples.push(TrainingExample {
+                    text: format!("{label} {j}"),
+                    label: label.to_string(),
+                    group: group.to_string(),
+                    vector: blob(&axis(class), 0.3, (class * 100 + j) as u64),
+                });
+            }
+        }
+        for j in 0..20 {
+            examples.push(TrainingExample { text: format!("oos {j}"), label: OOS.into(), group: String::new(), vector: blob(&axis(3 + j % 8), 0.3, 1000 + j as u64) });
+        }
+        examples
+    }
+
+    #[test]
+    fn fits_scores_and_round_trips() {
+        let model = IntentModel::fit(toy_examples(), &FitOptions::default(), &|_| {}).unwrap();
+        let axis0: Vec<f32> = (0..16).map(|i| if i == 0 { 1.0 } else { 0.0 }).collect();
+        let scored = model.score(&axis0, None).unwrap();
+        assert_eq!(scored.intent(), "hours");
+        assert!(scored.confidence > 0.5);
+        let far = blob(&(0..16).map(|i| if i == 9 { 1.0 } else { 0.0 }).collect::<Vec<f32>>(), 0.1, 5);
+        assert!(model.score(&far, None).unwrap().out_of_scope);
+        // Restricted to a scenario, intents of other scenarios are not offered.
+        let shop = model.score(&axis0, Some("shop")).unwrap();
+        assert!(shop.ranked.iter().all(|(id, _)| id != "hours"));
+
+        let dir = tempfile::tempdir().unwrap();
+        model.save(dir.path()).unwrap();
+        let loaded = IntentModel::load(dir.path()).unwrap();
+        assert_eq!(loaded.calibration(), model.calibration());
+        assert_eq!(loaded.score(&axis0, None).unwrap().ranked, scored.ranked);
+    }
+}

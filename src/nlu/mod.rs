@@ -1,0 +1,7 @@
+//! Natural-language understanding: slot extraction, hand-off signals and
+//! intent scoring.
+
+pub mod head;
+pub mod intent;
+pub mod signals;
+pub mod slots;

@@ -1,0 +1,227 @@
+//! The answer / clarify / hand-off decision: a pure function of the scored
+//! intents, the taxonomy decision and the hand-off signals.
+
+use serde::Serialize;
+
+use crate::corpus::{Decision, OOS};
+use crate::nlu::intent::Scored;
+use crate::nlu::signals::Signals;
+
+/// What the bot should do with this turn (the contract's `decision`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Answer,
+    Clarify,
+    Handoff,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Answer => "answer",
+            Action::Clarify => "clarify",
+            Action::Handoff => "handoff",
+        }
+    }
+}
+
+/// Why a conversation goes to a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HandoffReason {
+    /// The customer asked for a person.
+    HumanRequested,
+    /// A complaint about sales, service or quality.
+    Complaint,
+    /// Anger or abuse, whatever was asked.
+    AngryCustomer,
+    /// The intent is one that people handle (a fault, a bug).
+    AgentIntent,
+}
+
+impl HandoffReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandoffReason::HumanRequested => "human_requested",
+            HandoffReason::Complaint => "complaint",
+            HandoffReason::AngryCustomer => "angry_customer",
+            HandoffReason::AgentIntent => "agent_intent",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Normal,
+    High,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Normal => "normal",
+            Priority::High => "high",
+        }
+    }
+}
+
+/// What the reply should say; the engine renders it in the customer's language.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// The intent's answer.
+    IntentAnswer,
+    /// Ask which of these intents the customer means.
+    WhichOf(Vec<String>),
+    /// Out of scope: say what the bot can do and offer a person.
+    Rephrase,
+    /// Tell the customer a person is taking over.
+    Holding,
+}
+
+/// The decision for one turn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub action: Action,
+    /// Intent id or [`OOS`].
+    pub intent: String,
+    pub lead: bool,
+    pub handoff: Option<(HandoffReason, Priority)>,
+    pub reply: Reply,
+}
+
+/// Tunable policy settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PolicySettings {
+    /// Below this calibrated confidence the bot asks instead of answering.
+    pub min_answer_confidence: f32,
+    /// How many intents a clarifying question offers.
+    pub clarify_options: usize,
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        PolicySettings { min_answer_confidence: 0.5, clarify_options: 3 }
+    }
+}
+
+/// Decides what to do with a scored message. `decision_of` gives the taxonomy decision of an intent id.
+pub fn decide(scored: &Scored, signals: &Signals, decision_of: impl Fn(&str) -> Option<Decision>, settings: &PolicySettings) -> Verdict {
+    let intent = scored.intent().to_string();
+    let handoff = |reason, priority| Verdict {
+        action: Action::Handoff,
+        intent: intent.clone(),
+        lead: false,
+        handoff: Some((reason, priority)),
+        reply: Reply::Holding,
+    };
+    // NOTE: anger and explicit asks for a person win over everything, even a
+    // confident answerable intent: the taxonomy says they are always hand-offs.
+    if signals.angry {
+        return handoff(HandoffReason::AngryCustomer, Priority::High);
+    }
+    if signals.human_request || intent == "request_human" {
+        return handoff(HandoffReason::HumanRequested, Priority::Normal);
+    }
+    if intent == OOS {
+        return Verdict { action: Action::Clarify, intent, lead: false, handoff: None, reply: Reply::Rephrase };
+    }
+    if scored.confidence < settings.min_answer_confidence {
+        let options: Vec<String> = scored.ranked.iter().take(settings.clarify_options).map(|(id, _)| id.clone()).collect();
+        return Verdict { action: Action::Clarify, intent, lead: false, handoff: None, reply: Reply::WhichOf(options) };
+    }
+    match decision_of(&intent) {
+        Some(Decision::Handoff) if intent == "complaint" => handoff(HandoffReason::Complaint, Priority::High),
+        Some(Decision::Handoff) => handoff(HandoffReason::AgentIntent, Priority::Normal),
+        Some(Decision::Lead) => Verdict { action: Action::Answer, intent, lead: true, handoff: None, reply: Reply::IntentAnswer },
+        Some(Decision::Answer) | None => Verdict { action: Action::Answer, intent, lead: false, handoff: None, reply: Reply::IntentAnswer },
+    }
+}
+
+/// The agent queue a hand-off of this intent goes to.
+pub fn queue_for(intent: &str, scenario: Option<&str>) -> &'static str {
+    match (intent, scenario) {
+        (_, Some("after_sales")) => "after_sales",
+        ("price_inquiry" | "customization", _) => "sales",
+        ("renewal" | "invoice" | "refund_status", _) => "billing",
+        _ => "general",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scored(ranked: &[(&str, f32)], confidence: f32, out_of_scope: bool) -> Scored {
+        Scored {
+            ranked: ranked.iter().map(|(id, p)| (id.to_string(), *p)).collect(),
+            out_of_scope,
+            confidence,
+            neighbours: Vec::new(),
+        }
+    }
+
+    fn taxonomy(id: &str) -> Option<Decision> {
+        match id {
+            "price_inquiry" => Some(Decision::Lead),
+            "complaint" | "repair_request" | "request_human" => Some(Decision::Handoff),
+            _ => Some(Decision::Answer),
+        }
+    }
+
+    fn run(s: &Scored, signals: Signals) -> Verdict {
+        decide(s, &signals, taxonomy, &PolicySettings::default())
+    }
+
+    #[test]
+    fn confident_answerable_intent_is_answered() {
+        let v = run(&scored(&[("return_address", 0.9)], 0.95, false), Signals::default());
+        assert_eq!((v.action, v.intent.as_str(), v.lead, v.reply), (Action::Answer, "return_address", false, Reply::IntentAnswer));
+    }
+
+    #[test]
+    fn price_inquiry_is_a_lead() {
+        let v = run(&scored(&[("price_inquiry", 0.9)], 0.9, false), Signals::default());
+        assert_eq!((v.action, v.lead), (Action::Answer, true));
+    }
+
+    #[test]
+    fn low_confidence_asks_which_of_the_top_candidates() {
+        let v = run(&scored(&[("return_policy", 0.4), ("return_address", 0.35), ("exchange", 0.1), ("invoice", 0.05)], 0.3, false), Signals::default());
+        assert_eq!(v.action, Action::Clarify);
+        assert_eq!(v.reply, Reply::WhichOf(vec!["return_policy".into(), "return_address".into(), "exchange".into()]));
+    }
+
+    #[test]
+    fn out_of_scope_asks_to_rephrase() {
+        let v = run(&scored(&[("greeting", 0.2)], 0.1, true), Signals::default());
+        assert_eq!((v.action, v.intent.as_str(), v.reply), (Action::Clarify, OOS, Reply::Rephrase));
+    }
+
+    #[test]
+    fn handoff_intents_and_complaints() {
+        let v = run(&scored(&[("repair_request", 0.9)], 0.9, false), Signals::default());
+        assert_eq!(v.handoff, Some((HandoffReason::AgentIntent, Priority::Normal)));
+        let v = run(&scored(&[("complaint", 0.9)], 0.9, false), Signals::default());
+        assert_eq!(v.handoff, Some((HandoffReason::Complaint, Priority::High)));
+    }
+
+    #[test]
+    fn queues_by_intent() {
+        assert_eq!(queue_for("repair_request", Some("after_sales")), "after_sales");
+        assert_eq!(queue_for("price_inquiry", Some("ecommerce")), "sales");
+        assert_eq!(queue_for("refund_status", Some("ecommerce")), "billing");
+        assert_eq!(queue_for("complaint", Some("general")), "general");
+    }
+
+    #[test]
+    fn anger_and_human_requests_win_over_any_intent() {
+        let confident = scored(&[("order_tracking", 0.99)], 0.99, false);
+        let v = run(&confident, Signals { angry: true, human_request: false });
+        assert_eq!((v.action, v.handoff), (Action::Handoff, Some((HandoffReason::AngryCustomer, Priority::High))));
+        assert_eq!(v.intent, "order_tracking");
+        let v = run(&scored(&[("x", 0.1)], 0.1, true), Signals { angry: false, human_request: true });
+        assert_eq!(v.handoff, Some((HandoffReason::HumanRequested, Priority::Normal)));
+    }
+}

@@ -1,0 +1,108 @@
+//! Starts the real `kefu` binary on a free loopback port with its own database,
+//! and waits until it is ready.
+
+#![allow(dead_code)] // each test binary uses its own subset of these helpers
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// True when the default model is installed; tests that need it say so loudly otherwise.
+pub fn model_installed() -> bool {
+    let ok = repo().join("models/multilingual-e5-small/model.safetensors").exists();
+    if !ok {
+        eprintln!("the default model is not installed: run scripts/test.sh (it fetches it)");
+    }
+    ok
+}
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    pub log: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+impl Server {
+    /// Starts a server on the shipped corpus with extra environment settings.
+    pub async fn start(env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let log = dir.path().join("server.log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kefu"));
+        cmd.current_dir(repo())
+            .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+            .env("KEFU_DATABASE_URL", format!("sqlite://{}/kefu.db", dir.path().display()))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start kefu");
+        let server = Server { child, base: format!("http://127.0.0.1:{port}"), dir, log };
+        server.wait_ready(Duration::from_secs(900)).await;
+        server
+    }
+
+    pub async fn wait_ready(&self, limit: Duration) {
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            if let Ok(r) = client.get(format!("{}/readyz", self.base)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(started.elapsed() < limit, "server not ready after {limit:?}; log:\n{}", self.log_text());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("kefu.db")
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub async fn post(base: &str, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new().post(format!("{base}{path}")).json(&body).send().await.expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+pub async fn get(base: &str, path: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::get(format!("{base}{path}")).await.expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+pub fn run_kefu(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kefu")).current_dir(repo()).args(args).output().expect("run kefu")
+}
+
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).expect("read json")).expect("parse json")
+}
