@@ -109,20 +109,24 @@ impl Default for PolicySettings {
 /// Decides what to do with a scored message. `decision_of` gives the taxonomy decision of an intent id.
 pub fn decide(scored: &Scored, signals: &Signals, decision_of: impl Fn(&str) -> Option<Decision>, settings: &PolicySettings) -> Verdict {
     let intent = scored.intent().to_string();
-    let handoff = |reason, priority| Verdict {
+    let unsure = intent == OOS || scored.confidence < settings.min_answer_confidence;
+    let handoff = |intent: String, reason, priority| Verdict {
         action: Action::Handoff,
-        intent: intent.clone(),
+        intent,
         lead: false,
         handoff: Some((reason, priority)),
         reply: Reply::Holding,
     };
     // NOTE: anger and explicit asks for a person win over everything, even a
     // confident answerable intent: the taxonomy says they are always hand-offs.
+    // When the model found nothing it is sure of, the signal names the intent.
     if signals.angry {
-        return handoff(HandoffReason::AngryCustomer, Priority::High);
+        let intent = if intent == OOS { "complaint".to_string() } else { intent.clone() };
+        return handoff(intent, HandoffReason::AngryCustomer, Priority::High);
     }
     if signals.human_request || intent == "request_human" {
-        return handoff(HandoffReason::HumanRequested, Priority::Normal);
+        let intent = if unsure { "request_human".to_string() } else { intent.clone() };
+        return handoff(intent, HandoffReason::HumanRequested, Priority::Normal);
     }
     if intent == OOS {
         return Verdict { action: Action::Clarify, intent, lead: false, handoff: None, reply: Reply::Rephrase };
@@ -132,8 +136,8 @@ pub fn decide(scored: &Scored, signals: &Signals, decision_of: impl Fn(&str) -> 
         return Verdict { action: Action::Clarify, intent, lead: false, handoff: None, reply: Reply::WhichOf(options) };
     }
     match decision_of(&intent) {
-        Some(Decision::Handoff) if intent == "complaint" => handoff(HandoffReason::Complaint, Priority::High),
-        Some(Decision::Handoff) => handoff(HandoffReason::AgentIntent, Priority::Normal),
+        Some(Decision::Handoff) if intent == "complaint" => handoff(intent, HandoffReason::Complaint, Priority::High),
+        Some(Decision::Handoff) => handoff(intent, HandoffReason::AgentIntent, Priority::Normal),
         Some(Decision::Lead) => Verdict { action: Action::Answer, intent, lead: true, handoff: None, reply: Reply::IntentAnswer },
         Some(Decision::Answer) | None => Verdict { action: Action::Answer, intent, lead: false, handoff: None, reply: Reply::IntentAnswer },
     }
@@ -223,5 +227,8 @@ mod tests {
         assert_eq!(v.intent, "order_tracking");
         let v = run(&scored(&[("x", 0.1)], 0.1, true), Signals { angry: false, human_request: true });
         assert_eq!(v.handoff, Some((HandoffReason::HumanRequested, Priority::Normal)));
+        assert_eq!(v.intent, "request_human");
+        let v = run(&scored(&[("x", 0.1)], 0.1, true), Signals { angry: true, human_request: false });
+        assert_eq!(v.intent, "complaint");
     }
 }

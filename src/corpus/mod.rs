@@ -582,6 +582,18 @@ slots = ["product"]
     }
 
     #[test]
+    fn shipped_corpus_is_valid_and_covers_every_intent() {
+        let corpus = Corpus::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/corpus"))).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(corpus.intents.len(), corpus.taxonomy.intents.len());
+        for intent in &corpus.intents {
+            let count = |lang| corpus.examples.iter().filter(|e| e.intent == intent.id && e.lang == lang).count();
+            assert!(count(Lang::Zh) >= 20 && count(Lang::En) >= 6, "{}: {} zh, {} en", intent.id, count(Lang::Zh), count(Lang::En));
+            assert!(!intent.answer_zh.is_empty() && !intent.answer_en.is_empty(), "{}", intent.id);
+        }
+        assert!(corpus.examples.iter().filter(|e| e.intent == OOS).count() >= 50);
+    }
+
+    #[test]
     fn detects_language() {
         assert_eq!(Lang::detect("app里怎么改地址"), Lang::Zh);
         assert_eq!(Lang::detect("where is my order 12345"), Lang::En);

@@ -12,8 +12,7 @@ use serde_json::{Map, Value};
 
 use super::EvalError;
 
-/// The label of out-of-scope lines, in every format.
-pub const OOS: &str = "oos";
+pub use crate::corpus::OOS;
 
 /// Decisions a labelled line may expect. `not_answer` and `lead` are the
 /// contract's relaxed labels; see `score`.

@@ -212,3 +212,39 @@ fn index_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<ExemplarIndex>();
 }
+
+#[test]
+#[ignore]
+fn zz_sweep() {
+    let mut rng = StdRng::seed_from_u64(7);
+    for &(n, clustered) in &[(10_000usize, false), (10_000, true), (50_000, false)] {
+        let centres: Vec<Vec<f32>> = (0..150).map(|_| random_unit(&mut rng)).collect();
+        let mk = |rng: &mut StdRng| -> Vec<f32> {
+            let v = random_unit(rng);
+            if !clustered { return v; }
+            let c = &centres[rng.gen_range(0..150)];
+            let w: Vec<f32> = c.iter().zip(&v).map(|(a, b)| a + 0.7 * b).collect();
+            let nn = w.iter().map(|x| x * x).sum::<f32>().sqrt();
+            w.into_iter().map(|x| x / nn).collect()
+        };
+        let vectors: Vec<Vec<f32>> = (0..n).map(|_| mk(&mut rng)).collect();
+        let groups: Vec<String> = (0..n).map(|i| format!("g{}", i % 8)).collect();
+        for &(m, efc) in &[(16usize, 200usize), (24, 200), (32, 400)] {
+            let t = std::time::Instant::now();
+            let mut index = ExemplarIndex::build(vectors.clone(), groups.clone(), IndexParams { max_connections: m, ef_construction: efc, ef_search: 64 }).unwrap();
+            let build = t.elapsed();
+            let all: Vec<usize> = (0..n).collect();
+            let qs: Vec<Vec<f32>> = (0..200).map(|_| mk(&mut rng)).collect();
+            let truth: Vec<Vec<usize>> = qs.iter().map(|q| exact(&index, q, 10, &all)).collect();
+            for &ef in &[64usize, 128, 256, 512] {
+                index.params.ef_search = ef;
+                let t = std::time::Instant::now();
+                let mut found = 0;
+                for (q, tr) in qs.iter().zip(&truth) {
+                    found += recall(&index.search(q, 10, None).unwrap(), tr);
+                }
+                println!("n={n} clustered={clustered} M={m} efc={efc} build={build:?} ef={ef} recall={:.4} per-query={:?}", found as f64 / 2000.0, t.elapsed() / 200);
+            }
+        }
+    }
+}

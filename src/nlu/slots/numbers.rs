@@ -4,7 +4,8 @@
 //! Precedence, in this order:
 //! 1. An id right after an order cue (订单号 / 单号 / 工单 / order # / ticket
 //!    number ...) is the order id, even when it is shaped like a mobile number:
-//!    the customer said what it is.
+//!    the customer said what it is. After a cue, letter-led dashed ids
+//!    (SO-889900) are kept with their dashes; 5..=20 letters and digits.
 //! 2. A mainland mobile number (1[3-9] + 9 digits, optionally grouped 3-4-4
 //!    with spaces or dashes, optionally +86 / 0086 / 86) is the phone, never an
 //!    order id.
@@ -32,7 +33,10 @@ pub(crate) type Span = (usize, usize);
 pub(crate) struct Numbers {
     pub order_id: Option<String>,
     pub phone: Option<String>,
+    /// Spans of every id and phone number found.
     pub taken: Vec<Span>,
+    /// Spans of the phone numbers alone (a subset of `taken`).
+    pub phones: Vec<Span>,
 }
 
 /// Cue, separator, id. `neg` cues name a number that is not an order.
@@ -41,9 +45,11 @@ static CUED: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)(?:(?P<neg>快递单号|快递号|运单号|运单编号|物流单号|tracking\s*(?:number|no\.?|id|#)?|waybill\s*(?:number|no\.?)?)",
         r"|(?P<cue>订单号码|订单编号|订单号|订单|单号|工单编号|工单|",
         r"order\s*(?:number|no\.|no\b|id\b|num\b|#)?|ticket\s*(?:number|no\.|no\b|id\b|#)?|case\s*(?:number|no\.|no\b|id\b|#)|#))",
-        r"(?:[\s:=#]|是|为|is\s)*",
-        // The id's first group; space-separated digit groups are joined in code.
-        r"(?P<id>[A-Za-z0-9]*[0-9][A-Za-z0-9]*)",
+        r"(?:[\s:：=#]|是|为|is\s)*",
+        // The id: letter-led groups joined by dashes (SO-889900), or one
+        // alphanumeric group holding a digit. Space-separated digit groups are
+        // joined in code. Digit-led dashed runs are dates or landlines.
+        r"(?P<id>(?:[A-Za-z][A-Za-z0-9]*-)+[A-Za-z0-9]*[0-9][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*|[A-Za-z0-9]*[0-9][A-Za-z0-9]*)",
     ))
     .expect("order cue pattern is a valid constant regex")
 });
@@ -60,18 +66,71 @@ static TOKEN: LazyLock<Regex> =
 
 /// Words that, shortly before a bare number, say it is something else.
 const OTHER_NUMBER_CUES: &[&str] = &[
-    "验证码", "校验码", "密码", "错误码", "错误代码", "报错", "错误", "代码", "快递", "运单", "物流", "邮编", "身份证",
-    "卡号", "尾号", "后四位", "末四位", "税号", "发票号", "电话", "座机", "固话", "客服热线", "热线", "qq", "微信",
-    "账号", "帐号", "用户名", "会员号", "工号", "金额", "价格", "多少钱", "¥", "$", "rmb", "code", "error", "tracking",
-    "waybill", "zip", "postcode", "card", "ending", "account", "password", "tel", "price", "cost", "paid", "pay ",
-    "extension", "version", "model", "型号", "版本",
+    "验证码",
+    "校验码",
+    "密码",
+    "错误码",
+    "错误代码",
+    "报错",
+    "错误",
+    "代码",
+    "快递",
+    "运单",
+    "物流",
+    "邮编",
+    "身份证",
+    "卡号",
+    "尾号",
+    "后四位",
+    "末四位",
+    "税号",
+    "发票号",
+    "电话",
+    "座机",
+    "固话",
+    "客服热线",
+    "热线",
+    "qq",
+    "微信",
+    "账号",
+    "帐号",
+    "用户名",
+    "会员号",
+    "工号",
+    "金额",
+    "价格",
+    "多少钱",
+    "¥",
+    "$",
+    "rmb",
+    "code",
+    "error",
+    "tracking",
+    "waybill",
+    "zip",
+    "postcode",
+    "card",
+    "ending",
+    "account",
+    "password",
+    "tel",
+    "price",
+    "cost",
+    "paid",
+    "pay ",
+    "extension",
+    "version",
+    "model",
+    "型号",
+    "版本",
 ];
 
 /// Units that, right after a bare number, make it a quantity or amount.
 const UNITS: &[&str] = &[
-    "元", "块", "圆", "美元", "件", "个", "台", "套", "条", "双", "天", "日", "号", "次", "分", "积分", "点", "米", "克",
-    "斤", "年", "月", "周", "小时", "分钟", "秒", "%", "人", "单", "毫安", "瓦", "w", "mah", "g", "kg", "mm", "cm",
-    "yuan", "rmb", "cny", "usd", "dollar", "day", "item", "pc", "point", "km", "mile", "hour", "minute", "time",
+    "元", "块", "圆", "美元", "件", "个", "台", "套", "条", "双", "天", "日", "号", "次", "分",
+    "积分", "点", "米", "克", "斤", "年", "月", "周", "小时", "分钟", "秒", "%", "人", "单",
+    "毫安", "瓦", "w", "mah", "g", "kg", "mm", "cm", "yuan", "rmb", "cny", "usd", "dollar", "day",
+    "item", "pc", "point", "km", "mile", "hour", "minute", "time",
 ];
 
 /// How far back (in chars) a cue for another kind of number is looked for.
@@ -94,8 +153,13 @@ pub(crate) fn extract(text: &str) -> Numbers {
             blocked.push(span);
             continue;
         }
-        let value: String = text[span.0..span.1].chars().filter(|c| *c != ' ').collect::<String>().to_ascii_uppercase();
-        if out.order_id.is_none() && (5..=20).contains(&value.len()) {
+        let value: String = text[span.0..span.1]
+            .chars()
+            .filter(|c| *c != ' ')
+            .collect::<String>()
+            .to_ascii_uppercase();
+        let length = value.bytes().filter(u8::is_ascii_alphanumeric).count();
+        if out.order_id.is_none() && (5..=20).contains(&length) {
             out.order_id = Some(value);
             out.taken.push(span);
         }
@@ -113,6 +177,7 @@ pub(crate) fn extract(text: &str) -> Numbers {
             // Every phone-shaped number is reserved, so a second one is never
             // mistaken for a bare order id.
             out.taken.push(span);
+            out.phones.push(span);
             pos = whole.end();
         } else {
             pos = next_char(text, whole.start());
@@ -141,7 +206,9 @@ pub(crate) fn extract(text: &str) -> Numbers {
 fn extend_spaced_groups(text: &str, mut end: usize) -> usize {
     loop {
         let rest = &text[end..];
-        let Some(after_space) = rest.strip_prefix(' ') else { return end };
+        let Some(after_space) = rest.strip_prefix(' ') else {
+            return end;
+        };
         let digits = after_space.bytes().take_while(u8::is_ascii_digit).count();
         if !(3..=4).contains(&digits) || followed_by_alnum(after_space, digits) {
             return end;
@@ -155,17 +222,26 @@ fn looks_like_bare_order(text: &str, (start, end): Span) -> bool {
     let letters = token.bytes().take_while(u8::is_ascii_alphabetic).count();
     let digits = &token[letters..];
     let shaped = if letters == 0 {
-        (5..=20).contains(&token.len()) && !is_compact_date(token)
+        (5..=20).contains(&token.len())
+            && token.bytes().all(|b| b.is_ascii_digit())
+            && !is_compact_date(token)
     } else {
-        letters <= 4 && digits.len() >= 5 && token.len() <= 20 && digits.bytes().all(|b| b.is_ascii_digit())
+        letters <= 4
+            && digits.len() >= 5
+            && token.len() <= 20
+            && digits.bytes().all(|b| b.is_ascii_digit())
     };
-    shaped && !joined_to_digits(text, (start, end)) && !followed_by_unit(&text[end..]) && !after_other_cue(&text[..start])
+    shaped
+        && !joined_to_digits(text, (start, end))
+        && !followed_by_unit(&text[end..])
+        && !after_other_cue(&text[..start])
 }
 
 /// An 8-digit YYYYMMDD that is a real date in 1990..=2099.
 fn is_compact_date(token: &str) -> bool {
     token.len() == 8
-        && NaiveDate::parse_from_str(token, "%Y%m%d").is_ok_and(|d| (1990..=2099).contains(&chrono::Datelike::year(&d)))
+        && NaiveDate::parse_from_str(token, "%Y%m%d")
+            .is_ok_and(|d| (1990..=2099).contains(&chrono::Datelike::year(&d)))
 }
 
 /// Digits glued on by '.', ',', '-', '/' or ':' (12,000 / 3.14159 / 010-12345678).
@@ -174,7 +250,8 @@ fn joined_to_digits(text: &str, (start, end): Span) -> bool {
     let mut before = text[..start].chars().rev();
     let left = matches!((before.next(), before.next()), (Some(g), Some(d)) if glue(g) && d.is_ascii_digit());
     let mut after = text[end..].chars();
-    let right = matches!((after.next(), after.next()), (Some(g), Some(d)) if glue(g) && d.is_ascii_digit());
+    let right =
+        matches!((after.next(), after.next()), (Some(g), Some(d)) if glue(g) && d.is_ascii_digit());
     left || right
 }
 
@@ -182,12 +259,23 @@ fn followed_by_unit(rest: &str) -> bool {
     let rest = rest.trim_start().to_lowercase();
     UNITS.iter().any(|u| {
         rest.starts_with(u)
-            && !(u.is_ascii() && rest[u.len()..].chars().next().is_some_and(|c| c.is_ascii_alphabetic() && c != 's'))
+            && !(u.is_ascii()
+                && rest[u.len()..]
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() && c != 's'))
     })
 }
 
 fn after_other_cue(before: &str) -> bool {
-    let window: String = before.chars().rev().take(CUE_WINDOW).collect::<Vec<_>>().into_iter().rev().collect();
+    let window: String = before
+        .chars()
+        .rev()
+        .take(CUE_WINDOW)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     let window = window.to_lowercase();
     OTHER_NUMBER_CUES.iter().any(|cue| window.contains(cue))
 }
@@ -195,15 +283,25 @@ fn after_other_cue(before: &str) -> bool {
 /// An English cue glued to a preceding letter ("border", "reorder").
 fn starts_inside_word(text: &str, at: usize) -> bool {
     text[at..].starts_with(|c: char| c.is_ascii_alphabetic())
-        && text[..at].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric())
+        && text[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
 }
 
 fn followed_by_alnum(text: &str, at: usize) -> bool {
-    text[at..].chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+    text[at..]
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
 }
 
 fn touches_alnum(text: &str, (start, end): Span) -> bool {
-    text[..start].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric()) || followed_by_alnum(text, end)
+    text[..start]
+        .chars()
+        .next_back()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        || followed_by_alnum(text, end)
 }
 
 fn overlaps(spans: &[Span], (start, end): Span) -> bool {
@@ -236,13 +334,25 @@ mod tests {
         assert_eq!(order("订单号 12345 到哪了").as_deref(), Some("12345"));
         assert_eq!(order("单号：A20260614001").as_deref(), Some("A20260614001"));
         assert_eq!(order("订单号是a2026061400").as_deref(), Some("A2026061400"));
-        assert_eq!(order("order #A20260614001 hasn't shipped").as_deref(), Some("A20260614001"));
+        assert_eq!(
+            order("order #A20260614001 hasn't shipped").as_deref(),
+            Some("A20260614001")
+        );
         assert_eq!(order("Order number: 98765432").as_deref(), Some("98765432"));
         assert_eq!(order("my order no. 55512 please").as_deref(), Some("55512"));
-        assert_eq!(order("订单 2026 0614 001 还没发货").as_deref(), Some("20260614001"));
-        assert_eq!(order("工单号 88001234 处理到哪一步了").as_deref(), Some("88001234"));
+        assert_eq!(
+            order("订单 2026 0614 001 还没发货").as_deref(),
+            Some("20260614001")
+        );
+        assert_eq!(
+            order("工单号 88001234 处理到哪一步了").as_deref(),
+            Some("88001234")
+        );
         assert_eq!(order("ticket #77123 any update").as_deref(), Some("77123"));
         assert_eq!(order("#99887 where is it").as_deref(), Some("99887"));
+        assert_eq!(order("订单号：SO-889900").as_deref(), Some("SO-889900"));
+        assert_eq!(order("order id: a-12345").as_deref(), Some("A-12345"));
+        assert_eq!(order("订单 2026-06-03 下的"), None);
     }
 
     #[test]
@@ -280,8 +390,14 @@ mod tests {
 
     #[test]
     fn cue_wins_over_phone_shape() {
-        assert_eq!(pair("订单号13912345678"), (Some("13912345678".into()), None));
-        assert_eq!(pair("order 15012345678 status"), (Some("15012345678".into()), None));
+        assert_eq!(
+            pair("订单号13912345678"),
+            (Some("13912345678".into()), None)
+        );
+        assert_eq!(
+            pair("order 15012345678 status"),
+            (Some("15012345678".into()), None)
+        );
     }
 
     #[test]
@@ -307,7 +423,10 @@ mod tests {
     #[test]
     fn bare_ids_accepted() {
         assert_eq!(order("12345 到哪了").as_deref(), Some("12345"));
-        assert_eq!(order("帮我查下 A20260614001").as_deref(), Some("A20260614001"));
+        assert_eq!(
+            order("帮我查下 A20260614001").as_deref(),
+            Some("A20260614001")
+        );
         assert_eq!(order("where is 4455667788").as_deref(), Some("4455667788"));
     }
 
@@ -327,6 +446,7 @@ mod tests {
             "20260603 买的",
             "it cost 12000 yuan",
             "型号 KFR35 的空调",
+            "91310000MA1FL0000X",
         ] {
             assert_eq!(order(t), None, "{t}");
         }
