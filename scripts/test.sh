@@ -13,4 +13,6 @@ cargo build --bin kefu
 if [ ! -f models/multilingual-e5-small/model.safetensors ]; then
   target/debug/kefu model fetch multilingual-e5-small
 fi
+# Fit the demo corpus's intent model once, so the servers the tests start load it from the cache.
+target/debug/kefu index
 cargo test "$@"

@@ -322,5 +322,10 @@ fn save_atomically(model: &IntentModel, cache_dir: &Path, dir: &Path) -> Result<
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(cache_err)?;
     }
-    std::fs::rename(&tmp, dir).map_err(cache_err)
+    match std::fs::rename(&tmp, dir) {
+        Ok(()) => Ok(()),
+        // Another process fitting the same corpus and model got there first; its copy is as good.
+        Err(_) if dir.join("intent-model.json").exists() => std::fs::remove_dir_all(&tmp).map_err(cache_err),
+        Err(e) => Err(cache_err(e)),
+    }
 }

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod config;
+pub mod connectors;
 pub mod corpus;
 pub mod encoder;
 pub mod engine;

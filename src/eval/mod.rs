@@ -1,20 +1,17 @@
 //! Data and metrics for `kefu eval`: loading labelled sets (JSONL, Banking77-style
 //! CSV, CLINC150 `data_full.json`), scoring engine predictions against them into
-//! the report the contract promises, and the stratified held-out split that
-//! training and threshold fitting use.
+//! the report the contract promises.
 //!
 //! Running the engine is the caller's job; this module is pure data in, numbers
 //! out, so the metric rules can be unit-tested without a model.
 
 mod load;
 mod metrics;
-mod split;
 
 use std::path::PathBuf;
 
 pub use load::{load_labelled, LabelledLine, SetRole, OOS};
 pub use metrics::{score, ClassStats, Confusion, DecisionStats, EvalReport, Prediction, SlotStats};
-pub use split::stratified_split;
 
 /// Errors from loading labelled sets and scoring predictions.
 #[derive(Debug, thiserror::Error)]

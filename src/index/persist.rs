@@ -107,9 +107,10 @@ impl ExemplarIndex {
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect();
-            index
-                .vectors
-                .extend(unit(&v, dim, || format!("#{id}")).map_err(|e| corrupt(e.to_string()))?);
+            // Validate like any input, but keep the stored values: they are
+            // unit vectors already, and renormalising would move the last bit.
+            unit(&v, dim, || format!("#{id}")).map_err(|e| corrupt(e.to_string()))?;
+            index.vectors.extend(v);
         }
         for b in groups.data().chunks_exact(4) {
             let g = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
