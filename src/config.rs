@@ -26,7 +26,7 @@ pub enum LogFormat {
 }
 
 /// Every setting of kefu.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address the HTTP API listens on.
@@ -41,6 +41,12 @@ pub struct Config {
     pub cache_dir: Option<PathBuf>,
     /// Database URL; SQLite by default.
     pub database_url: String,
+    /// The demo enterprise systems' database (orders, stock, refunds, repairs, CRM),
+    /// seeded on first start; used unless `enterprise_http` is set.
+    pub enterprise_database_url: String,
+    /// Real enterprise systems over HTTP, one `[enterprise_http.<system>]` table each
+    /// (orders, inventory, refunds, after_sales, crm) with base_url, auth_header, timeout_ms, retries, backoff_ms.
+    pub enterprise_http: Option<crate::connectors::http::HttpConnectorSettings>,
     /// Minutes within which a new hand-off ticket must be picked up.
     pub ticket_sla_minutes: u32,
     /// Install a known model on start when it is missing.
@@ -57,6 +63,9 @@ pub struct Config {
     pub request_timeout_ms: u64,
     /// Below this calibrated confidence the bot asks instead of answering.
     pub min_answer_confidence: f32,
+    /// When fitting the out-of-scope threshold, the weight of out-of-scope
+    /// recall against in-scope accuracy (1 = equal).
+    pub oos_weight: f32,
     /// Messages waiting for the model thread before callers get 429.
     pub encoder_queue: usize,
     /// Most messages embedded in one batch.
@@ -74,6 +83,8 @@ impl Default for Config {
             cache_dir: None,
             database_url: "sqlite://data/kefu.db".into(),
             ticket_sla_minutes: 120,
+            enterprise_database_url: "sqlite://data/demo.db".into(),
+            enterprise_http: None,
             fetch_missing_model: true,
             timezone: "Asia/Shanghai".into(),
             max_text_bytes: 4096,
@@ -81,6 +92,7 @@ impl Default for Config {
             max_in_flight: 256,
             request_timeout_ms: 10_000,
             min_answer_confidence: 0.5,
+            oos_weight: 0.5,
             encoder_queue: 512,
             batch_max_requests: 32,
             log_format: LogFormat::Text,
@@ -103,6 +115,8 @@ pub struct ConfigArgs {
     pub model: Option<String>,
     #[arg(long, env = "KEFU_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
+    #[arg(long, env = "KEFU_ENTERPRISE_DATABASE_URL", global = true)]
+    pub enterprise_database_url: Option<String>,
     #[arg(long, env = "KEFU_CACHE_DIR", global = true)]
     pub cache_dir: Option<PathBuf>,
     #[arg(long, env = "KEFU_TIMEZONE", global = true)]
@@ -111,6 +125,8 @@ pub struct ConfigArgs {
     pub log_format: Option<LogFormat>,
     #[arg(long, env = "KEFU_MIN_ANSWER_CONFIDENCE", global = true)]
     pub min_answer_confidence: Option<f32>,
+    #[arg(long, env = "KEFU_OOS_WEIGHT", global = true)]
+    pub oos_weight: Option<f32>,
     #[arg(long, env = "KEFU_MAX_IN_FLIGHT", global = true)]
     pub max_in_flight: Option<usize>,
 }
@@ -130,7 +146,7 @@ impl ConfigArgs {
         macro_rules! apply {
             ($($field:ident),*) => { $(if let Some(v) = &self.$field { config.$field = v.clone(); })* };
         }
-        apply!(corpus_dir, models_dir, model, database_url, timezone, log_format, min_answer_confidence, max_in_flight);
+        apply!(corpus_dir, models_dir, model, database_url, enterprise_database_url, timezone, log_format, min_answer_confidence, oos_weight, max_in_flight);
         if let Some(dir) = &self.cache_dir {
             config.cache_dir = Some(dir.clone());
         }
@@ -159,6 +175,9 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.tz()?;
+        if !(self.oos_weight >= 0.0 && self.oos_weight.is_finite()) {
+            return Err(ConfigError::Invalid { field: "oos_weight", message: "must be a finite number >= 0".into() });
+        }
         if !(0.0..=1.0).contains(&self.min_answer_confidence) {
             return Err(ConfigError::Invalid { field: "min_answer_confidence", message: "must be within 0..1".into() });
         }

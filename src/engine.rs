@@ -5,13 +5,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, FixedOffset, Utc};
 use chrono_tz::Tz;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::corpus::{Corpus, Lang, OOS};
+use crate::answer::{self, Resolution, Subject};
+use crate::connectors::{Connectors, Ctx};
+use crate::corpus::{Corpus, DataKind, Lang, OOS};
 use crate::encoder::{EncoderError, EncoderHandle, TextKind};
 use crate::nlu::intent::{FitOptions, IntentError, IntentModel, Scored, TrainingExample};
 use crate::nlu::signals::SignalDetector;
@@ -74,6 +76,20 @@ pub struct Query<'a> {
     pub scenario: Option<&'a str>,
     /// Reference time for relative dates.
     pub now: DateTime<FixedOffset>,
+    /// The enterprise's customer id, whose data answers may use.
+    pub customer_id: Option<&'a str>,
+    /// The previous turn of the same session, if any.
+    pub previous: Option<&'a PreviousTurn>,
+    /// Id of this turn in logs.
+    pub trace_id: &'a str,
+}
+
+/// What the engine remembers of the previous turn of a session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreviousTurn {
+    pub intent: String,
+    pub decision: String,
+    pub slots: Slots,
 }
 
 /// A retrieved candidate, as the API shows it.
@@ -99,6 +115,8 @@ pub struct Outcome {
     pub handoff: Option<(HandoffReason, Priority)>,
     pub lead: bool,
     pub lang: Lang,
+    /// For a hand-off: the customer's profile, orders, repairs and refunds.
+    pub context: Option<serde_json::Value>,
 }
 
 /// Everything needed to answer messages; cheap to share behind an `Arc`.
@@ -109,6 +127,8 @@ pub struct Engine {
     slots: SlotExtractor,
     signals: SignalDetector,
     settings: EngineSettings,
+    /// Enterprise systems for data answers; `None` answers from the corpus only.
+    connectors: Option<Connectors>,
 }
 
 fn progress_bar(len: u64, show: bool, what: &str) -> ProgressBar {
@@ -151,23 +171,17 @@ impl Engine {
                 if dir.exists() {
                     tracing::warn!(cache = %dir.display(), error = %err, "cached intent model unusable; refitting");
                 }
-                let model = Self::fit(&corpus, &encoder, &settings.fit, show_progress)?;
+                let model = Self::fit(&corpus, &encoder, &settings.fit, cache_dir, show_progress)?;
                 save_atomically(&model, cache_dir, &dir)?;
                 model
             }
         };
-        Ok(Engine { slots: SlotExtractor::new(catalogue), signals: SignalDetector::default(), corpus, model, encoder, settings })
+        Ok(Engine { slots: SlotExtractor::new(catalogue), signals: SignalDetector::default(), corpus, model, encoder, settings, connectors: None })
     }
 
-    fn fit(corpus: &Corpus, encoder: &EncoderHandle, opts: &FitOptions, show_progress: bool) -> Result<IntentModel, EngineError> {
+    fn fit(corpus: &Corpus, encoder: &EncoderHandle, opts: &FitOptions, cache_dir: &Path, show_progress: bool) -> Result<IntentModel, EngineError> {
         let started = Instant::now();
-        let bar = progress_bar(corpus.examples.len() as u64, show_progress, "embedding");
-        let mut vectors = Vec::with_capacity(corpus.examples.len());
-        for chunk in corpus.examples.chunks(EMBED_CHUNK) {
-            vectors.extend(encoder.embed_blocking(chunk.iter().map(|e| e.text.clone()).collect(), TextKind::Query)?);
-            bar.inc(chunk.len() as u64);
-        }
-        bar.finish_and_clear();
+        let vectors = embed_corpus(corpus, encoder, cache_dir, show_progress)?;
         let examples = corpus
             .examples
             .iter()
@@ -192,6 +206,12 @@ impl Engine {
             "fitted intent model"
         );
         Ok(model)
+    }
+
+    /// Answers with the customer's data from these enterprise systems.
+    pub fn with_connectors(mut self, connectors: Connectors) -> Engine {
+        self.connectors = Some(connectors);
+        self
     }
 
     /// Runs one message through the encoder so the first customer does not pay for start-up.
@@ -231,12 +251,49 @@ impl Engine {
             .pop()
             .ok_or_else(|| EncoderError::Inference("the encoder returned no vector".into()))?;
         let scored = self.model.score(&vector, query.scenario)?;
-        let slots = self.slots.extract(text, query.now.with_timezone(&self.settings.timezone));
+        let tz = self.settings.timezone;
+        let mut slots = self.slots.extract(text, query.now.with_timezone(&tz));
         let signals = self.signals.detect(text);
-        let verdict = policy::decide(&scored, &signals, |id| self.corpus.intent(id).map(|i| i.decision), &self.settings.policy);
+        let mut verdict = policy::decide(&scored, &signals, |id| self.corpus.intent(id).map(|i| i.decision), &self.settings.policy);
+        if let Some(previous) = query.previous {
+            if self.continues_order_question(previous, &verdict, &slots) {
+                verdict = policy::Verdict { intent: previous.intent.clone(), action: Action::Answer, lead: false, handoff: None, reply: Reply::IntentAnswer };
+            }
+            // NOTE: the phone is not carried over: stored slots are masked.
+            slots.merge_missing_from(&Slots { phone: None, ..previous.slots.clone() });
+        }
         let lang = Lang::detect(text);
+        let mut answer = self.render(&verdict, lang);
+        let mut context = None;
+        if let Some(connectors) = &self.connectors {
+            let ctx = Ctx { now: query.now.with_timezone(&Utc), trace_id: query.trace_id };
+            let subject = Subject { customer_id: query.customer_id, slots: &slots, tz };
+            let data = self.corpus.intent(&verdict.intent).and_then(|i| i.data.as_ref());
+            match (verdict.action, data) {
+                (Action::Answer, Some(data)) => match answer::resolve(connectors, data, lang, &subject, &ctx).await {
+                    Resolution::Answer(text) => answer = text,
+                    Resolution::WhichOrder(orders) => {
+                        verdict.action = Action::Clarify;
+                        answer = match lang {
+                            Lang::Zh => format!("你有几笔相关订单，想问哪一笔？\n{}\n回复订单号就好。", orders.join("\n")),
+                            Lang::En => format!("You have several matching orders; which one do you mean?\n{}\nReply with the order number.", orders.join("\n")),
+                        };
+                    }
+                    Resolution::AskOrderNumber => {
+                        verdict.action = Action::Clarify;
+                        answer = match lang {
+                            Lang::Zh => "没有找到对应的订单，麻烦发一下订单号，我马上帮你查。".into(),
+                            Lang::En => "I couldn't find that order. Please send me the order number and I'll check right away.".into(),
+                        };
+                    }
+                    Resolution::General => {}
+                },
+                (Action::Handoff, _) => context = Some(answer::handoff_context(connectors, &subject, &ctx).await),
+                _ => {}
+            }
+        }
         Ok(Outcome {
-            answer: Some(self.render(&verdict, lang)),
+            answer: Some(answer),
             confidence: confidence_in(&verdict, &scored),
             candidates: candidates(&scored),
             action: verdict.action,
@@ -245,7 +302,16 @@ impl Engine {
             lead: verdict.lead,
             slots,
             lang,
+            context,
         })
+    }
+
+    /// A turn that gives an order number the model cannot place, right after
+    /// a question about an order, continues that question.
+    fn continues_order_question(&self, previous: &PreviousTurn, verdict: &policy::Verdict, slots: &Slots) -> bool {
+        let about_order = self.corpus.intent(&previous.intent).and_then(|i| i.data.as_ref()).is_some_and(|d| d.kind == DataKind::Order);
+        let unplaced = verdict.action == Action::Clarify;
+        about_order && unplaced && slots.order_id.is_some()
     }
 
     /// The reply text in the customer's language.
@@ -310,6 +376,47 @@ fn candidates(scored: &Scored) -> Vec<Candidate> {
         }
     }
     out
+}
+
+/// The corpus's exemplar embeddings, read from the cache when this corpus was
+/// embedded by this encoder before, so refitting with other options skips the encoder.
+fn embed_corpus(corpus: &Corpus, encoder: &EncoderHandle, cache_dir: &Path, show_progress: bool) -> Result<Vec<Vec<f32>>, EngineError> {
+    let key = {
+        let mut h = Sha256::new();
+        for part in [corpus.fingerprint.as_str(), &encoder.fingerprint()] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        hex::encode(&h.finalize()[..12])
+    };
+    let path = cache_dir.join(format!("embeddings-{key}.f32"));
+    if let Some(vectors) = read_vectors(&path, corpus.examples.len(), encoder.dim()) {
+        return Ok(vectors);
+    }
+    let bar = progress_bar(corpus.examples.len() as u64, show_progress, "embedding");
+    let mut vectors = Vec::with_capacity(corpus.examples.len());
+    for chunk in corpus.examples.chunks(EMBED_CHUNK) {
+        vectors.extend(encoder.embed_blocking(chunk.iter().map(|e| e.text.clone()).collect(), TextKind::Query)?);
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let cache_err = |source| EngineError::Cache { path: path.clone(), source };
+    std::fs::create_dir_all(cache_dir).map_err(cache_err)?;
+    let tmp = cache_dir.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
+    let bytes: Vec<u8> = vectors.iter().flatten().flat_map(|x| x.to_le_bytes()).collect();
+    std::fs::write(&tmp, bytes).map_err(cache_err)?;
+    std::fs::rename(&tmp, &path).map_err(cache_err)?;
+    Ok(vectors)
+}
+
+/// `count` rows of `dim` little-endian f32, or `None` when the file is absent or of another shape.
+fn read_vectors(path: &Path, count: usize, dim: usize) -> Option<Vec<Vec<f32>>> {
+    let bytes = std::fs::read(path).ok()?;
+    if dim == 0 || bytes.len() != count * dim * 4 {
+        return None;
+    }
+    let floats: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    Some(floats.chunks(dim).map(<[f32]>::to_vec).collect())
 }
 
 /// Writes the model to a temporary folder and renames it into place, so a

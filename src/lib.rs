@@ -3,6 +3,7 @@
 //! Layers depend only downward: api -> engine -> policy / nlu / index /
 //! encoder / corpus, and store beside them; nothing depends on api.
 
+pub mod answer;
 pub mod api;
 pub mod config;
 pub mod connectors;

@@ -14,10 +14,12 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use kefu::api::{self, ApiSettings, AppState};
 use kefu::config::{Config, ConfigArgs, LogFormat};
+use kefu::connectors::{self, Connectors};
 use kefu::corpus::Corpus;
 use kefu::encoder::{import, BatchOptions, BertEncoder, EncoderHandle};
 use kefu::engine::{Engine, EngineSettings, Query};
 use kefu::eval::{self, Prediction, SetRole};
+use kefu::nlu::intent::FitOptions;
 use kefu::nlu::slots::Catalogue;
 use kefu::policy::PolicySettings;
 use kefu::store::Store;
@@ -187,6 +189,7 @@ fn build_engine(config: &Config, corpus: Corpus, catalogue_dir: &Path, show_prog
         timezone: config.tz()?,
         policy: PolicySettings { min_answer_confidence: config.min_answer_confidence, ..PolicySettings::default() },
         max_text_bytes: config.max_text_bytes,
+        fit: FitOptions { oos_weight: config.oos_weight, ..FitOptions::default() },
         ..EngineSettings::default()
     };
     Ok(Engine::build(corpus, &catalogue, handle, settings, &config.cache_dir(), show_progress)?)
@@ -208,12 +211,19 @@ async fn serve(config: Config) -> Result<()> {
     // once and /readyz reports loading (503) instead of refusing connections.
     let (failed_tx, mut failed_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
     let loading_state = state.clone();
+    let connector_config = config.clone();
     tokio::spawn(async move {
         let loaded = tokio::task::spawn_blocking(move || -> Result<Engine> {
             let corpus = Corpus::load(&config.corpus_dir)?;
             build_engine(&config, corpus, &config.corpus_dir, false)
         })
         .await;
+        let engine = match (loaded, enterprise_systems(&connector_config).await) {
+            (Ok(Ok(engine)), Ok(connectors)) => Ok(Ok(engine.with_connectors(connectors))),
+            (Ok(Ok(_)), Err(err)) => Ok(Err(err)),
+            (other, _) => other,
+        };
+        let loaded = engine;
         let engine = match loaded {
             Ok(Ok(engine)) => engine,
             Ok(Err(err)) => return drop(failed_tx.send(err)),
@@ -231,6 +241,16 @@ async fn serve(config: Config) -> Result<()> {
         result = server => result.context("serving HTTP"),
         Ok(err) = &mut failed_rx => Err(err.context("loading the engine")),
     }
+}
+
+/// The enterprise systems data answers use: the HTTP systems when configured, the seeded demo database otherwise.
+async fn enterprise_systems(config: &Config) -> Result<Connectors> {
+    Ok(match &config.enterprise_http {
+        Some(http) => connectors::http::http_connectors(http)?,
+        None => connectors::demo::demo_connectors(&config.enterprise_database_url)
+            .await
+            .with_context(|| format!("opening the demo enterprise database {}", config.enterprise_database_url))?,
+    })
 }
 
 async fn shutdown_signal() {
@@ -284,7 +304,8 @@ fn run_eval(config: &Config, args: EvalArgs, runtime: &tokio::runtime::Runtime) 
         let mut out = Vec::with_capacity(lines.len());
         for line in &lines {
             let started = Instant::now();
-            let query = Query { text: &line.text, scenario: None, now: line.now.unwrap_or(default_now) };
+            let trace_id = uuid::Uuid::new_v4().simple().to_string();
+            let query = Query { text: &line.text, scenario: None, now: line.now.unwrap_or(default_now), customer_id: None, previous: None, trace_id: &trace_id };
             let prediction = match engine.answer(query).await {
                 Ok(outcome) => Prediction {
                     intent: outcome.intent,

@@ -24,7 +24,7 @@ use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 
-use crate::engine::{self, Candidate, Engine};
+use crate::engine::{self, Candidate, Engine, PreviousTurn};
 use crate::policy;
 use crate::privacy::mask;
 use crate::store::{NewTicket, NewTurn, Store, Ticket, TicketFilter};
@@ -189,12 +189,27 @@ async fn answer(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRej
     }
     let now = parse_now(req.now.as_deref())?;
     let engine = state.engine().ok_or_else(ApiError::not_ready)?;
-    let query = engine::Query { text: &req.text, scenario: req.scenario.as_deref(), now };
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let previous = match &req.session_id {
+        Some(session) => state.store.last_turn(session).await?.map(|(intent, decision, slots)| PreviousTurn {
+            intent,
+            decision,
+            slots: serde_json::from_value(slots).unwrap_or_default(),
+        }),
+        None => None,
+    };
+    let query = engine::Query {
+        text: &req.text,
+        scenario: req.scenario.as_deref(),
+        now,
+        customer_id: req.customer_id.as_deref(),
+        previous: previous.as_ref(),
+        trace_id: &trace_id,
+    };
     engine.validate(&query)?;
     let _permit = state.in_flight.clone().try_acquire_owned().map_err(|_| ApiError::busy())?;
 
     let outcome = engine.answer(query).await?;
-    let trace_id = uuid::Uuid::new_v4().simple().to_string();
     let handoff = outcome.handoff.map(|(reason, priority)| {
         let scenario = engine.corpus().intent(&outcome.intent).map(|i| i.scenario.as_str());
         HandoffInfo {
@@ -219,7 +234,8 @@ async fn answer(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRej
         slots: Value::Object(slots.clone()),
         lead: outcome.lead,
         latency_ms,
-        at: now.with_timezone(&Utc),
+        // Turns are ordered by when they happened, not by the caller's reference time.
+        at: Utc::now(),
     };
     let ticket = handoff.as_ref().map(|h| NewTicket {
         id: h.ticket_id.clone(),
@@ -227,6 +243,7 @@ async fn answer(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRej
         queue: h.queue.into(),
         reason: h.reason.into(),
         due_at: Utc::now() + state.settings.ticket_sla,
+        context: outcome.context.clone().unwrap_or_else(|| json!({})),
     });
     state.store.record_turn(&turn, ticket.as_ref()).await?;
     tracing::info!(%trace_id, intent = %outcome.intent, decision = outcome.action.as_str(), confidence = outcome.confidence, latency_ms, text = %mask(&turn.text), "answered");

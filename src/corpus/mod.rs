@@ -3,6 +3,7 @@
 //! `corpus/README.md`) and validated as a whole, so that every problem is
 //! reported at once with its file, line, entry and field.
 
+mod data;
 mod taxonomy;
 
 use std::collections::{BTreeMap, HashMap};
@@ -13,6 +14,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
+pub use data::{DataAnswer, DataKind};
 pub use taxonomy::{Decision, IntentDef, Taxonomy};
 
 /// The label used for anything outside the taxonomy.
@@ -60,6 +62,8 @@ pub struct Intent {
     pub title_en: String,
     pub answer_zh: String,
     pub answer_en: String,
+    /// The answer that uses the customer's data, when the intent has one.
+    pub data: Option<DataAnswer>,
 }
 
 impl Intent {
@@ -88,7 +92,8 @@ pub struct Corpus {
     pub intents: Vec<Intent>,
     /// In-scope examples followed by out-of-scope ones.
     pub examples: Vec<Example>,
-    /// Hash of everything the engine learns from; keys the index cache.
+    /// Hash of what the intent model learns from (labelled examples and the
+    /// intents' scenarios); keys the model cache, so editing answers does not refit.
     pub fingerprint: String,
 }
 
@@ -151,6 +156,10 @@ struct IntentEntry {
     en: Vec<Spanned<String>>,
     answer_zh: Option<Spanned<String>>,
     answer_en: Option<Spanned<String>>,
+    /// Enterprise record the data answer uses: order, stock, refund or repair.
+    data: Option<Spanned<String>>,
+    data_answer_zh: Option<Spanned<String>>,
+    data_answer_en: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -179,15 +188,11 @@ impl LineIndex {
 
 struct FileReader {
     problems: Vec<Problem>,
-    hasher: Sha256,
 }
 
 impl FileReader {
     fn read(&mut self, path: &Path) -> Result<String, CorpusError> {
-        let text = std::fs::read_to_string(path).map_err(|source| CorpusError::Io { path: path.to_path_buf(), source })?;
-        self.hasher.update(path.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
-        self.hasher.update(text.as_bytes());
-        Ok(text)
+        std::fs::read_to_string(path).map_err(|source| CorpusError::Io { path: path.to_path_buf(), source })
     }
 
     fn parse<T: serde::de::DeserializeOwned>(&mut self, path: &Path, text: &str) -> Option<T> {
@@ -211,7 +216,7 @@ impl FileReader {
 impl Corpus {
     /// Loads and validates every file of a corpus folder.
     pub fn load(dir: &Path) -> Result<Corpus, CorpusError> {
-        let mut reader = FileReader { problems: Vec::new(), hasher: Sha256::new() };
+        let mut reader = FileReader { problems: Vec::new() };
         let taxonomy_path = dir.join("taxonomy.toml");
         let taxonomy_text = reader.read(&taxonomy_path)?;
         let taxonomy = match Taxonomy::from_toml(&taxonomy_text) {
@@ -243,9 +248,8 @@ impl Corpus {
                 builder.add_oos_file(&oos_path, &LineIndex::new(&text), file);
             }
         }
-        let fingerprint = hex::encode(reader.hasher.finalize());
         let mut problems = reader.problems;
-        let corpus = builder.finish(dir, fingerprint, &mut problems);
+        let corpus = builder.finish(dir, &mut problems);
         if problems.is_empty() {
             Ok(corpus)
         } else {
@@ -258,15 +262,10 @@ impl Corpus {
     /// naming the intent: for evaluating on a labelled set without hand-written answers.
     pub fn from_labelled<'a>(lines: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Corpus, CorpusError> {
         const SCENARIO: &str = "default";
-        let mut hasher = Sha256::new();
         let mut in_scope = Vec::new();
         let mut oos = Vec::new();
         let mut ids: BTreeMap<String, ()> = BTreeMap::new();
         for (text, label) in lines {
-            hasher.update(label.as_bytes());
-            hasher.update([0]);
-            hasher.update(text.as_bytes());
-            hasher.update([0]);
             let example = Example { text: text.to_string(), intent: label.to_string(), lang: Lang::detect(text) };
             if label == OOS {
                 oos.push(example);
@@ -279,20 +278,21 @@ impl Corpus {
             return Err(CorpusError::Empty);
         }
         let taxonomy = Taxonomy::single_scenario(SCENARIO, ids.keys().cloned());
-        let intents = ids
+        let intents: Vec<Intent> = ids
             .into_keys()
             .map(|id| Intent {
                 answer_zh: format!("[{id}]"),
                 answer_en: format!("[{id}]"),
                 title_zh: id.clone(),
                 title_en: id.clone(),
+                data: None,
                 scenario: SCENARIO.to_string(),
                 decision: Decision::Answer,
                 id,
             })
             .collect();
         in_scope.extend(oos);
-        Ok(Corpus { taxonomy, intents, examples: in_scope, fingerprint: hex::encode(hasher.finalize()) })
+        Ok(Corpus { fingerprint: fingerprint(&intents, &in_scope), taxonomy, intents, examples: in_scope })
     }
 
     /// The intent with this id.
@@ -306,8 +306,27 @@ impl Corpus {
     }
 }
 
+/// Hash of the labelled examples and the intents' scenarios, in order.
+fn fingerprint(intents: &[Intent], examples: &[Example]) -> String {
+    let mut h = Sha256::new();
+    for i in intents {
+        for part in [&i.id, &i.scenario] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+    }
+    for e in examples {
+        for part in [&e.intent, &e.text] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+    }
+    hex::encode(h.finalize())
+}
+
 struct IntentDraft {
     scenario: String,
+    data: Option<DataAnswer>,
     answer_zh: Option<String>,
     answer_en: Option<String>,
     n_examples: usize,
@@ -376,6 +395,7 @@ impl<'t> CorpusBuilder<'t> {
             }
             let answer_zh = self.answer(path, lines, &label, "answer_zh", entry.answer_zh);
             let answer_en = self.answer(path, lines, &label, "answer_en", entry.answer_en);
+            let data = self.data_answer(path, lines, &label, line, entry.data, entry.data_answer_zh, entry.data_answer_en);
             let mut n_examples = 0;
             for (field, lang, texts) in [("zh", Lang::Zh, entry.zh), ("en", Lang::En, entry.en)] {
                 for text in texts {
@@ -386,7 +406,7 @@ impl<'t> CorpusBuilder<'t> {
             }
             self.drafts.insert(
                 id,
-                IntentDraft { scenario: scenario.clone(), answer_zh, answer_en, n_examples, file: path.to_path_buf(), line },
+                IntentDraft { scenario: scenario.clone(), data, answer_zh, answer_en, n_examples, file: path.to_path_buf(), line },
             );
         }
     }
@@ -399,6 +419,46 @@ impl<'t> CorpusBuilder<'t> {
                 None
             }
             None => None,
+        }
+    }
+
+    /// The data answer of an entry: `data` and both templates together, or none of them.
+    #[allow(clippy::too_many_arguments)]
+    fn data_answer(
+        &mut self,
+        path: &Path,
+        lines: &LineIndex,
+        label: &Option<String>,
+        entry_line: usize,
+        kind: Option<Spanned<String>>,
+        zh: Option<Spanned<String>>,
+        en: Option<Spanned<String>>,
+    ) -> Option<DataAnswer> {
+        let line_of = |v: &Option<Spanned<String>>| v.as_ref().map_or(entry_line, |v| lines.line(v.span().start));
+        match (&kind, &zh, &en) {
+            (None, None, None) => None,
+            (Some(k), Some(z), Some(e)) => {
+                let parsed = k.get_ref().parse::<DataKind>().map_err(|m| ("data", line_of(&kind), m));
+                let answer = parsed.and_then(|kind_value| {
+                    DataAnswer::new(kind_value, z.get_ref(), e.get_ref()).map_err(|m| {
+                        // Report the template that failed: try each alone to name the field.
+                        let zh_ok = DataAnswer::new(kind_value, z.get_ref(), "").is_ok();
+                        if zh_ok { ("data_answer_en", line_of(&en), m) } else { ("data_answer_zh", line_of(&zh), m) }
+                    })
+                });
+                match answer {
+                    Ok(a) => Some(a),
+                    Err((field, line, message)) => {
+                        self.problem(path, line, label.clone(), Some(field), message);
+                        None
+                    }
+                }
+            }
+            _ => {
+                let message = "`data`, `data_answer_zh` and `data_answer_en` go together".to_string();
+                self.problem(path, entry_line, label.clone(), Some("data"), message);
+                None
+            }
         }
     }
 
@@ -436,7 +496,7 @@ impl<'t> CorpusBuilder<'t> {
         }
     }
 
-    fn finish(mut self, dir: &Path, fingerprint: String, problems: &mut Vec<Problem>) -> Corpus {
+    fn finish(mut self, dir: &Path, problems: &mut Vec<Problem>) -> Corpus {
         let mut intents = Vec::new();
         for def in &self.taxonomy.intents {
             let Some(draft) = self.drafts.remove(&def.id) else {
@@ -467,12 +527,13 @@ impl<'t> CorpusBuilder<'t> {
                 title_en: def.en.clone(),
                 answer_zh: draft.answer_zh.unwrap_or_default(),
                 answer_en: draft.answer_en.unwrap_or_default(),
+                data: draft.data,
             });
         }
         problems.append(&mut self.problems);
         let mut examples = self.examples;
         examples.append(&mut self.oos);
-        Corpus { taxonomy: self.taxonomy.clone(), intents, examples, fingerprint }
+        Corpus { fingerprint: fingerprint(&intents, &examples), taxonomy: self.taxonomy.clone(), intents, examples }
     }
 }
 
@@ -533,9 +594,12 @@ slots = ["product"]
     }
 
     #[test]
-    fn fingerprint_follows_content() {
+    fn fingerprint_follows_examples_not_answers() {
         let dir = valid_dir();
         let before = Corpus::load(dir.path()).unwrap().fingerprint;
+        let general = std::fs::read_to_string(dir.path().join("general.toml")).unwrap();
+        write(dir.path(), "general.toml", &general.replace("answer_zh = \"好的\"", "answer_zh = \"好的，马上\""));
+        assert_eq!(before, Corpus::load(dir.path()).unwrap().fingerprint);
         write(dir.path(), "oos.toml", "zh = [\"今天天气如何\"]\n");
         assert_ne!(before, Corpus::load(dir.path()).unwrap().fingerprint);
     }
@@ -553,6 +617,21 @@ slots = ["product"]
         assert!(joined.contains("shop.toml:8 intent #2 \"refund\" field `id`: \"refund\" is not an intent"), "{joined}");
         assert!(joined.contains("field `answer_en`: missing answer"), "{joined}");
         assert!(joined.contains("examples; at least 5"), "{joined}");
+    }
+
+    #[test]
+    fn data_answers_are_validated_at_load() {
+        let dir = valid_dir();
+        let mut shop = format!("scenario = \"shop\"\n{}", intent_block("price_inquiry", "多少钱"));
+        shop.push_str("data = \"stock\"\ndata_answer_zh = \"{stock.summary}\"\ndata_answer_en = \"{order.id}\"\n");
+        write(dir.path(), "shop.toml", &shop);
+        let Err(CorpusError::Invalid(problems)) = Corpus::load(dir.path()) else { panic!("expected problems") };
+        assert!(problems.iter().any(|p| p.field.as_deref() == Some("data_answer_en") && p.line == Some(10) && p.message.contains("order.id")), "{problems:?}");
+        let mut shop = format!("scenario = \"shop\"\n{}", intent_block("price_inquiry", "多少钱"));
+        shop.push_str("data = \"stock\"\ndata_answer_zh = \"{stock.summary}\"\ndata_answer_en = \"In stock: {stock.summary}\"\n");
+        write(dir.path(), "shop.toml", &shop);
+        let corpus = Corpus::load(dir.path()).unwrap();
+        assert_eq!(corpus.intent("price_inquiry").unwrap().data.as_ref().map(|d| d.kind), Some(DataKind::Stock));
     }
 
     #[test]

@@ -163,7 +163,7 @@ impl SoftmaxHead {
     /// has a single row) it trains for `max_epochs`.
     pub fn train(x: &[Vec<f32>], y: &[usize], n_classes: usize, opts: &HeadTrainOptions) -> Result<Self, HeadError> {
         let dim = validate(x, y, n_classes)?;
-        if opts.max_epochs == 0 || opts.batch_size == 0 || !(opts.learning_rate > 0.0) {
+        if opts.max_epochs == 0 || opts.batch_size == 0 || !opts.learning_rate.is_finite() || opts.learning_rate <= 0.0 {
             return Err(HeadError::InvalidOptions(
                 "max_epochs, batch_size and learning_rate must be positive".into(),
             ));
@@ -456,6 +456,9 @@ impl Data {
     }
 }
 
+/// Flat weights (`[classes x dim]`, row-major) and bias.
+type Params = (Vec<f32>, Vec<f32>);
+
 /// Trains from zero on `rows` and returns the weights and bias. With
 /// `val`, it tracks the validation loss, stops early, and returns the weights
 /// of the best epoch together with that epoch count; without, it trains
@@ -466,7 +469,7 @@ fn fit(
     val: Option<&[usize]>,
     opts: &HeadTrainOptions,
     rng: &mut StdRng,
-) -> Result<((Vec<f32>, Vec<f32>), usize), HeadError> {
+) -> Result<(Params, usize), HeadError> {
     let dev = Device::Cpu;
     // Zero start: the loss is convex, so no symmetry needs breaking and the
     // result depends on the seed only through the batch order.

@@ -51,6 +51,8 @@ pub struct NewTicket {
     pub reason: String,
     /// Pick-up deadline.
     pub due_at: DateTime<Utc>,
+    /// Customer profile, orders, repairs and refunds at hand-off time.
+    pub context: Value,
 }
 
 /// One line of a conversation as an agent reads it.
@@ -87,6 +89,8 @@ pub struct Ticket {
     pub slots: Value,
     pub due_at: String,
     pub overdue: bool,
+    /// Customer profile, orders, repairs and refunds at hand-off time.
+    pub context: Value,
     pub created_at: String,
     pub updated_at: String,
     pub conversation: Vec<ConversationLine>,
@@ -144,8 +148,8 @@ impl Store {
         let at = ts(turn.at);
         if let Some(t) = ticket {
             sqlx::query(
-                "INSERT INTO tickets (id, status, priority, queue, reason, customer_id, session_id, channel, intent, slots, due_at, created_at, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO tickets (id, status, priority, queue, reason, customer_id, session_id, channel, intent, slots, due_at, created_at, updated_at, context)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&t.id)
             .bind(STATUS_NEW)
@@ -160,6 +164,7 @@ impl Store {
             .bind(ts(t.due_at))
             .bind(&at)
             .bind(&at)
+            .bind(mask_json(&t.context).to_string())
             .execute(&mut *tx)
             .await?;
             sqlx::query("INSERT INTO ticket_events (id, ticket_id, status, note, at) VALUES (?, ?, ?, ?, ?)")
@@ -261,6 +266,17 @@ impl Store {
         rows.iter().map(|r| ticket_from_row(r, now)).collect()
     }
 
+    /// The latest turn of a session: (intent, decision, slots).
+    pub async fn last_turn(&self, session_id: &str) -> Result<Option<(String, String, Value)>, StoreError> {
+        let row = sqlx::query("SELECT intent, decision, slots FROM turns WHERE session_id = ? ORDER BY created_at DESC LIMIT 1")
+            .bind(session_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let slots: String = row.try_get("slots")?;
+        Ok(Some((row.try_get("intent")?, row.try_get("decision")?, serde_json::from_str(&slots).unwrap_or(Value::Null))))
+    }
+
     /// Whether a turn with this trace id was recorded.
     pub async fn has_turn(&self, trace_id: &str) -> Result<bool, StoreError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM turns WHERE trace_id = ?").bind(trace_id).fetch_one(&self.pool).await?;
@@ -314,7 +330,7 @@ impl Store {
         let mut out = Vec::new();
         for sql in [
             "SELECT text || ' ' || COALESCE(answer, '') || ' ' || slots FROM turns",
-            "SELECT slots FROM tickets",
+            "SELECT slots || ' ' || context FROM tickets",
             "SELECT COALESCE(comment, '') FROM feedback",
             "SELECT text || ' ' || COALESCE(note, '') FROM corrections",
         ] {
@@ -329,6 +345,7 @@ fn ticket_from_row(row: &sqlx::sqlite::SqliteRow, now: DateTime<Utc>) -> Result<
     let due_at: String = row.try_get("due_at")?;
     let overdue = status == STATUS_NEW && DateTime::parse_from_rfc3339(&due_at).is_ok_and(|d| d < now);
     let slots: String = row.try_get("slots")?;
+    let context: String = row.try_get("context")?;
     Ok(Ticket {
         id: row.try_get("id")?,
         priority: row.try_get("priority")?,
@@ -339,6 +356,7 @@ fn ticket_from_row(row: &sqlx::sqlite::SqliteRow, now: DateTime<Utc>) -> Result<
         channel: row.try_get("channel")?,
         intent: row.try_get("intent")?,
         slots: serde_json::from_str(&slots).unwrap_or(Value::Null),
+        context: serde_json::from_str(&context).unwrap_or(Value::Null),
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         status,
@@ -377,7 +395,7 @@ mod tests {
         let store = Store::open(&format!("sqlite://{}/kefu.db", dir.path().display())).await.unwrap();
         let t0 = Utc::now() - chrono::Duration::hours(3);
         store.record_turn(&turn("a", "s1", "快递到哪了 电话13812345678", t0), None).await.unwrap();
-        let ticket = NewTicket { id: "T1".into(), priority: "high".into(), queue: "general".into(), reason: "angry_customer".into(), due_at: t0 + chrono::Duration::hours(2) };
+        let ticket = NewTicket { id: "T1".into(), priority: "high".into(), queue: "general".into(), reason: "angry_customer".into(), due_at: t0 + chrono::Duration::hours(2), context: serde_json::json!({"customer": {"phone": "13812345678"}}) };
         let mut second = turn("b", "s1", "垃圾服务", t0 + chrono::Duration::minutes(1));
         second.decision = "handoff".into();
         store.record_turn(&second, Some(&ticket)).await.unwrap();
@@ -388,6 +406,9 @@ mod tests {
         assert_eq!(texts, ["快递到哪了 电话138****5678", "在路上", "垃圾服务", "在路上"]);
         assert_eq!(got.history.len(), 1);
         assert_eq!(got.slots["phone"], "138****5678");
+        assert_eq!(got.context["customer"]["phone"], "138****5678");
+        let (intent, decision, _) = store.last_turn("s1").await.unwrap().unwrap();
+        assert_eq!((intent.as_str(), decision.as_str()), ("order_tracking", "handoff"));
 
         let overdue = store.tickets(&TicketFilter { overdue: true, ..Default::default() }, Utc::now()).await.unwrap();
         assert_eq!(overdue.len(), 1);

@@ -41,6 +41,7 @@ impl Server {
         cmd.current_dir(repo())
             .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
             .env("KEFU_DATABASE_URL", format!("sqlite://{}/kefu.db", dir.path().display()))
+            .env("KEFU_ENTERPRISE_DATABASE_URL", format!("sqlite://{}/demo.db", dir.path().display()))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"));
