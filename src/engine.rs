@@ -264,13 +264,11 @@ impl Engine {
         }
         let lang = Lang::detect(text);
         let mut answer = self.render(&verdict, lang);
-        let mut context = None;
-        if let Some(connectors) = &self.connectors {
-            let ctx = Ctx { now: query.now.with_timezone(&Utc), trace_id: query.trace_id };
-            let subject = Subject { customer_id: query.customer_id, slots: &slots, tz };
-            let data = self.corpus.intent(&verdict.intent).and_then(|i| i.data.as_ref());
-            match (verdict.action, data) {
-                (Action::Answer, Some(data)) => match answer::resolve(connectors, data, lang, &subject, &ctx).await {
+        let ctx = Ctx { now: query.now.with_timezone(&Utc), trace_id: query.trace_id };
+        let subject = Subject { customer_id: query.customer_id, slots: &slots, tz };
+        if let (Some(connectors), Action::Answer) = (&self.connectors, verdict.action) {
+            if let Some(data) = self.corpus.intent(&verdict.intent).and_then(|i| i.data.as_ref()) {
+                match answer::resolve(connectors, data, lang, &subject, &ctx).await {
                     Resolution::Answer(text) => answer = text,
                     Resolution::WhichOrder(orders) => {
                         verdict.action = Action::Clarify;
@@ -287,11 +285,17 @@ impl Engine {
                         };
                     }
                     Resolution::General => {}
-                },
-                (Action::Handoff, _) => context = Some(answer::handoff_context(connectors, &subject, &ctx).await),
-                _ => {}
+                }
             }
         }
+        if query.previous.is_some_and(|p| p.decision == Action::Clarify.as_str()) && verdict.action == Action::Clarify {
+            verdict = policy::escalate_unresolved(verdict);
+            answer = self.render(&verdict, lang);
+        }
+        let context = match (&self.connectors, verdict.action) {
+            (Some(connectors), Action::Handoff) => Some(answer::handoff_context(connectors, &subject, &ctx).await),
+            _ => None,
+        };
         Ok(Outcome {
             answer: Some(answer),
             confidence: confidence_in(&verdict, &scored),

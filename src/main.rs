@@ -211,29 +211,14 @@ async fn serve(config: Config) -> Result<()> {
     // once and /readyz reports loading (503) instead of refusing connections.
     let (failed_tx, mut failed_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
     let loading_state = state.clone();
-    let connector_config = config.clone();
     tokio::spawn(async move {
-        let loaded = tokio::task::spawn_blocking(move || -> Result<Engine> {
-            let corpus = Corpus::load(&config.corpus_dir)?;
-            build_engine(&config, corpus, &config.corpus_dir, false)
-        })
-        .await;
-        let engine = match (loaded, enterprise_systems(&connector_config).await) {
-            (Ok(Ok(engine)), Ok(connectors)) => Ok(Ok(engine.with_connectors(connectors))),
-            (Ok(Ok(_)), Err(err)) => Ok(Err(err)),
-            (other, _) => other,
-        };
-        let loaded = engine;
-        let engine = match loaded {
-            Ok(Ok(engine)) => engine,
-            Ok(Err(err)) => return drop(failed_tx.send(err)),
-            Err(join) => return drop(failed_tx.send(anyhow::anyhow!("engine loading panicked: {join}"))),
-        };
-        if let Err(err) = engine.warm_up().await {
-            return drop(failed_tx.send(err.into()));
+        match load_and_warm_up(config).await {
+            Ok(engine) => {
+                loading_state.set_engine(Arc::new(engine));
+                tracing::info!("ready");
+            }
+            Err(err) => drop(failed_tx.send(err)),
         }
-        loading_state.set_engine(Arc::new(engine));
-        tracing::info!("ready");
     });
 
     let server = axum::serve(listener, api::app(state)).with_graceful_shutdown(shutdown_signal());
@@ -241,6 +226,20 @@ async fn serve(config: Config) -> Result<()> {
         result = server => result.context("serving HTTP"),
         Ok(err) = &mut failed_rx => Err(err.context("loading the engine")),
     }
+}
+
+/// Builds the engine off the async threads, connects the enterprise systems and runs one warm-up query.
+async fn load_and_warm_up(config: Config) -> Result<Engine> {
+    let connectors = enterprise_systems(&config).await?;
+    let engine = tokio::task::spawn_blocking(move || -> Result<Engine> {
+        let corpus = Corpus::load(&config.corpus_dir)?;
+        build_engine(&config, corpus, &config.corpus_dir, false)
+    })
+    .await
+    .context("engine loading panicked")??
+    .with_connectors(connectors);
+    engine.warm_up().await?;
+    Ok(engine)
 }
 
 /// The enterprise systems data answers use: the HTTP systems when configured, the seeded demo database otherwise.

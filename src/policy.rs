@@ -38,6 +38,8 @@ pub enum HandoffReason {
     AngryCustomer,
     /// The intent is one that people handle (a fault, a bug).
     AgentIntent,
+    /// The bot asked twice in a row without getting anywhere.
+    Unresolved,
 }
 
 impl HandoffReason {
@@ -47,6 +49,7 @@ impl HandoffReason {
             HandoffReason::Complaint => "complaint",
             HandoffReason::AngryCustomer => "angry_customer",
             HandoffReason::AgentIntent => "agent_intent",
+            HandoffReason::Unresolved => "unresolved",
         }
     }
 }
@@ -143,6 +146,12 @@ pub fn decide(scored: &Scored, signals: &Signals, decision_of: impl Fn(&str) -> 
     }
 }
 
+/// A second clarifying question in a row goes to a person instead: the
+/// customer has already rephrased once.
+pub fn escalate_unresolved(verdict: Verdict) -> Verdict {
+    Verdict { action: Action::Handoff, handoff: Some((HandoffReason::Unresolved, Priority::Normal)), reply: Reply::Holding, lead: false, ..verdict }
+}
+
 /// The agent queue a hand-off of this intent goes to.
 pub fn queue_for(intent: &str, scenario: Option<&str>) -> &'static str {
     match (intent, scenario) {
@@ -209,6 +218,14 @@ mod tests {
         assert_eq!(v.handoff, Some((HandoffReason::AgentIntent, Priority::Normal)));
         let v = run(&scored(&[("complaint", 0.9)], 0.9, false), Signals::default());
         assert_eq!(v.handoff, Some((HandoffReason::Complaint, Priority::High)));
+    }
+
+    #[test]
+    fn a_second_clarify_is_escalated() {
+        let v = run(&scored(&[("greeting", 0.2)], 0.1, true), Signals::default());
+        let v = escalate_unresolved(v);
+        assert_eq!((v.action, v.handoff, v.reply), (Action::Handoff, Some((HandoffReason::Unresolved, Priority::Normal)), Reply::Holding));
+        assert_eq!(v.intent, OOS);
     }
 
     #[test]

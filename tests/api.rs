@@ -10,7 +10,7 @@ use serde_json::json;
 const NOW: &str = "2026-06-15T10:00:00+08:00";
 
 async fn ask(base: &str, text: &str) -> serde_json::Value {
-    let (status, body) = post(base, "/v1/answer", json!({"text": text, "now": NOW, "session_id": "s-test"})).await;
+    let (status, body) = post(base, "/v1/answer", json!({"text": text, "now": NOW})).await;
     assert_eq!(status, 200, "{text}: {body}");
     body
 }

@@ -69,6 +69,13 @@ async fn demo_data_answers_end_to_end() {
     let r = ask(base, json!({"text": "那能改地址吗", "customer_id": "c1001", "session_id": session, "now": NOW})).await;
     assert_eq!(r["slots"]["order_id"], "12345", "{r}");
     assert!(r["answer"].as_str().unwrap().contains("12345"), "{r}");
+
+    // Two unhelpful turns in a row go to a person.
+    let session = json!("s-lost");
+    let r = ask(base, json!({"text": "帮我写一首关于春天的诗", "session_id": session, "now": NOW})).await;
+    assert_eq!(r["decision"], "clarify", "{r}");
+    let r = ask(base, json!({"text": "今天股票行情怎么样", "session_id": session, "now": NOW})).await;
+    assert_eq!((r["decision"].as_str(), r["handoff"]["reason"].as_str()), (Some("handoff"), Some("unresolved")), "{r}");
 }
 
 #[tokio::test]

@@ -78,6 +78,28 @@ fn recall_at_10_matches_exact_search_with_and_without_groups() {
     assert!(r_group >= 0.99, "recall@10 within a group {r_group}");
 }
 
+/// The worst case: uniform random unit vectors, where every point is about
+/// as far as every other, need a wider search; the graph still finds the true
+/// neighbours when given it.
+#[test]
+fn recall_at_10_on_uniform_random_vectors() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let n = 10_000;
+    let vectors: Vec<Vec<f32>> = (0..n).map(|_| random_unit(&mut rng)).collect();
+    let params = IndexParams { max_connections: 24, ef_construction: 200, ef_search: 512 };
+    let index = ExemplarIndex::build(vectors, vec!["all".to_string(); n], params).unwrap();
+    let all: Vec<usize> = (0..n).collect();
+    let (mut found, mut total) = (0, 0);
+    for _ in 0..100 {
+        let q = random_unit(&mut rng);
+        found += recall(&index.search(&q, 10, None).unwrap(), &exact(&index, &q, 10, &all));
+        total += 10;
+    }
+    let r = found as f64 / total as f64;
+    println!("recall@10 on uniform random vectors {r:.4}");
+    assert!(r >= 0.99, "recall@10 on uniform random vectors {r}");
+}
+
 #[test]
 fn similarity_is_cosine_and_an_exact_duplicate_ranks_first() {
     let mut rng = StdRng::seed_from_u64(1);
