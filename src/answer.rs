@@ -39,7 +39,8 @@ fn logged(err: ConnectorError, ctx: &Ctx<'_>, what: &str) -> Resolution {
 }
 
 /// Orders matching the slots: the one named by number (only the customer's own
-/// when the customer is known), else the customer's orders filtered by product and purchase date.
+/// when the customer is known), else the customer's orders filtered by product
+/// and purchase date; `None` when there is nothing specific to look up.
 async fn matching_orders(connectors: &Connectors, subject: &Subject<'_>, ctx: &Ctx<'_>) -> Result<Option<Vec<Order>>, ConnectorError> {
     let slots = subject.slots;
     if let Some(id) = &slots.order_id {
@@ -47,7 +48,12 @@ async fn matching_orders(connectors: &Connectors, subject: &Subject<'_>, ctx: &C
         let own = order.filter(|o| subject.customer_id.is_none_or(|c| o.customer_id == c));
         return Ok(Some(own.into_iter().collect()));
     }
-    let Some(customer) = subject.customer_id else { return Ok(None) };
+    let Some(customer) = subject.customer_id else {
+        // A specific purchase from an unknown customer needs its number; a
+        // general how-to question is answered in general.
+        let specific = slots.product.is_some() || slots.time.is_some();
+        return Ok(specific.then(Vec::new));
+    };
     let orders = connectors.orders.orders_of(ctx, customer).await?;
     let matching = orders
         .into_iter()
@@ -80,7 +86,6 @@ pub async fn resolve(connectors: &Connectors, answer: &DataAnswer, lang: Lang, s
     match answer.kind {
         DataKind::Order => match matching_orders(connectors, subject, ctx).await {
             Err(e) => return logged(e, ctx, "order"),
-            // Anonymous and without an order number: the general answer explains the self-service path.
             Ok(None) => return Resolution::General,
             Ok(Some(orders)) => match prefer_open(orders).as_slice() {
                 [] => return Resolution::AskOrderNumber,

@@ -256,7 +256,7 @@ impl Engine {
         let signals = self.signals.detect(text);
         let mut verdict = policy::decide(&scored, &signals, |id| self.corpus.intent(id).map(|i| i.decision), &self.settings.policy);
         if let Some(previous) = query.previous {
-            if self.continues_order_question(previous, &verdict, &slots) {
+            if self.continues_order_question(previous, &verdict, &slots, text) {
                 verdict = policy::Verdict { intent: previous.intent.clone(), action: Action::Answer, lead: false, handoff: None, reply: Reply::IntentAnswer };
             }
             // NOTE: the phone is not carried over: stored slots are masked.
@@ -310,12 +310,14 @@ impl Engine {
         })
     }
 
-    /// A turn that gives an order number the model cannot place, right after
-    /// a question about an order, continues that question.
-    fn continues_order_question(&self, previous: &PreviousTurn, verdict: &policy::Verdict, slots: &Slots) -> bool {
+    /// A turn that gives an order number, right after a question about an
+    /// order, continues that question when the model cannot place it or when
+    /// the bot had asked for the number and the reply is little more than it.
+    fn continues_order_question(&self, previous: &PreviousTurn, verdict: &policy::Verdict, slots: &Slots, text: &str) -> bool {
         let about_order = self.corpus.intent(&previous.intent).and_then(|i| i.data.as_ref()).is_some_and(|d| d.kind == DataKind::Order);
-        let unplaced = verdict.action == Action::Clarify;
-        about_order && unplaced && slots.order_id.is_some()
+        let Some(order_id) = &slots.order_id else { return false };
+        let asked = previous.decision == Action::Clarify.as_str();
+        about_order && (verdict.action == Action::Clarify || (asked && is_little_more_than(text, order_id)))
     }
 
     /// The reply text in the customer's language.
@@ -360,6 +362,15 @@ impl Engine {
     pub fn model(&self) -> &IntentModel {
         &self.model
     }
+}
+
+/// Whether `text` says little besides `id` ("订单号12345", "it's 12345"):
+/// at most a few Chinese characters or English words around it.
+fn is_little_more_than(text: &str, id: &str) -> bool {
+    let rest = text.to_uppercase().replace(id, " ");
+    let cjk = rest.chars().filter(|c| c.is_alphabetic() && !c.is_ascii()).count();
+    let words = rest.split(|c: char| !c.is_ascii_alphabetic()).filter(|w| !w.is_empty()).count();
+    cjk + 2 * words <= 8
 }
 
 /// Confidence in the verdict's intent: for out-of-scope, how sure we are that no intent fits.
@@ -438,5 +449,20 @@ fn save_atomically(model: &IntentModel, cache_dir: &Path, dir: &Path) -> Result<
         // Another process fitting the same corpus and model got there first; its copy is as good.
         Err(_) if dir.join("intent-model.json").exists() => std::fs::remove_dir_all(&tmp).map_err(cache_err),
         Err(e) => Err(cache_err(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_that_is_just_the_order_number() {
+        for text in ["12345", "订单号12345", "我的订单号是 12345", "order number 12345", "it's #12345"] {
+            assert!(is_little_more_than(text, "12345"), "{text}");
+        }
+        for text in ["订单12345能开发票吗，我要公司抬头的增值税专票", "can I get an invoice for order 12345 please"] {
+            assert!(!is_little_more_than(text, "12345"), "{text}");
+        }
     }
 }

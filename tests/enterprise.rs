@@ -63,6 +63,16 @@ async fn demo_data_answers_end_to_end() {
     assert_eq!((r["decision"].as_str(), r["intent"].as_str()), (Some("answer"), Some("cancel_order")), "{r}");
     assert!(r["answer"].as_str().unwrap().contains("23456"), "{r}");
 
+    // Anonymous: a specific purchase needs its number; a how-to question is answered in general.
+    let session = json!("s-anon");
+    let r = ask(base, json!({"text": "我昨天买的裙子能改地址吗", "session_id": session, "now": NOW})).await;
+    assert_eq!((r["decision"].as_str(), r["intent"].as_str()), (Some("clarify"), Some("change_address")), "{r}");
+    let r = ask(base, json!({"text": "订单号12345", "session_id": session, "now": NOW})).await;
+    assert_eq!((r["decision"].as_str(), r["intent"].as_str()), (Some("answer"), Some("change_address")), "{r}");
+    assert!(r["answer"].as_str().unwrap().contains("12345"), "{r}");
+    let r = ask(base, json!({"text": "收货地址怎么修改", "now": NOW})).await;
+    assert_eq!((r["decision"].as_str(), r["intent"].as_str()), (Some("answer"), Some("change_address")), "{r}");
+
     // Slots carry over within a session.
     let session = json!("s-carry");
     ask(base, json!({"text": "订单 12345 到哪了", "customer_id": "c1001", "session_id": session, "now": NOW})).await;
