@@ -92,7 +92,7 @@ impl Default for Config {
             max_in_flight: 256,
             request_timeout_ms: 10_000,
             min_answer_confidence: 0.5,
-            oos_weight: 0.5,
+            oos_weight: 0.2,
             encoder_queue: 512,
             batch_max_requests: 32,
             log_format: LogFormat::Text,

@@ -21,7 +21,7 @@ use crate::nlu::slots::{Catalogue, SlotExtractor, Slots};
 use crate::policy::{self, Action, HandoffReason, PolicySettings, Priority, Reply, Verdict};
 
 /// Bump when the saved intent model's layout or fitting changes, so old caches are rebuilt.
-const MODEL_FORMAT: &str = "kefu-intent-model-v2";
+const MODEL_FORMAT: &str = "kefu-intent-model-v3";
 
 /// Texts per encoder call while embedding a corpus.
 const EMBED_CHUNK: usize = 32;

@@ -63,7 +63,7 @@ pub struct FitOptions {
 
 impl Default for FitOptions {
     fn default() -> Self {
-        FitOptions { folds: 4, k: 10, oos_weight: 0.5, seed: 7, head: HeadTrainOptions::default() }
+        FitOptions { folds: 4, k: 10, oos_weight: 0.2, seed: 7, head: HeadTrainOptions::default() }
     }
 }
 
@@ -375,7 +375,7 @@ impl IntentModel {
         }
 
         progress("fitting thresholds");
-        let mut best: Option<(f32, f32, [f32; FEATURES + 1], Fitted)> = None;
+        let mut best: Option<(f32, f32, [f32; FEATURES + 1], Fitted, f32)> = None;
         for knn_weight in [0.0, 0.25, 0.5, 0.75, 1.0] {
             for temperature in [0.01, 0.03, 0.1] {
                 let evidence: Vec<Evidence> =
@@ -389,15 +389,21 @@ impl IntentModel {
                     .map(|(e, h)| Outcome { gold_oos: Some(h.gold) == oos_class, top_right: e.top == h.gold, confidence: logistic(&weights, &e.features()) })
                     .collect();
                 let fitted = fit_threshold(&outcomes, opts.oos_weight);
-                if best.as_ref().is_none_or(|(_, _, _, b)| fitted.score > b.score) {
-                    best = Some((knn_weight, temperature, weights, fitted));
+                // NOTE: the mix is chosen for telling intents apart (top-1 on
+                // in-scope examples); the out-of-scope trade-off only breaks
+                // ties, so that changing it moves the threshold, not the classifier.
+                let in_scope: Vec<&Outcome> = outcomes.iter().filter(|o| !o.gold_oos).collect();
+                let top1 = in_scope.iter().filter(|o| o.top_right).count() as f32 / in_scope.len().max(1) as f32;
+                let better = best.as_ref().is_none_or(|(_, _, _, b, b_top1)| (top1, fitted.score) > (*b_top1, b.score));
+                if better {
+                    best = Some((knn_weight, temperature, weights, fitted, top1));
                 }
                 if knn_weight == 0.0 {
                     break; // the temperature does not matter without the vote
                 }
             }
         }
-        let (knn_weight, knn_temperature, weights, fitted) = best.ok_or(IntentError::Empty)?;
+        let (knn_weight, knn_temperature, weights, fitted, _) = best.ok_or(IntentError::Empty)?;
 
         progress("training the final head and index");
         let x: Vec<Vec<f32>> = examples.iter().map(|e| e.vector.clone()).collect();
