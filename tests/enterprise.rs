@@ -46,6 +46,14 @@ async fn demo_data_answers_end_to_end() {
     assert_eq!((r["decision"].as_str(), r["intent"].as_str()), (Some("answer"), Some("order_tracking")), "{r}");
     assert!(r["answer"].as_str().unwrap().contains("23456"), "{r}");
 
+    let r = ask(base, json!({"text": "耳机显示已经签收了 但我根本没收到", "customer_id": "c1001", "now": NOW})).await;
+    assert_eq!((r["decision"].as_str(), r["intent"].as_str()), (Some("answer"), Some("not_received")), "{r}");
+    assert!(r["answer"].as_str().unwrap().contains("12301"), "{r}");
+
+    let r = ask(base, json!({"text": "冰箱维修的进度怎么样了 师傅啥时候来", "customer_id": "c1001", "now": NOW})).await;
+    assert_eq!((r["decision"].as_str(), r["intent"].as_str()), (Some("answer"), Some("repair_progress")), "{r}");
+    assert!(r["answer"].as_str().unwrap().contains("维修单"), "{r}");
+
     // A fault hands off, and the ticket carries the repair history.
     let r = ask(base, json!({"text": "冰箱坏了", "customer_id": "c1001", "now": NOW})).await;
     assert_eq!(r["decision"], "handoff", "{r}");
