@@ -58,6 +58,19 @@ async fn answers_hands_off_and_rejects_bad_input() {
         let conversation = ticket["conversation"].as_array().unwrap();
         assert!(conversation.iter().any(|t| t["role"] == "customer" && t["text"] == text), "{ticket}");
     }
+    // An agent picks a ticket up and works it; skipping steps is refused.
+    let r = ask(base, "给我转人工客服").await;
+    let ticket_id = r["handoff"]["ticket_id"].as_str().unwrap().to_string();
+    let (status, t) = post(base, &format!("/v1/tickets/{ticket_id}/assign"), json!({"agent": "agent-7"})).await;
+    assert_eq!((status, t["status"].as_str(), t["assignee"].as_str()), (200, Some("assigned"), Some("agent-7")), "{t}");
+    let (status, t) = post(base, &format!("/v1/tickets/{ticket_id}/status"), json!({"status": "in_progress", "note": "calling back"})).await;
+    assert_eq!((status, t["status"].as_str()), (200, Some("in_progress")), "{t}");
+    assert_eq!(post(base, &format!("/v1/tickets/{ticket_id}/status"), json!({"status": "closed"})).await.0, 409);
+    assert_eq!(post(base, &format!("/v1/tickets/{ticket_id}/status"), json!({"status": "done"})).await.0, 400);
+    assert_eq!(post(base, "/v1/tickets/T-none/status", json!({"status": "resolved"})).await.0, 404);
+    let (_, list) = get(base, "/v1/tickets?status=in_progress").await;
+    assert!(list["tickets"].as_array().unwrap().iter().any(|t| t["id"] == ticket_id.as_str()), "{list}");
+
     let (_, fault) = post(base, "/v1/answer", json!({"text": "空调不出冷风了 帮忙报修", "now": NOW})).await;
     assert_eq!(fault["handoff"]["queue"], "after_sales", "{fault}");
     let (status, list) = get(base, "/v1/tickets?queue=after_sales").await;

@@ -72,6 +72,8 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::UnknownTrace(id) => ApiError::new(StatusCode::NOT_FOUND, "unknown_trace_id", format!("no turn has trace id {id:?}")),
+            StoreError::UnknownTicket(id) => ApiError::not_found(format!("no ticket {id:?}")),
+            e @ StoreError::InvalidTransition { .. } => ApiError::new(StatusCode::CONFLICT, "invalid_transition", e.to_string()),
             other => ApiError::internal(&other),
         }
     }

@@ -27,7 +27,7 @@ pub use error::ApiError;
 use crate::engine::{self, Candidate, Engine, PreviousTurn};
 use crate::policy;
 use crate::privacy::mask;
-use crate::store::{NewTicket, NewTurn, Store, Ticket, TicketFilter};
+use crate::store::{NewTicket, NewTurn, Store, Ticket, TicketFilter, STATUSES};
 
 /// Limits and settings of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -89,6 +89,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/answer", post(answer))
         .route("/v1/tickets", get(list_tickets))
         .route("/v1/tickets/{id}", get(get_ticket))
+        .route("/v1/tickets/{id}/assign", post(assign_ticket))
+        .route("/v1/tickets/{id}/status", post(update_ticket_status))
         .route("/v1/feedback", post(feedback))
         .route("/v1/corrections", post(correction))
         .fallback(|| async { ApiError::not_found("no such route") })
@@ -265,6 +267,34 @@ async fn answer(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRej
 async fn get_ticket(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Ticket>, ApiError> {
     let ticket = state.store.ticket(&id, Utc::now()).await?.ok_or_else(|| ApiError::not_found(format!("no ticket {id:?}")))?;
     Ok(Json(ticket))
+}
+
+#[derive(Debug, Deserialize)]
+struct AssignRequest {
+    agent: String,
+    note: Option<String>,
+}
+
+async fn assign_ticket(State(state): State<Arc<AppState>>, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> Result<Json<Ticket>, ApiError> {
+    let req: AssignRequest = parse_json(body)?;
+    check_id("agent", &Some(req.agent.clone()))?;
+    state.store.move_ticket(&id, "assigned", Some(&req.agent), req.note.as_deref(), Utc::now()).await?;
+    get_ticket(State(state), Path(id)).await
+}
+
+#[derive(Debug, Deserialize)]
+struct StatusRequest {
+    status: String,
+    note: Option<String>,
+}
+
+async fn update_ticket_status(State(state): State<Arc<AppState>>, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> Result<Json<Ticket>, ApiError> {
+    let req: StatusRequest = parse_json(body)?;
+    if !STATUSES.contains(&req.status.as_str()) {
+        return Err(ApiError::bad_request("invalid_status", format!("status must be one of {}", STATUSES.join(", "))));
+    }
+    state.store.move_ticket(&id, &req.status, None, req.note.as_deref(), Utc::now()).await?;
+    get_ticket(State(state), Path(id)).await
 }
 
 #[derive(Debug, Deserialize)]

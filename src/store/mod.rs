@@ -22,6 +22,26 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unknown trace id {0:?}")]
     UnknownTrace(String),
+    #[error("no ticket {0:?}")]
+    UnknownTicket(String),
+    #[error("a ticket cannot go from {from} to {to}")]
+    InvalidTransition { from: String, to: String },
+}
+
+/// Ticket statuses in their usual order.
+pub const STATUSES: [&str; 6] = ["new", "assigned", "in_progress", "waiting_customer", "resolved", "closed"];
+
+/// Whether a ticket may move from `from` to `to`. Work can be reopened
+/// (resolved -> in_progress) but a closed ticket stays closed.
+pub fn can_move(from: &str, to: &str) -> bool {
+    matches!(
+        (from, to),
+        ("new", "assigned")
+            | ("assigned", "assigned" | "in_progress")
+            | ("in_progress", "waiting_customer" | "resolved" | "assigned")
+            | ("waiting_customer", "in_progress" | "resolved")
+            | ("resolved", "closed" | "in_progress")
+    )
 }
 
 /// One answered turn, as it is recorded.
@@ -87,6 +107,8 @@ pub struct Ticket {
     pub channel: String,
     pub intent: String,
     pub slots: Value,
+    /// The agent working on it.
+    pub assignee: Option<String>,
     pub due_at: String,
     pub overdue: bool,
     /// Customer profile, orders, repairs and refunds at hand-off time.
@@ -117,7 +139,7 @@ pub struct Store {
 }
 
 fn ts(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 impl Store {
@@ -207,7 +229,7 @@ impl Store {
         };
         let mut ticket = ticket_from_row(&row, now)?;
         ticket.conversation = self.conversation(ticket.session_id.as_deref(), ticket.customer_id.as_deref(), &ticket.id).await?;
-        ticket.history = sqlx::query("SELECT status, note, at FROM ticket_events WHERE ticket_id = ? ORDER BY at, id")
+        ticket.history = sqlx::query("SELECT status, note, at FROM ticket_events WHERE ticket_id = ? ORDER BY at")
             .bind(id)
             .fetch_all(&self.pool)
             .await?
@@ -275,6 +297,40 @@ impl Store {
         let Some(row) = row else { return Ok(None) };
         let slots: String = row.try_get("slots")?;
         Ok(Some((row.try_get("intent")?, row.try_get("decision")?, serde_json::from_str(&slots).unwrap_or(Value::Null))))
+    }
+
+    /// Moves a ticket to `to` (assigning it when `assignee` is given), with a
+    /// timestamped history entry; refuses moves [`can_move`] does not allow.
+    pub async fn move_ticket(&self, id: &str, to: &str, assignee: Option<&str>, note: Option<&str>, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let from: Option<String> = sqlx::query_scalar("SELECT status FROM tickets WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?;
+        let from = from.ok_or_else(|| StoreError::UnknownTicket(id.to_string()))?;
+        if !can_move(&from, to) {
+            return Err(StoreError::InvalidTransition { from, to: to.to_string() });
+        }
+        let at = ts(at);
+        sqlx::query("UPDATE tickets SET status = ?, assignee = COALESCE(?, assignee), updated_at = ? WHERE id = ?")
+            .bind(to)
+            .bind(assignee)
+            .bind(&at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let note = match (assignee, note) {
+            (Some(a), Some(n)) => Some(format!("assigned to {a}: {n}")),
+            (Some(a), None) => Some(format!("assigned to {a}")),
+            (None, n) => n.map(str::to_string),
+        };
+        sqlx::query("INSERT INTO ticket_events (id, ticket_id, status, note, at) VALUES (?, ?, ?, ?, ?)")
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(id)
+            .bind(to)
+            .bind(note.map(|n| mask(&n).into_owned()))
+            .bind(&at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Whether a turn with this trace id was recorded.
@@ -351,6 +407,7 @@ fn ticket_from_row(row: &sqlx::sqlite::SqliteRow, now: DateTime<Utc>) -> Result<
         priority: row.try_get("priority")?,
         queue: row.try_get("queue")?,
         reason: row.try_get("reason")?,
+        assignee: row.try_get("assignee")?,
         customer_id: row.try_get("customer_id")?,
         session_id: row.try_get("session_id")?,
         channel: row.try_get("channel")?,
@@ -415,6 +472,34 @@ mod tests {
         let none = store.tickets(&TicketFilter { queue: Some("sales".into()), ..Default::default() }, Utc::now()).await.unwrap();
         assert!(none.is_empty());
         assert!(store.all_stored_text().await.unwrap().iter().all(|t| !t.contains("13812345678")));
+    }
+
+    #[test]
+    fn ticket_lifecycle() {
+        let path = ["new", "assigned", "in_progress", "waiting_customer", "in_progress", "resolved", "closed"];
+        assert!(path.windows(2).all(|w| can_move(w[0], w[1])), "{path:?}");
+        for (from, to) in [("new", "resolved"), ("closed", "in_progress"), ("new", "closed"), ("resolved", "new")] {
+            assert!(!can_move(from, to), "{from} -> {to}");
+        }
+        assert!(STATUSES.iter().all(|s| STATUSES.iter().any(|t| can_move(s, t)) || *s == "closed"));
+    }
+
+    #[tokio::test]
+    async fn moves_tickets_and_records_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}/kefu.db", dir.path().display())).await.unwrap();
+        let ticket = NewTicket { id: "T9".into(), priority: "normal".into(), queue: "general".into(), reason: "human_requested".into(), due_at: Utc::now(), context: serde_json::json!({}) };
+        store.record_turn(&turn("a", "s", "转人工", Utc::now()), Some(&ticket)).await.unwrap();
+        store.move_ticket("T9", "assigned", Some("agent-7"), None, Utc::now()).await.unwrap();
+        store.move_ticket("T9", "in_progress", None, Some("called 13812345678"), Utc::now()).await.unwrap();
+        let err = store.move_ticket("T9", "closed", None, None, Utc::now()).await.unwrap_err();
+        assert!(matches!(err, StoreError::InvalidTransition { .. }), "{err}");
+        assert!(matches!(store.move_ticket("nope", "assigned", None, None, Utc::now()).await, Err(StoreError::UnknownTicket(_))));
+        let got = store.ticket("T9", Utc::now()).await.unwrap().unwrap();
+        assert_eq!((got.status.as_str(), got.assignee.as_deref(), got.overdue), ("in_progress", Some("agent-7"), false));
+        let steps: Vec<&str> = got.history.iter().map(|e| e.status.as_str()).collect();
+        assert_eq!(steps, ["new", "assigned", "in_progress"]);
+        assert_eq!(got.history[2].note.as_deref(), Some("called 138****5678"));
     }
 
     #[tokio::test]
