@@ -144,37 +144,33 @@ pub async fn resolve(connectors: &Connectors, answer: &DataAnswer, lang: Lang, s
     Resolution::Answer(template.render(&fields))
 }
 
+/// A lookup's value, or nothing (logged, and the system named) when it failed.
+fn available<T: Default>(system: &str, result: Result<T, ConnectorError>, unavailable: &mut Vec<String>, ctx: &Ctx<'_>) -> T {
+    result.unwrap_or_else(|e| {
+        tracing::warn!(trace_id = ctx.trace_id, error = %e, system, "hand-off context lookup failed");
+        unavailable.push(system.to_string());
+        T::default()
+    })
+}
+
 /// What an agent needs on a hand-off ticket: the customer's profile, recent
 /// orders, repair history (with the count of repairs of the product in the
 /// last 90 days) and refunds. Systems that fail are left out and named.
 pub async fn handoff_context(connectors: &Connectors, subject: &Subject<'_>, ctx: &Ctx<'_>) -> Value {
     let Some(customer) = subject.customer_id else { return json!({}) };
+    // The systems are independent: ask them all at once.
+    let (profile, orders, repairs, refunds) = tokio::join!(
+        connectors.crm.customer(ctx, customer),
+        connectors.orders.orders_of(ctx, customer),
+        connectors.after_sales.repairs_of(ctx, customer),
+        connectors.refunds.refunds_of(ctx, customer),
+    );
     let mut unavailable = Vec::new();
-    let mut note = |system: &str, e: ConnectorError| {
-        tracing::warn!(trace_id = ctx.trace_id, error = %e, system, "hand-off context lookup failed");
-        unavailable.push(system.to_string());
-    };
-    let profile = connectors.crm.customer(ctx, customer).await.unwrap_or_else(|e| {
-        note("crm", e);
-        None
-    });
-    let orders = connectors.orders.orders_of(ctx, customer).await.unwrap_or_else(|e| {
-        note("orders", e);
-        Vec::new()
-    });
-    let repairs = connectors.after_sales.repairs_of(ctx, customer).await.unwrap_or_else(|e| {
-        note("after_sales", e);
-        Vec::new()
-    });
-    let refunds = connectors.refunds.refunds_of(ctx, customer).await.unwrap_or_else(|e| {
-        note("refunds", e);
-        Vec::new()
-    });
-    let ninety_days_ago = ctx.now - chrono::Duration::days(90);
-    let repairs_90d = repairs
-        .iter()
-        .filter(|r| r.reported_at >= ninety_days_ago && subject.slots.product.as_ref().is_none_or(|p| &r.product == p))
-        .count();
+    let profile = available("crm", profile, &mut unavailable, ctx);
+    let orders = available("orders", orders, &mut unavailable, ctx);
+    let repairs = available("after_sales", repairs, &mut unavailable, ctx);
+    let refunds = available("refunds", refunds, &mut unavailable, ctx);
+    let repairs_90d = template::repairs_in_90_days(&repairs, subject.slots.product.as_deref(), ctx.now);
     json!({
         "customer": profile,
         "orders": orders.iter().take(5).collect::<Vec<_>>(),

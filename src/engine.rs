@@ -131,7 +131,8 @@ pub struct Engine {
     connectors: Option<Connectors>,
 }
 
-fn progress_bar(len: u64, show: bool, what: &str) -> ProgressBar {
+/// A progress bar for long CLI work, drawn on stderr when `show`.
+pub fn progress_bar(len: u64, show: bool, what: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(len), if show { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
     if let Ok(style) = ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} ({eta})") {
         bar.set_style(style.progress_chars("=> "));

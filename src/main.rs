@@ -10,14 +10,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, FixedOffset, Utc};
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use kefu::api::{self, ApiSettings, AppState};
 use kefu::config::{Config, ConfigArgs, LogFormat};
 use kefu::connectors::{self, Connectors};
 use kefu::corpus::Corpus;
 use kefu::encoder::{import, BatchOptions, BertEncoder, EncoderHandle};
-use kefu::engine::{Engine, EngineSettings, Query};
+use kefu::engine::{progress_bar, Engine, EngineSettings, Query};
 use kefu::eval::{self, Prediction, SetRole};
 use kefu::nlu::intent::FitOptions;
 use kefu::nlu::slots::Catalogue;
@@ -293,11 +292,7 @@ fn run_eval(config: &Config, args: EvalArgs, runtime: &tokio::runtime::Runtime) 
     let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let engine = build_engine(config, corpus, &catalogue_dir, show)?;
 
-    let bar = ProgressBar::with_draw_target(Some(lines.len() as u64), if show { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
-    if let Ok(style) = ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} ({eta})") {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message("evaluating");
+    let bar = progress_bar(lines.len() as u64, show, "evaluating");
     let default_now = args.now.unwrap_or_else(|| Utc::now().fixed_offset());
     let predictions: Vec<Prediction> = runtime.block_on(async {
         let mut out = Vec::with_capacity(lines.len());

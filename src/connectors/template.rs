@@ -272,13 +272,18 @@ pub fn fields_of_repair(repair: &RepairRecord, history: &[RepairRecord], now: Da
         "repair.visit_time",
         repair.technician_visit.map_or_else(|| "待预约".to_string(), |at| local_time(at, tz)),
     );
-    let window = now - TimeDelta::days(90);
-    let count = history
-        .iter()
-        .filter(|r| r.product == repair.product && r.reported_at >= window && r.reported_at <= now)
-        .count();
-    v.insert("repair.count_90d", count.to_string());
+    v.insert("repair.count_90d", repairs_in_90_days(history, Some(&repair.product), now).to_string());
     v
+}
+
+/// Repair cases in `history` reported in the 90 days before `now`, of
+/// `product` when given: what makes a fault a repeat one.
+pub fn repairs_in_90_days(history: &[RepairRecord], product: Option<&str>, now: DateTime<Utc>) -> usize {
+    let window = now - TimeDelta::days(90);
+    history
+        .iter()
+        .filter(|r| product.is_none_or(|p| r.product == p) && r.reported_at >= window && r.reported_at <= now)
+        .count()
 }
 
 /// The `customer.*` fields of a CRM profile.
