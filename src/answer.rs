@@ -1,16 +1,19 @@
 //! Answers that use the customer's own data: which enterprise record an
 //! answer needs, how the record is found from the slots and the customer,
-//! and what a hand-off ticket carries. A connector that fails or times out
-//! never fails the turn: the caller falls back to the intent's general answer.
+//! the customer's records gathered once per turn, the `ticket_status` answer
+//! from the customer's tickets, and what a hand-off ticket carries. A system
+//! that fails or times out never fails the turn: the caller falls back to
+//! the intent's general answer.
 
-use chrono::Utc;
+use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use serde_json::{json, Value};
 
 use crate::connectors::template::{self, FieldValues};
-use crate::connectors::{ConnectorError, Connectors, Ctx, Order};
+use crate::connectors::{ConnectorError, Connectors, Ctx, Customer, Order, RepairRecord};
 use crate::corpus::{DataAnswer, DataKind, Lang};
 use crate::nlu::slots::Slots;
+use crate::profile::{CustomerHistory, PastTurn, Profile, TicketSummary, HISTORY_DAYS};
 
 /// What the customer's data makes of a data answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -146,38 +149,377 @@ pub async fn resolve(connectors: &Connectors, answer: &DataAnswer, lang: Lang, s
 
 /// A lookup's value, or nothing (logged, and the system named) when it failed.
 fn available<T: Default>(system: &str, result: Result<T, ConnectorError>, unavailable: &mut Vec<String>, ctx: &Ctx<'_>) -> T {
-    result.unwrap_or_else(|e| {
-        tracing::warn!(trace_id = ctx.trace_id, error = %e, system, "hand-off context lookup failed");
-        unavailable.push(system.to_string());
-        T::default()
-    })
+    kept(system, Some(result), unavailable, ctx).unwrap_or_default()
 }
 
-/// What an agent needs on a hand-off ticket: the customer's profile, recent
-/// orders, repair history (with the count of repairs of the product in the
-/// last 90 days) and refunds. Systems that fail are left out and named.
-pub async fn handoff_context(connectors: &Connectors, subject: &Subject<'_>, ctx: &Ctx<'_>) -> Value {
-    let Some(customer) = subject.customer_id else { return json!({}) };
-    // The systems are independent: ask them all at once.
-    let (profile, orders, repairs, refunds) = tokio::join!(
-        connectors.crm.customer(ctx, customer),
-        connectors.orders.orders_of(ctx, customer),
-        connectors.after_sales.repairs_of(ctx, customer),
-        connectors.refunds.refunds_of(ctx, customer),
+/// A lookup's value; `None` when the source is not configured (`result` is
+/// `None`) or failed (logged with the trace id, and the source named).
+fn kept<T, E: std::fmt::Display>(system: &str, result: Option<Result<T, E>>, unavailable: &mut Vec<String>, ctx: &Ctx<'_>) -> Option<T> {
+    match result? {
+        Ok(value) => Some(value),
+        Err(e) => {
+            tracing::warn!(trace_id = ctx.trace_id, error = %e, system, "customer lookup failed");
+            unavailable.push(system.to_string());
+            None
+        }
+    }
+}
+
+/// What the enterprise systems and kefu's own history hold about one
+/// customer, gathered once per turn. `None`: the source is not configured or failed.
+#[derive(Debug, Clone, Default)]
+pub struct CustomerRecords {
+    pub customer_id: String,
+    /// None also for a customer the CRM does not know.
+    pub customer: Option<Customer>,
+    /// Newest first.
+    pub orders: Option<Vec<Order>>,
+    /// Newest first.
+    pub repairs: Option<Vec<RepairRecord>>,
+    /// Turns of the last [`HISTORY_DAYS`] days, newest first.
+    pub past_turns: Option<Vec<PastTurn>>,
+    /// Sources that failed.
+    pub unavailable: Vec<String>,
+}
+
+/// Asks the CRM, the order and after-sales systems and the history about a
+/// customer, all at once. Failures are logged and named, never returned.
+pub async fn gather(connectors: Option<&Connectors>, history: Option<&dyn CustomerHistory>, customer_id: &str, ctx: &Ctx<'_>) -> CustomerRecords {
+    let since = ctx.now - TimeDelta::days(HISTORY_DAYS);
+    let (customer, orders, repairs, past_turns) = tokio::join!(
+        async {
+            match connectors {
+                Some(c) => Some(c.crm.customer(ctx, customer_id).await),
+                None => None,
+            }
+        },
+        async {
+            match connectors {
+                Some(c) => Some(c.orders.orders_of(ctx, customer_id).await),
+                None => None,
+            }
+        },
+        async {
+            match connectors {
+                Some(c) => Some(c.after_sales.repairs_of(ctx, customer_id).await),
+                None => None,
+            }
+        },
+        async {
+            match history {
+                Some(h) => Some(h.past_turns(customer_id, since).await),
+                None => None,
+            }
+        },
     );
     let mut unavailable = Vec::new();
-    let profile = available("crm", profile, &mut unavailable, ctx);
-    let orders = available("orders", orders, &mut unavailable, ctx);
-    let repairs = available("after_sales", repairs, &mut unavailable, ctx);
-    let refunds = available("refunds", refunds, &mut unavailable, ctx);
-    let repairs_90d = template::repairs_in_90_days(&repairs, subject.slots.product.as_deref(), ctx.now);
+    CustomerRecords {
+        customer_id: customer_id.to_string(),
+        customer: kept("crm", customer, &mut unavailable, ctx).flatten(),
+        orders: kept("orders", orders, &mut unavailable, ctx),
+        repairs: kept("after_sales", repairs, &mut unavailable, ctx),
+        past_turns: kept("history", past_turns, &mut unavailable, ctx),
+        unavailable,
+    }
+}
+
+/// What an agent needs on a hand-off ticket: the customer's profile with its
+/// tags, the CRM record, recent orders, repair history (with the count of
+/// repairs of the named product in the last 90 days) and refunds. Sources
+/// that failed are left out and named.
+pub async fn handoff_context(connectors: Option<&Connectors>, records: &CustomerRecords, profile: Option<&Profile>, subject: &Subject<'_>, ctx: &Ctx<'_>) -> Value {
+    let mut unavailable = records.unavailable.clone();
+    let refunds = match connectors {
+        Some(c) => available("refunds", c.refunds.refunds_of(ctx, &records.customer_id).await, &mut unavailable, ctx),
+        None => Vec::new(),
+    };
+    let orders = records.orders.as_deref().unwrap_or_default();
+    let repairs = records.repairs.as_deref().unwrap_or_default();
     json!({
-        "customer": profile,
+        "profile": profile,
+        "customer": records.customer,
         "orders": orders.iter().take(5).collect::<Vec<_>>(),
         "repairs": repairs,
-        "repairs_last_90_days": repairs_90d,
+        "repairs_last_90_days": template::repairs_in_90_days(repairs, subject.slots.product.as_deref(), ctx.now),
         "refunds": refunds,
         "unavailable": unavailable,
         "gathered_at": Utc::now(),
     })
+}
+
+/// Most tickets a `ticket_status` answer lists.
+const TICKETS_LISTED: usize = 3;
+
+/// A ticket id as the API makes them (T and 12 hex digits, e.g.
+/// T3F9A0B12C4D5) named in the text, upper-cased.
+pub fn ticket_id_in(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let alnum_at = |i: usize| bytes.get(i).is_some_and(|b| b.is_ascii_alphanumeric());
+    (0..bytes.len()).find_map(|i| {
+        let candidate = bytes.get(i..i + 13)?;
+        let fits = candidate[0].eq_ignore_ascii_case(&b'T')
+            && candidate[1..].iter().all(u8::is_ascii_hexdigit)
+            && !(i > 0 && alnum_at(i - 1))
+            && !alnum_at(i + 13);
+        fits.then(|| text[i..i + 13].to_ascii_uppercase())
+    })
+}
+
+/// A ticket status in the customer's words.
+pub fn ticket_status_words(status: &str, lang: Lang) -> &str {
+    match (status, lang) {
+        ("new", Lang::Zh) => "新建待处理",
+        ("assigned", Lang::Zh) => "已分配给客服",
+        ("in_progress", Lang::Zh) => "处理中",
+        ("waiting_customer", Lang::Zh) => "等待你的回复",
+        ("resolved", Lang::Zh) => "已解决",
+        ("closed", Lang::Zh) => "已关闭",
+        ("new", Lang::En) => "waiting for an agent",
+        ("assigned", Lang::En) => "assigned to an agent",
+        ("in_progress", Lang::En) => "in progress",
+        ("waiting_customer", Lang::En) => "waiting for your reply",
+        ("resolved", Lang::En) => "resolved",
+        ("closed", Lang::En) => "closed",
+        (other, _) => other,
+    }
+}
+
+/// An intent title cut to its first phrase: 产品故障报修（不制冷…） -> 产品故障报修.
+pub fn short_title(title: &str) -> &str {
+    title.split(['（', '(', '/', '：', ':', ',']).next().unwrap_or(title).trim()
+}
+
+/// What of an agent's note the customer should read: the assignment
+/// bookkeeping the store adds ("assigned to agent-7: ...") is dropped.
+fn customer_note<'a>(note: &'a str, assignee: Option<&str>) -> Option<&'a str> {
+    let note = note.trim();
+    let bookkeeping = assignee.map(|a| format!("assigned to {a}"));
+    let note = match bookkeeping.as_deref().and_then(|prefix| note.strip_prefix(prefix)) {
+        Some(rest) => rest.trim_start_matches(':').trim(),
+        None => note,
+    };
+    (!note.is_empty()).then_some(note)
+}
+
+fn local_time(at: DateTime<Utc>, tz: Tz, lang: Lang) -> String {
+    let local = at.with_timezone(&tz);
+    match lang {
+        Lang::Zh => local.format("%-m月%-d日 %H:%M").to_string(),
+        Lang::En => local.format("%b %-d, %H:%M").to_string(),
+    }
+}
+
+/// One ticket in a sentence: status, who has it, and the latest note with its time.
+fn ticket_line(t: &TicketSummary, lang: Lang, tz: Tz, title_of: &dyn Fn(&str) -> Option<String>) -> String {
+    let title = title_of(&t.intent).map(|title| match lang {
+        Lang::Zh => format!("（{title}）"),
+        Lang::En => format!(" ({title})"),
+    });
+    let title = title.unwrap_or_default();
+    let status = ticket_status_words(&t.status, lang);
+    let note = t.latest_note.as_deref().and_then(|n| customer_note(n, t.assignee.as_deref()));
+    let when = local_time(t.latest_note_at.filter(|_| note.is_some()).unwrap_or(t.updated_at), tz, lang);
+    match lang {
+        Lang::Zh => {
+            let who = match (&t.assignee, t.status.as_str()) {
+                (Some(a), _) => format!("，由客服 {a} 跟进"),
+                (None, "new") => "，客服会尽快接手".to_string(),
+                (None, _) => String::new(),
+            };
+            let news = note.map_or_else(|| format!("（更新于 {when}）"), |n| format!("。最新进展（{when}）：{n}"));
+            format!("工单 {}{title}：{status}{who}{news}", t.id)
+        }
+        Lang::En => {
+            let who = match (&t.assignee, t.status.as_str()) {
+                (Some(a), _) => format!(", handled by {a}"),
+                (None, "new") => ", an agent will pick it up soon".to_string(),
+                (None, _) => String::new(),
+            };
+            let news = note.map_or_else(|| format!(" (updated {when})"), |n| format!(". Latest update ({when}): {n}"));
+            format!("Ticket {}{title}: {status}{who}{news}", t.id)
+        }
+    }
+}
+
+/// The `ticket_status` answer for these tickets (newest first), listing at
+/// most three; `title_of` gives an intent's short title in the answer's language.
+pub fn ticket_status_text(tickets: &[TicketSummary], lang: Lang, tz: Tz, title_of: &dyn Fn(&str) -> Option<String>) -> String {
+    let lines: Vec<String> = tickets.iter().take(TICKETS_LISTED).map(|t| ticket_line(t, lang, tz, title_of)).collect();
+    let more = tickets.len().saturating_sub(TICKETS_LISTED);
+    match (lang, lines.as_slice()) {
+        (_, [one]) => match lang {
+            Lang::Zh => format!("帮你查到了：{one}。"),
+            Lang::En => format!("Here is what I found. {one}."),
+        },
+        (Lang::Zh, _) => {
+            let listed: Vec<String> = lines.iter().enumerate().map(|(i, l)| format!("{}. {l}", i + 1)).collect();
+            let rest = if more > 0 { format!("\n另有 {more} 个，可在 APP「我的」>「服务记录」查看。") } else { String::new() };
+            format!("你有 {} 个未完成的工单：\n{}{rest}", tickets.len(), listed.join("\n"))
+        }
+        (Lang::En, _) => {
+            let listed: Vec<String> = lines.iter().enumerate().map(|(i, l)| format!("{}. {l}", i + 1)).collect();
+            let rest = if more > 0 { format!("\n{more} more are in the app under 「我的」(Me) >「服务记录」(Service history).") } else { String::new() };
+            format!("You have {} open tickets:\n{}{rest}", tickets.len(), listed.join("\n"))
+        }
+    }
+}
+
+/// Answers a `ticket_status` question from the tickets: the one named by id
+/// (only the customer's own when the customer is known), else the
+/// customer's open ones. `None` keeps the intent's `general` answer (nothing
+/// to look up, or the history failed); no ticket found says so before it.
+#[allow(clippy::too_many_arguments)]
+pub async fn ticket_status(
+    history: &dyn CustomerHistory,
+    text: &str,
+    customer_id: Option<&str>,
+    lang: Lang,
+    tz: Tz,
+    general: &str,
+    title_of: &(dyn Fn(&str) -> Option<String> + Sync),
+    ctx: &Ctx<'_>,
+) -> Option<String> {
+    let failed = |e: crate::profile::HistoryError| {
+        tracing::warn!(trace_id = ctx.trace_id, error = %e, "ticket lookup failed; answering in general");
+        None
+    };
+    if let Some(id) = ticket_id_in(text) {
+        let ticket = match history.ticket_summary(&id).await {
+            Ok(t) => t.filter(|t| customer_id.is_none_or(|c| t.customer_id.as_deref() == Some(c))),
+            Err(e) => return failed(e),
+        };
+        return Some(match (ticket, lang) {
+            (Some(t), _) => ticket_status_text(&[t], lang, tz, title_of),
+            (None, Lang::Zh) => format!("没有查到工单 {id}，麻烦核对一下工单号。{general}"),
+            (None, Lang::En) => format!("I couldn't find ticket {id}; please check the number. {general}"),
+        });
+    }
+    let customer = customer_id?;
+    match history.open_tickets(customer).await {
+        Err(e) => failed(e),
+        Ok(tickets) if tickets.is_empty() => Some(match lang {
+            Lang::Zh => format!("目前没有查到你未完成的工单。{general}"),
+            Lang::En => format!("I can't find any open ticket of yours right now. {general}"),
+        }),
+        Ok(tickets) => Some(ticket_status_text(&tickets, lang, tz, title_of)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{NewTicket, NewTurn, Store};
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn summary(id: &str, status: &str, assignee: Option<&str>, note: Option<&str>) -> TicketSummary {
+        TicketSummary {
+            id: id.into(),
+            customer_id: Some("c1".into()),
+            status: status.into(),
+            priority: "high".into(),
+            intent: "repair_request".into(),
+            queue: "after_sales".into(),
+            assignee: assignee.map(str::to_string),
+            latest_note: note.map(str::to_string),
+            latest_note_at: note.map(|_| at("2026-06-15T02:20:00Z")),
+            created_at: at("2026-06-15T01:00:00Z"),
+            updated_at: at("2026-06-15T02:20:00Z"),
+        }
+    }
+
+    fn titles(lang: Lang) -> impl Fn(&str) -> Option<String> {
+        move |id: &str| (id == "repair_request").then(|| if lang == Lang::Zh { "产品故障报修" } else { "Report a fault" }.to_string())
+    }
+
+    #[test]
+    fn ticket_ids_are_found_only_in_the_apis_format() {
+        assert_eq!(ticket_id_in("工单T3F9A0B12C4D5进度如何").as_deref(), Some("T3F9A0B12C4D5"));
+        assert_eq!(ticket_id_in("ticket t3f9a0b12c4d5?").as_deref(), Some("T3F9A0B12C4D5"));
+        // 13 digits is someone else's number; too short or not hex is not ours either.
+        for text in ["工单号 T2026061800012 现在什么状态", "T3F9A0B12C4D", "T3F9A0B12C4DZ", "AT3F9A0B12C4D5", "我的工单"] {
+            assert_eq!(ticket_id_in(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn titles_and_notes_read_naturally() {
+        assert_eq!(short_title("产品故障报修（不制冷、坏了、不能开机）"), "产品故障报修");
+        assert_eq!(short_title("物流查询：快递到哪了"), "物流查询");
+        assert_eq!(short_title("Report a fault / request a repair"), "Report a fault");
+        assert_eq!(customer_note("assigned to agent-7: 已受理", Some("agent-7")), Some("已受理"));
+        assert_eq!(customer_note("assigned to agent-7", Some("agent-7")), None);
+        assert_eq!(customer_note("已派给维修师傅", Some("agent-7")), Some("已派给维修师傅"));
+    }
+
+    #[test]
+    fn one_ticket_in_chinese_and_english() {
+        let tz = chrono_tz::Asia::Shanghai;
+        let t = summary("T3F9A0B12C4D5", "in_progress", Some("agent-7"), Some("已派给维修师傅，预计明天上门"));
+        let zh = ticket_status_text(std::slice::from_ref(&t), Lang::Zh, tz, &titles(Lang::Zh));
+        assert_eq!(zh, "帮你查到了：工单 T3F9A0B12C4D5（产品故障报修）：处理中，由客服 agent-7 跟进。最新进展（6月15日 10:20）：已派给维修师傅，预计明天上门。");
+        let en = ticket_status_text(&[t], Lang::En, tz, &titles(Lang::En));
+        assert_eq!(en, "Here is what I found. Ticket T3F9A0B12C4D5 (Report a fault): in progress, handled by agent-7. Latest update (Jun 15, 10:20): 已派给维修师傅，预计明天上门.");
+        let fresh = summary("T000000000001", "new", None, None);
+        let zh = ticket_status_text(&[fresh], Lang::Zh, tz, &|_| None);
+        assert_eq!(zh, "帮你查到了：工单 T000000000001：新建待处理，客服会尽快接手（更新于 6月15日 10:20）。");
+    }
+
+    #[test]
+    fn several_tickets_are_listed_up_to_three() {
+        let tz = chrono_tz::Asia::Shanghai;
+        let tickets: Vec<TicketSummary> = (1..=4).map(|i| summary(&format!("T00000000000{i}"), "assigned", Some("agent-2"), None)).collect();
+        let zh = ticket_status_text(&tickets, Lang::Zh, tz, &titles(Lang::Zh));
+        assert!(zh.starts_with("你有 4 个未完成的工单：\n1. 工单 T000000000001"), "{zh}");
+        assert!(zh.contains("3. 工单 T000000000003") && !zh.contains("T000000000004"), "{zh}");
+        assert!(zh.ends_with("另有 1 个，可在 APP「我的」>「服务记录」查看。"), "{zh}");
+        let en = ticket_status_text(&tickets[..2], Lang::En, tz, &titles(Lang::En));
+        assert!(en.starts_with("You have 2 open tickets:\n1. Ticket T000000000001 (Report a fault): assigned to an agent, handled by agent-2"), "{en}");
+    }
+
+    fn turn(trace: &str, customer: &str) -> NewTurn {
+        NewTurn {
+            trace_id: trace.into(),
+            session_id: None,
+            customer_id: Some(customer.into()),
+            channel: "web".into(),
+            text: "冰箱又坏了".into(),
+            intent: "repair_request".into(),
+            confidence: 0.9,
+            decision: "handoff".into(),
+            answer: None,
+            slots: json!({}),
+            lead: false,
+            latency_ms: 1.0,
+            options: Vec::new(),
+            at: Utc::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn ticket_status_answers_from_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}/kefu.db", dir.path().display())).await.unwrap();
+        let ctx = Ctx { now: Utc::now(), trace_id: "t" };
+        let tz = chrono_tz::Asia::Shanghai;
+        let ask = |text: &'static str, customer: Option<&'static str>| {
+            let store = store.clone();
+            async move { ticket_status(&store, text, customer, Lang::detect(text), tz, "GENERAL", &|_| None, &ctx).await }
+        };
+        // Nothing open: say so, then the general answer; anonymous and no id: the general answer.
+        assert_eq!(ask("我的工单怎么样了", Some("c1")).await.as_deref(), Some("目前没有查到你未完成的工单。GENERAL"));
+        assert_eq!(ask("我的工单怎么样了", None).await, None);
+
+        let ticket = NewTicket { id: "TABCDEF012345".into(), priority: "high".into(), queue: "after_sales".into(), reason: "agent_intent".into(), due_at: Utc::now(), context: json!({}) };
+        store.record_turn(&turn("a", "c1"), Some(&ticket)).await.unwrap();
+        store.move_ticket("TABCDEF012345", "assigned", Some("agent-7"), Some("已派给维修师傅，预计明天上门"), Utc::now()).await.unwrap();
+        let answer = ask("我的工单怎么样了", Some("c1")).await.unwrap();
+        assert!(answer.contains("TABCDEF012345") && answer.contains("已分配给客服") && answer.contains("已派给维修师傅，预计明天上门"), "{answer}");
+        // By id: anyone holding the id, but not another known customer.
+        assert!(ask("工单 TABCDEF012345 进度", None).await.unwrap().contains("agent-7"));
+        assert!(ask("工单 TABCDEF012345 进度", Some("c2")).await.unwrap().starts_with("没有查到工单 TABCDEF012345"));
+        assert!(ask("what about ticket TABCDEF012346", Some("c1")).await.unwrap().starts_with("I couldn't find ticket TABCDEF012346"));
+    }
 }

@@ -47,8 +47,31 @@ pub struct Config {
     /// Real enterprise systems over HTTP, one `[enterprise_http.<system>]` table each
     /// (orders, inventory, refunds, after_sales, crm) with base_url, auth_header, timeout_ms, retries, backoff_ms.
     pub enterprise_http: Option<crate::connectors::http::HttpConnectorSettings>,
+    /// Customer profile tag rules, `[[profile.rules]]` tables of tag, metric,
+    /// op (> >= < <=), threshold and optional hint_zh / hint_en; given rules
+    /// replace the defaults (vip: spend_12m_cny > 10000; frequent_after_sales:
+    /// after_sales_contacts_90d >= 2). See `src/profile.rs`.
+    pub profile: crate::profile::ProfileRules,
     /// Minutes within which a new hand-off ticket must be picked up.
     pub ticket_sla_minutes: u32,
+    /// A customer's new session (say, on another channel) continues their last
+    /// turn when it is at most this many minutes old.
+    pub conversation_gap_minutes: u32,
+    /// Bearer token for the admin routes (retrain, reload, rollback); they are open when unset.
+    pub admin_token: Option<String>,
+    /// Where overdue tickets are announced (JSON POST, once per ticket); no pushes when unset.
+    /// May carry a secret (user info, token): it is never logged whole.
+    pub sla_webhook_url: Option<String>,
+    /// Seconds between two sweeps for overdue tickets.
+    pub sla_check_interval_secs: u64,
+    /// Retries of a failed webhook POST within one sweep.
+    pub sla_webhook_retries: u32,
+    /// Limit for one webhook POST.
+    pub sla_webhook_timeout_ms: u64,
+    /// Delay before the first retry of a sweep; doubled before each further one.
+    pub sla_webhook_backoff_ms: u64,
+    /// Sweeps that may fail to deliver a ticket before it is given up on.
+    pub sla_webhook_max_attempts: u32,
     /// Install a known model on start when it is missing.
     pub fetch_missing_model: bool,
     /// IANA zone that relative dates are read in.
@@ -66,11 +89,30 @@ pub struct Config {
     /// When fitting the out-of-scope threshold, the weight of out-of-scope
     /// recall against in-scope accuracy (1 = equal).
     pub oos_weight: f32,
+    /// Where retrained model versions are kept, with their reports and the `current` pointer.
+    pub versions_dir: PathBuf,
+    /// Largest drop of any gated metric (intent, decision, oos recall, held-out
+    /// corrections) a retrained version may show and still be promoted.
+    pub gate_tolerance: f64,
+    /// Labelled sets the eval gate compares versions on (the `kefu eval` formats).
+    pub gate_eval_sets: Vec<PathBuf>,
+    /// Cosine similarity to an agent-corrected text at or above which the
+    /// correction decides the intent.
+    pub correction_min_similarity: f32,
+    /// Seconds between two looks at the version pointer by a running server
+    /// (0: only `POST /v1/admin/reload` switches versions).
+    pub versions_poll_secs: u64,
     /// Messages waiting for the model thread before callers get 429.
     pub encoder_queue: usize,
     /// Most messages embedded in one batch.
     pub batch_max_requests: usize,
     pub log_format: LogFormat,
+    /// Cosine similarity at or above which questions given the same intent are grouped together in `/v1/stats`.
+    pub stats_cluster_threshold: f32,
+    /// Most distinct question texts (the most recent) grouped per report.
+    pub stats_max_questions: usize,
+    /// Time limit of an analytics request (`/v1/stats`, its export, `/v1/optimise`).
+    pub stats_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -83,8 +125,17 @@ impl Default for Config {
             cache_dir: None,
             database_url: "sqlite://data/kefu.db".into(),
             ticket_sla_minutes: 120,
+            conversation_gap_minutes: 30,
+            admin_token: None,
+            sla_webhook_url: None,
+            sla_check_interval_secs: 30,
+            sla_webhook_retries: 3,
+            sla_webhook_timeout_ms: 5_000,
+            sla_webhook_backoff_ms: 500,
+            sla_webhook_max_attempts: 100,
             enterprise_database_url: "sqlite://data/demo.db".into(),
             enterprise_http: None,
+            profile: crate::profile::ProfileRules::default(),
             fetch_missing_model: true,
             timezone: "Asia/Shanghai".into(),
             max_text_bytes: 4096,
@@ -93,9 +144,17 @@ impl Default for Config {
             request_timeout_ms: 10_000,
             min_answer_confidence: 0.5,
             oos_weight: 0.2,
+            versions_dir: PathBuf::from("data/versions"),
+            gate_tolerance: 0.01,
+            gate_eval_sets: vec![PathBuf::from("eval/dev.jsonl")],
+            correction_min_similarity: 0.95,
+            versions_poll_secs: 5,
             encoder_queue: 512,
             batch_max_requests: 32,
             log_format: LogFormat::Text,
+            stats_cluster_threshold: 0.92,
+            stats_max_questions: 2000,
+            stats_timeout_ms: 120_000,
         }
     }
 }
@@ -129,6 +188,33 @@ pub struct ConfigArgs {
     pub oos_weight: Option<f32>,
     #[arg(long, env = "KEFU_MAX_IN_FLIGHT", global = true)]
     pub max_in_flight: Option<usize>,
+    /// Folder of retrained model versions.
+    #[arg(long, env = "KEFU_VERSIONS_DIR", global = true)]
+    pub versions_dir: Option<PathBuf>,
+    /// Largest drop of a gated metric a retrain may show and be promoted.
+    #[arg(long, env = "KEFU_GATE_TOLERANCE", global = true)]
+    pub gate_tolerance: Option<f64>,
+    #[arg(long, env = "KEFU_VERSIONS_POLL_SECS", global = true)]
+    pub versions_poll_secs: Option<u64>,
+    /// Bearer token the admin routes require.
+    #[arg(long, env = "KEFU_ADMIN_TOKEN", global = true, hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Minutes within which a hand-off ticket must be picked up.
+    #[arg(long, env = "KEFU_TICKET_SLA_MINUTES", global = true)]
+    pub ticket_sla_minutes: Option<u32>,
+    /// Webhook that overdue tickets are pushed to (http or https URL).
+    #[arg(long, env = "KEFU_SLA_WEBHOOK_URL", global = true, hide_env_values = true)]
+    pub sla_webhook_url: Option<String>,
+    #[arg(long, env = "KEFU_SLA_CHECK_INTERVAL_SECS", global = true)]
+    pub sla_check_interval_secs: Option<u64>,
+    #[arg(long, env = "KEFU_SLA_WEBHOOK_RETRIES", global = true)]
+    pub sla_webhook_retries: Option<u32>,
+    #[arg(long, env = "KEFU_SLA_WEBHOOK_TIMEOUT_MS", global = true)]
+    pub sla_webhook_timeout_ms: Option<u64>,
+    #[arg(long, env = "KEFU_SLA_WEBHOOK_BACKOFF_MS", global = true)]
+    pub sla_webhook_backoff_ms: Option<u64>,
+    #[arg(long, env = "KEFU_SLA_WEBHOOK_MAX_ATTEMPTS", global = true)]
+    pub sla_webhook_max_attempts: Option<u32>,
 }
 
 impl ConfigArgs {
@@ -150,9 +236,28 @@ impl ConfigArgs {
         if let Some(dir) = &self.cache_dir {
             config.cache_dir = Some(dir.clone());
         }
+        apply!(ticket_sla_minutes, sla_check_interval_secs, sla_webhook_retries, sla_webhook_timeout_ms, sla_webhook_backoff_ms, sla_webhook_max_attempts);
+        if let Some(url) = &self.sla_webhook_url {
+            // An empty value (e.g. KEFU_SLA_WEBHOOK_URL=) turns the pushes off.
+            config.sla_webhook_url = Some(url.clone()).filter(|u| !u.trim().is_empty());
+        }
+        apply!(versions_dir, gate_tolerance, versions_poll_secs);
+        if let Some(token) = &self.admin_token {
+            config.admin_token = Some(token.clone()).filter(|t| !t.is_empty());
+        }
         config.validate()?;
         Ok(config)
     }
+}
+
+/// Parses an http(s) URL setting with a host. The messages never repeat the
+/// text, since a URL may carry a secret (user info, a token in the query).
+pub fn parse_http_url(field: &'static str, text: &str) -> Result<url::Url, ConfigError> {
+    let url = url::Url::parse(text).map_err(|e| ConfigError::Invalid { field, message: format!("not a URL ({e})") })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(ConfigError::Invalid { field, message: "must be an http or https URL with a host".into() });
+    }
+    Ok(url)
 }
 
 impl Config {
@@ -166,6 +271,16 @@ impl Config {
         self.cache_dir.clone().unwrap_or_else(|| self.corpus_dir.join(".index"))
     }
 
+    /// Settings of the analytics (`/v1/stats`, `kefu stats`).
+    pub fn stats_settings(&self) -> Result<crate::stats::StatsSettings, ConfigError> {
+        Ok(crate::stats::StatsSettings {
+            timezone: self.tz()?,
+            cluster_threshold: self.stats_cluster_threshold,
+            max_questions: self.stats_max_questions,
+            timeout: std::time::Duration::from_millis(self.stats_timeout_ms),
+        })
+    }
+
     /// The time zone, parsed.
     pub fn tz(&self) -> Result<chrono_tz::Tz, ConfigError> {
         self.timezone
@@ -175,6 +290,7 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.tz()?;
+        self.profile.validate().map_err(|e| ConfigError::Invalid { field: "profile.rules", message: e.to_string() })?;
         if !(self.oos_weight >= 0.0 && self.oos_weight.is_finite()) {
             return Err(ConfigError::Invalid { field: "oos_weight", message: "must be a finite number >= 0".into() });
         }
@@ -185,6 +301,29 @@ impl Config {
             if value == 0 {
                 return Err(ConfigError::Invalid { field, message: "must be at least 1".into() });
             }
+        }
+        if let Some(url) = &self.sla_webhook_url {
+            parse_http_url("sla_webhook_url", url)?;
+        }
+        for (field, value) in [("sla_check_interval_secs", self.sla_check_interval_secs), ("sla_webhook_timeout_ms", self.sla_webhook_timeout_ms), ("sla_webhook_max_attempts", self.sla_webhook_max_attempts.into())] {
+            if value == 0 {
+                return Err(ConfigError::Invalid { field, message: "must be at least 1".into() });
+            }
+        }
+        if !(self.stats_cluster_threshold > 0.0 && self.stats_cluster_threshold <= 1.0) {
+            return Err(ConfigError::Invalid { field: "stats_cluster_threshold", message: "must be within (0, 1]".into() });
+        }
+        if self.stats_timeout_ms == 0 {
+            return Err(ConfigError::Invalid { field: "stats_timeout_ms", message: "must be at least 1".into() });
+        }
+        if !(self.gate_tolerance.is_finite() && (0.0..=1.0).contains(&self.gate_tolerance)) {
+            return Err(ConfigError::Invalid { field: "gate_tolerance", message: "must be within 0..1".into() });
+        }
+        if self.gate_eval_sets.is_empty() {
+            return Err(ConfigError::Invalid { field: "gate_eval_sets", message: "the eval gate needs at least one eval set".into() });
+        }
+        if !(self.correction_min_similarity > 0.0 && self.correction_min_similarity <= 1.0) {
+            return Err(ConfigError::Invalid { field: "correction_min_similarity", message: "must be within (0, 1]".into() });
         }
         if self.max_body_bytes < self.max_text_bytes {
             return Err(ConfigError::Invalid { field: "max_body_bytes", message: "must be at least max_text_bytes".into() });
@@ -218,12 +357,29 @@ mod tests {
     }
 
     #[test]
+    fn profile_rules_come_from_the_file_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kefu.toml");
+        assert_eq!(ConfigArgs::default().resolve().unwrap().profile.rules.len(), 2);
+        std::fs::write(&path, "[[profile.rules]]\ntag = \"vip\"\nmetric = \"spend_12m_cny\"\nop = \">=\"\nthreshold = 5000\n").unwrap();
+        let config = ConfigArgs { config: Some(path.clone()), ..Default::default() }.resolve().unwrap();
+        assert_eq!(config.profile.rules.len(), 1);
+        assert_eq!(config.profile.rules[0].threshold, 5000.0);
+        std::fs::write(&path, "[[profile.rules]]\ntag = \"vip\"\nmetric = \"spend_12m_cny\"\nop = \">\"\nthreshold = 1\nhint_zh = \"{name}\"\n").unwrap();
+        let err = ConfigArgs { config: Some(path), ..Default::default() }.resolve().unwrap_err();
+        assert!(err.to_string().contains("profile.rules") && err.to_string().contains("{name}"), "{err}");
+    }
+
+    #[test]
     fn bad_settings_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kefu.toml");
         std::fs::write(&path, "timezone = \"Mars/Olympus\"\n").unwrap();
         let err = ConfigArgs { config: Some(path.clone()), ..Default::default() }.resolve().unwrap_err();
         assert!(err.to_string().contains("timezone"), "{err}");
+        std::fs::write(&path, "sla_webhook_url = \"ftp://ops:hunter2@hooks.example.com/sla\"\n").unwrap();
+        let err = ConfigArgs { config: Some(path.clone()), ..Default::default() }.resolve().unwrap_err().to_string();
+        assert!(err.contains("sla_webhook_url") && !err.contains("hunter2"), "{err}");
         std::fs::write(&path, "no_such_setting = 1\n").unwrap();
         let err = ConfigArgs { config: Some(path), ..Default::default() }.resolve().unwrap_err();
         assert!(err.to_string().contains("no_such_setting"), "{err}");

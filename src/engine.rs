@@ -3,6 +3,7 @@
 //! corpus and an encoder. Knows nothing of HTTP.
 
 use std::path::{Path, PathBuf};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 use std::time::Instant;
 
 use chrono::{DateTime, FixedOffset, Utc};
@@ -19,9 +20,12 @@ use crate::nlu::intent::{FitOptions, IntentError, IntentModel, Scored, TrainingE
 use crate::nlu::signals::SignalDetector;
 use crate::nlu::slots::{Catalogue, SlotExtractor, Slots};
 use crate::policy::{self, Action, HandoffReason, PolicySettings, Priority, Reply, Verdict};
+use crate::profile::{CustomerHistory, Profile, ProfileInputs, ProfileRules};
+use crate::train::taught::{apply_authority, Taught, TaughtExemplar};
+use crate::train::versions::BASE_VERSION;
 
 /// Bump when the saved intent model's layout or fitting changes, so old caches are rebuilt.
-const MODEL_FORMAT: &str = "kefu-intent-model-v3";
+pub const MODEL_FORMAT: &str = "kefu-intent-model-v3";
 
 /// Texts per encoder call while embedding a corpus.
 const EMBED_CHUNK: usize = 32;
@@ -55,6 +59,16 @@ pub struct EngineSettings {
     /// Longest accepted message, in bytes of UTF-8.
     pub max_text_bytes: usize,
     pub fit: FitOptions,
+    /// Cosine similarity to an agent-taught exemplar at which the correction
+    /// decides the intent (see `train::taught::apply_authority`).
+    pub correction_min_similarity: f32,
+    /// Tag rules of customer profiles.
+    pub profile: ProfileRules,
+    /// Labelled examples held out of training (e.g. CLINC150's `val` +
+    /// `oos_val`): when given, the intent model's calibration and
+    /// out-of-scope threshold are fitted on them instead of by cross-fitting
+    /// (see `IntentModel::fit_validated`).
+    pub validation: Option<Corpus>,
 }
 
 impl Default for EngineSettings {
@@ -64,6 +78,9 @@ impl Default for EngineSettings {
             policy: PolicySettings::default(),
             max_text_bytes: 4096,
             fit: FitOptions::default(),
+            correction_min_similarity: 0.95,
+            profile: ProfileRules::default(),
+            validation: None,
         }
     }
 }
@@ -90,6 +107,10 @@ pub struct PreviousTurn {
     pub intent: String,
     pub decision: String,
     pub slots: Slots,
+    /// Intents its clarifying question offered, in order.
+    pub options: Vec<String>,
+    /// Unhelpful turns in a row (clarify, or marked not useful) ending with it.
+    pub unhelpful_streak: usize,
 }
 
 /// A retrieved candidate, as the API shows it.
@@ -114,21 +135,38 @@ pub struct Outcome {
     pub candidates: Vec<Candidate>,
     pub handoff: Option<(HandoffReason, Priority)>,
     pub lead: bool,
+    /// Intents a clarifying question offers, in the order shown.
+    pub options: Vec<String>,
     pub lang: Lang,
     /// For a hand-off: the customer's profile, orders, repairs and refunds.
     pub context: Option<serde_json::Value>,
+    /// The customer's profile (masked, with tags), when the customer is known.
+    pub profile: Option<Profile>,
+    /// Hints for the agent and the bot UI from the profile's tags, in the turn's language.
+    pub hints: Vec<String>,
 }
 
 /// Everything needed to answer messages; cheap to share behind an `Arc`.
 pub struct Engine {
     corpus: Corpus,
-    model: IntentModel,
+    /// NOTE: behind a lock so that agent corrections join the live index at
+    /// once; scoring holds the read side for one `score` call (no await), a
+    /// correction the write side for one insertion, so neither waits long.
+    model: RwLock<IntentModel>,
+    /// Corrections taught since the model was fitted, with their authority.
+    taught: RwLock<Taught>,
+    /// The model version served ("base" for the model built from the corpus alone).
+    version: String,
     encoder: EncoderHandle,
     slots: SlotExtractor,
     signals: SignalDetector,
     settings: EngineSettings,
     /// Enterprise systems for data answers; `None` answers from the corpus only.
     connectors: Option<Connectors>,
+    /// kefu's own history of customers (turns, tickets) for profiles and `ticket_status`.
+    history: Option<std::sync::Arc<dyn CustomerHistory>>,
+    /// Product display names for hints.
+    catalogue: Catalogue,
 }
 
 /// A progress bar for long CLI work, drawn on stderr when `show`.
@@ -156,7 +194,8 @@ impl Engine {
     ) -> Result<Engine, EngineError> {
         let key = {
             let mut h = Sha256::new();
-            for part in [MODEL_FORMAT, &corpus.fingerprint, &encoder.fingerprint(), &format!("{:?}", settings.fit)] {
+            let validation = settings.validation.as_ref().map_or("", |v| v.fingerprint.as_str());
+            for part in [MODEL_FORMAT, &corpus.fingerprint, &encoder.fingerprint(), &format!("{:?}", settings.fit), validation] {
                 h.update(part.as_bytes());
                 h.update([0]);
             }
@@ -172,31 +211,136 @@ impl Engine {
                 if dir.exists() {
                     tracing::warn!(cache = %dir.display(), error = %err, "cached intent model unusable; refitting");
                 }
-                let model = Self::fit(&corpus, &encoder, &settings.fit, cache_dir, show_progress)?;
+                let model = Self::fit(&corpus, settings.validation.as_ref(), &encoder, &settings.fit, cache_dir, show_progress)?;
                 save_atomically(&model, cache_dir, &dir)?;
                 model
             }
         };
-        Ok(Engine { slots: SlotExtractor::new(catalogue), signals: SignalDetector::default(), corpus, model, encoder, settings, connectors: None })
+        Ok(Self::from_model(corpus, catalogue, encoder, settings, model))
     }
 
-    fn fit(corpus: &Corpus, encoder: &EncoderHandle, opts: &FitOptions, cache_dir: &Path, show_progress: bool) -> Result<IntentModel, EngineError> {
+    /// An engine around an already fitted intent model (e.g. a saved model version).
+    pub fn from_model(corpus: Corpus, catalogue: &Catalogue, encoder: EncoderHandle, settings: EngineSettings, model: IntentModel) -> Engine {
+        Engine {
+            slots: SlotExtractor::new(catalogue),
+            signals: SignalDetector::default(),
+            corpus,
+            model: RwLock::new(model),
+            taught: RwLock::new(Taught::default()),
+            version: BASE_VERSION.to_string(),
+            encoder,
+            settings,
+            connectors: None,
+            history: None,
+            catalogue: catalogue.clone(),
+        }
+    }
+
+    /// Names the model version this engine serves.
+    pub fn with_version(mut self, version: impl Into<String>) -> Engine {
+        self.version = version.into();
+        self
+    }
+
+    /// The model version served.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Scores a query embedding: the intent model, then the authority of agent-taught exemplars.
+    fn score(&self, vector: &[f32], scenario: Option<&str>) -> Result<Scored, EngineError> {
+        let mut scored = self.model.read().unwrap_or_else(PoisonError::into_inner).score(vector, scenario)?;
+        let taught = self.taught.read().unwrap_or_else(PoisonError::into_inner);
+        let allowed = |intent: &str| intent == OOS || scenario.is_none_or(|s| self.corpus.intent(intent).is_some_and(|i| i.scenario == s));
+        if let Some((exemplar, similarity)) = taught.nearest(vector, allowed) {
+            if similarity >= self.settings.correction_min_similarity {
+                apply_authority(&mut scored, exemplar, similarity);
+            }
+        }
+        Ok(scored)
+    }
+
+    /// Whether corrections may name this intent: one of the corpus or out-of-scope.
+    pub fn knows_intent(&self, intent: &str) -> bool {
+        intent == OOS || self.corpus.intent(intent).is_some()
+    }
+
+    /// Teaches agent corrections `(text, intent)` to the live engine: each
+    /// text is embedded and becomes an exemplar of its intent at once. Texts
+    /// naming an unknown intent are skipped. Returns how many were taught.
+    pub async fn teach(&self, corrections: Vec<(String, String)>) -> Result<usize, EngineError> {
+        let corrections: Vec<(String, String)> =
+            corrections.into_iter().map(|(text, intent)| (text.trim().to_string(), intent)).filter(|(text, _)| !text.is_empty()).collect();
+        let mut taught = 0;
+        for chunk in corrections.chunks(EMBED_CHUNK) {
+            let vectors = self.encoder.embed(chunk.iter().map(|(text, _)| text.clone()).collect(), TextKind::Query).await?;
+            let exemplars = chunk.iter().cloned().zip(vectors).map(|((text, intent), vector)| TaughtExemplar { text, intent, vector });
+            taught += self.teach_vectors(exemplars.collect())?;
+        }
+        Ok(taught)
+    }
+
+    /// Teaches corrections that are already embedded (e.g. carried over from the engine this one replaces).
+    pub fn teach_vectors(&self, exemplars: Vec<TaughtExemplar>) -> Result<usize, EngineError> {
+        let mut taught = 0;
+        for e in exemplars {
+            if !self.knows_intent(&e.intent) {
+                tracing::warn!(intent = %e.intent, "correction names an intent the corpus does not have; not taught");
+                continue;
+            }
+            // Each lock is held for one insertion; scoring takes them one after the other too.
+            let known = self.model.write().unwrap_or_else(PoisonError::into_inner).teach(&e.text, &e.intent, e.vector.clone())?;
+            if known {
+                self.taught.write().unwrap_or_else(PoisonError::into_inner).insert(e.text, e.intent, e.vector);
+                taught += 1;
+            }
+        }
+        Ok(taught)
+    }
+
+    /// The corrections taught to this engine, with their embeddings.
+    pub fn taught(&self) -> Vec<TaughtExemplar> {
+        self.taught.read().unwrap_or_else(PoisonError::into_inner).entries().to_vec()
+    }
+
+    /// How many corrections were taught to this engine.
+    pub fn taught_count(&self) -> usize {
+        self.taught.read().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// The intent taught for exactly this (trimmed) text, if any.
+    pub fn taught_intent(&self, text: &str) -> Option<String> {
+        self.taught.read().unwrap_or_else(PoisonError::into_inner).intent_of(text.trim()).map(str::to_string)
+    }
+
+    fn fit(
+        corpus: &Corpus,
+        validation: Option<&Corpus>,
+        encoder: &EncoderHandle,
+        opts: &FitOptions,
+        cache_dir: &Path,
+        show_progress: bool,
+    ) -> Result<IntentModel, EngineError> {
         let started = Instant::now();
-        let vectors = embed_corpus(corpus, encoder, cache_dir, show_progress)?;
-        let examples = corpus
-            .examples
-            .iter()
-            .zip(vectors)
-            .map(|(e, vector)| TrainingExample {
-                text: e.text.clone(),
-                label: e.intent.clone(),
-                group: corpus.intent(&e.intent).map(|i| i.scenario.clone()).unwrap_or_default(),
-                vector,
-            })
-            .collect();
+        let embedded = |set: &Corpus| -> Result<Vec<TrainingExample>, EngineError> {
+            let vectors = embed_corpus(set, encoder, cache_dir, show_progress)?;
+            Ok(set
+                .examples
+                .iter()
+                .zip(vectors)
+                .map(|(e, vector)| TrainingExample {
+                    text: e.text.clone(),
+                    label: e.intent.clone(),
+                    group: corpus.intent(&e.intent).map(|i| i.scenario.clone()).unwrap_or_default(),
+                    vector,
+                })
+                .collect())
+        };
+        let examples = embedded(corpus)?;
+        let validation = validation.map(embedded).transpose()?.unwrap_or_default();
         let spinner = if show_progress { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
         spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-        let model = IntentModel::fit(examples, opts, &|stage| spinner.set_message(stage.to_string()))?;
+        let model = IntentModel::fit_validated(examples, validation, opts, &|stage| spinner.set_message(stage.to_string()))?;
         spinner.finish_and_clear();
         let report = &model.calibration().report;
         tracing::info!(
@@ -215,10 +359,64 @@ impl Engine {
         self
     }
 
+    /// Reads customers' earlier turns and tickets from this history: for
+    /// profiles, and to answer `ticket_status` from the customer's tickets.
+    pub fn with_history(mut self, history: std::sync::Arc<dyn CustomerHistory>) -> Engine {
+        self.history = Some(history);
+        self
+    }
+
+    /// The customer's records from the enterprise systems and the history;
+    /// `None` for an anonymous turn or when neither source is configured.
+    async fn customer_records(&self, customer_id: Option<&str>, ctx: &Ctx<'_>) -> Option<answer::CustomerRecords> {
+        let customer_id = customer_id?;
+        if self.connectors.is_none() && self.history.is_none() {
+            return None;
+        }
+        Some(answer::gather(self.connectors.as_ref(), self.history.as_deref(), customer_id, ctx).await)
+    }
+
+    fn profile_of(&self, records: &answer::CustomerRecords, now: DateTime<Utc>) -> Profile {
+        let is_after_sales_intent = |intent: &str| self.corpus.intent(intent).is_some_and(|i| i.scenario == "after_sales");
+        let inputs = ProfileInputs {
+            customer_id: &records.customer_id,
+            customer: records.customer.as_ref(),
+            orders: records.orders.as_deref(),
+            repairs: records.repairs.as_deref(),
+            past_turns: records.past_turns.as_deref(),
+            is_after_sales_intent: &is_after_sales_intent,
+            unavailable: &records.unavailable,
+            tz: self.settings.timezone,
+        };
+        Profile::build(&inputs, &self.settings.profile, now)
+    }
+
+    /// A catalogue product type's display name: 冰箱, refrigerator.
+    fn product_name(&self, id: &str, lang: Lang) -> Option<String> {
+        let product = self.catalogue.get(id)?;
+        Some(match lang {
+            Lang::Zh => product.name_zh.clone(),
+            // "TV" stays as it is; "Refrigerator" reads better inside a sentence as "refrigerator".
+            Lang::En if product.name_en.chars().any(char::is_lowercase) => product.name_en.to_lowercase(),
+            Lang::En => product.name_en.clone(),
+        })
+    }
+
     /// Runs one message through the encoder so the first customer does not pay for start-up.
     pub async fn warm_up(&self) -> Result<(), EngineError> {
         self.encoder.embed(vec!["你好".to_string()], TextKind::Query).await?;
         Ok(())
+    }
+
+    /// Embeds customer questions (e.g. for grouping them by meaning), one
+    /// L2-normalised row per text. Sends small chunks one after another so
+    /// live requests keep their turn on the model thread.
+    pub async fn embed_queries(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EngineError> {
+        let mut vectors = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(EMBED_CHUNK) {
+            vectors.extend(self.encoder.embed(chunk.to_vec(), TextKind::Query).await?);
+        }
+        Ok(vectors)
     }
 
     /// Checks a query before any model work: what the API answers with a 4xx.
@@ -245,27 +443,36 @@ impl Engine {
     pub async fn answer(&self, query: Query<'_>) -> Result<Outcome, EngineError> {
         self.validate(&query)?;
         let text = query.text.trim();
-        let vector = self
-            .encoder
-            .embed(vec![text.to_string()], TextKind::Query)
-            .await?
-            .pop()
-            .ok_or_else(|| EncoderError::Inference("the encoder returned no vector".into()))?;
-        let scored = self.model.score(&vector, query.scenario)?;
+        let ctx = Ctx { now: query.now.with_timezone(&Utc), trace_id: query.trace_id };
+        // The customer's records do not depend on the question: fetch them while the encoder works.
+        let (embedded, records) =
+            tokio::join!(self.encoder.embed(vec![text.to_string()], TextKind::Query), self.customer_records(query.customer_id, &ctx));
+        let vector = embedded?.pop().ok_or_else(|| EncoderError::Inference("the encoder returned no vector".into()))?;
+        let scored = self.score(&vector, query.scenario)?;
         let tz = self.settings.timezone;
         let mut slots = self.slots.extract(text, query.now.with_timezone(&tz));
         let signals = self.signals.detect(text);
         let mut verdict = policy::decide(&scored, &signals, |id| self.corpus.intent(id).map(|i| i.decision), &self.settings.policy);
+        // Whether this turn answers the bot's own question, so a further question is progress, not a failure.
+        let mut follows_up = false;
         if let Some(previous) = query.previous {
-            if self.continues_order_question(previous, &verdict, &slots, text) {
+            if let Some(picked) = picked_option(previous, text) {
+                verdict = policy::settled(picked.to_string(), self.corpus.intent(picked).map(|i| i.decision));
+                follows_up = true;
+            } else if self.continues_order_question(previous, &verdict, &slots, text) {
                 verdict = policy::Verdict { intent: previous.intent.clone(), action: Action::Answer, lead: false, handoff: None, reply: Reply::IntentAnswer };
+                follows_up = true;
             }
-            // NOTE: the phone is not carried over: stored slots are masked.
-            slots.merge_missing_from(&Slots { phone: None, ..previous.slots.clone() });
+            // NOTE: a turn that names its own order or product is about that
+            // purchase: nothing of the previous one carries over (its date
+            // would filter the new product's orders). The phone never carries
+            // over: stored slots are masked.
+            if slots.order_id.is_none() && slots.product.is_none() {
+                slots.merge_missing_from(&Slots { phone: None, ..previous.slots.clone() });
+            }
         }
         let lang = Lang::detect(text);
         let mut answer = self.render(&verdict, lang);
-        let ctx = Ctx { now: query.now.with_timezone(&Utc), trace_id: query.trace_id };
         let subject = Subject { customer_id: query.customer_id, slots: &slots, tz };
         if let (Some(connectors), Action::Answer) = (&self.connectors, verdict.action) {
             if let Some(data) = self.corpus.intent(&verdict.intent).and_then(|i| i.data.as_ref()) {
@@ -289,15 +496,38 @@ impl Engine {
                 }
             }
         }
-        if query.previous.is_some_and(|p| p.decision == Action::Clarify.as_str()) && verdict.action == Action::Clarify {
+        // Two unhelpful turns in a row (clarify, out of scope, or marked not useful) go to a person.
+        let streak = query.previous.map_or(0, |p| p.unhelpful_streak);
+        let unhelpful_now = verdict.action == Action::Clarify && !follows_up;
+        if verdict.action != Action::Handoff && (streak >= 2 || (streak >= 1 && unhelpful_now)) {
             verdict = policy::escalate_unresolved(verdict);
             answer = self.render(&verdict, lang);
         }
-        let context = match (&self.connectors, verdict.action) {
-            (Some(connectors), Action::Handoff) => Some(answer::handoff_context(connectors, &subject, &ctx).await),
+        let profile = records.as_ref().map(|r| self.profile_of(r, ctx.now));
+        let hints = match &profile {
+            Some(p) => p.hints(&self.settings.profile, lang, ctx.now, &|id, lang| self.product_name(id, lang)),
+            None => Vec::new(),
+        };
+        if let (Some((reason, _)), Some(p), Some(r)) = (verdict.handoff, &profile, &records) {
+            let factors = p.priority_factors(r.repairs.as_deref().unwrap_or_default(), slots.product.as_deref(), ctx.now);
+            verdict.handoff = Some((reason, policy::handoff_priority(reason, &verdict.intent, &factors)));
+        }
+        if let (Some(history), Action::Answer, "ticket_status") = (&self.history, verdict.action, verdict.intent.as_str()) {
+            let title_of = |id: &str| self.corpus.intent(id).map(|i| answer::short_title(i.title(lang)).to_string());
+            if let Some(reply) = answer::ticket_status(history.as_ref(), text, query.customer_id, lang, tz, &answer, &title_of, &ctx).await {
+                answer = reply;
+            }
+        }
+        let context = match (verdict.action, &records) {
+            (Action::Handoff, Some(r)) => Some(answer::handoff_context(self.connectors.as_ref(), r, profile.as_ref(), &subject, &ctx).await),
             _ => None,
         };
+        let options = match (&verdict.reply, verdict.action) {
+            (Reply::WhichOf(ids), Action::Clarify) => ids.iter().filter(|id| self.corpus.intent(id).is_some()).cloned().collect(),
+            _ => Vec::new(),
+        };
         Ok(Outcome {
+            options,
             answer: Some(answer),
             confidence: confidence_in(&verdict, &scored),
             candidates: candidates(&scored),
@@ -308,6 +538,8 @@ impl Engine {
             slots,
             lang,
             context,
+            profile,
+            hints,
         })
     }
 
@@ -360,9 +592,62 @@ impl Engine {
         &self.corpus
     }
 
-    pub fn model(&self) -> &IntentModel {
-        &self.model
+    /// The live intent model. Hold the guard briefly: corrections wait for it.
+    pub fn model(&self) -> RwLockReadGuard<'_, IntentModel> {
+        self.model.read().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// The encoder this engine embeds with.
+    pub fn encoder(&self) -> &EncoderHandle {
+        &self.encoder
+    }
+}
+
+/// The intent a reply picks from the previous turn's clarifying question.
+fn picked_option<'p>(previous: &'p PreviousTurn, text: &str) -> Option<&'p str> {
+    if previous.decision != Action::Clarify.as_str() {
+        return None;
+    }
+    chosen_option(text, previous.options.len()).map(|i| previous.options[i].as_str())
+}
+
+/// Which of `count` numbered options a reply picks ("2", "第二个", "选3",
+/// "the second one"), when the reply is no more than that; 0-based.
+fn chosen_option(text: &str, count: usize) -> Option<usize> {
+    let cleaned: String = text.trim().to_lowercase().chars().filter(|c| !matches!(c, '.' | '。' | '!' | '！' | ',' | '，' | '、' | '#' | ':' | '：' | '?' | '？')).collect();
+    let number = if cleaned.chars().any(|c| !c.is_ascii()) {
+        let mut rest = cleaned.replace(char::is_whitespace, "");
+        for prefix in ["我选", "我要", "选择", "选", "要", "是", "第"] {
+            rest = rest.strip_prefix(prefix).map(str::to_string).unwrap_or(rest);
+        }
+        for suffix in ["吧", "啊", "呢", "个", "项", "条", "种", "号"] {
+            rest = rest.strip_suffix(suffix).map(str::to_string).unwrap_or(rest);
+        }
+        match rest.as_str() {
+            "一" => Some(1),
+            "二" | "两" => Some(2),
+            "三" => Some(3),
+            "四" => Some(4),
+            "五" => Some(5),
+            digits => digits.parse().ok(),
+        }
+    } else {
+        const FILLER: [&str; 11] = ["i", "choose", "pick", "want", "option", "number", "no", "the", "please", "it's", "its"];
+        let words: Vec<&str> = cleaned.split_whitespace().filter(|w| !FILLER.contains(w)).collect();
+        let word = match words.as_slice() {
+            [w] | [w, "one"] => *w,
+            _ => return None,
+        };
+        match word {
+            "first" | "1st" | "one" => Some(1),
+            "second" | "2nd" | "two" => Some(2),
+            "third" | "3rd" | "three" => Some(3),
+            "fourth" | "4th" | "four" => Some(4),
+            "fifth" | "5th" | "five" => Some(5),
+            digits => digits.parse().ok(),
+        }
+    };
+    number.filter(|n| (1..=count).contains(n)).map(|n| n - 1)
 }
 
 /// Whether `text` says little besides `id` ("订单号12345", "it's 12345"):
@@ -396,7 +681,7 @@ fn candidates(scored: &Scored) -> Vec<Candidate> {
 
 /// The corpus's exemplar embeddings, read from the cache when this corpus was
 /// embedded by this encoder before, so refitting with other options skips the encoder.
-fn embed_corpus(corpus: &Corpus, encoder: &EncoderHandle, cache_dir: &Path, show_progress: bool) -> Result<Vec<Vec<f32>>, EngineError> {
+pub fn embed_corpus(corpus: &Corpus, encoder: &EncoderHandle, cache_dir: &Path, show_progress: bool) -> Result<Vec<Vec<f32>>, EngineError> {
     let key = {
         let mut h = Sha256::new();
         for part in [corpus.fingerprint.as_str(), &encoder.fingerprint()] {
@@ -456,6 +741,16 @@ fn save_atomically(model: &IntentModel, cache_dir: &Path, dir: &Path) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reply_that_picks_an_option() {
+        for (text, want) in [("2", Some(1)), ("第二个", Some(1)), ("选3", Some(2)), ("1。", Some(0)), ("the second one", Some(1)), ("Option 3", Some(2)), ("first", Some(0)), ("两", Some(1))] {
+            assert_eq!(chosen_option(text, 3), want, "{text}");
+        }
+        for text in ["4", "0", "第二个问题是退款", "2 and 3", "我要退货", "12345"] {
+            assert_eq!(chosen_option(text, 3), None, "{text}");
+        }
+    }
 
     #[test]
     fn a_reply_that_is_just_the_order_number() {

@@ -15,4 +15,8 @@ pub mod index;
 pub mod nlu;
 pub mod policy;
 pub mod privacy;
+pub mod profile;
+pub mod sla;
+pub mod stats;
 pub mod store;
+pub mod train;

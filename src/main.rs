@@ -1,5 +1,5 @@
 //! The `kefu` binary: configuration, tracing, engine construction, and the
-//! `serve`, `eval`, `model`, `index` and `load` commands.
+//! `serve`, `eval`, `model`, `index`, `load`, `retrain`, `versions`, `rollback` and `stats` commands.
 
 mod load;
 
@@ -16,12 +16,15 @@ use kefu::config::{Config, ConfigArgs, LogFormat};
 use kefu::connectors::{self, Connectors};
 use kefu::corpus::Corpus;
 use kefu::encoder::{import, BatchOptions, BertEncoder, EncoderHandle};
-use kefu::engine::{progress_bar, Engine, EngineSettings, Query};
+use kefu::engine::{progress_bar, Engine, EngineSettings};
 use kefu::eval::{self, Prediction, SetRole};
 use kefu::nlu::intent::FitOptions;
 use kefu::nlu::slots::Catalogue;
 use kefu::policy::PolicySettings;
 use kefu::store::Store;
+use kefu::train::finetune::{self, FinetuneOptions};
+use kefu::train::versions::{self, VersionStore};
+use kefu::train::{Trainer, TrainerSettings};
 
 #[derive(Parser)]
 #[command(name = "kefu", version, about = "Intent-and-answer engine for customer service")]
@@ -55,6 +58,55 @@ enum Command {
     },
     /// Load-test a running server's /v1/answer.
     Load(load::LoadArgs),
+    /// Fit a new model version on the corpus plus agent corrections; promote it
+    /// only if the eval gate passes (a running server follows the version pointer).
+    Retrain {
+        /// Print the version report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Largest drop of any gated metric allowed (default: the gate_tolerance setting).
+        #[arg(long)]
+        tolerance: Option<f64>,
+    },
+    /// List the model versions, newest first.
+    Versions {
+        /// Print them as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the previous promoted version current (a running server follows the pointer).
+    Rollback {
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Analytics of a period from the configured database (as GET /v1/stats), as a summary, JSON or CSV.
+    Stats(StatsArgs),
+}
+
+#[derive(clap::Args)]
+struct StatsArgs {
+    /// Start: an RFC 3339 time or a YYYY-MM-DD day (default: 7 days before the end).
+    #[arg(long)]
+    from: Option<String>,
+    /// End: an RFC 3339 time, or a YYYY-MM-DD day, included (default: now).
+    #[arg(long)]
+    to: Option<String>,
+    /// Only turns of this channel.
+    #[arg(long)]
+    channel: Option<String>,
+    /// Question groups to list.
+    #[arg(long, default_value_t = kefu::stats::DEFAULT_TOP_QUESTIONS)]
+    top: usize,
+    /// text (a summary), json or csv (default: from the extension of --out, else text).
+    #[arg(long, value_enum)]
+    format: Option<kefu::stats::ExportFormat>,
+    /// Write to this file instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Do not group questions by meaning (skips loading the model).
+    #[arg(long)]
+    no_groups: bool,
 }
 
 #[derive(clap::Args)]
@@ -89,6 +141,32 @@ enum ModelCommand {
     },
     /// List the models that are installed.
     List,
+    /// Fine-tune the configured model on labelled utterances (contrastive
+    /// pairs, CPU) and install the result as a new model; select it with --model.
+    Finetune(FinetuneArgs),
+}
+
+#[derive(clap::Args)]
+struct FinetuneArgs {
+    /// Name of the new model folder under the models folder.
+    #[arg(long)]
+    name: String,
+    /// Labelled utterances: JSONL, CSV, or CLINC150 data_full.json (its train + oos_train splits).
+    /// Default: the configured corpus.
+    #[arg(long)]
+    train: Option<PathBuf>,
+    /// Passes over the examples.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Top transformer layers that learn.
+    #[arg(long)]
+    trainable_layers: Option<usize>,
+    /// Stop after this many minutes, keeping what was learnt.
+    #[arg(long)]
+    budget_minutes: Option<u64>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() -> Result<()> {
@@ -112,6 +190,7 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Command::Model { command: ModelCommand::Finetune(args) } => run_finetune(&config, args),
         Command::Model { command: ModelCommand::List } => {
             let entries = std::fs::read_dir(&config.models_dir).with_context(|| format!("reading {}", config.models_dir.display()))?;
             for entry in entries.flatten() {
@@ -125,10 +204,11 @@ fn main() -> Result<()> {
             let started = Instant::now();
             let corpus = Corpus::load(&config.corpus_dir)?;
             let engine = build_engine(&config, corpus, &config.corpus_dir, !json)?;
-            let cal = engine.model().calibration();
+            let model = engine.model();
+            let cal = model.calibration();
             let summary = serde_json::json!({
                 "intents": engine.corpus().intents.len(),
-                "exemplars": engine.model().exemplars(),
+                "exemplars": model.exemplars(),
                 "cv_in_scope_accuracy": cal.report.in_scope_accuracy,
                 "cv_oos_recall": cal.report.oos_recall,
                 "oos_threshold": cal.oos_threshold,
@@ -147,6 +227,30 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Load(args) => runtime.block_on(load::run(args)),
+        Command::Retrain { json, tolerance } => runtime.block_on(retrain(config, json, tolerance)),
+        Command::Stats(args) => run_stats(&config, args, &runtime),
+        Command::Versions { json } => {
+            let store = VersionStore::new(&config.versions_dir);
+            let (reports, current) = (store.list()?, store.current()?);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"current": current, "versions": reports.iter().rev().collect::<Vec<_>>()}))?);
+            } else {
+                print!("{}", versions::table(&reports, current.as_deref()));
+            }
+            Ok(())
+        }
+        Command::Rollback { json } => {
+            let outcome = VersionStore::new(&config.versions_dir).rollback(Utc::now())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&outcome)?);
+            } else {
+                println!(
+                    "rolled back {} -> {}; a running server switches within {}s (or POST /v1/admin/reload)",
+                    outcome.from, kefu::train::describe(&outcome.to), config.versions_poll_secs
+                );
+            }
+            Ok(())
+        }
     }
 }
 
@@ -175,6 +279,25 @@ fn ensure_model(config: &Config, show_progress: bool) -> Result<()> {
 
 /// Loads the encoder and builds (or loads) the engine for `corpus`. Blocking.
 fn build_engine(config: &Config, corpus: Corpus, catalogue_dir: &Path, show_progress: bool) -> Result<Engine> {
+    let (handle, catalogue, settings) = engine_parts(config, catalogue_dir, show_progress)?;
+    Ok(Engine::build(corpus, &catalogue, handle, settings, &config.cache_dir(), show_progress)?)
+}
+
+/// The learning loop over the configured corpus, encoder and versions folder. Blocking.
+fn trainer(config: &Config, show_progress: bool) -> Result<Trainer> {
+    let (handle, catalogue, settings) = engine_parts(config, &config.corpus_dir, show_progress)?;
+    let paths = TrainerSettings {
+        corpus_dir: config.corpus_dir.clone(),
+        cache_dir: config.cache_dir(),
+        versions_dir: config.versions_dir.clone(),
+        eval_sets: config.gate_eval_sets.clone(),
+        gate_tolerance: config.gate_tolerance,
+    };
+    Ok(Trainer::new(paths, catalogue, handle, settings))
+}
+
+/// The encoder (model thread started), catalogue and engine settings of the configuration. Blocking.
+fn engine_parts(config: &Config, catalogue_dir: &Path, show_progress: bool) -> Result<(EncoderHandle, Catalogue, EngineSettings)> {
     ensure_model(config, show_progress)?;
     let encoder = BertEncoder::load(&config.model_dir())?;
     let handle = EncoderHandle::spawn(
@@ -189,20 +312,33 @@ fn build_engine(config: &Config, corpus: Corpus, catalogue_dir: &Path, show_prog
         policy: PolicySettings { min_answer_confidence: config.min_answer_confidence, ..PolicySettings::default() },
         max_text_bytes: config.max_text_bytes,
         fit: FitOptions { oos_weight: config.oos_weight, ..FitOptions::default() },
+        profile: config.profile.clone(),
+        correction_min_similarity: config.correction_min_similarity,
         ..EngineSettings::default()
     };
-    Ok(Engine::build(corpus, &catalogue, handle, settings, &config.cache_dir(), show_progress)?)
+    Ok((handle, catalogue, settings))
 }
 
 async fn serve(config: Config) -> Result<()> {
-    let store = Store::open(&config.database_url).await.with_context(|| format!("opening the database {}", config.database_url))?;
+    let store = open_store(&config).await?;
+    // Overdue pushes need only the store, so they start before the model loads.
+    if let Some(webhook) = kefu::sla::WebhookSettings::from_config(&config)? {
+        let notifier = kefu::sla::SlaNotifier::new(store.clone(), webhook, Arc::new(kefu::sla::SystemClock))?;
+        kefu::sla::spawn(notifier, Duration::from_secs(config.sla_check_interval_secs));
+    }
+    if config.admin_token.is_none() {
+        tracing::warn!("admin routes (/v1/admin/*) are open: set admin_token (KEFU_ADMIN_TOKEN) outside a trusted network");
+    }
     let settings = ApiSettings {
         max_body_bytes: config.max_body_bytes,
         max_in_flight: config.max_in_flight,
         request_timeout: Duration::from_millis(config.request_timeout_ms),
         ticket_sla: chrono::Duration::minutes(config.ticket_sla_minutes.into()),
+        conversation_gap: chrono::Duration::minutes(config.conversation_gap_minutes.into()),
+        admin_token: config.admin_token.clone(),
+        stats: config.stats_settings()?,
     };
-    let state = AppState::new(store, settings);
+    let state = AppState::new(store.clone(), settings);
     let listener = tokio::net::TcpListener::bind(config.addr).await.with_context(|| format!("binding {}", config.addr))?;
     tracing::info!(addr = %listener.local_addr()?, "listening; loading model and index (/readyz turns 200 when done)");
 
@@ -210,11 +346,17 @@ async fn serve(config: Config) -> Result<()> {
     // once and /readyz reports loading (503) instead of refusing connections.
     let (failed_tx, mut failed_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
     let loading_state = state.clone();
+    // Profiles and ticket_status answers read the customer's turns and tickets from the store.
+    let history: Arc<dyn kefu::profile::CustomerHistory> = Arc::new(store);
     tokio::spawn(async move {
-        match load_and_warm_up(config).await {
-            Ok(engine) => {
-                loading_state.set_engine(Arc::new(engine));
+        let poll = Duration::from_secs(config.versions_poll_secs);
+        match load_and_warm_up(config, history, &loading_state).await {
+            Ok(()) => {
                 tracing::info!("ready");
+                // Follows `kefu rollback` / `kefu retrain` run beside the server.
+                if !poll.is_zero() {
+                    tokio::spawn(api::follow_current_version(loading_state, poll));
+                }
             }
             Err(err) => drop(failed_tx.send(err)),
         }
@@ -227,18 +369,43 @@ async fn serve(config: Config) -> Result<()> {
     }
 }
 
-/// Builds the engine off the async threads, connects the enterprise systems and runs one warm-up query.
-async fn load_and_warm_up(config: Config) -> Result<Engine> {
+/// Builds the engine of the current model version (the corpus model when no
+/// version is current) off the async threads, connects the enterprise systems,
+/// runs one warm-up query, replays the stored corrections, and installs it with
+/// the learning loop.
+async fn load_and_warm_up(config: Config, history: Arc<dyn kefu::profile::CustomerHistory>, state: &AppState) -> Result<()> {
     let connectors = enterprise_systems(&config).await?;
-    let engine = tokio::task::spawn_blocking(move || -> Result<Engine> {
-        let corpus = Corpus::load(&config.corpus_dir)?;
-        build_engine(&config, corpus, &config.corpus_dir, false)
-    })
-    .await
-    .context("engine loading panicked")??
-    .with_connectors(connectors);
-    engine.warm_up().await?;
-    Ok(engine)
+    let trainer = tokio::task::spawn_blocking(move || trainer(&config, false))
+        .await
+        .context("engine loading panicked")??
+        .with_serving(move |engine| engine.with_connectors(connectors.clone()).with_history(history.clone()));
+    let trainer = Arc::new(trainer);
+    let loader = trainer.clone();
+    let engine = tokio::task::spawn_blocking(move || loader.current_engine(false)).await.context("engine loading panicked")??;
+    api::install(state, &trainer, engine).await?;
+    state.set_trainer(trainer);
+    Ok(())
+}
+
+/// `kefu retrain`: fits, gates and saves a version, with progress and a short summary.
+async fn retrain(config: Config, json: bool, tolerance: Option<f64>) -> Result<()> {
+    if let Some(t) = tolerance {
+        if !(t.is_finite() && (0.0..=1.0).contains(&t)) {
+            bail!("--tolerance must be within 0..1, got {t}");
+        }
+    }
+    let store = open_store(&config).await?;
+    let show = !json && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let versions_dir = config.versions_dir.clone();
+    let trainer = Arc::new(tokio::task::spawn_blocking(move || trainer(&config, show)).await.context("loading the encoder panicked")??);
+    let retrained = trainer.retrain(&store, tolerance, show).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&retrained.report)?);
+    } else {
+        print!("{}", retrained.report);
+        println!("report: {}", versions_dir.join(&retrained.report.version).join("report.json").display());
+    }
+    Ok(())
 }
 
 /// The enterprise systems data answers use: the HTTP systems when configured, the seeded demo database otherwise.
@@ -279,48 +446,104 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// `kefu stats`: the store's figures, the questions embedded by the bare encoder (no engine fit), the report.
+fn run_stats(config: &Config, args: StatsArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
+    use kefu::stats::{self, ExportFormat, Period};
+    let started = Instant::now();
+    let settings = config.stats_settings()?;
+    let period = Period::parse(args.from.as_deref(), args.to.as_deref(), settings.timezone, Utc::now())?;
+    let format = args.format.or_else(|| args.out.as_deref().and_then(ExportFormat::from_path)).unwrap_or(ExportFormat::Text);
+    let data = runtime.block_on(async {
+        let store = open_store(&config).await?;
+        anyhow::Ok(store.stats_data(period, args.channel.as_deref(), settings.max_questions).await?)
+    })?;
+    let texts = stats::questions_to_embed(&data);
+    let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let vectors = if args.no_groups || texts.is_empty() {
+        Vec::new()
+    } else {
+        ensure_model(config, show)?;
+        let encoder = EncoderHandle::spawn(Box::new(BertEncoder::load(&config.model_dir())?), BatchOptions::default());
+        let bar = progress_bar(texts.len() as u64, show, "embedding");
+        let mut vectors = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(32) {
+            vectors.extend(encoder.embed_blocking(chunk.to_vec(), kefu::encoder::TextKind::Query)?);
+            bar.inc(chunk.len() as u64);
+        }
+        bar.finish_and_clear();
+        vectors
+    };
+    let report = stats::build_report(period, args.channel.as_deref(), &data, &vectors, &settings, args.top);
+    let bytes = stats::render(&report, format)?;
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "{} turns from {} to {}: {} question groups, {} corrections; written to {} in {:.1}s",
+                report.turns, report.from, report.to, report.top_questions.len(), report.corrections_total, path.display(), started.elapsed().as_secs_f32()
+            );
+        }
+        None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
+    }
+    Ok(())
+}
+
+fn run_finetune(config: &Config, args: FinetuneArgs) -> Result<()> {
+    let lines: Vec<(String, String)> = match &args.train {
+        Some(path) => eval::load_labelled(path, SetRole::Train)?.into_iter().map(|l| (l.text, l.intent)).collect(),
+        None => Corpus::load(&config.corpus_dir)?.examples.into_iter().map(|e| (e.text, e.intent)).collect(),
+    };
+    let examples: Vec<(&str, &str)> = lines.iter().map(|(t, i)| (t.as_str(), i.as_str())).collect();
+    let defaults = FinetuneOptions::default();
+    let opts = FinetuneOptions {
+        epochs: args.epochs.unwrap_or(defaults.epochs),
+        trainable_layers: args.trainable_layers.unwrap_or(defaults.trainable_layers),
+        time_budget_seconds: args.budget_minutes.map_or(defaults.time_budget_seconds, |m| m * 60),
+        ..defaults
+    };
+    ensure_model(config, !args.json)?;
+    let report = finetune::finetune(&config.model_dir(), &config.models_dir, &args.name, &examples, &opts, !args.json)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "fine-tuned {} into {} on {} examples ({} intents): {} steps, {:.2} epochs{}, loss {:.3} -> {:.3}, in {:.0}s; use it with --model {}",
+            report.base, report.dir.display(), report.examples, report.intents, report.steps, report.epochs_completed,
+            if report.stopped_by_budget { " (time budget reached)" } else { "" }, report.first_loss, report.last_loss, report.seconds, report.name
+        );
+    }
+    Ok(())
+}
+
 fn run_eval(config: &Config, args: EvalArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     let lines = eval::load_labelled(&args.test, SetRole::Test)?;
-    let (corpus, catalogue_dir) = match (&args.train, &args.corpus) {
+    let (corpus, catalogue_dir, validation) = match (&args.train, &args.corpus) {
         (Some(train), _) => {
             let train_lines = eval::load_labelled(train, SetRole::Train)?;
-            (Corpus::from_labelled(train_lines.iter().map(|l| (l.text.as_str(), l.intent.as_str())))?, config.corpus_dir.clone())
+            // Thresholds are fitted on the file's validation split when it has
+            // one (CLINC150: val + oos_val), never on the test lines.
+            let validation = eval::load_validation(train)?
+                .map(|lines| Corpus::from_labelled(lines.iter().map(|l| (l.text.as_str(), l.intent.as_str()))))
+                .transpose()?;
+            (Corpus::from_labelled(train_lines.iter().map(|l| (l.text.as_str(), l.intent.as_str())))?, config.corpus_dir.clone(), validation)
         }
-        (None, Some(dir)) => (Corpus::load(dir)?, dir.clone()),
-        (None, None) => (Corpus::load(&config.corpus_dir)?, config.corpus_dir.clone()),
+        (None, Some(dir)) => (Corpus::load(dir)?, dir.clone(), None),
+        (None, None) => (Corpus::load(&config.corpus_dir)?, config.corpus_dir.clone(), None),
     };
     let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let engine = build_engine(config, corpus, &catalogue_dir, show)?;
+    let (handle, catalogue, settings) = engine_parts(config, &catalogue_dir, show)?;
+    let engine = Engine::build(corpus, &catalogue, handle, EngineSettings { validation, ..settings }, &config.cache_dir(), show)?;
 
     let bar = progress_bar(lines.len() as u64, show, "evaluating");
     let default_now = args.now.unwrap_or_else(|| Utc::now().fixed_offset());
     let predictions: Vec<Prediction> = runtime.block_on(async {
         let mut out = Vec::with_capacity(lines.len());
         for line in &lines {
-            let started = Instant::now();
-            let trace_id = uuid::Uuid::new_v4().simple().to_string();
-            let query = Query { text: &line.text, scenario: None, now: line.now.unwrap_or(default_now), customer_id: None, previous: None, trace_id: &trace_id };
-            let prediction = match engine.answer(query).await {
-                Ok(outcome) => Prediction {
-                    intent: outcome.intent,
-                    decision: outcome.action.as_str().to_string(),
-                    lead: outcome.lead,
-                    slots: outcome.slots.to_json(),
-                    latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-                },
-                // A line the engine refuses (empty, oversize) is one it does not answer.
-                Err(kefu::engine::EngineError::Invalid(_)) => Prediction {
-                    intent: kefu::corpus::OOS.into(),
-                    decision: "clarify".into(),
-                    latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-                    ..Prediction::default()
-                },
-                Err(err) => bail!("answering {:?}: {err}", line.text),
-            };
+            let prediction = kefu::train::predict(&engine, line, default_now).await.with_context(|| format!("answering {:?}", line.text))?;
             out.push(prediction);
             bar.inc(1);
         }
-        Ok(out)
+        Ok::<_, anyhow::Error>(out)
     })?;
     bar.finish_and_clear();
     let report = eval::score(&lines, &predictions)?;
@@ -330,4 +553,9 @@ fn run_eval(config: &Config, args: EvalArgs, runtime: &tokio::runtime::Runtime) 
         println!("report written to {}", path.display());
     }
     Ok(())
+}
+
+/// Opens the configured database; errors name it without its password.
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    Store::open(&config.database_url).await.with_context(|| format!("opening the database {}", kefu::store::redacted_url(&config.database_url)))
 }

@@ -54,11 +54,13 @@ impl HandoffReason {
     }
 }
 
+/// How soon a hand-off ticket needs a person: normal < high < urgent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     Normal,
     High,
+    Urgent,
 }
 
 impl Priority {
@@ -66,8 +68,43 @@ impl Priority {
         match self {
             Priority::Normal => "normal",
             Priority::High => "high",
+            Priority::Urgent => "urgent",
         }
     }
+
+    /// One level up; urgent stays urgent.
+    pub fn raised(self) -> Priority {
+        match self {
+            Priority::Normal => Priority::High,
+            Priority::High | Priority::Urgent => Priority::Urgent,
+        }
+    }
+}
+
+/// What is known of the customer that bears on a hand-off's priority.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CustomerFactors {
+    /// The profile carries the `vip` tag.
+    pub vip: bool,
+    /// The profile carries the `frequent_after_sales` tag.
+    pub frequent_after_sales: bool,
+    /// The product the customer names was repaired within the last 90 days.
+    pub product_repaired_90d: bool,
+}
+
+/// Intents that report something broken: with an earlier repair they make a repeat fault.
+pub fn is_fault_intent(intent: &str) -> bool {
+    matches!(intent, "repair_request" | "bug_report")
+}
+
+/// A hand-off's priority: normal, raised one level for each of a VIP
+/// customer, a complaint (the intent, or anger or a complaint as the reason)
+/// and a repeat fault (a fault while the customer is a frequent after-sales
+/// contact or the product was repaired within 90 days), up to urgent.
+pub fn handoff_priority(reason: HandoffReason, intent: &str, customer: &CustomerFactors) -> Priority {
+    let complaint = intent == "complaint" || matches!(reason, HandoffReason::Complaint | HandoffReason::AngryCustomer);
+    let repeat_fault = is_fault_intent(intent) && (customer.frequent_after_sales || customer.product_repaired_90d);
+    [customer.vip, complaint, repeat_fault].into_iter().filter(|raise| *raise).fold(Priority::Normal, |p, _| p.raised())
 }
 
 /// What the reply should say; the engine renders it in the customer's language.
@@ -113,23 +150,16 @@ impl Default for PolicySettings {
 pub fn decide(scored: &Scored, signals: &Signals, decision_of: impl Fn(&str) -> Option<Decision>, settings: &PolicySettings) -> Verdict {
     let intent = scored.intent().to_string();
     let unsure = intent == OOS || scored.confidence < settings.min_answer_confidence;
-    let handoff = |intent: String, reason, priority| Verdict {
-        action: Action::Handoff,
-        intent,
-        lead: false,
-        handoff: Some((reason, priority)),
-        reply: Reply::Holding,
-    };
     // NOTE: anger and explicit asks for a person win over everything, even a
     // confident answerable intent: the taxonomy says they are always hand-offs.
     // When the model found nothing it is sure of, the signal names the intent.
     if signals.angry {
         let intent = if intent == OOS { "complaint".to_string() } else { intent.clone() };
-        return handoff(intent, HandoffReason::AngryCustomer, Priority::High);
+        return handoff(intent, HandoffReason::AngryCustomer);
     }
     if signals.human_request || intent == "request_human" {
         let intent = if unsure { "request_human".to_string() } else { intent.clone() };
-        return handoff(intent, HandoffReason::HumanRequested, Priority::Normal);
+        return handoff(intent, HandoffReason::HumanRequested);
     }
     if intent == OOS {
         return Verdict { action: Action::Clarify, intent, lead: false, handoff: None, reply: Reply::Rephrase };
@@ -138,9 +168,28 @@ pub fn decide(scored: &Scored, signals: &Signals, decision_of: impl Fn(&str) -> 
         let options: Vec<String> = scored.ranked.iter().take(settings.clarify_options).map(|(id, _)| id.clone()).collect();
         return Verdict { action: Action::Clarify, intent, lead: false, handoff: None, reply: Reply::WhichOf(options) };
     }
-    match decision_of(&intent) {
-        Some(Decision::Handoff) if intent == "complaint" => handoff(intent, HandoffReason::Complaint, Priority::High),
-        Some(Decision::Handoff) => handoff(intent, HandoffReason::AgentIntent, Priority::Normal),
+    let decision = decision_of(&intent);
+    settled(intent, decision)
+}
+
+/// A hand-off verdict. The customer's profile raises its priority further
+/// once it is known (see [`handoff_priority`]).
+fn handoff(intent: String, reason: HandoffReason) -> Verdict {
+    Verdict {
+        handoff: Some((reason, handoff_priority(reason, &intent, &CustomerFactors::default()))),
+        action: Action::Handoff,
+        intent,
+        lead: false,
+        reply: Reply::Holding,
+    }
+}
+
+/// The verdict for an intent the customer is known to mean (confidently
+/// scored, or picked from a clarifying question): what its taxonomy decision says.
+pub fn settled(intent: String, decision: Option<Decision>) -> Verdict {
+    match decision {
+        Some(Decision::Handoff) if intent == "complaint" => handoff(intent, HandoffReason::Complaint),
+        Some(Decision::Handoff) => handoff(intent, HandoffReason::AgentIntent),
         Some(Decision::Lead) => Verdict { action: Action::Answer, intent, lead: true, handoff: None, reply: Reply::IntentAnswer },
         Some(Decision::Answer) | None => Verdict { action: Action::Answer, intent, lead: false, handoff: None, reply: Reply::IntentAnswer },
     }
@@ -149,7 +198,8 @@ pub fn decide(scored: &Scored, signals: &Signals, decision_of: impl Fn(&str) -> 
 /// A second clarifying question in a row goes to a person instead: the
 /// customer has already rephrased once.
 pub fn escalate_unresolved(verdict: Verdict) -> Verdict {
-    Verdict { action: Action::Handoff, handoff: Some((HandoffReason::Unresolved, Priority::Normal)), reply: Reply::Holding, lead: false, ..verdict }
+    let priority = handoff_priority(HandoffReason::Unresolved, &verdict.intent, &CustomerFactors::default());
+    Verdict { action: Action::Handoff, handoff: Some((HandoffReason::Unresolved, priority)), reply: Reply::Holding, lead: false, ..verdict }
 }
 
 /// The agent queue a hand-off of this intent goes to.
@@ -234,6 +284,31 @@ mod tests {
         assert_eq!(queue_for("price_inquiry", Some("ecommerce")), "sales");
         assert_eq!(queue_for("refund_status", Some("ecommerce")), "billing");
         assert_eq!(queue_for("complaint", Some("general")), "general");
+    }
+
+    #[test]
+    fn priority_rises_one_level_per_factor_up_to_urgent() {
+        let none = CustomerFactors::default();
+        let vip = CustomerFactors { vip: true, ..none };
+        let frequent = CustomerFactors { frequent_after_sales: true, ..none };
+        let repaired = CustomerFactors { product_repaired_90d: true, ..none };
+        assert_eq!(handoff_priority(HandoffReason::HumanRequested, "request_human", &none), Priority::Normal);
+        assert_eq!(handoff_priority(HandoffReason::HumanRequested, "request_human", &vip), Priority::High);
+        assert_eq!(handoff_priority(HandoffReason::Complaint, "complaint", &none), Priority::High);
+        assert_eq!(handoff_priority(HandoffReason::AngryCustomer, "order_tracking", &none), Priority::High);
+        assert_eq!(handoff_priority(HandoffReason::Complaint, "complaint", &vip), Priority::Urgent);
+        // A repeat fault: a fault intent with an earlier repair.
+        assert_eq!(handoff_priority(HandoffReason::AgentIntent, "repair_request", &none), Priority::Normal);
+        assert_eq!(handoff_priority(HandoffReason::AgentIntent, "repair_request", &frequent), Priority::High);
+        assert_eq!(handoff_priority(HandoffReason::AgentIntent, "repair_request", &repaired), Priority::High);
+        assert_eq!(handoff_priority(HandoffReason::AgentIntent, "repair_request", &CustomerFactors { vip: true, ..repaired }), Priority::Urgent);
+        // A frequent after-sales customer asking for a person is not a fault.
+        assert_eq!(handoff_priority(HandoffReason::HumanRequested, "request_human", &frequent), Priority::Normal);
+        // All three at once stays urgent.
+        let all = CustomerFactors { vip: true, frequent_after_sales: true, product_repaired_90d: true };
+        assert_eq!(handoff_priority(HandoffReason::AngryCustomer, "repair_request", &all), Priority::Urgent);
+        assert!(Priority::Normal < Priority::High && Priority::High < Priority::Urgent);
+        assert_eq!(Priority::Urgent.as_str(), "urgent");
     }
 
     #[test]

@@ -70,6 +70,18 @@ async fn answers_hands_off_and_rejects_bad_input() {
     assert_eq!(post(base, "/v1/tickets/T-none/status", json!({"status": "resolved"})).await.0, 404);
     let (_, list) = get(base, "/v1/tickets?status=in_progress").await;
     assert!(list["tickets"].as_array().unwrap().iter().any(|t| t["id"] == ticket_id.as_str()), "{list}");
+    let (status, t) = post(base, &format!("/v1/tickets/{ticket_id}/notes"), json!({"note": "客户要求下午回电"})).await;
+    assert_eq!((status, t["status"].as_str()), (200, Some("in_progress")), "{t}");
+    let notes: Vec<&str> = t["history"].as_array().unwrap().iter().filter_map(|e| e["note"].as_str()).collect();
+    assert_eq!(&notes[1..], ["assigned to agent-7", "calling back", "客户要求下午回电"], "{t}");
+
+    // Tickets opened by hand get the intent's queue and the filters find them.
+    let (status, t) = post(base, "/v1/tickets", json!({"customer_id": "c1002", "channel": "douyin", "intent": "invoice", "priority": "high", "note": "电话里要专票"})).await;
+    assert_eq!((status, t["status"].as_str(), t["queue"].as_str(), t["priority"].as_str()), (201, Some("new"), Some("billing"), Some("high")), "{t}");
+    let (_, list) = get(base, "/v1/tickets?queue=billing&priority=high&status=new").await;
+    assert!(list["tickets"].as_array().unwrap().iter().any(|x| x["id"] == t["id"]), "{list}");
+    assert_eq!(post(base, "/v1/tickets", json!({"intent": "no_such_intent"})).await.0, 422);
+    assert_eq!(post(base, "/v1/tickets", json!({"priority": "asap"})).await.0, 400);
 
     let (_, fault) = post(base, "/v1/answer", json!({"text": "空调不出冷风了 帮忙报修", "now": NOW})).await;
     assert_eq!(fault["handoff"]["queue"], "after_sales", "{fault}");

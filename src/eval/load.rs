@@ -44,6 +44,8 @@ pub enum SetRole {
     Test,
     /// Training exemplars (CLINC150: `train` + `oos_train`).
     Train,
+    /// Held-out lines for fitting thresholds (CLINC150: `val` + `oos_val`).
+    Validation,
 }
 
 impl SetRole {
@@ -52,6 +54,7 @@ impl SetRole {
         match self {
             SetRole::Test => ["test", "oos_test"],
             SetRole::Train => ["train", "oos_train"],
+            SetRole::Validation => ["val", "oos_val"],
         }
     }
 }
@@ -88,6 +91,27 @@ pub fn load_labelled(path: &Path, role: SetRole) -> Result<Vec<LabelledLine>, Ev
         return Err(format_error(path, "no labelled lines"));
     }
     Ok(lines)
+}
+
+/// The validation lines of a CLINC150 file (`val` + `oos_val`), or `None`
+/// for any other file (JSONL and CSV sets have no such split) and for a
+/// CLINC150 file without a `val` split.
+pub fn load_validation(path: &Path) -> Result<Option<Vec<LabelledLine>>, EvalError> {
+    let bytes = std::fs::read(path).map_err(|source| EvalError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let content = decode(path, &bytes)?;
+    let content = content.strip_prefix('\u{feff}').unwrap_or(content);
+    if !content.trim_start().starts_with('{') {
+        return Ok(None);
+    }
+    match serde_json::from_str::<Value>(content) {
+        Ok(Value::Object(obj)) if !obj.contains_key("text") && obj.contains_key("val") => {
+            load_clinc(path, &obj, SetRole::Validation).map(Some)
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Decodes UTF-8, reporting the line of the first invalid byte.
@@ -513,6 +537,18 @@ mod tests {
                 ("sing a song", "oos"),
             ]
         );
+    }
+
+    #[test]
+    fn clinc_validation_reads_val_and_oos_val_and_other_sets_have_none() {
+        let (_dir, path) = write("data_full.json", CLINC.as_bytes());
+        let lines = load_validation(&path).unwrap().unwrap();
+        let pairs: Vec<(&str, &str)> = lines.iter().map(|l| (l.text.as_str(), l.intent.as_str())).collect();
+        assert_eq!(pairs, [("val text", "balance"), ("val oos", OOS)]);
+        let (_dir, jsonl) = write("set.jsonl", br#"{"text": "hi", "intent": "greet"}"#);
+        assert!(load_validation(&jsonl).unwrap().is_none());
+        let (_dir, no_val) = write("c.json", br#"{"train": [["a","b"]], "oos_train": []}"#);
+        assert!(load_validation(&no_val).unwrap().is_none());
     }
 
     #[test]

@@ -10,7 +10,7 @@ mod metrics;
 
 use std::path::PathBuf;
 
-pub use load::{load_labelled, LabelledLine, SetRole, OOS};
+pub use load::{load_labelled, load_validation, LabelledLine, SetRole, OOS};
 pub use metrics::{score, ClassStats, Confusion, DecisionStats, EvalReport, Prediction, SlotStats};
 
 /// Errors from loading labelled sets and scoring predictions.

@@ -334,6 +334,24 @@ fn solve<const D: usize>(mut a: [[f64; D]; D], mut b: [f64; D]) -> Option<[f64; 
 impl IntentModel {
     /// Fits thresholds by cross-fitting, then trains the final index and head on everything.
     pub fn fit(examples: Vec<TrainingExample>, opts: &FitOptions, progress: &dyn Fn(&str)) -> Result<IntentModel, IntentError> {
+        Self::fit_validated(examples, Vec::new(), opts, progress)
+    }
+
+    /// Like [`IntentModel::fit`], but when `validation` holds labelled examples
+    /// that were never trained on, the mix, the calibration and the
+    /// out-of-scope threshold are fitted on their scores under the final head
+    /// and index instead of on cross-fitted scores of the training examples.
+    ///
+    /// NOTE: an encoder fine-tuned on the training examples embeds them closer
+    /// to their intents than it will embed any new message, so cross-fitted
+    /// scores would set the threshold far too low; held-out examples do not
+    /// have that bias. Validation examples of unknown intents are skipped.
+    pub fn fit_validated(
+        examples: Vec<TrainingExample>,
+        validation: Vec<TrainingExample>,
+        opts: &FitOptions,
+        progress: &dyn Fn(&str),
+    ) -> Result<IntentModel, IntentError> {
         let started = std::time::Instant::now();
         if examples.is_empty() {
             return Err(IntentError::Empty);
@@ -355,12 +373,26 @@ impl IntentModel {
         }
         let gold: Vec<usize> = examples.iter().map(|e| class_of[&e.label]).collect();
         let groups: Vec<String> = gold.iter().map(|&c| label_groups[c].clone()).collect();
-        let folds = assign_folds(&gold, labels.len(), opts.folds.max(2), opts.seed);
-
-        let mut held_out: Vec<HeldOut> = Vec::with_capacity(examples.len());
-        for fold in 0..opts.folds.max(2) {
-            progress(&format!("cross-fitting fold {}/{}", fold + 1, opts.folds.max(2)));
-            let (train, test): (Vec<usize>, Vec<usize>) = (0..examples.len()).partition(|&i| folds[i] != fold);
+        let x: Vec<Vec<f32>> = examples.iter().map(|e| e.vector.clone()).collect();
+        let mut final_model: Option<(SoftmaxHead, ExemplarIndex)> = None;
+        let mut held_out: Vec<HeldOut> = Vec::with_capacity(examples.len().max(validation.len()));
+        if !validation.is_empty() {
+            progress("training the head and index");
+            let head = SoftmaxHead::train(&x, &gold, labels.len(), &opts.head)?;
+            let index = ExemplarIndex::build(x.clone(), groups.clone(), IndexParams::default())?;
+            progress("scoring the validation examples");
+            for e in &validation {
+                let Some(&label) = class_of.get(&e.label) else { continue };
+                let hits = index.search(&e.vector, opts.k, None)?.into_iter().map(|h| (gold[h.id], h.similarity)).collect();
+                held_out.push(HeldOut { gold: label, head: head.probabilities(&e.vector), hits });
+            }
+            final_model = Some((head, index));
+        }
+        let folds = if validation.is_empty() { opts.folds.max(2) } else { 0 };
+        let fold_of = assign_folds(&gold, labels.len(), opts.folds.max(2), opts.seed);
+        for fold in 0..folds {
+            progress(&format!("cross-fitting fold {}/{folds}", fold + 1));
+            let (train, test): (Vec<usize>, Vec<usize>) = (0..examples.len()).partition(|&i| fold_of[i] != fold);
             if test.is_empty() {
                 continue;
             }
@@ -405,10 +437,13 @@ impl IntentModel {
         }
         let (knn_weight, knn_temperature, weights, fitted, _) = best.ok_or(IntentError::Empty)?;
 
-        progress("training the final head and index");
-        let x: Vec<Vec<f32>> = examples.iter().map(|e| e.vector.clone()).collect();
-        let head = SoftmaxHead::train(&x, &gold, labels.len(), &opts.head)?;
-        let index = ExemplarIndex::build(x, groups, IndexParams::default())?;
+        let (head, index) = match final_model {
+            Some(trained) => trained,
+            None => {
+                progress("training the final head and index");
+                (SoftmaxHead::train(&x, &gold, labels.len(), &opts.head)?, ExemplarIndex::build(x, groups, IndexParams::default())?)
+            }
+        };
         let calibration = Calibration {
             knn_weight,
             knn_temperature,
@@ -534,6 +569,35 @@ impl IntentModel {
             head,
             calibration: meta.calibration,
         })
+    }
+}
+
+/// Agent-taught exemplars (corrections) joining a fitted model: see `train::taught`.
+impl IntentModel {
+    /// Makes `text` an exemplar of `label` in the live index, so the kNN vote
+    /// counts it on the next query; an exemplar with the same text is
+    /// relabelled instead of duplicated (the latest correction wins). The head
+    /// and the calibration are not refitted: that is what a retrain is for.
+    /// Returns false when the model has no class `label`.
+    ///
+    /// NOTE: a relabelled exemplar stays in its old scenario's graph, so a
+    /// query restricted to the new scenario does not find it; the engine's
+    /// taught-exemplar authority covers that case until the next retrain.
+    pub fn teach(&mut self, text: &str, label: &str, vector: Vec<f32>) -> Result<bool, IntentError> {
+        let Some(class) = self.labels.iter().position(|l| l == label) else { return Ok(false) };
+        let mut known = false;
+        for (i, existing) in self.exemplar_texts.iter().enumerate() {
+            if existing == text {
+                self.exemplar_labels[i] = class;
+                known = true;
+            }
+        }
+        if !known {
+            self.index.add(vector, self.label_groups[class].clone())?;
+            self.exemplar_labels.push(class);
+            self.exemplar_texts.push(text.to_string());
+        }
+        Ok(true)
     }
 }
 

@@ -1,21 +1,34 @@
 //! Persistence through sqlx: conversation turns, hand-off tickets with their
 //! status history, customer feedback and agent corrections. SQLite (WAL) is the
-//! embedded default; the SQL is kept portable. Every text is masked
+//! embedded default and PostgreSQL works through the same code (sqlx's `Any`
+//! driver, chosen by the URL scheme). Every text is masked
 //! ([`crate::privacy`]) before it is written.
+//!
+//! Portable SQL rules: `$N` placeholders (SQLite accepts them too), TEXT
+//! RFC 3339 timestamps (which sort as strings), BIGINT flags bound as i64,
+//! and `CAST($N AS TEXT) IS NULL` where a parameter's type is otherwise unknown.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Executor, Row};
 
 use crate::privacy::{mask, mask_json};
 
+mod history;
+mod learning;
+mod sla;
+mod stats;
+pub use learning::StoredCorrection;
+pub use sla::{OverduePush, OverduePushState};
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
@@ -59,8 +72,25 @@ pub struct NewTurn {
     pub slots: Value,
     pub lead: bool,
     pub latency_ms: f64,
+    /// Intents a clarifying question offered, in order.
+    pub options: Vec<String>,
     pub at: DateTime<Utc>,
 }
+
+/// What the next turn of a session needs to know of the turns before it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastTurn {
+    pub intent: String,
+    pub decision: String,
+    pub slots: Value,
+    /// Intents its clarifying question offered.
+    pub options: Vec<String>,
+    /// Unhelpful turns (clarify, or marked not useful) in a row, ending with this one.
+    pub unhelpful_streak: usize,
+}
+
+/// Turns looked at when counting unhelpful turns in a row.
+const STREAK_WINDOW: i64 = 3;
 
 /// A ticket opened by a hand-off.
 #[derive(Debug, Clone)]
@@ -135,31 +165,69 @@ pub const STATUS_NEW: &str = "new";
 /// A handle on the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
 }
 
-fn ts(at: DateTime<Utc>) -> String {
+/// The database behind a URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn of(url: &str) -> Result<Backend, StoreError> {
+        match url.split_once(':').map(|(scheme, _)| scheme) {
+            Some("sqlite") => Ok(Backend::Sqlite),
+            Some("postgres" | "postgresql") => Ok(Backend::Postgres),
+            _ => Err(StoreError::UnsupportedUrl(redacted_url(url))),
+        }
+    }
+}
+
+pub(crate) fn ts(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `url` (e.g. `sqlite://data/kefu.db`) and migrates it.
+    /// Opens the database at `url` (`sqlite://data/kefu.db`, created if
+    /// needed, or `postgres://user:pass@host/db`) and migrates it.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
-        if let Some(path) = url.strip_prefix("sqlite://").and_then(|p| std::path::Path::new(p).parent()) {
-            if !path.as_os_str().is_empty() {
-                std::fs::create_dir_all(path).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of(url)?;
+        let url = match backend {
+            Backend::Sqlite => {
+                let path = url.trim_start_matches("sqlite://").split('?').next().unwrap_or_default();
+                if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+                }
+                if url.contains("mode=") {
+                    url.to_string()
+                } else {
+                    format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+                }
             }
+            Backend::Postgres => url.to_string(),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // NOTE: WAL with synchronous=NORMAL survives a killed process (committed
+                        // frames are in the OS), which is the durability acknowledged turns need.
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        // NOTE: WAL with synchronous=NORMAL survives a killed process (the
-        // committed frames are in the OS), which is the durability acknowledged turns need.
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Store { pool })
     }
 
@@ -169,38 +237,12 @@ impl Store {
         let slots = mask_json(&turn.slots).to_string();
         let at = ts(turn.at);
         if let Some(t) = ticket {
-            sqlx::query(
-                "INSERT INTO tickets (id, status, priority, queue, reason, customer_id, session_id, channel, intent, slots, due_at, created_at, updated_at, context)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&t.id)
-            .bind(STATUS_NEW)
-            .bind(&t.priority)
-            .bind(&t.queue)
-            .bind(&t.reason)
-            .bind(&turn.customer_id)
-            .bind(&turn.session_id)
-            .bind(&turn.channel)
-            .bind(&turn.intent)
-            .bind(&slots)
-            .bind(ts(t.due_at))
-            .bind(&at)
-            .bind(&at)
-            .bind(mask_json(&t.context).to_string())
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("INSERT INTO ticket_events (id, ticket_id, status, note, at) VALUES (?, ?, ?, ?, ?)")
-                .bind(uuid::Uuid::new_v4().to_string())
-                .bind(&t.id)
-                .bind(STATUS_NEW)
-                .bind(format!("opened by hand-off: {}", t.reason))
-                .bind(&at)
-                .execute(&mut *tx)
-                .await?;
+            let about = TicketAbout { customer_id: turn.customer_id.as_deref(), session_id: turn.session_id.as_deref(), channel: &turn.channel, intent: &turn.intent, slots: &slots };
+            insert_ticket(&mut tx, t, &about, &at, &format!("opened by hand-off: {}", t.reason)).await?;
         }
         sqlx::query(
-            "INSERT INTO turns (trace_id, session_id, customer_id, channel, text, intent, confidence, decision, answer, slots, lead, latency_ms, ticket_id, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO turns (trace_id, session_id, customer_id, channel, text, intent, confidence, decision, answer, slots, lead, latency_ms, ticket_id, created_at, options)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&turn.trace_id)
         .bind(&turn.session_id)
@@ -208,28 +250,51 @@ impl Store {
         .bind(&turn.channel)
         .bind(mask(&turn.text).as_ref())
         .bind(&turn.intent)
-        .bind(turn.confidence)
+        .bind(f64::from(turn.confidence))
         .bind(&turn.decision)
         .bind(turn.answer.as_deref().map(|a| mask(a).into_owned()))
         .bind(&slots)
-        .bind(turn.lead)
+        .bind(i64::from(turn.lead))
         .bind(turn.latency_ms)
         .bind(ticket.map(|t| t.id.as_str()))
         .bind(&at)
+        .bind((!turn.options.is_empty()).then(|| Value::from(turn.options.clone()).to_string()))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(())
     }
 
+    /// Opens a ticket by hand (an agent or a bot front-end), not from a turn.
+    pub async fn create_ticket(&self, ticket: &NewTicket, about: &TicketAbout<'_>, note: Option<&str>, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let note = note.map_or_else(|| "opened by hand".to_string(), |n| mask(n).into_owned());
+        let slots = mask(about.slots).into_owned();
+        insert_ticket(&mut tx, ticket, &TicketAbout { slots: &slots, ..*about }, &ts(at), &note).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Adds a timestamped note to a ticket's history without moving it.
+    pub async fn add_ticket_note(&self, id: &str, note: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM tickets WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
+        let status = status.ok_or_else(|| StoreError::UnknownTicket(id.to_string()))?;
+        let at = ts(at);
+        sqlx::query("UPDATE tickets SET updated_at = $1 WHERE id = $2").bind(&at).bind(id).execute(&mut *tx).await?;
+        insert_event(&mut tx, id, &status, Some(&mask(note)), &at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The ticket with this id, with its conversation and history.
     pub async fn ticket(&self, id: &str, now: DateTime<Utc>) -> Result<Option<Ticket>, StoreError> {
-        let Some(row) = sqlx::query("SELECT * FROM tickets WHERE id = ?").bind(id).fetch_optional(&self.pool).await? else {
+        let Some(row) = sqlx::query("SELECT * FROM tickets WHERE id = $1").bind(id).fetch_optional(&self.pool).await? else {
             return Ok(None);
         };
         let mut ticket = ticket_from_row(&row, now)?;
         ticket.conversation = self.conversation(ticket.session_id.as_deref(), ticket.customer_id.as_deref(), &ticket.id).await?;
-        ticket.history = sqlx::query("SELECT status, note, at FROM ticket_events WHERE ticket_id = ? ORDER BY at")
+        ticket.history = sqlx::query("SELECT status, note, at FROM ticket_events WHERE ticket_id = $1 ORDER BY at")
             .bind(id)
             .fetch_all(&self.pool)
             .await?
@@ -242,28 +307,29 @@ impl Store {
     /// The turns that led to a ticket: the customer's turns across channels
     /// when known, the session's otherwise, up to the hand-off.
     async fn conversation(&self, session_id: Option<&str>, customer_id: Option<&str>, ticket_id: &str) -> Result<Vec<ConversationLine>, StoreError> {
-        let until: Option<String> = sqlx::query_scalar("SELECT created_at FROM turns WHERE ticket_id = ?").bind(ticket_id).fetch_optional(&self.pool).await?;
+        let until: Option<String> = sqlx::query_scalar("SELECT created_at FROM turns WHERE ticket_id = $1").bind(ticket_id).fetch_optional(&self.pool).await?;
         let until = until.unwrap_or_else(|| ts(Utc::now()));
         let rows = match (customer_id, session_id) {
             (Some(c), _) => {
-                sqlx::query("SELECT * FROM turns WHERE customer_id = ? AND created_at <= ? ORDER BY created_at").bind(c).bind(&until).fetch_all(&self.pool).await?
+                sqlx::query("SELECT * FROM turns WHERE customer_id = $1 AND created_at <= $2 ORDER BY created_at").bind(c).bind(&until).fetch_all(&self.pool).await?
             }
             (None, Some(s)) => {
-                sqlx::query("SELECT * FROM turns WHERE session_id = ? AND created_at <= ? ORDER BY created_at").bind(s).bind(&until).fetch_all(&self.pool).await?
+                sqlx::query("SELECT * FROM turns WHERE session_id = $1 AND created_at <= $2 ORDER BY created_at").bind(s).bind(&until).fetch_all(&self.pool).await?
             }
-            (None, None) => sqlx::query("SELECT * FROM turns WHERE ticket_id = ?").bind(ticket_id).fetch_all(&self.pool).await?,
+            (None, None) => sqlx::query("SELECT * FROM turns WHERE ticket_id = $1").bind(ticket_id).fetch_all(&self.pool).await?,
         };
-        let mut lines = Vec::with_capacity(rows.len() * 2);
-        for row in rows {
-            let channel: String = row.try_get("channel")?;
-            let at: String = row.try_get("created_at")?;
-            let trace_id: String = row.try_get("trace_id")?;
-            lines.push(ConversationLine { role: "customer", text: row.try_get("text")?, channel: channel.clone(), at: at.clone(), trace_id: trace_id.clone() });
-            if let Some(answer) = row.try_get::<Option<String>, _>("answer")? {
-                lines.push(ConversationLine { role: "bot", text: answer, channel, at, trace_id });
-            }
-        }
-        Ok(lines)
+        conversation_lines(&rows)
+    }
+
+    /// A customer's conversation across sessions and channels, oldest first: the last `limit` turns.
+    pub async fn customer_conversation(&self, customer_id: &str, limit: i64) -> Result<Vec<ConversationLine>, StoreError> {
+        let mut rows = sqlx::query("SELECT * FROM turns WHERE customer_id = $1 ORDER BY created_at DESC LIMIT $2")
+            .bind(customer_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.reverse();
+        conversation_lines(&rows)
     }
 
     /// Tickets matching `filter`, most urgent first (without conversations).
@@ -271,45 +337,78 @@ impl Store {
         let now_ts = ts(now);
         let rows = sqlx::query(
             "SELECT * FROM tickets
-             WHERE (? IS NULL OR status = ?) AND (? IS NULL OR queue = ?) AND (? IS NULL OR priority = ?)
-               AND (? = 0 OR (status = 'new' AND due_at < ?))
+             WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) AND (CAST($2 AS TEXT) IS NULL OR queue = $2)
+               AND (CAST($3 AS TEXT) IS NULL OR priority = $3)
+               AND ($4 = 0 OR (status = 'new' AND due_at < $5))
              ORDER BY due_at",
         )
         .bind(&filter.status)
-        .bind(&filter.status)
-        .bind(&filter.queue)
         .bind(&filter.queue)
         .bind(&filter.priority)
-        .bind(&filter.priority)
-        .bind(filter.overdue)
+        .bind(i64::from(filter.overdue))
         .bind(&now_ts)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| ticket_from_row(r, now)).collect()
     }
 
-    /// The latest turn of a session: (intent, decision, slots).
-    pub async fn last_turn(&self, session_id: &str) -> Result<Option<(String, String, Value)>, StoreError> {
-        let row = sqlx::query("SELECT intent, decision, slots FROM turns WHERE session_id = ? ORDER BY created_at DESC LIMIT 1")
-            .bind(session_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let slots: String = row.try_get("slots")?;
-        Ok(Some((row.try_get("intent")?, row.try_get("decision")?, serde_json::from_str(&slots).unwrap_or(Value::Null))))
+    /// The latest turn of a session, with how many unhelpful turns led up to it.
+    pub async fn last_turn(&self, session_id: &str) -> Result<Option<LastTurn>, StoreError> {
+        self.latest_turn("session_id", session_id, "").await
+    }
+
+    /// The customer's latest turn since `since`, on any channel: a customer
+    /// who asked on WeChat and goes on in the app continues one conversation.
+    pub async fn last_turn_of_customer(&self, customer_id: &str, since: DateTime<Utc>) -> Result<Option<LastTurn>, StoreError> {
+        self.latest_turn("customer_id", customer_id, &ts(since)).await
+    }
+
+    /// `key` is a column name of ours, never input.
+    async fn latest_turn(&self, key: &'static str, value: &str, since: &str) -> Result<Option<LastTurn>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT t.intent, t.decision, t.slots, t.options,
+                    (SELECT COUNT(*) FROM feedback f WHERE f.trace_id = t.trace_id AND f.useful = 0) AS not_useful
+             FROM turns t WHERE t.{key} = $1 AND t.created_at >= $2 ORDER BY t.created_at DESC LIMIT $3"
+        ))
+        .bind(value)
+        .bind(since)
+        .bind(STREAK_WINDOW)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut unhelpful = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let decision: String = row.try_get("decision")?;
+            unhelpful.push(decision == "clarify" || row.try_get::<i64, _>("not_useful")? > 0);
+        }
+        let Some(row) = rows.first() else { return Ok(None) };
+        let json = |col: &str| -> Result<Value, StoreError> {
+            let text: Option<String> = row.try_get(col)?;
+            Ok(text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null))
+        };
+        let options = match json("options")? {
+            Value::Array(ids) => ids.into_iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+            _ => Vec::new(),
+        };
+        Ok(Some(LastTurn {
+            intent: row.try_get("intent")?,
+            decision: row.try_get("decision")?,
+            slots: json("slots")?,
+            options,
+            unhelpful_streak: unhelpful.iter().take_while(|u| **u).count(),
+        }))
     }
 
     /// Moves a ticket to `to` (assigning it when `assignee` is given), with a
     /// timestamped history entry; refuses moves [`can_move`] does not allow.
     pub async fn move_ticket(&self, id: &str, to: &str, assignee: Option<&str>, note: Option<&str>, at: DateTime<Utc>) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let from: Option<String> = sqlx::query_scalar("SELECT status FROM tickets WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?;
+        let from: Option<String> = sqlx::query_scalar("SELECT status FROM tickets WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
         let from = from.ok_or_else(|| StoreError::UnknownTicket(id.to_string()))?;
         if !can_move(&from, to) {
             return Err(StoreError::InvalidTransition { from, to: to.to_string() });
         }
         let at = ts(at);
-        sqlx::query("UPDATE tickets SET status = ?, assignee = COALESCE(?, assignee), updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE tickets SET status = $1, assignee = COALESCE(CAST($2 AS TEXT), assignee), updated_at = $3 WHERE id = $4")
             .bind(to)
             .bind(assignee)
             .bind(&at)
@@ -321,27 +420,20 @@ impl Store {
             (Some(a), None) => Some(format!("assigned to {a}")),
             (None, n) => n.map(str::to_string),
         };
-        sqlx::query("INSERT INTO ticket_events (id, ticket_id, status, note, at) VALUES (?, ?, ?, ?, ?)")
-            .bind(uuid::Uuid::new_v4().to_string())
-            .bind(id)
-            .bind(to)
-            .bind(note.map(|n| mask(&n).into_owned()))
-            .bind(&at)
-            .execute(&mut *tx)
-            .await?;
+        insert_event(&mut tx, id, to, note.map(|n| mask(&n).into_owned()).as_deref(), &at).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Whether a turn with this trace id was recorded.
     pub async fn has_turn(&self, trace_id: &str) -> Result<bool, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM turns WHERE trace_id = ?").bind(trace_id).fetch_one(&self.pool).await?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM turns WHERE trace_id = $1").bind(trace_id).fetch_one(&self.pool).await?;
         Ok(n > 0)
     }
 
     /// The (masked) customer text of a recorded turn.
     pub async fn turn_text(&self, trace_id: &str) -> Result<String, StoreError> {
-        sqlx::query_scalar("SELECT text FROM turns WHERE trace_id = ?")
+        sqlx::query_scalar("SELECT text FROM turns WHERE trace_id = $1")
             .bind(trace_id)
             .fetch_optional(&self.pool)
             .await?
@@ -354,10 +446,10 @@ impl Store {
             return Err(StoreError::UnknownTrace(trace_id.to_string()));
         }
         let id = uuid::Uuid::new_v4().to_string();
-        sqlx::query("INSERT INTO feedback (id, trace_id, useful, comment, created_at) VALUES (?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO feedback (id, trace_id, useful, comment, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(&id)
             .bind(trace_id)
-            .bind(useful)
+            .bind(i64::from(useful))
             .bind(comment.map(|c| mask(c).into_owned()))
             .bind(ts(at))
             .execute(&self.pool)
@@ -368,7 +460,7 @@ impl Store {
     /// Stores an agent's correction of a turn (or of a free text).
     pub async fn add_correction(&self, trace_id: Option<&str>, text: &str, intent: &str, answer: Option<&str>, note: Option<&str>, at: DateTime<Utc>) -> Result<String, StoreError> {
         let id = uuid::Uuid::new_v4().to_string();
-        sqlx::query("INSERT INTO corrections (id, trace_id, text, intent, answer, note, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO corrections (id, trace_id, text, intent, answer, note, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(&id)
             .bind(trace_id)
             .bind(mask(text).as_ref())
@@ -396,7 +488,86 @@ impl Store {
     }
 }
 
-fn ticket_from_row(row: &sqlx::sqlite::SqliteRow, now: DateTime<Utc>) -> Result<Ticket, StoreError> {
+/// Who and what a ticket is about.
+#[derive(Debug, Clone, Copy)]
+pub struct TicketAbout<'a> {
+    pub customer_id: Option<&'a str>,
+    pub session_id: Option<&'a str>,
+    pub channel: &'a str,
+    pub intent: &'a str,
+    /// Slots as JSON text.
+    pub slots: &'a str,
+}
+
+/// A database URL fit for logs and errors: the password replaced by `***`.
+pub fn redacted_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Cannot fail: a URL with a password has a host.
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// A fresh ticket id: "T" and 12 upper-case hex digits.
+pub fn new_ticket_id() -> String {
+    format!("T{}", &uuid::Uuid::new_v4().simple().to_string()[..12].to_uppercase())
+}
+
+async fn insert_ticket(tx: &mut sqlx::Transaction<'_, sqlx::Any>, t: &NewTicket, about: &TicketAbout<'_>, at: &str, note: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO tickets (id, status, priority, queue, reason, customer_id, session_id, channel, intent, slots, due_at, created_at, updated_at, context)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(&t.id)
+    .bind(STATUS_NEW)
+    .bind(&t.priority)
+    .bind(&t.queue)
+    .bind(&t.reason)
+    .bind(about.customer_id)
+    .bind(about.session_id)
+    .bind(about.channel)
+    .bind(about.intent)
+    .bind(about.slots)
+    .bind(ts(t.due_at))
+    .bind(at)
+    .bind(at)
+    .bind(mask_json(&t.context).to_string())
+    .execute(&mut **tx)
+    .await?;
+    insert_event(tx, &t.id, STATUS_NEW, Some(note), at).await
+}
+
+async fn insert_event(tx: &mut sqlx::Transaction<'_, sqlx::Any>, ticket_id: &str, status: &str, note: Option<&str>, at: &str) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO ticket_events (id, ticket_id, status, note, at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(ticket_id)
+        .bind(status)
+        .bind(note)
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Customer and bot lines of stored turns, in the turns' order.
+fn conversation_lines(rows: &[sqlx::any::AnyRow]) -> Result<Vec<ConversationLine>, StoreError> {
+    let mut lines = Vec::with_capacity(rows.len() * 2);
+    for row in rows {
+        let channel: String = row.try_get("channel")?;
+        let at: String = row.try_get("created_at")?;
+        let trace_id: String = row.try_get("trace_id")?;
+        lines.push(ConversationLine { role: "customer", text: row.try_get("text")?, channel: channel.clone(), at: at.clone(), trace_id: trace_id.clone() });
+        if let Some(answer) = row.try_get::<Option<String>, _>("answer")? {
+            lines.push(ConversationLine { role: "bot", text: answer, channel, at, trace_id });
+        }
+    }
+    Ok(lines)
+}
+
+fn ticket_from_row(row: &sqlx::any::AnyRow, now: DateTime<Utc>) -> Result<Ticket, StoreError> {
     let status: String = row.try_get("status")?;
     let due_at: String = row.try_get("due_at")?;
     let overdue = status == STATUS_NEW && DateTime::parse_from_rfc3339(&due_at).is_ok_and(|d| d < now);
@@ -424,6 +595,48 @@ fn ticket_from_row(row: &sqlx::sqlite::SqliteRow, now: DateTime<Utc>) -> Result<
     })
 }
 
+/// Stores for tests: a temporary SQLite file always, and a fresh schema in
+/// PostgreSQL when `KEFU_TEST_POSTGRES_URL` is set, so the same assertions run
+/// against both backends.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    pub struct TestStore {
+        pub store: Store,
+        pub backend: &'static str,
+        _dir: Option<tempfile::TempDir>,
+        postgres: Option<(String, String)>,
+    }
+
+    impl TestStore {
+        /// Drops the PostgreSQL schema (the SQLite file goes with its temp dir).
+        pub async fn cleanup(self) {
+            if let Some((url, schema)) = self.postgres {
+                self.store.pool.close().await;
+                let admin = AnyPoolOptions::new().max_connections(1).connect(&url).await.expect("postgres");
+                admin.execute(format!("DROP SCHEMA {schema} CASCADE").as_str()).await.expect("drop schema");
+            }
+        }
+    }
+
+    pub async fn test_stores() -> Vec<TestStore> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sqlite = Store::open(&format!("sqlite://{}/kefu.db", dir.path().display())).await.expect("sqlite store");
+        let mut stores = vec![TestStore { store: sqlite, backend: "sqlite", _dir: Some(dir), postgres: None }];
+        if let Ok(url) = std::env::var("KEFU_TEST_POSTGRES_URL") {
+            sqlx::any::install_default_drivers();
+            let schema = format!("kefu_test_{}", uuid::Uuid::new_v4().simple());
+            let admin = AnyPoolOptions::new().max_connections(1).connect(&url).await.expect("KEFU_TEST_POSTGRES_URL reachable");
+            admin.execute(format!("CREATE SCHEMA {schema}").as_str()).await.expect("create schema");
+            let sep = if url.contains('?') { '&' } else { '?' };
+            let store = Store::open(&format!("{url}{sep}options=-c%20search_path%3D{schema}")).await.expect("postgres store");
+            stores.push(TestStore { store, backend: "postgres", _dir: None, postgres: Some((url, schema)) });
+        }
+        stores
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,36 +655,39 @@ mod tests {
             slots: serde_json::json!({"phone": "13812345678"}),
             lead: false,
             latency_ms: 12.0,
+            options: Vec::new(),
             at,
         }
     }
 
     #[tokio::test]
     async fn records_turns_and_tickets_with_masked_text() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&format!("sqlite://{}/kefu.db", dir.path().display())).await.unwrap();
-        let t0 = Utc::now() - chrono::Duration::hours(3);
-        store.record_turn(&turn("a", "s1", "快递到哪了 电话13812345678", t0), None).await.unwrap();
-        let ticket = NewTicket { id: "T1".into(), priority: "high".into(), queue: "general".into(), reason: "angry_customer".into(), due_at: t0 + chrono::Duration::hours(2), context: serde_json::json!({"customer": {"phone": "13812345678"}}) };
-        let mut second = turn("b", "s1", "垃圾服务", t0 + chrono::Duration::minutes(1));
-        second.decision = "handoff".into();
-        store.record_turn(&second, Some(&ticket)).await.unwrap();
+        for t in testing::test_stores().await {
+            let store = &t.store;
+            let t0 = Utc::now() - chrono::Duration::hours(3);
+            store.record_turn(&turn("a", "s1", "快递到哪了 电话13812345678", t0), None).await.unwrap();
+            let ticket = NewTicket { id: "T1".into(), priority: "high".into(), queue: "general".into(), reason: "angry_customer".into(), due_at: t0 + chrono::Duration::hours(2), context: serde_json::json!({"customer": {"phone": "13812345678"}}) };
+            let mut second = turn("b", "s1", "垃圾服务", t0 + chrono::Duration::minutes(1));
+            second.decision = "handoff".into();
+            store.record_turn(&second, Some(&ticket)).await.unwrap();
 
-        let got = store.ticket("T1", Utc::now()).await.unwrap().unwrap();
-        assert_eq!((got.status.as_str(), got.priority.as_str(), got.overdue), ("new", "high", true));
-        let texts: Vec<&str> = got.conversation.iter().map(|l| l.text.as_str()).collect();
-        assert_eq!(texts, ["快递到哪了 电话138****5678", "在路上", "垃圾服务", "在路上"]);
-        assert_eq!(got.history.len(), 1);
-        assert_eq!(got.slots["phone"], "138****5678");
-        assert_eq!(got.context["customer"]["phone"], "138****5678");
-        let (intent, decision, _) = store.last_turn("s1").await.unwrap().unwrap();
-        assert_eq!((intent.as_str(), decision.as_str()), ("order_tracking", "handoff"));
+            let got = store.ticket("T1", Utc::now()).await.unwrap().unwrap();
+            assert_eq!((got.status.as_str(), got.priority.as_str(), got.overdue), ("new", "high", true));
+            let texts: Vec<&str> = got.conversation.iter().map(|l| l.text.as_str()).collect();
+            assert_eq!(texts, ["快递到哪了 电话138****5678", "在路上", "垃圾服务", "在路上"]);
+            assert_eq!(got.history.len(), 1);
+            assert_eq!(got.slots["phone"], "138****5678");
+            assert_eq!(got.context["customer"]["phone"], "138****5678");
+            let last = store.last_turn("s1").await.unwrap().unwrap();
+            assert_eq!((last.intent.as_str(), last.decision.as_str(), last.unhelpful_streak), ("order_tracking", "handoff", 0));
 
-        let overdue = store.tickets(&TicketFilter { overdue: true, ..Default::default() }, Utc::now()).await.unwrap();
-        assert_eq!(overdue.len(), 1);
-        let none = store.tickets(&TicketFilter { queue: Some("sales".into()), ..Default::default() }, Utc::now()).await.unwrap();
-        assert!(none.is_empty());
-        assert!(store.all_stored_text().await.unwrap().iter().all(|t| !t.contains("13812345678")));
+            let overdue = store.tickets(&TicketFilter { overdue: true, ..Default::default() }, Utc::now()).await.unwrap();
+            assert_eq!(overdue.len(), 1);
+            let none = store.tickets(&TicketFilter { queue: Some("sales".into()), ..Default::default() }, Utc::now()).await.unwrap();
+            assert!(none.is_empty());
+            assert!(store.all_stored_text().await.unwrap().iter().all(|t| !t.contains("13812345678")));
+            t.cleanup().await;
+        }
     }
 
     #[test]
@@ -486,29 +702,63 @@ mod tests {
 
     #[tokio::test]
     async fn moves_tickets_and_records_history() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&format!("sqlite://{}/kefu.db", dir.path().display())).await.unwrap();
-        let ticket = NewTicket { id: "T9".into(), priority: "normal".into(), queue: "general".into(), reason: "human_requested".into(), due_at: Utc::now(), context: serde_json::json!({}) };
-        store.record_turn(&turn("a", "s", "转人工", Utc::now()), Some(&ticket)).await.unwrap();
-        store.move_ticket("T9", "assigned", Some("agent-7"), None, Utc::now()).await.unwrap();
-        store.move_ticket("T9", "in_progress", None, Some("called 13812345678"), Utc::now()).await.unwrap();
-        let err = store.move_ticket("T9", "closed", None, None, Utc::now()).await.unwrap_err();
-        assert!(matches!(err, StoreError::InvalidTransition { .. }), "{err}");
-        assert!(matches!(store.move_ticket("nope", "assigned", None, None, Utc::now()).await, Err(StoreError::UnknownTicket(_))));
-        let got = store.ticket("T9", Utc::now()).await.unwrap().unwrap();
-        assert_eq!((got.status.as_str(), got.assignee.as_deref(), got.overdue), ("in_progress", Some("agent-7"), false));
-        let steps: Vec<&str> = got.history.iter().map(|e| e.status.as_str()).collect();
-        assert_eq!(steps, ["new", "assigned", "in_progress"]);
-        assert_eq!(got.history[2].note.as_deref(), Some("called 138****5678"));
+        for t in testing::test_stores().await {
+            let store = &t.store;
+            let ticket = NewTicket { id: "T9".into(), priority: "normal".into(), queue: "general".into(), reason: "human_requested".into(), due_at: Utc::now(), context: serde_json::json!({}) };
+            store.record_turn(&turn("a", "s", "转人工", Utc::now()), Some(&ticket)).await.unwrap();
+            store.move_ticket("T9", "assigned", Some("agent-7"), None, Utc::now()).await.unwrap();
+            store.move_ticket("T9", "in_progress", None, Some("called 13812345678"), Utc::now()).await.unwrap();
+            let err = store.move_ticket("T9", "closed", None, None, Utc::now()).await.unwrap_err();
+            assert!(matches!(err, StoreError::InvalidTransition { .. }), "{err}");
+            assert!(matches!(store.move_ticket("nope", "assigned", None, None, Utc::now()).await, Err(StoreError::UnknownTicket(_))));
+            let got = store.ticket("T9", Utc::now()).await.unwrap().unwrap();
+            assert_eq!((got.status.as_str(), got.assignee.as_deref(), got.overdue), ("in_progress", Some("agent-7"), false));
+            let steps: Vec<&str> = got.history.iter().map(|e| e.status.as_str()).collect();
+            assert_eq!(steps, ["new", "assigned", "in_progress"]);
+            assert_eq!(got.history[2].note.as_deref(), Some("called 138****5678"));
+            t.cleanup().await;
+        }
     }
 
     #[tokio::test]
     async fn feedback_needs_a_known_trace() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&format!("sqlite://{}/kefu.db", dir.path().display())).await.unwrap();
-        assert!(matches!(store.add_feedback("nope", true, None, Utc::now()).await, Err(StoreError::UnknownTrace(_))));
-        store.record_turn(&turn("a", "s", "hi", Utc::now()), None).await.unwrap();
-        store.add_feedback("a", false, Some("没用"), Utc::now()).await.unwrap();
-        assert!(store.ticket("missing", Utc::now()).await.unwrap().is_none());
+        for t in testing::test_stores().await {
+            let store = &t.store;
+            assert!(matches!(store.add_feedback("nope", true, None, Utc::now()).await, Err(StoreError::UnknownTrace(_))));
+            store.record_turn(&turn("a", "s", "hi", Utc::now()), None).await.unwrap();
+            store.add_feedback("a", false, Some("没用"), Utc::now()).await.unwrap();
+            assert!(store.ticket("missing", Utc::now()).await.unwrap().is_none());
+            t.cleanup().await;
+        }
+    }
+
+    #[test]
+    fn database_urls_are_logged_without_passwords() {
+        assert_eq!(redacted_url("postgres://kefu:s3cret@db.internal/kefu"), "postgres://kefu:***@db.internal/kefu");
+        assert_eq!(redacted_url("sqlite://data/kefu.db"), "sqlite://data/kefu.db");
+        assert!(matches!(Backend::of("mysql://x"), Err(StoreError::UnsupportedUrl(_))));
+    }
+
+    #[tokio::test]
+    async fn counts_unhelpful_turns_in_a_row() {
+        for t in testing::test_stores().await {
+            let store = &t.store;
+            let t0 = Utc::now();
+            let mut clarify = turn("c1", "s", "那个", t0);
+            clarify.decision = "clarify".into();
+            clarify.options = vec!["order_tracking".into(), "refund_status".into()];
+            store.record_turn(&turn("a1", "s", "快递到哪了", t0 - chrono::Duration::seconds(2)), None).await.unwrap();
+            store.record_turn(&clarify, None).await.unwrap();
+            let last = store.last_turn("s").await.unwrap().unwrap();
+            assert_eq!((last.unhelpful_streak, last.options.as_slice()), (1, ["order_tracking".to_string(), "refund_status".to_string()].as_slice()), "{}", t.backend);
+            // An answer marked not useful counts too.
+            store.record_turn(&turn("a2", "s", "退款呢", t0 + chrono::Duration::seconds(1)), None).await.unwrap();
+            assert_eq!(store.last_turn("s").await.unwrap().unwrap().unhelpful_streak, 0, "{}", t.backend);
+            store.add_feedback("a2", false, None, Utc::now()).await.unwrap();
+            let last = store.last_turn("s").await.unwrap().unwrap();
+            assert_eq!((last.unhelpful_streak, last.options.len()), (2, 0), "{}", t.backend);
+            assert!(store.last_turn("other").await.unwrap().is_none());
+            t.cleanup().await;
+        }
     }
 }

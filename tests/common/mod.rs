@@ -25,33 +25,55 @@ pub struct Server {
     pub base: String,
     pub dir: tempfile::TempDir,
     pub log: PathBuf,
+    env: Vec<(String, String)>,
+    starts: usize,
 }
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
+/// Starts `kefu serve` on a free port with its databases in `dir`; returns the child, its base URL and log path.
+fn spawn(dir: &Path, env: &[(String, String)], starts: usize) -> (Child, String, PathBuf) {
+    let port = free_port();
+    let log = dir.join(format!("server-{starts}.log"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kefu"));
+    cmd.current_dir(repo())
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .env("KEFU_DATABASE_URL", format!("sqlite://{}/kefu.db", dir.display()))
+        .env("KEFU_ENTERPRISE_DATABASE_URL", format!("sqlite://{}/demo.db", dir.display()))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    (cmd.spawn().expect("start kefu"), format!("http://127.0.0.1:{port}"), log)
+}
+
 impl Server {
     /// Starts a server on the shipped corpus with extra environment settings.
     pub async fn start(env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let log = dir.path().join("server.log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kefu"));
-        cmd.current_dir(repo())
-            .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
-            .env("KEFU_DATABASE_URL", format!("sqlite://{}/kefu.db", dir.path().display()))
-            .env("KEFU_ENTERPRISE_DATABASE_URL", format!("sqlite://{}/demo.db", dir.path().display()))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"));
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("start kefu");
-        let server = Server { child, base: format!("http://127.0.0.1:{port}"), dir, log };
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let (child, base, log) = spawn(dir.path(), &env, 0);
+        let server = Server { child, base, dir, log, env, starts: 1 };
         server.wait_ready(Duration::from_secs(900)).await;
         server
+    }
+
+    /// Kills the server with SIGKILL (no graceful shutdown) and starts it again on the same databases.
+    pub async fn restart(&mut self) {
+        self.kill();
+        let (child, base, log) = spawn(self.dir.path(), &self.env, self.starts);
+        (self.child, self.base, self.log) = (child, base, log);
+        self.starts += 1;
+        self.wait_ready(Duration::from_secs(900)).await;
+    }
+
+    /// The process id, to signal the server from a test.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub async fn wait_ready(&self, limit: Duration) {

@@ -1,0 +1,204 @@
+//! The customer's history as the profile and the `ticket_status` answer read
+//! it: earlier turns, open tickets and one ticket's summary
+//! ([`CustomerHistory`] for [`Store`]). Portable SQL (see the module above).
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::{ts, Store, StoreError};
+use crate::profile::{CustomerHistory, HistoryError, HistoryFuture, PastTurn, TicketSummary};
+
+/// Most turns a profile reads: enough for 90 days of a frequent customer, bounded for the rest.
+const MAX_PAST_TURNS: i64 = 500;
+
+/// Most open tickets listed for one customer.
+const MAX_OPEN_TICKETS: i64 = 10;
+
+/// A ticket with its newest agent note. The hand-off's own opening event
+/// (status `new`) is the system's note, not news for the customer.
+const TICKET_SUMMARY: &str = "SELECT t.id, t.customer_id, t.status, t.priority, t.intent, t.queue, t.assignee, t.created_at, t.updated_at,
+        (SELECT e.note FROM ticket_events e WHERE e.ticket_id = t.id AND e.status <> 'new' AND e.note IS NOT NULL
+          ORDER BY e.at DESC LIMIT 1) AS latest_note,
+        (SELECT e.at FROM ticket_events e WHERE e.ticket_id = t.id AND e.status <> 'new' AND e.note IS NOT NULL
+          ORDER BY e.at DESC LIMIT 1) AS latest_note_at
+ FROM tickets t";
+
+impl From<StoreError> for HistoryError {
+    fn from(err: StoreError) -> Self {
+        HistoryError(Box::new(err))
+    }
+}
+
+fn parse_time(column: &str, text: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Database(sqlx::Error::ColumnDecode { index: column.to_string(), source: Box::new(e) }))
+}
+
+impl Store {
+    /// The customer's turns at or after `since`, newest first.
+    pub async fn past_turns_of(&self, customer_id: &str, since: DateTime<Utc>) -> Result<Vec<PastTurn>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT intent, channel, decision, text, created_at FROM turns
+             WHERE customer_id = $1 AND created_at >= $2 ORDER BY created_at DESC LIMIT $3",
+        )
+        .bind(customer_id)
+        .bind(ts(since))
+        .bind(MAX_PAST_TURNS)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let at: String = row.try_get("created_at")?;
+                Ok(PastTurn {
+                    intent: row.try_get("intent")?,
+                    channel: row.try_get("channel")?,
+                    decision: row.try_get("decision")?,
+                    text: row.try_get("text")?,
+                    at: parse_time("created_at", &at)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The customer's tickets not yet resolved or closed, newest first.
+    pub async fn open_tickets_of(&self, customer_id: &str) -> Result<Vec<TicketSummary>, StoreError> {
+        self.ticket_summaries("t.customer_id = $1 AND t.status NOT IN ('resolved', 'closed')", customer_id, MAX_OPEN_TICKETS).await
+    }
+
+    /// One ticket's summary, whatever its status.
+    pub async fn ticket_summary_of(&self, ticket_id: &str) -> Result<Option<TicketSummary>, StoreError> {
+        Ok(self.ticket_summaries("t.id = $1", ticket_id, 1).await?.pop())
+    }
+
+    /// Tickets matching `condition` (on `$1` = `value`), newest first, at most `limit`.
+    async fn ticket_summaries(&self, condition: &str, value: &str, limit: i64) -> Result<Vec<TicketSummary>, StoreError> {
+        let sql = format!("{TICKET_SUMMARY} WHERE {condition} ORDER BY t.created_at DESC LIMIT $2");
+        let rows = sqlx::query(&sql).bind(value).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let created_at: String = row.try_get("created_at")?;
+                let updated_at: String = row.try_get("updated_at")?;
+                let latest_note_at: Option<String> = row.try_get("latest_note_at")?;
+                Ok(TicketSummary {
+                    id: row.try_get("id")?,
+                    customer_id: row.try_get("customer_id")?,
+                    status: row.try_get("status")?,
+                    priority: row.try_get("priority")?,
+                    intent: row.try_get("intent")?,
+                    queue: row.try_get("queue")?,
+                    assignee: row.try_get("assignee")?,
+                    latest_note: row.try_get("latest_note")?,
+                    latest_note_at: latest_note_at.map(|t| parse_time("latest_note_at", &t)).transpose()?,
+                    created_at: parse_time("created_at", &created_at)?,
+                    updated_at: parse_time("updated_at", &updated_at)?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl CustomerHistory for Store {
+    fn past_turns<'a>(&'a self, customer_id: &'a str, since: DateTime<Utc>) -> HistoryFuture<'a, Vec<PastTurn>> {
+        Box::pin(async move { Ok(self.past_turns_of(customer_id, since).await?) })
+    }
+
+    fn open_tickets<'a>(&'a self, customer_id: &'a str) -> HistoryFuture<'a, Vec<TicketSummary>> {
+        Box::pin(async move { Ok(self.open_tickets_of(customer_id).await?) })
+    }
+
+    fn ticket_summary<'a>(&'a self, ticket_id: &'a str) -> HistoryFuture<'a, Option<TicketSummary>> {
+        Box::pin(async move { Ok(self.ticket_summary_of(ticket_id).await?) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::{NewTicket, NewTurn};
+
+    fn turn(trace: &str, customer: Option<&str>, intent: &str, decision: &str, at: DateTime<Utc>) -> NewTurn {
+        NewTurn {
+            trace_id: trace.into(),
+            session_id: Some(format!("s-{trace}")),
+            customer_id: customer.map(str::to_string),
+            channel: "app".into(),
+            text: format!("{intent} 电话13812345678"),
+            intent: intent.into(),
+            confidence: 0.9,
+            decision: decision.into(),
+            answer: None,
+            slots: json!({}),
+            lead: false,
+            latency_ms: 5.0,
+            options: Vec::new(),
+            at,
+        }
+    }
+
+    fn ticket(id: &str, at: DateTime<Utc>) -> NewTicket {
+        NewTicket { id: id.into(), priority: "high".into(), queue: "after_sales".into(), reason: "agent_intent".into(), due_at: at + TimeDelta::hours(2), context: json!({}) }
+    }
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}/kefu.db", dir.path().display())).await.unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn past_turns_are_the_customers_own_newest_first_and_masked() {
+        let (_dir, store) = store().await;
+        let now = Utc::now();
+        store.record_turn(&turn("old", Some("c1"), "installation", "answer", now - TimeDelta::days(100)), None).await.unwrap();
+        store.record_turn(&turn("a", Some("c1"), "repair_request", "handoff", now - TimeDelta::days(3)), None).await.unwrap();
+        store.record_turn(&turn("b", Some("c1"), "repair_progress", "answer", now - TimeDelta::hours(1)), None).await.unwrap();
+        store.record_turn(&turn("other", Some("c2"), "invoice", "answer", now), None).await.unwrap();
+        store.record_turn(&turn("anon", None, "invoice", "answer", now), None).await.unwrap();
+
+        let turns = store.past_turns("c1", now - TimeDelta::days(90)).await.unwrap();
+        let intents: Vec<&str> = turns.iter().map(|t| t.intent.as_str()).collect();
+        assert_eq!(intents, ["repair_progress", "repair_request"]);
+        assert_eq!((turns[1].decision.as_str(), turns[1].channel.as_str()), ("handoff", "app"));
+        assert_eq!(turns[0].text, "repair_progress 电话138****5678");
+        assert!((turns[0].at - (now - TimeDelta::hours(1))).num_milliseconds().abs() < 1);
+        assert!(store.past_turns("nobody", now - TimeDelta::days(90)).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn open_tickets_carry_the_latest_agent_note_and_closed_ones_drop_out() {
+        let (_dir, store) = store().await;
+        let t0 = Utc::now() - TimeDelta::hours(5);
+        store.record_turn(&turn("a", Some("c1"), "repair_request", "handoff", t0), Some(&ticket("TA", t0))).await.unwrap();
+        let t1 = t0 + TimeDelta::hours(1);
+        store.record_turn(&turn("b", Some("c1"), "complaint", "handoff", t1), Some(&ticket("TB", t1))).await.unwrap();
+        store.record_turn(&turn("c", Some("c2"), "complaint", "handoff", t1), Some(&ticket("TC", t1))).await.unwrap();
+
+        // A fresh ticket has no agent note yet: the hand-off's own note is not one.
+        let open = store.open_tickets("c1").await.unwrap();
+        assert_eq!(open.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["TB", "TA"]);
+        assert_eq!((open[1].status.as_str(), open[1].latest_note.as_deref(), open[1].assignee.as_deref()), ("new", None, None));
+
+        store.move_ticket("TA", "assigned", Some("agent-7"), Some("已受理"), t0 + TimeDelta::hours(2)).await.unwrap();
+        store.move_ticket("TA", "in_progress", None, Some("已派给维修师傅，预计明天上门"), t0 + TimeDelta::hours(3)).await.unwrap();
+        store.move_ticket("TB", "assigned", Some("agent-2"), None, t0 + TimeDelta::hours(2)).await.unwrap();
+        store.move_ticket("TB", "in_progress", None, None, t0 + TimeDelta::hours(3)).await.unwrap();
+        store.move_ticket("TB", "resolved", None, Some("已补偿优惠券"), t0 + TimeDelta::hours(4)).await.unwrap();
+
+        let open = store.open_tickets("c1").await.unwrap();
+        assert_eq!(open.len(), 1);
+        let ta = &open[0];
+        assert_eq!((ta.id.as_str(), ta.status.as_str(), ta.assignee.as_deref()), ("TA", "in_progress", Some("agent-7")));
+        assert_eq!(ta.latest_note.as_deref(), Some("已派给维修师傅，预计明天上门"));
+        assert_eq!(ta.latest_note_at.map(|t| t.timestamp()), Some((t0 + TimeDelta::hours(3)).timestamp()));
+        assert_eq!((ta.intent.as_str(), ta.queue.as_str(), ta.customer_id.as_deref()), ("repair_request", "after_sales", Some("c1")));
+
+        // A resolved ticket is still found by id.
+        let tb = store.ticket_summary("TB").await.unwrap().unwrap();
+        assert_eq!((tb.status.as_str(), tb.latest_note.as_deref(), tb.is_open()), ("resolved", Some("已补偿优惠券"), false));
+        assert!(store.ticket_summary("T-none").await.unwrap().is_none());
+    }
+}

@@ -1,0 +1,323 @@
+//! Counting for the analytics ([`crate::stats`]): decisions, latencies,
+//! hand-off reasons, question texts, feedback and corrections of a period, and
+//! the "to optimise" queue. Counting happens in SQL; percentiles and grouping
+//! by meaning happen in `crate::stats`.
+
+use std::collections::BTreeMap;
+
+use sqlx::Row;
+
+use super::{ts, Store, StoreError};
+use crate::stats::{DecisionCount, IntentFeedback, NotUsefulReport, OptimiseFilter, Period, QuestionText, StatsData};
+
+/// Comments kept per intent among the not-useful answers.
+const COMMENTS_PER_INTENT: usize = 3;
+
+/// A COUNT(*) column (BIGINT on PostgreSQL, INTEGER on SQLite) as u64.
+fn count<'r, R>(row: &'r R, col: &str) -> Result<u64, sqlx::Error>
+where
+    R: Row,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+{
+    Ok(row.try_get::<i64, _>(col)?.max(0) as u64)
+}
+
+impl Store {
+    /// The figures of the turns asked in `period` (in `channel` when given),
+    /// with at most `max_questions` distinct question texts (the most recently asked).
+    pub async fn stats_data(&self, period: Period, channel: Option<&str>, max_questions: usize) -> Result<StatsData, StoreError> {
+        let (from, to) = (ts(period.from), ts(period.to));
+        // Every query below filters turns the same way: $1 <= created_at < $2, channel = $3 when given.
+        const TURNS_IN: &str = "t.created_at >= $1 AND t.created_at < $2 AND (CAST($3 AS TEXT) IS NULL OR t.channel = $3)";
+        let mut data = StatsData::default();
+
+        let rows = sqlx::query(&format!(
+            "SELECT t.channel, t.decision, COUNT(*) AS n, COUNT(CASE WHEN t.lead <> 0 THEN 1 END) AS leads
+             FROM turns t WHERE {TURNS_IN} GROUP BY t.channel, t.decision"
+        ))
+        .bind(&from)
+        .bind(&to)
+        .bind(channel)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &rows {
+            data.decisions.push(DecisionCount { channel: row.try_get("channel")?, decision: row.try_get("decision")?, count: count(row, "n")?, leads: count(row, "leads")? });
+        }
+
+        let rows = sqlx::query(&format!("SELECT t.channel, t.latency_ms FROM turns t WHERE {TURNS_IN}"))
+            .bind(&from)
+            .bind(&to)
+            .bind(channel)
+            .fetch_all(&self.pool)
+            .await?;
+        for row in &rows {
+            data.latencies.push((row.try_get("channel")?, row.try_get::<f64, _>("latency_ms")?));
+        }
+
+        let rows = sqlx::query(&format!(
+            "SELECT k.reason, COUNT(*) AS n FROM turns t JOIN tickets k ON k.id = t.ticket_id WHERE {TURNS_IN} GROUP BY k.reason"
+        ))
+        .bind(&from)
+        .bind(&to)
+        .bind(channel)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &rows {
+            data.handoff_reasons.push((row.try_get("reason")?, count(row, "n")?));
+        }
+
+        data.questions_distinct = {
+            let row = sqlx::query(&format!("SELECT COUNT(DISTINCT t.text) AS n FROM turns t WHERE {TURNS_IN}"))
+                .bind(&from)
+                .bind(&to)
+                .bind(channel)
+                .fetch_one(&self.pool)
+                .await?;
+            count(&row, "n")?
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT t.text, t.intent, COUNT(*) AS n, MAX(t.created_at) AS last_at
+             FROM turns t
+             JOIN (SELECT t.text AS text, MAX(t.created_at) AS last_at FROM turns t WHERE {TURNS_IN}
+                   GROUP BY t.text ORDER BY last_at DESC, text LIMIT $4) recent ON recent.text = t.text
+             WHERE {TURNS_IN}
+             GROUP BY t.text, t.intent"
+        ))
+        .bind(&from)
+        .bind(&to)
+        .bind(channel)
+        .bind(i64::try_from(max_questions).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut questions: BTreeMap<String, (QuestionText, String)> = BTreeMap::new();
+        for row in &rows {
+            let text: String = row.try_get("text")?;
+            let (intent, n, last_at): (String, u64, String) = (row.try_get("intent")?, count(row, "n")?, row.try_get("last_at")?);
+            let (q, latest) = questions.entry(text.clone()).or_insert_with(|| (QuestionText { text, count: 0, intents: Vec::new() }, String::new()));
+            q.count += n;
+            q.intents.push((intent, n));
+            *latest = latest.clone().max(last_at);
+        }
+        let mut questions: Vec<(QuestionText, String)> = questions.into_values().collect();
+        questions.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.text.cmp(&b.0.text)));
+        data.questions = questions.into_iter().map(|(q, _)| q).collect();
+
+        let rows = sqlx::query(&format!(
+            "SELECT t.intent, COUNT(*) AS rated, COUNT(CASE WHEN f.useful = 0 THEN 1 END) AS not_useful
+             FROM feedback f JOIN turns t ON t.trace_id = f.trace_id WHERE {TURNS_IN} GROUP BY t.intent"
+        ))
+        .bind(&from)
+        .bind(&to)
+        .bind(channel)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut feedback: BTreeMap<String, IntentFeedback> = BTreeMap::new();
+        for row in &rows {
+            let intent: String = row.try_get("intent")?;
+            feedback.insert(intent.clone(), IntentFeedback { intent, not_useful: count(row, "not_useful")?, rated: count(row, "rated")?, answer: None, comments: Vec::new() });
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT t.intent, t.answer, COUNT(*) AS n FROM feedback f JOIN turns t ON t.trace_id = f.trace_id
+             WHERE f.useful = 0 AND t.answer IS NOT NULL AND {TURNS_IN} GROUP BY t.intent, t.answer"
+        ))
+        .bind(&from)
+        .bind(&to)
+        .bind(channel)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut most_reported: BTreeMap<String, (u64, String)> = BTreeMap::new();
+        for row in &rows {
+            let (intent, answer, n): (String, String, u64) = (row.try_get("intent")?, row.try_get("answer")?, count(row, "n")?);
+            let best = most_reported.entry(intent).or_insert((0, String::new()));
+            // Most reported; equal counts go to the first text in order, so the pick is stable.
+            if n > best.0 || (n == best.0 && answer < best.1) {
+                *best = (n, answer);
+            }
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT t.intent, f.comment FROM feedback f JOIN turns t ON t.trace_id = f.trace_id
+             WHERE f.useful = 0 AND f.comment IS NOT NULL AND f.comment <> '' AND {TURNS_IN}
+             ORDER BY f.created_at DESC, f.id"
+        ))
+        .bind(&from)
+        .bind(&to)
+        .bind(channel)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &rows {
+            let intent: String = row.try_get("intent")?;
+            if let Some(f) = feedback.get_mut(&intent) {
+                if f.comments.len() < COMMENTS_PER_INTENT {
+                    f.comments.push(row.try_get("comment")?);
+                }
+            }
+        }
+        for (intent, (_, answer)) in most_reported {
+            if let Some(f) = feedback.get_mut(&intent) {
+                f.answer = Some(answer);
+            }
+        }
+        data.feedback = feedback.into_values().collect();
+
+        // Corrections count by when the agent made them; a channel filter keeps
+        // only corrections of turns (free-text corrections have no channel).
+        let rows = sqlx::query(
+            "SELECT c.intent, COUNT(*) AS n FROM corrections c LEFT JOIN turns t ON t.trace_id = c.trace_id
+             WHERE c.created_at >= $1 AND c.created_at < $2 AND (CAST($3 AS TEXT) IS NULL OR t.channel = $3)
+             GROUP BY c.intent",
+        )
+        .bind(&from)
+        .bind(&to)
+        .bind(channel)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &rows {
+            data.corrected_to.push((row.try_get("intent")?, count(row, "n")?));
+        }
+        let rows = sqlx::query(
+            "SELECT t.intent, COUNT(*) AS n FROM corrections c JOIN turns t ON t.trace_id = c.trace_id
+             WHERE c.intent <> t.intent AND c.created_at >= $1 AND c.created_at < $2 AND (CAST($3 AS TEXT) IS NULL OR t.channel = $3)
+             GROUP BY t.intent",
+        )
+        .bind(&from)
+        .bind(&to)
+        .bind(channel)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &rows {
+            data.corrected_from.push((row.try_get("intent")?, count(row, "n")?));
+        }
+        Ok(data)
+    }
+
+    /// Not-useful verdicts on turns no agent has corrected yet (one row per
+    /// verdict), oldest first: the input of [`crate::stats::optimise_queue`].
+    pub async fn not_useful_reports(&self, filter: &OptimiseFilter) -> Result<Vec<NotUsefulReport>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT t.intent, t.trace_id, t.text, t.answer, t.channel, t.created_at AS asked_at, f.comment, f.created_at AS reported_at
+             FROM feedback f JOIN turns t ON t.trace_id = f.trace_id
+             WHERE f.useful = 0
+               AND NOT EXISTS (SELECT 1 FROM corrections c WHERE c.trace_id = f.trace_id)
+               AND (CAST($1 AS TEXT) IS NULL OR t.intent = $1)
+               AND (CAST($2 AS TEXT) IS NULL OR t.channel = $2)
+               AND (CAST($3 AS TEXT) IS NULL OR f.created_at >= $3)
+               AND (CAST($4 AS TEXT) IS NULL OR f.created_at < $4)
+             ORDER BY f.created_at, f.id",
+        )
+        .bind(filter.intent.as_deref())
+        .bind(filter.channel.as_deref())
+        .bind(filter.from.map(ts))
+        .bind(filter.to.map(ts))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(NotUsefulReport {
+                    intent: row.try_get("intent")?,
+                    trace_id: row.try_get("trace_id")?,
+                    text: row.try_get("text")?,
+                    answer: row.try_get("answer")?,
+                    channel: row.try_get("channel")?,
+                    asked_at: row.try_get("asked_at")?,
+                    comment: row.try_get("comment")?,
+                    reported_at: row.try_get("reported_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Duration, Utc};
+
+    use super::*;
+    use crate::store::{NewTicket, NewTurn};
+
+    fn turn(trace: &str, channel: &str, text: &str, intent: &str, decision: &str, latency_ms: f64, at: DateTime<Utc>) -> NewTurn {
+        NewTurn {
+            trace_id: trace.into(),
+            session_id: None,
+            customer_id: None,
+            channel: channel.into(),
+            text: text.into(),
+            intent: intent.into(),
+            confidence: 0.9,
+            decision: decision.into(),
+            answer: Some(format!("answer of {intent}")),
+            slots: serde_json::json!({}),
+            lead: intent == "price_inquiry",
+            latency_ms,
+            options: Vec::new(),
+            at,
+        }
+    }
+
+    #[tokio::test]
+    async fn counts_a_period_and_lists_the_uncorrected_not_useful_turns() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}/kefu.db", dir.path().display())).await.unwrap();
+        let now = Utc::now();
+        let t = |minutes: i64| now - Duration::minutes(minutes);
+        for (trace, channel, text, intent, decision, ms, at) in [
+            ("a", "web", "退货地址在哪", "return_address", "answer", 10.0, t(50)),
+            ("b", "web", "退货地址在哪", "return_address", "answer", 20.0, t(40)),
+            ("c", "app", "这个多少钱", "price_inquiry", "answer", 30.0, t(30)),
+            ("d", "app", "帮我写诗", "oos", "clarify", 40.0, t(20)),
+            // Outside the period: counted nowhere.
+            ("old", "web", "退货地址在哪", "return_address", "answer", 99.0, now - Duration::days(30)),
+        ] {
+            store.record_turn(&turn(trace, channel, text, intent, decision, ms, at), None).await.unwrap();
+        }
+        let ticket = NewTicket { id: "T1".into(), priority: "high".into(), queue: "general".into(), reason: "complaint".into(), due_at: now, context: serde_json::json!({}) };
+        store.record_turn(&turn("e", "web", "我要投诉", "complaint", "handoff", 50.0, t(10)), Some(&ticket)).await.unwrap();
+        store.add_feedback("a", false, Some("地址不对"), t(9)).await.unwrap();
+        store.add_feedback("b", false, None, t(8)).await.unwrap();
+        store.add_feedback("b", false, Some("没用"), t(7)).await.unwrap();
+        store.add_feedback("c", true, None, t(6)).await.unwrap();
+        store.add_feedback("old", false, None, t(5)).await.unwrap();
+        store.add_correction(Some("d"), "帮我写诗", "return_policy", None, None, t(4)).await.unwrap();
+        store.add_correction(Some("a"), "退货地址在哪", "return_address", None, None, t(3)).await.unwrap();
+
+        let period = Period { from: now - Duration::days(7), to: now };
+        let data = store.stats_data(period, None, 100).await.unwrap();
+        let mut decisions: Vec<(String, String, u64, u64)> = data.decisions.iter().map(|d| (d.channel.clone(), d.decision.clone(), d.count, d.leads)).collect();
+        decisions.sort();
+        let expected = [("app", "answer", 1, 1), ("app", "clarify", 1, 0), ("web", "answer", 2, 0), ("web", "handoff", 1, 0)];
+        assert_eq!(decisions, expected.map(|(c, d, n, l)| (c.to_string(), d.to_string(), n, l)));
+        assert_eq!(data.latencies.len(), 5);
+        assert_eq!(data.handoff_reasons, [("complaint".to_string(), 1)]);
+        assert_eq!(data.questions_distinct, 4);
+        // Most recently asked first; the repeated question counts both turns.
+        let questions: Vec<(&str, u64)> = data.questions.iter().map(|q| (q.text.as_str(), q.count)).collect();
+        assert_eq!(questions, [("我要投诉", 1), ("帮我写诗", 1), ("这个多少钱", 1), ("退货地址在哪", 2)]);
+        let feedback: Vec<(&str, u64, u64)> = data.feedback.iter().map(|f| (f.intent.as_str(), f.not_useful, f.rated)).collect();
+        assert_eq!(feedback, [("price_inquiry", 0, 1), ("return_address", 3, 3)]);
+        assert_eq!(data.feedback[1].answer.as_deref(), Some("answer of return_address"));
+        assert_eq!(data.feedback[1].comments, ["没用", "地址不对"]);
+        let mut corrected_to = data.corrected_to.clone();
+        corrected_to.sort();
+        assert_eq!(corrected_to, [("return_address".to_string(), 1), ("return_policy".to_string(), 1)]);
+        // Confirming the intent the engine gave is not a correction away from it.
+        assert_eq!(data.corrected_from, [("oos".to_string(), 1)]);
+
+        // The cap keeps the most recent texts; the channel filter applies everywhere.
+        assert_eq!(store.stats_data(period, None, 2).await.unwrap().questions.len(), 2);
+        let app = store.stats_data(period, Some("app"), 100).await.unwrap();
+        assert_eq!(app.latencies.iter().map(|(_, ms)| *ms).sum::<f64>(), 70.0);
+        assert!(app.handoff_reasons.is_empty());
+        assert_eq!(app.corrected_to, [("return_policy".to_string(), 1)]);
+
+        // Turn "a" was corrected, so it left the queue; "b" (two verdicts) and "old" remain.
+        let reports = store.not_useful_reports(&OptimiseFilter::default()).await.unwrap();
+        let traces: Vec<&str> = reports.iter().map(|r| r.trace_id.as_str()).collect();
+        assert_eq!(traces, ["b", "b", "old"]);
+        let recent = OptimiseFilter { from: Some(t(7) - Duration::seconds(1)), intent: Some("return_address".into()), ..Default::default() };
+        let traces: Vec<String> = store.not_useful_reports(&recent).await.unwrap().into_iter().map(|r| r.trace_id).collect();
+        assert_eq!(traces, ["b", "old"]);
+        let none = OptimiseFilter { channel: Some("app".into()), ..Default::default() };
+        assert!(store.not_useful_reports(&none).await.unwrap().is_empty());
+    }
+}

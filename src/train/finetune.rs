@@ -1,0 +1,480 @@
+//! Encoder fine-tuning on labelled utterances: contrastive pairs
+//! (SetFit-style) in candle, on the CPU, with progress and a time budget. The
+//! result is written as a new model directory beside the base model, which
+//! the encoder loads like any other (its weights digest is the fingerprint,
+//! so every cache derived from the old embeddings is rebuilt).
+//!
+//! Each step takes anchors from distinct intents and one positive of the same
+//! intent for each, and scores every anchor against every positive: the other
+//! anchors' positives are the negatives (the multiple-negatives ranking loss).
+//! Out-of-scope examples join the positives as extra negatives that match no
+//! anchor, which pushes them away from every intent.
+//!
+//! Only the top `trainable_layers` transformer layers learn. The layers below
+//! are run once per text and their outputs kept, so a step costs a forward and
+//! a backward pass through the top layers only.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use candle_core::{DType, Device, Tensor, Var, D};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokenizers::{Tokenizer, TruncationParams};
+
+use crate::corpus::OOS;
+use crate::encoder::manifest::{Manifest, Pooling, MANIFEST_FILE};
+use crate::engine::progress_bar;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FinetuneError {
+    #[error("cannot read {path}: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("cannot write {path}: {message}")]
+    Write { path: PathBuf, message: String },
+    #[error("fine-tuning needs at least two intents with two examples each, found {0}")]
+    TooFewPairs(usize),
+    #[error("invalid fine-tuning options: {0}")]
+    InvalidOptions(String),
+    #[error("model {name:?} cannot be fine-tuned: {reason}")]
+    Unsupported { name: String, reason: String },
+    #[error("tokenising failed: {0}")]
+    Tokenize(String),
+    #[error("training failed: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// How to fine-tune.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FinetuneOptions {
+    /// Passes over the in-scope examples (each is an anchor once per pass).
+    pub epochs: usize,
+    /// Anchors per step, each from a different intent.
+    pub batch_size: usize,
+    /// Out-of-scope examples added as negatives to each step.
+    pub oos_negatives: usize,
+    /// Peak AdamW learning rate (linear warm-up over the first tenth, then linear decay).
+    pub learning_rate: f64,
+    /// Top transformer layers that learn; the rest stay frozen.
+    pub trainable_layers: usize,
+    /// Inverse temperature of the ranking loss over cosine similarities.
+    pub scale: f32,
+    /// Stop (and keep what was learnt) after this long.
+    pub time_budget_seconds: u64,
+    /// Token cap per input while training (utterances are short; the cap bounds step cost).
+    pub max_tokens: usize,
+    pub seed: u64,
+}
+
+impl Default for FinetuneOptions {
+    fn default() -> Self {
+        FinetuneOptions {
+            epochs: 2,
+            batch_size: 32,
+            oos_negatives: 8,
+            learning_rate: 5e-5,
+            trainable_layers: 4,
+            scale: 20.0,
+            time_budget_seconds: 3600,
+            max_tokens: 64,
+            seed: 7,
+        }
+    }
+}
+
+/// What a fine-tuning run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct FinetuneReport {
+    pub base: String,
+    pub name: String,
+    pub dir: PathBuf,
+    pub examples: usize,
+    pub intents: usize,
+    pub steps: usize,
+    pub epochs_completed: f32,
+    /// Mean ranking loss over the first and the last tenth of the steps.
+    pub first_loss: f32,
+    pub last_loss: f32,
+    pub stopped_by_budget: bool,
+    /// Time spent running the frozen layers once over every text.
+    pub prepare_seconds: f32,
+    pub seconds: f32,
+}
+
+/// The parts of `config.json` the training forward pass needs.
+#[derive(Deserialize)]
+struct BertDims {
+    num_attention_heads: usize,
+    num_hidden_layers: usize,
+    #[serde(default = "default_eps")]
+    layer_norm_eps: f64,
+    #[serde(default)]
+    hidden_act: Option<String>,
+    #[serde(default)]
+    pad_token_id: u32,
+}
+
+fn default_eps() -> f64 {
+    1e-12
+}
+
+/// Fine-tunes the model in `base_dir` on `examples` (text, intent or [`OOS`])
+/// and writes the result to `<models_dir>/<name>`, replacing a previous one.
+pub fn finetune(
+    base_dir: &Path,
+    models_dir: &Path,
+    name: &str,
+    examples: &[(&str, &str)],
+    opts: &FinetuneOptions,
+    show_progress: bool,
+) -> Result<FinetuneReport, FinetuneError> {
+    let started = Instant::now();
+    if opts.epochs == 0 || opts.batch_size < 2 || opts.trainable_layers == 0 || !(opts.learning_rate > 0.0) || opts.max_tokens < 4 {
+        return Err(FinetuneError::InvalidOptions("epochs, trainable_layers must be positive, batch_size at least 2, max_tokens at least 4".into()));
+    }
+    let base_name = base_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let read = |path: &Path| std::fs::read(path).map_err(|e| FinetuneError::Read { path: path.to_path_buf(), message: e.to_string() });
+    let config_path = base_dir.join("config.json");
+    let dims: BertDims = serde_json::from_slice(&read(&config_path)?)
+        .map_err(|e| FinetuneError::Read { path: config_path.clone(), message: e.to_string() })?;
+    if dims.hidden_act.as_deref().is_some_and(|a| a != "gelu") {
+        return Err(FinetuneError::Unsupported { name: base_name, reason: format!("activation {:?} (only gelu)", dims.hidden_act) });
+    }
+    let manifest_path = base_dir.join(MANIFEST_FILE);
+    let manifest: Manifest = serde_json::from_slice(&read(&manifest_path)?)
+        .map_err(|e| FinetuneError::Read { path: manifest_path.clone(), message: e.to_string() })?;
+    if manifest.pooling != Pooling::Mean {
+        return Err(FinetuneError::Unsupported { name: base_name, reason: "only mean pooling is fine-tuned".into() });
+    }
+    let trainable = opts.trainable_layers.min(dims.num_hidden_layers);
+    let frozen = dims.num_hidden_layers - trainable;
+
+    // Anchors need a second example of their intent.
+    let mut intent_of: HashMap<&str, usize> = HashMap::new();
+    let mut members: Vec<Vec<usize>> = Vec::new();
+    let mut oos_rows: Vec<usize> = Vec::new();
+    for (i, (_, label)) in examples.iter().enumerate() {
+        if *label == OOS {
+            oos_rows.push(i);
+            continue;
+        }
+        let next = intent_of.len();
+        let c = *intent_of.entry(label).or_insert(next);
+        if c == members.len() {
+            members.push(Vec::new());
+        }
+        members[c].push(i);
+    }
+    let pairable = members.iter().filter(|m| m.len() >= 2).count();
+    if pairable < 2 {
+        return Err(FinetuneError::TooFewPairs(pairable));
+    }
+
+    let tokenizer_path = base_dir.join("tokenizer.json");
+    let mut tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| FinetuneError::Read { path: tokenizer_path.clone(), message: e.to_string() })?;
+    tokenizer
+        .with_truncation(Some(TruncationParams { max_length: opts.max_tokens.min(manifest.max_length), ..Default::default() }))
+        .map_err(|e| FinetuneError::Tokenize(e.to_string()))?;
+    tokenizer.with_padding(None);
+    let inputs: Vec<String> = examples.iter().map(|(t, _)| format!("{}{t}", manifest.query_prefix)).collect();
+    let encodings = tokenizer.encode_batch_fast(inputs, true).map_err(|e| FinetuneError::Tokenize(e.to_string()))?;
+    let ids: Vec<Vec<u32>> = encodings.iter().map(|e| e.get_ids().to_vec()).collect();
+
+    let weights_path = base_dir.join("model.safetensors");
+    let device = Device::Cpu;
+    let mut weights = candle_core::safetensors::load(&weights_path, &device)
+        .map_err(|e| FinetuneError::Read { path: weights_path.clone(), message: e.to_string() })?;
+    let get = |weights: &HashMap<String, Tensor>, key: &str| {
+        weights.get(key).cloned().ok_or_else(|| FinetuneError::Read { path: weights_path.clone(), message: format!("tensor {key} is missing") })
+    };
+    let embeddings = Embeddings {
+        word: get(&weights, "embeddings.word_embeddings.weight")?,
+        position: get(&weights, "embeddings.position_embeddings.weight")?,
+        token_type: get(&weights, "embeddings.token_type_embeddings.weight")?,
+        norm: (get(&weights, "embeddings.LayerNorm.weight")?, get(&weights, "embeddings.LayerNorm.bias")?),
+    };
+    let shape = Shape { heads: dims.num_attention_heads, eps: dims.layer_norm_eps };
+    let mut vars: Vec<(String, Var)> = Vec::new();
+    let mut layers = Vec::with_capacity(dims.num_hidden_layers);
+    for l in 0..dims.num_hidden_layers {
+        let mut param = |suffix: &str| -> Result<Tensor, FinetuneError> {
+            let key = format!("encoder.layer.{l}.{suffix}");
+            let tensor = get(&weights, &key)?;
+            if l < frozen {
+                return Ok(tensor);
+            }
+            let var = Var::from_tensor(&tensor)?;
+            let t = var.as_tensor().clone();
+            vars.push((key, var));
+            Ok(t)
+        };
+        layers.push(Layer::load(&mut param)?);
+    }
+
+    // The frozen layers' outputs, computed once per text.
+    let bar = progress_bar(ids.len() as u64, show_progress, "preparing");
+    let mut lower: Vec<Tensor> = vec![Tensor::zeros(0, DType::F32, &device)?; ids.len()];
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_by_key(|&i| ids[i].len());
+    for chunk in order.chunks(64) {
+        let rows: Vec<&[u32]> = chunk.iter().map(|&i| ids[i].as_slice()).collect();
+        let (token_ids, mask) = pad_ids(&rows, dims.pad_token_id, &device)?;
+        let mut states = embeddings.forward(&token_ids, shape.eps)?;
+        let bias = attention_bias(&mask)?;
+        for layer in &layers[..frozen] {
+            states = layer.forward(&states, &bias, &shape)?;
+        }
+        for (j, &i) in chunk.iter().enumerate() {
+            lower[i] = states.get(j)?.narrow(0, 0, ids[i].len())?.contiguous()?;
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let prepare_seconds = started.elapsed().as_secs_f32();
+
+    let mut rng = StdRng::seed_from_u64(opts.seed);
+    let batches_per_epoch = epoch_batches(&members, opts.batch_size, &mut rng).len();
+    let total_steps = batches_per_epoch * opts.epochs;
+    let warmup = (total_steps / 10).max(1);
+    let mut adam = AdamW::new(vars.iter().map(|(_, v)| v.clone()).collect(), ParamsAdamW { lr: opts.learning_rate, weight_decay: 0.01, ..ParamsAdamW::default() })?;
+    let budget = Duration::from_secs(opts.time_budget_seconds);
+    let bar = progress_bar(total_steps as u64, show_progress, "fine-tuning");
+    let mut losses: Vec<f32> = Vec::with_capacity(total_steps);
+    let mut stopped_by_budget = false;
+    'epochs: for _ in 0..opts.epochs {
+        for anchors in epoch_batches(&members, opts.batch_size, &mut rng) {
+            if started.elapsed() > budget {
+                stopped_by_budget = true;
+                break 'epochs;
+            }
+            let step = losses.len();
+            let lr = if step < warmup { (step + 1) as f64 / warmup as f64 } else { (total_steps - step) as f64 / (total_steps - warmup).max(1) as f64 };
+            adam.set_learning_rate(opts.learning_rate * lr);
+            let mut rows: Vec<usize> = anchors.iter().map(|&(_, a)| a).collect();
+            for &(c, a) in &anchors {
+                let others: Vec<usize> = members[c].iter().copied().filter(|&m| m != a).collect();
+                rows.push(*others.choose(&mut rng).unwrap_or(&a));
+            }
+            rows.extend(oos_rows.choose_multiple(&mut rng, opts.oos_negatives).copied());
+            let pooled = pooled_embeddings(&rows.iter().map(|&i| &lower[i]).collect::<Vec<_>>(), &layers[frozen..], &shape)?;
+            let n = anchors.len();
+            let scores = (pooled.narrow(0, 0, n)?.matmul(&pooled.narrow(0, n, rows.len() - n)?.t()?)? * f64::from(opts.scale))?;
+            let targets = Tensor::from_vec((0..n as u32).collect::<Vec<_>>(), n, &device)?;
+            let loss = candle_nn::loss::cross_entropy(&scores, &targets)?;
+            adam.backward_step(&loss)?;
+            let value = loss.to_scalar::<f32>()?;
+            losses.push(value);
+            bar.set_message(format!("loss {value:.3}"));
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+
+    for (key, var) in &vars {
+        weights.insert(key.clone(), var.as_tensor().clone());
+    }
+    let dir = models_dir.join(name);
+    write_model(base_dir, &dir, &weights, &manifest, name)?;
+    let tenth = (losses.len() / 10).max(1);
+    let mean = |xs: &[f32]| if xs.is_empty() { f32::NAN } else { xs.iter().sum::<f32>() / xs.len() as f32 };
+    Ok(FinetuneReport {
+        base: base_name,
+        name: name.to_string(),
+        dir,
+        examples: examples.len(),
+        intents: members.len(),
+        steps: losses.len(),
+        epochs_completed: losses.len() as f32 / batches_per_epoch.max(1) as f32,
+        first_loss: mean(&losses[..tenth.min(losses.len())]),
+        last_loss: mean(&losses[losses.len().saturating_sub(tenth)..]),
+        stopped_by_budget,
+        prepare_seconds,
+        seconds: started.elapsed().as_secs_f32(),
+    })
+}
+
+/// One pass's anchors as (intent, example), each batch from distinct intents:
+/// every intent's examples are shuffled and dealt in rounds, one per intent per round.
+fn epoch_batches(members: &[Vec<usize>], batch_size: usize, rng: &mut StdRng) -> Vec<Vec<(usize, usize)>> {
+    let mut shuffled: Vec<Vec<usize>> = members.iter().filter(|m| m.len() >= 2).cloned().collect();
+    let intents: Vec<usize> = members.iter().enumerate().filter(|(_, m)| m.len() >= 2).map(|(c, _)| c).collect();
+    shuffled.iter_mut().for_each(|m| m.shuffle(rng));
+    let rounds = shuffled.iter().map(Vec::len).max().unwrap_or(0);
+    let mut batches = Vec::new();
+    for round in 0..rounds {
+        let mut picks: Vec<(usize, usize)> = intents.iter().zip(&shuffled).filter_map(|(&c, m)| m.get(round).map(|&a| (c, a))).collect();
+        picks.shuffle(rng);
+        // NOTE: a batch of one anchor has no negatives, so a round's last short batch joins the one before.
+        let mut chunks: Vec<Vec<(usize, usize)>> = picks.chunks(batch_size).map(<[_]>::to_vec).collect();
+        if chunks.len() > 1 && chunks.last().is_some_and(|c| c.len() < 2) {
+            let last = chunks.pop().unwrap_or_default();
+            if let Some(previous) = chunks.last_mut() {
+                previous.extend(last);
+            }
+        }
+        batches.extend(chunks.into_iter().filter(|c| c.len() >= 2));
+    }
+    batches.shuffle(rng);
+    batches
+}
+
+/// Padded token ids and the 0/1 attention mask of `rows`.
+fn pad_ids(rows: &[&[u32]], pad: u32, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+    let width = rows.iter().map(|r| r.len()).max().unwrap_or(1).max(1);
+    let mut ids = Vec::with_capacity(rows.len() * width);
+    let mut mask = Vec::with_capacity(rows.len() * width);
+    for row in rows {
+        ids.extend_from_slice(row);
+        ids.extend(std::iter::repeat_n(pad, width - row.len()));
+        mask.extend(std::iter::repeat_n(1f32, row.len()));
+        mask.extend(std::iter::repeat_n(0f32, width - row.len()));
+    }
+    Ok((Tensor::from_vec(ids, (rows.len(), width), device)?, Tensor::from_vec(mask, (rows.len(), width), device)?))
+}
+
+/// Additive attention bias `[batch, 1, 1, width]`: 0 on tokens, a large negative number on padding.
+fn attention_bias(mask: &Tensor) -> candle_core::Result<Tensor> {
+    ((mask.ones_like()? - mask)? * -1e9)?.unsqueeze(1)?.unsqueeze(1)
+}
+
+/// Runs stored lower-layer states through `layers` and returns L2-normalised mean-pooled rows.
+fn pooled_embeddings(rows: &[&Tensor], layers: &[Layer], shape: &Shape) -> candle_core::Result<Tensor> {
+    let width = rows.iter().map(|t| t.dim(0)).collect::<candle_core::Result<Vec<_>>>()?.into_iter().max().unwrap_or(1);
+    let device = Device::Cpu;
+    let mut padded = Vec::with_capacity(rows.len());
+    let mut mask = Vec::with_capacity(rows.len() * width);
+    for row in rows {
+        let (len, hidden) = row.dims2()?;
+        padded.push(if len < width { Tensor::cat(&[*row, &Tensor::zeros((width - len, hidden), DType::F32, &device)?], 0)? } else { (*row).clone() });
+        mask.extend(std::iter::repeat_n(1f32, len));
+        mask.extend(std::iter::repeat_n(0f32, width - len));
+    }
+    let mask = Tensor::from_vec(mask, (rows.len(), width), &device)?;
+    let bias = attention_bias(&mask)?;
+    let mut states = Tensor::stack(&padded, 0)?;
+    for layer in layers {
+        states = layer.forward(&states, &bias, shape)?;
+    }
+    let m = mask.unsqueeze(2)?;
+    let pooled = states.broadcast_mul(&m)?.sum(1)?.broadcast_div(&m.sum(1)?)?;
+    pooled.broadcast_div(&pooled.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12f32, f32::MAX)?)
+}
+
+struct Shape {
+    heads: usize,
+    eps: f64,
+}
+
+struct Embeddings {
+    word: Tensor,
+    position: Tensor,
+    token_type: Tensor,
+    norm: (Tensor, Tensor),
+}
+
+impl Embeddings {
+    fn forward(&self, ids: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
+        let (batch, width) = ids.dims2()?;
+        let words = self.word.index_select(&ids.flatten_all()?, 0)?.reshape((batch, width, ()))?;
+        let summed = words.broadcast_add(&self.position.narrow(0, 0, width)?)?.broadcast_add(&self.token_type.get(0)?)?;
+        layer_norm(&summed, &self.norm, eps)
+    }
+}
+
+/// One BERT layer (post-norm attention and feed-forward), written with
+/// differentiable ops: candle's fused layer norm has no backward pass.
+struct Layer {
+    query: (Tensor, Tensor),
+    key: (Tensor, Tensor),
+    value: (Tensor, Tensor),
+    attention_out: (Tensor, Tensor),
+    attention_norm: (Tensor, Tensor),
+    intermediate: (Tensor, Tensor),
+    output: (Tensor, Tensor),
+    output_norm: (Tensor, Tensor),
+}
+
+impl Layer {
+    fn load(param: &mut dyn FnMut(&str) -> Result<Tensor, FinetuneError>) -> Result<Layer, FinetuneError> {
+        let mut pair = |name: &str| -> Result<(Tensor, Tensor), FinetuneError> { Ok((param(&format!("{name}.weight"))?, param(&format!("{name}.bias"))?)) };
+        Ok(Layer {
+            query: pair("attention.self.query")?,
+            key: pair("attention.self.key")?,
+            value: pair("attention.self.value")?,
+            attention_out: pair("attention.output.dense")?,
+            attention_norm: pair("attention.output.LayerNorm")?,
+            intermediate: pair("intermediate.dense")?,
+            output: pair("output.dense")?,
+            output_norm: pair("output.LayerNorm")?,
+        })
+    }
+
+    /// `x` is `[batch, width, hidden]`, `bias` the additive attention mask.
+    fn forward(&self, x: &Tensor, bias: &Tensor, shape: &Shape) -> candle_core::Result<Tensor> {
+        let (batch, width, hidden) = x.dims3()?;
+        let head_dim = hidden / shape.heads;
+        let split = |t: Tensor| t.reshape((batch, width, shape.heads, head_dim))?.transpose(1, 2)?.contiguous();
+        let q = split(linear(x, &self.query)?)?;
+        let k = split(linear(x, &self.key)?)?;
+        let v = split(linear(x, &self.value)?)?;
+        let scores = (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?.broadcast_add(bias)?;
+        let context = candle_nn::ops::softmax(&scores, D::Minus1)?.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((batch, width, hidden))?;
+        let attended = layer_norm(&(linear(&context, &self.attention_out)? + x)?, &self.attention_norm, shape.eps)?;
+        let inner = linear(&attended, &self.intermediate)?.gelu_erf()?;
+        layer_norm(&(linear(&inner, &self.output)? + &attended)?, &self.output_norm, shape.eps)
+    }
+}
+
+/// `x W^T + b` for `x` of shape `[batch, width, in]`.
+fn linear(x: &Tensor, (w, b): &(Tensor, Tensor)) -> candle_core::Result<Tensor> {
+    let (batch, width, inner) = x.dims3()?;
+    x.reshape((batch * width, inner))?.matmul(&w.t()?)?.broadcast_add(b)?.reshape((batch, width, ()))
+}
+
+fn layer_norm(x: &Tensor, (w, b): &(Tensor, Tensor), eps: f64) -> candle_core::Result<Tensor> {
+    let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+    let variance = centred.sqr()?.mean_keepdim(D::Minus1)?;
+    centred.broadcast_div(&(variance + eps)?.sqrt()?)?.broadcast_mul(w)?.broadcast_add(b)
+}
+
+/// Writes the fine-tuned model next to its base (config and tokenizer copied,
+/// weights and manifest new) through a temporary folder renamed into place.
+fn write_model(base_dir: &Path, dir: &Path, weights: &HashMap<String, Tensor>, base: &Manifest, name: &str) -> Result<(), FinetuneError> {
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    let write_err = |path: &Path, e: &dyn std::fmt::Display| FinetuneError::Write { path: path.to_path_buf(), message: e.to_string() };
+    std::fs::create_dir_all(parent).map_err(|e| write_err(parent, &e))?;
+    let tmp = parent.join(format!(".tmp-finetune-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&tmp).map_err(|e| write_err(&tmp, &e))?;
+    let result = (|| {
+        for file in ["config.json", "tokenizer.json"] {
+            std::fs::copy(base_dir.join(file), tmp.join(file)).map_err(|e| write_err(&tmp.join(file), &e))?;
+        }
+        let weights_path = tmp.join("model.safetensors");
+        candle_core::safetensors::save(weights, &weights_path).map_err(|e| write_err(&weights_path, &e))?;
+        let bytes = std::fs::read(&weights_path).map_err(|e| write_err(&weights_path, &e))?;
+        let manifest = Manifest {
+            name: name.to_string(),
+            source: format!("finetune:{}", base.name),
+            source_sha256: base.weights_sha256.clone(),
+            weights_sha256: hex::encode(Sha256::digest(&bytes)),
+            ..base.clone()
+        };
+        let manifest_path = tmp.join(MANIFEST_FILE);
+        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| write_err(&manifest_path, &e))?;
+        std::fs::write(&manifest_path, json).map_err(|e| write_err(&manifest_path, &e))?;
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(|e| write_err(dir, &e))?;
+        }
+        std::fs::rename(&tmp, dir).map_err(|e| write_err(dir, &e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result
+}
