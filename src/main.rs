@@ -454,7 +454,7 @@ fn run_stats(config: &Config, args: StatsArgs, runtime: &tokio::runtime::Runtime
     let period = Period::parse(args.from.as_deref(), args.to.as_deref(), settings.timezone, Utc::now())?;
     let format = args.format.or_else(|| args.out.as_deref().and_then(ExportFormat::from_path)).unwrap_or(ExportFormat::Text);
     let data = runtime.block_on(async {
-        let store = open_store(&config).await?;
+        let store = open_store(config).await?;
         anyhow::Ok(store.stats_data(period, args.channel.as_deref(), settings.max_questions).await?)
     })?;
     let texts = stats::questions_to_embed(&data);

@@ -357,7 +357,7 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::store::{NewTicket, NewTurn};
+    use crate::store::testing::open_handoff_ticket;
 
     fn t0() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-06-15T02:00:00Z").unwrap().with_timezone(&Utc)
@@ -467,35 +467,6 @@ mod tests {
         (dir, store)
     }
 
-    /// Opens a hand-off ticket at `created`, due two hours later (the default SLA).
-    async fn open_ticket(store: &Store, id: &str, created: DateTime<Utc>) {
-        let turn = NewTurn {
-            trace_id: format!("trace-{id}"),
-            session_id: Some(format!("session-{id}")),
-            customer_id: Some("c1001".into()),
-            channel: "wechat".into(),
-            text: "冰箱又坏了，转人工".into(),
-            intent: "repair_request".into(),
-            confidence: 0.93,
-            decision: "handoff".into(),
-            answer: None,
-            slots: json!({"product": "冰箱"}),
-            lead: false,
-            latency_ms: 8.0,
-            options: Vec::new(),
-            at: created,
-        };
-        let ticket = NewTicket {
-            id: id.into(),
-            priority: "high".into(),
-            queue: "after_sales".into(),
-            reason: "repeat_fault".into(),
-            due_at: created + Minutes::hours(2),
-            context: json!({}),
-        };
-        store.record_turn(&turn, Some(&ticket)).await.unwrap();
-    }
-
     fn notifier(store: &Store, url: Url, clock: &Arc<ManualClock>, retries: u32, max_attempts: u32) -> SlaNotifier {
         let settings = WebhookSettings { url, retries, timeout: Duration::from_secs(5), backoff: Duration::from_millis(1), max_attempts, batch: 100 };
         SlaNotifier::new(store.clone(), settings, Arc::clone(clock) as Arc<dyn Clock>).unwrap()
@@ -513,7 +484,7 @@ mod tests {
     async fn pushed_once_after_the_deadline(store: &Store) {
         let (receiver, url) = Receiver::start().await;
         let clock = Arc::new(ManualClock::new(t0()));
-        open_ticket(store, "T-late", t0()).await;
+        open_handoff_ticket(store, "T-late", t0()).await;
         let sla = notifier(store, url, &clock, 2, 10);
 
         clock.set(t0() + Minutes::minutes(119));
@@ -553,8 +524,8 @@ mod tests {
         let (_dir, store) = temp_store().await;
         let (receiver, url) = Receiver::start().await;
         let clock = Arc::new(ManualClock::new(t0()));
-        open_ticket(&store, "T-taken", t0()).await;
-        open_ticket(&store, "T-left", t0() + Minutes::minutes(10)).await;
+        open_handoff_ticket(&store, "T-taken", t0()).await;
+        open_handoff_ticket(&store, "T-left", t0() + Minutes::minutes(10)).await;
         store.move_ticket("T-taken", "assigned", Some("agent-7"), None, t0() + Minutes::minutes(90)).await.unwrap();
         let sla = notifier(&store, url, &clock, 0, 10);
 
@@ -572,7 +543,7 @@ mod tests {
         let (_dir, store) = temp_store().await;
         let (receiver, url) = Receiver::start().await;
         let clock = Arc::new(ManualClock::new(t0() + Minutes::hours(3)));
-        open_ticket(&store, "T-1", t0()).await;
+        open_handoff_ticket(&store, "T-1", t0()).await;
         let sla = notifier(&store, url, &clock, 1, 10);
 
         receiver.fail_next(usize::MAX);
@@ -601,7 +572,7 @@ mod tests {
         // A port that was free a moment ago: connections are refused.
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let clock = Arc::new(ManualClock::new(t0() + Minutes::hours(3)));
-        open_ticket(&store, "T-1", t0()).await;
+        open_handoff_ticket(&store, "T-1", t0()).await;
         let sla = notifier(&store, Url::parse(&format!("http://{closed}/hook")).unwrap(), &clock, 1, 2);
 
         assert_eq!(sla.sweep().await.unwrap(), SweepReport { due: 1, failed: 1, ..SweepReport::default() });

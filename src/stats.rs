@@ -76,7 +76,7 @@ impl Period {
     }
 
     /// Optional bounds as [`Period::parse`] reads them, without defaults.
-    pub fn parse_open(from: Option<&str>, to: Option<&str>, tz: Tz) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), PeriodError> {
+    pub fn parse_open(from: Option<&str>, to: Option<&str>, tz: Tz) -> Result<OpenPeriod, PeriodError> {
         let from = from.filter(|s| !s.is_empty()).map(|s| parse_bound("from", s, tz, false)).transpose()?;
         let to = to.filter(|s| !s.is_empty()).map(|s| parse_bound("to", s, tz, true)).transpose()?;
         if let (Some(f), Some(t)) = (from, to) {
@@ -84,8 +84,15 @@ impl Period {
                 return Err(PeriodError::Empty { from: stamp(f), to: stamp(t) });
             }
         }
-        Ok((from, to))
+        Ok(OpenPeriod { from, to })
     }
+}
+
+/// An interval `[from, to)` whose bounds may be open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenPeriod {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
 }
 
 fn parse_bound(field: &'static str, value: &str, tz: Tz, end_of_day: bool) -> Result<DateTime<Utc>, PeriodError> {
@@ -785,7 +792,7 @@ mod tests {
         assert!(matches!(Period::parse(Some("last week"), None, tz, now), Err(PeriodError::Unreadable { field: "from", .. })));
         assert!(matches!(Period::parse(None, Some("2026-13-01"), tz, now), Err(PeriodError::Unreadable { field: "to", .. })));
         assert!(matches!(Period::parse(Some("2026-06-15"), Some("2026-06-14"), tz, now), Err(PeriodError::Empty { .. })));
-        assert_eq!(Period::parse_open(None, Some("2026-06-14"), tz).unwrap(), (None, Some(utc("2026-06-14T16:00:00Z"))));
+        assert_eq!(Period::parse_open(None, Some("2026-06-14"), tz).unwrap(), OpenPeriod { from: None, to: Some(utc("2026-06-14T16:00:00Z")) });
         assert!(Period::parse_open(Some("2026-06-15"), Some("2026-06-15T00:00:00+08:00"), tz).is_err());
     }
 

@@ -186,7 +186,7 @@ pub(super) async fn get_optimise(State(state): State<Arc<AppState>>, query: Resu
     let (intent, channel) = (non_empty(q.intent), non_empty(q.channel));
     check_id("intent", &intent)?;
     check_id("channel", &channel)?;
-    let (from, to) = Period::parse_open(q.from.as_deref(), q.to.as_deref(), state.settings.stats.timezone)?;
-    let reports = state.store.not_useful_reports(&OptimiseFilter { intent, channel, from, to }).await?;
+    let bounds = Period::parse_open(q.from.as_deref(), q.to.as_deref(), state.settings.stats.timezone)?;
+    let reports = state.store.not_useful_reports(&OptimiseFilter { intent, channel, from: bounds.from, to: bounds.to }).await?;
     Ok(Json(stats::optimise_queue(reports)))
 }

@@ -620,6 +620,36 @@ pub(crate) mod testing {
         }
     }
 
+    /// Records a hand-off turn for customer c1001 at `created` that opens
+    /// ticket `id`, due two hours later (the default SLA).
+    pub async fn open_handoff_ticket(store: &Store, id: &str, created: DateTime<Utc>) {
+        let turn = NewTurn {
+            trace_id: format!("trace-{id}"),
+            session_id: Some(format!("session-{id}")),
+            customer_id: Some("c1001".into()),
+            channel: "wechat".into(),
+            text: "冰箱又坏了，转人工".into(),
+            intent: "repair_request".into(),
+            confidence: 0.93,
+            decision: "handoff".into(),
+            answer: None,
+            slots: serde_json::json!({"product": "冰箱"}),
+            lead: false,
+            latency_ms: 8.0,
+            options: Vec::new(),
+            at: created,
+        };
+        let ticket = NewTicket {
+            id: id.into(),
+            priority: "high".into(),
+            queue: "after_sales".into(),
+            reason: "repeat_fault".into(),
+            due_at: created + chrono::Duration::hours(2),
+            context: serde_json::json!({}),
+        };
+        store.record_turn(&turn, Some(&ticket)).await.unwrap();
+    }
+
     pub async fn test_stores() -> Vec<TestStore> {
         let dir = tempfile::tempdir().expect("temp dir");
         let sqlite = Store::open(&format!("sqlite://{}/kefu.db", dir.path().display())).await.expect("sqlite store");

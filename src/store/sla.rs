@@ -132,40 +132,11 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::test_stores;
-    use crate::store::{NewTicket, NewTurn};
+    use crate::store::testing::{open_handoff_ticket, test_stores};
     use chrono::Duration;
 
     fn t0() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-06-15T02:00:00Z").unwrap().with_timezone(&Utc)
-    }
-
-    async fn open_ticket(store: &Store, id: &str, created: DateTime<Utc>) {
-        let turn = NewTurn {
-            trace_id: format!("trace-{id}"),
-            session_id: Some(format!("s-{id}")),
-            customer_id: Some("c1001".into()),
-            channel: "web".into(),
-            text: "转人工".into(),
-            intent: "human_agent".into(),
-            confidence: 0.9,
-            decision: "handoff".into(),
-            answer: None,
-            slots: serde_json::json!({}),
-            lead: false,
-            latency_ms: 5.0,
-            options: Vec::new(),
-            at: created,
-        };
-        let ticket = NewTicket {
-            id: id.into(),
-            priority: "normal".into(),
-            queue: "general".into(),
-            reason: "human_requested".into(),
-            due_at: created + Duration::hours(2),
-            context: serde_json::json!({}),
-        };
-        store.record_turn(&turn, Some(&ticket)).await.unwrap();
     }
 
     #[tokio::test]
@@ -178,7 +149,7 @@ mod tests {
 
     async fn claims_are_exclusive(store: &Store) {
         let t0 = t0();
-        open_ticket(store, "T1", t0).await;
+        open_handoff_ticket(store, "T1", t0).await;
         assert!(store.overdue_unpushed(t0 + Duration::minutes(119), 5, 10).await.unwrap().is_empty());
         let now = t0 + Duration::minutes(121);
         let due = store.overdue_unpushed(now, 5, 10).await.unwrap();
@@ -216,8 +187,8 @@ mod tests {
 
     async fn picked_up_tickets_are_skipped(store: &Store) {
         let t0 = t0();
-        open_ticket(store, "T2", t0).await;
-        open_ticket(store, "T3", t0 + Duration::minutes(5)).await;
+        open_handoff_ticket(store, "T2", t0).await;
+        open_handoff_ticket(store, "T3", t0 + Duration::minutes(5)).await;
         store.move_ticket("T2", "assigned", Some("agent-1"), None, t0 + Duration::minutes(30)).await.unwrap();
         let now = t0 + Duration::hours(3);
         let due = store.overdue_unpushed(now, 5, 10).await.unwrap();

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{ts, Store, StoreError};
@@ -24,6 +25,11 @@ where
 }
 
 impl Store {
+    /// The rows of `sql`, whose $1 and $2 bound the period and $3 is the channel (or NULL).
+    async fn period_rows(&self, sql: &str, from: &str, to: &str, channel: Option<&str>) -> Result<Vec<AnyRow>, StoreError> {
+        Ok(sqlx::query(sql).bind(from).bind(to).bind(channel).fetch_all(&self.pool).await?)
+    }
+
     /// The figures of the turns asked in `period` (in `channel` when given),
     /// with at most `max_questions` distinct question texts (the most recently asked).
     pub async fn stats_data(&self, period: Period, channel: Option<&str>, max_questions: usize) -> Result<StatsData, StoreError> {
@@ -32,49 +38,29 @@ impl Store {
         const TURNS_IN: &str = "t.created_at >= $1 AND t.created_at < $2 AND (CAST($3 AS TEXT) IS NULL OR t.channel = $3)";
         let mut data = StatsData::default();
 
-        let rows = sqlx::query(&format!(
+        let rows = self.period_rows(&format!(
             "SELECT t.channel, t.decision, COUNT(*) AS n, COUNT(CASE WHEN t.lead <> 0 THEN 1 END) AS leads
              FROM turns t WHERE {TURNS_IN} GROUP BY t.channel, t.decision"
-        ))
-        .bind(&from)
-        .bind(&to)
-        .bind(channel)
-        .fetch_all(&self.pool)
-        .await?;
+        ), &from, &to, channel).await?;
         for row in &rows {
             data.decisions.push(DecisionCount { channel: row.try_get("channel")?, decision: row.try_get("decision")?, count: count(row, "n")?, leads: count(row, "leads")? });
         }
 
-        let rows = sqlx::query(&format!("SELECT t.channel, t.latency_ms FROM turns t WHERE {TURNS_IN}"))
-            .bind(&from)
-            .bind(&to)
-            .bind(channel)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = self.period_rows(&format!("SELECT t.channel, t.latency_ms FROM turns t WHERE {TURNS_IN}"), &from, &to, channel).await?;
         for row in &rows {
             data.latencies.push((row.try_get("channel")?, row.try_get::<f64, _>("latency_ms")?));
         }
 
-        let rows = sqlx::query(&format!(
+        let rows = self.period_rows(&format!(
             "SELECT k.reason, COUNT(*) AS n FROM turns t JOIN tickets k ON k.id = t.ticket_id WHERE {TURNS_IN} GROUP BY k.reason"
-        ))
-        .bind(&from)
-        .bind(&to)
-        .bind(channel)
-        .fetch_all(&self.pool)
-        .await?;
+        ), &from, &to, channel).await?;
         for row in &rows {
             data.handoff_reasons.push((row.try_get("reason")?, count(row, "n")?));
         }
 
         data.questions_distinct = {
-            let row = sqlx::query(&format!("SELECT COUNT(DISTINCT t.text) AS n FROM turns t WHERE {TURNS_IN}"))
-                .bind(&from)
-                .bind(&to)
-                .bind(channel)
-                .fetch_one(&self.pool)
-                .await?;
-            count(&row, "n")?
+            let rows = self.period_rows(&format!("SELECT COUNT(DISTINCT t.text) AS n FROM turns t WHERE {TURNS_IN}"), &from, &to, channel).await?;
+            rows.first().map(|row| count(row, "n")).transpose()?.unwrap_or(0)
         };
         let rows = sqlx::query(&format!(
             "SELECT t.text, t.intent, COUNT(*) AS n, MAX(t.created_at) AS last_at
@@ -103,29 +89,19 @@ impl Store {
         questions.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.text.cmp(&b.0.text)));
         data.questions = questions.into_iter().map(|(q, _)| q).collect();
 
-        let rows = sqlx::query(&format!(
+        let rows = self.period_rows(&format!(
             "SELECT t.intent, COUNT(*) AS rated, COUNT(CASE WHEN f.useful = 0 THEN 1 END) AS not_useful
              FROM feedback f JOIN turns t ON t.trace_id = f.trace_id WHERE {TURNS_IN} GROUP BY t.intent"
-        ))
-        .bind(&from)
-        .bind(&to)
-        .bind(channel)
-        .fetch_all(&self.pool)
-        .await?;
+        ), &from, &to, channel).await?;
         let mut feedback: BTreeMap<String, IntentFeedback> = BTreeMap::new();
         for row in &rows {
             let intent: String = row.try_get("intent")?;
             feedback.insert(intent.clone(), IntentFeedback { intent, not_useful: count(row, "not_useful")?, rated: count(row, "rated")?, answer: None, comments: Vec::new() });
         }
-        let rows = sqlx::query(&format!(
+        let rows = self.period_rows(&format!(
             "SELECT t.intent, t.answer, COUNT(*) AS n FROM feedback f JOIN turns t ON t.trace_id = f.trace_id
              WHERE f.useful = 0 AND t.answer IS NOT NULL AND {TURNS_IN} GROUP BY t.intent, t.answer"
-        ))
-        .bind(&from)
-        .bind(&to)
-        .bind(channel)
-        .fetch_all(&self.pool)
-        .await?;
+        ), &from, &to, channel).await?;
         let mut most_reported: BTreeMap<String, (u64, String)> = BTreeMap::new();
         for row in &rows {
             let (intent, answer, n): (String, String, u64) = (row.try_get("intent")?, row.try_get("answer")?, count(row, "n")?);
@@ -135,16 +111,11 @@ impl Store {
                 *best = (n, answer);
             }
         }
-        let rows = sqlx::query(&format!(
+        let rows = self.period_rows(&format!(
             "SELECT t.intent, f.comment FROM feedback f JOIN turns t ON t.trace_id = f.trace_id
              WHERE f.useful = 0 AND f.comment IS NOT NULL AND f.comment <> '' AND {TURNS_IN}
              ORDER BY f.created_at DESC, f.id"
-        ))
-        .bind(&from)
-        .bind(&to)
-        .bind(channel)
-        .fetch_all(&self.pool)
-        .await?;
+        ), &from, &to, channel).await?;
         for row in &rows {
             let intent: String = row.try_get("intent")?;
             if let Some(f) = feedback.get_mut(&intent) {
@@ -162,29 +133,17 @@ impl Store {
 
         // Corrections count by when the agent made them; a channel filter keeps
         // only corrections of turns (free-text corrections have no channel).
-        let rows = sqlx::query(
-            "SELECT c.intent, COUNT(*) AS n FROM corrections c LEFT JOIN turns t ON t.trace_id = c.trace_id
-             WHERE c.created_at >= $1 AND c.created_at < $2 AND (CAST($3 AS TEXT) IS NULL OR t.channel = $3)
-             GROUP BY c.intent",
-        )
-        .bind(&from)
-        .bind(&to)
-        .bind(channel)
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = "SELECT c.intent, COUNT(*) AS n FROM corrections c LEFT JOIN turns t ON t.trace_id = c.trace_id
+                   WHERE c.created_at >= $1 AND c.created_at < $2 AND (CAST($3 AS TEXT) IS NULL OR t.channel = $3)
+                   GROUP BY c.intent";
+        let rows = self.period_rows(sql, &from, &to, channel).await?;
         for row in &rows {
             data.corrected_to.push((row.try_get("intent")?, count(row, "n")?));
         }
-        let rows = sqlx::query(
-            "SELECT t.intent, COUNT(*) AS n FROM corrections c JOIN turns t ON t.trace_id = c.trace_id
-             WHERE c.intent <> t.intent AND c.created_at >= $1 AND c.created_at < $2 AND (CAST($3 AS TEXT) IS NULL OR t.channel = $3)
-             GROUP BY t.intent",
-        )
-        .bind(&from)
-        .bind(&to)
-        .bind(channel)
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = "SELECT t.intent, COUNT(*) AS n FROM corrections c JOIN turns t ON t.trace_id = c.trace_id
+                   WHERE c.intent <> t.intent AND c.created_at >= $1 AND c.created_at < $2 AND (CAST($3 AS TEXT) IS NULL OR t.channel = $3)
+                   GROUP BY t.intent";
+        let rows = self.period_rows(sql, &from, &to, channel).await?;
         for row in &rows {
             data.corrected_from.push((row.try_get("intent")?, count(row, "n")?));
         }
@@ -257,8 +216,15 @@ mod tests {
 
     #[tokio::test]
     async fn counts_a_period_and_lists_the_uncorrected_not_useful_turns() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&format!("sqlite://{}/kefu.db", dir.path().display())).await.unwrap();
+        // Also on PostgreSQL when KEFU_TEST_POSTGRES_URL is set.
+        for t in crate::store::testing::test_stores().await {
+            eprintln!("backend: {}", t.backend);
+            counts_and_lists(&t.store).await;
+            t.cleanup().await;
+        }
+    }
+
+    async fn counts_and_lists(store: &Store) {
         let now = Utc::now();
         let t = |minutes: i64| now - Duration::minutes(minutes);
         for (trace, channel, text, intent, decision, ms, at) in [
