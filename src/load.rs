@@ -67,6 +67,10 @@ struct Sample {
     ticket: Option<String>,
 }
 
+/// Customers the clients speak as, in turn: the two demo customers and an anonymous one.
+const CUSTOMERS: [Option<&str>; 3] = [Some("c1001"), Some("c1002"), None];
+const CHANNELS: [&str; 4] = ["web", "app", "wechat", "douyin"];
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -112,7 +116,8 @@ pub async fn run(args: LoadArgs) -> Result<()> {
             let mut samples = Vec::new();
             let mut i = c;
             while Instant::now() < deadline && budget.fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |b| b.checked_sub(1)).is_ok() {
-                let body = json!({"text": texts[i % texts.len()], "session_id": format!("load-{c}"), "channel": "web"});
+                // Known demo customers on some clients, so profiles and hand-off context are part of the load.
+                let body = json!({"text": texts[i % texts.len()], "session_id": format!("load-{c}"), "channel": CHANNELS[c % CHANNELS.len()], "customer_id": CUSTOMERS[c % CUSTOMERS.len()]});
                 i += 1;
                 let sent = Instant::now();
                 let response = client.post(answer_url.clone()).json(&body).send().await;
