@@ -25,7 +25,7 @@ use crate::train::taught::{apply_authority, Taught, TaughtExemplar};
 use crate::train::versions::BASE_VERSION;
 
 /// Bump when the saved intent model's layout or fitting changes, so old caches are rebuilt.
-pub const MODEL_FORMAT: &str = "kefu-intent-model-v3";
+pub const MODEL_FORMAT: &str = "kefu-intent-model-v4";
 
 /// Texts per encoder call while embedding a corpus.
 const EMBED_CHUNK: usize = 32;

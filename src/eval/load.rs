@@ -69,14 +69,8 @@ impl SetRole {
 /// set with no lines: evaluating or training on nothing is always a mistake in
 /// the caller's arguments.
 pub fn load_labelled(path: &Path, role: SetRole) -> Result<Vec<LabelledLine>, EvalError> {
-    let bytes = std::fs::read(path).map_err(|source| EvalError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let content = decode(path, &bytes)?;
-    // NOTE: spreadsheet exports often start with a byte-order mark, which would
-    // otherwise become part of the first header name or hide the leading `{`.
-    let content = content.strip_prefix('\u{feff}').unwrap_or(content);
+    let text = read_text(path)?;
+    let content = without_bom(&text);
 
     let lines = if content.trim_start().starts_with('{') {
         load_json(path, content, role)?
@@ -97,12 +91,8 @@ pub fn load_labelled(path: &Path, role: SetRole) -> Result<Vec<LabelledLine>, Ev
 /// for any other file (JSONL and CSV sets have no such split) and for a
 /// CLINC150 file without a `val` split.
 pub fn load_validation(path: &Path) -> Result<Option<Vec<LabelledLine>>, EvalError> {
-    let bytes = std::fs::read(path).map_err(|source| EvalError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let content = decode(path, &bytes)?;
-    let content = content.strip_prefix('\u{feff}').unwrap_or(content);
+    let text = read_text(path)?;
+    let content = without_bom(&text);
     if !content.trim_start().starts_with('{') {
         return Ok(None);
     }
@@ -112,6 +102,20 @@ pub fn load_validation(path: &Path) -> Result<Option<Vec<LabelledLine>>, EvalErr
         }
         _ => Ok(None),
     }
+}
+
+/// The file as UTF-8 text.
+fn read_text(path: &Path) -> Result<String, EvalError> {
+    let bytes = std::fs::read(path).map_err(|source| EvalError::Io { path: path.to_path_buf(), source })?;
+    decode(path, &bytes)?;
+    // decode() just checked the bytes are UTF-8.
+    Ok(String::from_utf8(bytes).unwrap_or_default())
+}
+
+/// NOTE: spreadsheet exports often start with a byte-order mark, which would
+/// otherwise become part of the first header name or hide the leading `{`.
+fn without_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
 }
 
 /// Decodes UTF-8, reporting the line of the first invalid byte.

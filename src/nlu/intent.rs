@@ -5,7 +5,13 @@
 //! Every number that shapes a decision (the vote's temperature, the mix, the
 //! out-of-scope threshold, the calibration) is fitted on out-of-fold scores of
 //! the training examples themselves (k-fold cross-fitting), so that every
-//! out-of-scope example takes part in choosing the threshold.
+//! out-of-scope example takes part in choosing the threshold, or, when a
+//! held-out validation set is given, on its scores.
+//!
+//! The calibration reads, besides the mixed probabilities, how close the
+//! message is to the best intent's centroid and the head's raw logit for it:
+//! both are low for messages unlike anything in the corpus, which softmax
+//! probabilities alone hide (see eval/README.md for the figures).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -77,7 +83,7 @@ pub struct FitReport {
 }
 
 /// Number of features the calibration reads (see [`Evidence::features`]).
-const FEATURES: usize = 4;
+const FEATURES: usize = 6;
 
 /// Fitted numbers that turn scores into decisions.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -119,18 +125,25 @@ struct Evidence {
     nearest: f32,
     /// Mixed probability of the out-of-scope class (0 without one).
     oos_mass: f32,
+    /// Cosine similarity to the centroid of `top`'s exemplars.
+    centroid: f32,
+    /// The head's logit for `top`: its magnitude, which the softmax
+    /// normalises away, is low for messages unlike any training example.
+    logit: f32,
 }
 
 impl Evidence {
-    fn new(probs: &[f32], hits: &[(usize, f32)], oos: Option<usize>) -> Evidence {
+    fn new(probs: &[f32], hits: &[(usize, f32)], centroids: &[f32], logits: &[f32], oos: Option<usize>) -> Evidence {
         let (top, raw) = best_in_scope(probs, oos);
         let second = probs.iter().enumerate().filter(|&(i, _)| i != top && Some(i) != oos).map(|(_, &p)| p).fold(0.0, f32::max);
         let nearest = hits.iter().filter(|(c, _)| Some(*c) != oos).map(|&(_, s)| s).fold(0.0, f32::max);
-        Evidence { top, raw, margin: raw - second, nearest, oos_mass: oos.map_or(0.0, |o| probs[o]) }
+        let centroid = centroids.get(top).copied().unwrap_or(0.0);
+        let logit = logits.get(top).copied().unwrap_or(0.0);
+        Evidence { top, raw, margin: raw - second, nearest, oos_mass: oos.map_or(0.0, |o| probs[o]), centroid, logit }
     }
 
     fn features(&self) -> [f32; FEATURES] {
-        [self.raw, self.margin, self.nearest, self.oos_mass]
+        [self.raw, self.margin, self.nearest, self.oos_mass, self.centroid, self.logit]
     }
 }
 
@@ -175,6 +188,7 @@ struct ModelMeta {
     label_groups: Vec<String>,
     exemplar_labels: Vec<usize>,
     exemplar_texts: Vec<String>,
+    centroids: Vec<Vec<f32>>,
     calibration: Calibration,
 }
 
@@ -187,6 +201,10 @@ pub struct IntentModel {
     exemplar_texts: Vec<String>,
     index: ExemplarIndex,
     head: SoftmaxHead,
+    /// Unit-length mean exemplar of each in-scope class (empty for the
+    /// out-of-scope class): how close a message sits to the intent it is
+    /// given is a strong sign of being in scope at all.
+    centroids: Vec<Vec<f32>>,
     calibration: Calibration,
 }
 
@@ -195,6 +213,9 @@ struct HeldOut {
     gold: usize,
     head: Vec<f32>,
     hits: Vec<(usize, f32)>,
+    /// Cosine similarity to each class centroid.
+    centroids: Vec<f32>,
+    logits: Vec<f32>,
 }
 
 /// Mixes head probabilities with a similarity-weighted vote over `hits` (best first).
@@ -216,6 +237,28 @@ fn best_in_scope(probs: &[f32], oos: Option<usize>) -> (usize, f32) {
         .enumerate()
         .filter(|(i, _)| Some(*i) != oos)
         .fold((usize::MAX, f32::MIN), |best, (i, &p)| if p > best.1 { (i, p) } else { best })
+}
+
+/// Unit-length mean of each class's rows; empty for `skip` (the out-of-scope
+/// class, which has no centre) and for classes without rows.
+fn class_centroids(x: &[Vec<f32>], y: &[usize], n_classes: usize, skip: Option<usize>) -> Vec<Vec<f32>> {
+    let dim = x.first().map_or(0, Vec::len);
+    let mut sums = vec![vec![0.0f32; dim]; n_classes];
+    for (row, &c) in x.iter().zip(y) {
+        sums[c].iter_mut().zip(row).for_each(|(s, v)| *s += v);
+    }
+    sums.into_iter()
+        .enumerate()
+        .map(|(c, sum)| {
+            let norm = sum.iter().map(|v| v * v).sum::<f32>().sqrt();
+            if Some(c) == skip || norm == 0.0 { Vec::new() } else { sum.into_iter().map(|v| v / norm).collect() }
+        })
+        .collect()
+}
+
+/// Cosine similarity of a unit-length `query` to each centroid (0 for an empty one).
+fn centroid_similarities(centroids: &[Vec<f32>], query: &[f32]) -> Vec<f32> {
+    centroids.iter().map(|c| c.iter().zip(query).map(|(a, b)| a * b).sum()).collect()
 }
 
 /// Outcome of one held-out example under a candidate calibration.
@@ -374,6 +417,7 @@ impl IntentModel {
         let gold: Vec<usize> = examples.iter().map(|e| class_of[&e.label]).collect();
         let groups: Vec<String> = gold.iter().map(|&c| label_groups[c].clone()).collect();
         let x: Vec<Vec<f32>> = examples.iter().map(|e| e.vector.clone()).collect();
+        let centroids = class_centroids(&x, &gold, labels.len(), oos_class);
         let mut final_model: Option<(SoftmaxHead, ExemplarIndex)> = None;
         let mut held_out: Vec<HeldOut> = Vec::with_capacity(examples.len().max(validation.len()));
         if !validation.is_empty() {
@@ -384,7 +428,8 @@ impl IntentModel {
             for e in &validation {
                 let Some(&label) = class_of.get(&e.label) else { continue };
                 let hits = index.search(&e.vector, opts.k, None)?.into_iter().map(|h| (gold[h.id], h.similarity)).collect();
-                held_out.push(HeldOut { gold: label, head: head.probabilities(&e.vector), hits });
+                let (centroids, logits) = (centroid_similarities(&centroids, &e.vector), head.logits(&e.vector));
+                held_out.push(HeldOut { gold: label, head: head.probabilities(&e.vector), hits, centroids, logits });
             }
             final_model = Some((head, index));
         }
@@ -399,10 +444,12 @@ impl IntentModel {
             let x: Vec<Vec<f32>> = train.iter().map(|&i| examples[i].vector.clone()).collect();
             let y: Vec<usize> = train.iter().map(|&i| gold[i]).collect();
             let head = SoftmaxHead::train(&x, &y, labels.len(), &opts.head)?;
+            let centroids = class_centroids(&x, &y, labels.len(), oos_class);
             let index = ExemplarIndex::build(x, train.iter().map(|&i| groups[i].clone()).collect(), IndexParams::default())?;
             for &i in &test {
-                let hits = index.search(&examples[i].vector, opts.k, None)?.into_iter().map(|h| (y[h.id], h.similarity)).collect();
-                held_out.push(HeldOut { gold: gold[i], head: head.probabilities(&examples[i].vector), hits });
+                let v = &examples[i].vector;
+                let hits = index.search(v, opts.k, None)?.into_iter().map(|h| (y[h.id], h.similarity)).collect();
+                held_out.push(HeldOut { gold: gold[i], head: head.probabilities(v), hits, centroids: centroid_similarities(&centroids, v), logits: head.logits(v) });
             }
         }
 
@@ -411,7 +458,7 @@ impl IntentModel {
         for knn_weight in [0.0, 0.25, 0.5, 0.75, 1.0] {
             for temperature in [0.01, 0.03, 0.1] {
                 let evidence: Vec<Evidence> =
-                    held_out.iter().map(|h| Evidence::new(&mix(&h.head, &h.hits, knn_weight, temperature), &h.hits, oos_class)).collect();
+                    held_out.iter().map(|h| Evidence::new(&mix(&h.head, &h.hits, knn_weight, temperature), &h.hits, &h.centroids, &h.logits, oos_class)).collect();
                 let samples: Vec<([f32; FEATURES], bool)> =
                     evidence.iter().zip(&held_out).map(|(e, h)| (e.features(), e.top == h.gold)).collect();
                 let weights = fit_logistic(&samples);
@@ -464,6 +511,7 @@ impl IntentModel {
             exemplar_texts: examples.into_iter().map(|e| e.text).collect(),
             index,
             head,
+            centroids,
             calibration,
         })
     }
@@ -500,7 +548,7 @@ impl IntentModel {
         }
         let labelled: Vec<(usize, f32)> = hits.iter().take(k).map(|h| (self.exemplar_labels[h.id], h.similarity)).collect();
         let probs = mix(&head, &labelled, self.calibration.knn_weight, self.calibration.knn_temperature);
-        let evidence = Evidence::new(&probs, &labelled, oos_class);
+        let evidence = Evidence::new(&probs, &labelled, &centroid_similarities(&self.centroids, query), &self.head.logits(query), oos_class);
         let confidence = if evidence.top == usize::MAX { 0.0 } else { self.calibration.confidence(&evidence) };
         let out_of_scope = confidence < self.calibration.oos_threshold;
         let mut ranked: Vec<(String, f32)> = probs
@@ -542,6 +590,7 @@ impl IntentModel {
             label_groups: self.label_groups.clone(),
             exemplar_labels: self.exemplar_labels.clone(),
             exemplar_texts: self.exemplar_texts.clone(),
+            centroids: self.centroids.clone(),
             calibration: self.calibration.clone(),
         };
         let path = dir.join("intent-model.json");
@@ -565,6 +614,7 @@ impl IntentModel {
             label_groups: meta.label_groups,
             exemplar_labels: meta.exemplar_labels,
             exemplar_texts: meta.exemplar_texts,
+            centroids: meta.centroids,
             index,
             head,
             calibration: meta.calibration,
@@ -659,11 +709,23 @@ mod tests {
     fn logistic_calibration_follows_the_evidence() {
         // Right when the first feature is high; the others are noise.
         let samples: Vec<([f32; FEATURES], bool)> =
-            (0..400).map(|i| ([i as f32 / 400.0, ((i * 37) % 100) as f32 / 100.0, 0.9, 0.0], (i * 7919) % 400 < i)).collect();
+            (0..400).map(|i| ([i as f32 / 400.0, ((i * 37) % 100) as f32 / 100.0, 0.9, 0.0, 0.8, 3.0], (i * 7919) % 400 < i)).collect();
         let w = fit_logistic(&samples);
-        let p = |x: f32| logistic(&w, &[x, 0.5, 0.9, 0.0]);
+        let p = |x: f32| logistic(&w, &[x, 0.5, 0.9, 0.0, 0.8, 3.0]);
         assert!(p(0.1) < 0.3 && p(0.9) > 0.7, "{} {}", p(0.1), p(0.9));
         assert!(w[0] > 0.0);
+    }
+
+    #[test]
+    fn centroids_are_unit_class_means_and_skip_out_of_scope() {
+        let x = vec![vec![1.0, 0.0], vec![0.0, 1.0], vec![0.6, 0.8], vec![1.0, 0.0]];
+        let centroids = class_centroids(&x, &[0, 0, 1, 2], 4, Some(2));
+        let s = std::f32::consts::FRAC_1_SQRT_2;
+        let close = |a: &[f32], b: &[f32]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6);
+        assert!(close(&centroids[0], &[s, s]) && close(&centroids[1], &[0.6, 0.8]), "{centroids:?}");
+        assert!(centroids[2].is_empty() && centroids[3].is_empty());
+        let sims = centroid_similarities(&centroids, &[1.0, 0.0]);
+        assert!(close(&sims, &[s, 0.6, 0.0, 0.0]), "{sims:?}");
     }
 
     #[test]
@@ -710,6 +772,26 @@ mod tests {
             examples.push(TrainingExample { text: format!("oos {j}"), label: OOS.into(), group: String::new(), vector: blob(&axis(3 + j % 8), 0.3, 1000 + j as u64) });
         }
         examples
+    }
+
+    #[test]
+    fn fits_the_calibration_on_validation_examples_when_given() {
+        let validation: Vec<TrainingExample> = toy_examples()
+            .into_iter()
+            .step_by(2)
+            .map(|e| TrainingExample { vector: blob(&e.vector, 0.2, e.text.len() as u64), ..e })
+            .chain(std::iter::once(TrainingExample { text: "?".into(), label: "unknown".into(), group: String::new(), vector: blob(&[1.0; 16], 0.1, 3) }))
+            .collect();
+        let n_validation_oos = validation.iter().filter(|e| e.label == OOS).count();
+        let model = IntentModel::fit_validated(toy_examples(), validation, &FitOptions::default(), &|_| {}).unwrap();
+        let report = &model.calibration().report;
+        assert_eq!(report.examples, 80);
+        assert!(report.in_scope_accuracy > 0.9, "{report:?}");
+        // Recall is measured on the validation's out-of-scope examples: a multiple of 1/10.
+        assert_eq!(n_validation_oos, 10);
+        assert!(report.oos_recall.is_some_and(|r| (r * 10.0 - (r * 10.0).round()).abs() < 1e-4), "{report:?}");
+        let axis0: Vec<f32> = (0..16).map(|i| if i == 0 { 1.0 } else { 0.0 }).collect();
+        assert_eq!(model.score(&axis0, None).unwrap().intent(), "hours");
     }
 
     #[test]

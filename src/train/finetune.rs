@@ -135,7 +135,7 @@ pub fn finetune(
     show_progress: bool,
 ) -> Result<FinetuneReport, FinetuneError> {
     let started = Instant::now();
-    if opts.epochs == 0 || opts.batch_size < 2 || opts.trainable_layers == 0 || !(opts.learning_rate > 0.0) || opts.max_tokens < 4 {
+    if opts.epochs == 0 || opts.batch_size < 2 || opts.trainable_layers == 0 || !opts.learning_rate.is_finite() || opts.learning_rate <= 0.0 || opts.max_tokens < 4 {
         return Err(FinetuneError::InvalidOptions("epochs, trainable_layers must be positive, batch_size at least 2, max_tokens at least 4".into()));
     }
     let base_name = base_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -190,51 +190,11 @@ pub fn finetune(
     let device = Device::Cpu;
     let mut weights = candle_core::safetensors::load(&weights_path, &device)
         .map_err(|e| FinetuneError::Read { path: weights_path.clone(), message: e.to_string() })?;
-    let get = |weights: &HashMap<String, Tensor>, key: &str| {
-        weights.get(key).cloned().ok_or_else(|| FinetuneError::Read { path: weights_path.clone(), message: format!("tensor {key} is missing") })
-    };
-    let embeddings = Embeddings {
-        word: get(&weights, "embeddings.word_embeddings.weight")?,
-        position: get(&weights, "embeddings.position_embeddings.weight")?,
-        token_type: get(&weights, "embeddings.token_type_embeddings.weight")?,
-        norm: (get(&weights, "embeddings.LayerNorm.weight")?, get(&weights, "embeddings.LayerNorm.bias")?),
-    };
     let shape = Shape { heads: dims.num_attention_heads, eps: dims.layer_norm_eps };
-    let mut vars: Vec<(String, Var)> = Vec::new();
-    let mut layers = Vec::with_capacity(dims.num_hidden_layers);
-    for l in 0..dims.num_hidden_layers {
-        let mut param = |suffix: &str| -> Result<Tensor, FinetuneError> {
-            let key = format!("encoder.layer.{l}.{suffix}");
-            let tensor = get(&weights, &key)?;
-            if l < frozen {
-                return Ok(tensor);
-            }
-            let var = Var::from_tensor(&tensor)?;
-            let t = var.as_tensor().clone();
-            vars.push((key, var));
-            Ok(t)
-        };
-        layers.push(Layer::load(&mut param)?);
-    }
-
-    // The frozen layers' outputs, computed once per text.
+    let (embeddings, layers, vars) = load_layers(&weights, dims.num_hidden_layers, frozen)
+        .map_err(|message| FinetuneError::Read { path: weights_path.clone(), message })?;
     let bar = progress_bar(ids.len() as u64, show_progress, "preparing");
-    let mut lower: Vec<Tensor> = vec![Tensor::zeros(0, DType::F32, &device)?; ids.len()];
-    let mut order: Vec<usize> = (0..ids.len()).collect();
-    order.sort_by_key(|&i| ids[i].len());
-    for chunk in order.chunks(64) {
-        let rows: Vec<&[u32]> = chunk.iter().map(|&i| ids[i].as_slice()).collect();
-        let (token_ids, mask) = pad_ids(&rows, dims.pad_token_id, &device)?;
-        let mut states = embeddings.forward(&token_ids, shape.eps)?;
-        let bias = attention_bias(&mask)?;
-        for layer in &layers[..frozen] {
-            states = layer.forward(&states, &bias, &shape)?;
-        }
-        for (j, &i) in chunk.iter().enumerate() {
-            lower[i] = states.get(j)?.narrow(0, 0, ids[i].len())?.contiguous()?;
-        }
-        bar.inc(chunk.len() as u64);
-    }
+    let lower = lower_states(&embeddings, &layers[..frozen], &ids, dims.pad_token_id, &shape, &bar)?;
     bar.finish_and_clear();
     let prepare_seconds = started.elapsed().as_secs_f32();
 
@@ -297,6 +257,61 @@ pub fn finetune(
         prepare_seconds,
         seconds: started.elapsed().as_secs_f32(),
     })
+}
+
+/// Embeddings, layers, and the trainable variables with their tensor names.
+type LoadedLayers = (Embeddings, Vec<Layer>, Vec<(String, Var)>);
+
+/// The embeddings and layers in `weights`; the layers from `frozen` up are
+/// trainable variables, returned with their tensor names. Errors name a missing tensor.
+fn load_layers(weights: &HashMap<String, Tensor>, count: usize, frozen: usize) -> Result<LoadedLayers, String> {
+    let get = |key: &str| weights.get(key).cloned().ok_or_else(|| format!("tensor {key} is missing"));
+    let embeddings = Embeddings {
+        word: get("embeddings.word_embeddings.weight")?,
+        position: get("embeddings.position_embeddings.weight")?,
+        token_type: get("embeddings.token_type_embeddings.weight")?,
+        norm: (get("embeddings.LayerNorm.weight")?, get("embeddings.LayerNorm.bias")?),
+    };
+    let mut vars: Vec<(String, Var)> = Vec::new();
+    let mut layers = Vec::with_capacity(count);
+    for l in 0..count {
+        let mut param = |suffix: &str| -> Result<Tensor, String> {
+            let key = format!("encoder.layer.{l}.{suffix}");
+            let tensor = get(&key)?;
+            if l < frozen {
+                return Ok(tensor);
+            }
+            let var = Var::from_tensor(&tensor).map_err(|e| e.to_string())?;
+            let t = var.as_tensor().clone();
+            vars.push((key, var));
+            Ok(t)
+        };
+        layers.push(Layer::load(&mut param)?);
+    }
+    Ok((embeddings, layers, vars))
+}
+
+/// Each text's token states after `frozen` (its unpadded `[tokens, hidden]` rows),
+/// computed in length-sorted batches.
+fn lower_states(embeddings: &Embeddings, frozen: &[Layer], ids: &[Vec<u32>], pad: u32, shape: &Shape, bar: &indicatif::ProgressBar) -> candle_core::Result<Vec<Tensor>> {
+    let device = Device::Cpu;
+    let mut lower: Vec<Tensor> = vec![Tensor::zeros(0, DType::F32, &device)?; ids.len()];
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_by_key(|&i| ids[i].len());
+    for chunk in order.chunks(64) {
+        let rows: Vec<&[u32]> = chunk.iter().map(|&i| ids[i].as_slice()).collect();
+        let (token_ids, mask) = pad_ids(&rows, pad, &device)?;
+        let mut states = embeddings.forward(&token_ids, shape.eps)?;
+        let bias = attention_bias(&mask)?;
+        for layer in frozen {
+            states = layer.forward(&states, &bias, shape)?;
+        }
+        for (j, &i) in chunk.iter().enumerate() {
+            lower[i] = states.get(j)?.narrow(0, 0, ids[i].len())?.contiguous()?;
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    Ok(lower)
 }
 
 /// One pass's anchors as (intent, example), each batch from distinct intents:
@@ -401,8 +416,8 @@ struct Layer {
 }
 
 impl Layer {
-    fn load(param: &mut dyn FnMut(&str) -> Result<Tensor, FinetuneError>) -> Result<Layer, FinetuneError> {
-        let mut pair = |name: &str| -> Result<(Tensor, Tensor), FinetuneError> { Ok((param(&format!("{name}.weight"))?, param(&format!("{name}.bias"))?)) };
+    fn load(param: &mut dyn FnMut(&str) -> Result<Tensor, String>) -> Result<Layer, String> {
+        let mut pair = |name: &str| -> Result<(Tensor, Tensor), String> { Ok((param(&format!("{name}.weight"))?, param(&format!("{name}.bias"))?)) };
         Ok(Layer {
             query: pair("attention.self.query")?,
             key: pair("attention.self.key")?,
@@ -477,4 +492,108 @@ fn write_model(base_dir: &Path, dir: &Path, weights: &HashMap<String, Tensor>, b
         let _ = std::fs::remove_dir_all(&tmp);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoder::bert::tests::write_tiny_bert;
+    use crate::encoder::{BertEncoder, Encoder, TextKind};
+
+    fn tiny_model(seed: u64) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("tiny");
+        std::fs::create_dir_all(&base).unwrap();
+        write_tiny_bert(&base, seed);
+        let manifest = Manifest {
+            name: "tiny".into(),
+            query_prefix: "hello ".into(),
+            passage_prefix: String::new(),
+            pooling: Pooling::Mean,
+            max_length: 64,
+            source: "test".into(),
+            source_sha256: String::new(),
+            weights_sha256: "base".into(),
+        };
+        std::fs::write(base.join(MANIFEST_FILE), serde_json::to_vec(&manifest).unwrap()).unwrap();
+        dir
+    }
+
+    #[test]
+    fn training_forward_pass_matches_the_encoder() {
+        let dir = tiny_model(3);
+        let base = dir.path().join("tiny");
+        let texts = ["where is my package?", "refund my order", "查订单", "hello world!"];
+        let encoder = BertEncoder::load(&base).unwrap();
+        let expected = encoder.encode(&texts, TextKind::Query).unwrap();
+
+        let weights = candle_core::safetensors::load(base.join("model.safetensors"), &Device::Cpu).unwrap();
+        let (embeddings, layers, vars) = load_layers(&weights, 2, 1).unwrap();
+        assert_eq!(vars.len(), 16, "one layer's weights and biases learn");
+        let mut tokenizer = Tokenizer::from_file(base.join("tokenizer.json")).unwrap();
+        tokenizer.with_padding(None);
+        let ids: Vec<Vec<u32>> = texts.iter().map(|t| tokenizer.encode(format!("hello {t}"), true).unwrap().get_ids().to_vec()).collect();
+        let shape = Shape { heads: 4, eps: 1e-12 };
+        let lower = lower_states(&embeddings, &layers[..1], &ids, 0, &shape, &indicatif::ProgressBar::hidden()).unwrap();
+        let pooled = pooled_embeddings(&lower.iter().collect::<Vec<_>>(), &layers[1..], &shape).unwrap().to_vec2::<f32>().unwrap();
+        for (got, want) in pooled.iter().zip(&expected) {
+            let cosine: f32 = got.iter().zip(want).map(|(a, b)| a * b).sum();
+            assert!(cosine > 0.9999, "cosine {cosine}");
+        }
+    }
+
+    #[test]
+    fn batches_hold_distinct_intents_and_every_pairable_example() {
+        let members = vec![vec![0, 1, 2], vec![3, 4], vec![5], vec![6, 7, 8, 9]];
+        let mut rng = StdRng::seed_from_u64(1);
+        let batches = epoch_batches(&members, 2, &mut rng);
+        let mut anchors: Vec<usize> = Vec::new();
+        for batch in &batches {
+            assert!(batch.len() >= 2);
+            let mut intents: Vec<usize> = batch.iter().map(|&(c, _)| c).collect();
+            intents.sort_unstable();
+            intents.dedup();
+            assert_eq!(intents.len(), batch.len(), "{batch:?}");
+            anchors.extend(batch.iter().map(|&(_, a)| a));
+        }
+        anchors.sort_unstable();
+        // The single example of intent 2 has no positive, and intent 3's
+        // fourth example is alone in its round, with no other intent to rank against.
+        assert_eq!(anchors[..5], [0, 1, 2, 3, 4]);
+        assert_eq!(anchors.len(), 8);
+        assert!(anchors[5..].iter().all(|a| (6..=9).contains(a)));
+    }
+
+    #[test]
+    fn fine_tuning_lowers_the_loss_and_writes_a_loadable_model() {
+        let dir = tiny_model(5);
+        let base = dir.path().join("tiny");
+        let examples: Vec<(&str, &str)> = vec![
+            ("where is my package", "track"),
+            ("where is the package shipping", "track"),
+            ("package shipping?", "track"),
+            ("refund my order", "refund"),
+            ("refund refund!", "refund"),
+            ("退款", "refund"),
+            ("查订单", "order"),
+            ("订单 order", "order"),
+            ("my order?", "order"),
+            ("hello world", OOS),
+        ];
+        let opts = FinetuneOptions { epochs: 30, batch_size: 3, oos_negatives: 1, learning_rate: 1e-3, trainable_layers: 1, ..FinetuneOptions::default() };
+        let report = finetune(&base, dir.path(), "tiny-tuned", &examples, &opts, false).unwrap();
+        assert_eq!((report.intents, report.examples, report.stopped_by_budget), (3, 10, false));
+        assert!(report.steps >= 30 && report.last_loss < report.first_loss, "{report:?}");
+
+        let tuned = BertEncoder::load(&report.dir).unwrap();
+        let manifest: Manifest = serde_json::from_slice(&std::fs::read(report.dir.join(MANIFEST_FILE)).unwrap()).unwrap();
+        assert_eq!((manifest.name.as_str(), manifest.source.as_str(), manifest.query_prefix.as_str()), ("tiny-tuned", "finetune:tiny", "hello "));
+        assert_eq!(tuned.fingerprint(), manifest.weights_sha256);
+        assert_ne!(manifest.weights_sha256, "base");
+
+        let none: Vec<(&str, &str)> = vec![("refund", "refund"), ("order", "order")];
+        assert!(matches!(finetune(&base, dir.path(), "x", &none, &opts, false), Err(FinetuneError::TooFewPairs(0))));
+        let zero = FinetuneOptions { epochs: 0, ..opts };
+        assert!(matches!(finetune(&base, dir.path(), "x", &examples, &zero, false), Err(FinetuneError::InvalidOptions(_))));
+    }
 }
