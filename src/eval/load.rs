@@ -104,27 +104,20 @@ pub fn load_validation(path: &Path) -> Result<Option<Vec<LabelledLine>>, EvalErr
     }
 }
 
-/// The file as UTF-8 text.
+/// The file as UTF-8 text; invalid UTF-8 is reported with the line of the first bad byte.
 fn read_text(path: &Path) -> Result<String, EvalError> {
     let bytes = std::fs::read(path).map_err(|source| EvalError::Io { path: path.to_path_buf(), source })?;
-    decode(path, &bytes)?;
-    // decode() just checked the bytes are UTF-8.
-    Ok(String::from_utf8(bytes).unwrap_or_default())
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = 1 + valid.iter().filter(|&&b| b == b'\n').count() as u64;
+        line_error(path, line, "invalid UTF-8")
+    })
 }
 
 /// NOTE: spreadsheet exports often start with a byte-order mark, which would
 /// otherwise become part of the first header name or hide the leading `{`.
 fn without_bom(text: &str) -> &str {
     text.strip_prefix('\u{feff}').unwrap_or(text)
-}
-
-/// Decodes UTF-8, reporting the line of the first invalid byte.
-fn decode<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a str, EvalError> {
-    std::str::from_utf8(bytes).map_err(|e| {
-        let valid = &bytes[..e.valid_up_to()];
-        let line = 1 + valid.iter().filter(|&&b| b == b'\n').count() as u64;
-        line_error(path, line, "invalid UTF-8")
-    })
 }
 
 fn json_extension(path: &Path) -> bool {

@@ -15,12 +15,7 @@ use crate::stats::{DecisionCount, IntentFeedback, NotUsefulReport, OptimiseFilte
 const COMMENTS_PER_INTENT: usize = 3;
 
 /// A COUNT(*) column (BIGINT on PostgreSQL, INTEGER on SQLite) as u64.
-fn count<'r, R>(row: &'r R, col: &str) -> Result<u64, sqlx::Error>
-where
-    R: Row,
-    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'c> &'c str: sqlx::ColumnIndex<R>,
-{
+fn count(row: &AnyRow, col: &str) -> Result<u64, sqlx::Error> {
     Ok(row.try_get::<i64, _>(col)?.max(0) as u64)
 }
 
