@@ -507,7 +507,7 @@ struct CorrectionRequest {
 async fn correction(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<(StatusCode, Json<Value>), ApiError> {
     let req: CorrectionRequest = parse_json(body)?;
     let engine = state.engine().ok_or_else(ApiError::not_ready)?;
-    if req.intent != crate::corpus::OOS && engine.corpus().intent(&req.intent).is_none() {
+    if !engine.knows_intent(&req.intent) {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_intent", format!("{:?} is not an intent of the taxonomy", req.intent)));
     }
     let text = match (&req.trace_id, &req.text) {
