@@ -153,14 +153,8 @@ pub fn redact_url(url: &Url) -> String {
 pub struct OverdueNotice {
     /// Always [`OVERDUE_EVENT`].
     pub event: &'static str,
-    pub ticket_id: String,
-    pub priority: String,
-    pub queue: String,
-    pub reason: String,
-    pub customer_id: Option<String>,
-    pub intent: String,
-    pub created_at: String,
-    pub due_at: String,
+    #[serde(flatten)]
+    pub ticket: OverduePush,
     /// Whole minutes past the deadline when the sweep saw it.
     pub overdue_minutes: i64,
     /// Path of the ticket in this service's API.
@@ -173,14 +167,7 @@ pub fn notice(ticket: &OverduePush, now: DateTime<Utc>) -> Option<OverdueNotice>
     let due = DateTime::parse_from_rfc3339(&ticket.due_at).ok()?.with_timezone(&Utc);
     Some(OverdueNotice {
         event: OVERDUE_EVENT,
-        ticket_id: ticket.id.clone(),
-        priority: ticket.priority.clone(),
-        queue: ticket.queue.clone(),
-        reason: ticket.reason.clone(),
-        customer_id: ticket.customer_id.clone(),
-        intent: ticket.intent.clone(),
-        created_at: ticket.created_at.clone(),
-        due_at: ticket.due_at.clone(),
+        ticket: ticket.clone(),
         overdue_minutes: overdue_minutes(due, now),
         link: format!("/v1/tickets/{}", ticket.id),
         detected_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -282,7 +269,7 @@ impl SlaNotifier {
                 return Err(err);
             }
             let delay = retry_delay(self.settings.backoff, retry);
-            tracing::debug!(ticket_id = %notice.ticket_id, retry, error = %err, ?delay, "SLA webhook POST failed, retrying");
+            tracing::debug!(ticket_id = %notice.ticket.id, retry, error = %err, ?delay, "SLA webhook POST failed, retrying");
             tokio::time::sleep(delay).await;
             retry += 1;
         }
@@ -295,7 +282,7 @@ impl SlaNotifier {
             .post(self.settings.url.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             // Receivers can drop a repeat (a sweep that died between POST and record).
-            .header("idempotency-key", format!("{OVERDUE_EVENT}:{}", notice.ticket_id))
+            .header("idempotency-key", format!("{OVERDUE_EVENT}:{}", notice.ticket.id))
             .body(body)
             .send()
             .await

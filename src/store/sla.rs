@@ -7,13 +7,16 @@
 //! that dies mid-delivery does not block the ticket forever.
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use sqlx::Row;
 
 use super::{ts, Store, StoreError, STATUS_NEW};
 
-/// An overdue ticket whose notice has not reached the webhook yet.
-#[derive(Debug, Clone, PartialEq)]
+/// An overdue ticket whose notice has not reached the webhook yet. It
+/// serialises as the ticket's part of the webhook notice.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OverduePush {
+    #[serde(rename = "ticket_id")]
     pub id: String,
     pub priority: String,
     pub queue: String,
@@ -25,6 +28,7 @@ pub struct OverduePush {
     /// RFC 3339 pick-up deadline, as stored.
     pub due_at: String,
     /// Delivery rounds that failed so far.
+    #[serde(skip)]
     pub attempts: i64,
 }
 
