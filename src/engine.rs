@@ -376,6 +376,18 @@ impl Engine {
         Some(answer::gather(self.connectors.as_ref(), self.history.as_deref(), customer_id, ctx).await)
     }
 
+    /// The context a hand-off gathers for `customer_id` (profile, orders,
+    /// repairs, refunds), for a ticket opened by hand; `None` when no
+    /// enterprise system or history is configured.
+    pub async fn customer_context(&self, customer_id: &str, trace_id: &str, now: DateTime<Utc>) -> Option<serde_json::Value> {
+        let ctx = Ctx { now, trace_id };
+        let records = self.customer_records(Some(customer_id), &ctx).await?;
+        let profile = self.profile_of(&records, now);
+        let slots = Slots::default();
+        let subject = Subject { customer_id: Some(customer_id), slots: &slots, tz: self.settings.timezone };
+        Some(answer::handoff_context(self.connectors.as_ref(), &records, Some(&profile), &subject, &ctx).await)
+    }
+
     fn profile_of(&self, records: &answer::CustomerRecords, now: DateTime<Utc>) -> Profile {
         let is_after_sales_intent = |intent: &str| self.corpus.intent(intent).is_some_and(|i| i.scenario == "after_sales");
         let inputs = ProfileInputs {
@@ -529,7 +541,8 @@ impl Engine {
         Ok(Outcome {
             options,
             answer: Some(answer),
-            confidence: confidence_in(&verdict, &scored),
+            // A turn that answers the bot's own question settles the intent the customer chose.
+            confidence: if follows_up { 1.0 } else { confidence_in(&verdict, &scored) },
             candidates: candidates(&scored),
             action: verdict.action,
             intent: verdict.intent,

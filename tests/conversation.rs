@@ -71,6 +71,7 @@ async fn a_clarifying_question_is_answered_by_number(base: &str) {
     let reply = ask(base, json!({"text": "2", "session_id": session})).await;
     assert_eq!(reply["intent"], second["intent"], "{reply}");
     assert_ne!(reply["decision"], "clarify", "{reply}");
+    assert_eq!(reply["confidence"], 1.0, "the customer chose the intent: {reply}");
 }
 
 async fn two_unhelpful_turns_in_a_row_hand_off(base: &str) {

@@ -402,13 +402,19 @@ async fn create_ticket(State(state): State<Arc<AppState>>, body: Result<Bytes, B
         return Err(ApiError::bad_request("invalid_priority", format!("priority must be one of {}", PRIORITIES.join(", "))));
     }
     let now = Utc::now();
+    let id = new_ticket_id();
+    // The agent gets the same customer context a hand-off gathers.
+    let context = match &req.customer_id {
+        Some(customer) => engine.customer_context(customer, &id, now).await,
+        None => None,
+    };
     let ticket = NewTicket {
-        id: new_ticket_id(),
+        id,
         priority,
         queue,
         reason: req.reason.unwrap_or_else(|| "manual".to_string()),
         due_at: now + state.settings.ticket_sla,
-        context: json!({}),
+        context: context.unwrap_or_else(|| json!({})),
     };
     let about = TicketAbout {
         customer_id: req.customer_id.as_deref(),
