@@ -164,6 +164,15 @@ struct FinetuneArgs {
     /// Stop after this many minutes, keeping what was learnt.
     #[arg(long)]
     budget_minutes: Option<u64>,
+    /// Peak learning rate.
+    #[arg(long)]
+    learning_rate: Option<f64>,
+    /// Weight of the intent-prototype classification loss beside the ranking loss (0: ranking only).
+    #[arg(long)]
+    class_weight: Option<f32>,
+    /// Seed of the batch order (give a new one when continuing from an earlier fine-tune).
+    #[arg(long)]
+    seed: Option<u64>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -499,6 +508,9 @@ fn run_finetune(config: &Config, args: FinetuneArgs) -> Result<()> {
         epochs: args.epochs.unwrap_or(defaults.epochs),
         trainable_layers: args.trainable_layers.unwrap_or(defaults.trainable_layers),
         time_budget_seconds: args.budget_minutes.map_or(defaults.time_budget_seconds, |m| m * 60),
+        learning_rate: args.learning_rate.unwrap_or(defaults.learning_rate),
+        class_weight: args.class_weight.unwrap_or(defaults.class_weight),
+        seed: args.seed.unwrap_or(defaults.seed),
         ..defaults
     };
     ensure_model(config, !args.json)?;

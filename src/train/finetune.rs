@@ -10,6 +10,11 @@
 //! Out-of-scope examples join the positives as extra negatives that match no
 //! anchor, which pushes them away from every intent.
 //!
+//! A batch holds only a few dozen intents, most of them easy to tell apart, so
+//! a second loss scores the same anchors and positives against a learned
+//! prototype of every intent (a cosine classifier started at the intent
+//! centroids): each step then also pulls away from the nearest rival intents.
+//!
 //! Only the top `trainable_layers` transformer layers learn. The layers below
 //! are run once per text and their outputs kept, so a step costs a forward and
 //! a backward pass through the top layers only.
@@ -63,8 +68,10 @@ pub struct FinetuneOptions {
     pub learning_rate: f64,
     /// Top transformer layers that learn; the rest stay frozen.
     pub trainable_layers: usize,
-    /// Inverse temperature of the ranking loss over cosine similarities.
+    /// Inverse temperature of both losses over cosine similarities.
     pub scale: f32,
+    /// Weight of the prototype classification loss against the ranking loss; 0 turns it off.
+    pub class_weight: f32,
     /// Stop (and keep what was learnt) after this long.
     pub time_budget_seconds: u64,
     /// Token cap per input while training (utterances are short; the cap bounds step cost).
@@ -78,9 +85,10 @@ impl Default for FinetuneOptions {
             epochs: 2,
             batch_size: 32,
             oos_negatives: 8,
-            learning_rate: 5e-5,
+            learning_rate: 1e-4,
             trainable_layers: 4,
             scale: 20.0,
+            class_weight: 1.0,
             time_budget_seconds: 3600,
             max_tokens: 64,
             seed: 7,
@@ -98,7 +106,7 @@ pub struct FinetuneReport {
     pub intents: usize,
     pub steps: usize,
     pub epochs_completed: f32,
-    /// Mean ranking loss over the first and the last tenth of the steps.
+    /// Mean training loss over the first and the last tenth of the steps.
     pub first_loss: f32,
     pub last_loss: f32,
     pub stopped_by_budget: bool,
@@ -135,8 +143,17 @@ pub fn finetune(
     show_progress: bool,
 ) -> Result<FinetuneReport, FinetuneError> {
     let started = Instant::now();
-    if opts.epochs == 0 || opts.batch_size < 2 || opts.trainable_layers == 0 || !opts.learning_rate.is_finite() || opts.learning_rate <= 0.0 || opts.max_tokens < 4 {
-        return Err(FinetuneError::InvalidOptions("epochs, trainable_layers must be positive, batch_size at least 2, max_tokens at least 4".into()));
+    if opts.epochs == 0
+        || opts.batch_size < 2
+        || opts.trainable_layers == 0
+        || !opts.learning_rate.is_finite()
+        || opts.learning_rate <= 0.0
+        || opts.max_tokens < 4
+        || !(opts.class_weight.is_finite() && opts.class_weight >= 0.0)
+    {
+        return Err(FinetuneError::InvalidOptions(
+            "epochs, trainable_layers and learning_rate must be positive, batch_size at least 2, max_tokens at least 4, class_weight a number >= 0".into(),
+        ));
     }
     let base_name = base_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let read = |path: &Path| std::fs::read(path).map_err(|e| FinetuneError::Read { path: path.to_path_buf(), message: e.to_string() });
@@ -196,13 +213,15 @@ pub fn finetune(
     let bar = progress_bar(ids.len() as u64, show_progress, "preparing");
     let lower = lower_states(&embeddings, &layers[..frozen], &ids, dims.pad_token_id, &shape, &bar)?;
     bar.finish_and_clear();
+    let prototypes = if opts.class_weight > 0.0 { Some(Var::from_tensor(&intent_centroids(&lower, &members, &layers[frozen..], &shape)?)?) } else { None };
     let prepare_seconds = started.elapsed().as_secs_f32();
 
     let mut rng = StdRng::seed_from_u64(opts.seed);
     let batches_per_epoch = epoch_batches(&members, opts.batch_size, &mut rng).len();
     let total_steps = batches_per_epoch * opts.epochs;
     let warmup = (total_steps / 10).max(1);
-    let mut adam = AdamW::new(vars.iter().map(|(_, v)| v.clone()).collect(), ParamsAdamW { lr: opts.learning_rate, weight_decay: 0.01, ..ParamsAdamW::default() })?;
+    let learnt = vars.iter().map(|(_, v)| v.clone()).chain(prototypes.clone()).collect();
+    let mut adam = AdamW::new(learnt, ParamsAdamW { lr: opts.learning_rate, weight_decay: 0.01, ..ParamsAdamW::default() })?;
     let budget = Duration::from_secs(opts.time_budget_seconds);
     let bar = progress_bar(total_steps as u64, show_progress, "fine-tuning");
     let mut losses: Vec<f32> = Vec::with_capacity(total_steps);
@@ -226,7 +245,13 @@ pub fn finetune(
             let n = anchors.len();
             let scores = (pooled.narrow(0, 0, n)?.matmul(&pooled.narrow(0, n, rows.len() - n)?.t()?)? * f64::from(opts.scale))?;
             let targets = Tensor::from_vec((0..n as u32).collect::<Vec<_>>(), n, &device)?;
-            let loss = candle_nn::loss::cross_entropy(&scores, &targets)?;
+            let mut loss = candle_nn::loss::cross_entropy(&scores, &targets)?;
+            if let Some(prototypes) = &prototypes {
+                let intents: Vec<u32> = anchors.iter().chain(&anchors).map(|&(c, _)| c as u32).collect();
+                let intents = Tensor::from_vec(intents, 2 * n, &device)?;
+                let logits = (pooled.narrow(0, 0, 2 * n)?.matmul(&unit_rows(prototypes.as_tensor())?.t()?)? * f64::from(opts.scale))?;
+                loss = (loss + (candle_nn::loss::cross_entropy(&logits, &intents)? * f64::from(opts.class_weight))?)?;
+            }
             adam.backward_step(&loss)?;
             let value = loss.to_scalar::<f32>()?;
             losses.push(value);
@@ -314,6 +339,27 @@ fn lower_states(embeddings: &Embeddings, frozen: &[Layer], ids: &[Vec<u32>], pad
     Ok(lower)
 }
 
+/// Each intent's mean pooled embedding under the starting weights, `[intents, hidden]`:
+/// where the prototypes of the classification loss begin.
+fn intent_centroids(lower: &[Tensor], members: &[Vec<usize>], upper: &[Layer], shape: &Shape) -> candle_core::Result<Tensor> {
+    let mut centroids = Vec::with_capacity(members.len());
+    for rows in members {
+        let mut sum: Option<Tensor> = None;
+        for chunk in rows.chunks(64) {
+            let pooled = pooled_embeddings(&chunk.iter().map(|&i| &lower[i]).collect::<Vec<_>>(), upper, shape)?.sum(0)?.detach();
+            sum = Some(match sum {
+                Some(s) => (s + pooled)?,
+                None => pooled,
+            });
+        }
+        match sum {
+            Some(s) => centroids.push(s),
+            None => return Err(candle_core::Error::Msg("an intent without examples".into())),
+        }
+    }
+    unit_rows(&Tensor::stack(&centroids, 0)?)
+}
+
 /// One pass's anchors as (intent, example), each batch from distinct intents:
 /// every intent's examples are shuffled and dealt in rounds, one per intent per round.
 fn epoch_batches(members: &[Vec<usize>], batch_size: usize, rng: &mut StdRng) -> Vec<Vec<(usize, usize)>> {
@@ -377,8 +423,12 @@ fn pooled_embeddings(rows: &[&Tensor], layers: &[Layer], shape: &Shape) -> candl
         states = layer.forward(&states, &bias, shape)?;
     }
     let m = mask.unsqueeze(2)?;
-    let pooled = states.broadcast_mul(&m)?.sum(1)?.broadcast_div(&m.sum(1)?)?;
-    pooled.broadcast_div(&pooled.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12f32, f32::MAX)?)
+    unit_rows(&states.broadcast_mul(&m)?.sum(1)?.broadcast_div(&m.sum(1)?)?)
+}
+
+/// `x` with each row scaled to unit length.
+fn unit_rows(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.broadcast_div(&x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12f32, f32::MAX)?)
 }
 
 struct Shape {
@@ -593,7 +643,9 @@ mod tests {
 
         let none: Vec<(&str, &str)> = vec![("refund", "refund"), ("order", "order")];
         assert!(matches!(finetune(&base, dir.path(), "x", &none, &opts, false), Err(FinetuneError::TooFewPairs(0))));
-        let zero = FinetuneOptions { epochs: 0, ..opts };
+        let zero = FinetuneOptions { epochs: 0, ..opts.clone() };
         assert!(matches!(finetune(&base, dir.path(), "x", &examples, &zero, false), Err(FinetuneError::InvalidOptions(_))));
+        let negative = FinetuneOptions { class_weight: -1.0, ..opts };
+        assert!(matches!(finetune(&base, dir.path(), "x", &examples, &negative, false), Err(FinetuneError::InvalidOptions(_))));
     }
 }
