@@ -628,7 +628,7 @@ fn picked_option<'p>(previous: &'p PreviousTurn, text: &str) -> Option<&'p str> 
 /// "the second one"), when the reply is no more than that; 0-based.
 fn chosen_option(text: &str, count: usize) -> Option<usize> {
     let cleaned: String = text.trim().to_lowercase().chars().filter(|c| !matches!(c, '.' | '。' | '!' | '！' | ',' | '，' | '、' | '#' | ':' | '：' | '?' | '？')).collect();
-    let number = if cleaned.chars().any(|c| !c.is_ascii()) {
+    let number = if !cleaned.is_ascii() {
         let mut rest = cleaned.replace(char::is_whitespace, "");
         for prefix in ["我选", "我要", "选择", "选", "要", "是", "第"] {
             rest = rest.strip_prefix(prefix).map(str::to_string).unwrap_or(rest);

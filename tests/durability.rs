@@ -14,13 +14,16 @@ const CLIENTS: usize = 8;
 /// Messages with hand-offs mixed in, so tickets are written too.
 const MESSAGES: [&str; 6] = ["快递到哪了", "我要投诉你们的客服", "转人工", "退货地址是哪里", "冰箱坏了不制冷", "你们几点上班"];
 
+/// The trace id of a turn the server acknowledged, and its hand-off ticket id.
+type Acknowledged = (String, Option<String>);
+
 #[tokio::test]
 async fn sigkill_during_a_burst_loses_no_acknowledged_turn_or_ticket() {
     if !common::model_installed() {
         return;
     }
     let mut server = Server::start(&[]).await;
-    let acknowledged: Arc<Mutex<Vec<(String, Option<String>)>>> = Arc::default();
+    let acknowledged: Arc<Mutex<Vec<Acknowledged>>> = Arc::default();
     let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
     let mut burst = Vec::new();
     for c in 0..CLIENTS {
