@@ -227,7 +227,13 @@ pub async fn gather(connectors: Option<&Connectors>, history: Option<&dyn Custom
 /// tags, the CRM record, recent orders, repair history (with the count of
 /// repairs of the named product in the last 90 days) and refunds. Sources
 /// that failed are left out and named.
-pub async fn handoff_context(connectors: Option<&Connectors>, records: &CustomerRecords, profile: Option<&Profile>, subject: &Subject<'_>, ctx: &Ctx<'_>) -> Value {
+pub async fn handoff_context(
+    connectors: Option<&Connectors>,
+    records: &CustomerRecords,
+    profile: Option<&Profile>,
+    subject: &Subject<'_>,
+    ctx: &Ctx<'_>,
+) -> Value {
     let mut unavailable = records.unavailable.clone();
     let refunds = match connectors {
         Some(c) => available("refunds", c.refunds.refunds_of(ctx, &records.customer_id).await, &mut unavailable, ctx),
@@ -257,10 +263,8 @@ pub fn ticket_id_in(text: &str) -> Option<String> {
     let alnum_at = |i: usize| bytes.get(i).is_some_and(|b| b.is_ascii_alphanumeric());
     (0..bytes.len()).find_map(|i| {
         let candidate = bytes.get(i..i + 13)?;
-        let fits = candidate[0].eq_ignore_ascii_case(&b'T')
-            && candidate[1..].iter().all(u8::is_ascii_hexdigit)
-            && !(i > 0 && alnum_at(i - 1))
-            && !alnum_at(i + 13);
+        let fits =
+            candidate[0].eq_ignore_ascii_case(&b'T') && candidate[1..].iter().all(u8::is_ascii_hexdigit) && !(i > 0 && alnum_at(i - 1)) && !alnum_at(i + 13);
         fits.then(|| text[i..i + 13].to_ascii_uppercase())
     })
 }
@@ -358,7 +362,8 @@ pub fn ticket_status_text(tickets: &[TicketSummary], lang: Lang, tz: Tz, title_o
         }
         (Lang::En, _) => {
             let listed: Vec<String> = lines.iter().enumerate().map(|(i, l)| format!("{}. {l}", i + 1)).collect();
-            let rest = if more > 0 { format!("\n{more} more are in the app under 「我的」(Me) >「服务记录」(Service history).") } else { String::new() };
+            let rest =
+                if more > 0 { format!("\n{more} more are in the app under 「我的」(Me) >「服务记录」(Service history).") } else { String::new() };
             format!("You have {} open tickets:\n{}{rest}", tickets.len(), listed.join("\n"))
         }
     }
@@ -459,7 +464,10 @@ mod tests {
         let tz = chrono_tz::Asia::Shanghai;
         let t = summary("T3F9A0B12C4D5", "in_progress", Some("agent-7"), Some("已派给维修师傅，预计明天上门"));
         let zh = ticket_status_text(std::slice::from_ref(&t), Lang::Zh, tz, &titles(Lang::Zh));
-        assert_eq!(zh, "帮你查到了：工单 T3F9A0B12C4D5（产品故障报修）：处理中，由客服 agent-7 跟进。最新进展（6月15日 10:20）：已派给维修师傅，预计明天上门。");
+        assert_eq!(
+            zh,
+            "帮你查到了：工单 T3F9A0B12C4D5（产品故障报修）：处理中，由客服 agent-7 跟进。最新进展（6月15日 10:20）：已派给维修师傅，预计明天上门。"
+        );
         let en = ticket_status_text(&[t], Lang::En, tz, &titles(Lang::En));
         assert_eq!(en, "Here is what I found. Ticket T3F9A0B12C4D5 (Report a fault): in progress, handled by agent-7. Latest update (Jun 15, 10:20): 已派给维修师傅，预计明天上门.");
         let fresh = summary("T000000000001", "new", None, None);
@@ -512,7 +520,14 @@ mod tests {
         assert_eq!(ask("我的工单怎么样了", Some("c1")).await.as_deref(), Some("目前没有查到你未完成的工单。GENERAL"));
         assert_eq!(ask("我的工单怎么样了", None).await, None);
 
-        let ticket = NewTicket { id: "TABCDEF012345".into(), priority: "high".into(), queue: "after_sales".into(), reason: "agent_intent".into(), due_at: Utc::now(), context: json!({}) };
+        let ticket = NewTicket {
+            id: "TABCDEF012345".into(),
+            priority: "high".into(),
+            queue: "after_sales".into(),
+            reason: "agent_intent".into(),
+            due_at: Utc::now(),
+            context: json!({}),
+        };
         store.record_turn(&turn("a", "c1"), Some(&ticket)).await.unwrap();
         store.move_ticket("TABCDEF012345", "assigned", Some("agent-7"), Some("已派给维修师傅，预计明天上门"), Utc::now()).await.unwrap();
         let answer = ask("我的工单怎么样了", Some("c1")).await.unwrap();

@@ -283,9 +283,7 @@ impl Config {
 
     /// The time zone, parsed.
     pub fn tz(&self) -> Result<chrono_tz::Tz, ConfigError> {
-        self.timezone
-            .parse()
-            .map_err(|_| ConfigError::Invalid { field: "timezone", message: format!("{:?} is not an IANA time zone", self.timezone) })
+        self.timezone.parse().map_err(|_| ConfigError::Invalid { field: "timezone", message: format!("{:?} is not an IANA time zone", self.timezone) })
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -297,7 +295,12 @@ impl Config {
         if !(0.0..=1.0).contains(&self.min_answer_confidence) {
             return Err(ConfigError::Invalid { field: "min_answer_confidence", message: "must be within 0..1".into() });
         }
-        for (field, value) in [("max_in_flight", self.max_in_flight), ("max_text_bytes", self.max_text_bytes), ("encoder_queue", self.encoder_queue), ("batch_max_requests", self.batch_max_requests)] {
+        for (field, value) in [
+            ("max_in_flight", self.max_in_flight),
+            ("max_text_bytes", self.max_text_bytes),
+            ("encoder_queue", self.encoder_queue),
+            ("batch_max_requests", self.batch_max_requests),
+        ] {
             if value == 0 {
                 return Err(ConfigError::Invalid { field, message: "must be at least 1".into() });
             }
@@ -305,7 +308,11 @@ impl Config {
         if let Some(url) = &self.sla_webhook_url {
             parse_http_url("sla_webhook_url", url)?;
         }
-        for (field, value) in [("sla_check_interval_secs", self.sla_check_interval_secs), ("sla_webhook_timeout_ms", self.sla_webhook_timeout_ms), ("sla_webhook_max_attempts", self.sla_webhook_max_attempts.into())] {
+        for (field, value) in [
+            ("sla_check_interval_secs", self.sla_check_interval_secs),
+            ("sla_webhook_timeout_ms", self.sla_webhook_timeout_ms),
+            ("sla_webhook_max_attempts", self.sla_webhook_max_attempts.into()),
+        ] {
             if value == 0 {
                 return Err(ConfigError::Invalid { field, message: "must be at least 1".into() });
             }

@@ -457,8 +457,7 @@ impl Engine {
         let text = query.text.trim();
         let ctx = Ctx { now: query.now.with_timezone(&Utc), trace_id: query.trace_id };
         // The customer's records do not depend on the question: fetch them while the encoder works.
-        let (embedded, records) =
-            tokio::join!(self.encoder.embed(vec![text.to_string()], TextKind::Query), self.customer_records(query.customer_id, &ctx));
+        let (embedded, records) = tokio::join!(self.encoder.embed(vec![text.to_string()], TextKind::Query), self.customer_records(query.customer_id, &ctx));
         let vector = embedded?.pop().ok_or_else(|| EncoderError::Inference("the encoder returned no vector".into()))?;
         let scored = self.score(&vector, query.scenario)?;
         let tz = self.settings.timezone;
@@ -494,7 +493,9 @@ impl Engine {
                         verdict.action = Action::Clarify;
                         answer = match lang {
                             Lang::Zh => format!("你有几笔相关订单，想问哪一笔？\n{}\n回复订单号就好。", orders.join("\n")),
-                            Lang::En => format!("You have several matching orders; which one do you mean?\n{}\nReply with the order number.", orders.join("\n")),
+                            Lang::En => {
+                                format!("You have several matching orders; which one do you mean?\n{}\nReply with the order number.", orders.join("\n"))
+                            }
                         };
                     }
                     Resolution::AskOrderNumber => {
@@ -627,7 +628,8 @@ fn picked_option<'p>(previous: &'p PreviousTurn, text: &str) -> Option<&'p str> 
 /// Which of `count` numbered options a reply picks ("2", "第二个", "选3",
 /// "the second one"), when the reply is no more than that; 0-based.
 fn chosen_option(text: &str, count: usize) -> Option<usize> {
-    let cleaned: String = text.trim().to_lowercase().chars().filter(|c| !matches!(c, '.' | '。' | '!' | '！' | ',' | '，' | '、' | '#' | ':' | '：' | '?' | '？')).collect();
+    let cleaned: String =
+        text.trim().to_lowercase().chars().filter(|c| !matches!(c, '.' | '。' | '!' | '！' | ',' | '，' | '、' | '#' | ':' | '：' | '?' | '？')).collect();
     let number = if !cleaned.is_ascii() {
         let mut rest = cleaned.replace(char::is_whitespace, "");
         for prefix in ["我选", "我要", "选择", "选", "要", "是", "第"] {
@@ -757,7 +759,16 @@ mod tests {
 
     #[test]
     fn a_reply_that_picks_an_option() {
-        for (text, want) in [("2", Some(1)), ("第二个", Some(1)), ("选3", Some(2)), ("1。", Some(0)), ("the second one", Some(1)), ("Option 3", Some(2)), ("first", Some(0)), ("两", Some(1))] {
+        for (text, want) in [
+            ("2", Some(1)),
+            ("第二个", Some(1)),
+            ("选3", Some(2)),
+            ("1。", Some(0)),
+            ("the second one", Some(1)),
+            ("Option 3", Some(2)),
+            ("first", Some(0)),
+            ("两", Some(1)),
+        ] {
             assert_eq!(chosen_option(text, 3), want, "{text}");
         }
         for text in ["4", "0", "第二个问题是退款", "2 and 3", "我要退货", "12345"] {

@@ -194,7 +194,13 @@ fn main() -> Result<()> {
                 let bytes: u64 = summary.files.iter().map(|f| f.bytes).sum();
                 println!(
                     "installed {} into {} ({} files, {:.0} MB, dim {}) from {} in {:.1}s",
-                    summary.name, summary.dir.display(), summary.files.len(), bytes as f64 / 1e6, summary.dim, summary.source, summary.seconds
+                    summary.name,
+                    summary.dir.display(),
+                    summary.files.len(),
+                    bytes as f64 / 1e6,
+                    summary.dim,
+                    summary.source,
+                    summary.seconds
                 );
             }
             Ok(())
@@ -229,8 +235,11 @@ fn main() -> Result<()> {
             } else {
                 println!(
                     "intent model: {} intents, {} exemplars; cross-validated in-scope accuracy {:.3}, oos recall {}; ready in {:.1}s",
-                    summary["intents"], summary["exemplars"], cal.report.in_scope_accuracy,
-                    cal.report.oos_recall.map_or("n/a".into(), |r| format!("{r:.3}")), started.elapsed().as_secs_f32()
+                    summary["intents"],
+                    summary["exemplars"],
+                    cal.report.in_scope_accuracy,
+                    cal.report.oos_recall.map_or("n/a".into(), |r| format!("{r:.3}")),
+                    started.elapsed().as_secs_f32()
                 );
             }
             Ok(())
@@ -255,7 +264,9 @@ fn main() -> Result<()> {
             } else {
                 println!(
                     "rolled back {} -> {}; a running server switches within {}s (or POST /v1/admin/reload)",
-                    outcome.from, kefu::train::describe(&outcome.to), config.versions_poll_secs
+                    outcome.from,
+                    kefu::train::describe(&outcome.to),
+                    config.versions_poll_secs
                 );
             }
             Ok(())
@@ -489,7 +500,13 @@ fn run_stats(config: &Config, args: StatsArgs, runtime: &tokio::runtime::Runtime
             std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
             eprintln!(
                 "{} turns from {} to {}: {} question groups, {} corrections; written to {} in {:.1}s",
-                report.turns, report.from, report.to, report.top_questions.len(), report.corrections_total, path.display(), started.elapsed().as_secs_f32()
+                report.turns,
+                report.from,
+                report.to,
+                report.top_questions.len(),
+                report.corrections_total,
+                path.display(),
+                started.elapsed().as_secs_f32()
             );
         }
         None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
@@ -520,8 +537,17 @@ fn run_finetune(config: &Config, args: FinetuneArgs) -> Result<()> {
     } else {
         println!(
             "fine-tuned {} into {} on {} examples ({} intents): {} steps, {:.2} epochs{}, loss {:.3} -> {:.3}, in {:.0}s; use it with --model {}",
-            report.base, report.dir.display(), report.examples, report.intents, report.steps, report.epochs_completed,
-            if report.stopped_by_budget { " (time budget reached)" } else { "" }, report.first_loss, report.last_loss, report.seconds, report.name
+            report.base,
+            report.dir.display(),
+            report.examples,
+            report.intents,
+            report.steps,
+            report.epochs_completed,
+            if report.stopped_by_budget { " (time budget reached)" } else { "" },
+            report.first_loss,
+            report.last_loss,
+            report.seconds,
+            report.name
         );
     }
     Ok(())
@@ -534,9 +560,8 @@ fn run_eval(config: &Config, args: EvalArgs, runtime: &tokio::runtime::Runtime) 
             let train_lines = eval::load_labelled(train, SetRole::Train)?;
             // Thresholds are fitted on the file's validation split when it has
             // one (CLINC150: val + oos_val), never on the test lines.
-            let validation = eval::load_validation(train)?
-                .map(|lines| Corpus::from_labelled(lines.iter().map(|l| (l.text.as_str(), l.intent.as_str()))))
-                .transpose()?;
+            let validation =
+                eval::load_validation(train)?.map(|lines| Corpus::from_labelled(lines.iter().map(|l| (l.text.as_str(), l.intent.as_str())))).transpose()?;
             (Corpus::from_labelled(train_lines.iter().map(|l| (l.text.as_str(), l.intent.as_str())))?, config.corpus_dir.clone(), validation)
         }
         (None, Some(dir)) => (Corpus::load(dir)?, dir.clone(), None),

@@ -217,12 +217,7 @@ mod tests {
     use super::*;
 
     fn scored(ranked: &[(&str, f32)], confidence: f32, out_of_scope: bool) -> Scored {
-        Scored {
-            ranked: ranked.iter().map(|(id, p)| (id.to_string(), *p)).collect(),
-            out_of_scope,
-            confidence,
-            neighbours: Vec::new(),
-        }
+        Scored { ranked: ranked.iter().map(|(id, p)| (id.to_string(), *p)).collect(), out_of_scope, confidence, neighbours: Vec::new() }
     }
 
     fn taxonomy(id: &str) -> Option<Decision> {

@@ -330,10 +330,7 @@ pub struct Profile {
 
 /// 张伟 -> 张*, John Smith -> J*** S****: enough for an agent to greet, not to identify.
 pub fn mask_name(name: &str) -> String {
-    name.split(' ')
-        .map(|word| word.chars().enumerate().map(|(i, c)| if i == 0 { c } else { '*' }).collect::<String>())
-        .collect::<Vec<_>>()
-        .join(" ")
+    name.split(' ').map(|word| word.chars().enumerate().map(|(i, c)| if i == 0 { c } else { '*' }).collect::<String>()).collect::<Vec<_>>().join(" ")
 }
 
 /// Distinct days in `tz` of these instants.
@@ -597,7 +594,12 @@ mod tests {
     fn a_big_spender_with_two_recent_repairs_gets_both_default_tags() {
         let sources = Sources {
             customer: Some(customer(15_056.0)),
-            orders: Some(vec![order("1", "delivered", 240, 8999.0), order("2", "paid", 1, 459.0), order("3", "cancelled", 9, 199.0), order("4", "delivered", 420, 3999.0)]),
+            orders: Some(vec![
+                order("1", "delivered", 240, 8999.0),
+                order("2", "paid", 1, 459.0),
+                order("3", "cancelled", 9, 199.0),
+                order("4", "delivered", 420, 3999.0),
+            ]),
             repairs: Some(vec![repair("W1", "refrigerator", 70), repair("W2", "refrigerator", 12)]),
             turns: Some(Vec::new()),
         };
@@ -628,7 +630,12 @@ mod tests {
         assert!(!sources.build(&ProfileRules::default()).has_tag("vip"));
         // Without the CRM, the paid orders of the last 12 months count.
         sources.customer = None;
-        sources.orders = Some(vec![order("1", "delivered", 100, 6000.0), order("2", "delivered", 200, 4500.0), order("3", "cancelled", 5, 9000.0), order("4", "delivered", 400, 9000.0)]);
+        sources.orders = Some(vec![
+            order("1", "delivered", 100, 6000.0),
+            order("2", "delivered", 200, 4500.0),
+            order("3", "cancelled", 5, 9000.0),
+            order("4", "delivered", 400, 9000.0),
+        ]);
         let p = sources.build(&ProfileRules::default());
         assert_eq!(p.spend_12m_cny, Some(10_500.0));
         assert!(p.has_tag("vip") && !p.known);
@@ -726,7 +733,10 @@ mod tests {
             let err = rules.validate().unwrap_err();
             assert!(err.to_string().contains(expect), "{text}: {err}");
         }
-        for text in ["[[rules]]\ntag = \"x\"\nmetric = \"age\"\nop = \">\"\nthreshold = 1", "[[rules]]\ntag = \"x\"\nmetric = \"orders_12m\"\nop = \"=\"\nthreshold = 1"] {
+        for text in [
+            "[[rules]]\ntag = \"x\"\nmetric = \"age\"\nop = \">\"\nthreshold = 1",
+            "[[rules]]\ntag = \"x\"\nmetric = \"orders_12m\"\nop = \"=\"\nthreshold = 1",
+        ] {
             assert!(toml::from_str::<ProfileRules>(text).is_err(), "{text}");
         }
     }

@@ -400,7 +400,14 @@ mod tests {
     fn backoff_doubles_and_the_lease_outlasts_a_round() {
         let backoff = Duration::from_millis(100);
         assert_eq!((0..4).map(|r| retry_delay(backoff, r).as_millis()).collect::<Vec<_>>(), [100, 200, 400, 800]);
-        let settings = WebhookSettings { url: Url::parse("http://127.0.0.1:9/").unwrap(), retries: 3, timeout: Duration::from_secs(2), backoff, max_attempts: 5, batch: 10 };
+        let settings = WebhookSettings {
+            url: Url::parse("http://127.0.0.1:9/").unwrap(),
+            retries: 3,
+            timeout: Duration::from_secs(2),
+            backoff,
+            max_attempts: 5,
+            batch: 10,
+        };
         let round = Duration::from_secs(2) * 4 + Duration::from_millis(100 + 200 + 400);
         assert!(settings.lease() > round, "{:?}", settings.lease());
         assert!(WebhookSettings { retries: u32::MAX, ..settings }.lease() >= round, "no overflow");

@@ -307,15 +307,13 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 pub fn leader_clusters(vectors: &[Vec<f32>], threshold: f32) -> Vec<Vec<usize>> {
     let mut clusters: Vec<Vec<usize>> = Vec::new();
     for (i, v) in vectors.iter().enumerate() {
-        let best = clusters
-            .iter()
-            .enumerate()
-            .map(|(c, members)| (c, cosine(v, &vectors[members[0]])))
-            .filter(|(_, s)| *s >= threshold)
-            .fold(None::<(usize, f32)>, |best, (c, s)| match best {
+        let best = clusters.iter().enumerate().map(|(c, members)| (c, cosine(v, &vectors[members[0]]))).filter(|(_, s)| *s >= threshold).fold(
+            None::<(usize, f32)>,
+            |best, (c, s)| match best {
                 Some((_, bs)) if bs >= s => best,
                 _ => Some((c, s)),
-            });
+            },
+        );
         match best {
             Some((c, _)) => clusters[c].push(i),
             None => clusters.push(vec![i]),
@@ -580,11 +578,7 @@ pub fn optimise_queue(reports: Vec<NotUsefulReport>) -> OptimiseQueue {
         })
         .collect();
     intents.sort_by(|a, b| b.reports.cmp(&a.reports).then_with(|| a.intent.cmp(&b.intent)));
-    OptimiseQueue {
-        turns: intents.iter().map(|i| i.items.len() as u64).sum(),
-        reports: intents.iter().map(|i| i.reports).sum(),
-        intents,
-    }
+    OptimiseQueue { turns: intents.iter().map(|i| i.items.len() as u64).sum(), reports: intents.iter().map(|i| i.reports).sum(), intents }
 }
 
 /// Columns of the CSV export. One flat table: `section` says what a row is,
@@ -640,7 +634,9 @@ pub fn write_csv<W: std::io::Write>(report: &StatsReport, out: W) -> Result<(), 
     }
     for c in &report.channels {
         rows.push(CsvRow { section: "channel", key: "turns".into(), channel: &c.channel, count: Some(c.turns), ..Default::default() });
-        for (key, count, r) in [("answered", c.answered, c.auto_answer_rate), ("clarified", c.clarified, c.clarify_rate), ("handed_off", c.handed_off, c.handoff_rate)] {
+        for (key, count, r) in
+            [("answered", c.answered, c.auto_answer_rate), ("clarified", c.clarified, c.clarify_rate), ("handed_off", c.handed_off, c.handoff_rate)]
+        {
             rows.push(CsvRow { section: "channel", key: key.into(), channel: &c.channel, count: Some(count), rate: r, ..Default::default() });
         }
     }
@@ -749,11 +745,26 @@ impl std::fmt::Display for StatsReport {
         writeln!(
             f,
             "{} turns: answered {} ({}), clarified {} ({}), handed off {} ({}), leads {}",
-            self.turns, self.answered, pct(self.auto_answer_rate), self.clarified, pct(self.clarify_rate), self.handed_off, pct(self.handoff_rate), self.leads
+            self.turns,
+            self.answered,
+            pct(self.auto_answer_rate),
+            self.clarified,
+            pct(self.clarify_rate),
+            self.handed_off,
+            pct(self.handoff_rate),
+            self.leads
         )?;
         writeln!(f, "latency ms: p50 {} p90 {} p99 {}", ms(self.latency_ms.p50), ms(self.latency_ms.p90), ms(self.latency_ms.p99))?;
         for c in &self.channels {
-            writeln!(f, "  {:<10} {:>6} turns, answered {}, handed off {}, p50 {} ms", c.channel, c.turns, pct(c.auto_answer_rate), pct(c.handoff_rate), ms(c.latency_ms_p50))?;
+            writeln!(
+                f,
+                "  {:<10} {:>6} turns, answered {}, handed off {}, p50 {} ms",
+                c.channel,
+                c.turns,
+                pct(c.auto_answer_rate),
+                pct(c.handoff_rate),
+                ms(c.latency_ms_p50)
+            )?;
         }
         if !self.handoff_by_reason.is_empty() {
             let reasons: Vec<String> = self.handoff_by_reason.iter().map(|r| format!("{} {}", r.reason, r.count)).collect();
@@ -838,10 +849,21 @@ mod tests {
         };
         StatsData {
             decisions: vec![d("web", "answer", 6, 1), d("web", "handoff", 2, 0), d("app", "answer", 1, 0), d("app", "clarify", 1, 0)],
-            latencies: [("web", 10.0), ("web", 20.0), ("web", 30.0), ("web", 40.0), ("web", 50.0), ("web", 60.0), ("web", 70.0), ("web", 80.0), ("app", 5.0), ("app", 15.0)]
-                .iter()
-                .map(|(c, ms)| (c.to_string(), *ms))
-                .collect(),
+            latencies: [
+                ("web", 10.0),
+                ("web", 20.0),
+                ("web", 30.0),
+                ("web", 40.0),
+                ("web", 50.0),
+                ("web", 60.0),
+                ("web", 70.0),
+                ("web", 80.0),
+                ("app", 5.0),
+                ("app", 15.0),
+            ]
+            .iter()
+            .map(|(c, ms)| (c.to_string(), *ms))
+            .collect(),
             handoff_reasons: vec![("complaint".into(), 1), ("angry_customer".into(), 1)],
             questions: vec![
                 q("退货地址", &[("return_address", 2)]),
@@ -852,7 +874,9 @@ mod tests {
             ],
             questions_distinct: 6,
             feedback: vec![
-                IntentFeedback { intent: "return_address".into(), not_useful: 2, rated: 3, answer: Some("寄到杭州".into()), comments: vec!["地址不对".into()] },
+                IntentFeedback {
+                    intent: "return_address".into(), not_useful: 2, rated: 3, answer: Some("寄到杭州".into()), comments: vec!["地址不对".into()]
+                },
                 IntentFeedback { intent: "order_tracking".into(), not_useful: 0, rated: 1, answer: None, comments: vec![] },
             ],
             corrected_to: vec![("return_policy".into(), 2), ("order_tracking".into(), 1)],
@@ -984,4 +1008,3 @@ mod tests {
         assert_eq!(optimise_queue(Vec::new()), OptimiseQueue { turns: 0, reports: 0, intents: Vec::new() });
     }
 }
-

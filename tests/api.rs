@@ -76,7 +76,8 @@ async fn answers_hands_off_and_rejects_bad_input() {
     assert_eq!(&notes[1..], ["assigned to agent-7", "calling back", "客户要求下午回电"], "{t}");
 
     // Tickets opened by hand get the intent's queue and the filters find them.
-    let (status, t) = post(base, "/v1/tickets", json!({"customer_id": "c1002", "channel": "douyin", "intent": "invoice", "priority": "high", "note": "电话里要专票"})).await;
+    let (status, t) =
+        post(base, "/v1/tickets", json!({"customer_id": "c1002", "channel": "douyin", "intent": "invoice", "priority": "high", "note": "电话里要专票"})).await;
     assert_eq!((status, t["status"].as_str(), t["queue"].as_str(), t["priority"].as_str()), (201, Some("new"), Some("billing"), Some("high")), "{t}");
     assert!(t["context"]["orders"].as_array().is_some_and(|o| !o.is_empty()), "a ticket opened by hand carries the customer's orders: {t}");
     assert_eq!(t["context"]["profile"]["customer_id"], "c1002", "{t}");

@@ -47,7 +47,8 @@ async fn one_history_across_channels(base: &str) {
     // The agent's ticket holds the same one history.
     let ticket_id = third["handoff"]["ticket_id"].as_str().unwrap();
     let (_, ticket) = get(base, &format!("/v1/tickets/{ticket_id}")).await;
-    let channels: Vec<&str> = ticket["conversation"].as_array().unwrap().iter().filter(|l| l["role"] == "customer").map(|l| l["channel"].as_str().unwrap()).collect();
+    let channels: Vec<&str> =
+        ticket["conversation"].as_array().unwrap().iter().filter(|l| l["role"] == "customer").map(|l| l["channel"].as_str().unwrap()).collect();
     assert_eq!(channels, ["wechat", "app", "app"], "{ticket}");
 }
 

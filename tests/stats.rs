@@ -50,7 +50,8 @@ async fn stats_optimise_queue_and_export_agree_with_the_answers() {
         sent.push(ask(base, text, "web").await);
     }
     sent.push(ask(base, "家里冰箱突然不制冷了", "web").await);
-    for text in ["我要投诉你们的送货员 态度恶劣", "帮我写一首关于春天的诗", "这个沙发多少钱 有没有优惠", "别跟我扯了 转人工"] {
+    for text in ["我要投诉你们的送货员 态度恶劣", "帮我写一首关于春天的诗", "这个沙发多少钱 有没有优惠", "别跟我扯了 转人工"]
+    {
         sent.push(ask(base, text, "app").await);
     }
     for s in &sent[..4] {
@@ -60,7 +61,12 @@ async fn stats_optimise_queue_and_export_agree_with_the_answers() {
 
     // Feedback: one return answer not useful (twice), one useful; the price answer not useful, then corrected.
     let (not_useful, useful, price) = (&sent[2], &sent[0], &sent[7]);
-    for (trace, ok, comment) in [(&not_useful.trace_id, false, Some("地址写得不清楚")), (&not_useful.trace_id, false, None), (&useful.trace_id, true, None), (&price.trace_id, false, Some("没回答价格"))] {
+    for (trace, ok, comment) in [
+        (&not_useful.trace_id, false, Some("地址写得不清楚")),
+        (&not_useful.trace_id, false, None),
+        (&useful.trace_id, true, None),
+        (&price.trace_id, false, Some("没回答价格")),
+    ] {
         let (status, body) = post(base, "/v1/feedback", json!({"trace_id": trace, "useful": ok, "comment": comment})).await;
         assert_eq!(status, 201, "{body}");
     }
@@ -73,7 +79,9 @@ async fn stats_optimise_queue_and_export_agree_with_the_answers() {
     assert_eq!(status, 200, "{stats}");
     let n = sent.len() as u64;
     assert_eq!(stats["turns"], n, "{stats}");
-    for (key, rate, decision) in [("answered", "auto_answer_rate", "answer"), ("clarified", "clarify_rate", "clarify"), ("handed_off", "handoff_rate", "handoff")] {
+    for (key, rate, decision) in
+        [("answered", "auto_answer_rate", "answer"), ("clarified", "clarify_rate", "clarify"), ("handed_off", "handoff_rate", "handoff")]
+    {
         let expected = count(&sent, None, Some(decision));
         assert_eq!(stats[key], expected, "{key}: {stats}");
         assert!((stats[rate].as_f64().unwrap() - expected as f64 / n as f64).abs() < 1e-9, "{rate}: {stats}");
@@ -94,11 +102,18 @@ async fn stats_optimise_queue_and_export_agree_with_the_answers() {
         stats["handoff_by_reason"].as_array().unwrap().iter().map(|r| (r["reason"].as_str().unwrap().to_string(), r["count"].as_u64().unwrap())).collect();
     assert_eq!(reported, reasons, "{stats}");
     let latency = &stats["latency_ms"];
-    assert!(latency["p50"].as_f64().unwrap() <= latency["p90"].as_f64().unwrap() && latency["p90"].as_f64().unwrap() <= latency["p99"].as_f64().unwrap(), "{latency}");
+    assert!(
+        latency["p50"].as_f64().unwrap() <= latency["p90"].as_f64().unwrap() && latency["p90"].as_f64().unwrap() <= latency["p99"].as_f64().unwrap(),
+        "{latency}"
+    );
 
     // The paraphrases form one group, the most asked.
     let top = &stats["top_questions"][0];
-    assert_eq!((top["count"].as_u64(), top["intent"].as_str(), top["representative"].as_str()), (Some(4), Some("return_address"), Some("退货地址在哪")), "{stats}");
+    assert_eq!(
+        (top["count"].as_u64(), top["intent"].as_str(), top["representative"].as_str()),
+        (Some(4), Some("return_address"), Some("退货地址在哪")),
+        "{stats}"
+    );
     let examples: Vec<&str> = top["examples"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
     assert_eq!(examples.len(), 3, "{top}");
     assert!(RETURN_QUESTIONS.iter().skip(1).all(|q| examples.contains(q)), "{top}");
@@ -134,7 +149,11 @@ async fn stats_optimise_queue_and_export_agree_with_the_answers() {
     let intent = &queue["intents"][0];
     assert_eq!(intent["intent"], "return_address", "{queue}");
     let item = &intent["items"][0];
-    assert_eq!((item["trace_id"].as_str(), item["text"].as_str(), item["reports"].as_u64()), (Some(not_useful.trace_id.as_str()), Some("退货寄到哪个地址"), Some(2)), "{item}");
+    assert_eq!(
+        (item["trace_id"].as_str(), item["text"].as_str(), item["reports"].as_u64()),
+        (Some(not_useful.trace_id.as_str()), Some("退货寄到哪个地址"), Some(2)),
+        "{item}"
+    );
     assert_eq!(item["comments"], json!(["地址写得不清楚"]));
     let (_, filtered) = get(base, "/v1/optimise?intent=invoice").await;
     assert_eq!(filtered["turns"], 0, "{filtered}");
@@ -148,7 +167,10 @@ async fn stats_optimise_queue_and_export_agree_with_the_answers() {
     assert_eq!(reader.headers().unwrap().iter().collect::<Vec<_>>(), kefu::stats::CSV_HEADER);
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("a well-formed CSV row")).collect();
     let cell = |section: &str, key: &str, channel: &str, column: usize| -> String {
-        rows.iter().find(|r| &r[0] == section && &r[1] == key && &r[2] == channel).map(|r| r[column].to_string()).unwrap_or_else(|| panic!("no {section},{key},{channel} in\n{body}"))
+        rows.iter()
+            .find(|r| &r[0] == section && &r[1] == key && &r[2] == channel)
+            .map(|r| r[column].to_string())
+            .unwrap_or_else(|| panic!("no {section},{key},{channel} in\n{body}"))
     };
     assert_eq!(cell("totals", "turns", "", 4), n.to_string());
     assert_eq!(cell("totals", "handed_off", "", 4), stats["handed_off"].to_string());

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
 use axum::extract::Request;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -72,7 +72,11 @@ fn trainer(state: &AppState) -> Result<Arc<Trainer>, ApiError> {
 }
 
 fn exclusive(state: &AppState) -> Result<OwnedMutexGuard<()>, ApiError> {
-    state.learning.clone().try_lock_owned().map_err(|_| ApiError::new(StatusCode::CONFLICT, "learning_busy", "a retrain, reload or rollback is already running"))
+    state
+        .learning
+        .clone()
+        .try_lock_owned()
+        .map_err(|_| ApiError::new(StatusCode::CONFLICT, "learning_busy", "a retrain, reload or rollback is already running"))
 }
 
 #[derive(Debug, Default, Deserialize)]

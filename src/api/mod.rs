@@ -256,12 +256,7 @@ async fn answer(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRej
     let outcome = engine.answer(query).await?;
     let handoff = outcome.handoff.map(|(reason, priority)| {
         let scenario = engine.corpus().intent(&outcome.intent).map(|i| i.scenario.as_str());
-        HandoffInfo {
-            reason: reason.as_str(),
-            priority: priority.as_str(),
-            ticket_id: new_ticket_id(),
-            queue: policy::queue_for(&outcome.intent, scenario),
-        }
+        HandoffInfo { reason: reason.as_str(), priority: priority.as_str(), ticket_id: new_ticket_id(), queue: policy::queue_for(&outcome.intent, scenario) }
     });
     let slots = outcome.slots.to_json();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -462,7 +457,11 @@ struct StatusRequest {
     note: Option<String>,
 }
 
-async fn update_ticket_status(State(state): State<Arc<AppState>>, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> Result<Json<Ticket>, ApiError> {
+async fn update_ticket_status(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Ticket>, ApiError> {
     let req: StatusRequest = parse_json(body)?;
     if !STATUSES.contains(&req.status.as_str()) {
         return Err(ApiError::bad_request("invalid_status", format!("status must be one of {}", STATUSES.join(", "))));
@@ -480,7 +479,10 @@ struct TicketQuery {
     overdue: bool,
 }
 
-async fn list_tickets(State(state): State<Arc<AppState>>, query: Result<Query<TicketQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<Value>, ApiError> {
+async fn list_tickets(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<TicketQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let empty_is_none = |v: Option<String>| v.filter(|s| !s.is_empty());
     let filter = TicketFilter { status: empty_is_none(q.status), queue: empty_is_none(q.queue), priority: empty_is_none(q.priority), overdue: q.overdue };

@@ -31,21 +31,17 @@ const MAX_TOP: usize = 200;
 /// questions embeds up to `max_questions` texts, which takes longer than a
 /// customer's answer may.
 pub(super) fn routes(settings: &StatsSettings) -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/v1/stats", get(get_stats))
-        .route("/v1/stats/export", get(export_stats))
-        .route("/v1/optimise", get(get_optimise))
-        .layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(|err: BoxError| async move {
-                    if err.is::<tower::timeout::error::Elapsed>() {
-                        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the report took too long; try a shorter period")
-                    } else {
-                        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
-                    }
-                }))
-                .timeout(settings.timeout),
-        )
+    Router::new().route("/v1/stats", get(get_stats)).route("/v1/stats/export", get(export_stats)).route("/v1/optimise", get(get_optimise)).layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(|err: BoxError| async move {
+                if err.is::<tower::timeout::error::Elapsed>() {
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the report took too long; try a shorter period")
+                } else {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+                }
+            }))
+            .timeout(settings.timeout),
+    )
 }
 
 impl From<PeriodError> for ApiError {
@@ -181,7 +177,10 @@ pub(super) struct OptimiseQuery {
 /// `GET /v1/optimise?intent=&channel=&from=&to=`: answers marked not useful
 /// that no agent has corrected yet, per intent, most reported first. The
 /// bounds apply to when the verdicts were given; without them the whole queue.
-pub(super) async fn get_optimise(State(state): State<Arc<AppState>>, query: Result<Query<OptimiseQuery>, QueryRejection>) -> Result<Json<OptimiseQueue>, ApiError> {
+pub(super) async fn get_optimise(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<OptimiseQuery>, QueryRejection>,
+) -> Result<Json<OptimiseQueue>, ApiError> {
     let q = read_query(query)?;
     let (intent, channel) = (non_empty(q.intent), non_empty(q.channel));
     check_id("intent", &intent)?;

@@ -219,10 +219,7 @@ pub fn fields_of_order(order: &Order, tz: Tz) -> FieldValues {
     v.insert("order.tracking_no", order.tracking_no.as_deref().unwrap_or(NONE_YET));
     // NOTE: the newest event by time, not the last in the list, since systems differ in order.
     let latest = order.logistics.iter().max_by_key(|e| e.at);
-    v.insert(
-        "order.latest_logistics",
-        latest.map_or_else(|| "暂无物流信息".to_string(), |e| format!("{} {}", local_time(e.at, tz), e.text)),
-    );
+    v.insert("order.latest_logistics", latest.map_or_else(|| "暂无物流信息".to_string(), |e| format!("{} {}", local_time(e.at, tz), e.text)));
     v.insert("order.eta", order.eta.map_or_else(|| NONE_YET.to_string(), date_zh));
     v
 }
@@ -236,8 +233,7 @@ pub fn fields_of_stock(rows: &[StockRow]) -> FieldValues {
     let best = rows.iter().reduce(|best, r| if r.quantity > best.quantity { r } else { best });
     v.insert("stock.warehouse", best.map_or(NONE_YET, |r| r.warehouse.as_str()));
     v.insert("stock.quantity", best.map_or(0, |r| r.quantity.max(0)).to_string());
-    let stocked: Vec<String> =
-        rows.iter().filter(|r| r.quantity > 0).map(|r| format!("{} {} 件", r.warehouse, r.quantity)).collect();
+    let stocked: Vec<String> = rows.iter().filter(|r| r.quantity > 0).map(|r| format!("{} {} 件", r.warehouse, r.quantity)).collect();
     let empty: Vec<&str> = rows.iter().filter(|r| r.quantity <= 0).map(|r| r.warehouse.as_str()).collect();
     let summary = match (stocked.is_empty(), empty.is_empty()) {
         (true, _) => "暂时缺货".to_string(),
@@ -268,10 +264,7 @@ pub fn fields_of_repair(repair: &RepairRecord, history: &[RepairRecord], now: Da
     v.insert("repair.id", repair.id.as_str());
     v.insert("repair.product", repair.product_name.as_str());
     v.insert("repair.status", repair_status_zh(&repair.status));
-    v.insert(
-        "repair.visit_time",
-        repair.technician_visit.map_or_else(|| "待预约".to_string(), |at| local_time(at, tz)),
-    );
+    v.insert("repair.visit_time", repair.technician_visit.map_or_else(|| "待预约".to_string(), |at| local_time(at, tz)));
     v.insert("repair.count_90d", repairs_in_90_days(history, Some(&repair.product), now).to_string());
     v
 }
@@ -280,10 +273,7 @@ pub fn fields_of_repair(repair: &RepairRecord, history: &[RepairRecord], now: Da
 /// `product` when given: what makes a fault a repeat one.
 pub fn repairs_in_90_days(history: &[RepairRecord], product: Option<&str>, now: DateTime<Utc>) -> usize {
     let window = now - TimeDelta::days(90);
-    history
-        .iter()
-        .filter(|r| product.is_none_or(|p| r.product == p) && r.reported_at >= window && r.reported_at <= now)
-        .count()
+    history.iter().filter(|r| product.is_none_or(|p| r.product == p) && r.reported_at >= window && r.reported_at <= now).count()
 }
 
 /// The `customer.*` fields of a CRM profile.
@@ -318,9 +308,7 @@ mod tests {
             carrier: Some("顺丰速运".into()),
             tracking_no: Some("SF1402837465129".into()),
             logistics: vec![
-                LogisticsEvent {
-                    at: at("2026-06-14T10:20:00Z"), text: "快件已到达【杭州转运中心】".into()
-                },
+                LogisticsEvent { at: at("2026-06-14T10:20:00Z"), text: "快件已到达【杭州转运中心】".into() },
                 LogisticsEvent { at: at("2026-06-14T02:00:00Z"), text: "已揽收".into() },
             ],
             eta: NaiveDate::from_ymd_opt(2026, 6, 17),
@@ -342,8 +330,7 @@ mod tests {
 
     #[test]
     fn parses_fields_text_and_escaped_braces() {
-        let t = Template::parse("你的订单编号是 {order.id}，{{不是字段}} 地址：{ order.address }；再说一次 {order.id}")
-            .unwrap();
+        let t = Template::parse("你的订单编号是 {order.id}，{{不是字段}} 地址：{ order.address }；再说一次 {order.id}").unwrap();
         assert_eq!(t.fields(), vec!["order.id", "order.address"]);
         let mut v = FieldValues::default();
         v.insert("order.id", "12345");
@@ -365,8 +352,7 @@ mod tests {
     #[test]
     fn missing_fields_are_reported_and_render_empty() {
         let t = Template::parse("{customer.name}您好，{stock.warehouse} 有货 {stock.quantity} 件").unwrap();
-        let mut v =
-            fields_of_stock(&[StockRow { warehouse: "杭州仓".into(), product: "dress".into(), quantity: 5 }]);
+        let mut v = fields_of_stock(&[StockRow { warehouse: "杭州仓".into(), product: "dress".into(), quantity: 5 }]);
         assert_eq!(t.missing(&v), vec!["customer.name"]);
         assert_eq!(t.render(&v), "您好，杭州仓 有货 5 件");
         v.extend(fields_of_customer(&Customer {
@@ -389,8 +375,7 @@ mod tests {
         assert_eq!(v.get("order.eta"), Some("6月17日"));
         assert_eq!(v.get("order.carrier"), Some("顺丰速运"));
         assert_eq!(fields_of_order(&order(), chrono_tz::UTC).get("order.placed_date"), Some("6月13日"));
-        let unshipped =
-            Order { carrier: None, tracking_no: None, logistics: vec![], eta: None, status: "paid".into(), ..order() };
+        let unshipped = Order { carrier: None, tracking_no: None, logistics: vec![], eta: None, status: "paid".into(), ..order() };
         let v = fields_of_order(&unshipped, SHANGHAI);
         assert_eq!(v.get("order.tracking_no"), Some(NONE_YET));
         assert_eq!(v.get("order.latest_logistics"), Some("暂无物流信息"));
@@ -406,10 +391,7 @@ mod tests {
         let v = fields_of_stock(&[row("广州仓", 48), row("杭州仓", 126), row("北京仓", 0)]);
         assert_eq!((v.get("stock.warehouse"), v.get("stock.quantity")), (Some("杭州仓"), Some("126")));
         assert_eq!(v.get("stock.summary"), Some("广州仓 48 件、杭州仓 126 件；北京仓暂时缺货"));
-        assert_eq!(
-            fields_of_stock(&[row("杭州仓", 3), row("北京仓", 2)]).get("stock.summary"),
-            Some("杭州仓 3 件、北京仓 2 件")
-        );
+        assert_eq!(fields_of_stock(&[row("杭州仓", 3), row("北京仓", 2)]).get("stock.summary"), Some("杭州仓 3 件、北京仓 2 件"));
         let none = fields_of_stock(&[row("北京仓", 0)]);
         assert_eq!((none.get("stock.quantity"), none.get("stock.summary")), (Some("0"), Some("暂时缺货")));
         assert_eq!(fields_of_stock(&[]).get("stock.warehouse"), Some(NONE_YET));
@@ -425,14 +407,8 @@ mod tests {
             card_tail: "1234".into(),
             arrived_at: Some(at("2026-06-14T03:00:00Z")),
         };
-        let t = Template::parse(
-            "退款 {refund.amount} 元已于 {refund.arrived_date} 退回尾号 {refund.card_tail} 的卡（{refund.status}）",
-        )
-        .unwrap();
-        assert_eq!(
-            t.render(&fields_of_refund(&refund, SHANGHAI)),
-            "退款 199.00 元已于 6月14日 退回尾号 1234 的卡（已到账）"
-        );
+        let t = Template::parse("退款 {refund.amount} 元已于 {refund.arrived_date} 退回尾号 {refund.card_tail} 的卡（{refund.status}）").unwrap();
+        assert_eq!(t.render(&fields_of_refund(&refund, SHANGHAI)), "退款 199.00 元已于 6月14日 退回尾号 1234 的卡（已到账）");
         let pending = Refund { status: "processing".into(), arrived_at: None, ..refund };
         let v = fields_of_refund(&pending, SHANGHAI);
         assert_eq!((v.get("refund.status"), v.get("refund.arrived_date")), (Some("处理中"), Some("暂未到账")));

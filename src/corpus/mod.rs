@@ -31,9 +31,7 @@ pub enum Lang {
 impl Lang {
     /// Chinese when the text holds any CJK ideograph, English otherwise.
     pub fn detect(text: &str) -> Lang {
-        let cjk = text
-            .chars()
-            .any(|c| matches!(c, '\u{4E00}'..='\u{9FFF}' | '\u{3400}'..='\u{4DBF}' | '\u{F900}'..='\u{FAFF}'));
+        let cjk = text.chars().any(|c| matches!(c, '\u{4E00}'..='\u{9FFF}' | '\u{3400}'..='\u{4DBF}' | '\u{F900}'..='\u{FAFF}'));
         if cjk {
             Lang::Zh
         } else {
@@ -346,31 +344,24 @@ struct CorpusBuilder<'t> {
 
 impl<'t> CorpusBuilder<'t> {
     fn new(taxonomy: &'t Taxonomy) -> Self {
-        CorpusBuilder {
-            taxonomy,
-            drafts: HashMap::new(),
-            examples: Vec::new(),
-            oos: Vec::new(),
-            seen: HashMap::new(),
-            problems: Vec::new(),
-        }
+        CorpusBuilder { taxonomy, drafts: HashMap::new(), examples: Vec::new(), oos: Vec::new(), seen: HashMap::new(), problems: Vec::new() }
     }
 
     fn problem(&mut self, file: &Path, line: usize, entry: Option<String>, field: Option<&str>, message: String) {
-        self.problems.push(Problem {
-            file: file.to_path_buf(),
-            line: Some(line),
-            entry,
-            field: field.map(str::to_string),
-            message,
-        });
+        self.problems.push(Problem { file: file.to_path_buf(), line: Some(line), entry, field: field.map(str::to_string), message });
     }
 
     fn add_scenario_file(&mut self, path: &Path, lines: &LineIndex, file: ScenarioFile) {
         let scenario = file.scenario.get_ref().clone();
         if !self.taxonomy.has_scenario(&scenario) {
             let known = self.taxonomy.scenarios.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>().join(", ");
-            self.problem(path, lines.line(file.scenario.span().start), None, Some("scenario"), format!("unknown scenario {scenario:?} (taxonomy has: {known})"));
+            self.problem(
+                path,
+                lines.line(file.scenario.span().start),
+                None,
+                Some("scenario"),
+                format!("unknown scenario {scenario:?} (taxonomy has: {known})"),
+            );
         }
         for (index, spanned) in file.intent.into_iter().enumerate() {
             let line = lines.line(spanned.span().start);
@@ -404,10 +395,7 @@ impl<'t> CorpusBuilder<'t> {
                     }
                 }
             }
-            self.drafts.insert(
-                id,
-                IntentDraft { scenario: scenario.clone(), data, answer_zh, answer_en, n_examples, file: path.to_path_buf(), line },
-            );
+            self.drafts.insert(id, IntentDraft { scenario: scenario.clone(), data, answer_zh, answer_en, n_examples, file: path.to_path_buf(), line });
         }
     }
 
@@ -443,7 +431,11 @@ impl<'t> CorpusBuilder<'t> {
                     DataAnswer::new(kind_value, z.get_ref(), e.get_ref()).map_err(|m| {
                         // Report the template that failed: try each alone to name the field.
                         let zh_ok = DataAnswer::new(kind_value, z.get_ref(), "").is_ok();
-                        if zh_ok { ("data_answer_en", line_of(&en), m) } else { ("data_answer_zh", line_of(&zh), m) }
+                        if zh_ok {
+                            ("data_answer_en", line_of(&en), m)
+                        } else {
+                            ("data_answer_zh", line_of(&zh), m)
+                        }
                     })
                 });
                 match answer {
@@ -463,7 +455,17 @@ impl<'t> CorpusBuilder<'t> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn add_example(&mut self, path: &Path, lines: &LineIndex, label: &Option<String>, field: &str, intent: &str, lang: Lang, text: Spanned<String>, oos: bool) -> bool {
+    fn add_example(
+        &mut self,
+        path: &Path,
+        lines: &LineIndex,
+        label: &Option<String>,
+        field: &str,
+        intent: &str,
+        lang: Lang,
+        text: Spanned<String>,
+        oos: bool,
+    ) -> bool {
         let line = lines.line(text.span().start);
         let text = text.into_inner().trim().to_string();
         if text.is_empty() {

@@ -52,11 +52,7 @@ impl Taxonomy {
     pub fn from_toml(text: &str) -> Result<Taxonomy, Problem> {
         let problem = |message: String| Problem { file: PathBuf::new(), line: None, entry: None, field: None, message };
         let file: TaxonomyFile = toml::from_str(text).map_err(|e| problem(e.to_string()))?;
-        let scenarios: Vec<(String, String)> = file
-            .scenarios
-            .into_iter()
-            .map(|(id, name)| (id, name.as_str().unwrap_or_default().to_string()))
-            .collect();
+        let scenarios: Vec<(String, String)> = file.scenarios.into_iter().map(|(id, name)| (id, name.as_str().unwrap_or_default().to_string())).collect();
         let taxonomy = Taxonomy { scenarios, intents: file.intent };
         for def in &taxonomy.intents {
             if !taxonomy.has_scenario(&def.scenario) {
@@ -75,14 +71,7 @@ impl Taxonomy {
             scenarios: vec![(scenario.to_string(), scenario.to_string())],
             intents: ids
                 .into_iter()
-                .map(|id| IntentDef {
-                    en: id.clone(),
-                    zh: id.clone(),
-                    id,
-                    scenario: scenario.to_string(),
-                    decision: Decision::Answer,
-                    slots: Vec::new(),
-                })
+                .map(|id| IntentDef { en: id.clone(), zh: id.clone(), id, scenario: scenario.to_string(), decision: Decision::Answer, slots: Vec::new() })
                 .collect(),
         }
     }

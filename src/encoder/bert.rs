@@ -54,18 +54,13 @@ struct ModelType {
 fn read_file(path: &Path) -> Result<Vec<u8>, EncoderError> {
     match fs::read(path) {
         Ok(bytes) => Ok(bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(EncoderError::MissingFile(path.to_path_buf()))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(EncoderError::MissingFile(path.to_path_buf())),
         Err(e) => Err(bad(path, e)),
     }
 }
 
 fn bad(path: &Path, reason: impl ToString) -> EncoderError {
-    EncoderError::BadFile {
-        path: path.to_path_buf(),
-        reason: reason.to_string(),
-    }
+    EncoderError::BadFile { path: path.to_path_buf(), reason: reason.to_string() }
 }
 
 fn infer(e: candle_core::Error) -> EncoderError {
@@ -100,21 +95,16 @@ impl BertEncoder {
         }
         let config_path = dir.join("config.json");
         let config_bytes = read_file(&config_path)?;
-        let model_type: ModelType =
-            serde_json::from_slice(&config_bytes).map_err(|e| bad(&config_path, e))?;
+        let model_type: ModelType = serde_json::from_slice(&config_bytes).map_err(|e| bad(&config_path, e))?;
         // NOTE: RoBERTa-family models (xlm-roberta, ...) share BERT's tensor
         // names but offset position ids; running them as BERT would silently
         // give wrong vectors, so only plain BERT is accepted.
         if let Some(t) = model_type.model_type.as_deref() {
             if t != "bert" {
-                return Err(bad(
-                    &config_path,
-                    format!("model_type {t:?} is not supported, only \"bert\""),
-                ));
+                return Err(bad(&config_path, format!("model_type {t:?} is not supported, only \"bert\"")));
             }
         }
-        let config: Config =
-            serde_json::from_slice(&config_bytes).map_err(|e| bad(&config_path, e))?;
+        let config: Config = serde_json::from_slice(&config_bytes).map_err(|e| bad(&config_path, e))?;
 
         let manifest_path = dir.join(MANIFEST_FILE);
         let manifest: Option<Manifest> = match fs::read(&manifest_path) {
@@ -127,8 +117,7 @@ impl BertEncoder {
         if !tokenizer_path.is_file() {
             return Err(EncoderError::MissingFile(tokenizer_path));
         }
-        let mut tokenizer =
-            Tokenizer::from_file(&tokenizer_path).map_err(|e| bad(&tokenizer_path, e))?;
+        let mut tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| bad(&tokenizer_path, e))?;
 
         let weights_path = dir.join("model.safetensors");
         if !weights_path.is_file() {
@@ -138,42 +127,18 @@ impl BertEncoder {
         // SAFETY: the weights file is memory-mapped read-only; kefu never
         // writes into an installed model directory (the importer replaces
         // whole directories by rename), so the mapping stays valid.
-        let vb = unsafe {
-            VarBuilder::from_mmaped_safetensors(
-                std::slice::from_ref(&weights_path),
-                DType::F32,
-                &device,
-            )
-        }
-        .map_err(|e| bad(&weights_path, e))?;
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(std::slice::from_ref(&weights_path), DType::F32, &device) }.map_err(|e| bad(&weights_path, e))?;
         let model = BertModel::load(vb, &config).map_err(|e| bad(&weights_path, e))?;
 
         let (pooling, max_length, query_prefix, passage_prefix, fingerprint) = match manifest {
-            Some(m) => (
-                m.pooling,
-                m.max_length,
-                m.query_prefix,
-                m.passage_prefix,
-                m.weights_sha256,
-            ),
+            Some(m) => (m.pooling, m.max_length, m.query_prefix, m.passage_prefix, m.weights_sha256),
             None => {
                 let fingerprint = sha256_file(&weights_path).map_err(|e| bad(&weights_path, e))?;
-                (
-                    read_st_pooling(dir)?,
-                    DEFAULT_MAX_LENGTH,
-                    String::new(),
-                    String::new(),
-                    fingerprint,
-                )
+                (read_st_pooling(dir)?, DEFAULT_MAX_LENGTH, String::new(), String::new(), fingerprint)
             }
         };
         let max_length = max_length.min(config.max_position_embeddings).max(2);
-        tokenizer
-            .with_truncation(Some(TruncationParams {
-                max_length,
-                ..Default::default()
-            }))
-            .map_err(|e| bad(&tokenizer_path, e))?;
+        tokenizer.with_truncation(Some(TruncationParams { max_length, ..Default::default() })).map_err(|e| bad(&tokenizer_path, e))?;
         // NOTE: padding is done here, per forward pass, so a tokenizer.json
         // that pads to a fixed length cannot inflate every batch.
         tokenizer.with_padding(None);
@@ -217,10 +182,7 @@ impl BertEncoder {
         let ids = Tensor::from_vec(ids, shape, &self.device).map_err(infer)?;
         let mask = Tensor::from_vec(mask, shape, &self.device).map_err(infer)?;
         let type_ids = ids.zeros_like().map_err(infer)?;
-        let states = self
-            .model
-            .forward(&ids, &type_ids, Some(&mask))
-            .map_err(infer)?;
+        let states = self.model.forward(&ids, &type_ids, Some(&mask)).map_err(infer)?;
         let pooled = match self.pooling {
             Pooling::Cls => states.narrow(1, 0, 1).and_then(|t| t.squeeze(1)),
             Pooling::Mean => (|| {
@@ -230,18 +192,11 @@ impl BertEncoder {
             })(),
         }
         .map_err(infer)?;
-        let norm = pooled
-            .sqr()
-            .and_then(|t| t.sum_keepdim(D::Minus1))
-            .and_then(|t| t.sqrt())
-            .map_err(infer)?;
+        let norm = pooled.sqr().and_then(|t| t.sum_keepdim(D::Minus1)).and_then(|t| t.sqrt()).map_err(infer)?;
         // The clamp keeps an all-zero vector (possible only for a degenerate
         // model) from turning into NaNs.
         let norm = norm.clamp(1e-12f32, f32::MAX).map_err(infer)?;
-        pooled
-            .broadcast_div(&norm)
-            .and_then(|t| t.to_vec2::<f32>())
-            .map_err(infer)
+        pooled.broadcast_div(&norm).and_then(|t| t.to_vec2::<f32>()).map_err(infer)
     }
 }
 
@@ -251,11 +206,7 @@ fn read_st_pooling(dir: &Path) -> Result<Pooling, EncoderError> {
     match fs::read(&path) {
         Ok(bytes) => {
             let st: StPooling = serde_json::from_slice(&bytes).map_err(|e| bad(&path, e))?;
-            Ok(if st.pooling_mode_cls_token {
-                Pooling::Cls
-            } else {
-                Pooling::Mean
-            })
+            Ok(if st.pooling_mode_cls_token { Pooling::Cls } else { Pooling::Mean })
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Pooling::Mean),
         Err(e) => Err(bad(&path, e)),
@@ -280,10 +231,7 @@ impl Encoder for BertEncoder {
             TextKind::Passage => &self.passage_prefix,
         };
         let inputs: Vec<String> = texts.iter().map(|t| format!("{prefix}{t}")).collect();
-        let encodings = self
-            .tokenizer
-            .encode_batch_fast(inputs, true)
-            .map_err(|e| EncoderError::Tokenize(e.to_string()))?;
+        let encodings = self.tokenizer.encode_batch_fast(inputs, true).map_err(|e| EncoderError::Tokenize(e.to_string()))?;
 
         // Sorting by length keeps padding small inside each pass; results are
         // written back to their input positions.
@@ -301,10 +249,7 @@ impl Encoder for BertEncoder {
                 }
                 end += 1;
             }
-            let rows: Vec<&[u32]> = order[start..end]
-                .iter()
-                .map(|&i| encodings[i].get_ids())
-                .collect();
+            let rows: Vec<&[u32]> = order[start..end].iter().map(|&i| encodings[i].get_ids()).collect();
             for (&i, vector) in order[start..end].iter().zip(self.forward(&rows)?) {
                 out[i] = vector;
             }
@@ -325,8 +270,8 @@ pub(crate) mod tests {
     const LAYERS: usize = 2;
     const FF: usize = 64;
     const WORDS: &[&str] = &[
-        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "hello", "world", "order", "refund", "where", "is",
-        "my", "the", "package", "?", "!", "##s", "ship", "##ping", "退", "款", "订", "单", "查",
+        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "hello", "world", "order", "refund", "where", "is", "my", "the", "package", "?", "!", "##s", "ship", "##ping",
+        "退", "款", "订", "单", "查",
     ];
 
     /// Write a tiny random BERT (2 layers, hidden 32) with a WordPiece
@@ -348,31 +293,15 @@ pub(crate) mod tests {
             let n: usize = shape.iter().product();
             let data: Vec<u8> = (0..n)
                 .flat_map(|_| {
-                    let v: f32 = if ones {
-                        1.0 + rng.gen_range(-0.1..0.1)
-                    } else {
-                        rng.gen_range(-0.5..0.5)
-                    };
+                    let v: f32 = if ones { 1.0 + rng.gen_range(-0.1..0.1) } else { rng.gen_range(-0.5..0.5) };
                     v.to_le_bytes()
                 })
                 .collect();
             tensors.push((name, shape, data));
         };
-        add(
-            "embeddings.word_embeddings.weight".into(),
-            vec![WORDS.len(), HIDDEN],
-            false,
-        );
-        add(
-            "embeddings.position_embeddings.weight".into(),
-            vec![64, HIDDEN],
-            false,
-        );
-        add(
-            "embeddings.token_type_embeddings.weight".into(),
-            vec![2, HIDDEN],
-            false,
-        );
+        add("embeddings.word_embeddings.weight".into(), vec![WORDS.len(), HIDDEN], false);
+        add("embeddings.position_embeddings.weight".into(), vec![64, HIDDEN], false);
+        add("embeddings.token_type_embeddings.weight".into(), vec![2, HIDDEN], false);
         add("embeddings.LayerNorm.weight".into(), vec![HIDDEN], true);
         add("embeddings.LayerNorm.bias".into(), vec![HIDDEN], false);
         for l in 0..LAYERS {
@@ -393,15 +322,7 @@ pub(crate) mod tests {
                 add(format!("{p}.{ln}.bias"), vec![HIDDEN], false);
             }
         }
-        let views: Vec<(String, TensorView)> = tensors
-            .iter()
-            .map(|(n, s, d)| {
-                (
-                    n.clone(),
-                    TensorView::new(Dtype::F32, s.clone(), d).unwrap(),
-                )
-            })
-            .collect();
+        let views: Vec<(String, TensorView)> = tensors.iter().map(|(n, s, d)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), d).unwrap())).collect();
         safetensors::serialize_to_file(views, &None, &dir.join("model.safetensors")).unwrap();
 
         let vocab: HashMap<&str, usize> = WORDS.iter().enumerate().map(|(i, w)| (*w, i)).collect();
@@ -429,15 +350,7 @@ pub(crate) mod tests {
         a.iter().zip(b).map(|(x, y)| x * y).sum()
     }
 
-    const TEXTS: &[&str] = &[
-        "hello world",
-        "where is my package?",
-        "refund refund refund my order shipping!",
-        "查订单",
-        "退款",
-        "",
-        "hello",
-    ];
+    const TEXTS: &[&str] = &["hello world", "where is my package?", "refund refund refund my order shipping!", "查订单", "退款", "", "hello"];
 
     #[test]
     fn loads_and_encodes_normalised_rows() {
@@ -446,11 +359,7 @@ pub(crate) mod tests {
         let enc = BertEncoder::load(dir.path()).unwrap();
         assert_eq!(enc.dim(), HIDDEN);
         assert_eq!(enc.pooling(), Pooling::Mean);
-        assert_eq!(
-            enc.fingerprint().len(),
-            64,
-            "sha256 of model.safetensors when no manifest"
-        );
+        assert_eq!(enc.fingerprint().len(), 64, "sha256 of model.safetensors when no manifest");
         let rows = enc.encode(TEXTS, TextKind::Query).unwrap();
         assert_eq!(rows.len(), TEXTS.len());
         for row in &rows {
@@ -458,10 +367,7 @@ pub(crate) mod tests {
             let n: f32 = row.iter().map(|x| x * x).sum::<f32>().sqrt();
             assert!((n - 1.0).abs() < 1e-4, "norm {n}");
         }
-        assert!(
-            cosine(&rows[0], &rows[2]) < 0.9999,
-            "different texts must differ"
-        );
+        assert!(cosine(&rows[0], &rows[2]) < 0.9999, "different texts must differ");
         assert!(enc.encode(&[], TextKind::Query).unwrap().is_empty());
     }
 
@@ -492,23 +398,14 @@ pub(crate) mod tests {
             source_sha256: "0".repeat(64),
             weights_sha256: "ab".repeat(32),
         };
-        fs::write(
-            dir.path().join(MANIFEST_FILE),
-            serde_json::to_string(&manifest).unwrap(),
-        )
-        .unwrap();
+        fs::write(dir.path().join(MANIFEST_FILE), serde_json::to_string(&manifest).unwrap()).unwrap();
         let enc = BertEncoder::load(dir.path()).unwrap();
         assert_eq!(enc.fingerprint(), "ab".repeat(32));
         assert_eq!(enc.pooling(), Pooling::Cls);
         assert_eq!(enc.max_length(), 64, "clamped to max_position_embeddings");
         let q = enc.encode(&["is my order"], TextKind::Query).unwrap();
-        let p = enc
-            .encode(&["where is my order"], TextKind::Passage)
-            .unwrap();
-        assert!(
-            cosine(&q[0], &p[0]) > 0.9999,
-            "query prefix must be prepended"
-        );
+        let p = enc.encode(&["where is my order"], TextKind::Passage).unwrap();
+        assert!(cosine(&q[0], &p[0]) > 0.9999, "query prefix must be prepended");
     }
 
     #[test]
@@ -516,15 +413,8 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_tiny_bert(dir.path(), 5);
         fs::create_dir(dir.path().join("1_Pooling")).unwrap();
-        fs::write(
-            dir.path().join("1_Pooling/config.json"),
-            r#"{"pooling_mode_cls_token": true}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            BertEncoder::load(dir.path()).unwrap().pooling(),
-            Pooling::Cls
-        );
+        fs::write(dir.path().join("1_Pooling/config.json"), r#"{"pooling_mode_cls_token": true}"#).unwrap();
+        assert_eq!(BertEncoder::load(dir.path()).unwrap().pooling(), Pooling::Cls);
     }
 
     #[test]
@@ -563,9 +453,6 @@ pub(crate) mod tests {
         write_tiny_bert(dir.path(), 1);
         fs::write(dir.path().join(MANIFEST_FILE), "{not json").unwrap();
         let msg = load_err(dir.path());
-        assert!(
-            msg.contains(MANIFEST_FILE) && msg.contains("broken"),
-            "{msg}"
-        );
+        assert!(msg.contains(MANIFEST_FILE) && msg.contains("broken"), "{msg}");
     }
 }

@@ -32,11 +32,7 @@ pub struct BatchOptions {
 
 impl Default for BatchOptions {
     fn default() -> Self {
-        Self {
-            queue_capacity: 256,
-            max_batch_requests: 32,
-            max_batch_chars: 16_384,
-        }
+        Self { queue_capacity: 256, max_batch_requests: 32, max_batch_chars: 16_384 }
     }
 }
 
@@ -69,31 +65,23 @@ impl EncoderHandle {
         let (tx, rx) = mpsc::sync_channel(opts.queue_capacity.max(1));
         // NOTE: a plain OS thread, not spawn_blocking: inference saturates the
         // CPU for its whole life and must not occupy a tokio blocking slot.
-        let started = thread::Builder::new()
-            .name("kefu-encoder".into())
-            .spawn(move || run(encoder, rx, opts));
+        let started = thread::Builder::new().name("kefu-encoder".into()).spawn(move || run(encoder, rx, opts));
         if let Err(e) = started {
             // The closure, and `rx` with it, is dropped: every call answers
             // `Closed`, which callers report like any other model failure.
             tracing::error!("cannot start the encoder thread: {e}");
         }
-        Self {
-            tx,
-            dim,
-            fingerprint,
-        }
+        Self { tx, dim, fingerprint }
     }
 
     /// Embed `texts`, waiting asynchronously for the model thread.
     /// Answers `Busy` at once when the queue is full.
     pub async fn embed(&self, texts: Vec<String>, kind: TextKind) -> Reply {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .try_send(Job { texts, kind, reply })
-            .map_err(|e| match e {
-                TrySendError::Full(_) => EncoderError::Busy,
-                TrySendError::Disconnected(_) => EncoderError::Closed,
-            })?;
+        self.tx.try_send(Job { texts, kind, reply }).map_err(|e| match e {
+            TrySendError::Full(_) => EncoderError::Busy,
+            TrySendError::Disconnected(_) => EncoderError::Closed,
+        })?;
         rx.await.map_err(|_| EncoderError::Closed)?
     }
 
@@ -105,9 +93,7 @@ impl EncoderHandle {
     /// (tokio panics on blocking receives there); use `embed` in async code.
     pub fn embed_blocking(&self, texts: Vec<String>, kind: TextKind) -> Reply {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Job { texts, kind, reply })
-            .map_err(|_| EncoderError::Closed)?;
+        self.tx.send(Job { texts, kind, reply }).map_err(|_| EncoderError::Closed)?;
         rx.blocking_recv().map_err(|_| EncoderError::Closed)?
     }
 
@@ -152,8 +138,7 @@ fn run(encoder: Box<dyn Encoder>, rx: Receiver<Job>, opts: BatchOptions) {
         }
         // Clients that gave up (timeout, disconnect) are not worth a pass.
         batch.retain(|job| !job.reply.is_closed());
-        let (queries, passages): (Vec<Job>, Vec<Job>) =
-            batch.into_iter().partition(|j| j.kind == TextKind::Query);
+        let (queries, passages): (Vec<Job>, Vec<Job>) = batch.into_iter().partition(|j| j.kind == TextKind::Query);
         for (jobs, kind) in [(queries, TextKind::Query), (passages, TextKind::Passage)] {
             if !jobs.is_empty() {
                 run_group(encoder.as_ref(), jobs, kind);
@@ -164,10 +149,7 @@ fn run(encoder: Box<dyn Encoder>, rx: Receiver<Job>, opts: BatchOptions) {
 
 /// Encode the texts of same-kind jobs in one call and split the rows back.
 fn run_group(encoder: &dyn Encoder, jobs: Vec<Job>, kind: TextKind) {
-    let texts: Vec<&str> = jobs
-        .iter()
-        .flat_map(|j| j.texts.iter().map(String::as_str))
-        .collect();
+    let texts: Vec<&str> = jobs.iter().flat_map(|j| j.texts.iter().map(String::as_str)).collect();
     match encoder.encode(&texts, kind) {
         Ok(rows) => {
             let mut rows = rows.into_iter();
@@ -212,21 +194,14 @@ mod tests {
             thread::sleep(self.delay);
             self.calls.lock().unwrap().push(texts.len());
             let flag = if kind == TextKind::Query { 1.0 } else { 0.0 };
-            Ok(texts
-                .iter()
-                .map(|t| vec![t.chars().count() as f32, flag])
-                .collect())
+            Ok(texts.iter().map(|t| vec![t.chars().count() as f32, flag]).collect())
         }
     }
 
     fn fake(delay_ms: u64) -> (Box<Fake>, Arc<Mutex<Vec<usize>>>, Arc<AtomicUsize>) {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let started = Arc::new(AtomicUsize::new(0));
-        let f = Fake {
-            calls: calls.clone(),
-            delay: Duration::from_millis(delay_ms),
-            started: started.clone(),
-        };
+        let f = Fake { calls: calls.clone(), delay: Duration::from_millis(delay_ms), started: started.clone() };
         (Box::new(f), calls, started)
     }
 
@@ -246,14 +221,8 @@ mod tests {
         let mut tasks = Vec::new();
         for i in 0..10usize {
             let h = h.clone();
-            let kind = if i % 2 == 0 {
-                TextKind::Query
-            } else {
-                TextKind::Passage
-            };
-            tasks.push(tokio::spawn(async move {
-                (i, kind, h.embed(vec!["a".repeat(i + 1); 2], kind).await)
-            }));
+            let kind = if i % 2 == 0 { TextKind::Query } else { TextKind::Passage };
+            tasks.push(tokio::spawn(async move { (i, kind, h.embed(vec!["a".repeat(i + 1); 2], kind).await) }));
         }
         for t in tasks {
             let (i, kind, rows) = t.await.unwrap();
@@ -269,11 +238,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn full_queue_answers_busy() {
         let (enc, _calls, started) = fake(300);
-        let opts = BatchOptions {
-            queue_capacity: 1,
-            max_batch_requests: 1,
-            max_batch_chars: 10,
-        };
+        let opts = BatchOptions { queue_capacity: 1, max_batch_requests: 1, max_batch_chars: 10 };
         let h = EncoderHandle::spawn(enc, opts);
         let first = {
             let h = h.clone();
@@ -296,20 +261,10 @@ mod tests {
     #[test]
     fn blocking_embed_and_budget_split() {
         let (enc, calls, _) = fake(0);
-        let opts = BatchOptions {
-            queue_capacity: 8,
-            max_batch_requests: 8,
-            max_batch_chars: 3,
-        };
+        let opts = BatchOptions { queue_capacity: 8, max_batch_requests: 8, max_batch_chars: 3 };
         let h = EncoderHandle::spawn(enc, opts);
-        let rows = h
-            .embed_blocking(vec!["abcd".into(), "".into()], TextKind::Passage)
-            .unwrap();
+        let rows = h.embed_blocking(vec!["abcd".into(), "".into()], TextKind::Passage).unwrap();
         assert_eq!(rows, vec![vec![4.0, 0.0], vec![0.0, 0.0]]);
-        assert_eq!(
-            calls.lock().unwrap().as_slice(),
-            &[2],
-            "an over-budget request still runs alone"
-        );
+        assert_eq!(calls.lock().unwrap().as_slice(), &[2], "an over-budget request still runs alone");
     }
 }

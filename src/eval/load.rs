@@ -97,9 +97,7 @@ pub fn load_validation(path: &Path) -> Result<Option<Vec<LabelledLine>>, EvalErr
         return Ok(None);
     }
     match serde_json::from_str::<Value>(content) {
-        Ok(Value::Object(obj)) if !obj.contains_key("text") && obj.contains_key("val") => {
-            load_clinc(path, &obj, SetRole::Validation).map(Some)
-        }
+        Ok(Value::Object(obj)) if !obj.contains_key("text") && obj.contains_key("val") => load_clinc(path, &obj, SetRole::Validation).map(Some),
         _ => Ok(None),
     }
 }
@@ -121,9 +119,7 @@ fn without_bom(text: &str) -> &str {
 }
 
 fn json_extension(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "json" | "jsonl" | "ndjson"))
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "json" | "jsonl" | "ndjson"))
 }
 
 /// A file starting with `{`: either one CLINC150 object or JSON Lines.
@@ -145,11 +141,7 @@ fn load_json(path: &Path, content: &str, role: SetRole) -> Result<Vec<LabelledLi
     load_jsonl(path, content)
 }
 
-fn load_clinc(
-    path: &Path,
-    obj: &Map<String, Value>,
-    role: SetRole,
-) -> Result<Vec<LabelledLine>, EvalError> {
+fn load_clinc(path: &Path, obj: &Map<String, Value>, role: SetRole) -> Result<Vec<LabelledLine>, EvalError> {
     let mut lines = Vec::new();
     for split in role.clinc_splits() {
         let items = obj
@@ -159,12 +151,7 @@ fn load_clinc(
             .ok_or_else(|| format_error(path, format!("CLINC150 \"{split}\" is not an array")))?;
         let out_of_scope = split.starts_with("oos_");
         for (i, item) in items.iter().enumerate() {
-            let bad = || {
-                format_error(
-                    path,
-                    format!("{split}[{i}] is not a [text, intent] pair of strings"),
-                )
-            };
+            let bad = || format_error(path, format!("{split}[{i}] is not a [text, intent] pair of strings"));
             let [text, intent] = item.as_array().map(Vec::as_slice).ok_or_else(bad)? else {
                 return Err(bad());
             };
@@ -175,11 +162,7 @@ fn load_clinc(
                 text: text.to_owned(),
                 // NOTE: the oos splits are out of scope by construction; forcing
                 // the label keeps a stray label there from becoming an intent.
-                intent: if out_of_scope {
-                    OOS.to_owned()
-                } else {
-                    intent.to_owned()
-                },
+                intent: if out_of_scope { OOS.to_owned() } else { intent.to_owned() },
                 decision: None,
                 slots: None,
                 now: None,
@@ -213,12 +196,7 @@ fn parse_jsonl_line(raw: &str) -> Result<LabelledLine, String> {
     let decision = match obj.get("decision") {
         None | Some(Value::Null) => None,
         Some(Value::String(d)) if DECISIONS.contains(&d.as_str()) => Some(d.clone()),
-        Some(other) => {
-            return Err(format!(
-                "\"decision\" must be one of {}, got {other}",
-                DECISIONS.join(", ")
-            ))
-        }
+        Some(other) => return Err(format!("\"decision\" must be one of {}, got {other}", DECISIONS.join(", "))),
     };
     // NOTE: `"slots": null` reads as "no slot expectation" (line not scored for
     // slots), unlike `{}` which expects that nothing is extracted.
@@ -229,19 +207,10 @@ fn parse_jsonl_line(raw: &str) -> Result<LabelledLine, String> {
     };
     let now = match obj.get("now") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(
-            DateTime::parse_from_rfc3339(s)
-                .map_err(|e| format!("\"now\" is not an RFC 3339 time ({s:?}): {e}"))?,
-        ),
+        Some(Value::String(s)) => Some(DateTime::parse_from_rfc3339(s).map_err(|e| format!("\"now\" is not an RFC 3339 time ({s:?}): {e}"))?),
         Some(other) => return Err(format!("\"now\" must be an RFC 3339 string, got {other}")),
     };
-    Ok(LabelledLine {
-        text,
-        intent,
-        decision,
-        slots,
-        now,
-    })
+    Ok(LabelledLine { text, intent, decision, slots, now })
 }
 
 fn required_string(obj: &Map<String, Value>, key: &str) -> Result<String, String> {
@@ -267,22 +236,14 @@ fn load_csv(path: &Path, content: &str) -> Result<Vec<LabelledLine>, EvalError> 
     };
     let headers = reader.headers().map_err(csv_error)?;
     if headers.len() < 2 {
-        return Err(line_error(
-            path,
-            1,
-            "CSV header needs at least two columns (text, label)",
-        ));
+        return Err(line_error(path, 1, "CSV header needs at least two columns (text, label)"));
     }
     let mut lines = Vec::new();
     for record in reader.records() {
         let record = record.map_err(csv_error)?;
         let line_no = record.position().map_or(0, csv::Position::line);
         let (Some(text), Some(label)) = (record.get(0), record.get(1)) else {
-            return Err(line_error(
-                path,
-                line_no,
-                "expected two columns: text, label",
-            ));
+            return Err(line_error(path, line_no, "expected two columns: text, label"));
         };
         if text.trim().is_empty() {
             return Err(line_error(path, line_no, "text is empty"));
@@ -291,30 +252,17 @@ fn load_csv(path: &Path, content: &str) -> Result<Vec<LabelledLine>, EvalError> 
         if label.is_empty() {
             return Err(line_error(path, line_no, "label is empty"));
         }
-        lines.push(LabelledLine {
-            text: text.to_owned(),
-            intent: label.to_owned(),
-            decision: None,
-            slots: None,
-            now: None,
-        });
+        lines.push(LabelledLine { text: text.to_owned(), intent: label.to_owned(), decision: None, slots: None, now: None });
     }
     Ok(lines)
 }
 
 fn line_error(path: &Path, line: u64, message: impl Into<String>) -> EvalError {
-    EvalError::Line {
-        path: path.to_path_buf(),
-        line,
-        message: message.into(),
-    }
+    EvalError::Line { path: path.to_path_buf(), line, message: message.into() }
 }
 
 fn format_error(path: &Path, message: impl Into<String>) -> EvalError {
-    EvalError::Format {
-        path: path.to_path_buf(),
-        message: message.into(),
-    }
+    EvalError::Format { path: path.to_path_buf(), message: message.into() }
 }
 
 #[cfg(test)]
@@ -326,10 +274,7 @@ mod tests {
     fn write(name: &str, content: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(name);
-        std::fs::File::create(&path)
-            .unwrap()
-            .write_all(content)
-            .unwrap();
+        std::fs::File::create(&path).unwrap().write_all(content).unwrap();
         (dir, path)
     }
 
@@ -351,14 +296,8 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[0].decision.as_deref(), Some("answer"));
         assert_eq!(lines[0].slots, None);
-        assert_eq!(
-            Value::Object(lines[1].slots.clone().unwrap()),
-            json!({"time": {"start": "2026-06-14", "end": "2026-06-14"}})
-        );
-        assert_eq!(
-            lines[1].now.unwrap().to_rfc3339(),
-            "2026-06-15T10:00:00+08:00"
-        );
+        assert_eq!(Value::Object(lines[1].slots.clone().unwrap()), json!({"time": {"start": "2026-06-14", "end": "2026-06-14"}}));
+        assert_eq!(lines[1].now.unwrap().to_rfc3339(), "2026-06-15T10:00:00+08:00");
         assert_eq!(lines[2].intent, OOS);
         assert_eq!(lines[2].slots, Some(Map::new()));
     }
@@ -372,55 +311,20 @@ mod tests {
     #[test]
     fn jsonl_errors_name_file_line_and_problem() {
         let cases = [
-            (
-                "{\"text\":\"a\",\"intent\":\"x\"}\n\n{\"text\":\"b\"}\n",
-                3,
-                "missing \"intent\"",
-            ),
-            (
-                "{\"text\":\"a\",\"intent\":\"x\"}\n{\"text\":1,\"intent\":\"x\"}\n",
-                2,
-                "\"text\" must be a string",
-            ),
-            (
-                "{\"text\":\"a\",\"intent\":\"x\"}\n{\"text\":\"a\",\"intent\":\"x\"\n",
-                2,
-                "invalid JSON",
-            ),
-            (
-                "{\"text\":\"a\",\"intent\":\"x\",\"decision\":\"maybe\"}\n",
-                1,
-                "\"decision\" must be one of",
-            ),
-            (
-                "{\"text\":\"a\",\"intent\":\"x\",\"slots\":[1]}\n",
-                1,
-                "\"slots\" must be an object",
-            ),
-            (
-                "{\"text\":\"a\",\"intent\":\"x\",\"now\":\"yesterday\"}\n",
-                1,
-                "\"now\" is not an RFC 3339 time",
-            ),
-            (
-                "{\"text\":\" \",\"intent\":\"x\"}\n",
-                1,
-                "\"text\" is empty",
-            ),
-            (
-                "{\"text\":\"a\",\"intent\":\"x\"}\n[1,2]\n",
-                2,
-                "expected a JSON object",
-            ),
+            ("{\"text\":\"a\",\"intent\":\"x\"}\n\n{\"text\":\"b\"}\n", 3, "missing \"intent\""),
+            ("{\"text\":\"a\",\"intent\":\"x\"}\n{\"text\":1,\"intent\":\"x\"}\n", 2, "\"text\" must be a string"),
+            ("{\"text\":\"a\",\"intent\":\"x\"}\n{\"text\":\"a\",\"intent\":\"x\"\n", 2, "invalid JSON"),
+            ("{\"text\":\"a\",\"intent\":\"x\",\"decision\":\"maybe\"}\n", 1, "\"decision\" must be one of"),
+            ("{\"text\":\"a\",\"intent\":\"x\",\"slots\":[1]}\n", 1, "\"slots\" must be an object"),
+            ("{\"text\":\"a\",\"intent\":\"x\",\"now\":\"yesterday\"}\n", 1, "\"now\" is not an RFC 3339 time"),
+            ("{\"text\":\" \",\"intent\":\"x\"}\n", 1, "\"text\" is empty"),
+            ("{\"text\":\"a\",\"intent\":\"x\"}\n[1,2]\n", 2, "expected a JSON object"),
         ];
         for (content, line, what) in cases {
             let (_dir, path) = write("bad.jsonl", content.as_bytes());
             let err = load_labelled(&path, SetRole::Test).unwrap_err();
             let msg = err.to_string();
-            assert!(
-                msg.starts_with(&format!("{}:{line}: ", path.display())),
-                "{msg}"
-            );
+            assert!(msg.starts_with(&format!("{}:{line}: ", path.display())), "{msg}");
             assert!(msg.contains(what), "{msg} should contain {what}");
         }
     }
@@ -429,10 +333,7 @@ mod tests {
     fn json_extension_without_object_reports_line() {
         let (_dir, path) = write("x.jsonl", b"not json\n");
         let msg = load_labelled(&path, SetRole::Test).unwrap_err().to_string();
-        assert!(
-            msg.starts_with(&format!("{}:1: invalid JSON", path.display())),
-            "{msg}"
-        );
+        assert!(msg.starts_with(&format!("{}:1: invalid JSON", path.display())), "{msg}");
     }
 
     #[test]
@@ -450,28 +351,18 @@ mod tests {
         let texts: Vec<_> = lines.iter().map(|l| l.text.as_str()).collect();
         assert_eq!(
             texts,
-            [
-                "I am still waiting on my card?",
-                "What if, say, my card never arrives?",
-                "Line one\nline two with \"quotes\"",
-                "How do I top up?",
-            ]
+            ["I am still waiting on my card?", "What if, say, my card never arrives?", "Line one\nline two with \"quotes\"", "How do I top up?",]
         );
         assert_eq!(lines[2].intent, "lost_or_stolen_card");
         assert_eq!(lines[3].intent, "top_up_by_card");
-        assert!(lines
-            .iter()
-            .all(|l| l.decision.is_none() && l.slots.is_none()));
+        assert!(lines.iter().all(|l| l.decision.is_none() && l.slots.is_none()));
     }
 
     #[test]
     fn csv_errors_name_line() {
         let (_dir, path) = write("b.csv", b"text,category\nok,a\nonly text\n");
         let msg = load_labelled(&path, SetRole::Test).unwrap_err().to_string();
-        assert_eq!(
-            msg,
-            format!("{}:3: expected two columns: text, label", path.display())
-        );
+        assert_eq!(msg, format!("{}:3: expected two columns: text, label", path.display()));
 
         let (_dir, path) = write("c.csv", b"text,category\nok,a\n\"multi\nline\",\n");
         let msg = load_labelled(&path, SetRole::Test).unwrap_err().to_string();
@@ -479,10 +370,7 @@ mod tests {
 
         let (_dir, path) = write("d.csv", b"text\nok\n");
         let msg = load_labelled(&path, SetRole::Test).unwrap_err().to_string();
-        assert!(
-            msg.starts_with(&format!("{}:1: CSV header", path.display())),
-            "{msg}"
-        );
+        assert!(msg.starts_with(&format!("{}:1: CSV header", path.display())), "{msg}");
     }
 
     #[test]
@@ -504,9 +392,7 @@ mod tests {
         let missing = std::path::Path::new("no/such/file.jsonl");
         let err = load_labelled(missing, SetRole::Test).unwrap_err();
         assert!(matches!(err, EvalError::Io { .. }));
-        assert!(err
-            .to_string()
-            .starts_with("cannot read no/such/file.jsonl: "));
+        assert!(err.to_string().starts_with("cannot read no/such/file.jsonl: "));
     }
 
     const CLINC: &str = r#"{
@@ -522,18 +408,8 @@ mod tests {
     fn clinc_test_role_reads_test_and_oos_test() {
         let (_dir, path) = write("data_full.json", CLINC.as_bytes());
         let lines = load_labelled(&path, SetRole::Test).unwrap();
-        let got: Vec<_> = lines
-            .iter()
-            .map(|l| (l.text.as_str(), l.intent.as_str()))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("how much money do i have", "balance"),
-                ("who won the game", "oos"),
-                ("sing a song", "oos"),
-            ]
-        );
+        let got: Vec<_> = lines.iter().map(|l| (l.text.as_str(), l.intent.as_str())).collect();
+        assert_eq!(got, [("how much money do i have", "balance"), ("who won the game", "oos"), ("sing a song", "oos"),]);
     }
 
     #[test]
@@ -552,38 +428,19 @@ mod tests {
     fn clinc_train_role_reads_train_and_oos_train() {
         let (_dir, path) = write("data_full.json", CLINC.as_bytes());
         let lines = load_labelled(&path, SetRole::Train).unwrap();
-        let got: Vec<_> = lines
-            .iter()
-            .map(|l| (l.text.as_str(), l.intent.as_str()))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("what is my balance", "balance"),
-                ("transfer money", "transfer"),
-                ("tell me a joke", "oos"),
-            ]
-        );
+        let got: Vec<_> = lines.iter().map(|l| (l.text.as_str(), l.intent.as_str())).collect();
+        assert_eq!(got, [("what is my balance", "balance"), ("transfer money", "transfer"), ("tell me a joke", "oos"),]);
     }
 
     #[test]
     fn clinc_errors() {
         let (_dir, path) = write("c.json", br#"{"train": [["a","b"]], "oos_train": []}"#);
         let msg = load_labelled(&path, SetRole::Test).unwrap_err().to_string();
-        assert_eq!(
-            msg,
-            format!("{}: CLINC150 file has no \"test\" split", path.display())
-        );
+        assert_eq!(msg, format!("{}: CLINC150 file has no \"test\" split", path.display()));
 
-        let (_dir, path) = write(
-            "c.json",
-            br#"{"test": [["a","b"], ["only"]], "oos_test": []}"#,
-        );
+        let (_dir, path) = write("c.json", br#"{"test": [["a","b"], ["only"]], "oos_test": []}"#);
         let msg = load_labelled(&path, SetRole::Test).unwrap_err().to_string();
-        assert!(
-            msg.contains("test[1] is not a [text, intent] pair"),
-            "{msg}"
-        );
+        assert!(msg.contains("test[1] is not a [text, intent] pair"), "{msg}");
 
         let (_dir, path) = write("c.json", b"{\n  \"rows\": []\n}\n");
         let msg = load_labelled(&path, SetRole::Test).unwrap_err().to_string();

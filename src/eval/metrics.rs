@@ -144,10 +144,7 @@ pub struct EvalReport {
 /// [`EvalError::NothingToScore`] when they are empty.
 pub fn score(lines: &[LabelledLine], predictions: &[Prediction]) -> Result<EvalReport, EvalError> {
     if lines.len() != predictions.len() {
-        return Err(EvalError::LengthMismatch {
-            lines: lines.len(),
-            predictions: predictions.len(),
-        });
+        return Err(EvalError::LengthMismatch { lines: lines.len(), predictions: predictions.len() });
     }
     if lines.is_empty() {
         return Err(EvalError::NothingToScore);
@@ -177,19 +174,12 @@ pub fn score(lines: &[LabelledLine], predictions: &[Prediction]) -> Result<EvalR
         oos_predicted += usize::from(pred_oos);
         oos_both += usize::from(gold_oos && pred_oos);
 
-        classes
-            .entry(line.intent.clone())
-            .or_insert_with(ClassStats::empty)
-            .support += 1;
-        let predicted = classes
-            .entry(pred.intent.clone())
-            .or_insert_with(ClassStats::empty);
+        classes.entry(line.intent.clone()).or_insert_with(ClassStats::empty).support += 1;
+        let predicted = classes.entry(pred.intent.clone()).or_insert_with(ClassStats::empty);
         predicted.predicted += 1;
         predicted.correct += usize::from(right);
         if !right {
-            *confused
-                .entry((line.intent.as_str(), pred.intent.as_str()))
-                .or_default() += 1;
+            *confused.entry((line.intent.as_str(), pred.intent.as_str())).or_default() += 1;
         }
 
         if let Some(gold) = &line.decision {
@@ -208,20 +198,11 @@ pub fn score(lines: &[LabelledLine], predictions: &[Prediction]) -> Result<EvalR
         stats.finish();
     }
 
-    let (tp, pred_total, gold_total) = slot_counts
-        .values()
-        .fold((0, 0, 0), |(t, p, g), &(support, predicted, correct)| {
-            (t + correct, p + predicted, g + support)
-        });
+    let (tp, pred_total, gold_total) =
+        slot_counts.values().fold((0, 0, 0), |(t, p, g), &(support, predicted, correct)| (t + correct, p + predicted, g + support));
     // NOTE: slot-labelled lines that expect nothing and get nothing are a
     // perfect score, not an undefined one; `{}` lines exist to test exactly that.
-    let slot_f1 = (slot_lines > 0).then(|| {
-        if pred_total + gold_total == 0 {
-            1.0
-        } else {
-            2.0 * tp as f64 / (pred_total + gold_total) as f64
-        }
-    });
+    let slot_f1 = (slot_lines > 0).then(|| if pred_total + gold_total == 0 { 1.0 } else { 2.0 * tp as f64 / (pred_total + gold_total) as f64 });
 
     let decision_lines = decisions.values().map(|&(support, _)| support).sum();
     let decision_correct: usize = decisions.values().map(|&(_, correct)| correct).sum();
@@ -255,26 +236,13 @@ pub fn score(lines: &[LabelledLine], predictions: &[Prediction]) -> Result<EvalR
             .into_iter()
             .map(|(label, (support, correct))| {
                 let accuracy = correct as f64 / support as f64;
-                (
-                    label,
-                    DecisionStats {
-                        support,
-                        correct,
-                        accuracy,
-                    },
-                )
+                (label, DecisionStats { support, correct, accuracy })
             })
             .collect(),
         per_slot: slot_counts
             .into_iter()
             .map(|(name, (support, predicted, correct))| {
-                let stats = SlotStats {
-                    support,
-                    predicted,
-                    correct,
-                    precision: ratio(correct, predicted),
-                    recall: ratio(correct, support),
-                };
+                let stats = SlotStats { support, predicted, correct, precision: ratio(correct, predicted), recall: ratio(correct, support) };
                 (name, stats)
             })
             .collect(),
@@ -291,11 +259,7 @@ fn decision_right(gold: &str, pred: &Prediction) -> bool {
 }
 
 /// Adds one line's slot triples to per-slot (support, predicted, correct).
-fn count_slots(
-    gold: &Map<String, Value>,
-    predicted: &Map<String, Value>,
-    counts: &mut BTreeMap<String, (usize, usize, usize)>,
-) {
+fn count_slots(gold: &Map<String, Value>, predicted: &Map<String, Value>, counts: &mut BTreeMap<String, (usize, usize, usize)>) {
     // NOTE: a null value on either side means "not extracted"; engines that
     // serialise every slot key with null must not be charged false positives.
     for (name, value) in gold.iter().filter(|(_, v)| !v.is_null()) {
@@ -309,21 +273,10 @@ fn count_slots(
 }
 
 fn top_confusions(confused: HashMap<(&str, &str), usize>) -> Vec<Confusion> {
-    let mut pairs: Vec<Confusion> = confused
-        .into_iter()
-        .map(|((gold, predicted), count)| Confusion {
-            gold: gold.to_owned(),
-            predicted: predicted.to_owned(),
-            count,
-        })
-        .collect();
+    let mut pairs: Vec<Confusion> =
+        confused.into_iter().map(|((gold, predicted), count)| Confusion { gold: gold.to_owned(), predicted: predicted.to_owned(), count }).collect();
     // Names break count ties so the report is identical run to run.
-    pairs.sort_by(|a, b| {
-        b.count
-            .cmp(&a.count)
-            .then_with(|| a.gold.cmp(&b.gold))
-            .then_with(|| a.predicted.cmp(&b.predicted))
-    });
+    pairs.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.gold.cmp(&b.gold)).then_with(|| a.predicted.cmp(&b.predicted)));
     pairs.truncate(TOP_CONFUSIONS);
     pairs
 }
@@ -344,14 +297,7 @@ fn nearest_rank(sorted: &[f64], p: f64) -> f64 {
 
 impl ClassStats {
     fn empty() -> Self {
-        ClassStats {
-            support: 0,
-            predicted: 0,
-            correct: 0,
-            precision: None,
-            recall: None,
-            f1: None,
-        }
+        ClassStats { support: 0, predicted: 0, correct: 0, precision: None, recall: None, f1: None }
     }
 
     /// Fills the rates once all lines are counted.
@@ -380,60 +326,19 @@ impl fmt::Display for Rate {
 
 impl fmt::Display for EvalReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "n                  {} ({} in scope, {} oos)",
-            self.n, self.in_scope, self.oos
-        )?;
+        writeln!(f, "n                  {} ({} in scope, {} oos)", self.n, self.in_scope, self.oos)?;
         writeln!(f, "intent accuracy    {:.3}", self.intent_accuracy)?;
-        writeln!(
-            f,
-            "oos precision      {}  recall {}",
-            Rate(self.oos_precision),
-            Rate(self.oos_recall)
-        )?;
-        writeln!(
-            f,
-            "decision accuracy  {}  ({} lines)",
-            Rate(self.decision_accuracy),
-            self.decision_lines
-        )?;
-        writeln!(
-            f,
-            "slot F1            {}  (P {}, R {}; {} lines)",
-            Rate(self.slot_f1),
-            Rate(self.slot_precision),
-            Rate(self.slot_recall),
-            self.slot_lines
-        )?;
-        writeln!(
-            f,
-            "latency ms         p50 {:.1}  p99 {:.1}",
-            self.latency_ms_p50, self.latency_ms_p99
-        )?;
+        writeln!(f, "oos precision      {}  recall {}", Rate(self.oos_precision), Rate(self.oos_recall))?;
+        writeln!(f, "decision accuracy  {}  ({} lines)", Rate(self.decision_accuracy), self.decision_lines)?;
+        writeln!(f, "slot F1            {}  (P {}, R {}; {} lines)", Rate(self.slot_f1), Rate(self.slot_precision), Rate(self.slot_recall), self.slot_lines)?;
+        writeln!(f, "latency ms         p50 {:.1}  p99 {:.1}", self.latency_ms_p50, self.latency_ms_p99)?;
 
         // Worst first by F1, then by how many lines the weakness costs.
-        let mut worst: Vec<(&String, &ClassStats)> = self
-            .per_intent
-            .iter()
-            .filter(|(_, s)| s.support > 0)
-            .collect();
-        worst.sort_by(|(an, a), (bn, b)| {
-            a.f1.unwrap_or(0.0)
-                .total_cmp(&b.f1.unwrap_or(0.0))
-                .then_with(|| b.support.cmp(&a.support))
-                .then_with(|| an.cmp(bn))
-        });
+        let mut worst: Vec<(&String, &ClassStats)> = self.per_intent.iter().filter(|(_, s)| s.support > 0).collect();
+        worst.sort_by(|(an, a), (bn, b)| a.f1.unwrap_or(0.0).total_cmp(&b.f1.unwrap_or(0.0)).then_with(|| b.support.cmp(&a.support)).then_with(|| an.cmp(bn)));
         writeln!(f, "worst intents (F1, precision, recall, support):")?;
         for (name, s) in worst.iter().take(SUMMARY_ROWS) {
-            writeln!(
-                f,
-                "  {name:<28} {}  {}  {}  {}",
-                Rate(s.f1),
-                Rate(s.precision),
-                Rate(s.recall),
-                s.support
-            )?;
+            writeln!(f, "  {name:<28} {}  {}  {}  {}", Rate(s.f1), Rate(s.precision), Rate(s.recall), s.support)?;
         }
         writeln!(f, "top confusions (gold -> predicted: count):")?;
         if self.confusions.is_empty() {
@@ -452,56 +357,29 @@ mod tests {
     use serde_json::json;
 
     fn line(intent: &str) -> LabelledLine {
-        LabelledLine {
-            text: format!("text for {intent}"),
-            intent: intent.to_owned(),
-            decision: None,
-            slots: None,
-            now: None,
-        }
+        LabelledLine { text: format!("text for {intent}"), intent: intent.to_owned(), decision: None, slots: None, now: None }
     }
 
     fn with_decision(intent: &str, decision: &str) -> LabelledLine {
-        LabelledLine {
-            decision: Some(decision.to_owned()),
-            ..line(intent)
-        }
+        LabelledLine { decision: Some(decision.to_owned()), ..line(intent) }
     }
 
     fn with_slots(intent: &str, slots: Value) -> LabelledLine {
-        let Value::Object(map) = slots else {
-            panic!("slots must be an object")
-        };
-        LabelledLine {
-            slots: Some(map),
-            ..line(intent)
-        }
+        let Value::Object(map) = slots else { panic!("slots must be an object") };
+        LabelledLine { slots: Some(map), ..line(intent) }
     }
 
     fn pred(intent: &str) -> Prediction {
-        Prediction {
-            intent: intent.to_owned(),
-            decision: "answer".to_owned(),
-            ..Prediction::default()
-        }
+        Prediction { intent: intent.to_owned(), decision: "answer".to_owned(), ..Prediction::default() }
     }
 
     fn pred_decision(decision: &str, lead: bool) -> Prediction {
-        Prediction {
-            decision: decision.to_owned(),
-            lead,
-            ..pred("x")
-        }
+        Prediction { decision: decision.to_owned(), lead, ..pred("x") }
     }
 
     fn pred_slots(slots: Value) -> Prediction {
-        let Value::Object(map) = slots else {
-            panic!("slots must be an object")
-        };
-        Prediction {
-            slots: map,
-            ..pred("x")
-        }
+        let Value::Object(map) = slots else { panic!("slots must be an object") };
+        Prediction { slots: map, ..pred("x") }
     }
 
     fn close(a: f64, b: f64) -> bool {
@@ -573,16 +451,8 @@ mod tests {
 
     #[test]
     fn decision_accuracy_over_decision_lines_only() {
-        let lines = [
-            with_decision("x", "handoff"),
-            line("x"),
-            with_decision("x", "lead"),
-        ];
-        let preds = [
-            pred_decision("handoff", false),
-            pred_decision("clarify", false),
-            pred_decision("answer", false),
-        ];
+        let lines = [with_decision("x", "handoff"), line("x"), with_decision("x", "lead")];
+        let preds = [pred_decision("handoff", false), pred_decision("clarify", false), pred_decision("answer", false)];
         let r = score(&lines, &preds).unwrap();
         assert_eq!(r.decision_lines, 2);
         assert_eq!(r.decision_accuracy, Some(0.5));
@@ -596,11 +466,7 @@ mod tests {
     #[test]
     fn slot_f1_micro_over_triples_with_exact_json_values() {
         let time = json!({"start": "2026-06-14", "end": "2026-06-14"});
-        let lines = [
-            with_slots("x", json!({"time": time, "product": "dress"})),
-            with_slots("x", json!({"order_id": "12345"})),
-            line("x"),
-        ];
+        let lines = [with_slots("x", json!({"time": time, "product": "dress"})), with_slots("x", json!({"order_id": "12345"})), line("x")];
         let preds = [
             // time right, product wrong value
             pred_slots(json!({"time": time, "product": "skirt"})),
@@ -616,35 +482,21 @@ mod tests {
         assert!(close(r.slot_recall.unwrap(), 2.0 / 3.0));
         assert!(close(r.slot_f1.unwrap(), 4.0 / 7.0));
         let product = &r.per_slot["product"];
-        assert_eq!(
-            (product.support, product.predicted, product.correct),
-            (1, 1, 0)
-        );
+        assert_eq!((product.support, product.predicted, product.correct), (1, 1, 0));
         assert_eq!(r.per_slot["phone"].recall, None);
     }
 
     #[test]
     fn time_slot_compared_as_whole_json_value() {
-        let lines = [with_slots(
-            "x",
-            json!({"time": {"start": "2026-06-14", "end": "2026-06-14"}}),
-        )];
-        let preds = [pred_slots(
-            json!({"time": {"start": "2026-06-14", "end": "2026-06-15"}}),
-        )];
+        let lines = [with_slots("x", json!({"time": {"start": "2026-06-14", "end": "2026-06-14"}}))];
+        let preds = [pred_slots(json!({"time": {"start": "2026-06-14", "end": "2026-06-15"}}))];
         assert_eq!(score(&lines, &preds).unwrap().slot_f1, Some(0.0));
     }
 
     #[test]
     fn empty_slots_make_extractions_false_positives() {
-        let lines = [
-            with_slots("x", json!({})),
-            with_slots("x", json!({"product": "tv"})),
-        ];
-        let preds = [
-            pred_slots(json!({"product": "tv"})),
-            pred_slots(json!({"product": "tv"})),
-        ];
+        let lines = [with_slots("x", json!({})), with_slots("x", json!({"product": "tv"}))];
+        let preds = [pred_slots(json!({"product": "tv"})), pred_slots(json!({"product": "tv"}))];
         let r = score(&lines, &preds).unwrap();
         assert!(close(r.slot_precision.unwrap(), 0.5));
         assert_eq!(r.slot_recall, Some(1.0));
@@ -654,16 +506,9 @@ mod tests {
     #[test]
     fn slot_f1_null_without_slot_lines_and_one_when_nothing_expected_or_found() {
         let r = score(&[line("x")], &[pred_slots(json!({"product": "tv"}))]).unwrap();
-        assert_eq!(
-            (r.slot_f1, r.slot_precision, r.slot_recall),
-            (None, None, None)
-        );
+        assert_eq!((r.slot_f1, r.slot_precision, r.slot_recall), (None, None, None));
 
-        let r = score(
-            &[with_slots("x", json!({}))],
-            &[pred_slots(json!({"order_id": null}))],
-        )
-        .unwrap();
+        let r = score(&[with_slots("x", json!({}))], &[pred_slots(json!({"order_id": null}))]).unwrap();
         assert_eq!(r.slot_f1, Some(1.0));
         assert_eq!((r.slot_precision, r.slot_recall), (None, None));
     }
@@ -683,10 +528,7 @@ mod tests {
     #[test]
     fn latency_fields_use_unsorted_predictions() {
         let lines = [line("a"), line("a"), line("a")];
-        let preds = [30.0, 10.0, 20.0].map(|ms| Prediction {
-            latency_ms: ms,
-            ..pred("a")
-        });
+        let preds = [30.0, 10.0, 20.0].map(|ms| Prediction { latency_ms: ms, ..pred("a") });
         let r = score(&lines, &preds).unwrap();
         assert_eq!((r.latency_ms_p50, r.latency_ms_p99), (20.0, 30.0));
         assert_eq!((r.latency_ms_mean, r.latency_ms_max), (20.0, 30.0));
@@ -696,12 +538,7 @@ mod tests {
     fn json_has_contract_keys_first_and_nulls() {
         let r = score(&[line("a")], &[pred("b")]).unwrap();
         let v = serde_json::to_value(&r).unwrap();
-        for key in [
-            "oos_precision",
-            "oos_recall",
-            "decision_accuracy",
-            "slot_f1",
-        ] {
+        for key in ["oos_precision", "oos_recall", "decision_accuracy", "slot_f1"] {
             assert!(v[key].is_null(), "{key}");
         }
         let text = serde_json::to_string(&r).unwrap();
@@ -724,53 +561,19 @@ mod tests {
 
     #[test]
     fn confusions_sorted_and_summary_lists_worst() {
-        let lines = [
-            line("a"),
-            line("a"),
-            line("a"),
-            line("b"),
-            line("c"),
-            line("c"),
-        ];
-        let preds = [
-            pred("b"),
-            pred("b"),
-            pred("a"),
-            pred("b"),
-            pred("a"),
-            pred("c"),
-        ];
+        let lines = [line("a"), line("a"), line("a"), line("b"), line("c"), line("c")];
+        let preds = [pred("b"), pred("b"), pred("a"), pred("b"), pred("a"), pred("c")];
         let r = score(&lines, &preds).unwrap();
         assert_eq!(
             r.confusions,
-            vec![
-                Confusion {
-                    gold: "a".into(),
-                    predicted: "b".into(),
-                    count: 2
-                },
-                Confusion {
-                    gold: "c".into(),
-                    predicted: "a".into(),
-                    count: 1
-                },
-            ]
+            vec![Confusion { gold: "a".into(), predicted: "b".into(), count: 2 }, Confusion { gold: "c".into(), predicted: "a".into(), count: 1 },]
         );
         let text = r.to_string();
-        assert!(
-            text.starts_with("n                  6 (6 in scope, 0 oos)\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("oos precision      n/a  recall n/a"),
-            "{text}"
-        );
+        assert!(text.starts_with("n                  6 (6 in scope, 0 oos)\n"), "{text}");
+        assert!(text.contains("oos precision      n/a  recall n/a"), "{text}");
         assert!(text.contains("  a -> b: 2\n"), "{text}");
         let worst = text.split("worst intents").nth(1).unwrap();
         // a: P .5 R 1/3 F1 .4 is worse than b (F1 .5) and c (F1 .667)
-        assert!(
-            worst.lines().nth(1).unwrap().trim_start().starts_with('a'),
-            "{text}"
-        );
+        assert!(worst.lines().nth(1).unwrap().trim_start().starts_with('a'), "{text}");
     }
 }

@@ -90,11 +90,7 @@ pub struct IndexParams {
 
 impl Default for IndexParams {
     fn default() -> Self {
-        Self {
-            max_connections: 16,
-            ef_construction: 100,
-            ef_search: 64,
-        }
+        Self { max_connections: 16, ef_construction: 100, ef_search: 64 }
     }
 }
 
@@ -103,15 +99,10 @@ impl IndexParams {
         // NOTE: hnsw_rs calls process::exit above 256 connections, so the
         // bound must be checked here rather than left to the library.
         if !(2..=255).contains(&self.max_connections) {
-            return Err(IndexError::InvalidParams(format!(
-                "max_connections must be in 2..=255, got {}",
-                self.max_connections
-            )));
+            return Err(IndexError::InvalidParams(format!("max_connections must be in 2..=255, got {}", self.max_connections)));
         }
         if self.ef_construction == 0 || self.ef_search == 0 {
-            return Err(IndexError::InvalidParams(
-                "ef_construction and ef_search must be positive".into(),
-            ));
+            return Err(IndexError::InvalidParams("ef_construction and ef_search must be positive".into()));
         }
         Ok(())
     }
@@ -199,24 +190,13 @@ impl ExemplarIndex {
     ///
     /// Every vector is validated before any graph is built, and the graphs are
     /// built in parallel on the rayon pool.
-    pub fn build(
-        vectors: Vec<Vec<f32>>,
-        groups: Vec<String>,
-        params: IndexParams,
-    ) -> Result<Self, IndexError> {
+    pub fn build(vectors: Vec<Vec<f32>>, groups: Vec<String>, params: IndexParams) -> Result<Self, IndexError> {
         if vectors.len() != groups.len() {
-            return Err(IndexError::LengthMismatch {
-                vectors: vectors.len(),
-                groups: groups.len(),
-            });
+            return Err(IndexError::LengthMismatch { vectors: vectors.len(), groups: groups.len() });
         }
         let dim = match vectors.first() {
             Some(v) => v.len(),
-            None => {
-                return Err(IndexError::InvalidParams(
-                    "cannot build from zero vectors: the dimension is unknown".into(),
-                ))
-            }
+            None => return Err(IndexError::InvalidParams("cannot build from zero vectors: the dimension is unknown".into())),
         };
         let mut index = Self::new(dim, params)?;
         let mut flat = Vec::with_capacity(vectors.len() * dim);
@@ -254,10 +234,7 @@ impl ExemplarIndex {
     /// normalised like the exemplars; a wrong dimension, a non-finite value or
     /// an all-zero query is an error rather than a panic.
     pub fn search(&self, query: &[f32], k: usize, group: Option<&str>) -> Result<Vec<Hit>, IndexError> {
-        let q: Vec<f32> = unit(query, self.dim, || "query".to_string())?
-            .into_iter()
-            .map(|x| x * SHRINK)
-            .collect();
+        let q: Vec<f32> = unit(query, self.dim, || "query".to_string())?.into_iter().map(|x| x * SHRINK).collect();
         let graph = match group {
             None => &self.all,
             Some(name) => match self.group_ids.get(name) {
@@ -269,14 +246,8 @@ impl ExemplarIndex {
             return Ok(Vec::new());
         }
         let ef = self.params.ef_search.max(k);
-        let mut hits: Vec<Hit> = graph
-            .search(&q, k, ef)
-            .into_iter()
-            .map(|n| Hit {
-                id: n.d_id,
-                similarity: ((1.0 - n.distance) / SHRINK_SQ).clamp(-1.0, 1.0),
-            })
-            .collect();
+        let mut hits: Vec<Hit> =
+            graph.search(&q, k, ef).into_iter().map(|n| Hit { id: n.d_id, similarity: ((1.0 - n.distance) / SHRINK_SQ).clamp(-1.0, 1.0) }).collect();
         // hnsw_rs returns neighbours sorted already; sorting again makes the
         // "best first" contract independent of that implementation detail.
         hits.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
@@ -321,9 +292,7 @@ impl ExemplarIndex {
 
     /// Number of exemplars in `group` (0 for an unknown group).
     pub fn group_len(&self, group: &str) -> usize {
-        self.group_ids
-            .get(group)
-            .map_or(0, |&g| self.group_graphs[g as usize].get_nb_point())
+        self.group_ids.get(group).map_or(0, |&g| self.group_graphs[g as usize].get_nb_point())
     }
 
     /// Returns the group number, creating the group and its graph on first use.
@@ -364,24 +333,14 @@ impl ExemplarIndex {
 }
 
 fn new_graph(params: &IndexParams, capacity: usize) -> Graph {
-    Hnsw::new(
-        params.max_connections,
-        capacity,
-        MAX_LAYERS,
-        params.ef_construction,
-        DistDot,
-    )
+    Hnsw::new(params.max_connections, capacity, MAX_LAYERS, params.ef_construction, DistDot)
 }
 
 /// Checks `v` and returns it scaled to unit length. Normalisation is done in
 /// f64 so the result is as close to unit length as f32 allows.
 fn unit(v: &[f32], dim: usize, what: impl Fn() -> String) -> Result<Vec<f32>, IndexError> {
     if v.len() != dim {
-        return Err(IndexError::DimensionMismatch {
-            what: what(),
-            expected: dim,
-            got: v.len(),
-        });
+        return Err(IndexError::DimensionMismatch { what: what(), expected: dim, got: v.len() });
     }
     if v.iter().any(|x| !x.is_finite()) {
         return Err(IndexError::NonFinite { what: what() });

@@ -29,18 +29,12 @@ impl ExemplarIndex {
     /// a crash mid-save leaves any previous index intact.
     pub fn save(&self, dir: &Path) -> Result<(), IndexError> {
         let path = dir.join(INDEX_FILE);
-        let io = |source| IndexError::Io {
-            path: path.display().to_string(),
-            source,
-        };
+        let io = |source| IndexError::Io { path: path.display().to_string(), source };
         std::fs::create_dir_all(dir).map_err(io)?;
 
         let vector_bytes: Vec<u8> = self.vectors.iter().flat_map(|x| x.to_le_bytes()).collect();
         let group_bytes: Vec<u8> = self.group_of.iter().flat_map(|g| g.to_le_bytes()).collect();
-        let corrupt = |e: safetensors::SafeTensorError| IndexError::Corrupt {
-            path: path.display().to_string(),
-            reason: format!("cannot serialise: {e}"),
-        };
+        let corrupt = |e: safetensors::SafeTensorError| IndexError::Corrupt { path: path.display().to_string(), reason: format!("cannot serialise: {e}") };
         let vectors = TensorView::new(Dtype::F32, vec![self.len(), self.dim], &vector_bytes).map_err(corrupt)?;
         let groups = TensorView::new(Dtype::U32, vec![self.len()], &group_bytes).map_err(corrupt)?;
         let metadata = HashMap::from([
@@ -48,8 +42,7 @@ impl ExemplarIndex {
             (GROUPS_KEY.to_string(), json(&self.group_names)),
             (PARAMS_KEY.to_string(), json(&self.params)),
         ]);
-        let bytes = safetensors::serialize([(VECTORS_TENSOR, vectors), (GROUPS_TENSOR, groups)], &Some(metadata))
-            .map_err(corrupt)?;
+        let bytes = safetensors::serialize([(VECTORS_TENSOR, vectors), (GROUPS_TENSOR, groups)], &Some(metadata)).map_err(corrupt)?;
 
         let tmp = dir.join(format!(".{INDEX_FILE}.tmp"));
         std::fs::write(&tmp, bytes).map_err(io)?;
@@ -62,14 +55,8 @@ impl ExemplarIndex {
     pub fn load(dir: &Path) -> Result<Self, IndexError> {
         let path = dir.join(INDEX_FILE);
         let shown = path.display().to_string();
-        let bytes = std::fs::read(&path).map_err(|source| IndexError::Io {
-            path: shown.clone(),
-            source,
-        })?;
-        let corrupt = |reason: String| IndexError::Corrupt {
-            path: shown.clone(),
-            reason,
-        };
+        let bytes = std::fs::read(&path).map_err(|source| IndexError::Io { path: shown.clone(), source })?;
+        let corrupt = |reason: String| IndexError::Corrupt { path: shown.clone(), reason };
 
         let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(format!("bad header: {e}")))?;
         let meta = header.metadata().clone().unwrap_or_default();
@@ -77,36 +64,23 @@ impl ExemplarIndex {
         if field(FORMAT_KEY)? != FORMAT {
             return Err(corrupt(format!("unknown format {:?}, expected {FORMAT:?}", meta[FORMAT_KEY])));
         }
-        let group_names: Vec<String> = serde_json::from_str(field(GROUPS_KEY)?)
-            .map_err(|e| corrupt(format!("bad group names: {e}")))?;
-        let params: IndexParams = serde_json::from_str(field(PARAMS_KEY)?)
-            .map_err(|e| corrupt(format!("bad parameters: {e}")))?;
+        let group_names: Vec<String> = serde_json::from_str(field(GROUPS_KEY)?).map_err(|e| corrupt(format!("bad group names: {e}")))?;
+        let params: IndexParams = serde_json::from_str(field(PARAMS_KEY)?).map_err(|e| corrupt(format!("bad parameters: {e}")))?;
 
         let tensors = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(format!("bad tensors: {e}")))?;
-        let vectors = tensors
-            .tensor(VECTORS_TENSOR)
-            .map_err(|e| corrupt(format!("tensor `{VECTORS_TENSOR}`: {e}")))?;
-        let groups = tensors
-            .tensor(GROUPS_TENSOR)
-            .map_err(|e| corrupt(format!("tensor `{GROUPS_TENSOR}`: {e}")))?;
+        let vectors = tensors.tensor(VECTORS_TENSOR).map_err(|e| corrupt(format!("tensor `{VECTORS_TENSOR}`: {e}")))?;
+        let groups = tensors.tensor(GROUPS_TENSOR).map_err(|e| corrupt(format!("tensor `{GROUPS_TENSOR}`: {e}")))?;
         let (n, dim) = match (vectors.dtype(), vectors.shape()) {
             (Dtype::F32, &[n, dim]) => (n, dim),
             (dtype, shape) => return Err(corrupt(format!("`{VECTORS_TENSOR}` is {dtype:?} {shape:?}, expected F32 [n, dim]"))),
         };
         if groups.dtype() != Dtype::U32 || groups.shape() != [n] {
-            return Err(corrupt(format!(
-                "`{GROUPS_TENSOR}` is {:?} {:?}, expected U32 [{n}]",
-                groups.dtype(),
-                groups.shape()
-            )));
+            return Err(corrupt(format!("`{GROUPS_TENSOR}` is {:?} {:?}, expected U32 [{n}]", groups.dtype(), groups.shape())));
         }
 
         let mut index = ExemplarIndex::new(dim, params).map_err(|e| corrupt(e.to_string()))?;
         for (id, row) in vectors.data().chunks_exact(4 * dim).enumerate() {
-            let v: Vec<f32> = row
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
+            let v: Vec<f32> = row.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
             // Validate like any input, but keep the stored values: they are
             // unit vectors already, and renormalising would move the last bit.
             unit(&v, dim, || format!("#{id}")).map_err(|e| corrupt(e.to_string()))?;

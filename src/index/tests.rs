@@ -169,11 +169,7 @@ fn save_and_load_round_trip() {
     let mut rng = StdRng::seed_from_u64(3);
     let vectors: Vec<Vec<f32>> = (0..500).map(|_| random_unit(&mut rng)).collect();
     let groups: Vec<String> = (0..500).map(|i| format!("g{}", i % 3)).collect();
-    let params = IndexParams {
-        max_connections: 12,
-        ef_construction: 64,
-        ef_search: 40,
-    };
+    let params = IndexParams { max_connections: 12, ef_construction: 64, ef_search: 40 };
     let mut index = ExemplarIndex::build(vectors, groups, params).unwrap();
     index.add(random_unit(&mut rng), "late".into()).unwrap();
 
@@ -230,10 +226,7 @@ fn invalid_inputs_are_errors() {
     let e = ExemplarIndex::build(vec![vec![1.0, 0.0]], vec![], p).unwrap_err();
     assert!(matches!(e, IndexError::LengthMismatch { .. }));
     assert!(ExemplarIndex::build(vec![], vec![], p).is_err());
-    let bad = IndexParams {
-        max_connections: 300,
-        ..p
-    };
+    let bad = IndexParams { max_connections: 300, ..p };
     assert!(matches!(ExemplarIndex::new(2, bad), Err(IndexError::InvalidParams(_))));
 
     let mut index = ExemplarIndex::build(vec![vec![1.0, 0.0]], vec!["a".into()], p).unwrap();
@@ -249,4 +242,3 @@ fn index_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<ExemplarIndex>();
 }
-

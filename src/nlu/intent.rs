@@ -232,11 +232,7 @@ fn mix(head: &[f32], hits: &[(usize, f32)], knn_weight: f32, temperature: f32) -
 
 /// Best in-scope class and its probability (the out-of-scope class, if any, is skipped).
 fn best_in_scope(probs: &[f32], oos: Option<usize>) -> (usize, f32) {
-    probs
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| Some(*i) != oos)
-        .fold((usize::MAX, f32::MIN), |best, (i, &p)| if p > best.1 { (i, p) } else { best })
+    probs.iter().enumerate().filter(|(i, _)| Some(*i) != oos).fold((usize::MAX, f32::MIN), |best, (i, &p)| if p > best.1 { (i, p) } else { best })
 }
 
 /// Unit-length mean of each class's rows; empty for `skip` (the out-of-scope
@@ -251,7 +247,11 @@ fn class_centroids(x: &[Vec<f32>], y: &[usize], n_classes: usize, skip: Option<u
         .enumerate()
         .map(|(c, sum)| {
             let norm = sum.iter().map(|v| v * v).sum::<f32>().sqrt();
-            if Some(c) == skip || norm == 0.0 { Vec::new() } else { sum.into_iter().map(|v| v / norm).collect() }
+            if Some(c) == skip || norm == 0.0 {
+                Vec::new()
+            } else {
+                sum.into_iter().map(|v| v / norm).collect()
+            }
         })
         .collect()
 }
@@ -450,7 +450,13 @@ impl IntentModel {
             for &i in &test {
                 let v = &examples[i].vector;
                 let hits = index.search(v, opts.k, None)?.into_iter().map(|h| (y[h.id], h.similarity)).collect();
-                held_out.push(HeldOut { gold: gold[i], head: head.probabilities(v), hits, centroids: centroid_similarities(&centroids, v), logits: head.logits(v) });
+                held_out.push(HeldOut {
+                    gold: gold[i],
+                    head: head.probabilities(v),
+                    hits,
+                    centroids: centroid_similarities(&centroids, v),
+                    logits: head.logits(v),
+                });
             }
         }
 
@@ -458,10 +464,11 @@ impl IntentModel {
         let mut best: Option<(f32, f32, [f32; FEATURES + 1], Fitted, f32)> = None;
         for knn_weight in [0.0, 0.25, 0.5, 0.75, 1.0] {
             for temperature in [0.01, 0.03, 0.1] {
-                let evidence: Vec<Evidence> =
-                    held_out.iter().map(|h| Evidence::new(&mix(&h.head, &h.hits, knn_weight, temperature), &h.hits, &h.centroids, &h.logits, oos_class)).collect();
-                let samples: Vec<([f32; FEATURES], bool)> =
-                    evidence.iter().zip(&held_out).map(|(e, h)| (e.features(), e.top == h.gold)).collect();
+                let evidence: Vec<Evidence> = held_out
+                    .iter()
+                    .map(|h| Evidence::new(&mix(&h.head, &h.hits, knn_weight, temperature), &h.hits, &h.centroids, &h.logits, oos_class))
+                    .collect();
+                let samples: Vec<([f32; FEATURES], bool)> = evidence.iter().zip(&held_out).map(|(e, h)| (e.features(), e.top == h.gold)).collect();
                 let weights = fit_logistic(&samples);
                 let outcomes: Vec<Outcome> = evidence
                     .iter()
@@ -552,21 +559,13 @@ impl IntentModel {
         let evidence = Evidence::new(&probs, &labelled, &centroid_similarities(&self.centroids, query), &self.head.logits(query), oos_class);
         let confidence = if evidence.top == usize::MAX { 0.0 } else { self.calibration.confidence(&evidence) };
         let out_of_scope = confidence < self.calibration.oos_threshold;
-        let mut ranked: Vec<(String, f32)> = probs
-            .iter()
-            .enumerate()
-            .filter(|&(c, &p)| Some(c) != oos_class && allowed(c) && p > 0.0)
-            .map(|(c, &p)| (self.labels[c].clone(), p))
-            .collect();
+        let mut ranked: Vec<(String, f32)> =
+            probs.iter().enumerate().filter(|&(c, &p)| Some(c) != oos_class && allowed(c) && p > 0.0).map(|(c, &p)| (self.labels[c].clone(), p)).collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
         ranked.truncate(5);
         let neighbours = hits
             .iter()
-            .map(|h| Neighbour {
-                intent: self.labels[self.exemplar_labels[h.id]].clone(),
-                text: self.exemplar_texts[h.id].clone(),
-                similarity: h.similarity,
-            })
+            .map(|h| Neighbour { intent: self.labels[self.exemplar_labels[h.id]].clone(), text: self.exemplar_texts[h.id].clone(), similarity: h.similarity })
             .collect();
         Ok(Scored { ranked, out_of_scope, confidence, neighbours })
     }
@@ -699,8 +698,7 @@ mod tests {
 
     #[test]
     fn threshold_without_oos_keeps_most_right_answers() {
-        let outcomes: Vec<Outcome> =
-            (0..100).map(|i| Outcome { gold_oos: false, top_right: true, confidence: i as f32 / 100.0 }).collect();
+        let outcomes: Vec<Outcome> = (0..100).map(|i| Outcome { gold_oos: false, top_right: true, confidence: i as f32 / 100.0 }).collect();
         let fitted = fit_threshold(&outcomes, 1.0);
         assert!(fitted.in_scope_accuracy >= 0.98);
         assert_eq!(fitted.oos_recall, None);
@@ -770,7 +768,12 @@ mod tests {
             }
         }
         for j in 0..20 {
-            examples.push(TrainingExample { text: format!("oos {j}"), label: OOS.into(), group: String::new(), vector: blob(&axis(3 + j % 8), 0.3, 1000 + j as u64) });
+            examples.push(TrainingExample {
+                text: format!("oos {j}"),
+                label: OOS.into(),
+                group: String::new(),
+                vector: blob(&axis(3 + j % 8), 0.3, 1000 + j as u64),
+            });
         }
         examples
     }

@@ -140,7 +140,14 @@ mod tests {
     }
 
     fn ticket(id: &str, at: DateTime<Utc>) -> NewTicket {
-        NewTicket { id: id.into(), priority: "high".into(), queue: "after_sales".into(), reason: "agent_intent".into(), due_at: at + TimeDelta::hours(2), context: json!({}) }
+        NewTicket {
+            id: id.into(),
+            priority: "high".into(),
+            queue: "after_sales".into(),
+            reason: "agent_intent".into(),
+            due_at: at + TimeDelta::hours(2),
+            context: json!({}),
+        }
     }
 
     async fn store() -> (tempfile::TempDir, Store) {

@@ -32,12 +32,8 @@ impl Store {
         let mut position: HashMap<String, usize> = HashMap::new();
         for row in rows {
             let text: String = row.try_get::<String, _>("text")?.trim().to_string();
-            let correction = StoredCorrection {
-                id: row.try_get("id")?,
-                intent: row.try_get("intent")?,
-                created_at: row.try_get("created_at")?,
-                text: text.clone(),
-            };
+            let correction =
+                StoredCorrection { id: row.try_get("id")?, intent: row.try_get("intent")?, created_at: row.try_get("created_at")?, text: text.clone() };
             match position.get(&text) {
                 Some(&i) => latest[i] = correction,
                 None => {

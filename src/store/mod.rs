@@ -237,7 +237,13 @@ impl Store {
         let slots = mask_json(&turn.slots).to_string();
         let at = ts(turn.at);
         if let Some(t) = ticket {
-            let about = TicketAbout { customer_id: turn.customer_id.as_deref(), session_id: turn.session_id.as_deref(), channel: &turn.channel, intent: &turn.intent, slots: &slots };
+            let about = TicketAbout {
+                customer_id: turn.customer_id.as_deref(),
+                session_id: turn.session_id.as_deref(),
+                channel: &turn.channel,
+                intent: &turn.intent,
+                slots: &slots,
+            };
             insert_ticket(&mut tx, t, &about, &at, &format!("opened by hand-off: {}", t.reason)).await?;
         }
         sqlx::query(
@@ -311,10 +317,18 @@ impl Store {
         let until = until.unwrap_or_else(|| ts(Utc::now()));
         let rows = match (customer_id, session_id) {
             (Some(c), _) => {
-                sqlx::query("SELECT * FROM turns WHERE customer_id = $1 AND created_at <= $2 ORDER BY created_at").bind(c).bind(&until).fetch_all(&self.pool).await?
+                sqlx::query("SELECT * FROM turns WHERE customer_id = $1 AND created_at <= $2 ORDER BY created_at")
+                    .bind(c)
+                    .bind(&until)
+                    .fetch_all(&self.pool)
+                    .await?
             }
             (None, Some(s)) => {
-                sqlx::query("SELECT * FROM turns WHERE session_id = $1 AND created_at <= $2 ORDER BY created_at").bind(s).bind(&until).fetch_all(&self.pool).await?
+                sqlx::query("SELECT * FROM turns WHERE session_id = $1 AND created_at <= $2 ORDER BY created_at")
+                    .bind(s)
+                    .bind(&until)
+                    .fetch_all(&self.pool)
+                    .await?
             }
             (None, None) => sqlx::query("SELECT * FROM turns WHERE ticket_id = $1").bind(ticket_id).fetch_all(&self.pool).await?,
         };
@@ -458,7 +472,15 @@ impl Store {
     }
 
     /// Stores an agent's correction of a turn (or of a free text).
-    pub async fn add_correction(&self, trace_id: Option<&str>, text: &str, intent: &str, answer: Option<&str>, note: Option<&str>, at: DateTime<Utc>) -> Result<String, StoreError> {
+    pub async fn add_correction(
+        &self,
+        trace_id: Option<&str>,
+        text: &str,
+        intent: &str,
+        answer: Option<&str>,
+        note: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<String, StoreError> {
         let id = uuid::Uuid::new_v4().to_string();
         sqlx::query("INSERT INTO corrections (id, trace_id, text, intent, answer, note, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(&id)
@@ -696,7 +718,14 @@ mod tests {
             let store = &t.store;
             let t0 = Utc::now() - chrono::Duration::hours(3);
             store.record_turn(&turn("a", "s1", "快递到哪了 电话13812345678", t0), None).await.unwrap();
-            let ticket = NewTicket { id: "T1".into(), priority: "high".into(), queue: "general".into(), reason: "angry_customer".into(), due_at: t0 + chrono::Duration::hours(2), context: serde_json::json!({"customer": {"phone": "13812345678"}}) };
+            let ticket = NewTicket {
+                id: "T1".into(),
+                priority: "high".into(),
+                queue: "general".into(),
+                reason: "angry_customer".into(),
+                due_at: t0 + chrono::Duration::hours(2),
+                context: serde_json::json!({"customer": {"phone": "13812345678"}}),
+            };
             let mut second = turn("b", "s1", "垃圾服务", t0 + chrono::Duration::minutes(1));
             second.decision = "handoff".into();
             store.record_turn(&second, Some(&ticket)).await.unwrap();
@@ -734,7 +763,14 @@ mod tests {
     async fn moves_tickets_and_records_history() {
         for t in testing::test_stores().await {
             let store = &t.store;
-            let ticket = NewTicket { id: "T9".into(), priority: "normal".into(), queue: "general".into(), reason: "human_requested".into(), due_at: Utc::now(), context: serde_json::json!({}) };
+            let ticket = NewTicket {
+                id: "T9".into(),
+                priority: "normal".into(),
+                queue: "general".into(),
+                reason: "human_requested".into(),
+                due_at: Utc::now(),
+                context: serde_json::json!({}),
+            };
             store.record_turn(&turn("a", "s", "转人工", Utc::now()), Some(&ticket)).await.unwrap();
             store.move_ticket("T9", "assigned", Some("agent-7"), None, Utc::now()).await.unwrap();
             store.move_ticket("T9", "in_progress", None, Some("called 13812345678"), Utc::now()).await.unwrap();
@@ -780,7 +816,12 @@ mod tests {
             store.record_turn(&turn("a1", "s", "快递到哪了", t0 - chrono::Duration::seconds(2)), None).await.unwrap();
             store.record_turn(&clarify, None).await.unwrap();
             let last = store.last_turn("s").await.unwrap().unwrap();
-            assert_eq!((last.unhelpful_streak, last.options.as_slice()), (1, ["order_tracking".to_string(), "refund_status".to_string()].as_slice()), "{}", t.backend);
+            assert_eq!(
+                (last.unhelpful_streak, last.options.as_slice()),
+                (1, ["order_tracking".to_string(), "refund_status".to_string()].as_slice()),
+                "{}",
+                t.backend
+            );
             // An answer marked not useful counts too.
             store.record_turn(&turn("a2", "s", "退款呢", t0 + chrono::Duration::seconds(1)), None).await.unwrap();
             assert_eq!(store.last_turn("s").await.unwrap().unwrap().unhelpful_streak, 0, "{}", t.backend);

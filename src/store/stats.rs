@@ -33,12 +33,24 @@ impl Store {
         const TURNS_IN: &str = "t.created_at >= $1 AND t.created_at < $2 AND (CAST($3 AS TEXT) IS NULL OR t.channel = $3)";
         let mut data = StatsData::default();
 
-        let rows = self.period_rows(&format!(
-            "SELECT t.channel, t.decision, COUNT(*) AS n, COUNT(CASE WHEN t.lead <> 0 THEN 1 END) AS leads
+        let rows = self
+            .period_rows(
+                &format!(
+                    "SELECT t.channel, t.decision, COUNT(*) AS n, COUNT(CASE WHEN t.lead <> 0 THEN 1 END) AS leads
              FROM turns t WHERE {TURNS_IN} GROUP BY t.channel, t.decision"
-        ), &from, &to, channel).await?;
+                ),
+                &from,
+                &to,
+                channel,
+            )
+            .await?;
         for row in &rows {
-            data.decisions.push(DecisionCount { channel: row.try_get("channel")?, decision: row.try_get("decision")?, count: count(row, "n")?, leads: count(row, "leads")? });
+            data.decisions.push(DecisionCount {
+                channel: row.try_get("channel")?,
+                decision: row.try_get("decision")?,
+                count: count(row, "n")?,
+                leads: count(row, "leads")?,
+            });
         }
 
         let rows = self.period_rows(&format!("SELECT t.channel, t.latency_ms FROM turns t WHERE {TURNS_IN}"), &from, &to, channel).await?;
@@ -46,9 +58,14 @@ impl Store {
             data.latencies.push((row.try_get("channel")?, row.try_get::<f64, _>("latency_ms")?));
         }
 
-        let rows = self.period_rows(&format!(
-            "SELECT k.reason, COUNT(*) AS n FROM turns t JOIN tickets k ON k.id = t.ticket_id WHERE {TURNS_IN} GROUP BY k.reason"
-        ), &from, &to, channel).await?;
+        let rows = self
+            .period_rows(
+                &format!("SELECT k.reason, COUNT(*) AS n FROM turns t JOIN tickets k ON k.id = t.ticket_id WHERE {TURNS_IN} GROUP BY k.reason"),
+                &from,
+                &to,
+                channel,
+            )
+            .await?;
         for row in &rows {
             data.handoff_reasons.push((row.try_get("reason")?, count(row, "n")?));
         }
@@ -84,19 +101,36 @@ impl Store {
         questions.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.text.cmp(&b.0.text)));
         data.questions = questions.into_iter().map(|(q, _)| q).collect();
 
-        let rows = self.period_rows(&format!(
-            "SELECT t.intent, COUNT(*) AS rated, COUNT(CASE WHEN f.useful = 0 THEN 1 END) AS not_useful
+        let rows = self
+            .period_rows(
+                &format!(
+                    "SELECT t.intent, COUNT(*) AS rated, COUNT(CASE WHEN f.useful = 0 THEN 1 END) AS not_useful
              FROM feedback f JOIN turns t ON t.trace_id = f.trace_id WHERE {TURNS_IN} GROUP BY t.intent"
-        ), &from, &to, channel).await?;
+                ),
+                &from,
+                &to,
+                channel,
+            )
+            .await?;
         let mut feedback: BTreeMap<String, IntentFeedback> = BTreeMap::new();
         for row in &rows {
             let intent: String = row.try_get("intent")?;
-            feedback.insert(intent.clone(), IntentFeedback { intent, not_useful: count(row, "not_useful")?, rated: count(row, "rated")?, answer: None, comments: Vec::new() });
+            feedback.insert(
+                intent.clone(),
+                IntentFeedback { intent, not_useful: count(row, "not_useful")?, rated: count(row, "rated")?, answer: None, comments: Vec::new() },
+            );
         }
-        let rows = self.period_rows(&format!(
-            "SELECT t.intent, t.answer, COUNT(*) AS n FROM feedback f JOIN turns t ON t.trace_id = f.trace_id
+        let rows = self
+            .period_rows(
+                &format!(
+                    "SELECT t.intent, t.answer, COUNT(*) AS n FROM feedback f JOIN turns t ON t.trace_id = f.trace_id
              WHERE f.useful = 0 AND t.answer IS NOT NULL AND {TURNS_IN} GROUP BY t.intent, t.answer"
-        ), &from, &to, channel).await?;
+                ),
+                &from,
+                &to,
+                channel,
+            )
+            .await?;
         let mut most_reported: BTreeMap<String, (u64, String)> = BTreeMap::new();
         for row in &rows {
             let (intent, answer, n): (String, String, u64) = (row.try_get("intent")?, row.try_get("answer")?, count(row, "n")?);
@@ -106,11 +140,18 @@ impl Store {
                 *best = (n, answer);
             }
         }
-        let rows = self.period_rows(&format!(
-            "SELECT t.intent, f.comment FROM feedback f JOIN turns t ON t.trace_id = f.trace_id
+        let rows = self
+            .period_rows(
+                &format!(
+                    "SELECT t.intent, f.comment FROM feedback f JOIN turns t ON t.trace_id = f.trace_id
              WHERE f.useful = 0 AND f.comment IS NOT NULL AND f.comment <> '' AND {TURNS_IN}
              ORDER BY f.created_at DESC, f.id"
-        ), &from, &to, channel).await?;
+                ),
+                &from,
+                &to,
+                channel,
+            )
+            .await?;
         for row in &rows {
             let intent: String = row.try_get("intent")?;
             if let Some(f) = feedback.get_mut(&intent) {
@@ -232,7 +273,14 @@ mod tests {
         ] {
             store.record_turn(&turn(trace, channel, text, intent, decision, ms, at), None).await.unwrap();
         }
-        let ticket = NewTicket { id: "T1".into(), priority: "high".into(), queue: "general".into(), reason: "complaint".into(), due_at: now, context: serde_json::json!({}) };
+        let ticket = NewTicket {
+            id: "T1".into(),
+            priority: "high".into(),
+            queue: "general".into(),
+            reason: "complaint".into(),
+            due_at: now,
+            context: serde_json::json!({}),
+        };
         store.record_turn(&turn("e", "web", "我要投诉", "complaint", "handoff", 50.0, t(10)), Some(&ticket)).await.unwrap();
         store.add_feedback("a", false, Some("地址不对"), t(9)).await.unwrap();
         store.add_feedback("b", false, None, t(8)).await.unwrap();

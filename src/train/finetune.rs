@@ -158,14 +158,13 @@ pub fn finetune(
     let base_name = base_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let read = |path: &Path| std::fs::read(path).map_err(|e| FinetuneError::Read { path: path.to_path_buf(), message: e.to_string() });
     let config_path = base_dir.join("config.json");
-    let dims: BertDims = serde_json::from_slice(&read(&config_path)?)
-        .map_err(|e| FinetuneError::Read { path: config_path.clone(), message: e.to_string() })?;
+    let dims: BertDims = serde_json::from_slice(&read(&config_path)?).map_err(|e| FinetuneError::Read { path: config_path.clone(), message: e.to_string() })?;
     if dims.hidden_act.as_deref().is_some_and(|a| a != "gelu") {
         return Err(FinetuneError::Unsupported { name: base_name, reason: format!("activation {:?} (only gelu)", dims.hidden_act) });
     }
     let manifest_path = base_dir.join(MANIFEST_FILE);
-    let manifest: Manifest = serde_json::from_slice(&read(&manifest_path)?)
-        .map_err(|e| FinetuneError::Read { path: manifest_path.clone(), message: e.to_string() })?;
+    let manifest: Manifest =
+        serde_json::from_slice(&read(&manifest_path)?).map_err(|e| FinetuneError::Read { path: manifest_path.clone(), message: e.to_string() })?;
     if manifest.pooling != Pooling::Mean {
         return Err(FinetuneError::Unsupported { name: base_name, reason: "only mean pooling is fine-tuned".into() });
     }
@@ -205,11 +204,11 @@ pub fn finetune(
 
     let weights_path = base_dir.join("model.safetensors");
     let device = Device::Cpu;
-    let mut weights = candle_core::safetensors::load(&weights_path, &device)
-        .map_err(|e| FinetuneError::Read { path: weights_path.clone(), message: e.to_string() })?;
+    let mut weights =
+        candle_core::safetensors::load(&weights_path, &device).map_err(|e| FinetuneError::Read { path: weights_path.clone(), message: e.to_string() })?;
     let shape = Shape { heads: dims.num_attention_heads, eps: dims.layer_norm_eps };
-    let (embeddings, layers, vars) = load_layers(&weights, dims.num_hidden_layers, frozen)
-        .map_err(|message| FinetuneError::Read { path: weights_path.clone(), message })?;
+    let (embeddings, layers, vars) =
+        load_layers(&weights, dims.num_hidden_layers, frozen).map_err(|message| FinetuneError::Read { path: weights_path.clone(), message })?;
     let bar = progress_bar(ids.len() as u64, show_progress, "preparing");
     let lower = lower_states(&embeddings, &layers[..frozen], &ids, dims.pad_token_id, &shape, &bar)?;
     bar.finish_and_clear();
@@ -318,7 +317,14 @@ fn load_layers(weights: &HashMap<String, Tensor>, count: usize, frozen: usize) -
 
 /// Each text's token states after `frozen` (its unpadded `[tokens, hidden]` rows),
 /// computed in length-sorted batches.
-fn lower_states(embeddings: &Embeddings, frozen: &[Layer], ids: &[Vec<u32>], pad: u32, shape: &Shape, bar: &indicatif::ProgressBar) -> candle_core::Result<Vec<Tensor>> {
+fn lower_states(
+    embeddings: &Embeddings,
+    frozen: &[Layer],
+    ids: &[Vec<u32>],
+    pad: u32,
+    shape: &Shape,
+    bar: &indicatif::ProgressBar,
+) -> candle_core::Result<Vec<Tensor>> {
     let device = Device::Cpu;
     let mut lower: Vec<Tensor> = vec![Tensor::zeros(0, DType::F32, &device)?; ids.len()];
     let mut order: Vec<usize> = (0..ids.len()).collect();

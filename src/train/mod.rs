@@ -397,7 +397,9 @@ pub async fn predict(engine: &Engine, line: &LabelledLine, default_now: chrono::
                 })
             }
             // A line the engine refuses (empty, oversize) is one it does not answer.
-            Err(EngineError::Invalid(_)) => return Ok(Prediction { intent: OOS.into(), decision: "clarify".into(), latency_ms: latency(), ..Prediction::default() }),
+            Err(EngineError::Invalid(_)) => {
+                return Ok(Prediction { intent: OOS.into(), decision: "clarify".into(), latency_ms: latency(), ..Prediction::default() })
+            }
             // The encoder queue is shared with live traffic: wait for room rather than fail the retrain.
             Err(EngineError::Encoder(EncoderError::Busy)) if attempts < 100 => {
                 attempts += 1;
@@ -468,7 +470,12 @@ mod tests {
         let mut examples = Vec::new();
         for (class, label) in ["hours", "refund"].iter().enumerate() {
             for j in 0..12 {
-                examples.push(TrainingExample { text: format!("{label} {j}"), label: label.to_string(), group: "g".into(), vector: axis(class, 0.05 * j as f32) });
+                examples.push(TrainingExample {
+                    text: format!("{label} {j}"),
+                    label: label.to_string(),
+                    group: "g".into(),
+                    vector: axis(class, 0.05 * j as f32),
+                });
             }
         }
         for j in 0..12 {

@@ -165,12 +165,7 @@ impl VersionStore {
     /// Writes a new version atomically: everything goes into a temporary
     /// folder that is renamed to `<id>` at the end. `write_model` (only for
     /// versions that will be served) saves the model into the folder it is given.
-    pub fn create(
-        &self,
-        report: &VersionReport,
-        corrections: &[VersionCorrection],
-        write_model: Option<ModelWriter<'_>>,
-    ) -> Result<PathBuf, VersionError> {
+    pub fn create(&self, report: &VersionReport, corrections: &[VersionCorrection], write_model: Option<ModelWriter<'_>>) -> Result<PathBuf, VersionError> {
         std::fs::create_dir_all(&self.dir).map_err(Self::io(&self.dir))?;
         let tmp = self.dir.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&tmp).map_err(Self::io(&tmp))?;

@@ -182,19 +182,14 @@ impl<'a> E5File<'a> {
             unk: to_u32(c.count("unk id")?, "unk id")?,
         };
         let blob_len = to_usize(c.u64()?, "piece blob")?;
-        let offsets: Vec<usize> = (0..=n_pieces)
-            .map(|_| c.u32().map(|v| v as usize))
-            .collect::<Result<_, _>>()?;
+        let offsets: Vec<usize> = (0..=n_pieces).map(|_| c.u32().map(|v| v as usize)).collect::<Result<_, _>>()?;
         let scores: Vec<f32> = (0..n_pieces).map(|_| c.f32()).collect::<Result<_, _>>()?;
         let blob = c.take(blob_len)?;
         let mut pieces = Vec::with_capacity(n_pieces);
         for (i, score) in scores.into_iter().enumerate() {
             let (a, b) = (offsets[i], offsets[i + 1]);
-            let bytes = blob
-                .get(a..b)
-                .ok_or_else(|| FormatError(format!("piece {i} out of range")))?;
-            let piece =
-                std::str::from_utf8(bytes).or_else(|_| fail(format!("piece {i} is not UTF-8")))?;
+            let bytes = blob.get(a..b).ok_or_else(|| FormatError(format!("piece {i} out of range")))?;
+            let piece = std::str::from_utf8(bytes).or_else(|_| fail(format!("piece {i} is not UTF-8")))?;
             pieces.push((piece.to_owned(), score));
         }
         for id in [specials.bos, specials.eos, specials.pad, specials.unk] {
@@ -205,10 +200,7 @@ impl<'a> E5File<'a> {
 
         let n_norm = c.count("normalisation entries")?;
         let norm_len = c.u32()? as usize;
-        let mut nc = Cursor {
-            buf: c.take(norm_len)?,
-            pos: 0,
-        };
+        let mut nc = Cursor { buf: c.take(norm_len)?, pos: 0 };
         let mut norm_map = BTreeMap::new();
         for _ in 0..n_norm {
             let cp = nc.u32()?;
@@ -221,31 +213,16 @@ impl<'a> E5File<'a> {
         let mut entries = Vec::with_capacity(n_tensors);
         for _ in 0..n_tensors {
             let name_len = c.u16()? as usize;
-            let name = std::str::from_utf8(c.take(name_len)?)
-                .or_else(|_| fail("tensor name is not UTF-8"))?
-                .to_owned();
+            let name = std::str::from_utf8(c.take(name_len)?).or_else(|_| fail("tensor name is not UTF-8"))?.to_owned();
             let dtype = c.u8()?;
             let count = c.u32()? as usize;
             let offset = to_usize(c.u64()?, "tensor offset")?;
             let len = to_usize(c.u64()?, "tensor length")?;
-            let bytes = offset
-                .checked_add(len)
-                .and_then(|end| buf.get(offset..end))
-                .ok_or_else(|| FormatError(format!("tensor {name} lies outside the file")))?;
-            entries.push(Entry {
-                name,
-                dtype,
-                count,
-                bytes,
-            });
+            let bytes =
+                offset.checked_add(len).and_then(|end| buf.get(offset..end)).ok_or_else(|| FormatError(format!("tensor {name} lies outside the file")))?;
+            entries.push(Entry { name, dtype, count, bytes });
         }
-        Ok(Self {
-            header,
-            specials,
-            pieces,
-            norm_map,
-            entries,
-        })
+        Ok(Self { header, specials, pieces, norm_map, entries })
     }
 
     /// Number of tensors in the file.
@@ -260,28 +237,16 @@ impl<'a> E5File<'a> {
         for e in &self.entries {
             let (name, shape) = hf_name(&e.name, &self.header)?;
             if shape.iter().product::<usize>() != e.count {
-                return fail(format!(
-                    "tensor {} has {} elements, expected shape {shape:?}",
-                    e.name, e.count
-                ));
+                return fail(format!("tensor {} has {} elements, expected shape {shape:?}", e.name, e.count));
             }
             let data = match e.dtype {
                 0 => {
                     if e.bytes.len() != e.count * 4 {
-                        return fail(format!(
-                            "tensor {} has {} bytes for {} f32",
-                            e.name,
-                            e.bytes.len(),
-                            e.count
-                        ));
+                        return fail(format!("tensor {} has {} bytes for {} f32", e.name, e.bytes.len(), e.count));
                     }
-                    e.bytes
-                        .chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                        .collect()
+                    e.bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
                 }
-                1 => dequantize_q4_0(e.bytes, e.count)
-                    .map_err(|m| FormatError(format!("tensor {}: {m}", e.name)))?,
+                1 => dequantize_q4_0(e.bytes, e.count).map_err(|m| FormatError(format!("tensor {}: {m}", e.name)))?,
                 d => return fail(format!("tensor {} has unknown dtype {d}", e.name)),
             };
             out.push(Tensor { name, shape, data });
@@ -354,18 +319,8 @@ fn hf_name(name: &str, h: &Header) -> Result<(String, Vec<usize>), FormatError> 
     let emb = |n: &str, shape: Vec<usize>| Ok((format!("embeddings.{n}"), shape));
     match name {
         "emb.word" => return emb("word_embeddings.weight", vec![h.vocab_rows, h.hidden]),
-        "emb.pos" => {
-            return emb(
-                "position_embeddings.weight",
-                vec![h.max_positions, h.hidden],
-            )
-        }
-        "emb.type" => {
-            return emb(
-                "token_type_embeddings.weight",
-                vec![h.token_types, h.hidden],
-            )
-        }
+        "emb.pos" => return emb("position_embeddings.weight", vec![h.max_positions, h.hidden]),
+        "emb.type" => return emb("token_type_embeddings.weight", vec![h.token_types, h.hidden]),
         "emb.ln.w" => return emb("LayerNorm.weight", vec![h.hidden]),
         "emb.ln.b" => return emb("LayerNorm.bias", vec![h.hidden]),
         _ => {}
@@ -407,10 +362,7 @@ pub fn dequantize_q4_0(bytes: &[u8], count: usize) -> Result<Vec<f32>, String> {
         return Err(format!("{} bytes for {blocks} Q4_0 blocks", bytes.len()));
     }
     let mut out = vec![0f32; count];
-    for (block, dst) in bytes
-        .chunks_exact(Q4_BLOCK_BYTES)
-        .zip(out.chunks_exact_mut(QK))
-    {
+    for (block, dst) in bytes.chunks_exact(Q4_BLOCK_BYTES).zip(out.chunks_exact_mut(QK)) {
         let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
         for (j, &q) in block[2..].iter().enumerate() {
             dst[j] = ((q & 0x0F) as i32 - 8) as f32 * d;
@@ -421,11 +373,7 @@ pub fn dequantize_q4_0(bytes: &[u8], count: usize) -> Result<Vec<f32>, String> {
 }
 
 fn char_of(cp: u32) -> Result<char, FormatError> {
-    char::from_u32(cp).ok_or_else(|| {
-        FormatError(format!(
-            "normalisation map holds invalid code point {cp:#x}"
-        ))
-    })
+    char::from_u32(cp).ok_or_else(|| FormatError(format!("normalisation map holds invalid code point {cp:#x}")))
 }
 
 fn string_of(cps: &[u32]) -> Result<String, FormatError> {
@@ -453,16 +401,8 @@ fn replace(pattern: Value, content: &str) -> Value {
 /// placeholders when the map keeps them as they are, e.g. U+FF5E FULLWIDTH
 /// TILDE), NFKC, restore the shielded code points, collapse space runs.
 pub fn normalizer_json(map: &BTreeMap<u32, Vec<u32>>) -> Result<Value, FormatError> {
-    let removed: Vec<u32> = map
-        .iter()
-        .filter(|(_, v)| v.is_empty())
-        .map(|(&c, _)| c)
-        .collect();
-    let spaces: Vec<u32> = map
-        .iter()
-        .filter(|(_, v)| v.as_slice() == [0x20])
-        .map(|(&c, _)| c)
-        .collect();
+    let removed: Vec<u32> = map.iter().filter(|(_, v)| v.is_empty()).map(|(&c, _)| c).collect();
+    let spaces: Vec<u32> = map.iter().filter(|(_, v)| v.as_slice() == [0x20]).map(|(&c, _)| c).collect();
     let nfkc = NFKC;
     let mut explicit = Vec::new();
     let mut shielded = Vec::new();
@@ -474,8 +414,7 @@ pub fn normalizer_json(map: &BTreeMap<u32, Vec<u32>>) -> Result<Value, FormatErr
         };
         let c = char_of(cp)?;
         let mut s = NormalizedString::from(c.to_string().as_str());
-        nfkc.normalize(&mut s)
-            .or_else(|e| fail(format!("NFKC failed: {e}")))?;
+        nfkc.normalize(&mut s).or_else(|e| fail(format!("NFKC failed: {e}")))?;
         if s.get().chars().map(u32::from).eq(expected.iter().copied()) {
             continue;
         }
@@ -486,10 +425,7 @@ pub fn normalizer_json(map: &BTreeMap<u32, Vec<u32>>) -> Result<Value, FormatErr
         }
     }
     if shielded.len() > PLACEHOLDER_COUNT as usize {
-        return fail(format!(
-            "{} code points need shielding from NFKC, room for {PLACEHOLDER_COUNT}",
-            shielded.len()
-        ));
+        return fail(format!("{} code points need shielding from NFKC, room for {PLACEHOLDER_COUNT}", shielded.len()));
     }
 
     let mut steps = Vec::new();
@@ -502,11 +438,7 @@ pub fn normalizer_json(map: &BTreeMap<u32, Vec<u32>>) -> Result<Value, FormatErr
     for (from, to) in &explicit {
         steps.push(replace(json!({"String": from.to_string()}), to));
     }
-    let placeholders: Vec<(char, char)> = shielded
-        .iter()
-        .zip(PLACEHOLDER_BASE..)
-        .map(|(&c, p)| char_of(p).map(|p| (c, p)))
-        .collect::<Result<_, _>>()?;
+    let placeholders: Vec<(char, char)> = shielded.iter().zip(PLACEHOLDER_BASE..).map(|(&c, p)| char_of(p).map(|p| (c, p))).collect::<Result<_, _>>()?;
     for (c, p) in &placeholders {
         steps.push(replace(json!({"String": c.to_string()}), &p.to_string()));
     }
@@ -539,44 +471,11 @@ mod tests {
 
     #[test]
     fn hf_names_and_shapes() {
-        let h = Header {
-            hidden: 384,
-            layers: 12,
-            heads: 12,
-            intermediate: 1536,
-            vocab_rows: 250037,
-            max_positions: 512,
-            token_types: 2,
-            eps: 1e-12,
-        };
-        assert_eq!(
-            hf_name("emb.word", &h).unwrap(),
-            (
-                "embeddings.word_embeddings.weight".into(),
-                vec![250037, 384]
-            )
-        );
-        assert_eq!(
-            hf_name("l11.fo.w", &h).unwrap(),
-            (
-                "encoder.layer.11.output.dense.weight".into(),
-                vec![384, 1536]
-            )
-        );
-        assert_eq!(
-            hf_name("l0.aln.w", &h).unwrap(),
-            (
-                "encoder.layer.0.attention.output.LayerNorm.weight".into(),
-                vec![384]
-            )
-        );
-        assert_eq!(
-            hf_name("l3.q.b", &h).unwrap(),
-            (
-                "encoder.layer.3.attention.self.query.bias".into(),
-                vec![384]
-            )
-        );
+        let h = Header { hidden: 384, layers: 12, heads: 12, intermediate: 1536, vocab_rows: 250037, max_positions: 512, token_types: 2, eps: 1e-12 };
+        assert_eq!(hf_name("emb.word", &h).unwrap(), ("embeddings.word_embeddings.weight".into(), vec![250037, 384]));
+        assert_eq!(hf_name("l11.fo.w", &h).unwrap(), ("encoder.layer.11.output.dense.weight".into(), vec![384, 1536]));
+        assert_eq!(hf_name("l0.aln.w", &h).unwrap(), ("encoder.layer.0.attention.output.LayerNorm.weight".into(), vec![384]));
+        assert_eq!(hf_name("l3.q.b", &h).unwrap(), ("encoder.layer.3.attention.self.query.bias".into(), vec![384]));
         assert!(hf_name("l3.zz.w", &h).is_err());
         assert!(hf_name("emb.nope", &h).is_err());
     }

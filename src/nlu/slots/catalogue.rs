@@ -48,11 +48,7 @@ pub enum CatalogueError {
     /// One phrase (compared ASCII case-insensitively) claimed twice with
     /// different meanings: by two types, or as both synonym and exclusion.
     #[error("phrase {phrase:?} is claimed by both {first:?} and {second:?}")]
-    PhraseConflict {
-        phrase: String,
-        first: String,
-        second: String,
-    },
+    PhraseConflict { phrase: String, first: String, second: String },
     /// The synonym automaton could not be built (far too many phrases).
     #[error("cannot build the synonym automaton: {0}")]
     Automaton(#[from] aho_corasick::BuildError),
@@ -120,10 +116,7 @@ pub struct Catalogue {
 impl Catalogue {
     /// Reads and validates a catalogue file.
     pub fn load(path: &Path) -> Result<Self, CatalogueError> {
-        let text = std::fs::read_to_string(path).map_err(|source| CatalogueError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| CatalogueError::Io { path: path.to_path_buf(), source })?;
         Self::from_toml_str(&text)
     }
 
@@ -139,10 +132,7 @@ impl Catalogue {
         let mut patterns: Vec<String> = Vec::new();
         let mut targets: Vec<Target> = Vec::new();
         for p in raw.product {
-            let valid_id = !p.id.is_empty()
-                && p.id
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            let valid_id = !p.id.is_empty() && p.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
             if !valid_id {
                 return Err(CatalogueError::InvalidId { id: p.id });
             }
@@ -153,10 +143,7 @@ impl Catalogue {
                 return Err(CatalogueError::NoSynonyms { id: p.id });
             }
             let index = types.len();
-            let synonyms =
-                p.zh.iter()
-                    .chain(&p.en)
-                    .map(|s| (s, Target::Product(index)));
+            let synonyms = p.zh.iter().chain(&p.en).map(|s| (s, Target::Product(index)));
             let exclusions = p.exclude.iter().map(|s| (s, Target::Exclude));
             for (phrase, target) in synonyms.chain(exclusions) {
                 let phrase = phrase.trim();
@@ -171,13 +158,7 @@ impl Catalogue {
                 match claimed.get(&key) {
                     // The same phrase listed twice with the same meaning is harmless.
                     Some(first) if *first == owner => continue,
-                    Some(first) => {
-                        return Err(CatalogueError::PhraseConflict {
-                            phrase: phrase.to_string(),
-                            first: first.clone(),
-                            second: owner,
-                        })
-                    }
+                    Some(first) => return Err(CatalogueError::PhraseConflict { phrase: phrase.to_string(), first: first.clone(), second: owner }),
                     None => {
                         claimed.insert(key, owner);
                         patterns.push(phrase.to_string());
@@ -185,48 +166,24 @@ impl Catalogue {
                     }
                 }
             }
-            let name_zh = p
-                .name_zh
-                .or_else(|| p.zh.first().cloned())
-                .unwrap_or_else(|| p.id.clone());
-            let name_en = p
-                .name_en
-                .or_else(|| p.en.first().cloned())
-                .unwrap_or_else(|| p.id.clone());
-            types.push(ProductType {
-                id: p.id,
-                name_zh,
-                name_en,
-                zh: p.zh,
-                en: p.en,
-                exclude: p.exclude,
-            });
+            let name_zh = p.name_zh.or_else(|| p.zh.first().cloned()).unwrap_or_else(|| p.id.clone());
+            let name_en = p.name_en.or_else(|| p.en.first().cloned()).unwrap_or_else(|| p.id.clone());
+            types.push(ProductType { id: p.id, name_zh, name_en, zh: p.zh, en: p.en, exclude: p.exclude });
         }
         // NOTE: Standard match kind with overlapping search, not LeftmostLongest:
         // a leftmost-longest match that fails its word-boundary check ("ac" in
         // "back") would hide a shorter valid match at the same place, so we see
         // every candidate and apply leftmost-longest ourselves after filtering.
-        let automaton = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::Standard)
-            .ascii_case_insensitive(true)
-            .build(&patterns)?;
+        let automaton = AhoCorasickBuilder::new().match_kind(MatchKind::Standard).ascii_case_insensitive(true).build(&patterns)?;
         let edges = patterns
             .iter()
             .map(|p| {
                 let first = p.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-                let last = p
-                    .chars()
-                    .next_back()
-                    .is_some_and(|c| c.is_ascii_alphanumeric());
+                let last = p.chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric());
                 (first, last)
             })
             .collect();
-        Ok(Catalogue {
-            types,
-            automaton,
-            targets,
-            edges,
-        })
+        Ok(Catalogue { types, automaton, targets, edges })
     }
 
     /// The product types, in file order.
@@ -244,12 +201,7 @@ impl Catalogue {
     /// phone number already taken) and matches that merely label a phone
     /// number starting in `labelled` ("手机 138 1234 5678", "phone: +86 ...").
     /// Returns the canonical id.
-    pub(crate) fn find_product(
-        &self,
-        text: &str,
-        reserved: &[(usize, usize)],
-        labelled: &[(usize, usize)],
-    ) -> Option<&str> {
+    pub(crate) fn find_product(&self, text: &str, reserved: &[(usize, usize)], labelled: &[(usize, usize)]) -> Option<&str> {
         let mut found: Vec<(usize, usize, Target)> = self
             .automaton
             .find_overlapping_iter(text)
@@ -261,10 +213,7 @@ impl Catalogue {
             })
             // Only a product can be a mere label; an exclusion (手机号) must
             // keep claiming its span even right before the number.
-            .filter(|m| {
-                matches!(self.targets[m.pattern().as_usize()], Target::Exclude)
-                    || !labels_number(text, m.end(), labelled)
-            })
+            .filter(|m| matches!(self.targets[m.pattern().as_usize()], Target::Exclude) || !labels_number(text, m.end(), labelled))
             .map(|m| (m.start(), m.end(), self.targets[m.pattern().as_usize()]))
             .collect();
         found.sort_by_key(|&(start, end, _)| (start, std::cmp::Reverse(end)));
@@ -286,19 +235,13 @@ impl Catalogue {
 /// start of one of the `spans`.
 fn labels_number(text: &str, at: usize, spans: &[(usize, usize)]) -> bool {
     let rest = &text[at..];
-    let gap = rest.len()
-        - rest
-            .trim_start_matches(|c: char| c.is_whitespace() || matches!(c, ':' | '=' | '是' | '为'))
-            .len();
+    let gap = rest.len() - rest.trim_start_matches(|c: char| c.is_whitespace() || matches!(c, ':' | '=' | '是' | '为')).len();
     spans.iter().any(|&(s, _)| s == at + gap)
 }
 
 /// No ASCII letter or digit right before `at`.
 fn left_boundary(text: &str, at: usize) -> bool {
-    !text[..at]
-        .chars()
-        .next_back()
-        .is_some_and(|c| c.is_ascii_alphanumeric())
+    !text[..at].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric())
 }
 
 /// No ASCII letter or digit right after `at`, once an English plural ending
@@ -351,24 +294,15 @@ mod tests {
     fn longest_at_first_position_wins() {
         let c = small();
         assert_eq!(c.find_product("我的智能手机坏了", &[], &[]), Some("phone"));
-        assert_eq!(
-            c.find_product("空调和手机都坏了", &[], &[]),
-            Some("air_conditioner")
-        );
-        assert_eq!(
-            c.find_product("my phone and the AC", &[], &[]),
-            Some("phone")
-        );
+        assert_eq!(c.find_product("空调和手机都坏了", &[], &[]), Some("air_conditioner"));
+        assert_eq!(c.find_product("my phone and the AC", &[], &[]), Some("phone"));
     }
 
     #[test]
     fn exclusions_claim_their_span() {
         let c = small();
         assert_eq!(c.find_product("我的手机号是多少", &[], &[]), None);
-        assert_eq!(
-            c.find_product("手机号138，空调坏了", &[], &[]),
-            Some("air_conditioner")
-        );
+        assert_eq!(c.find_product("手机号138，空调坏了", &[], &[]), Some("air_conditioner"));
         assert_eq!(c.find_product("my phone number changed", &[], &[]), None);
         assert_eq!(c.find_product("My PHONE broke", &[], &[]), Some("phone"));
     }
@@ -378,10 +312,7 @@ mod tests {
         let c = small();
         assert_eq!(c.find_product("I want to go back", &[], &[]), None);
         assert_eq!(c.find_product("headphones", &[], &[]), None);
-        assert_eq!(
-            c.find_product("two ACs please", &[], &[]),
-            Some("air_conditioner")
-        );
+        assert_eq!(c.find_product("two ACs please", &[], &[]), Some("air_conditioner"));
         assert_eq!(c.find_product("the AC.", &[], &[]), Some("air_conditioner"));
         assert_eq!(c.find_product("买了AC", &[], &[]), Some("air_conditioner"));
     }
@@ -401,33 +332,12 @@ mod tests {
     fn validation_errors() {
         let err = |s: &str| Catalogue::from_toml_str(s).unwrap_err();
         assert!(matches!(err(""), CatalogueError::Empty));
-        assert!(matches!(
-            err("[[product]]\nid = \"Dress\"\nzh=[\"裙\"]"),
-            CatalogueError::InvalidId { .. }
-        ));
-        assert!(matches!(
-            err("[[product]]\nid = \"dress\""),
-            CatalogueError::NoSynonyms { .. }
-        ));
-        assert!(matches!(
-            err("[[product]]\nid = \"dress\"\nzh=[\" \"]"),
-            CatalogueError::BlankPhrase { .. }
-        ));
-        assert!(matches!(
-            err("[[product]]\nid = \"a\"\nen=[\"x\"]\n[[product]]\nid = \"a\"\nen=[\"y\"]"),
-            CatalogueError::DuplicateId { .. }
-        ));
-        assert!(matches!(
-            err("[[product]]\nid = \"a\"\nen=[\"Tee\"]\n[[product]]\nid = \"b\"\nen=[\"tee\"]"),
-            CatalogueError::PhraseConflict { .. }
-        ));
-        assert!(matches!(
-            err("[[product]]\nid = \"a\"\nen=[\"x\"]\ncolour = 1"),
-            CatalogueError::Parse(_)
-        ));
-        assert!(matches!(
-            Catalogue::load(Path::new("no/such/catalogue.toml")).unwrap_err(),
-            CatalogueError::Io { .. }
-        ));
+        assert!(matches!(err("[[product]]\nid = \"Dress\"\nzh=[\"裙\"]"), CatalogueError::InvalidId { .. }));
+        assert!(matches!(err("[[product]]\nid = \"dress\""), CatalogueError::NoSynonyms { .. }));
+        assert!(matches!(err("[[product]]\nid = \"dress\"\nzh=[\" \"]"), CatalogueError::BlankPhrase { .. }));
+        assert!(matches!(err("[[product]]\nid = \"a\"\nen=[\"x\"]\n[[product]]\nid = \"a\"\nen=[\"y\"]"), CatalogueError::DuplicateId { .. }));
+        assert!(matches!(err("[[product]]\nid = \"a\"\nen=[\"Tee\"]\n[[product]]\nid = \"b\"\nen=[\"tee\"]"), CatalogueError::PhraseConflict { .. }));
+        assert!(matches!(err("[[product]]\nid = \"a\"\nen=[\"x\"]\ncolour = 1"), CatalogueError::Parse(_)));
+        assert!(matches!(Catalogue::load(Path::new("no/such/catalogue.toml")).unwrap_err(), CatalogueError::Io { .. }));
     }
 }

@@ -29,10 +29,7 @@ pub struct DateRange {
 impl DateRange {
     /// The range between two dates, in whichever order they are given.
     pub fn new(a: NaiveDate, b: NaiveDate) -> Self {
-        DateRange {
-            start: a.min(b),
-            end: a.max(b),
-        }
+        DateRange { start: a.min(b), end: a.max(b) }
     }
 
     /// A single day.
@@ -64,11 +61,7 @@ impl Slots {
     /// `{"order_id": "12345", "time": {"start": "2026-06-14", "end": "2026-06-14"}}`.
     pub fn to_json(&self) -> Map<String, Value> {
         let mut map = Map::new();
-        let text_slots = [
-            ("order_id", &self.order_id),
-            ("phone", &self.phone),
-            ("product", &self.product),
-        ];
+        let text_slots = [("order_id", &self.order_id), ("phone", &self.phone), ("product", &self.product)];
         for (key, value) in text_slots {
             if let Some(v) = value {
                 map.insert(key.to_string(), Value::String(v.clone()));
@@ -116,9 +109,7 @@ pub struct SlotExtractor {
 impl SlotExtractor {
     /// An extractor over this catalogue's product synonyms.
     pub fn new(catalogue: &Catalogue) -> Self {
-        SlotExtractor {
-            catalogue: catalogue.clone(),
-        }
+        SlotExtractor { catalogue: catalogue.clone() }
     }
 
     /// The slots of `text`. `now` is the request's reference time already in
@@ -127,17 +118,9 @@ impl SlotExtractor {
     pub fn extract(&self, text: &str, now: DateTime<Tz>) -> Slots {
         let text = normalise_width(text);
         let numbers = numbers::extract(&text);
-        let product = self
-            .catalogue
-            .find_product(&text, &numbers.taken, &numbers.phones)
-            .map(str::to_owned);
+        let product = self.catalogue.find_product(&text, &numbers.taken, &numbers.phones).map(str::to_owned);
         let time = time::extract(&text, now.date_naive(), &numbers.taken);
-        Slots {
-            order_id: numbers.order_id,
-            phone: numbers.phone,
-            product,
-            time,
-        }
+        Slots { order_id: numbers.order_id, phone: numbers.phone, product, time }
     }
 }
 
@@ -188,15 +171,9 @@ mod tests {
 
     #[test]
     fn json_shape_skips_empty_slots() {
-        assert_eq!(
-            json("订单号12345昨天买的"),
-            serde_json::json!({"order_id": "12345", "time": {"start": "2026-06-14", "end": "2026-06-14"}})
-        );
+        assert_eq!(json("订单号12345昨天买的"), serde_json::json!({"order_id": "12345", "time": {"start": "2026-06-14", "end": "2026-06-14"}}));
         let slots = extractor().extract("昨天买的连衣裙", now());
-        assert_eq!(
-            serde_json::to_value(&slots).unwrap(),
-            serde_json::json!({"product": "dress", "time": {"start": "2026-06-14", "end": "2026-06-14"}})
-        );
+        assert_eq!(serde_json::to_value(&slots).unwrap(), serde_json::json!({"product": "dress", "time": {"start": "2026-06-14", "end": "2026-06-14"}}));
         assert_eq!(json("你好"), serde_json::json!({}));
         assert!(extractor().extract("你好", now()).is_empty());
     }
@@ -217,36 +194,20 @@ mod tests {
         assert_eq!(current.order_id.as_deref(), Some("12345"));
         assert_eq!(current.phone.as_deref(), Some("13812345678"));
         assert_eq!(current.product.as_deref(), Some("refrigerator"));
-        assert_eq!(
-            current.time,
-            Some(DateRange::day(
-                NaiveDate::from_ymd_opt(2026, 6, 14).unwrap()
-            ))
-        );
+        assert_eq!(current.time, Some(DateRange::day(NaiveDate::from_ymd_opt(2026, 6, 14).unwrap())));
     }
 
     #[test]
     fn local_date_comes_from_now() {
         // 2026-06-14 20:00 UTC is already Monday 04:00 in Shanghai.
-        let late = chrono::Utc
-            .with_ymd_and_hms(2026, 6, 14, 20, 0, 0)
-            .unwrap()
-            .with_timezone(&Shanghai);
+        let late = chrono::Utc.with_ymd_and_hms(2026, 6, 14, 20, 0, 0).unwrap().with_timezone(&Shanghai);
         let slots = extractor().extract("yesterday", late);
-        assert_eq!(
-            slots.time,
-            Some(DateRange::day(
-                NaiveDate::from_ymd_opt(2026, 6, 14).unwrap()
-            ))
-        );
+        assert_eq!(slots.time, Some(DateRange::day(NaiveDate::from_ymd_opt(2026, 6, 14).unwrap())));
     }
 
     #[test]
     fn full_width_input() {
-        let slots = extractor().extract(
-            "订单号：Ａ２０２６０６１４００１，手机１３８１２３４５６７８，Ｔ恤",
-            now(),
-        );
+        let slots = extractor().extract("订单号：Ａ２０２６０６１４００１，手机１３８１２３４５６７８，Ｔ恤", now());
         assert_eq!(slots.order_id.as_deref(), Some("A20260614001"));
         assert_eq!(slots.phone.as_deref(), Some("13812345678"));
         assert_eq!(slots.product.as_deref(), Some("tshirt"));
@@ -277,11 +238,7 @@ mod tests {
             ("running shoes in size 42?", "sneakers"),
         ];
         for (text, want) in cases {
-            assert_eq!(
-                e.extract(text, now()).product.as_deref(),
-                Some(want),
-                "{text}"
-            );
+            assert_eq!(e.extract(text, now()).product.as_deref(), Some(want), "{text}");
         }
     }
 
@@ -306,24 +263,13 @@ mod tests {
 
     #[test]
     fn shipped_catalogue_matches_taxonomy() {
-        let taxonomy: toml::Value =
-            toml::from_str(&std::fs::read_to_string(repo("corpus/taxonomy.toml")).unwrap())
-                .unwrap();
-        let want: BTreeSet<&str> = taxonomy["slots"]["product"]["types"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|v| v.as_str())
-            .collect();
+        let taxonomy: toml::Value = toml::from_str(&std::fs::read_to_string(repo("corpus/taxonomy.toml")).unwrap()).unwrap();
+        let want: BTreeSet<&str> = taxonomy["slots"]["product"]["types"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
         let catalogue = Catalogue::load(&repo("corpus/catalogue.toml")).unwrap();
         let have: BTreeSet<&str> = catalogue.types().map(|t| t.id.as_str()).collect();
         assert_eq!(have, want);
         for t in catalogue.types() {
-            assert!(
-                !t.zh.is_empty() && !t.en.is_empty(),
-                "{} needs zh and en synonyms",
-                t.id
-            );
+            assert!(!t.zh.is_empty() && !t.en.is_empty(), "{} needs zh and en synonyms", t.id);
         }
     }
 
@@ -331,54 +277,27 @@ mod tests {
     /// the taxonomy, and requires micro F1 >= 0.95 over (line, slot, value).
     #[test]
     fn eval_set_slot_f1() {
-        let taxonomy: toml::Value =
-            toml::from_str(&std::fs::read_to_string(repo("corpus/taxonomy.toml")).unwrap())
-                .unwrap();
-        let decisions: HashMap<&str, &str> = taxonomy["intent"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| (i["id"].as_str().unwrap(), i["decision"].as_str().unwrap()))
-            .collect();
+        let taxonomy: toml::Value = toml::from_str(&std::fs::read_to_string(repo("corpus/taxonomy.toml")).unwrap()).unwrap();
+        let decisions: HashMap<&str, &str> =
+            taxonomy["intent"].as_array().unwrap().iter().map(|i| (i["id"].as_str().unwrap(), i["decision"].as_str().unwrap())).collect();
         let e = extractor();
         let text = std::fs::read_to_string(repo("eval/slots.jsonl")).unwrap();
         let (mut tp, mut fp, mut fn_) = (0usize, 0usize, 0usize);
         let mut misses = Vec::new();
         let mut lines = 0;
-        for (n, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
+        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             lines += 1;
-            let row: Value =
-                serde_json::from_str(line).unwrap_or_else(|err| panic!("line {}: {err}", n + 1));
+            let row: Value = serde_json::from_str(line).unwrap_or_else(|err| panic!("line {}: {err}", n + 1));
             let intent = row["intent"].as_str().unwrap();
-            assert!(
-                intent == "oos" || decisions.contains_key(intent),
-                "line {}: unknown intent {intent}",
-                n + 1
-            );
+            assert!(intent == "oos" || decisions.contains_key(intent), "line {}: unknown intent {intent}", n + 1);
             if let Some(decision) = row.get("decision").and_then(Value::as_str) {
-                assert_eq!(
-                    Some(&decision),
-                    decisions.get(intent),
-                    "line {}: decision",
-                    n + 1
-                );
+                assert_eq!(Some(&decision), decisions.get(intent), "line {}: decision", n + 1);
             }
-            let now = DateTime::parse_from_rfc3339(row["now"].as_str().unwrap())
-                .unwrap()
-                .with_timezone(&Shanghai);
+            let now = DateTime::parse_from_rfc3339(row["now"].as_str().unwrap()).unwrap().with_timezone(&Shanghai);
             let expected: Slots = serde_json::from_value(row["slots"].clone()).unwrap();
             let got = e.extract(row["text"].as_str().unwrap(), now).to_json();
             let want = expected.to_json();
-            assert_eq!(
-                Value::Object(want.clone()),
-                row["slots"],
-                "line {}: slots not normalised",
-                n + 1
-            );
+            assert_eq!(Value::Object(want.clone()), row["slots"], "line {}: slots not normalised", n + 1);
             for (key, value) in &got {
                 if want.get(key) == Some(value) {
                     tp += 1;
@@ -388,13 +307,7 @@ mod tests {
             }
             fn_ += want.iter().filter(|(k, v)| got.get(*k) != Some(*v)).count();
             if got != want {
-                misses.push(format!(
-                    "line {}: {} want {:?} got {:?}",
-                    n + 1,
-                    row["text"],
-                    want,
-                    got
-                ));
+                misses.push(format!("line {}: {} want {:?} got {:?}", n + 1, row["text"], want, got));
             }
         }
         let f1 = 2.0 * tp as f64 / (2 * tp + fp + fn_) as f64;

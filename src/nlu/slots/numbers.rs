@@ -55,14 +55,11 @@ static CUED: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// A mainland mobile number, optionally with a country prefix and 3-4-4 groups.
-static PHONE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:(?:\+|00)\s*86[\s-]*|86)?(1[3-9][0-9])[ -]?([0-9]{4})[ -]?([0-9]{4})")
-        .expect("phone pattern is a valid constant regex")
-});
+static PHONE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?:(?:\+|00)\s*86[\s-]*|86)?(1[3-9][0-9])[ -]?([0-9]{4})[ -]?([0-9]{4})").expect("phone pattern is a valid constant regex"));
 
 /// A maximal ASCII alphanumeric token (candidates for a bare order id).
-static TOKEN: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"[A-Za-z0-9]+").expect("token pattern is a valid constant regex"));
+static TOKEN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"[A-Za-z0-9]+").expect("token pattern is a valid constant regex"));
 
 /// Words that, shortly before a bare number, say it is something else.
 const OTHER_NUMBER_CUES: &[&str] = &[
@@ -127,10 +124,9 @@ const OTHER_NUMBER_CUES: &[&str] = &[
 
 /// Units that, right after a bare number, make it a quantity or amount.
 const UNITS: &[&str] = &[
-    "元", "块", "圆", "美元", "件", "个", "台", "套", "条", "双", "天", "日", "号", "次", "分",
-    "积分", "点", "米", "克", "斤", "年", "月", "周", "小时", "分钟", "秒", "%", "人", "单",
-    "毫安", "瓦", "w", "mah", "g", "kg", "mm", "cm", "yuan", "rmb", "cny", "usd", "dollar", "day",
-    "item", "pc", "point", "km", "mile", "hour", "minute", "time",
+    "元", "块", "圆", "美元", "件", "个", "台", "套", "条", "双", "天", "日", "号", "次", "分", "积分", "点", "米", "克", "斤", "年", "月", "周", "小时",
+    "分钟", "秒", "%", "人", "单", "毫安", "瓦", "w", "mah", "g", "kg", "mm", "cm", "yuan", "rmb", "cny", "usd", "dollar", "day", "item", "pc", "point", "km",
+    "mile", "hour", "minute", "time",
 ];
 
 /// How far back (in chars) a cue for another kind of number is looked for.
@@ -153,11 +149,7 @@ pub(crate) fn extract(text: &str) -> Numbers {
             blocked.push(span);
             continue;
         }
-        let value: String = text[span.0..span.1]
-            .chars()
-            .filter(|c| *c != ' ')
-            .collect::<String>()
-            .to_ascii_uppercase();
+        let value: String = text[span.0..span.1].chars().filter(|c| *c != ' ').collect::<String>().to_ascii_uppercase();
         let length = value.bytes().filter(u8::is_ascii_alphanumeric).count();
         if out.order_id.is_none() && (5..=20).contains(&length) {
             out.order_id = Some(value);
@@ -222,26 +214,16 @@ fn looks_like_bare_order(text: &str, (start, end): Span) -> bool {
     let letters = token.bytes().take_while(u8::is_ascii_alphabetic).count();
     let digits = &token[letters..];
     let shaped = if letters == 0 {
-        (5..=20).contains(&token.len())
-            && token.bytes().all(|b| b.is_ascii_digit())
-            && !is_compact_date(token)
+        (5..=20).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_digit()) && !is_compact_date(token)
     } else {
-        letters <= 4
-            && digits.len() >= 5
-            && token.len() <= 20
-            && digits.bytes().all(|b| b.is_ascii_digit())
+        letters <= 4 && digits.len() >= 5 && token.len() <= 20 && digits.bytes().all(|b| b.is_ascii_digit())
     };
-    shaped
-        && !joined_to_digits(text, (start, end))
-        && !followed_by_unit(&text[end..])
-        && !after_other_cue(&text[..start])
+    shaped && !joined_to_digits(text, (start, end)) && !followed_by_unit(&text[end..]) && !after_other_cue(&text[..start])
 }
 
 /// An 8-digit YYYYMMDD that is a real date in 1990..=2099.
 fn is_compact_date(token: &str) -> bool {
-    token.len() == 8
-        && NaiveDate::parse_from_str(token, "%Y%m%d")
-            .is_ok_and(|d| (1990..=2099).contains(&chrono::Datelike::year(&d)))
+    token.len() == 8 && NaiveDate::parse_from_str(token, "%Y%m%d").is_ok_and(|d| (1990..=2099).contains(&chrono::Datelike::year(&d)))
 }
 
 /// Digits glued on by '.', ',', '-', '/' or ':' (12,000 / 3.14159 / 010-12345678).
@@ -250,58 +232,32 @@ fn joined_to_digits(text: &str, (start, end): Span) -> bool {
     let mut before = text[..start].chars().rev();
     let left = matches!((before.next(), before.next()), (Some(g), Some(d)) if glue(g) && d.is_ascii_digit());
     let mut after = text[end..].chars();
-    let right =
-        matches!((after.next(), after.next()), (Some(g), Some(d)) if glue(g) && d.is_ascii_digit());
+    let right = matches!((after.next(), after.next()), (Some(g), Some(d)) if glue(g) && d.is_ascii_digit());
     left || right
 }
 
 fn followed_by_unit(rest: &str) -> bool {
     let rest = rest.trim_start().to_lowercase();
-    UNITS.iter().any(|u| {
-        rest.starts_with(u)
-            && !(u.is_ascii()
-                && rest[u.len()..]
-                    .chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_alphabetic() && c != 's'))
-    })
+    UNITS.iter().any(|u| rest.starts_with(u) && !(u.is_ascii() && rest[u.len()..].chars().next().is_some_and(|c| c.is_ascii_alphabetic() && c != 's')))
 }
 
 fn after_other_cue(before: &str) -> bool {
-    let window: String = before
-        .chars()
-        .rev()
-        .take(CUE_WINDOW)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
+    let window: String = before.chars().rev().take(CUE_WINDOW).collect::<Vec<_>>().into_iter().rev().collect();
     let window = window.to_lowercase();
     OTHER_NUMBER_CUES.iter().any(|cue| window.contains(cue))
 }
 
 /// An English cue glued to a preceding letter ("border", "reorder").
 fn starts_inside_word(text: &str, at: usize) -> bool {
-    text[at..].starts_with(|c: char| c.is_ascii_alphabetic())
-        && text[..at]
-            .chars()
-            .next_back()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
+    text[at..].starts_with(|c: char| c.is_ascii_alphabetic()) && text[..at].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric())
 }
 
 fn followed_by_alnum(text: &str, at: usize) -> bool {
-    text[at..]
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric())
+    text[at..].chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
 }
 
 fn touches_alnum(text: &str, (start, end): Span) -> bool {
-    text[..start]
-        .chars()
-        .next_back()
-        .is_some_and(|c| c.is_ascii_alphanumeric())
-        || followed_by_alnum(text, end)
+    text[..start].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric()) || followed_by_alnum(text, end)
 }
 
 fn overlaps(spans: &[Span], (start, end): Span) -> bool {
@@ -334,20 +290,11 @@ mod tests {
         assert_eq!(order("订单号 12345 到哪了").as_deref(), Some("12345"));
         assert_eq!(order("单号：A20260614001").as_deref(), Some("A20260614001"));
         assert_eq!(order("订单号是a2026061400").as_deref(), Some("A2026061400"));
-        assert_eq!(
-            order("order #A20260614001 hasn't shipped").as_deref(),
-            Some("A20260614001")
-        );
+        assert_eq!(order("order #A20260614001 hasn't shipped").as_deref(), Some("A20260614001"));
         assert_eq!(order("Order number: 98765432").as_deref(), Some("98765432"));
         assert_eq!(order("my order no. 55512 please").as_deref(), Some("55512"));
-        assert_eq!(
-            order("订单 2026 0614 001 还没发货").as_deref(),
-            Some("20260614001")
-        );
-        assert_eq!(
-            order("工单号 88001234 处理到哪一步了").as_deref(),
-            Some("88001234")
-        );
+        assert_eq!(order("订单 2026 0614 001 还没发货").as_deref(), Some("20260614001"));
+        assert_eq!(order("工单号 88001234 处理到哪一步了").as_deref(), Some("88001234"));
         assert_eq!(order("ticket #77123 any update").as_deref(), Some("77123"));
         assert_eq!(order("#99887 where is it").as_deref(), Some("99887"));
         assert_eq!(order("订单号：SO-889900").as_deref(), Some("SO-889900"));
@@ -390,43 +337,22 @@ mod tests {
 
     #[test]
     fn cue_wins_over_phone_shape() {
-        assert_eq!(
-            pair("订单号13912345678"),
-            (Some("13912345678".into()), None)
-        );
-        assert_eq!(
-            pair("order 15012345678 status"),
-            (Some("15012345678".into()), None)
-        );
+        assert_eq!(pair("订单号13912345678"), (Some("13912345678".into()), None));
+        assert_eq!(pair("order 15012345678 status"), (Some("15012345678".into()), None));
     }
 
     #[test]
     fn order_and_phone_together() {
-        assert_eq!(
-            pair("订单号12345，手机13812345678"),
-            (Some("12345".into()), Some("13812345678".into()))
-        );
-        assert_eq!(
-            pair("13812345678 这个号下的单 20260614001"),
-            (Some("20260614001".into()), Some("13812345678".into()))
-        );
-        assert_eq!(
-            pair("订单12345 13812345678"),
-            (Some("12345".into()), Some("13812345678".into()))
-        );
-        assert_eq!(
-            pair("phone 138 1234 5678, order A12345678"),
-            (Some("A12345678".into()), Some("13812345678".into()))
-        );
+        assert_eq!(pair("订单号12345，手机13812345678"), (Some("12345".into()), Some("13812345678".into())));
+        assert_eq!(pair("13812345678 这个号下的单 20260614001"), (Some("20260614001".into()), Some("13812345678".into())));
+        assert_eq!(pair("订单12345 13812345678"), (Some("12345".into()), Some("13812345678".into())));
+        assert_eq!(pair("phone 138 1234 5678, order A12345678"), (Some("A12345678".into()), Some("13812345678".into())));
     }
 
     #[test]
     fn bare_ids_accepted() {
         assert_eq!(order("12345 到哪了").as_deref(), Some("12345"));
-        assert_eq!(
-            order("帮我查下 A20260614001").as_deref(),
-            Some("A20260614001")
-        );
+        assert_eq!(order("帮我查下 A20260614001").as_deref(), Some("A20260614001"));
         assert_eq!(order("where is 4455667788").as_deref(), Some("4455667788"));
     }
 
