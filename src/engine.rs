@@ -465,50 +465,16 @@ impl Engine {
         let signals = self.signals.detect(text);
         let mut verdict = policy::decide(&scored, &signals, |id| self.corpus.intent(id).map(|i| i.decision), &self.settings.policy);
         // Whether this turn answers the bot's own question, so a further question is progress, not a failure.
-        let mut follows_up = false;
-        if let Some(previous) = query.previous {
-            if let Some(picked) = picked_option(previous, text) {
-                verdict = policy::settled(picked.to_string(), self.corpus.intent(picked).map(|i| i.decision));
-                follows_up = true;
-            } else if self.continues_order_question(previous, &verdict, &slots, text) {
-                verdict = policy::Verdict { intent: previous.intent.clone(), action: Action::Answer, lead: false, handoff: None, reply: Reply::IntentAnswer };
-                follows_up = true;
-            }
-            // NOTE: a turn that names its own order or product is about that
-            // purchase: nothing of the previous one carries over (its date
-            // would filter the new product's orders). The phone never carries
-            // over: stored slots are masked.
-            if slots.order_id.is_none() && slots.product.is_none() {
-                slots.merge_missing_from(&Slots { phone: None, ..previous.slots.clone() });
-            }
-        }
+        let follows_up = match query.previous {
+            Some(previous) => self.continue_conversation(previous, text, &mut verdict, &mut slots),
+            None => false,
+        };
         let lang = Lang::detect(text);
-        let mut answer = self.render(&verdict, lang);
         let subject = Subject { customer_id: query.customer_id, slots: &slots, tz };
-        if let (Some(connectors), Action::Answer) = (&self.connectors, verdict.action) {
-            if let Some(data) = self.corpus.intent(&verdict.intent).and_then(|i| i.data.as_ref()) {
-                match answer::resolve(connectors, data, lang, &subject, &ctx).await {
-                    Resolution::Answer(text) => answer = text,
-                    Resolution::WhichOrder(orders) => {
-                        verdict.action = Action::Clarify;
-                        answer = match lang {
-                            Lang::Zh => format!("你有几笔相关订单，想问哪一笔？\n{}\n回复订单号就好。", orders.join("\n")),
-                            Lang::En => {
-                                format!("You have several matching orders; which one do you mean?\n{}\nReply with the order number.", orders.join("\n"))
-                            }
-                        };
-                    }
-                    Resolution::AskOrderNumber => {
-                        verdict.action = Action::Clarify;
-                        answer = match lang {
-                            Lang::Zh => "没有找到对应的订单，麻烦发一下订单号，我马上帮你查。".into(),
-                            Lang::En => "I couldn't find that order. Please send me the order number and I'll check right away.".into(),
-                        };
-                    }
-                    Resolution::General => {}
-                }
-            }
-        }
+        let mut answer = match self.data_answer(&mut verdict, lang, &subject, &ctx).await {
+            Some(answer) => answer,
+            None => self.render(&verdict, lang),
+        };
         // Two unhelpful turns in a row (clarify, out of scope, or marked not useful) go to a person.
         let streak = query.previous.map_or(0, |p| p.unhelpful_streak);
         let unhelpful_now = verdict.action == Action::Clarify && !follows_up;
@@ -555,6 +521,57 @@ impl Engine {
             profile,
             hints,
         })
+    }
+
+    /// Carries a conversation on from `previous`: a reply that picks a
+    /// numbered option, or gives the order number the bot asked for, settles
+    /// the intent, and the previous turn's slots fill what this one lacks.
+    /// Returns whether the turn answers the bot's own question.
+    fn continue_conversation(&self, previous: &PreviousTurn, text: &str, verdict: &mut Verdict, slots: &mut Slots) -> bool {
+        let mut follows_up = false;
+        if let Some(picked) = picked_option(previous, text) {
+            *verdict = policy::settled(picked.to_string(), self.corpus.intent(picked).map(|i| i.decision));
+            follows_up = true;
+        } else if self.continues_order_question(previous, verdict, slots, text) {
+            *verdict = Verdict { intent: previous.intent.clone(), action: Action::Answer, lead: false, handoff: None, reply: Reply::IntentAnswer };
+            follows_up = true;
+        }
+        // NOTE: a turn that names its own order or product is about that
+        // purchase: nothing of the previous one carries over (its date
+        // would filter the new product's orders). The phone never carries
+        // over: stored slots are masked.
+        if slots.order_id.is_none() && slots.product.is_none() {
+            slots.merge_missing_from(&Slots { phone: None, ..previous.slots.clone() });
+        }
+        follows_up
+    }
+
+    /// The answer a data intent gets from the enterprise systems; when the
+    /// order is ambiguous or not found, a question for it (and the verdict
+    /// becomes a clarify). `None` keeps the intent's general answer.
+    async fn data_answer(&self, verdict: &mut Verdict, lang: Lang, subject: &Subject<'_>, ctx: &Ctx<'_>) -> Option<String> {
+        let (Some(connectors), Action::Answer) = (&self.connectors, verdict.action) else {
+            return None;
+        };
+        let data = self.corpus.intent(&verdict.intent)?.data.as_ref()?;
+        match answer::resolve(connectors, data, lang, subject, ctx).await {
+            Resolution::Answer(text) => Some(text),
+            Resolution::WhichOrder(orders) => {
+                verdict.action = Action::Clarify;
+                Some(match lang {
+                    Lang::Zh => format!("你有几笔相关订单，想问哪一笔？\n{}\n回复订单号就好。", orders.join("\n")),
+                    Lang::En => format!("You have several matching orders; which one do you mean?\n{}\nReply with the order number.", orders.join("\n")),
+                })
+            }
+            Resolution::AskOrderNumber => {
+                verdict.action = Action::Clarify;
+                Some(match lang {
+                    Lang::Zh => "没有找到对应的订单，麻烦发一下订单号，我马上帮你查。".into(),
+                    Lang::En => "I couldn't find that order. Please send me the order number and I'll check right away.".into(),
+                })
+            }
+            Resolution::General => None,
+        }
     }
 
     /// A turn that gives an order number, right after a question about an
