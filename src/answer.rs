@@ -5,7 +5,7 @@
 //! that fails or times out never fails the turn: the caller falls back to
 //! the intent's general answer.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{TimeDelta, Utc};
 use chrono_tz::Tz;
 use serde_json::{json, Value};
 
@@ -92,12 +92,18 @@ pub async fn resolve(connectors: &Connectors, answer: &DataAnswer, lang: Lang, s
             Ok(None) => return Resolution::General,
             Ok(Some(orders)) => match prefer_open(orders).as_slice() {
                 [] => return Resolution::AskOrderNumber,
-                [order] => fields.extend(template::fields_of_order(order, subject.tz)),
+                [order] => fields.extend(template::fields_of_order(order, subject.tz, lang)),
                 several => {
                     let listed = several
                         .iter()
                         .take(3)
-                        .map(|o| format!("{} {}（{}）", o.id, o.product_name, o.placed_at.with_timezone(&subject.tz).format("%-m月%-d日")))
+                        .map(|o| {
+                            let placed = template::local_date(o.placed_at, subject.tz, lang);
+                            match lang {
+                                Lang::Zh => format!("{} {}（{placed}）", o.id, o.product_name),
+                                Lang::En => format!("{} {} ({placed})", o.id, o.product_name),
+                            }
+                        })
                         .collect();
                     return Resolution::WhichOrder(listed);
                 }
@@ -108,7 +114,7 @@ pub async fn resolve(connectors: &Connectors, answer: &DataAnswer, lang: Lang, s
             match connectors.inventory.stock(ctx, product).await {
                 Err(e) => return logged(e, ctx, "stock"),
                 Ok(rows) if rows.is_empty() => return Resolution::General,
-                Ok(rows) => fields.extend(template::fields_of_stock(&rows)),
+                Ok(rows) => fields.extend(template::fields_of_stock(&rows, lang)),
             }
         }
         DataKind::Refund => {
@@ -118,7 +124,7 @@ pub async fn resolve(connectors: &Connectors, answer: &DataAnswer, lang: Lang, s
                 Ok(refunds) => {
                     let wanted = subject.slots.order_id.as_ref();
                     let Some(refund) = refunds.iter().find(|r| wanted.is_none_or(|id| &r.order_id == id)) else { return Resolution::General };
-                    fields.extend(template::fields_of_refund(refund, subject.tz));
+                    fields.extend(template::fields_of_refund(refund, subject.tz, lang));
                 }
             }
         }
@@ -129,7 +135,7 @@ pub async fn resolve(connectors: &Connectors, answer: &DataAnswer, lang: Lang, s
                 Ok(repairs) => {
                     let wanted = subject.slots.product.as_ref();
                     let Some(repair) = repairs.iter().find(|r| wanted.is_none_or(|p| &r.product == p)) else { return Resolution::General };
-                    fields.extend(template::fields_of_repair(repair, &repairs, ctx.now, subject.tz));
+                    fields.extend(template::fields_of_repair(repair, &repairs, ctx.now, subject.tz, lang));
                 }
             }
         }
@@ -305,14 +311,6 @@ fn customer_note<'a>(note: &'a str, assignee: Option<&str>) -> Option<&'a str> {
     (!note.is_empty()).then_some(note)
 }
 
-fn local_time(at: DateTime<Utc>, tz: Tz, lang: Lang) -> String {
-    let local = at.with_timezone(&tz);
-    match lang {
-        Lang::Zh => local.format("%-m月%-d日 %H:%M").to_string(),
-        Lang::En => local.format("%b %-d, %H:%M").to_string(),
-    }
-}
-
 /// One ticket in a sentence: status, who has it, and the latest note with its time.
 fn ticket_line(t: &TicketSummary, lang: Lang, tz: Tz, title_of: &dyn Fn(&str) -> Option<String>) -> String {
     let title = title_of(&t.intent).map(|title| match lang {
@@ -322,7 +320,7 @@ fn ticket_line(t: &TicketSummary, lang: Lang, tz: Tz, title_of: &dyn Fn(&str) ->
     let title = title.unwrap_or_default();
     let status = ticket_status_words(&t.status, lang);
     let note = t.latest_note.as_deref().and_then(|n| customer_note(n, t.assignee.as_deref()));
-    let when = local_time(t.latest_note_at.filter(|_| note.is_some()).unwrap_or(t.updated_at), tz, lang);
+    let when = template::local_time(t.latest_note_at.filter(|_| note.is_some()).unwrap_or(t.updated_at), tz, lang);
     match lang {
         Lang::Zh => {
             let who = match (&t.assignee, t.status.as_str()) {
@@ -414,6 +412,7 @@ pub async fn ticket_status(
 mod tests {
     use super::*;
     use crate::store::{NewTicket, NewTurn, Store};
+    use chrono::DateTime;
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

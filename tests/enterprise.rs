@@ -41,6 +41,12 @@ async fn demo_data_answers_end_to_end() {
     assert_eq!(r["intent"], "refund_status", "{r}");
     let answer = r["answer"].as_str().unwrap();
     assert!(answer.contains("1234") && answer.contains("6月14日"), "{answer}");
+    // Asked in English, the same record is told in English (status and date words).
+    let r = ask(base, json!({"text": "has my refund arrived yet?", "customer_id": "c1001", "now": NOW})).await;
+    assert_eq!(r["intent"], "refund_status", "{r}");
+    let answer = r["answer"].as_str().unwrap();
+    assert!(answer.contains("1234") && answer.contains("Jun 14") && answer.contains("arrived"), "{answer}");
+    assert!(!answer.contains("已到账") && !answer.contains("月"), "{answer}");
 
     let r = ask(base, json!({"text": "快递到哪了", "customer_id": "c1002", "now": NOW})).await;
     assert_eq!((r["decision"].as_str(), r["intent"].as_str()), (Some("answer"), Some("order_tracking")), "{r}");
