@@ -3,7 +3,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{BoxError, Json};
 use serde_json::json;
 
 use crate::encoder::EncoderError;
@@ -37,6 +37,16 @@ impl ApiError {
 
     pub fn busy() -> Self {
         Self::new(StatusCode::TOO_MANY_REQUESTS, "busy", "too many requests in flight; retry shortly")
+    }
+
+    /// The answer to a request the middleware failed: `timed_out` when it hit
+    /// its time limit, an internal error otherwise.
+    pub fn from_middleware(err: &BoxError, timed_out: &'static str) -> Self {
+        if err.is::<tower::timeout::error::Elapsed>() {
+            Self::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", timed_out)
+        } else {
+            Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+        }
     }
 
     fn internal(detail: &dyn std::fmt::Display) -> Self {

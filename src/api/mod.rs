@@ -129,13 +129,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(
             ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(|err: BoxError| async move {
-                    if err.is::<tower::timeout::error::Elapsed>() {
-                        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long")
-                    } else {
-                        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
-                    }
-                }))
+                .layer(HandleErrorLayer::new(|err: BoxError| async move { ApiError::from_middleware(&err, "the request took too long") }))
                 .timeout(settings.request_timeout),
         )
         // NOTE: merged after the timeout: a retrain runs for minutes.

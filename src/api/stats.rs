@@ -33,13 +33,7 @@ const MAX_TOP: usize = 200;
 pub(super) fn routes(settings: &StatsSettings) -> Router<Arc<AppState>> {
     Router::new().route("/v1/stats", get(get_stats)).route("/v1/stats/export", get(export_stats)).route("/v1/optimise", get(get_optimise)).layer(
         ServiceBuilder::new()
-            .layer(HandleErrorLayer::new(|err: BoxError| async move {
-                if err.is::<tower::timeout::error::Elapsed>() {
-                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the report took too long; try a shorter period")
-                } else {
-                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
-                }
-            }))
+            .layer(HandleErrorLayer::new(|err: BoxError| async move { ApiError::from_middleware(&err, "the report took too long; try a shorter period") }))
             .timeout(settings.timeout),
     )
 }
