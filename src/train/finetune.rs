@@ -350,18 +350,12 @@ fn lower_states(
 fn intent_centroids(lower: &[Tensor], members: &[Vec<usize>], upper: &[Layer], shape: &Shape) -> candle_core::Result<Tensor> {
     let mut centroids = Vec::with_capacity(members.len());
     for rows in members {
-        let mut sum: Option<Tensor> = None;
-        for chunk in rows.chunks(64) {
-            let pooled = pooled_embeddings(&chunk.iter().map(|&i| &lower[i]).collect::<Vec<_>>(), upper, shape)?.sum(0)?.detach();
-            sum = Some(match sum {
-                Some(s) => (s + pooled)?,
-                None => pooled,
-            });
-        }
-        match sum {
-            Some(s) => centroids.push(s),
-            None => return Err(candle_core::Error::Msg("an intent without examples".into())),
-        }
+        // NOTE: summed per chunk and detached, so no chunk's activations outlive it.
+        let sums = rows
+            .chunks(64)
+            .map(|chunk| pooled_embeddings(&chunk.iter().map(|&i| &lower[i]).collect::<Vec<_>>(), upper, shape)?.sum(0).map(|s| s.detach()))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        centroids.push(Tensor::stack(&sums, 0)?.sum(0)?);
     }
     unit_rows(&Tensor::stack(&centroids, 0)?)
 }
