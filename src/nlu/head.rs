@@ -223,11 +223,6 @@ impl SoftmaxHead {
         self.weight.chunks_exact(self.dim).zip(&self.bias).map(|(row, b)| b + row.iter().zip(x).map(|(w, v)| w * v).sum::<f32>()).collect()
     }
 
-    /// Class probabilities (softmax of the logits); they sum to 1.
-    pub fn probabilities(&self, x: &[f32]) -> Vec<f32> {
-        softmax(&self.logits(x))
-    }
-
     /// Writes the head as a safetensors file (`weight` `[classes, dim]`,
     /// `bias` `[classes]`), replacing `path` atomically.
     pub fn save(&self, path: &Path) -> Result<(), HeadError> {
@@ -284,7 +279,8 @@ impl SoftmaxHead {
 }
 
 /// Numerically stable softmax.
-fn softmax(logits: &[f32]) -> Vec<f32> {
+/// Class probabilities from a head's logits; they sum to 1.
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let exp: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
     let sum: f32 = exp.iter().sum();
@@ -469,7 +465,7 @@ mod tests {
             .iter()
             .zip(y)
             .filter(|(v, &c)| {
-                let p = head.probabilities(v);
+                let p = softmax(&head.logits(v));
                 (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])) == Some(c)
             })
             .count();
@@ -491,13 +487,13 @@ mod tests {
         let (x, y) = clusters(5, 20, 16, 0.5, 2, 2);
         let head = SoftmaxHead::train(&x, &y, 6, &HeadTrainOptions::default()).unwrap();
         for v in &x {
-            let p = head.probabilities(v);
+            let p = softmax(&head.logits(v));
             assert_eq!(p.len(), 6);
             assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-5);
             assert!(p.iter().all(|&q| (0.0..=1.0).contains(&q)));
         }
         // Class 5 has no rows, so it should never be the best guess.
-        assert!(x.iter().all(|v| head.probabilities(v)[5] < 0.1));
+        assert!(x.iter().all(|v| softmax(&head.logits(v))[5] < 0.1));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::corpus::OOS;
 use crate::index::{ExemplarIndex, IndexError, IndexParams};
-use crate::nlu::head::{HeadError, HeadTrainOptions, SoftmaxHead};
+use crate::nlu::head::{softmax, HeadError, HeadTrainOptions, SoftmaxHead};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IntentError {
@@ -429,8 +429,8 @@ impl IntentModel {
             for e in &validation {
                 let Some(&label) = class_of.get(&e.label) else { continue };
                 let hits = index.search(&e.vector, opts.k, None)?.into_iter().map(|h| (gold[h.id], h.similarity)).collect();
-                let (centroids, logits) = (centroid_similarities(&centroids, &e.vector), head.logits(&e.vector));
-                held_out.push(HeldOut { gold: label, head: head.probabilities(&e.vector), hits, centroids, logits });
+                let logits = head.logits(&e.vector);
+                held_out.push(HeldOut { gold: label, head: softmax(&logits), hits, centroids: centroid_similarities(&centroids, &e.vector), logits });
             }
             final_model = Some((head, index));
         }
@@ -450,13 +450,8 @@ impl IntentModel {
             for &i in &test {
                 let v = &examples[i].vector;
                 let hits = index.search(v, opts.k, None)?.into_iter().map(|h| (y[h.id], h.similarity)).collect();
-                held_out.push(HeldOut {
-                    gold: gold[i],
-                    head: head.probabilities(v),
-                    hits,
-                    centroids: centroid_similarities(&centroids, v),
-                    logits: head.logits(v),
-                });
+                let logits = head.logits(v);
+                held_out.push(HeldOut { gold: gold[i], head: softmax(&logits), hits, centroids: centroid_similarities(&centroids, v), logits });
             }
         }
 
@@ -544,7 +539,8 @@ impl IntentModel {
             }
         };
         hits.retain(|h| allowed(self.exemplar_labels[h.id]));
-        let mut head = self.head.probabilities(query);
+        let logits = self.head.logits(query);
+        let mut head = softmax(&logits);
         for (class, p) in head.iter_mut().enumerate() {
             if !allowed(class) {
                 *p = 0.0;
@@ -556,7 +552,7 @@ impl IntentModel {
         }
         let labelled: Vec<(usize, f32)> = hits.iter().take(k).map(|h| (self.exemplar_labels[h.id], h.similarity)).collect();
         let probs = mix(&head, &labelled, self.calibration.knn_weight, self.calibration.knn_temperature);
-        let evidence = Evidence::new(&probs, &labelled, &centroid_similarities(&self.centroids, query), &self.head.logits(query), oos_class);
+        let evidence = Evidence::new(&probs, &labelled, &centroid_similarities(&self.centroids, query), &logits, oos_class);
         let confidence = if evidence.top == usize::MAX { 0.0 } else { self.calibration.confidence(&evidence) };
         let out_of_scope = confidence < self.calibration.oos_threshold;
         let mut ranked: Vec<(String, f32)> =
