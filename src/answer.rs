@@ -9,11 +9,13 @@ use chrono::{TimeDelta, Utc};
 use chrono_tz::Tz;
 use serde_json::{json, Value};
 
-use crate::connectors::template::{self, FieldValues};
+use crate::connectors::fields as template;
 use crate::connectors::{ConnectorError, Connectors, Ctx, Customer, Order, RepairRecord};
-use crate::corpus::{DataAnswer, DataKind, Lang};
+use crate::corpus::FieldValues;
+use crate::corpus::{DataAnswer, DataKind, Lang, Replies, ReplyKey};
 use crate::nlu::slots::Slots;
 use crate::profile::{CustomerHistory, PastTurn, Profile, TicketSummary, HISTORY_DAYS};
+use crate::tickets::{ticket_id_in, Status};
 
 /// What the customer's data makes of a data answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -262,38 +264,6 @@ pub async fn handoff_context(
 /// Most tickets a `ticket_status` answer lists.
 const TICKETS_LISTED: usize = 3;
 
-/// A ticket id as the API makes them (T and 12 hex digits, e.g.
-/// T3F9A0B12C4D5) named in the text, upper-cased.
-pub fn ticket_id_in(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let alnum_at = |i: usize| bytes.get(i).is_some_and(|b| b.is_ascii_alphanumeric());
-    (0..bytes.len()).find_map(|i| {
-        let candidate = bytes.get(i..i + 13)?;
-        let fits =
-            candidate[0].eq_ignore_ascii_case(&b'T') && candidate[1..].iter().all(u8::is_ascii_hexdigit) && !(i > 0 && alnum_at(i - 1)) && !alnum_at(i + 13);
-        fits.then(|| text[i..i + 13].to_ascii_uppercase())
-    })
-}
-
-/// A ticket status in the customer's words.
-pub fn ticket_status_words(status: &str, lang: Lang) -> &str {
-    match (status, lang) {
-        ("new", Lang::Zh) => "新建待处理",
-        ("assigned", Lang::Zh) => "已分配给客服",
-        ("in_progress", Lang::Zh) => "处理中",
-        ("waiting_customer", Lang::Zh) => "等待你的回复",
-        ("resolved", Lang::Zh) => "已解决",
-        ("closed", Lang::Zh) => "已关闭",
-        ("new", Lang::En) => "waiting for an agent",
-        ("assigned", Lang::En) => "assigned to an agent",
-        ("in_progress", Lang::En) => "in progress",
-        ("waiting_customer", Lang::En) => "waiting for your reply",
-        ("resolved", Lang::En) => "resolved",
-        ("closed", Lang::En) => "closed",
-        (other, _) => other,
-    }
-}
-
 /// An intent title cut to its first phrase: 产品故障报修（不制冷…） -> 产品故障报修.
 pub fn short_title(title: &str) -> &str {
     title.split(['（', '(', '/', '：', ':', ',']).next().unwrap_or(title).trim()
@@ -311,30 +281,40 @@ fn customer_note<'a>(note: &'a str, assignee: Option<&str>) -> Option<&'a str> {
     (!note.is_empty()).then_some(note)
 }
 
+/// How a `ticket_status` answer is worded: the deployment's replies, the
+/// customer's language and zone, and an intent's short title in that language.
+pub struct TicketWording<'a> {
+    pub replies: &'a Replies,
+    pub lang: Lang,
+    pub tz: Tz,
+    pub title_of: &'a (dyn Fn(&str) -> Option<String> + Sync),
+}
+
 /// One ticket in a sentence: status, who has it, and the latest note with its time.
-fn ticket_line(t: &TicketSummary, lang: Lang, tz: Tz, title_of: &dyn Fn(&str) -> Option<String>) -> String {
-    let title = title_of(&t.intent).map(|title| match lang {
+fn ticket_line(t: &TicketSummary, wording: &TicketWording<'_>) -> String {
+    let lang = wording.lang;
+    let title = (wording.title_of)(&t.intent).map(|title| match lang {
         Lang::Zh => format!("（{title}）"),
         Lang::En => format!(" ({title})"),
     });
     let title = title.unwrap_or_default();
-    let status = ticket_status_words(&t.status, lang);
+    let status = t.status.words(lang);
     let note = t.latest_note.as_deref().and_then(|n| customer_note(n, t.assignee.as_deref()));
-    let when = template::local_time(t.latest_note_at.filter(|_| note.is_some()).unwrap_or(t.updated_at), tz, lang);
+    let when = template::local_time(t.latest_note_at.filter(|_| note.is_some()).unwrap_or(t.updated_at), wording.tz, lang);
     match lang {
         Lang::Zh => {
-            let who = match (&t.assignee, t.status.as_str()) {
+            let who = match (&t.assignee, t.status) {
                 (Some(a), _) => format!("，由客服 {a} 跟进"),
-                (None, "new") => "，客服会尽快接手".to_string(),
+                (None, Status::New) => "，客服会尽快接手".to_string(),
                 (None, _) => String::new(),
             };
             let news = note.map_or_else(|| format!("（更新于 {when}）"), |n| format!("。最新进展（{when}）：{n}"));
             format!("工单 {}{title}：{status}{who}{news}", t.id)
         }
         Lang::En => {
-            let who = match (&t.assignee, t.status.as_str()) {
+            let who = match (&t.assignee, t.status) {
                 (Some(a), _) => format!(", handled by {a}"),
-                (None, "new") => ", an agent will pick it up soon".to_string(),
+                (None, Status::New) => ", an agent will pick it up soon".to_string(),
                 (None, _) => String::new(),
             };
             let news = note.map_or_else(|| format!(" (updated {when})"), |n| format!(". Latest update ({when}): {n}"));
@@ -343,26 +323,17 @@ fn ticket_line(t: &TicketSummary, lang: Lang, tz: Tz, title_of: &dyn Fn(&str) ->
     }
 }
 
-/// The `ticket_status` answer for these tickets (newest first), listing at
-/// most three; `title_of` gives an intent's short title in the answer's language.
-pub fn ticket_status_text(tickets: &[TicketSummary], lang: Lang, tz: Tz, title_of: &dyn Fn(&str) -> Option<String>) -> String {
-    let lines: Vec<String> = tickets.iter().take(TICKETS_LISTED).map(|t| ticket_line(t, lang, tz, title_of)).collect();
+/// The `ticket_status` answer for these tickets (newest first), listing at most three.
+pub fn ticket_status_text(tickets: &[TicketSummary], wording: &TicketWording<'_>) -> String {
+    let lines: Vec<String> = tickets.iter().take(TICKETS_LISTED).map(|t| ticket_line(t, wording)).collect();
     let more = tickets.len().saturating_sub(TICKETS_LISTED);
-    match (lang, lines.as_slice()) {
-        (_, [one]) => match lang {
-            Lang::Zh => format!("帮你查到了：{one}。"),
-            Lang::En => format!("Here is what I found. {one}."),
-        },
-        (Lang::Zh, _) => {
+    let (replies, lang) = (wording.replies, wording.lang);
+    match lines.as_slice() {
+        [one] => replies.render(ReplyKey::TicketFound, lang, &[("ticket", one)]),
+        _ => {
             let listed: Vec<String> = lines.iter().enumerate().map(|(i, l)| format!("{}. {l}", i + 1)).collect();
-            let rest = if more > 0 { format!("\n另有 {more} 个，可在 APP「我的」>「服务记录」查看。") } else { String::new() };
-            format!("你有 {} 个未完成的工单：\n{}{rest}", tickets.len(), listed.join("\n"))
-        }
-        (Lang::En, _) => {
-            let listed: Vec<String> = lines.iter().enumerate().map(|(i, l)| format!("{}. {l}", i + 1)).collect();
-            let rest =
-                if more > 0 { format!("\n{more} more are in the app under 「我的」(Me) >「服务记录」(Service history).") } else { String::new() };
-            format!("You have {} open tickets:\n{}{rest}", tickets.len(), listed.join("\n"))
+            let more = if more > 0 { replies.render(ReplyKey::TicketMore, lang, &[("more", &more.to_string())]) } else { String::new() };
+            replies.render(ReplyKey::TicketList, lang, &[("count", &tickets.len().to_string()), ("tickets", &listed.join("\n")), ("more", &more)])
         }
     }
 }
@@ -371,40 +342,34 @@ pub fn ticket_status_text(tickets: &[TicketSummary], lang: Lang, tz: Tz, title_o
 /// (only the customer's own when the customer is known), else the
 /// customer's open ones. `None` keeps the intent's `general` answer (nothing
 /// to look up, or the history failed); no ticket found says so before it.
-#[allow(clippy::too_many_arguments)]
 pub async fn ticket_status(
     history: &dyn CustomerHistory,
     text: &str,
     customer_id: Option<&str>,
-    lang: Lang,
-    tz: Tz,
+    wording: &TicketWording<'_>,
     general: &str,
-    title_of: &(dyn Fn(&str) -> Option<String> + Sync),
     ctx: &Ctx<'_>,
 ) -> Option<String> {
     let failed = |e: crate::profile::HistoryError| {
         tracing::warn!(trace_id = ctx.trace_id, error = %e, "ticket lookup failed; answering in general");
         None
     };
+    let (replies, lang) = (wording.replies, wording.lang);
     if let Some(id) = ticket_id_in(text) {
         let ticket = match history.ticket_summary(&id).await {
             Ok(t) => t.filter(|t| customer_id.is_none_or(|c| t.customer_id.as_deref() == Some(c))),
             Err(e) => return failed(e),
         };
-        return Some(match (ticket, lang) {
-            (Some(t), _) => ticket_status_text(&[t], lang, tz, title_of),
-            (None, Lang::Zh) => format!("没有查到工单 {id}，麻烦核对一下工单号。{general}"),
-            (None, Lang::En) => format!("I couldn't find ticket {id}; please check the number. {general}"),
+        return Some(match ticket {
+            Some(t) => ticket_status_text(&[t], wording),
+            None => replies.render(ReplyKey::TicketNotFound, lang, &[("id", &id), ("answer", general)]),
         });
     }
     let customer = customer_id?;
     match history.open_tickets(customer).await {
         Err(e) => failed(e),
-        Ok(tickets) if tickets.is_empty() => Some(match lang {
-            Lang::Zh => format!("目前没有查到你未完成的工单。{general}"),
-            Lang::En => format!("I can't find any open ticket of yours right now. {general}"),
-        }),
-        Ok(tickets) => Some(ticket_status_text(&tickets, lang, tz, title_of)),
+        Ok(tickets) if tickets.is_empty() => Some(replies.render(ReplyKey::TicketNone, lang, &[("answer", general)])),
+        Ok(tickets) => Some(ticket_status_text(&tickets, wording)),
     }
 }
 
@@ -422,8 +387,8 @@ mod tests {
         TicketSummary {
             id: id.into(),
             customer_id: Some("c1".into()),
-            status: status.into(),
-            priority: "high".into(),
+            status: status.parse().unwrap(),
+            priority: crate::tickets::Priority::High,
             intent: "repair_request".into(),
             queue: "after_sales".into(),
             assignee: assignee.map(str::to_string),
@@ -434,18 +399,20 @@ mod tests {
         }
     }
 
-    fn titles(lang: Lang) -> impl Fn(&str) -> Option<String> {
-        move |id: &str| (id == "repair_request").then(|| if lang == Lang::Zh { "产品故障报修" } else { "Report a fault" }.to_string())
+    fn titles(id: &str) -> Option<String> {
+        (id == "repair_request").then(|| "产品故障报修".to_string())
     }
 
-    #[test]
-    fn ticket_ids_are_found_only_in_the_apis_format() {
-        assert_eq!(ticket_id_in("工单T3F9A0B12C4D5进度如何").as_deref(), Some("T3F9A0B12C4D5"));
-        assert_eq!(ticket_id_in("ticket t3f9a0b12c4d5?").as_deref(), Some("T3F9A0B12C4D5"));
-        // 13 digits is someone else's number; too short or not hex is not ours either.
-        for text in ["工单号 T2026061800012 现在什么状态", "T3F9A0B12C4D", "T3F9A0B12C4DZ", "AT3F9A0B12C4D5", "我的工单"] {
-            assert_eq!(ticket_id_in(text), None, "{text}");
-        }
+    fn english_titles(id: &str) -> Option<String> {
+        (id == "repair_request").then(|| "Report a fault".to_string())
+    }
+
+    fn untitled(_: &str) -> Option<String> {
+        None
+    }
+
+    fn wording<'a>(replies: &'a Replies, lang: Lang, title_of: &'a (dyn Fn(&str) -> Option<String> + Sync)) -> TicketWording<'a> {
+        TicketWording { replies, lang, tz: chrono_tz::Asia::Shanghai, title_of }
     }
 
     #[test]
@@ -460,29 +427,29 @@ mod tests {
 
     #[test]
     fn one_ticket_in_chinese_and_english() {
-        let tz = chrono_tz::Asia::Shanghai;
+        let replies = Replies::default();
         let t = summary("T3F9A0B12C4D5", "in_progress", Some("agent-7"), Some("已派给维修师傅，预计明天上门"));
-        let zh = ticket_status_text(std::slice::from_ref(&t), Lang::Zh, tz, &titles(Lang::Zh));
+        let zh = ticket_status_text(std::slice::from_ref(&t), &wording(&replies, Lang::Zh, &titles));
         assert_eq!(
             zh,
             "帮你查到了：工单 T3F9A0B12C4D5（产品故障报修）：处理中，由客服 agent-7 跟进。最新进展（6月15日 10:20）：已派给维修师傅，预计明天上门。"
         );
-        let en = ticket_status_text(&[t], Lang::En, tz, &titles(Lang::En));
+        let en = ticket_status_text(&[t], &wording(&replies, Lang::En, &english_titles));
         assert_eq!(en, "Here is what I found. Ticket T3F9A0B12C4D5 (Report a fault): in progress, handled by agent-7. Latest update (Jun 15, 10:20): 已派给维修师傅，预计明天上门.");
         let fresh = summary("T000000000001", "new", None, None);
-        let zh = ticket_status_text(&[fresh], Lang::Zh, tz, &|_| None);
+        let zh = ticket_status_text(&[fresh], &wording(&replies, Lang::Zh, &untitled));
         assert_eq!(zh, "帮你查到了：工单 T000000000001：新建待处理，客服会尽快接手（更新于 6月15日 10:20）。");
     }
 
     #[test]
     fn several_tickets_are_listed_up_to_three() {
-        let tz = chrono_tz::Asia::Shanghai;
+        let replies = Replies::default();
         let tickets: Vec<TicketSummary> = (1..=4).map(|i| summary(&format!("T00000000000{i}"), "assigned", Some("agent-2"), None)).collect();
-        let zh = ticket_status_text(&tickets, Lang::Zh, tz, &titles(Lang::Zh));
+        let zh = ticket_status_text(&tickets, &wording(&replies, Lang::Zh, &titles));
         assert!(zh.starts_with("你有 4 个未完成的工单：\n1. 工单 T000000000001"), "{zh}");
         assert!(zh.contains("3. 工单 T000000000003") && !zh.contains("T000000000004"), "{zh}");
-        assert!(zh.ends_with("另有 1 个，可在 APP「我的」>「服务记录」查看。"), "{zh}");
-        let en = ticket_status_text(&tickets[..2], Lang::En, tz, &titles(Lang::En));
+        assert!(zh.ends_with("\n另有 1 个未列出。"), "{zh}");
+        let en = ticket_status_text(&tickets[..2], &wording(&replies, Lang::En, &english_titles));
         assert!(en.starts_with("You have 2 open tickets:\n1. Ticket T000000000001 (Report a fault): assigned to an agent, handled by agent-2"), "{en}");
     }
 
@@ -495,7 +462,7 @@ mod tests {
             text: "冰箱又坏了".into(),
             intent: "repair_request".into(),
             confidence: 0.9,
-            decision: "handoff".into(),
+            decision: crate::policy::Action::Handoff,
             answer: None,
             slots: json!({}),
             lead: false,
@@ -510,10 +477,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&format!("sqlite://{}/kefu.db", dir.path().display())).await.unwrap();
         let ctx = Ctx { now: Utc::now(), trace_id: "t" };
-        let tz = chrono_tz::Asia::Shanghai;
+        let replies = Replies::default();
         let ask = |text: &'static str, customer: Option<&'static str>| {
             let store = store.clone();
-            async move { ticket_status(&store, text, customer, Lang::detect(text), tz, "GENERAL", &|_| None, &ctx).await }
+            let replies = &replies;
+            async move { ticket_status(&store, text, customer, &wording(replies, Lang::detect(text), &untitled), "GENERAL", &ctx).await }
         };
         // Nothing open: say so, then the general answer; anonymous and no id: the general answer.
         assert_eq!(ask("我的工单怎么样了", Some("c1")).await.as_deref(), Some("目前没有查到你未完成的工单。GENERAL"));
@@ -521,14 +489,14 @@ mod tests {
 
         let ticket = NewTicket {
             id: "TABCDEF012345".into(),
-            priority: "high".into(),
+            priority: crate::tickets::Priority::High,
             queue: "after_sales".into(),
             reason: "agent_intent".into(),
             due_at: Utc::now(),
             context: json!({}),
         };
         store.record_turn(&turn("a", "c1"), Some(&ticket)).await.unwrap();
-        store.move_ticket("TABCDEF012345", "assigned", Some("agent-7"), Some("已派给维修师傅，预计明天上门"), Utc::now()).await.unwrap();
+        store.move_ticket("TABCDEF012345", crate::tickets::Status::Assigned, Some("agent-7"), Some("已派给维修师傅，预计明天上门"), Utc::now()).await.unwrap();
         let answer = ask("我的工单怎么样了", Some("c1")).await.unwrap();
         assert!(answer.contains("TABCDEF012345") && answer.contains("已分配给客服") && answer.contains("已派给维修师傅，预计明天上门"), "{answer}");
         // By id: anyone holding the id, but not another known customer.

@@ -271,6 +271,19 @@ impl Config {
         self.cache_dir.clone().unwrap_or_else(|| self.corpus_dir.join(".index"))
     }
 
+    /// The SLA webhook; None when no `sla_webhook_url` is set.
+    pub fn webhook_settings(&self) -> Result<Option<crate::sla::WebhookSettings>, ConfigError> {
+        let Some(url) = &self.sla_webhook_url else { return Ok(None) };
+        Ok(Some(crate::sla::WebhookSettings {
+            url: parse_http_url("sla_webhook_url", url)?,
+            retries: self.sla_webhook_retries,
+            timeout: std::time::Duration::from_millis(self.sla_webhook_timeout_ms),
+            backoff: std::time::Duration::from_millis(self.sla_webhook_backoff_ms),
+            max_attempts: self.sla_webhook_max_attempts,
+            batch: 100,
+        }))
+    }
+
     /// Settings of the analytics (`/v1/stats`, `kefu stats`).
     pub fn stats_settings(&self) -> Result<crate::stats::StatsSettings, ConfigError> {
         Ok(crate::stats::StatsSettings {
@@ -342,6 +355,19 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhook_urls_are_checked_and_errors_never_show_secrets() {
+        let config = |url: &str| Config { sla_webhook_url: Some(url.into()), ..Config::default() };
+        let settings = config("https://hooks.example.com/kefu").webhook_settings().unwrap().unwrap();
+        assert_eq!((settings.url.as_str(), settings.retries, settings.max_attempts), ("https://hooks.example.com/kefu", 3, 100));
+        assert!(Config::default().webhook_settings().unwrap().is_none(), "no webhook, no pushes");
+        for bad in ["ftp://hooks.example.com/x", "hooks.example.com/x", "http://", "mailto:ops@example.com"] {
+            assert!(config(bad).webhook_settings().is_err(), "{bad}");
+        }
+        let err = config("ftp://ops:hunter2@hooks.example.com/x").webhook_settings().unwrap_err().to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
 
     #[test]
     fn defaults_run_the_demo() {

@@ -14,15 +14,17 @@ use sha2::{Digest, Sha256};
 
 use crate::answer::{self, Resolution, Subject};
 use crate::connectors::{Connectors, Ctx};
-use crate::corpus::{Corpus, DataKind, Lang, OOS};
+use crate::corpus::{Corpus, DataKind, Lang, ReplyKey, Role, OOS};
 use crate::encoder::{EncoderError, EncoderHandle, TextKind};
+use crate::nlu::corrections::{apply_authority, Taught, TaughtExemplar};
 use crate::nlu::intent::{FitOptions, IntentError, IntentModel, Scored, TrainingExample};
 use crate::nlu::signals::SignalDetector;
 use crate::nlu::slots::{Catalogue, SlotExtractor, Slots};
 use crate::policy::{self, Action, HandoffReason, PolicySettings, Priority, Reply, Verdict};
 use crate::profile::{CustomerHistory, Profile, ProfileInputs, ProfileRules};
-use crate::train::taught::{apply_authority, Taught, TaughtExemplar};
-use crate::train::versions::BASE_VERSION;
+
+/// The version an engine built from the corpus alone serves (no retrained version promoted).
+pub const BASE_VERSION: &str = "base";
 
 /// Bump when the saved intent model's layout or fitting changes, so old caches are rebuilt.
 pub const MODEL_FORMAT: &str = "kefu-intent-model-v4";
@@ -30,11 +32,30 @@ pub const MODEL_FORMAT: &str = "kefu-intent-model-v4";
 /// Texts per encoder call while embedding a corpus.
 const EMBED_CHUNK: usize = 32;
 
-/// A request the engine refuses, with a stable code for API clients.
+/// What is wrong with a request the engine refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidKind {
+    EmptyText,
+    TextTooLong,
+    UnknownScenario,
+}
+
+impl InvalidKind {
+    /// A stable code for API clients.
+    pub fn code(self) -> &'static str {
+        match self {
+            InvalidKind::EmptyText => "empty_text",
+            InvalidKind::TextTooLong => "text_too_long",
+            InvalidKind::UnknownScenario => "unknown_scenario",
+        }
+    }
+}
+
+/// A request the engine refuses, and why in words.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
 pub struct InvalidInput {
-    pub code: &'static str,
+    pub kind: InvalidKind,
     pub message: String,
 }
 
@@ -60,7 +81,7 @@ pub struct EngineSettings {
     pub max_text_bytes: usize,
     pub fit: FitOptions,
     /// Cosine similarity to an agent-taught exemplar at which the correction
-    /// decides the intent (see `train::taught::apply_authority`).
+    /// decides the intent (see `nlu::corrections::apply_authority`).
     pub correction_min_similarity: f32,
     /// Tag rules of customer profiles.
     pub profile: ProfileRules,
@@ -105,7 +126,7 @@ pub struct Query<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreviousTurn {
     pub intent: String,
-    pub decision: String,
+    pub decision: Action,
     pub slots: Slots,
     /// Intents its clarifying question offered, in order.
     pub options: Vec<String>,
@@ -389,7 +410,9 @@ impl Engine {
     }
 
     fn profile_of(&self, records: &answer::CustomerRecords, now: DateTime<Utc>) -> Profile {
-        let is_after_sales_intent = |intent: &str| self.corpus.intent(intent).is_some_and(|i| i.scenario == "after_sales");
+        let taxonomy = &self.corpus.taxonomy;
+        let is_after_sales_intent = |intent: &str| taxonomy.is_after_sales(intent);
+        let role_of = |intent: &str| taxonomy.role(intent);
         let inputs = ProfileInputs {
             customer_id: &records.customer_id,
             customer: records.customer.as_ref(),
@@ -397,6 +420,7 @@ impl Engine {
             repairs: records.repairs.as_deref(),
             past_turns: records.past_turns.as_deref(),
             is_after_sales_intent: &is_after_sales_intent,
+            role_of: &role_of,
             unavailable: &records.unavailable,
             tz: self.settings.timezone,
         };
@@ -434,18 +458,18 @@ impl Engine {
     /// Checks a query before any model work: what the API answers with a 4xx.
     pub fn validate(&self, query: &Query<'_>) -> Result<(), InvalidInput> {
         if query.text.trim().is_empty() {
-            return Err(InvalidInput { code: "empty_text", message: "text is empty".into() });
+            return Err(InvalidInput { kind: InvalidKind::EmptyText, message: "text is empty".into() });
         }
         if query.text.len() > self.settings.max_text_bytes {
             return Err(InvalidInput {
-                code: "text_too_long",
+                kind: InvalidKind::TextTooLong,
                 message: format!("text is {} bytes; the limit is {}", query.text.len(), self.settings.max_text_bytes),
             });
         }
         if let Some(s) = query.scenario {
             if !self.corpus.taxonomy.has_scenario(s) {
                 let known = self.corpus.scenarios().collect::<Vec<_>>().join(", ");
-                return Err(InvalidInput { code: "unknown_scenario", message: format!("unknown scenario {s:?}; known: {known}") });
+                return Err(InvalidInput { kind: InvalidKind::UnknownScenario, message: format!("unknown scenario {s:?}; known: {known}") });
             }
         }
         Ok(())
@@ -463,7 +487,8 @@ impl Engine {
         let tz = self.settings.timezone;
         let mut slots = self.slots.extract(text, query.now.with_timezone(&tz));
         let signals = self.signals.detect(text);
-        let mut verdict = policy::decide(&scored, &signals, |id| self.corpus.intent(id).map(|i| i.decision), &self.settings.policy);
+        let taxonomy = &self.corpus.taxonomy;
+        let mut verdict = policy::decide(&scored, &signals, taxonomy, &self.settings.policy);
         // Whether this turn answers the bot's own question, so a further question is progress, not a failure.
         let follows_up = match query.previous {
             Some(previous) => self.continue_conversation(previous, text, &mut verdict, &mut slots),
@@ -479,7 +504,7 @@ impl Engine {
         let streak = query.previous.map_or(0, |p| p.unhelpful_streak);
         let unhelpful_now = verdict.action == Action::Clarify && !follows_up;
         if verdict.action != Action::Handoff && (streak >= 2 || (streak >= 1 && unhelpful_now)) {
-            verdict = policy::escalate_unresolved(verdict);
+            verdict = policy::escalate_unresolved(verdict, taxonomy);
             answer = self.render(&verdict, lang);
         }
         let profile = records.as_ref().map(|r| self.profile_of(r, ctx.now));
@@ -489,11 +514,13 @@ impl Engine {
         };
         if let (Some((reason, _)), Some(p), Some(r)) = (verdict.handoff, &profile, &records) {
             let factors = p.priority_factors(r.repairs.as_deref().unwrap_or_default(), slots.product.as_deref(), ctx.now);
-            verdict.handoff = Some((reason, policy::handoff_priority(reason, &verdict.intent, &factors)));
+            verdict.handoff = Some((reason, policy::handoff_priority(reason, taxonomy.role(&verdict.intent), &factors)));
         }
-        if let (Some(history), Action::Answer, "ticket_status") = (&self.history, verdict.action, verdict.intent.as_str()) {
+        let asks_ticket_status = taxonomy.role(&verdict.intent) == Some(Role::TicketStatus);
+        if let (Some(history), Action::Answer, true) = (&self.history, verdict.action, asks_ticket_status) {
             let title_of = |id: &str| self.corpus.intent(id).map(|i| answer::short_title(i.title(lang)).to_string());
-            if let Some(reply) = answer::ticket_status(history.as_ref(), text, query.customer_id, lang, tz, &answer, &title_of, &ctx).await {
+            let wording = answer::TicketWording { replies: &self.corpus.replies, lang, tz, title_of: &title_of };
+            if let Some(reply) = answer::ticket_status(history.as_ref(), text, query.customer_id, &wording, &answer, &ctx).await {
                 answer = reply;
             }
         }
@@ -530,7 +557,7 @@ impl Engine {
     fn continue_conversation(&self, previous: &PreviousTurn, text: &str, verdict: &mut Verdict, slots: &mut Slots) -> bool {
         let mut follows_up = false;
         if let Some(picked) = picked_option(previous, text) {
-            *verdict = policy::settled(picked.to_string(), self.corpus.intent(picked).map(|i| i.decision));
+            *verdict = policy::settled(picked.to_string(), &self.corpus.taxonomy);
             follows_up = true;
         } else if self.continues_order_question(previous, verdict, slots, text) {
             *verdict = Verdict { intent: previous.intent.clone(), action: Action::Answer, lead: false, handoff: None, reply: Reply::IntentAnswer };
@@ -558,17 +585,11 @@ impl Engine {
             Resolution::Answer(text) => Some(text),
             Resolution::WhichOrder(orders) => {
                 verdict.action = Action::Clarify;
-                Some(match lang {
-                    Lang::Zh => format!("你有几笔相关订单，想问哪一笔？\n{}\n回复订单号就好。", orders.join("\n")),
-                    Lang::En => format!("You have several matching orders; which one do you mean?\n{}\nReply with the order number.", orders.join("\n")),
-                })
+                Some(self.corpus.replies.render(ReplyKey::WhichOrder, lang, &[("orders", &orders.join("\n"))]))
             }
             Resolution::AskOrderNumber => {
                 verdict.action = Action::Clarify;
-                Some(match lang {
-                    Lang::Zh => "没有找到对应的订单，麻烦发一下订单号，我马上帮你查。".into(),
-                    Lang::En => "I couldn't find that order. Please send me the order number and I'll check right away.".into(),
-                })
+                Some(self.corpus.replies.render(ReplyKey::AskOrderNumber, lang, &[]))
             }
             Resolution::General => None,
         }
@@ -580,41 +601,26 @@ impl Engine {
     fn continues_order_question(&self, previous: &PreviousTurn, verdict: &policy::Verdict, slots: &Slots, text: &str) -> bool {
         let about_order = self.corpus.intent(&previous.intent).and_then(|i| i.data.as_ref()).is_some_and(|d| d.kind == DataKind::Order);
         let Some(order_id) = &slots.order_id else { return false };
-        let asked = previous.decision == Action::Clarify.as_str();
+        let asked = previous.decision == Action::Clarify;
         about_order && (verdict.action == Action::Clarify || (asked && is_little_more_than(text, order_id)))
     }
 
     /// The reply text in the customer's language.
     fn render(&self, verdict: &Verdict, lang: Lang) -> String {
         let intent = self.corpus.intent(&verdict.intent);
+        let replies = &self.corpus.replies;
         match &verdict.reply {
             Reply::IntentAnswer => intent.map(|i| i.answer(lang).to_string()).unwrap_or_default(),
             Reply::WhichOf(ids) => {
-                let titles: Vec<String> = ids
-                    .iter()
-                    .filter_map(|id| self.corpus.intent(id))
-                    .enumerate()
-                    .map(|(n, i)| format!("{}. {}", n + 1, i.title(lang)))
-                    .collect();
-                match lang {
-                    Lang::Zh => format!("我想确认一下，你是想问哪一个？\n{}\n回复序号，或换个说法告诉我。", titles.join("\n")),
-                    Lang::En => format!("Just to be sure, which of these do you mean?\n{}\nReply with the number, or tell me in other words.", titles.join("\n")),
-                }
+                let titles: Vec<String> =
+                    ids.iter().filter_map(|id| self.corpus.intent(id)).enumerate().map(|(n, i)| format!("{}. {}", n + 1, i.title(lang))).collect();
+                replies.render(ReplyKey::Clarify, lang, &[("options", &titles.join("\n"))])
             }
-            Reply::Rephrase => match lang {
-                Lang::Zh => "抱歉，这个问题我还回答不了。我可以帮你查物流、退换货、查退款、开发票、预约安装和报修、处理账号登录和续费等。换个说法试试，或回复“转人工”找客服。".into(),
-                Lang::En => "Sorry, I can't help with that one. I can track parcels, handle returns and exchanges, check refunds, issue invoices, book installation or repairs, and help with log-in and renewals. Try asking in other words, or type \"agent\" to reach a person.".into(),
-            },
+            Reply::Rephrase => replies.render(ReplyKey::Rephrase, lang, &[]),
             Reply::Holding => match (verdict.handoff, intent) {
-                (Some((HandoffReason::AngryCustomer, _)), _) => match lang {
-                    Lang::Zh => "非常抱歉给你带来不好的体验！已为你优先转接人工客服，客服马上跟进处理。".into(),
-                    Lang::En => "I'm very sorry about this experience. I've passed you to a human agent with priority; they will follow up right away.".into(),
-                },
+                (Some((HandoffReason::AngryCustomer, _)), _) => replies.render(ReplyKey::HoldingAngry, lang, &[]),
                 (_, Some(i)) if i.decision == crate::corpus::Decision::Handoff => i.answer(lang).to_string(),
-                _ => match lang {
-                    Lang::Zh => "好的，已为你转接人工客服，请稍等，客服会尽快联系你。".into(),
-                    Lang::En => "Sure, I'm passing you to a human agent; they will be with you shortly.".into(),
-                },
+                _ => replies.render(ReplyKey::Holding, lang, &[]),
             },
         }
     }
@@ -636,7 +642,7 @@ impl Engine {
 
 /// The intent a reply picks from the previous turn's clarifying question.
 fn picked_option<'p>(previous: &'p PreviousTurn, text: &str) -> Option<&'p str> {
-    if previous.decision != Action::Clarify.as_str() {
+    if previous.decision != Action::Clarify {
         return None;
     }
     chosen_option(text, previous.options.len()).map(|i| previous.options[i].as_str())

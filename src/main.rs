@@ -1,7 +1,7 @@
 //! The `kefu` binary: configuration, tracing, engine construction, and the
 //! `serve`, `eval`, `model`, `index`, `load`, `retrain`, `versions`, `rollback` and `stats` commands.
 
-mod load;
+mod loadtest;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,6 +42,9 @@ enum Command {
         /// Listen address, e.g. 127.0.0.1:8080.
         #[arg(long, env = "KEFU_ADDR")]
         addr: Option<std::net::SocketAddr>,
+        /// Serve this corpus folder (the same as --corpus-dir).
+        #[arg(long)]
+        corpus: Option<PathBuf>,
     },
     /// Evaluate the engine on a labelled set.
     Eval(EvalArgs),
@@ -57,7 +60,7 @@ enum Command {
         json: bool,
     },
     /// Load-test a running server's /v1/answer.
-    Load(load::LoadArgs),
+    Load(loadtest::LoadArgs),
     /// Fit a new model version on the corpus plus agent corrections; promote it
     /// only if the eval gate passes (a running server follows the version pointer).
     Retrain {
@@ -184,7 +187,10 @@ fn main() -> Result<()> {
     init_tracing(config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
-        Command::Serve { addr } => runtime.block_on(serve(Config { addr: addr.unwrap_or(config.addr), ..config })),
+        Command::Serve { addr, corpus } => {
+            let corpus_dir = corpus.unwrap_or(config.corpus_dir.clone());
+            runtime.block_on(serve(Config { addr: addr.unwrap_or(config.addr), corpus_dir, ..config }))
+        }
         Command::Eval(args) => run_eval(&config, args, &runtime),
         Command::Model { command: ModelCommand::Fetch { name, json } } => {
             let summary = import::fetch(name.parse()?, &config.models_dir, !json)?;
@@ -244,7 +250,7 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        Command::Load(args) => runtime.block_on(load::run(args)),
+        Command::Load(args) => runtime.block_on(loadtest::run(args)),
         Command::Retrain { json, tolerance } => runtime.block_on(retrain(config, json, tolerance)),
         Command::Stats(args) => run_stats(&config, args, &runtime),
         Command::Versions { json } => {
@@ -324,9 +330,9 @@ fn engine_parts(config: &Config, catalogue_dir: &Path, show_progress: bool) -> R
         Box::new(encoder),
         BatchOptions { queue_capacity: config.encoder_queue, max_batch_requests: config.batch_max_requests, ..BatchOptions::default() },
     );
+    // A deployment without a catalogue sells no products the product slot could name.
     let catalogue_path = catalogue_dir.join("catalogue.toml");
-    let catalogue_path = if catalogue_path.exists() { catalogue_path } else { config.corpus_dir.join("catalogue.toml") };
-    let catalogue = Catalogue::load(&catalogue_path)?;
+    let catalogue = if catalogue_path.exists() { Catalogue::load(&catalogue_path)? } else { Catalogue::empty() };
     let settings = EngineSettings {
         timezone: config.tz()?,
         policy: PolicySettings { min_answer_confidence: config.min_answer_confidence, ..PolicySettings::default() },
@@ -342,7 +348,7 @@ fn engine_parts(config: &Config, catalogue_dir: &Path, show_progress: bool) -> R
 async fn serve(config: Config) -> Result<()> {
     let store = open_store(&config).await?;
     // Overdue pushes need only the store, so they start before the model loads.
-    if let Some(webhook) = kefu::sla::WebhookSettings::from_config(&config)? {
+    if let Some(webhook) = config.webhook_settings()? {
         let notifier = kefu::sla::SlaNotifier::new(store.clone(), webhook, Arc::new(kefu::sla::SystemClock))?;
         kefu::sla::spawn(notifier, Duration::from_secs(config.sla_check_interval_secs));
     }
@@ -353,8 +359,10 @@ async fn serve(config: Config) -> Result<()> {
         max_body_bytes: config.max_body_bytes,
         max_in_flight: config.max_in_flight,
         request_timeout: Duration::from_millis(config.request_timeout_ms),
-        ticket_sla: chrono::Duration::minutes(config.ticket_sla_minutes.into()),
-        conversation_gap: chrono::Duration::minutes(config.conversation_gap_minutes.into()),
+        turns: kefu::service::turn::TurnSettings {
+            ticket_sla: chrono::Duration::minutes(config.ticket_sla_minutes.into()),
+            conversation_gap: chrono::Duration::minutes(config.conversation_gap_minutes.into()),
+        },
         admin_token: config.admin_token.clone(),
         stats: config.stats_settings()?,
     };

@@ -1,14 +1,19 @@
 //! The answer / clarify / hand-off decision: a pure function of the scored
-//! intents, the taxonomy decision and the hand-off signals.
+//! intents, the hand-off signals and the taxonomy (each intent's decision and
+//! role). No intent id is known here: roles say which intent is a complaint,
+//! an ask for a person or a fault.
 
-use serde::Serialize;
+use std::str::FromStr;
 
-use crate::corpus::{Decision, OOS};
+use serde::{Deserialize, Serialize};
+
+use crate::corpus::{Decision, Role, Taxonomy, OOS};
 use crate::nlu::intent::Scored;
 use crate::nlu::signals::Signals;
+pub use crate::tickets::{HandoffReason, Priority};
 
 /// What the bot should do with this turn (the contract's `decision`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Answer,
@@ -26,58 +31,15 @@ impl Action {
     }
 }
 
-/// Why a conversation goes to a person.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HandoffReason {
-    /// The customer asked for a person.
-    HumanRequested,
-    /// A complaint about sales, service or quality.
-    Complaint,
-    /// Anger or abuse, whatever was asked.
-    AngryCustomer,
-    /// The intent is one that people handle (a fault, a bug).
-    AgentIntent,
-    /// The bot asked twice in a row without getting anywhere.
-    Unresolved,
-}
+impl FromStr for Action {
+    type Err = crate::tickets::UnknownValue;
 
-impl HandoffReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HandoffReason::HumanRequested => "human_requested",
-            HandoffReason::Complaint => "complaint",
-            HandoffReason::AngryCustomer => "angry_customer",
-            HandoffReason::AgentIntent => "agent_intent",
-            HandoffReason::Unresolved => "unresolved",
-        }
-    }
-}
-
-/// How soon a hand-off ticket needs a person: normal < high < urgent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Priority {
-    Normal,
-    High,
-    Urgent,
-}
-
-impl Priority {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::Normal => "normal",
-            Priority::High => "high",
-            Priority::Urgent => "urgent",
-        }
-    }
-
-    /// One level up; urgent stays urgent.
-    pub fn raised(self) -> Priority {
-        match self {
-            Priority::Normal => Priority::High,
-            Priority::High | Priority::Urgent => Priority::Urgent,
-        }
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Action::Answer, Action::Clarify, Action::Handoff].into_iter().find(|a| a.as_str() == s).ok_or_else(|| crate::tickets::UnknownValue {
+            what: "decision",
+            allowed: "answer, clarify, handoff".into(),
+            given: s.to_string(),
+        })
     }
 }
 
@@ -92,18 +54,14 @@ pub struct CustomerFactors {
     pub product_repaired_90d: bool,
 }
 
-/// Intents that report something broken: with an earlier repair they make a repeat fault.
-pub fn is_fault_intent(intent: &str) -> bool {
-    matches!(intent, "repair_request" | "bug_report")
-}
-
 /// A hand-off's priority: normal, raised one level for each of a VIP
-/// customer, a complaint (the intent, or anger or a complaint as the reason)
-/// and a repeat fault (a fault while the customer is a frequent after-sales
-/// contact or the product was repaired within 90 days), up to urgent.
-pub fn handoff_priority(reason: HandoffReason, intent: &str, customer: &CustomerFactors) -> Priority {
-    let complaint = intent == "complaint" || matches!(reason, HandoffReason::Complaint | HandoffReason::AngryCustomer);
-    let repeat_fault = is_fault_intent(intent) && (customer.frequent_after_sales || customer.product_repaired_90d);
+/// customer, a complaint (an intent with the complaint role, or anger or a
+/// complaint as the reason) and a repeat fault (an intent with the fault role
+/// while the customer is a frequent after-sales contact or the product was
+/// repaired within 90 days), up to urgent. `role` is the intent's.
+pub fn handoff_priority(reason: HandoffReason, role: Option<Role>, customer: &CustomerFactors) -> Priority {
+    let complaint = role == Some(Role::Complaint) || matches!(reason, HandoffReason::Complaint | HandoffReason::AngryCustomer);
+    let repeat_fault = role == Some(Role::Fault) && (customer.frequent_after_sales || customer.product_repaired_90d);
     [customer.vip, complaint, repeat_fault].into_iter().filter(|raise| *raise).fold(Priority::Normal, |p, _| p.raised())
 }
 
@@ -146,20 +104,27 @@ impl Default for PolicySettings {
     }
 }
 
-/// Decides what to do with a scored message. `decision_of` gives the taxonomy decision of an intent id.
-pub fn decide(scored: &Scored, signals: &Signals, decision_of: impl Fn(&str) -> Option<Decision>, settings: &PolicySettings) -> Verdict {
+/// Decides what to do with a scored message of a deployment with this taxonomy.
+pub fn decide(scored: &Scored, signals: &Signals, taxonomy: &Taxonomy, settings: &PolicySettings) -> Verdict {
     let intent = scored.intent().to_string();
     let unsure = intent == OOS || scored.confidence < settings.min_answer_confidence;
     // NOTE: anger and explicit asks for a person win over everything, even a
     // confident answerable intent: the taxonomy says they are always hand-offs.
-    // When the model found nothing it is sure of, the signal names the intent.
+    // When the model found nothing it is sure of, the signal names the intent
+    // (the deployment's intent of that role, if it has one).
     if signals.angry {
-        let intent = if intent == OOS { "complaint".to_string() } else { intent.clone() };
-        return handoff(intent, HandoffReason::AngryCustomer);
+        let intent = match taxonomy.intent_with_role(Role::Complaint) {
+            Some(complaint) if intent == OOS => complaint.to_string(),
+            _ => intent,
+        };
+        return handoff(intent, HandoffReason::AngryCustomer, taxonomy);
     }
-    if signals.human_request || intent == "request_human" {
-        let intent = if unsure { "request_human".to_string() } else { intent.clone() };
-        return handoff(intent, HandoffReason::HumanRequested);
+    if signals.human_request || taxonomy.role(&intent) == Some(Role::HumanRequest) {
+        let intent = match taxonomy.intent_with_role(Role::HumanRequest) {
+            Some(human) if unsure => human.to_string(),
+            _ => intent,
+        };
+        return handoff(intent, HandoffReason::HumanRequested, taxonomy);
     }
     if intent == OOS {
         return Verdict { action: Action::Clarify, intent, lead: false, handoff: None, reply: Reply::Rephrase };
@@ -168,15 +133,14 @@ pub fn decide(scored: &Scored, signals: &Signals, decision_of: impl Fn(&str) -> 
         let options: Vec<String> = scored.ranked.iter().take(settings.clarify_options).map(|(id, _)| id.clone()).collect();
         return Verdict { action: Action::Clarify, intent, lead: false, handoff: None, reply: Reply::WhichOf(options) };
     }
-    let decision = decision_of(&intent);
-    settled(intent, decision)
+    settled(intent, taxonomy)
 }
 
 /// A hand-off verdict. The customer's profile raises its priority further
 /// once it is known (see [`handoff_priority`]).
-fn handoff(intent: String, reason: HandoffReason) -> Verdict {
+fn handoff(intent: String, reason: HandoffReason, taxonomy: &Taxonomy) -> Verdict {
     Verdict {
-        handoff: Some((reason, handoff_priority(reason, &intent, &CustomerFactors::default()))),
+        handoff: Some((reason, handoff_priority(reason, taxonomy.role(&intent), &CustomerFactors::default()))),
         action: Action::Handoff,
         intent,
         lead: false,
@@ -186,30 +150,21 @@ fn handoff(intent: String, reason: HandoffReason) -> Verdict {
 
 /// The verdict for an intent the customer is known to mean (confidently
 /// scored, or picked from a clarifying question): what its taxonomy decision says.
-pub fn settled(intent: String, decision: Option<Decision>) -> Verdict {
-    match decision {
-        Some(Decision::Handoff) if intent == "complaint" => handoff(intent, HandoffReason::Complaint),
-        Some(Decision::Handoff) => handoff(intent, HandoffReason::AgentIntent),
-        Some(Decision::Lead) => Verdict { action: Action::Answer, intent, lead: true, handoff: None, reply: Reply::IntentAnswer },
-        Some(Decision::Answer) | None => Verdict { action: Action::Answer, intent, lead: false, handoff: None, reply: Reply::IntentAnswer },
+pub fn settled(intent: String, taxonomy: &Taxonomy) -> Verdict {
+    let def = taxonomy.intent(&intent);
+    match def.map(|d| (d.decision, d.role)) {
+        Some((Decision::Handoff, Some(Role::Complaint))) => handoff(intent, HandoffReason::Complaint, taxonomy),
+        Some((Decision::Handoff, _)) => handoff(intent, HandoffReason::AgentIntent, taxonomy),
+        Some((Decision::Lead, _)) => Verdict { action: Action::Answer, intent, lead: true, handoff: None, reply: Reply::IntentAnswer },
+        Some((Decision::Answer, _)) | None => Verdict { action: Action::Answer, intent, lead: false, handoff: None, reply: Reply::IntentAnswer },
     }
 }
 
 /// A second clarifying question in a row goes to a person instead: the
 /// customer has already rephrased once.
-pub fn escalate_unresolved(verdict: Verdict) -> Verdict {
-    let priority = handoff_priority(HandoffReason::Unresolved, &verdict.intent, &CustomerFactors::default());
+pub fn escalate_unresolved(verdict: Verdict, taxonomy: &Taxonomy) -> Verdict {
+    let priority = handoff_priority(HandoffReason::Unresolved, taxonomy.role(&verdict.intent), &CustomerFactors::default());
     Verdict { action: Action::Handoff, handoff: Some((HandoffReason::Unresolved, priority)), reply: Reply::Holding, lead: false, ..verdict }
-}
-
-/// The agent queue a hand-off of this intent goes to.
-pub fn queue_for(intent: &str, scenario: Option<&str>) -> &'static str {
-    match (intent, scenario) {
-        (_, Some("after_sales")) => "after_sales",
-        ("price_inquiry" | "customization", _) => "sales",
-        ("renewal" | "invoice" | "refund_status", _) => "billing",
-        _ => "general",
-    }
 }
 
 #[cfg(test)]
@@ -220,16 +175,28 @@ mod tests {
         Scored { ranked: ranked.iter().map(|(id, p)| (id.to_string(), *p)).collect(), out_of_scope, confidence, neighbours: Vec::new() }
     }
 
-    fn taxonomy(id: &str) -> Option<Decision> {
-        match id {
-            "price_inquiry" => Some(Decision::Lead),
-            "complaint" | "repair_request" | "request_human" => Some(Decision::Handoff),
-            _ => Some(Decision::Answer),
+    /// A small taxonomy: the roles, not the ids, are what the policy reads.
+    fn taxonomy() -> Taxonomy {
+        let mut text = String::from("[scenarios]\nshop = \"Shop\"\n");
+        for (id, decision, role) in [
+            ("return_address", "answer", ""),
+            ("return_policy", "answer", ""),
+            ("exchange", "answer", ""),
+            ("order_tracking", "answer", ""),
+            ("greeting", "answer", "smalltalk"),
+            ("price_inquiry", "lead", ""),
+            ("complaint", "handoff", "complaint"),
+            ("repair_request", "handoff", "fault"),
+            ("request_human", "handoff", "human_request"),
+        ] {
+            let role = if role.is_empty() { String::new() } else { format!("role = \"{role}\"\n") };
+            text += &format!("[[intent]]\nid = \"{id}\"\nscenario = \"shop\"\ndecision = \"{decision}\"\n{role}");
         }
+        Taxonomy::from_toml(&text).unwrap()
     }
 
     fn run(s: &Scored, signals: Signals) -> Verdict {
-        decide(s, &signals, taxonomy, &PolicySettings::default())
+        decide(s, &signals, &taxonomy(), &PolicySettings::default())
     }
 
     #[test]
@@ -268,17 +235,9 @@ mod tests {
     #[test]
     fn a_second_clarify_is_escalated() {
         let v = run(&scored(&[("greeting", 0.2)], 0.1, true), Signals::default());
-        let v = escalate_unresolved(v);
+        let v = escalate_unresolved(v, &taxonomy());
         assert_eq!((v.action, v.handoff, v.reply), (Action::Handoff, Some((HandoffReason::Unresolved, Priority::Normal)), Reply::Holding));
         assert_eq!(v.intent, OOS);
-    }
-
-    #[test]
-    fn queues_by_intent() {
-        assert_eq!(queue_for("repair_request", Some("after_sales")), "after_sales");
-        assert_eq!(queue_for("price_inquiry", Some("ecommerce")), "sales");
-        assert_eq!(queue_for("refund_status", Some("ecommerce")), "billing");
-        assert_eq!(queue_for("complaint", Some("general")), "general");
     }
 
     #[test]
@@ -287,21 +246,22 @@ mod tests {
         let vip = CustomerFactors { vip: true, ..none };
         let frequent = CustomerFactors { frequent_after_sales: true, ..none };
         let repaired = CustomerFactors { product_repaired_90d: true, ..none };
-        assert_eq!(handoff_priority(HandoffReason::HumanRequested, "request_human", &none), Priority::Normal);
-        assert_eq!(handoff_priority(HandoffReason::HumanRequested, "request_human", &vip), Priority::High);
-        assert_eq!(handoff_priority(HandoffReason::Complaint, "complaint", &none), Priority::High);
-        assert_eq!(handoff_priority(HandoffReason::AngryCustomer, "order_tracking", &none), Priority::High);
-        assert_eq!(handoff_priority(HandoffReason::Complaint, "complaint", &vip), Priority::Urgent);
+        let (human, complaint, fault) = (Some(Role::HumanRequest), Some(Role::Complaint), Some(Role::Fault));
+        assert_eq!(handoff_priority(HandoffReason::HumanRequested, human, &none), Priority::Normal);
+        assert_eq!(handoff_priority(HandoffReason::HumanRequested, human, &vip), Priority::High);
+        assert_eq!(handoff_priority(HandoffReason::Complaint, complaint, &none), Priority::High);
+        assert_eq!(handoff_priority(HandoffReason::AngryCustomer, None, &none), Priority::High);
+        assert_eq!(handoff_priority(HandoffReason::Complaint, complaint, &vip), Priority::Urgent);
         // A repeat fault: a fault intent with an earlier repair.
-        assert_eq!(handoff_priority(HandoffReason::AgentIntent, "repair_request", &none), Priority::Normal);
-        assert_eq!(handoff_priority(HandoffReason::AgentIntent, "repair_request", &frequent), Priority::High);
-        assert_eq!(handoff_priority(HandoffReason::AgentIntent, "repair_request", &repaired), Priority::High);
-        assert_eq!(handoff_priority(HandoffReason::AgentIntent, "repair_request", &CustomerFactors { vip: true, ..repaired }), Priority::Urgent);
+        assert_eq!(handoff_priority(HandoffReason::AgentIntent, fault, &none), Priority::Normal);
+        assert_eq!(handoff_priority(HandoffReason::AgentIntent, fault, &frequent), Priority::High);
+        assert_eq!(handoff_priority(HandoffReason::AgentIntent, fault, &repaired), Priority::High);
+        assert_eq!(handoff_priority(HandoffReason::AgentIntent, fault, &CustomerFactors { vip: true, ..repaired }), Priority::Urgent);
         // A frequent after-sales customer asking for a person is not a fault.
-        assert_eq!(handoff_priority(HandoffReason::HumanRequested, "request_human", &frequent), Priority::Normal);
+        assert_eq!(handoff_priority(HandoffReason::HumanRequested, human, &frequent), Priority::Normal);
         // All three at once stays urgent.
         let all = CustomerFactors { vip: true, frequent_after_sales: true, product_repaired_90d: true };
-        assert_eq!(handoff_priority(HandoffReason::AngryCustomer, "repair_request", &all), Priority::Urgent);
+        assert_eq!(handoff_priority(HandoffReason::AngryCustomer, fault, &all), Priority::Urgent);
         assert!(Priority::Normal < Priority::High && Priority::High < Priority::Urgent);
         assert_eq!(Priority::Urgent.as_str(), "urgent");
     }
@@ -317,5 +277,15 @@ mod tests {
         assert_eq!(v.intent, "request_human");
         let v = run(&scored(&[("x", 0.1)], 0.1, true), Signals { angry: true, human_request: false });
         assert_eq!(v.intent, "complaint");
+    }
+
+    #[test]
+    fn without_the_roles_signals_keep_the_scored_intent() {
+        let bare = Taxonomy::from_toml("[scenarios]\na = \"A\"\n[[intent]]\nid = \"x\"\nscenario = \"a\"\ndecision = \"answer\"\n").unwrap();
+        let oos = scored(&[("x", 0.1)], 0.1, true);
+        let v = decide(&oos, &Signals { angry: true, human_request: false }, &bare, &PolicySettings::default());
+        assert_eq!((v.action, v.intent.as_str()), (Action::Handoff, OOS));
+        let v = decide(&oos, &Signals { angry: false, human_request: true }, &bare, &PolicySettings::default());
+        assert_eq!((v.action, v.intent.as_str(), v.handoff.map(|h| h.0)), (Action::Handoff, OOS, Some(HandoffReason::HumanRequested)));
     }
 }

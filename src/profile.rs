@@ -21,11 +21,12 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use crate::connectors::template::repairs_in_90_days;
+use crate::connectors::fields::repairs_in_90_days;
 use crate::connectors::{Customer, Order, RepairRecord};
-use crate::corpus::Lang;
+use crate::corpus::{Lang, Role};
 use crate::policy::CustomerFactors;
 use crate::privacy::mask;
+use crate::tickets::Status;
 
 /// How many recent orders and past questions a profile shows.
 const RECENT_ORDERS: usize = 3;
@@ -58,8 +59,8 @@ pub struct PastTurn {
 pub struct TicketSummary {
     pub id: String,
     pub customer_id: Option<String>,
-    pub status: String,
-    pub priority: String,
+    pub status: Status,
+    pub priority: crate::tickets::Priority,
     pub intent: String,
     pub queue: String,
     pub assignee: Option<String>,
@@ -73,7 +74,7 @@ pub struct TicketSummary {
 impl TicketSummary {
     /// Whether work on the ticket is still going on.
     pub fn is_open(&self) -> bool {
-        !matches!(self.status.as_str(), "resolved" | "closed")
+        self.status.is_open()
     }
 }
 
@@ -293,6 +294,8 @@ pub struct ProfileInputs<'a> {
     pub past_turns: Option<&'a [PastTurn]>,
     /// Whether an intent id belongs to the after-sales scenario.
     pub is_after_sales_intent: &'a dyn Fn(&str) -> bool,
+    /// The taxonomy role of an intent id (complaints, small talk).
+    pub role_of: &'a dyn Fn(&str) -> Option<Role>,
     /// Sources that failed, named, to show on the profile.
     pub unavailable: &'a [String],
     /// Zone in which contacts are counted per day.
@@ -382,7 +385,7 @@ impl Profile {
         let chat_days = days(recent_turns(window_90d).filter(|t| (inputs.is_after_sales_intent)(&t.intent)).map(|t| t.at), tz);
         let after_sales_contacts_90d = cases_90d.len() + chat_days.difference(&case_days).count();
 
-        let mut newest: Vec<&PastTurn> = turns.iter().filter(|t| !matches!(t.intent.as_str(), "greeting" | "thanks")).collect();
+        let mut newest: Vec<&PastTurn> = turns.iter().filter(|t| (inputs.role_of)(&t.intent) != Some(Role::Smalltalk)).collect();
         newest.sort_by_key(|t| std::cmp::Reverse(t.at));
 
         let mut profile = Profile {
@@ -411,7 +414,7 @@ impl Profile {
             after_sales_contacts_90d,
             contacts_30d: days(recent_turns(window_30d).map(|t| t.at), tz).len(),
             handoffs_90d: recent_turns(window_90d).filter(|t| t.decision == "handoff").count(),
-            complaints_90d: days(recent_turns(window_90d).filter(|t| t.intent == "complaint").map(|t| t.at), tz).len(),
+            complaints_90d: days(recent_turns(window_90d).filter(|t| (inputs.role_of)(&t.intent) == Some(Role::Complaint)).map(|t| t.at), tz).len(),
             past_questions: newest
                 .iter()
                 .take(PAST_QUESTIONS)
@@ -563,6 +566,14 @@ mod tests {
         matches!(intent, "repair_request" | "repair_progress" | "installation" | "warranty_policy")
     }
 
+    fn role_of(intent: &str) -> Option<Role> {
+        match intent {
+            "complaint" => Some(Role::Complaint),
+            "greeting" | "thanks" => Some(Role::Smalltalk),
+            _ => None,
+        }
+    }
+
     struct Sources {
         customer: Option<Customer>,
         orders: Option<Vec<Order>>,
@@ -579,6 +590,7 @@ mod tests {
                 repairs: self.repairs.as_deref(),
                 past_turns: self.turns.as_deref(),
                 is_after_sales_intent: &after_sales,
+                role_of: &role_of,
                 unavailable: &[],
                 tz: chrono_tz::Asia::Shanghai,
             };

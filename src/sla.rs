@@ -19,7 +19,6 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 use url::Url;
 
-use crate::config::{parse_http_url, Config};
 use crate::store::{OverduePush, Store, StoreError};
 
 /// The `event` of every overdue notice.
@@ -103,19 +102,6 @@ pub struct WebhookSettings {
 }
 
 impl WebhookSettings {
-    /// The webhook of the configuration; None when no `sla_webhook_url` is set.
-    pub fn from_config(config: &Config) -> Result<Option<WebhookSettings>, SlaError> {
-        let Some(url) = &config.sla_webhook_url else { return Ok(None) };
-        Ok(Some(WebhookSettings {
-            url: parse_http_url("sla_webhook_url", url).map_err(|e| SlaError::Config(e.to_string()))?,
-            retries: config.sla_webhook_retries,
-            timeout: Duration::from_millis(config.sla_webhook_timeout_ms),
-            backoff: Duration::from_millis(config.sla_webhook_backoff_ms),
-            max_attempts: config.sla_webhook_max_attempts,
-            batch: 100,
-        }))
-    }
-
     /// The longest one round can take, plus a margin: how long a claim lasts.
     pub fn lease(&self) -> Duration {
         let tries = self.retries.saturating_add(1);
@@ -353,7 +339,7 @@ mod tests {
     fn overdue_push() -> OverduePush {
         OverduePush {
             id: "T-1".into(),
-            priority: "high".into(),
+            priority: crate::tickets::Priority::High,
             queue: "after_sales".into(),
             reason: "repeat_fault".into(),
             customer_id: Some("c1001".into()),
@@ -379,16 +365,7 @@ mod tests {
     }
 
     #[test]
-    fn webhook_urls_are_checked_and_never_shown_with_secrets() {
-        let config = |url: &str| Config { sla_webhook_url: Some(url.into()), ..Config::default() };
-        let settings = WebhookSettings::from_config(&config("https://hooks.example.com/kefu")).unwrap().unwrap();
-        assert_eq!((settings.url.as_str(), settings.retries, settings.max_attempts), ("https://hooks.example.com/kefu", 3, 100));
-        assert!(WebhookSettings::from_config(&Config::default()).unwrap().is_none(), "no webhook, no pushes");
-        for bad in ["ftp://hooks.example.com/x", "hooks.example.com/x", "http://", "mailto:ops@example.com"] {
-            assert!(WebhookSettings::from_config(&config(bad)).is_err(), "{bad}");
-        }
-        let err = WebhookSettings::from_config(&config("ftp://ops:hunter2@hooks.example.com/x")).unwrap_err().to_string();
-        assert!(!err.contains("hunter2"), "{err}");
+    fn webhook_urls_are_never_shown_with_secrets() {
         let url = Url::parse("https://ops:hunter2@hooks.example.com:8443/kefu/sla?token=s3cret").unwrap();
         assert_eq!(redact_url(&url), "https://hooks.example.com:8443/kefu/sla?…");
         let settings = WebhookSettings { url, retries: 2, timeout: Duration::from_secs(1), backoff: Duration::from_millis(100), max_attempts: 5, batch: 10 };
@@ -520,7 +497,7 @@ mod tests {
         let clock = Arc::new(ManualClock::new(t0()));
         open_handoff_ticket(&store, "T-taken", t0()).await;
         open_handoff_ticket(&store, "T-left", t0() + Minutes::minutes(10)).await;
-        store.move_ticket("T-taken", "assigned", Some("agent-7"), None, t0() + Minutes::minutes(90)).await.unwrap();
+        store.move_ticket("T-taken", crate::tickets::Status::Assigned, Some("agent-7"), None, t0() + Minutes::minutes(90)).await.unwrap();
         let sla = notifier(&store, url, &clock, 0, 10);
 
         for minutes in [60, 125, 131, 600] {

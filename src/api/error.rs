@@ -7,8 +7,10 @@ use axum::{BoxError, Json};
 use serde_json::json;
 
 use crate::encoder::EncoderError;
-use crate::engine::{EngineError, InvalidInput};
+use crate::engine::{EngineError, InvalidInput, InvalidKind};
+use crate::service::ServiceError;
 use crate::store::StoreError;
+use crate::tickets::UnknownValue;
 
 /// An error as the API reports it.
 #[derive(Debug)]
@@ -63,8 +65,11 @@ impl IntoResponse for ApiError {
 
 impl From<InvalidInput> for ApiError {
     fn from(e: InvalidInput) -> Self {
-        let status = if e.code == "text_too_long" { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
-        ApiError::new(status, e.code, e.message)
+        let status = match e.kind {
+            InvalidKind::TextTooLong => StatusCode::PAYLOAD_TOO_LARGE,
+            InvalidKind::EmptyText | InvalidKind::UnknownScenario => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, e.kind.code(), e.message)
     }
 }
 
@@ -86,5 +91,30 @@ impl From<StoreError> for ApiError {
             e @ StoreError::InvalidTransition { .. } => ApiError::new(StatusCode::CONFLICT, "invalid_transition", e.to_string()),
             other => ApiError::internal(&other),
         }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Engine(e) => e.into(),
+            ServiceError::Store(e) => e.into(),
+            ServiceError::Busy => ApiError::busy(),
+            e @ ServiceError::UnknownIntent(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_intent", e.to_string()),
+            e @ ServiceError::NoIntent => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "missing_intent", e.to_string()),
+            e @ ServiceError::UnknownQueue { .. } => ApiError::bad_request("invalid_queue", e.to_string()),
+        }
+    }
+}
+
+/// A field that names no value of its kind (status, priority, decision).
+impl From<UnknownValue> for ApiError {
+    fn from(e: UnknownValue) -> Self {
+        let code = match e.what {
+            "status" => "invalid_status",
+            "priority" => "invalid_priority",
+            _ => "invalid_field",
+        };
+        ApiError::bad_request(code, e.to_string())
     }
 }

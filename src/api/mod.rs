@@ -27,10 +27,11 @@ use tower_http::trace::TraceLayer;
 pub use admin::{follow_current_version, install};
 pub use error::ApiError;
 
-use crate::engine::{self, Candidate, Engine, PreviousTurn};
-use crate::policy;
+use crate::engine::{Candidate, Engine};
 use crate::privacy::mask;
-use crate::store::{new_ticket_id, NewTicket, NewTurn, Store, Ticket, TicketAbout, TicketFilter, STATUSES};
+use crate::service::{self, turn};
+use crate::store::{Store, Ticket, TicketFilter};
+use crate::tickets::Status;
 
 /// Limits and settings of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -38,10 +39,8 @@ pub struct ApiSettings {
     pub max_body_bytes: usize,
     pub max_in_flight: usize,
     pub request_timeout: Duration,
-    /// Time within which a new ticket must be picked up.
-    pub ticket_sla: chrono::Duration,
-    /// How old a customer's last turn may be for a new session to continue it.
-    pub conversation_gap: chrono::Duration,
+    /// Hand-off deadlines and how turns continue a conversation.
+    pub turns: turn::TurnSettings,
     /// Bearer token the admin routes require; open when unset.
     pub admin_token: Option<String>,
     /// Time zone, question grouping and caps of the analytics endpoints.
@@ -54,8 +53,7 @@ impl Default for ApiSettings {
             max_body_bytes: 64 * 1024,
             max_in_flight: 256,
             request_timeout: Duration::from_secs(10),
-            ticket_sla: chrono::Duration::hours(2),
-            conversation_gap: chrono::Duration::minutes(30),
+            turns: turn::TurnSettings { ticket_sla: chrono::Duration::hours(2), conversation_gap: chrono::Duration::minutes(30) },
             admin_token: None,
             stats: crate::stats::StatsSettings::default(),
         }
@@ -176,7 +174,7 @@ struct HandoffInfo {
     reason: &'static str,
     priority: &'static str,
     ticket_id: String,
-    queue: &'static str,
+    queue: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -234,53 +232,16 @@ async fn answer(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRej
     }
     let now = parse_now(req.now.as_deref())?;
     let engine = state.engine().ok_or_else(ApiError::not_ready)?;
-    let trace_id = uuid::Uuid::new_v4().simple().to_string();
-    let previous = previous_turn(&state, req.session_id.as_deref(), req.customer_id.as_deref()).await?;
-    let query = engine::Query {
-        text: &req.text,
-        scenario: req.scenario.as_deref(),
-        now,
-        customer_id: req.customer_id.as_deref(),
-        previous: previous.as_ref(),
-        trace_id: &trace_id,
-    };
-    engine.validate(&query)?;
-    let _permit = state.in_flight.clone().try_acquire_owned().map_err(|_| ApiError::busy())?;
-
-    let outcome = engine.answer(query).await?;
-    let handoff = outcome.handoff.map(|(reason, priority)| {
-        let scenario = engine.corpus().intent(&outcome.intent).map(|i| i.scenario.as_str());
-        HandoffInfo { reason: reason.as_str(), priority: priority.as_str(), ticket_id: new_ticket_id(), queue: policy::queue_for(&outcome.intent, scenario) }
-    });
-    let slots = outcome.slots.to_json();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let turn = NewTurn {
-        trace_id: trace_id.clone(),
+    let message = turn::Message {
+        text: req.text,
         session_id: req.session_id,
         customer_id: req.customer_id,
-        channel: req.channel.unwrap_or_else(|| "web".into()),
-        text: req.text,
-        intent: outcome.intent.clone(),
-        confidence: outcome.confidence,
-        decision: outcome.action.as_str().into(),
-        answer: outcome.answer.clone(),
-        slots: Value::Object(slots.clone()),
-        lead: outcome.lead,
-        latency_ms,
-        options: outcome.options.clone(),
-        // Turns are ordered by when they happened, not by the caller's reference time.
-        at: Utc::now(),
+        channel: req.channel.unwrap_or_else(|| service::tickets::DEFAULT_CHANNEL.into()),
+        scenario: req.scenario,
+        now,
     };
-    let ticket = handoff.as_ref().map(|h| NewTicket {
-        id: h.ticket_id.clone(),
-        priority: h.priority.into(),
-        queue: h.queue.into(),
-        reason: h.reason.into(),
-        due_at: Utc::now() + state.settings.ticket_sla,
-        context: outcome.context.clone().unwrap_or_else(|| json!({})),
-    });
-    state.store.record_turn(&turn, ticket.as_ref()).await?;
-    tracing::info!(%trace_id, intent = %outcome.intent, decision = outcome.action.as_str(), confidence = outcome.confidence, latency_ms, text = %mask(&turn.text), "answered");
+    let turn = turn::answer(&engine, &state.store, &state.in_flight, &state.settings.turns, message, started).await?;
+    let outcome = turn.outcome;
     let options = outcome
         .options
         .iter()
@@ -291,40 +252,22 @@ async fn answer(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRej
             title: engine.corpus().intent(id).map(|i| i.title(outcome.lang).to_string()).unwrap_or_default(),
         })
         .collect();
+    let handoff = turn.handoff.map(|h| HandoffInfo { reason: h.reason.as_str(), priority: h.priority.as_str(), ticket_id: h.ticket_id, queue: h.queue });
     Ok(Json(AnswerResponse {
         decision: outcome.action.as_str(),
         intent: Some(outcome.intent),
         confidence: outcome.confidence,
         answer: outcome.answer,
-        slots,
+        slots: outcome.slots.to_json(),
         candidates: outcome.candidates,
         handoff,
         lead: outcome.lead,
-        trace_id,
+        trace_id: turn.trace_id,
         lang: outcome.lang,
-        latency_ms,
+        latency_ms: turn.latency_ms,
         profile: outcome.profile,
         agent_hints: outcome.hints,
         options,
-    }))
-}
-
-/// The turn this one follows: the session's last, or, for a session without
-/// turns yet, the customer's last on any channel if it is recent.
-async fn previous_turn(state: &AppState, session_id: Option<&str>, customer_id: Option<&str>) -> Result<Option<PreviousTurn>, ApiError> {
-    let mut last = match session_id {
-        Some(session) => state.store.last_turn(session).await?,
-        None => None,
-    };
-    if let (None, Some(customer)) = (&last, customer_id) {
-        last = state.store.last_turn_of_customer(customer, Utc::now() - state.settings.conversation_gap).await?;
-    }
-    Ok(last.map(|last| PreviousTurn {
-        intent: last.intent,
-        decision: last.decision,
-        slots: serde_json::from_value(last.slots).unwrap_or_default(),
-        options: last.options,
-        unhelpful_streak: last.unhelpful_streak,
     }))
 }
 
@@ -349,8 +292,7 @@ async fn customer_conversation(
 }
 
 async fn get_ticket(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Ticket>, ApiError> {
-    let ticket = state.store.ticket(&id, Utc::now()).await?.ok_or_else(|| ApiError::not_found(format!("no ticket {id:?}")))?;
-    Ok(Json(ticket))
+    Ok(Json(service::tickets::read(&state.store, &id).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -367,10 +309,6 @@ struct CreateTicketRequest {
     note: Option<String>,
 }
 
-/// Queues agents work from.
-const QUEUES: [&str; 4] = ["after_sales", "sales", "billing", "general"];
-const PRIORITIES: [&str; 3] = ["normal", "high", "urgent"];
-
 /// Opens a ticket by hand (an agent, or a front-end's own "contact us" form).
 async fn create_ticket(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<(StatusCode, Json<Ticket>), ApiError> {
     let req: CreateTicketRequest = parse_json(body)?;
@@ -378,42 +316,17 @@ async fn create_ticket(State(state): State<Arc<AppState>>, body: Result<Bytes, B
         check_id(field, value)?;
     }
     let engine = state.engine().ok_or_else(ApiError::not_ready)?;
-    let intent = req.intent.unwrap_or_else(|| "request_human".to_string());
-    let Some(known) = engine.corpus().intent(&intent) else {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_intent", format!("{intent:?} is not an intent of the taxonomy")));
+    let request = service::tickets::ManualTicket {
+        priority: req.priority.as_deref().map(str::parse).transpose()?,
+        customer_id: req.customer_id,
+        session_id: req.session_id,
+        channel: req.channel,
+        intent: req.intent,
+        reason: req.reason,
+        queue: req.queue,
+        note: req.note,
     };
-    let queue = req.queue.unwrap_or_else(|| policy::queue_for(&intent, Some(&known.scenario)).to_string());
-    let priority = req.priority.unwrap_or_else(|| "normal".to_string());
-    if !QUEUES.contains(&queue.as_str()) {
-        return Err(ApiError::bad_request("invalid_queue", format!("queue must be one of {}", QUEUES.join(", "))));
-    }
-    if !PRIORITIES.contains(&priority.as_str()) {
-        return Err(ApiError::bad_request("invalid_priority", format!("priority must be one of {}", PRIORITIES.join(", "))));
-    }
-    let now = Utc::now();
-    let id = new_ticket_id();
-    // The agent gets the same customer context a hand-off gathers.
-    let context = match &req.customer_id {
-        Some(customer) => engine.customer_context(customer, &id, now).await,
-        None => None,
-    };
-    let ticket = NewTicket {
-        id,
-        priority,
-        queue,
-        reason: req.reason.unwrap_or_else(|| "manual".to_string()),
-        due_at: now + state.settings.ticket_sla,
-        context: context.unwrap_or_else(|| json!({})),
-    };
-    let about = TicketAbout {
-        customer_id: req.customer_id.as_deref(),
-        session_id: req.session_id.as_deref(),
-        channel: req.channel.as_deref().unwrap_or("web"),
-        intent: &intent,
-        slots: "{}",
-    };
-    state.store.create_ticket(&ticket, &about, req.note.as_deref(), now).await?;
-    let Json(created) = get_ticket(State(state), Path(ticket.id)).await?;
+    let created = service::tickets::open(&engine, &state.store, state.settings.turns.ticket_sla, request).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -428,8 +341,7 @@ async fn add_ticket_note(State(state): State<Arc<AppState>>, Path(id): Path<Stri
     if req.note.trim().is_empty() || req.note.len() > 4096 {
         return Err(ApiError::bad_request("invalid_note", "note must be 1 to 4096 bytes"));
     }
-    state.store.add_ticket_note(&id, &req.note, Utc::now()).await?;
-    get_ticket(State(state), Path(id)).await
+    Ok(Json(service::tickets::add_note(&state.store, &id, &req.note).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -441,8 +353,7 @@ struct AssignRequest {
 async fn assign_ticket(State(state): State<Arc<AppState>>, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> Result<Json<Ticket>, ApiError> {
     let req: AssignRequest = parse_json(body)?;
     check_id("agent", &Some(req.agent.clone()))?;
-    state.store.move_ticket(&id, "assigned", Some(&req.agent), req.note.as_deref(), Utc::now()).await?;
-    get_ticket(State(state), Path(id)).await
+    Ok(Json(service::tickets::assign(&state.store, &id, &req.agent, req.note.as_deref()).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -457,11 +368,8 @@ async fn update_ticket_status(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Ticket>, ApiError> {
     let req: StatusRequest = parse_json(body)?;
-    if !STATUSES.contains(&req.status.as_str()) {
-        return Err(ApiError::bad_request("invalid_status", format!("status must be one of {}", STATUSES.join(", "))));
-    }
-    state.store.move_ticket(&id, &req.status, None, req.note.as_deref(), Utc::now()).await?;
-    get_ticket(State(state), Path(id)).await
+    let status: Status = req.status.parse()?;
+    Ok(Json(service::tickets::move_to(&state.store, &id, status, req.note.as_deref()).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -479,7 +387,12 @@ async fn list_tickets(
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let empty_is_none = |v: Option<String>| v.filter(|s| !s.is_empty());
-    let filter = TicketFilter { status: empty_is_none(q.status), queue: empty_is_none(q.queue), priority: empty_is_none(q.priority), overdue: q.overdue };
+    let filter = TicketFilter {
+        status: empty_is_none(q.status).as_deref().map(str::parse).transpose()?,
+        queue: empty_is_none(q.queue),
+        priority: empty_is_none(q.priority).as_deref().map(str::parse).transpose()?,
+        overdue: q.overdue,
+    };
     let tickets = state.store.tickets(&filter, Utc::now()).await?;
     Ok(Json(json!({"tickets": tickets})))
 }

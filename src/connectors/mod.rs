@@ -2,7 +2,7 @@
 //! after-sales repairs and the CRM. One object-safe trait per system, used as
 //! `Arc<dyn Trait>` in [`Connectors`], with two implementations: the embedded
 //! SQLite demo ([`demo`]) and JSON over HTTP for real systems ([`http`]).
-//! [`template`] turns the returned records into answer text.
+//! [`fields`] turns the returned records into template fields.
 //!
 //! Every call takes a [`Ctx`]: the request's reference time (the demo data is
 //! relative to it) and its trace id (for logs). Callers degrade gracefully on
@@ -16,8 +16,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 pub mod demo;
+pub mod fields;
 pub mod http;
-pub mod template;
 
 pub use demo::demo_connectors;
 pub use http::{http_connectors, HttpConnectorSettings, HttpSettings, HttpSystem};

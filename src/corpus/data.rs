@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 
-use crate::connectors::template::Template;
+use super::Template;
 
 use super::Lang;
 

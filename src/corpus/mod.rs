@@ -4,7 +4,9 @@
 //! reported at once with its file, line, entry and field.
 
 mod data;
+mod replies;
 mod taxonomy;
+mod template;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -15,7 +17,9 @@ use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 pub use data::{DataAnswer, DataKind};
-pub use taxonomy::{Decision, IntentDef, Taxonomy};
+pub use replies::{Replies, ReplyKey};
+pub use taxonomy::{Decision, IntentDef, Role, Scenario, Taxonomy};
+pub use template::{FieldValues, Template, TemplateError, KNOWN_FIELDS};
 
 /// The label used for anything outside the taxonomy.
 pub const OOS: &str = "oos";
@@ -90,6 +94,8 @@ pub struct Corpus {
     pub intents: Vec<Intent>,
     /// In-scope examples followed by out-of-scope ones.
     pub examples: Vec<Example>,
+    /// What the bot says when it is not answering an intent.
+    pub replies: Replies,
     /// Hash of what the intent model learns from (labelled examples and the
     /// intents' scenarios); keys the model cache, so editing answers does not refit.
     pub fingerprint: String,
@@ -170,7 +176,7 @@ struct OosFile {
 }
 
 /// Files in the corpus folder that are not scenario files.
-const NON_SCENARIO_FILES: [&str; 3] = ["taxonomy.toml", "oos.toml", "catalogue.toml"];
+const NON_SCENARIO_FILES: [&str; 4] = ["taxonomy.toml", "oos.toml", "catalogue.toml", "replies.toml"];
 
 /// Maps byte offsets of one file to 1-based line numbers.
 struct LineIndex(Vec<usize>);
@@ -219,8 +225,8 @@ impl Corpus {
         let taxonomy_text = reader.read(&taxonomy_path)?;
         let taxonomy = match Taxonomy::from_toml(&taxonomy_text) {
             Ok(t) => t,
-            Err(problem) => {
-                return Err(CorpusError::Invalid(vec![Problem { file: taxonomy_path, ..problem }]));
+            Err(problems) => {
+                return Err(CorpusError::Invalid(problems.into_iter().map(|p| Problem { file: taxonomy_path.clone(), ..p }).collect()));
             }
         };
 
@@ -246,8 +252,13 @@ impl Corpus {
                 builder.add_oos_file(&oos_path, &LineIndex::new(&text), file);
             }
         }
+        let replies_path = dir.join("replies.toml");
+        let replies = match replies_path.exists() {
+            true => Replies::from_toml(&replies_path, &reader.read(&replies_path)?, &mut reader.problems),
+            false => Replies::default(),
+        };
         let mut problems = reader.problems;
-        let corpus = builder.finish(dir, &mut problems);
+        let corpus = builder.finish(dir, replies, &mut problems);
         if problems.is_empty() {
             Ok(corpus)
         } else {
@@ -290,7 +301,7 @@ impl Corpus {
             })
             .collect();
         in_scope.extend(oos);
-        Ok(Corpus { fingerprint: fingerprint(&intents, &in_scope), taxonomy, intents, examples: in_scope })
+        Ok(Corpus { fingerprint: fingerprint(&intents, &in_scope), taxonomy, intents, examples: in_scope, replies: Replies::default() })
     }
 
     /// The intent with this id.
@@ -300,7 +311,7 @@ impl Corpus {
 
     /// Scenario ids of the taxonomy.
     pub fn scenarios(&self) -> impl Iterator<Item = &str> {
-        self.taxonomy.scenarios.iter().map(|(id, _)| id.as_str())
+        self.taxonomy.scenarios.iter().map(|s| s.id.as_str())
     }
 }
 
@@ -354,7 +365,7 @@ impl<'t> CorpusBuilder<'t> {
     fn add_scenario_file(&mut self, path: &Path, lines: &LineIndex, file: ScenarioFile) {
         let scenario = file.scenario.get_ref().clone();
         if !self.taxonomy.has_scenario(&scenario) {
-            let known = self.taxonomy.scenarios.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>().join(", ");
+            let known = self.taxonomy.scenarios.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", ");
             self.problem(
                 path,
                 lines.line(file.scenario.span().start),
@@ -498,7 +509,7 @@ impl<'t> CorpusBuilder<'t> {
         }
     }
 
-    fn finish(mut self, dir: &Path, problems: &mut Vec<Problem>) -> Corpus {
+    fn finish(mut self, dir: &Path, replies: Replies, problems: &mut Vec<Problem>) -> Corpus {
         let mut intents = Vec::new();
         for def in &self.taxonomy.intents {
             let Some(draft) = self.drafts.remove(&def.id) else {
@@ -535,7 +546,7 @@ impl<'t> CorpusBuilder<'t> {
         problems.append(&mut self.problems);
         let mut examples = self.examples;
         examples.append(&mut self.oos);
-        Corpus { fingerprint: fingerprint(&intents, &examples), taxonomy: self.taxonomy.clone(), intents, examples }
+        Corpus { fingerprint: fingerprint(&intents, &examples), taxonomy: self.taxonomy.clone(), intents, examples, replies }
     }
 }
 

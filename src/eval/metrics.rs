@@ -9,8 +9,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::load::{LabelledLine, OOS};
+use super::dataset::{LabelledLine, OOS};
 use super::EvalError;
+use crate::policy::Action;
 
 /// How many confused pairs the JSON report keeps.
 const TOP_CONFUSIONS: usize = 20;
@@ -18,12 +19,11 @@ const TOP_CONFUSIONS: usize = 20;
 const SUMMARY_ROWS: usize = 5;
 
 /// What the engine did with one labelled line.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
     /// Predicted intent id, or `"oos"` when out of scope.
     pub intent: String,
-    /// `answer`, `clarify` or `handoff`.
-    pub decision: String,
+    pub decision: Action,
     /// Whether the customer was also routed to sales.
     pub lead: bool,
     /// Extracted slots, normalised as the taxonomy says.
@@ -252,9 +252,9 @@ pub fn score(lines: &[LabelledLine], predictions: &[Prediction]) -> Result<EvalR
 /// The contract's decision rule for one line.
 fn decision_right(gold: &str, pred: &Prediction) -> bool {
     match gold {
-        "not_answer" => pred.decision != "answer",
-        "lead" => pred.decision == "answer" && pred.lead,
-        exact => pred.decision == exact,
+        "not_answer" => pred.decision != Action::Answer,
+        "lead" => pred.decision == Action::Answer && pred.lead,
+        exact => pred.decision.as_str() == exact,
     }
 }
 
@@ -370,11 +370,11 @@ mod tests {
     }
 
     fn pred(intent: &str) -> Prediction {
-        Prediction { intent: intent.to_owned(), decision: "answer".to_owned(), ..Prediction::default() }
+        Prediction { intent: intent.to_owned(), decision: Action::Answer, lead: false, slots: Map::new(), latency_ms: 0.0 }
     }
 
     fn pred_decision(decision: &str, lead: bool) -> Prediction {
-        Prediction { decision: decision.to_owned(), lead, ..pred("x") }
+        Prediction { decision: decision.parse().unwrap(), lead, ..pred("x") }
     }
 
     fn pred_slots(slots: Value) -> Prediction {

@@ -5,12 +5,12 @@
 //! Running the engine is the caller's job; this module is pure data in, numbers
 //! out, so the metric rules can be unit-tested without a model.
 
-mod load;
+mod dataset;
 mod metrics;
 
 use std::path::PathBuf;
 
-pub use load::{load_labelled, load_validation, LabelledLine, SetRole, OOS};
+pub use dataset::{load_labelled, load_validation, LabelledLine, SetRole, OOS};
 pub use metrics::{score, ClassStats, Confusion, DecisionStats, EvalReport, Prediction, SlotStats};
 
 /// Errors from loading labelled sets and scoring predictions.

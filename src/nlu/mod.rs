@@ -1,6 +1,7 @@
-//! Natural-language understanding: slot extraction, hand-off signals and
-//! intent scoring.
+//! Natural-language understanding: slot extraction, hand-off signals,
+//! intent scoring and the agents' corrections taught to it.
 
+pub mod corrections;
 pub mod head;
 pub mod intent;
 pub mod signals;

@@ -30,9 +30,7 @@ impl From<StoreError> for HistoryError {
 }
 
 fn parse_time(column: &str, text: &str) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StoreError::Database(sqlx::Error::ColumnDecode { index: column.to_string(), source: Box::new(e) }))
+    DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)).map_err(|e| super::decode_error(column, e))
 }
 
 impl Store {
@@ -83,8 +81,8 @@ impl Store {
                 Ok(TicketSummary {
                     id: row.try_get("id")?,
                     customer_id: row.try_get("customer_id")?,
-                    status: row.try_get("status")?,
-                    priority: row.try_get("priority")?,
+                    status: super::decoded(row, "status")?,
+                    priority: super::decoded(row, "priority")?,
                     intent: row.try_get("intent")?,
                     queue: row.try_get("queue")?,
                     assignee: row.try_get("assignee")?,
@@ -129,7 +127,7 @@ mod tests {
             text: format!("{intent} 电话13812345678"),
             intent: intent.into(),
             confidence: 0.9,
-            decision: decision.into(),
+            decision: decision.parse().unwrap(),
             answer: None,
             slots: json!({}),
             lead: false,
@@ -142,7 +140,7 @@ mod tests {
     fn ticket(id: &str, at: DateTime<Utc>) -> NewTicket {
         NewTicket {
             id: id.into(),
-            priority: "high".into(),
+            priority: crate::tickets::Priority::High,
             queue: "after_sales".into(),
             reason: "agent_intent".into(),
             due_at: at + TimeDelta::hours(2),
@@ -189,11 +187,11 @@ mod tests {
         assert_eq!(open.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["TB", "TA"]);
         assert_eq!((open[1].status.as_str(), open[1].latest_note.as_deref(), open[1].assignee.as_deref()), ("new", None, None));
 
-        store.move_ticket("TA", "assigned", Some("agent-7"), Some("已受理"), t0 + TimeDelta::hours(2)).await.unwrap();
-        store.move_ticket("TA", "in_progress", None, Some("已派给维修师傅，预计明天上门"), t0 + TimeDelta::hours(3)).await.unwrap();
-        store.move_ticket("TB", "assigned", Some("agent-2"), None, t0 + TimeDelta::hours(2)).await.unwrap();
-        store.move_ticket("TB", "in_progress", None, None, t0 + TimeDelta::hours(3)).await.unwrap();
-        store.move_ticket("TB", "resolved", None, Some("已补偿优惠券"), t0 + TimeDelta::hours(4)).await.unwrap();
+        store.move_ticket("TA", crate::tickets::Status::Assigned, Some("agent-7"), Some("已受理"), t0 + TimeDelta::hours(2)).await.unwrap();
+        store.move_ticket("TA", crate::tickets::Status::InProgress, None, Some("已派给维修师傅，预计明天上门"), t0 + TimeDelta::hours(3)).await.unwrap();
+        store.move_ticket("TB", crate::tickets::Status::Assigned, Some("agent-2"), None, t0 + TimeDelta::hours(2)).await.unwrap();
+        store.move_ticket("TB", crate::tickets::Status::InProgress, None, None, t0 + TimeDelta::hours(3)).await.unwrap();
+        store.move_ticket("TB", crate::tickets::Status::Resolved, None, Some("已补偿优惠券"), t0 + TimeDelta::hours(4)).await.unwrap();
 
         let open = store.open_tickets("c1").await.unwrap();
         assert_eq!(open.len(), 1);

@@ -16,7 +16,9 @@ use serde_json::Value;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor, Row};
 
+use crate::policy::Action;
 use crate::privacy::{mask, mask_json};
+use crate::tickets::{Priority, Status};
 
 mod history;
 mod learning;
@@ -38,23 +40,7 @@ pub enum StoreError {
     #[error("no ticket {0:?}")]
     UnknownTicket(String),
     #[error("a ticket cannot go from {from} to {to}")]
-    InvalidTransition { from: String, to: String },
-}
-
-/// Ticket statuses in their usual order.
-pub const STATUSES: [&str; 6] = ["new", "assigned", "in_progress", "waiting_customer", "resolved", "closed"];
-
-/// Whether a ticket may move from `from` to `to`. Work can be reopened
-/// (resolved -> in_progress) but a closed ticket stays closed.
-pub fn can_move(from: &str, to: &str) -> bool {
-    matches!(
-        (from, to),
-        ("new", "assigned")
-            | ("assigned", "assigned" | "in_progress")
-            | ("in_progress", "waiting_customer" | "resolved" | "assigned")
-            | ("waiting_customer", "in_progress" | "resolved")
-            | ("resolved", "closed" | "in_progress")
-    )
+    InvalidTransition { from: Status, to: Status },
 }
 
 /// One answered turn, as it is recorded.
@@ -67,7 +53,7 @@ pub struct NewTurn {
     pub text: String,
     pub intent: String,
     pub confidence: f32,
-    pub decision: String,
+    pub decision: Action,
     pub answer: Option<String>,
     pub slots: Value,
     pub lead: bool,
@@ -81,7 +67,7 @@ pub struct NewTurn {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LastTurn {
     pub intent: String,
-    pub decision: String,
+    pub decision: Action,
     pub slots: Value,
     /// Intents its clarifying question offered.
     pub options: Vec<String>,
@@ -96,7 +82,7 @@ const STREAK_WINDOW: i64 = 3;
 #[derive(Debug, Clone)]
 pub struct NewTicket {
     pub id: String,
-    pub priority: String,
+    pub priority: Priority,
     pub queue: String,
     pub reason: String,
     /// Pick-up deadline.
@@ -119,7 +105,7 @@ pub struct ConversationLine {
 /// One step of a ticket's status history.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TicketEvent {
-    pub status: String,
+    pub status: Status,
     pub note: Option<String>,
     pub at: String,
 }
@@ -128,8 +114,8 @@ pub struct TicketEvent {
 #[derive(Debug, Clone, Serialize)]
 pub struct Ticket {
     pub id: String,
-    pub status: String,
-    pub priority: String,
+    pub status: Status,
+    pub priority: Priority,
     pub queue: String,
     pub reason: String,
     pub customer_id: Option<String>,
@@ -152,15 +138,12 @@ pub struct Ticket {
 /// Filters of the ticket list.
 #[derive(Debug, Clone, Default)]
 pub struct TicketFilter {
-    pub status: Option<String>,
+    pub status: Option<Status>,
     pub queue: Option<String>,
-    pub priority: Option<String>,
+    pub priority: Option<Priority>,
     /// Only tickets still new past their pick-up deadline.
     pub overdue: bool,
 }
-
-/// Status of a ticket nobody has picked up yet.
-pub const STATUS_NEW: &str = "new";
 
 /// A handle on the database; cheap to clone.
 #[derive(Clone)]
@@ -183,6 +166,20 @@ impl Backend {
             _ => Err(StoreError::UnsupportedUrl(redacted_url(url))),
         }
     }
+}
+
+/// A column whose text names a value of `T` (a status, a decision).
+pub(super) fn decoded<T>(row: &sqlx::any::AnyRow, column: &str) -> Result<T, StoreError>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let text: String = row.try_get(column)?;
+    text.parse().map_err(|e| decode_error(column, e))
+}
+
+pub(super) fn decode_error(column: &str, e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Database(sqlx::Error::ColumnDecode { index: column.to_string(), source: Box::new(e) })
 }
 
 pub(crate) fn ts(at: DateTime<Utc>) -> String {
@@ -257,7 +254,7 @@ impl Store {
         .bind(mask(&turn.text).as_ref())
         .bind(&turn.intent)
         .bind(f64::from(turn.confidence))
-        .bind(&turn.decision)
+        .bind(turn.decision.as_str())
         .bind(turn.answer.as_deref().map(|a| mask(a).into_owned()))
         .bind(&slots)
         .bind(i64::from(turn.lead))
@@ -284,11 +281,10 @@ impl Store {
     /// Adds a timestamped note to a ticket's history without moving it.
     pub async fn add_ticket_note(&self, id: &str, note: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let status: Option<String> = sqlx::query_scalar("SELECT status FROM tickets WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
-        let status = status.ok_or_else(|| StoreError::UnknownTicket(id.to_string()))?;
+        let status = self.status_for_update(&mut tx, id).await?;
         let at = ts(at);
         sqlx::query("UPDATE tickets SET updated_at = $1 WHERE id = $2").bind(&at).bind(id).execute(&mut *tx).await?;
-        insert_event(&mut tx, id, &status, Some(&mask(note)), &at).await?;
+        insert_event(&mut tx, id, status, Some(&mask(note)), &at).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -305,8 +301,8 @@ impl Store {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|r| Ok(TicketEvent { status: r.try_get("status")?, note: r.try_get("note")?, at: r.try_get("at")? }))
-            .collect::<Result<_, sqlx::Error>>()?;
+            .map(|r| Ok(TicketEvent { status: decoded(r, "status")?, note: r.try_get("note")?, at: r.try_get("at")? }))
+            .collect::<Result<_, StoreError>>()?;
         Ok(Some(ticket))
     }
 
@@ -356,9 +352,9 @@ impl Store {
                AND ($4 = 0 OR (status = 'new' AND due_at < $5))
              ORDER BY due_at",
         )
-        .bind(&filter.status)
+        .bind(filter.status.map(Status::as_str))
         .bind(&filter.queue)
-        .bind(&filter.priority)
+        .bind(filter.priority.map(Priority::as_str))
         .bind(i64::from(filter.overdue))
         .bind(&now_ts)
         .fetch_all(&self.pool)
@@ -391,8 +387,8 @@ impl Store {
         .await?;
         let mut unhelpful = Vec::with_capacity(rows.len());
         for row in &rows {
-            let decision: String = row.try_get("decision")?;
-            unhelpful.push(decision == "clarify" || row.try_get::<i64, _>("not_useful")? > 0);
+            let decision: Action = decoded(row, "decision")?;
+            unhelpful.push(decision == Action::Clarify || row.try_get::<i64, _>("not_useful")? > 0);
         }
         let Some(row) = rows.first() else { return Ok(None) };
         let json = |col: &str| -> Result<Value, StoreError> {
@@ -405,7 +401,7 @@ impl Store {
         };
         Ok(Some(LastTurn {
             intent: row.try_get("intent")?,
-            decision: row.try_get("decision")?,
+            decision: decoded(row, "decision")?,
             slots: json("slots")?,
             options,
             unhelpful_streak: unhelpful.iter().take_while(|u| **u).count(),
@@ -413,17 +409,16 @@ impl Store {
     }
 
     /// Moves a ticket to `to` (assigning it when `assignee` is given), with a
-    /// timestamped history entry; refuses moves [`can_move`] does not allow.
-    pub async fn move_ticket(&self, id: &str, to: &str, assignee: Option<&str>, note: Option<&str>, at: DateTime<Utc>) -> Result<(), StoreError> {
+    /// timestamped history entry; refuses moves the lifecycle ([`Status::can_move_to`]) does not allow.
+    pub async fn move_ticket(&self, id: &str, to: Status, assignee: Option<&str>, note: Option<&str>, at: DateTime<Utc>) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let from: Option<String> = sqlx::query_scalar("SELECT status FROM tickets WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
-        let from = from.ok_or_else(|| StoreError::UnknownTicket(id.to_string()))?;
-        if !can_move(&from, to) {
-            return Err(StoreError::InvalidTransition { from, to: to.to_string() });
+        let from = self.status_for_update(&mut tx, id).await?;
+        if !from.can_move_to(to) {
+            return Err(StoreError::InvalidTransition { from, to });
         }
         let at = ts(at);
         sqlx::query("UPDATE tickets SET status = $1, assignee = COALESCE(CAST($2 AS TEXT), assignee), updated_at = $3 WHERE id = $4")
-            .bind(to)
+            .bind(to.as_str())
             .bind(assignee)
             .bind(&at)
             .bind(id)
@@ -437,6 +432,12 @@ impl Store {
         insert_event(&mut tx, id, to, note.map(|n| mask(&n).into_owned()).as_deref(), &at).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// A ticket's status, read inside the transaction that changes the ticket.
+    async fn status_for_update(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, id: &str) -> Result<Status, StoreError> {
+        let row = sqlx::query("SELECT status FROM tickets WHERE id = $1").bind(id).fetch_optional(&mut **tx).await?;
+        decoded(&row.ok_or_else(|| StoreError::UnknownTicket(id.to_string()))?, "status")
     }
 
     /// Whether a turn with this trace id was recorded.
@@ -533,19 +534,14 @@ pub fn redacted_url(url: &str) -> String {
     }
 }
 
-/// A fresh ticket id: "T" and 12 upper-case hex digits.
-pub fn new_ticket_id() -> String {
-    format!("T{}", &uuid::Uuid::new_v4().simple().to_string()[..12].to_uppercase())
-}
-
 async fn insert_ticket(tx: &mut sqlx::Transaction<'_, sqlx::Any>, t: &NewTicket, about: &TicketAbout<'_>, at: &str, note: &str) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO tickets (id, status, priority, queue, reason, customer_id, session_id, channel, intent, slots, due_at, created_at, updated_at, context)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(&t.id)
-    .bind(STATUS_NEW)
-    .bind(&t.priority)
+    .bind(Status::New.as_str())
+    .bind(t.priority.as_str())
     .bind(&t.queue)
     .bind(&t.reason)
     .bind(about.customer_id)
@@ -559,14 +555,14 @@ async fn insert_ticket(tx: &mut sqlx::Transaction<'_, sqlx::Any>, t: &NewTicket,
     .bind(mask_json(&t.context).to_string())
     .execute(&mut **tx)
     .await?;
-    insert_event(tx, &t.id, STATUS_NEW, Some(note), at).await
+    insert_event(tx, &t.id, Status::New, Some(note), at).await
 }
 
-async fn insert_event(tx: &mut sqlx::Transaction<'_, sqlx::Any>, ticket_id: &str, status: &str, note: Option<&str>, at: &str) -> Result<(), StoreError> {
+async fn insert_event(tx: &mut sqlx::Transaction<'_, sqlx::Any>, ticket_id: &str, status: Status, note: Option<&str>, at: &str) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO ticket_events (id, ticket_id, status, note, at) VALUES ($1, $2, $3, $4, $5)")
         .bind(uuid::Uuid::new_v4().to_string())
         .bind(ticket_id)
-        .bind(status)
+        .bind(status.as_str())
         .bind(note)
         .bind(at)
         .execute(&mut **tx)
@@ -590,14 +586,14 @@ fn conversation_lines(rows: &[sqlx::any::AnyRow]) -> Result<Vec<ConversationLine
 }
 
 fn ticket_from_row(row: &sqlx::any::AnyRow, now: DateTime<Utc>) -> Result<Ticket, StoreError> {
-    let status: String = row.try_get("status")?;
+    let status: Status = decoded(row, "status")?;
     let due_at: String = row.try_get("due_at")?;
-    let overdue = status == STATUS_NEW && DateTime::parse_from_rfc3339(&due_at).is_ok_and(|d| d < now);
+    let overdue = status == Status::New && DateTime::parse_from_rfc3339(&due_at).is_ok_and(|d| d < now);
     let slots: String = row.try_get("slots")?;
     let context: String = row.try_get("context")?;
     Ok(Ticket {
         id: row.try_get("id")?,
-        priority: row.try_get("priority")?,
+        priority: decoded(row, "priority")?,
         queue: row.try_get("queue")?,
         reason: row.try_get("reason")?,
         assignee: row.try_get("assignee")?,
@@ -653,7 +649,7 @@ pub(crate) mod testing {
             text: "冰箱又坏了，转人工".into(),
             intent: "repair_request".into(),
             confidence: 0.93,
-            decision: "handoff".into(),
+            decision: crate::policy::Action::Handoff,
             answer: None,
             slots: serde_json::json!({"product": "冰箱"}),
             lead: false,
@@ -663,7 +659,7 @@ pub(crate) mod testing {
         };
         let ticket = NewTicket {
             id: id.into(),
-            priority: "high".into(),
+            priority: crate::tickets::Priority::High,
             queue: "after_sales".into(),
             reason: "repeat_fault".into(),
             due_at: created + chrono::Duration::hours(2),
@@ -702,7 +698,7 @@ mod tests {
             text: text.into(),
             intent: "order_tracking".into(),
             confidence: 0.9,
-            decision: "answer".into(),
+            decision: crate::policy::Action::Answer,
             answer: Some("在路上".into()),
             slots: serde_json::json!({"phone": "13812345678"}),
             lead: false,
@@ -720,14 +716,14 @@ mod tests {
             store.record_turn(&turn("a", "s1", "快递到哪了 电话13812345678", t0), None).await.unwrap();
             let ticket = NewTicket {
                 id: "T1".into(),
-                priority: "high".into(),
+                priority: crate::tickets::Priority::High,
                 queue: "general".into(),
                 reason: "angry_customer".into(),
                 due_at: t0 + chrono::Duration::hours(2),
                 context: serde_json::json!({"customer": {"phone": "13812345678"}}),
             };
             let mut second = turn("b", "s1", "垃圾服务", t0 + chrono::Duration::minutes(1));
-            second.decision = "handoff".into();
+            second.decision = crate::policy::Action::Handoff;
             store.record_turn(&second, Some(&ticket)).await.unwrap();
 
             let got = store.ticket("T1", Utc::now()).await.unwrap().unwrap();
@@ -749,34 +745,24 @@ mod tests {
         }
     }
 
-    #[test]
-    fn ticket_lifecycle() {
-        let path = ["new", "assigned", "in_progress", "waiting_customer", "in_progress", "resolved", "closed"];
-        assert!(path.windows(2).all(|w| can_move(w[0], w[1])), "{path:?}");
-        for (from, to) in [("new", "resolved"), ("closed", "in_progress"), ("new", "closed"), ("resolved", "new")] {
-            assert!(!can_move(from, to), "{from} -> {to}");
-        }
-        assert!(STATUSES.iter().all(|s| STATUSES.iter().any(|t| can_move(s, t)) || *s == "closed"));
-    }
-
     #[tokio::test]
     async fn moves_tickets_and_records_history() {
         for t in testing::test_stores().await {
             let store = &t.store;
             let ticket = NewTicket {
                 id: "T9".into(),
-                priority: "normal".into(),
+                priority: crate::tickets::Priority::Normal,
                 queue: "general".into(),
                 reason: "human_requested".into(),
                 due_at: Utc::now(),
                 context: serde_json::json!({}),
             };
             store.record_turn(&turn("a", "s", "转人工", Utc::now()), Some(&ticket)).await.unwrap();
-            store.move_ticket("T9", "assigned", Some("agent-7"), None, Utc::now()).await.unwrap();
-            store.move_ticket("T9", "in_progress", None, Some("called 13812345678"), Utc::now()).await.unwrap();
-            let err = store.move_ticket("T9", "closed", None, None, Utc::now()).await.unwrap_err();
+            store.move_ticket("T9", crate::tickets::Status::Assigned, Some("agent-7"), None, Utc::now()).await.unwrap();
+            store.move_ticket("T9", crate::tickets::Status::InProgress, None, Some("called 13812345678"), Utc::now()).await.unwrap();
+            let err = store.move_ticket("T9", crate::tickets::Status::Closed, None, None, Utc::now()).await.unwrap_err();
             assert!(matches!(err, StoreError::InvalidTransition { .. }), "{err}");
-            assert!(matches!(store.move_ticket("nope", "assigned", None, None, Utc::now()).await, Err(StoreError::UnknownTicket(_))));
+            assert!(matches!(store.move_ticket("nope", crate::tickets::Status::Assigned, None, None, Utc::now()).await, Err(StoreError::UnknownTicket(_))));
             let got = store.ticket("T9", Utc::now()).await.unwrap().unwrap();
             assert_eq!((got.status.as_str(), got.assignee.as_deref(), got.overdue), ("in_progress", Some("agent-7"), false));
             let steps: Vec<&str> = got.history.iter().map(|e| e.status.as_str()).collect();
@@ -811,7 +797,7 @@ mod tests {
             let store = &t.store;
             let t0 = Utc::now();
             let mut clarify = turn("c1", "s", "那个", t0);
-            clarify.decision = "clarify".into();
+            clarify.decision = crate::policy::Action::Clarify;
             clarify.options = vec!["order_tracking".into(), "refund_status".into()];
             store.record_turn(&turn("a1", "s", "快递到哪了", t0 - chrono::Duration::seconds(2)), None).await.unwrap();
             store.record_turn(&clarify, None).await.unwrap();

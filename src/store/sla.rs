@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{ts, Store, StoreError, STATUS_NEW};
+use super::{ts, Store, StoreError};
+use crate::tickets::Status;
 
 /// An overdue ticket whose notice has not reached the webhook yet. It
 /// serialises as the ticket's part of the webhook notice.
@@ -18,7 +19,7 @@ use super::{ts, Store, StoreError, STATUS_NEW};
 pub struct OverduePush {
     #[serde(rename = "ticket_id")]
     pub id: String,
-    pub priority: String,
+    pub priority: crate::tickets::Priority,
     pub queue: String,
     pub reason: String,
     pub customer_id: Option<String>,
@@ -53,7 +54,7 @@ impl Store {
              ORDER BY due_at, id
              LIMIT $4",
         )
-        .bind(STATUS_NEW)
+        .bind(Status::New.as_str())
         .bind(&now)
         .bind(i64::from(max_attempts))
         .bind(i64::from(limit))
@@ -63,7 +64,7 @@ impl Store {
             .map(|row| {
                 Ok(OverduePush {
                     id: row.try_get("id")?,
-                    priority: row.try_get("priority")?,
+                    priority: super::decoded(row, "priority")?,
                     queue: row.try_get("queue")?,
                     reason: row.try_get("reason")?,
                     customer_id: row.try_get("customer_id")?,
@@ -73,8 +74,7 @@ impl Store {
                     attempts: row.try_get("overdue_push_attempts")?,
                 })
             })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+            .collect()
     }
 
     /// Claims the ticket's push until `until`; false when it was picked up,
@@ -87,7 +87,7 @@ impl Store {
         )
         .bind(ts(until))
         .bind(id)
-        .bind(STATUS_NEW)
+        .bind(Status::New.as_str())
         .bind(ts(now))
         .execute(&self.pool)
         .await?;
@@ -193,7 +193,7 @@ mod tests {
         let t0 = t0();
         open_handoff_ticket(store, "T2", t0).await;
         open_handoff_ticket(store, "T3", t0 + Duration::minutes(5)).await;
-        store.move_ticket("T2", "assigned", Some("agent-1"), None, t0 + Duration::minutes(30)).await.unwrap();
+        store.move_ticket("T2", crate::tickets::Status::Assigned, Some("agent-1"), None, t0 + Duration::minutes(30)).await.unwrap();
         let now = t0 + Duration::hours(3);
         let due = store.overdue_unpushed(now, 5, 10).await.unwrap();
         assert_eq!(due.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["T3"]);

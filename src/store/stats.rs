@@ -240,7 +240,7 @@ mod tests {
             text: text.into(),
             intent: intent.into(),
             confidence: 0.9,
-            decision: decision.into(),
+            decision: decision.parse().unwrap(),
             answer: Some(format!("answer of {intent}")),
             slots: serde_json::json!({}),
             lead: intent == "price_inquiry",
@@ -275,7 +275,7 @@ mod tests {
         }
         let ticket = NewTicket {
             id: "T1".into(),
-            priority: "high".into(),
+            priority: crate::tickets::Priority::High,
             queue: "general".into(),
             reason: "complaint".into(),
             due_at: now,

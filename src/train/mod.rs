@@ -10,7 +10,6 @@
 
 pub mod finetune;
 pub mod gate;
-pub mod taught;
 pub mod versions;
 
 use std::collections::{BTreeMap, HashSet};
@@ -28,6 +27,7 @@ use crate::engine::{embed_corpus, progress_bar, Engine, EngineError, EngineSetti
 use crate::eval::{self, EvalError, LabelledLine, Prediction, SetRole};
 use crate::nlu::intent::{IntentError, IntentModel, TrainingExample};
 use crate::nlu::slots::Catalogue;
+use crate::policy::Action;
 use crate::store::{Store, StoreError, StoredCorrection};
 use gate::{GateDecision, Measured};
 use versions::{new_version_id, SetMetrics, TrainingSummary, VersionCorrection, VersionError, VersionReport, VersionStatus, VersionStore, BASE_VERSION};
@@ -361,12 +361,12 @@ async fn evaluate(engine: &Arc<Engine>, lines: &Arc<Vec<LabelledLine>>, bar: &Pr
             Ok::<_, TrainError>(out)
         });
     }
-    let mut predictions = vec![Prediction::default(); lines.len()];
+    let mut indexed = Vec::with_capacity(lines.len());
     while let Some(done) = workers.join_next().await {
-        for (i, p) in done?? {
-            predictions[i] = p;
-        }
+        indexed.extend(done??);
     }
+    indexed.sort_by_key(|(i, _)| *i);
+    let predictions: Vec<Prediction> = indexed.into_iter().map(|(_, p)| p).collect();
     let report = eval::score(lines, &predictions)?;
     let right = lines.iter().zip(&predictions).filter(|(l, p)| l.intent == p.intent).count();
     Ok(SetMetrics {
@@ -390,7 +390,7 @@ pub async fn predict(engine: &Engine, line: &LabelledLine, default_now: chrono::
             Ok(outcome) => {
                 return Ok(Prediction {
                     intent: outcome.intent,
-                    decision: outcome.action.as_str().to_string(),
+                    decision: outcome.action,
                     lead: outcome.lead,
                     slots: outcome.slots.to_json(),
                     latency_ms: latency(),
@@ -398,7 +398,8 @@ pub async fn predict(engine: &Engine, line: &LabelledLine, default_now: chrono::
             }
             // A line the engine refuses (empty, oversize) is one it does not answer.
             Err(EngineError::Invalid(_)) => {
-                return Ok(Prediction { intent: OOS.into(), decision: "clarify".into(), latency_ms: latency(), ..Prediction::default() })
+                let refused = Prediction { intent: OOS.into(), decision: Action::Clarify, lead: false, slots: serde_json::Map::new(), latency_ms: latency() };
+                return Ok(refused);
             }
             // The encoder queue is shared with live traffic: wait for room rather than fail the retrain.
             Err(EngineError::Encoder(EncoderError::Busy)) if attempts < 100 => {

@@ -22,7 +22,7 @@ use super::gate::GateDecision;
 use crate::nlu::intent::{IntentError, IntentModel};
 
 /// The id of the model built from the corpus alone, served when no version is current.
-pub const BASE_VERSION: &str = "base";
+pub use crate::engine::BASE_VERSION;
 
 const CURRENT: &str = "current";
 const REPORT: &str = "report.json";

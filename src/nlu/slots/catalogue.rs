@@ -114,6 +114,12 @@ pub struct Catalogue {
 }
 
 impl Catalogue {
+    /// The catalogue of a deployment that lists no products: nothing is a product slot.
+    pub fn empty() -> Self {
+        let automaton = AhoCorasick::new(Vec::<&str>::new()).expect("an automaton of no patterns always builds. This is a bug.");
+        Catalogue { types: Vec::new(), automaton, targets: Vec::new(), edges: Vec::new() }
+    }
+
     /// Reads and validates a catalogue file.
     pub fn load(path: &Path) -> Result<Self, CatalogueError> {
         let text = std::fs::read_to_string(path).map_err(|source| CatalogueError::Io { path: path.to_path_buf(), source })?;

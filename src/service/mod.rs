@@ -1,0 +1,26 @@
+//! Application services: the use cases the HTTP API and the CLI call. Each
+//! one orchestrates the engine and the store for one thing a caller wants
+//! (answer a customer's message, open or move a ticket); none knows HTTP.
+
+pub mod tickets;
+pub mod turn;
+
+use crate::engine::EngineError;
+use crate::store::StoreError;
+
+/// Why a use case failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("too many requests in flight")]
+    Busy,
+    #[error("{0:?} is not an intent of the taxonomy")]
+    UnknownIntent(String),
+    #[error("give the intent the ticket is about: this deployment has no intent with the human_request role")]
+    NoIntent,
+    #[error("unknown queue {given:?}; queues: {known}")]
+    UnknownQueue { given: String, known: String },
+}

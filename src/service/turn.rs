@@ -1,0 +1,149 @@
+//! One customer message end to end: the conversation so far (from the
+//! store, so any replica can take the next message), the engine's answer, and
+//! the turn and any hand-off ticket stored before the reply goes out.
+
+use std::time::Instant;
+
+use chrono::{DateTime, FixedOffset, Utc};
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+
+use super::ServiceError;
+use crate::engine::{Engine, Outcome, PreviousTurn, Query};
+use crate::privacy::mask;
+use crate::store::{NewTicket, NewTurn, Store};
+use crate::tickets::{self, HandoffReason, Priority};
+
+/// How turns are tied together and hand-offs timed.
+#[derive(Debug, Clone, Copy)]
+pub struct TurnSettings {
+    /// Time within which a new ticket must be picked up.
+    pub ticket_sla: chrono::Duration,
+    /// How old a customer's last turn may be for a new session to continue it.
+    pub conversation_gap: chrono::Duration,
+}
+
+/// A customer's message as a channel delivers it.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub text: String,
+    pub session_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub channel: String,
+    /// Restrict intents to one scenario.
+    pub scenario: Option<String>,
+    /// Reference time for relative dates.
+    pub now: DateTime<FixedOffset>,
+}
+
+/// The ticket a hand-off opened.
+#[derive(Debug, Clone)]
+pub struct OpenedHandoff {
+    pub reason: HandoffReason,
+    pub priority: Priority,
+    pub ticket_id: String,
+    pub queue: String,
+}
+
+/// An answered and stored turn.
+#[derive(Debug)]
+pub struct AnsweredTurn {
+    pub trace_id: String,
+    pub outcome: Outcome,
+    pub handoff: Option<OpenedHandoff>,
+    /// From `started` to the turn being stored.
+    pub latency_ms: f64,
+}
+
+/// Answers one message and stores the turn (and the hand-off's ticket).
+/// `admission` bounds the turns in model work at once: none free is [`ServiceError::Busy`].
+pub async fn answer(
+    engine: &Engine,
+    store: &Store,
+    admission: &Semaphore,
+    settings: &TurnSettings,
+    message: Message,
+    started: Instant,
+) -> Result<AnsweredTurn, ServiceError> {
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let previous = previous_turn(store, settings, message.session_id.as_deref(), message.customer_id.as_deref()).await?;
+    let query = Query {
+        text: &message.text,
+        scenario: message.scenario.as_deref(),
+        now: message.now,
+        customer_id: message.customer_id.as_deref(),
+        previous: previous.as_ref(),
+        trace_id: &trace_id,
+    };
+    engine.validate(&query).map_err(crate::engine::EngineError::from)?;
+    let _permit = admission.try_acquire().map_err(|_| ServiceError::Busy)?;
+    let outcome = engine.answer(query).await?;
+    let handoff = outcome.handoff.map(|(reason, priority)| OpenedHandoff {
+        reason,
+        priority,
+        ticket_id: tickets::new_ticket_id(),
+        queue: engine.corpus().taxonomy.queue_of(&outcome.intent).to_string(),
+    });
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // Turns are ordered by when they happened, not by the caller's reference time.
+    let at = Utc::now();
+    let turn = NewTurn {
+        trace_id: trace_id.clone(),
+        session_id: message.session_id,
+        customer_id: message.customer_id,
+        channel: message.channel,
+        text: message.text,
+        intent: outcome.intent.clone(),
+        confidence: outcome.confidence,
+        decision: outcome.action,
+        answer: outcome.answer.clone(),
+        slots: Value::Object(outcome.slots.to_json()),
+        lead: outcome.lead,
+        latency_ms,
+        options: outcome.options.clone(),
+        at,
+    };
+    let ticket = handoff.as_ref().map(|h| NewTicket {
+        id: h.ticket_id.clone(),
+        priority: h.priority,
+        queue: h.queue.clone(),
+        reason: h.reason.as_str().to_string(),
+        due_at: tickets::due_at(at, settings.ticket_sla),
+        context: outcome.context.clone().unwrap_or_else(|| json!({})),
+    });
+    store.record_turn(&turn, ticket.as_ref()).await?;
+    tracing::info!(
+        %trace_id,
+        intent = %outcome.intent,
+        decision = outcome.action.as_str(),
+        confidence = outcome.confidence,
+        latency_ms,
+        text = %mask(&turn.text),
+        "answered"
+    );
+    Ok(AnsweredTurn { trace_id, outcome, handoff, latency_ms })
+}
+
+/// The turn this one follows: the session's last, or, for a session without
+/// turns yet, the customer's last on any channel if it is recent.
+async fn previous_turn(
+    store: &Store,
+    settings: &TurnSettings,
+    session_id: Option<&str>,
+    customer_id: Option<&str>,
+) -> Result<Option<PreviousTurn>, ServiceError> {
+    let mut last = match session_id {
+        Some(session) => store.last_turn(session).await?,
+        None => None,
+    };
+    if let (None, Some(customer)) = (&last, customer_id) {
+        last = store.last_turn_of_customer(customer, Utc::now() - settings.conversation_gap).await?;
+    }
+    Ok(last.map(|last| PreviousTurn {
+        intent: last.intent,
+        decision: last.decision,
+        slots: serde_json::from_value(last.slots).unwrap_or_default(),
+        options: last.options,
+        unhelpful_streak: last.unhelpful_streak,
+    }))
+}
