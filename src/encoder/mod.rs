@@ -7,6 +7,8 @@
 
 pub mod bert;
 pub mod handle;
+#[cfg(test)]
+pub mod hashed;
 pub mod import;
 pub mod manifest;
 
