@@ -272,9 +272,9 @@ impl Config {
     }
 
     /// The SLA webhook; None when no `sla_webhook_url` is set.
-    pub fn webhook_settings(&self) -> Result<Option<crate::sla::WebhookSettings>, ConfigError> {
+    pub fn webhook_settings(&self) -> Result<Option<crate::overdue::WebhookSettings>, ConfigError> {
         let Some(url) = &self.sla_webhook_url else { return Ok(None) };
-        Ok(Some(crate::sla::WebhookSettings {
+        Ok(Some(crate::overdue::WebhookSettings {
             url: parse_http_url("sla_webhook_url", url)?,
             retries: self.sla_webhook_retries,
             timeout: std::time::Duration::from_millis(self.sla_webhook_timeout_ms),
@@ -285,8 +285,8 @@ impl Config {
     }
 
     /// Settings of the analytics (`/v1/stats`, `kefu stats`).
-    pub fn stats_settings(&self) -> Result<crate::stats::StatsSettings, ConfigError> {
-        Ok(crate::stats::StatsSettings {
+    pub fn stats_settings(&self) -> Result<crate::analytics::StatsSettings, ConfigError> {
+        Ok(crate::analytics::StatsSettings {
             timezone: self.tz()?,
             cluster_threshold: self.stats_cluster_threshold,
             max_questions: self.stats_max_questions,

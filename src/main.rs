@@ -18,13 +18,13 @@ use kefu::corpus::Corpus;
 use kefu::encoder::{import, BatchOptions, BertEncoder, EncoderHandle};
 use kefu::engine::{progress_bar, Engine, EngineSettings};
 use kefu::eval::{self, Prediction, SetRole};
+use kefu::learning::finetune::{self, FinetuneOptions};
+use kefu::learning::versions::{self, VersionStore};
+use kefu::learning::{Trainer, TrainerSettings};
 use kefu::nlu::intent::FitOptions;
 use kefu::nlu::slots::Catalogue;
 use kefu::policy::PolicySettings;
 use kefu::store::Store;
-use kefu::train::finetune::{self, FinetuneOptions};
-use kefu::train::versions::{self, VersionStore};
-use kefu::train::{Trainer, TrainerSettings};
 
 #[derive(Parser)]
 #[command(name = "kefu", version, about = "Intent-and-answer engine for customer service")]
@@ -99,11 +99,11 @@ struct StatsArgs {
     #[arg(long)]
     channel: Option<String>,
     /// Question groups to list.
-    #[arg(long, default_value_t = kefu::stats::DEFAULT_TOP_QUESTIONS)]
+    #[arg(long, default_value_t = kefu::analytics::DEFAULT_TOP_QUESTIONS)]
     top: usize,
     /// text (a summary), json or csv (default: from the extension of --out, else text).
     #[arg(long, value_enum)]
-    format: Option<kefu::stats::ExportFormat>,
+    format: Option<kefu::analytics::ExportFormat>,
     /// Write to this file instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -271,7 +271,7 @@ fn main() -> Result<()> {
                 println!(
                     "rolled back {} -> {}; a running server switches within {}s (or POST /v1/admin/reload)",
                     outcome.from,
-                    kefu::train::describe(&outcome.to),
+                    kefu::learning::describe(&outcome.to),
                     config.versions_poll_secs
                 );
             }
@@ -349,8 +349,8 @@ async fn serve(config: Config) -> Result<()> {
     let store = open_store(&config).await?;
     // Overdue pushes need only the store, so they start before the model loads.
     if let Some(webhook) = config.webhook_settings()? {
-        let notifier = kefu::sla::SlaNotifier::new(store.clone(), webhook, Arc::new(kefu::sla::SystemClock))?;
-        kefu::sla::spawn(notifier, Duration::from_secs(config.sla_check_interval_secs));
+        let notifier = kefu::overdue::SlaNotifier::new(store.clone(), webhook, Arc::new(kefu::overdue::SystemClock))?;
+        kefu::overdue::spawn(notifier, Duration::from_secs(config.sla_check_interval_secs));
     }
     if config.admin_token.is_none() {
         tracing::warn!("admin routes (/v1/admin/*) are open: set admin_token (KEFU_ADMIN_TOKEN) outside a trusted network");
@@ -476,7 +476,7 @@ async fn shutdown_signal() {
 
 /// `kefu stats`: the store's figures, the questions embedded by the bare encoder (no engine fit), the report.
 fn run_stats(config: &Config, args: StatsArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
-    use kefu::stats::{self, ExportFormat, Period};
+    use kefu::analytics::{self, ExportFormat, Period};
     let started = Instant::now();
     let settings = config.stats_settings()?;
     let period = Period::parse(args.from.as_deref(), args.to.as_deref(), settings.timezone, Utc::now())?;
@@ -485,7 +485,7 @@ fn run_stats(config: &Config, args: StatsArgs, runtime: &tokio::runtime::Runtime
         let store = open_store(config).await?;
         anyhow::Ok(store.stats_data(period, args.channel.as_deref(), settings.max_questions).await?)
     })?;
-    let texts = stats::questions_to_embed(&data);
+    let texts = analytics::questions_to_embed(&data);
     let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let vectors = if args.no_groups || texts.is_empty() {
         Vec::new()
@@ -501,8 +501,8 @@ fn run_stats(config: &Config, args: StatsArgs, runtime: &tokio::runtime::Runtime
         bar.finish_and_clear();
         vectors
     };
-    let report = stats::build_report(period, args.channel.as_deref(), &data, &vectors, &settings, args.top);
-    let bytes = stats::render(&report, format)?;
+    let report = analytics::build_report(period, args.channel.as_deref(), &data, &vectors, &settings, args.top);
+    let bytes = analytics::render(&report, format)?;
     match &args.out {
         Some(path) => {
             std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
@@ -584,7 +584,7 @@ fn run_eval(config: &Config, args: EvalArgs, runtime: &tokio::runtime::Runtime) 
     let predictions: Vec<Prediction> = runtime.block_on(async {
         let mut out = Vec::with_capacity(lines.len());
         for line in &lines {
-            let prediction = kefu::train::predict(&engine, line, default_now).await.with_context(|| format!("answering {:?}", line.text))?;
+            let prediction = kefu::learning::predict(&engine, line, default_now).await.with_context(|| format!("answering {:?}", line.text))?;
             out.push(prediction);
             bar.inc(1);
         }

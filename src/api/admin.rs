@@ -25,8 +25,8 @@ use tokio::sync::OwnedMutexGuard;
 
 use super::{parse_json, ApiError, AppState};
 use crate::engine::Engine;
-use crate::train::versions::{VersionError, VersionReport, BASE_VERSION};
-use crate::train::{self, TrainError, Trainer};
+use crate::learning::versions::{VersionError, VersionReport, BASE_VERSION};
+use crate::learning::{self, TrainError, Trainer};
 
 /// Largest admin request body: a few settings.
 const MAX_ADMIN_BODY: usize = 4096;
@@ -185,11 +185,11 @@ pub async fn install(state: &AppState, trainer: &Trainer, engine: Engine) -> Res
         // Already embedded: no need to ask the encoder again.
         engine.teach_vectors(old.taught())?;
     }
-    train::sync_corrections(&engine, &state.store).await?;
+    learning::sync_corrections(&engine, &state.store).await?;
     let engine = Arc::new(engine);
     state.set_engine(engine.clone());
     // A correction stored while the swap ran was taught to the old engine only.
-    train::sync_corrections(&engine, &state.store).await?;
+    learning::sync_corrections(&engine, &state.store).await?;
     tracing::info!(version = engine.version(), corrections_live = engine.taught_count(), "serving model version");
     Ok(())
 }

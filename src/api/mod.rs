@@ -3,8 +3,8 @@
 //! a tensor. See `shared/contract.md` for the shapes callers rely on.
 
 mod admin;
+mod analytics;
 mod error;
-mod stats;
 #[cfg(test)]
 mod tests;
 
@@ -46,7 +46,7 @@ pub struct ApiSettings {
     /// Bearer token the admin routes require; open when unset.
     pub admin_token: Option<String>,
     /// Time zone, question grouping and caps of the analytics endpoints.
-    pub stats: crate::stats::StatsSettings,
+    pub stats: crate::analytics::StatsSettings,
 }
 
 impl Default for ApiSettings {
@@ -57,7 +57,7 @@ impl Default for ApiSettings {
             request_timeout: Duration::from_secs(10),
             turns: turn::TurnSettings { ticket_sla: chrono::Duration::hours(2), conversation_gap: chrono::Duration::minutes(30) },
             admin_token: None,
-            stats: crate::stats::StatsSettings::default(),
+            stats: crate::analytics::StatsSettings::default(),
         }
     }
 }
@@ -70,11 +70,11 @@ pub struct AppState {
     in_flight: Arc<Semaphore>,
     settings: ApiSettings,
     /// Retraining and version switching; set once the engine is loaded.
-    trainer: std::sync::OnceLock<Arc<crate::train::Trainer>>,
+    trainer: std::sync::OnceLock<Arc<crate::learning::Trainer>>,
     /// Held by a retrain, reload or rollback: one engine swap at a time.
     learning: Arc<tokio::sync::Mutex<()>>,
     /// Question embeddings kept between analytics requests.
-    question_vectors: stats::QuestionVectors,
+    question_vectors: analytics::QuestionVectors,
 }
 
 impl AppState {
@@ -86,7 +86,7 @@ impl AppState {
             settings,
             trainer: std::sync::OnceLock::new(),
             learning: Arc::new(tokio::sync::Mutex::new(())),
-            question_vectors: stats::QuestionVectors::default(),
+            question_vectors: analytics::QuestionVectors::default(),
         })
     }
 
@@ -101,11 +101,11 @@ impl AppState {
     }
 
     /// Enables the admin routes of the learning loop (retrain, reload, rollback).
-    pub fn set_trainer(&self, trainer: Arc<crate::train::Trainer>) {
+    pub fn set_trainer(&self, trainer: Arc<crate::learning::Trainer>) {
         let _ = self.trainer.set(trainer);
     }
 
-    fn trainer(&self) -> Option<Arc<crate::train::Trainer>> {
+    fn trainer(&self) -> Option<Arc<crate::learning::Trainer>> {
         self.trainer.get().cloned()
     }
 }
@@ -134,7 +134,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         )
         // NOTE: merged after the timeout: a retrain runs for minutes.
         .merge(admin::routes(&state))
-        .merge(stats::routes(&settings.stats))
+        .merge(analytics::routes(&settings.stats))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

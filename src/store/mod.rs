@@ -20,12 +20,12 @@ use crate::policy::Action;
 use crate::privacy::{mask, mask_json};
 use crate::tickets::{Priority, Status};
 
+mod analytics;
 mod history;
 mod learning;
-mod sla;
-mod stats;
+mod overdue;
 pub use learning::StoredCorrection;
-pub use sla::{OverduePush, OverduePushState};
+pub use overdue::{OverduePush, OverduePushState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -362,7 +362,7 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), VersionError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::gate;
+    use crate::learning::gate;
 
     fn report(id: &str, status: VersionStatus, promoted_minute: Option<u32>) -> VersionReport {
         let at = |m: u32| DateTime::parse_from_rfc3339(&format!("2026-06-15T10:{m:02}:00Z")).unwrap().with_timezone(&Utc);

@@ -1,6 +1,6 @@
 //! The real server pushes an overdue hand-off ticket to the SLA webhook once.
 //! The server's clock cannot be faked, so the deadline is set to 0 minutes and
-//! sweeps to every second; the fake-clock cases live in src/sla.rs.
+//! sweeps to every second; the fake-clock cases live in src/overdue.rs.
 
 mod common;
 

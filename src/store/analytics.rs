@@ -1,7 +1,7 @@
-//! Counting for the analytics ([`crate::stats`]): decisions, latencies,
+//! Counting for the analytics ([`crate::analytics`]): decisions, latencies,
 //! hand-off reasons, question texts, feedback and corrections of a period, and
 //! the "to optimise" queue. Counting happens in SQL; percentiles and grouping
-//! by meaning happen in `crate::stats`.
+//! by meaning happen in `crate::analytics`.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +9,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{ts, Store, StoreError};
-use crate::stats::{DecisionCount, IntentFeedback, NotUsefulReport, OptimiseFilter, Period, QuestionText, StatsData};
+use crate::analytics::{DecisionCount, IntentFeedback, NotUsefulReport, OptimiseFilter, Period, QuestionText, StatsData};
 
 /// Comments kept per intent among the not-useful answers.
 const COMMENTS_PER_INTENT: usize = 3;
@@ -187,7 +187,7 @@ impl Store {
     }
 
     /// Not-useful verdicts on turns no agent has corrected yet (one row per
-    /// verdict), oldest first: the input of [`crate::stats::optimise_queue`].
+    /// verdict), oldest first: the input of [`crate::analytics::optimise_queue`].
     pub async fn not_useful_reports(&self, filter: &OptimiseFilter) -> Result<Vec<NotUsefulReport>, StoreError> {
         let rows = sqlx::query(
             "SELECT t.intent, t.trace_id, t.text, t.answer, t.channel, t.created_at AS asked_at, f.comment, f.created_at AS reported_at

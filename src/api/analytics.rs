@@ -2,7 +2,7 @@
 //! `GET /v1/stats/export` (CSV or JSON) and `GET /v1/optimise`, the queue of
 //! answers marked not useful. Figures come from the store, question grouping
 //! from the engine's encoder (through `Engine::embed_queries`), the rest from
-//! [`crate::stats`].
+//! [`crate::analytics`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -19,8 +19,8 @@ use serde::Deserialize;
 use tower::ServiceBuilder;
 
 use super::{check_id, ApiError, AppState};
+use crate::analytics::{self as report, OptimiseFilter, OptimiseQueue, Period, PeriodError, StatsReport, StatsSettings};
 use crate::engine::{Engine, EngineError};
-use crate::stats::{self, OptimiseFilter, OptimiseQueue, Period, PeriodError, StatsReport, StatsSettings};
 
 /// Most question groups a caller may ask for.
 const MAX_TOP: usize = 200;
@@ -116,7 +116,7 @@ fn non_empty(value: Option<String>) -> Option<String> {
 async fn report(state: &AppState, q: StatsQuery) -> Result<StatsReport, ApiError> {
     let channel = non_empty(q.channel);
     check_id("channel", &channel)?;
-    let top = q.top.unwrap_or(stats::DEFAULT_TOP_QUESTIONS);
+    let top = q.top.unwrap_or(report::DEFAULT_TOP_QUESTIONS);
     if !(1..=MAX_TOP).contains(&top) {
         return Err(ApiError::bad_request("invalid_query", format!("top must be between 1 and {MAX_TOP}")));
     }
@@ -125,8 +125,8 @@ async fn report(state: &AppState, q: StatsQuery) -> Result<StatsReport, ApiError
     // NOTE: checked before the store work: grouping questions needs the encoder.
     let engine = state.engine().ok_or_else(ApiError::not_ready)?;
     let data = state.store.stats_data(period, channel.as_deref(), settings.max_questions).await?;
-    let vectors = state.question_vectors.embed(&engine, &stats::questions_to_embed(&data), settings.max_questions).await?;
-    Ok(stats::build_report(period, channel.as_deref(), &data, &vectors, settings, top))
+    let vectors = state.question_vectors.embed(&engine, &report::questions_to_embed(&data), settings.max_questions).await?;
+    Ok(report::build_report(period, channel.as_deref(), &data, &vectors, settings, top))
 }
 
 /// `GET /v1/stats?from=&to=&channel=&top=`: the weekly review's figures.
@@ -153,7 +153,7 @@ pub(super) async fn export_stats(State(state): State<Arc<AppState>>, query: Resu
         return Ok(([(header::CONTENT_DISPOSITION, disposition)], Json(report)).into_response());
     }
     let mut body = Vec::new();
-    stats::write_csv(&report, &mut body).map_err(|e| {
+    report::write_csv(&report, &mut body).map_err(|e| {
         tracing::error!(error = %e, "cannot write the stats CSV");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
     })?;
@@ -181,5 +181,5 @@ pub(super) async fn get_optimise(
     check_id("channel", &channel)?;
     let bounds = Period::parse_open(q.from.as_deref(), q.to.as_deref(), state.settings.stats.timezone)?;
     let reports = state.store.not_useful_reports(&OptimiseFilter { intent, channel, from: bounds.from, to: bounds.to }).await?;
-    Ok(Json(stats::optimise_queue(reports)))
+    Ok(Json(report::optimise_queue(reports)))
 }

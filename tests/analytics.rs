@@ -164,7 +164,7 @@ async fn stats_optimise_queue_and_export_agree_with_the_answers() {
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
     let body = response.text().await.unwrap();
     let mut reader = csv::Reader::from_reader(body.as_bytes());
-    assert_eq!(reader.headers().unwrap().iter().collect::<Vec<_>>(), kefu::stats::CSV_HEADER);
+    assert_eq!(reader.headers().unwrap().iter().collect::<Vec<_>>(), kefu::analytics::CSV_HEADER);
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("a well-formed CSV row")).collect();
     let cell = |section: &str, key: &str, channel: &str, column: usize| -> String {
         rows.iter()

@@ -115,7 +115,7 @@ pub fn stamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-/// The figures of a period as the store counts them (see `store/stats.rs`).
+/// The figures of a period as the store counts them (see `store/analytics.rs`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StatsData {
     /// Turns per channel and decision.
