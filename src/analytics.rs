@@ -15,6 +15,10 @@ use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
+use crate::support::percentile::nearest_rank;
+use crate::support::time::stamp;
+use crate::support::vector::cosine;
+
 /// Settings of the analytics.
 #[derive(Debug, Clone)]
 pub struct StatsSettings {
@@ -108,11 +112,6 @@ fn parse_bound(field: &'static str, value: &str, tz: Tz, end_of_day: bool) -> Re
         .or_else(|| tz.from_local_datetime(&day.and_hms_opt(1, 0, 0)?).earliest())
         .map(|t| t.with_timezone(&Utc))
         .ok_or_else(unreadable)
-}
-
-/// The store's timestamp format (RFC 3339, UTC, microseconds), which orders as text.
-pub fn stamp(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 /// The figures of a period as the store counts them (see `store/analytics.rs`).
@@ -270,31 +269,11 @@ pub fn rate(part: u64, whole: u64) -> Option<f64> {
     (whole > 0).then(|| part as f64 / whole as f64)
 }
 
-/// The `q`-th percentile (0..=100) by nearest rank of `sorted` (ascending), or `None` when empty.
-pub fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((q / 100.0) * sorted.len() as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
-}
-
 /// p50, p90 and p99 of `values` (any order; non-finite values are ignored).
 pub fn percentiles(values: impl IntoIterator<Item = f64>) -> Percentiles {
     let mut sorted: Vec<f64> = values.into_iter().filter(|v| v.is_finite()).collect();
     sorted.sort_by(f64::total_cmp);
-    Percentiles { p50: percentile(&sorted, 50.0), p90: percentile(&sorted, 90.0), p99: percentile(&sorted, 99.0) }
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    let n = norm(a) * norm(b);
-    if n > 0.0 {
-        dot / n
-    } else {
-        0.0
-    }
+    Percentiles { p50: nearest_rank(&sorted, 50.0), p90: nearest_rank(&sorted, 90.0), p99: nearest_rank(&sorted, 99.0) }
 }
 
 /// Greedy leader clustering: items are taken in the given order (callers put
@@ -815,8 +794,8 @@ mod tests {
         let p = percentiles([7.0, f64::NAN]);
         assert_eq!((p.p50, p.p90, p.p99), (Some(7.0), Some(7.0), Some(7.0)));
         assert_eq!(percentiles([]), Percentiles::default());
-        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 50.0), Some(2.0));
-        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 0.0), Some(1.0));
+        assert_eq!(nearest_rank(&[1.0, 2.0, 3.0, 4.0], 50.0), Some(2.0));
+        assert_eq!(nearest_rank(&[1.0, 2.0, 3.0, 4.0], 0.0), Some(1.0));
     }
 
     #[test]

@@ -2,13 +2,12 @@
 //! decide -> render. Builds (or loads from its cache) the intent model for a
 //! corpus and an encoder. Knows nothing of HTTP.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 use std::time::Instant;
 
 use chrono::{DateTime, FixedOffset, Utc};
 use chrono_tz::Tz;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -22,6 +21,8 @@ use crate::nlu::signals::SignalDetector;
 use crate::nlu::slots::{Catalogue, SlotExtractor, Slots};
 use crate::policy::{self, Action, HandoffReason, PolicySettings, Priority, Reply, Verdict};
 use crate::profile::{CustomerHistory, Profile, ProfileInputs, ProfileRules};
+use crate::support::fs::{replace_dir, write_atomically, FsError};
+use crate::support::progress;
 
 /// The version an engine built from the corpus alone serves (no retrained version promoted).
 pub const BASE_VERSION: &str = "base";
@@ -67,8 +68,8 @@ pub enum EngineError {
     Encoder(#[from] EncoderError),
     #[error(transparent)]
     Intent(#[from] IntentError),
-    #[error("cannot write the model cache at {path}: {source}")]
-    Cache { path: PathBuf, source: std::io::Error },
+    #[error("cannot write the model cache: {0}")]
+    Cache(#[from] FsError),
 }
 
 /// Settings of the engine itself.
@@ -190,16 +191,6 @@ pub struct Engine {
     catalogue: Catalogue,
 }
 
-/// A progress bar for long CLI work, drawn on stderr when `show`.
-pub fn progress_bar(len: u64, show: bool, what: &str) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(len), if show { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
-    if let Ok(style) = ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} ({eta})") {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message(what.to_string());
-    bar
-}
-
 impl Engine {
     /// Builds the engine for `corpus`, loading the intent model from `cache_dir`
     /// when one was fitted for this corpus and encoder, fitting and saving it otherwise.
@@ -233,7 +224,7 @@ impl Engine {
                     tracing::warn!(cache = %dir.display(), error = %err, "cached intent model unusable; refitting");
                 }
                 let model = Self::fit(&corpus, settings.validation.as_ref(), &encoder, &settings.fit, cache_dir, show_progress)?;
-                save_atomically(&model, cache_dir, &dir)?;
+                save_atomically(&model, &dir)?;
                 model
             }
         };
@@ -359,8 +350,7 @@ impl Engine {
         };
         let examples = embedded(corpus)?;
         let validation = validation.map(embedded).transpose()?.unwrap_or_default();
-        let spinner = if show_progress { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
-        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+        let spinner = progress::spinner(show_progress);
         let model = IntentModel::fit_validated(examples, validation, opts, &|stage| spinner.set_message(stage.to_string()))?;
         spinner.finish_and_clear();
         let report = &model.calibration().report;
@@ -732,19 +722,15 @@ pub fn embed_corpus(corpus: &Corpus, encoder: &EncoderHandle, cache_dir: &Path, 
     if let Some(vectors) = read_vectors(&path, corpus.examples.len(), encoder.dim()) {
         return Ok(vectors);
     }
-    let bar = progress_bar(corpus.examples.len() as u64, show_progress, "embedding");
+    let bar = progress::bar(corpus.examples.len() as u64, show_progress, "embedding");
     let mut vectors = Vec::with_capacity(corpus.examples.len());
     for chunk in corpus.examples.chunks(EMBED_CHUNK) {
         vectors.extend(encoder.embed_blocking(chunk.iter().map(|e| e.text.clone()).collect(), TextKind::Query)?);
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
-    let cache_err = |source| EngineError::Cache { path: path.clone(), source };
-    std::fs::create_dir_all(cache_dir).map_err(cache_err)?;
-    let tmp = cache_dir.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
     let bytes: Vec<u8> = vectors.iter().flatten().flat_map(|x| x.to_le_bytes()).collect();
-    std::fs::write(&tmp, bytes).map_err(cache_err)?;
-    std::fs::rename(&tmp, &path).map_err(cache_err)?;
+    write_atomically(&path, &bytes)?;
     Ok(vectors)
 }
 
@@ -758,22 +744,10 @@ fn read_vectors(path: &Path, count: usize, dim: usize) -> Option<Vec<Vec<f32>>> 
     Some(floats.chunks(dim).map(<[f32]>::to_vec).collect())
 }
 
-/// Writes the model to a temporary folder and renames it into place, so a
-/// killed build never leaves a half-written cache behind.
-fn save_atomically(model: &IntentModel, cache_dir: &Path, dir: &Path) -> Result<(), EngineError> {
-    let cache_err = |source| EngineError::Cache { path: dir.to_path_buf(), source };
-    std::fs::create_dir_all(cache_dir).map_err(cache_err)?;
-    let tmp = cache_dir.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
-    model.save(&tmp)?;
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(cache_err)?;
-    }
-    match std::fs::rename(&tmp, dir) {
-        Ok(()) => Ok(()),
-        // Another process fitting the same corpus and model got there first; its copy is as good.
-        Err(_) if dir.join("intent-model.json").exists() => std::fs::remove_dir_all(&tmp).map_err(cache_err),
-        Err(e) => Err(cache_err(e)),
-    }
+/// Writes the model beside its final folder and swaps it in, so a killed
+/// build never leaves a half-written cache behind.
+fn save_atomically(model: &IntentModel, dir: &Path) -> Result<(), EngineError> {
+    replace_dir(dir, |staging| model.save(staging).map_err(EngineError::from))
 }
 
 #[cfg(test)]

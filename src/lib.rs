@@ -23,10 +23,11 @@ pub mod privacy;
 pub mod profile;
 pub mod service;
 pub mod store;
+pub mod support;
 pub mod tickets;
 
 /// The module order, lowest first: a module may use only those before it.
-/// - helpers without domain words: privacy;
+/// - helpers without domain words: support, privacy;
 /// - the deployment's data and the model: corpus, encoder, index, nlu;
 /// - enterprise systems: connectors;
 /// - pure business rules: tickets, policy, profile, analytics (the weekly figures);
@@ -34,6 +35,7 @@ pub mod tickets;
 /// - the engine and what runs it: answer, engine, eval, learning (retrain, gate, versions);
 /// - use cases and delivery: overdue (SLA pushes), service; the composition root: config; HTTP: api.
 pub const LAYERS: &[&str] = &[
+    "support",
     "privacy",
     "corpus",
     "encoder",

@@ -72,11 +72,7 @@ const CUSTOMERS: [Option<&str>; 3] = [Some("c1001"), Some("c1002"), None];
 const CHANNELS: [&str; 4] = ["web", "app", "wechat", "douyin"];
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+    kefu::support::percentile::nearest_rank(sorted, p).unwrap_or(0.0)
 }
 
 pub async fn run(args: LoadArgs) -> Result<()> {

@@ -16,7 +16,7 @@ use kefu::config::{Config, ConfigArgs, LogFormat};
 use kefu::connectors::{self, Connectors};
 use kefu::corpus::Corpus;
 use kefu::encoder::{import, BatchOptions, BertEncoder, EncoderHandle};
-use kefu::engine::{progress_bar, Engine, EngineSettings};
+use kefu::engine::{Engine, EngineSettings};
 use kefu::eval::{self, Prediction, SetRole};
 use kefu::learning::finetune::{self, FinetuneOptions};
 use kefu::learning::versions::{self, VersionStore};
@@ -25,6 +25,7 @@ use kefu::nlu::intent::FitOptions;
 use kefu::nlu::slots::Catalogue;
 use kefu::policy::PolicySettings;
 use kefu::store::Store;
+use kefu::support::progress;
 
 #[derive(Parser)]
 #[command(name = "kefu", version, about = "Intent-and-answer engine for customer service")]
@@ -492,7 +493,7 @@ fn run_stats(config: &Config, args: StatsArgs, runtime: &tokio::runtime::Runtime
     } else {
         ensure_model(config, show)?;
         let encoder = EncoderHandle::spawn(Box::new(BertEncoder::load(&config.model_dir())?), BatchOptions::default());
-        let bar = progress_bar(texts.len() as u64, show, "embedding");
+        let bar = progress::bar(texts.len() as u64, show, "embedding");
         let mut vectors = Vec::with_capacity(texts.len());
         for chunk in texts.chunks(32) {
             vectors.extend(encoder.embed_blocking(chunk.to_vec(), kefu::encoder::TextKind::Query)?);
@@ -579,7 +580,7 @@ fn run_eval(config: &Config, args: EvalArgs, runtime: &tokio::runtime::Runtime) 
     let (handle, catalogue, settings) = engine_parts(config, &catalogue_dir, show)?;
     let engine = Engine::build(corpus, &catalogue, handle, EngineSettings { validation, ..settings }, &config.cache_dir(), show)?;
 
-    let bar = progress_bar(lines.len() as u64, show, "evaluating");
+    let bar = progress::bar(lines.len() as u64, show, "evaluating");
     let default_now = args.now.unwrap_or_else(|| Utc::now().fixed_offset());
     let predictions: Vec<Prediction> = runtime.block_on(async {
         let mut out = Vec::with_capacity(lines.len());

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use url::Url;
 
 use crate::store::{OverduePush, Store, StoreError};
+use crate::support::retry::{retry, Backoff};
 
 /// The `event` of every overdue notice.
 pub const OVERDUE_EVENT: &str = "ticket.overdue";
@@ -165,11 +166,6 @@ pub fn overdue_minutes(due: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
     (now - due).num_minutes().max(0)
 }
 
-/// Delay before retry number `retry` (0-based) of a round.
-pub fn retry_delay(backoff: Duration, retry: u32) -> Duration {
-    backoff.saturating_mul(2u32.saturating_pow(retry))
-}
-
 /// What one sweep did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SweepReport {
@@ -245,20 +241,14 @@ impl SlaNotifier {
 
     /// POSTs `notice` until a 2xx, at most `1 + retries` times.
     async fn deliver(&self, notice: &OverdueNotice) -> Result<(), DeliveryError> {
-        let mut retry = 0u32;
-        loop {
-            let err = match self.post(notice).await {
-                Ok(()) => return Ok(()),
-                Err(err) => err,
-            };
-            if retry >= self.settings.retries {
-                return Err(err);
-            }
-            let delay = retry_delay(self.settings.backoff, retry);
-            tracing::debug!(ticket_id = %notice.ticket.id, retry, error = %err, ?delay, "SLA webhook POST failed, retrying");
-            tokio::time::sleep(delay).await;
-            retry += 1;
-        }
+        let backoff = Backoff::doubling(self.settings.retries, self.settings.backoff);
+        retry(
+            backoff,
+            || self.post(notice),
+            |_| true,
+            |retry, err, delay| tracing::debug!(ticket_id = %notice.ticket.id, retry, error = %err, ?delay, "SLA webhook POST failed, retrying"),
+        )
+        .await
     }
 
     async fn post(&self, notice: &OverdueNotice) -> Result<(), DeliveryError> {
@@ -374,9 +364,8 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_and_the_lease_outlasts_a_round() {
+    fn the_lease_outlasts_a_round() {
         let backoff = Duration::from_millis(100);
-        assert_eq!((0..4).map(|r| retry_delay(backoff, r).as_millis()).collect::<Vec<_>>(), [100, 200, 400, 800]);
         let settings = WebhookSettings {
             url: Url::parse("http://127.0.0.1:9/").unwrap(),
             retries: 3,
@@ -477,7 +466,7 @@ mod tests {
         assert_eq!(body["link"], "/v1/tickets/T-late");
         assert_eq!(key, "ticket.overdue:T-late");
         let state = store.overdue_push_state("T-late").await.unwrap().unwrap();
-        assert_eq!(state.pushed_at.as_deref(), Some(crate::store::ts(t0() + Minutes::minutes(121)).as_str()));
+        assert_eq!(state.pushed_at.as_deref(), Some(crate::support::time::stamp(t0() + Minutes::minutes(121)).as_str()));
 
         // Later sweeps (and a restart: a fresh notifier on the same database) leave it alone.
         clock.advance(Minutes::minutes(30));

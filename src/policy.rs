@@ -35,11 +35,7 @@ impl FromStr for Action {
     type Err = crate::tickets::UnknownValue;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Action::Answer, Action::Clarify, Action::Handoff].into_iter().find(|a| a.as_str() == s).ok_or_else(|| crate::tickets::UnknownValue {
-            what: "decision",
-            allowed: "answer, clarify, handoff".into(),
-            given: s.to_string(),
-        })
+        crate::tickets::named("decision", &[Action::Answer, Action::Clarify, Action::Handoff], Action::as_str, s)
     }
 }
 

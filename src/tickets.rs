@@ -84,15 +84,20 @@ pub struct UnknownValue {
     pub given: String,
 }
 
+/// The value among `all` whose `name` is `given`.
+pub fn named<T: Copy>(what: &'static str, all: &[T], name: fn(T) -> &'static str, given: &str) -> Result<T, UnknownValue> {
+    all.iter().copied().find(|v| name(*v) == given).ok_or_else(|| UnknownValue {
+        what,
+        allowed: all.iter().map(|v| name(*v)).collect::<Vec<_>>().join(", "),
+        given: given.to_string(),
+    })
+}
+
 impl FromStr for Status {
     type Err = UnknownValue;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Status::ALL.into_iter().find(|v| v.as_str() == s).ok_or_else(|| UnknownValue {
-            what: "status",
-            allowed: Status::ALL.map(Status::as_str).join(", "),
-            given: s.to_string(),
-        })
+        named("status", &Status::ALL, Status::as_str, s)
     }
 }
 
@@ -135,11 +140,7 @@ impl FromStr for Priority {
     type Err = UnknownValue;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Priority::ALL.into_iter().find(|v| v.as_str() == s).ok_or_else(|| UnknownValue {
-            what: "priority",
-            allowed: Priority::ALL.map(Priority::as_str).join(", "),
-            given: s.to_string(),
-        })
+        named("priority", &Priority::ALL, Priority::as_str, s)
     }
 }
 

@@ -22,6 +22,8 @@ use serde::{Deserialize, Deserializer};
 use std::sync::Arc;
 use url::Url;
 
+use crate::support::retry::{retry, Backoff};
+
 use super::{
     AfterSalesSystem, ConnectorError, ConnectorFuture, Connectors, CrmSystem, Ctx, Customer, InventorySystem, Order, OrderSystem, Refund, RefundSystem,
     RepairRecord, StockRow,
@@ -106,14 +108,27 @@ pub fn http_connectors(settings: &HttpConnectorSettings) -> Result<Connectors, C
 pub struct HttpSystem {
     client: reqwest::Client,
     base: Url,
-    retries: u32,
-    backoff: Duration,
+    backoff: Backoff,
 }
 
 /// Outcome of one failed attempt: whether another attempt may succeed.
 enum Failure {
     Retry(ConnectorError),
     Final(ConnectorError),
+}
+
+impl Failure {
+    fn error(&self) -> &ConnectorError {
+        match self {
+            Failure::Retry(e) | Failure::Final(e) => e,
+        }
+    }
+
+    fn into_error(self) -> ConnectorError {
+        match self {
+            Failure::Retry(e) | Failure::Final(e) => e,
+        }
+    }
 }
 
 impl HttpSystem {
@@ -133,7 +148,7 @@ impl HttpSystem {
         }
         let client =
             reqwest::Client::builder().timeout(settings.timeout).default_headers(headers).build().map_err(|e| ConnectorError::Config(e.to_string()))?;
-        Ok(HttpSystem { client, base, retries: settings.retries, backoff: settings.backoff })
+        Ok(HttpSystem { client, base, backoff: Backoff::doubling(settings.retries, settings.backoff) })
     }
 
     fn url(&self, segments: &[&str]) -> Url {
@@ -149,22 +164,20 @@ impl HttpSystem {
     /// GETs `segments` as JSON; Ok(None) on 404. Retries what may pass next time.
     async fn get<T: DeserializeOwned>(&self, ctx: &Ctx<'_>, segments: &[&str]) -> Result<Option<T>, ConnectorError> {
         let url = self.url(segments);
-        let mut attempt = 0u32;
-        loop {
-            match self.attempt(ctx, &url).await {
-                Ok(found) => return Ok(found),
-                Err(Failure::Retry(err)) if attempt < self.retries => {
-                    let delay = self.backoff.saturating_mul(2u32.saturating_pow(attempt));
-                    tracing::warn!(trace_id = ctx.trace_id, path = url.path(), attempt, error = %err, ?delay, "enterprise system call failed, retrying");
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                Err(Failure::Retry(err)) | Err(Failure::Final(err)) => {
-                    tracing::warn!(trace_id = ctx.trace_id, path = url.path(), attempt, error = %err, "enterprise system call failed");
-                    return Err(err);
-                }
-            }
-        }
+        let outcome = retry(
+            self.backoff,
+            || self.attempt(ctx, &url),
+            |failure| matches!(failure, Failure::Retry(_)),
+            |attempt, failure, delay| {
+                tracing::warn!(trace_id = ctx.trace_id, path = url.path(), attempt, error = %failure.error(), ?delay, "enterprise system call failed, retrying")
+            },
+        )
+        .await;
+        outcome.map_err(|failure| {
+            let err = failure.into_error();
+            tracing::warn!(trace_id = ctx.trace_id, path = url.path(), error = %err, "enterprise system call failed");
+            err
+        })
     }
 
     async fn attempt<T: DeserializeOwned>(&self, ctx: &Ctx<'_>, url: &Url) -> Result<Option<T>, Failure> {

@@ -288,11 +288,7 @@ fn ratio(num: usize, den: usize) -> Option<f64> {
 /// Nearest-rank percentile of ascending `sorted`: the smallest value with at
 /// least `p`% of the values at or below it. 0 for an empty slice.
 fn nearest_rank(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+    crate::support::percentile::nearest_rank(sorted, p).unwrap_or(0.0)
 }
 
 impl ClassStats {

@@ -44,9 +44,7 @@ impl ExemplarIndex {
         ]);
         let bytes = safetensors::serialize([(VECTORS_TENSOR, vectors), (GROUPS_TENSOR, groups)], &Some(metadata)).map_err(corrupt)?;
 
-        let tmp = dir.join(format!(".{INDEX_FILE}.tmp"));
-        std::fs::write(&tmp, bytes).map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)
+        crate::support::fs::write_atomically(&path, &bytes).map_err(|e| IndexError::Io { path: e.path.display().to_string(), source: e.source })
     }
 
     /// Reads `dir/`[`INDEX_FILE`] and rebuilds the graphs with the saved

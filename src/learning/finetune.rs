@@ -34,7 +34,8 @@ use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::corpus::OOS;
 use crate::encoder::manifest::{Manifest, Pooling, MANIFEST_FILE};
-use crate::engine::progress_bar;
+use crate::support::fs::{replace_dir, FsError};
+use crate::support::progress;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FinetuneError {
@@ -52,6 +53,12 @@ pub enum FinetuneError {
     Tokenize(String),
     #[error("training failed: {0}")]
     Candle(#[from] candle_core::Error),
+}
+
+impl From<FsError> for FinetuneError {
+    fn from(e: FsError) -> Self {
+        FinetuneError::Write { path: e.path, message: e.source.to_string() }
+    }
 }
 
 /// How to fine-tune.
@@ -209,7 +216,7 @@ pub fn finetune(
     let shape = Shape { heads: dims.num_attention_heads, eps: dims.layer_norm_eps };
     let (embeddings, layers, vars) =
         load_layers(&weights, dims.num_hidden_layers, frozen).map_err(|message| FinetuneError::Read { path: weights_path.clone(), message })?;
-    let bar = progress_bar(ids.len() as u64, show_progress, "preparing");
+    let bar = progress::bar(ids.len() as u64, show_progress, "preparing");
     let lower = lower_states(&embeddings, &layers[..frozen], &ids, dims.pad_token_id, &shape, &bar)?;
     bar.finish_and_clear();
     let prototypes = if opts.class_weight > 0.0 { Some(Var::from_tensor(&intent_centroids(&lower, &members, &layers[frozen..], &shape)?)?) } else { None };
@@ -222,7 +229,7 @@ pub fn finetune(
     let learnt = vars.iter().map(|(_, v)| v.clone()).chain(prototypes.clone()).collect();
     let mut adam = AdamW::new(learnt, ParamsAdamW { lr: opts.learning_rate, weight_decay: 0.01, ..ParamsAdamW::default() })?;
     let budget = Duration::from_secs(opts.time_budget_seconds);
-    let bar = progress_bar(total_steps as u64, show_progress, "fine-tuning");
+    let bar = progress::bar(total_steps as u64, show_progress, "fine-tuning");
     let mut losses: Vec<f32> = Vec::with_capacity(total_steps);
     let mut stopped_by_budget = false;
     'epochs: for _ in 0..opts.epochs {
@@ -511,12 +518,9 @@ fn layer_norm(x: &Tensor, (w, b): &(Tensor, Tensor), eps: f64) -> candle_core::R
 /// Writes the fine-tuned model next to its base (config and tokenizer copied,
 /// weights and manifest new) through a temporary folder renamed into place.
 fn write_model(base_dir: &Path, dir: &Path, weights: &HashMap<String, Tensor>, base: &Manifest, name: &str) -> Result<(), FinetuneError> {
-    let parent = dir.parent().unwrap_or(Path::new("."));
     let write_err = |path: &Path, e: &dyn std::fmt::Display| FinetuneError::Write { path: path.to_path_buf(), message: e.to_string() };
-    std::fs::create_dir_all(parent).map_err(|e| write_err(parent, &e))?;
-    let tmp = parent.join(format!(".tmp-finetune-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&tmp).map_err(|e| write_err(&tmp, &e))?;
-    let result = (|| {
+    // NOTE: the previous model of that name stays in place until the new one is whole.
+    replace_dir(dir, |tmp| {
         for file in ["config.json", "tokenizer.json"] {
             std::fs::copy(base_dir.join(file), tmp.join(file)).map_err(|e| write_err(&tmp.join(file), &e))?;
         }
@@ -532,16 +536,8 @@ fn write_model(base_dir: &Path, dir: &Path, weights: &HashMap<String, Tensor>, b
         };
         let manifest_path = tmp.join(MANIFEST_FILE);
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| write_err(&manifest_path, &e))?;
-        std::fs::write(&manifest_path, json).map_err(|e| write_err(&manifest_path, &e))?;
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).map_err(|e| write_err(dir, &e))?;
-        }
-        std::fs::rename(&tmp, dir).map_err(|e| write_err(dir, &e))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    result
+        std::fs::write(&manifest_path, json).map_err(|e| write_err(&manifest_path, &e))
+    })
 }
 
 #[cfg(test)]

@@ -23,12 +23,14 @@ use sha2::{Digest, Sha256};
 
 use crate::corpus::{Corpus, CorpusError, OOS};
 use crate::encoder::{EncoderError, EncoderHandle, TextKind};
-use crate::engine::{embed_corpus, progress_bar, Engine, EngineError, EngineSettings, Query, MODEL_FORMAT};
+use crate::engine::{embed_corpus, Engine, EngineError, EngineSettings, Query, MODEL_FORMAT};
 use crate::eval::{self, EvalError, LabelledLine, Prediction, SetRole};
 use crate::nlu::intent::{IntentError, IntentModel, TrainingExample};
 use crate::nlu::slots::Catalogue;
 use crate::policy::Action;
 use crate::store::{Store, StoreError, StoredCorrection};
+use crate::support::progress;
+use crate::support::retry::{retry, Backoff};
 use gate::{GateDecision, Measured};
 use versions::{new_version_id, SetMetrics, TrainingSummary, VersionCorrection, VersionError, VersionReport, VersionStatus, VersionStore, BASE_VERSION};
 
@@ -41,6 +43,14 @@ pub const HELD_OUT_SET: &str = "held_out_corrections";
 
 /// Answers evaluated at once, so that the encoder can batch them.
 const EVAL_CONCURRENCY: usize = 8;
+
+/// The encoder queue is shared with live traffic: wait for room (up to 5 s)
+/// rather than fail a retrain or a replay.
+const WAIT_FOR_ENCODER: Backoff = Backoff { retries: 100, first: std::time::Duration::from_millis(50), growth: 1 };
+
+fn encoder_busy(err: &EngineError) -> bool {
+    matches!(err, EngineError::Encoder(EncoderError::Busy))
+}
 
 /// Texts per encoder call while embedding corrections.
 const EMBED_CHUNK: usize = 32;
@@ -219,7 +229,7 @@ impl Trainer {
             .map(|c| LabelledLine { text: c.text.clone(), intent: c.intent.clone(), decision: None, slots: None, now: None })
             .collect();
         let total: usize = eval_sets.iter().map(|(_, lines)| lines.len()).sum::<usize>() + held_out.len();
-        let bar = progress_bar(2 * total as u64, show_progress, "evaluating");
+        let bar = progress::bar(2 * total as u64, show_progress, "evaluating");
         let (mut baseline_metrics, mut candidate_metrics, mut measured) = (BTreeMap::new(), BTreeMap::new(), Vec::new());
         for (name, lines) in eval_sets.iter().chain(std::iter::once(&(HELD_OUT_SET.to_string(), held_out))) {
             if lines.is_empty() {
@@ -314,7 +324,7 @@ impl Trainer {
             .collect();
         let corpus_examples = examples.len();
         let accepted: Vec<&VersionCorrection> = corrections.iter().filter(|c| !c.held_out).collect();
-        let bar = progress_bar(accepted.len() as u64, show_progress && !accepted.is_empty(), "corrections");
+        let bar = progress::bar(accepted.len() as u64, show_progress && !accepted.is_empty(), "corrections");
         for chunk in accepted.chunks(EMBED_CHUNK) {
             let vectors = self.encoder.embed_blocking(chunk.iter().map(|c| c.text.clone()).collect(), TextKind::Query)?;
             for (c, vector) in chunk.iter().zip(vectors) {
@@ -324,8 +334,7 @@ impl Trainer {
         }
         bar.finish_and_clear();
 
-        let spinner = if show_progress { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
-        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+        let spinner = progress::spinner(show_progress);
         let fit_started = Instant::now();
         let model = IntentModel::fit(examples, &self.engine_settings.fit, &|stage| spinner.set_message(stage.to_string()))?;
         spinner.finish_and_clear();
@@ -383,31 +392,15 @@ pub async fn predict(engine: &Engine, line: &LabelledLine, default_now: chrono::
     let started = Instant::now();
     let trace_id = uuid::Uuid::new_v4().simple().to_string();
     let query = Query { text: &line.text, scenario: None, now: line.now.unwrap_or(default_now), customer_id: None, previous: None, trace_id: &trace_id };
-    let mut attempts = 0;
-    loop {
-        let latency = || started.elapsed().as_secs_f64() * 1000.0;
-        match engine.answer(query.clone()).await {
-            Ok(outcome) => {
-                return Ok(Prediction {
-                    intent: outcome.intent,
-                    decision: outcome.action,
-                    lead: outcome.lead,
-                    slots: outcome.slots.to_json(),
-                    latency_ms: latency(),
-                })
-            }
-            // A line the engine refuses (empty, oversize) is one it does not answer.
-            Err(EngineError::Invalid(_)) => {
-                let refused = Prediction { intent: OOS.into(), decision: Action::Clarify, lead: false, slots: serde_json::Map::new(), latency_ms: latency() };
-                return Ok(refused);
-            }
-            // The encoder queue is shared with live traffic: wait for room rather than fail the retrain.
-            Err(EngineError::Encoder(EncoderError::Busy)) if attempts < 100 => {
-                attempts += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            Err(err) => return Err(err.into()),
+    let answered = retry(WAIT_FOR_ENCODER, || engine.answer(query.clone()), encoder_busy, |_, _, _| {}).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match answered {
+        Ok(outcome) => Ok(Prediction { intent: outcome.intent, decision: outcome.action, lead: outcome.lead, slots: outcome.slots.to_json(), latency_ms }),
+        // A line the engine refuses (empty, oversize) is one it does not answer.
+        Err(EngineError::Invalid(_)) => {
+            Ok(Prediction { intent: OOS.into(), decision: Action::Clarify, lead: false, slots: serde_json::Map::new(), latency_ms })
         }
+        Err(err) => Err(err.into()),
     }
 }
 
@@ -422,17 +415,7 @@ pub async fn sync_corrections(engine: &Engine, store: &Store) -> Result<usize, T
         .filter(|c| engine.knows_intent(&c.intent) && engine.taught_intent(&c.text).as_deref() != Some(c.intent.as_str()))
         .map(|c| (c.text, c.intent))
         .collect();
-    let mut attempts = 0;
-    loop {
-        match engine.teach(missing.clone()).await {
-            Ok(n) => return Ok(n),
-            Err(EngineError::Encoder(EncoderError::Busy)) if attempts < 100 => {
-                attempts += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            Err(err) => return Err(err.into()),
-        }
-    }
+    Ok(retry(WAIT_FOR_ENCODER, || engine.teach(missing.clone()), encoder_busy, |_, _, _| {}).await?)
 }
 
 /// The version a report names for people: `base` or the id.
@@ -447,6 +430,7 @@ pub fn describe(version: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::support::vector::unit;
 
     #[test]
     fn held_out_slice_is_stable_and_about_one_in_five() {
@@ -456,11 +440,6 @@ mod tests {
         assert_eq!(is_held_out(" 问题 7 "), is_held_out("问题 7"), "trimmed like the engine trims");
         let share = held.iter().filter(|&&h| h).count() as f64 / texts.len() as f64;
         assert!((0.17..0.23).contains(&share), "{share}");
-    }
-
-    fn unit(v: Vec<f32>) -> Vec<f32> {
-        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        v.into_iter().map(|x| x / n).collect()
     }
 
     /// Teaching joins the live index at once and relabels a text taught twice.

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::gate::GateDecision;
 use crate::nlu::intent::{IntentError, IntentModel};
+use crate::support::fs::{replace_dir, write_atomically, FsError};
 
 /// The id of the model built from the corpus alone, served when no version is current.
 pub use crate::engine::BASE_VERSION;
@@ -33,6 +34,8 @@ const MODEL: &str = "model";
 pub enum VersionError {
     #[error("cannot read or write {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {0}")]
+    Fs(#[from] FsError),
     #[error("{path} is not a valid version file: {message}")]
     Corrupt { path: PathBuf, message: String },
     #[error("no version {0:?} in the versions folder")]
@@ -166,10 +169,8 @@ impl VersionStore {
     /// folder that is renamed to `<id>` at the end. `write_model` (only for
     /// versions that will be served) saves the model into the folder it is given.
     pub fn create(&self, report: &VersionReport, corrections: &[VersionCorrection], write_model: Option<ModelWriter<'_>>) -> Result<PathBuf, VersionError> {
-        std::fs::create_dir_all(&self.dir).map_err(Self::io(&self.dir))?;
-        let tmp = self.dir.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&tmp).map_err(Self::io(&tmp))?;
-        let result = (|| {
+        let dest = self.dir.join(&report.version);
+        replace_dir(&dest, |tmp| {
             if let Some(write) = write_model {
                 write(&tmp.join(MODEL))?;
             }
@@ -180,15 +181,9 @@ impl VersionStore {
             }
             let path = tmp.join(CORRECTIONS);
             std::fs::write(&path, lines).map_err(Self::io(&path))?;
-            write_json(&tmp.join(REPORT), report)?;
-            let dest = self.dir.join(&report.version);
-            std::fs::rename(&tmp, &dest).map_err(Self::io(&dest))?;
-            Ok(dest)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_dir_all(&tmp);
-        }
-        result
+            write_json(&tmp.join(REPORT), report)
+        })?;
+        Ok(dest)
     }
 
     /// Every version, oldest first. Folders without a readable report are skipped with a warning.
@@ -259,9 +254,7 @@ impl VersionStore {
         match id {
             Some(id) => {
                 self.version_dir(id)?;
-                let tmp = self.dir.join(format!(".tmp-current-{}", uuid::Uuid::new_v4().simple()));
-                std::fs::write(&tmp, format!("{id}\n")).map_err(Self::io(&tmp))?;
-                std::fs::rename(&tmp, &path).map_err(Self::io(&path))
+                Ok(write_atomically(&path, format!("{id}\n").as_bytes())?)
             }
             None => match std::fs::remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(VersionError::Io { path, source: e }),
@@ -354,9 +347,7 @@ pub fn table(reports: &[VersionReport], current: Option<&str>) -> String {
 /// Writes JSON through a temporary file and a rename.
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), VersionError> {
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| VersionError::Corrupt { path: path.to_path_buf(), message: e.to_string() })?;
-    let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::write(&tmp, bytes).map_err(|source| VersionError::Io { path: tmp.clone(), source })?;
-    std::fs::rename(&tmp, path).map_err(|source| VersionError::Io { path: path.to_path_buf(), source })
+    Ok(write_atomically(path, &bytes)?)
 }
 
 #[cfg(test)]

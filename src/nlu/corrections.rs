@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use crate::corpus::OOS;
 use crate::nlu::intent::{Neighbour, Scored};
+use crate::support::vector::{dot, norm, unit};
 
 /// One correction as the live engine holds it.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,14 +55,14 @@ impl Taught {
     /// at most between retrains (a retrain folds them into the real index), and
     /// a scan of a few thousand 384-float rows costs well under a millisecond.
     pub fn nearest(&self, query: &[f32], allowed: impl Fn(&str) -> bool) -> Option<(&TaughtExemplar, f32)> {
-        let norm = query.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let norm = norm(query);
         if norm == 0.0 || !norm.is_finite() {
             return None;
         }
         self.entries
             .iter()
             .filter(|e| e.vector.len() == query.len() && allowed(&e.intent))
-            .map(|e| (e, e.vector.iter().zip(query).map(|(a, b)| a * b).sum::<f32>() / norm))
+            .map(|e| (e, dot(&e.vector, query) / norm))
             .max_by(|a, b| a.1.total_cmp(&b.1))
     }
 
@@ -75,15 +76,6 @@ impl Taught {
 
     pub fn entries(&self) -> &[TaughtExemplar] {
         &self.entries
-    }
-}
-
-fn unit(v: Vec<f32>) -> Vec<f32> {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 && norm.is_finite() {
-        v.into_iter().map(|x| x / norm).collect()
-    } else {
-        v
     }
 }
 

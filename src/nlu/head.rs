@@ -235,11 +235,7 @@ impl SoftmaxHead {
         let meta = HashMap::from([(FORMAT_KEY.to_string(), FORMAT.to_string())]);
         let bytes = safetensors::serialize([(WEIGHT, weight), (BIAS, bias)], &Some(meta)).map_err(corrupt)?;
 
-        let io = |source| HeadError::Io { path: shown.clone(), source };
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        std::fs::write(&tmp, bytes).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        crate::support::fs::write_atomically(path, &bytes).map_err(|e| HeadError::Io { path: e.path.display().to_string(), source: e.source })
     }
 
     /// Reads a head written by [`SoftmaxHead::save`]. A missing, truncated or

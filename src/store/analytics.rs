@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{ts, Store, StoreError};
+use super::{stamp, Store, StoreError};
 use crate::analytics::{DecisionCount, IntentFeedback, NotUsefulReport, OptimiseFilter, Period, QuestionText, StatsData};
 
 /// Comments kept per intent among the not-useful answers.
@@ -28,7 +28,7 @@ impl Store {
     /// The figures of the turns asked in `period` (in `channel` when given),
     /// with at most `max_questions` distinct question texts (the most recently asked).
     pub async fn stats_data(&self, period: Period, channel: Option<&str>, max_questions: usize) -> Result<StatsData, StoreError> {
-        let (from, to) = (ts(period.from), ts(period.to));
+        let (from, to) = (stamp(period.from), stamp(period.to));
         // Every query below filters turns the same way: $1 <= created_at < $2, channel = $3 when given.
         const TURNS_IN: &str = "t.created_at >= $1 AND t.created_at < $2 AND (CAST($3 AS TEXT) IS NULL OR t.channel = $3)";
         let mut data = StatsData::default();
@@ -202,8 +202,8 @@ impl Store {
         )
         .bind(filter.intent.as_deref())
         .bind(filter.channel.as_deref())
-        .bind(filter.from.map(ts))
-        .bind(filter.to.map(ts))
+        .bind(filter.from.map(stamp))
+        .bind(filter.to.map(stamp))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

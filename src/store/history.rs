@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{ts, Store, StoreError};
+use super::{stamp, Store, StoreError};
 use crate::profile::{CustomerHistory, HistoryError, HistoryFuture, PastTurn, TicketSummary};
 
 /// Most turns a profile reads: enough for 90 days of a frequent customer, bounded for the rest.
@@ -41,7 +41,7 @@ impl Store {
              WHERE customer_id = $1 AND created_at >= $2 ORDER BY created_at DESC LIMIT $3",
         )
         .bind(customer_id)
-        .bind(ts(since))
+        .bind(stamp(since))
         .bind(MAX_PAST_TURNS)
         .fetch_all(&self.pool)
         .await?;

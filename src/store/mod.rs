@@ -182,9 +182,7 @@ pub(super) fn decode_error(column: &str, e: impl std::error::Error + Send + Sync
     StoreError::Database(sqlx::Error::ColumnDecode { index: column.to_string(), source: Box::new(e) })
 }
 
-pub(crate) fn ts(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
+pub(crate) use crate::support::time::stamp;
 
 impl Store {
     /// Opens the database at `url` (`sqlite://data/kefu.db`, created if
@@ -232,7 +230,7 @@ impl Store {
     pub async fn record_turn(&self, turn: &NewTurn, ticket: Option<&NewTicket>) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let slots = mask_json(&turn.slots).to_string();
-        let at = ts(turn.at);
+        let at = stamp(turn.at);
         if let Some(t) = ticket {
             let about = TicketAbout {
                 customer_id: turn.customer_id.as_deref(),
@@ -273,7 +271,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let note = note.map_or_else(|| "opened by hand".to_string(), |n| mask(n).into_owned());
         let slots = mask(about.slots).into_owned();
-        insert_ticket(&mut tx, ticket, &TicketAbout { slots: &slots, ..*about }, &ts(at), &note).await?;
+        insert_ticket(&mut tx, ticket, &TicketAbout { slots: &slots, ..*about }, &stamp(at), &note).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -282,7 +280,7 @@ impl Store {
     pub async fn add_ticket_note(&self, id: &str, note: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let status = self.status_for_update(&mut tx, id).await?;
-        let at = ts(at);
+        let at = stamp(at);
         sqlx::query("UPDATE tickets SET updated_at = $1 WHERE id = $2").bind(&at).bind(id).execute(&mut *tx).await?;
         insert_event(&mut tx, id, status, Some(&mask(note)), &at).await?;
         tx.commit().await?;
@@ -310,7 +308,7 @@ impl Store {
     /// when known, the session's otherwise, up to the hand-off.
     async fn conversation(&self, session_id: Option<&str>, customer_id: Option<&str>, ticket_id: &str) -> Result<Vec<ConversationLine>, StoreError> {
         let until: Option<String> = sqlx::query_scalar("SELECT created_at FROM turns WHERE ticket_id = $1").bind(ticket_id).fetch_optional(&self.pool).await?;
-        let until = until.unwrap_or_else(|| ts(Utc::now()));
+        let until = until.unwrap_or_else(|| stamp(Utc::now()));
         let rows = match (customer_id, session_id) {
             (Some(c), _) => {
                 sqlx::query("SELECT * FROM turns WHERE customer_id = $1 AND created_at <= $2 ORDER BY created_at")
@@ -344,7 +342,7 @@ impl Store {
 
     /// Tickets matching `filter`, most urgent first (without conversations).
     pub async fn tickets(&self, filter: &TicketFilter, now: DateTime<Utc>) -> Result<Vec<Ticket>, StoreError> {
-        let now_ts = ts(now);
+        let now_ts = stamp(now);
         let rows = sqlx::query(
             "SELECT * FROM tickets
              WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) AND (CAST($2 AS TEXT) IS NULL OR queue = $2)
@@ -370,7 +368,7 @@ impl Store {
     /// The customer's latest turn since `since`, on any channel: a customer
     /// who asked on WeChat and goes on in the app continues one conversation.
     pub async fn last_turn_of_customer(&self, customer_id: &str, since: DateTime<Utc>) -> Result<Option<LastTurn>, StoreError> {
-        self.latest_turn("customer_id", customer_id, &ts(since)).await
+        self.latest_turn("customer_id", customer_id, &stamp(since)).await
     }
 
     /// `key` is a column name of ours, never input.
@@ -416,7 +414,7 @@ impl Store {
         if !from.can_move_to(to) {
             return Err(StoreError::InvalidTransition { from, to });
         }
-        let at = ts(at);
+        let at = stamp(at);
         sqlx::query("UPDATE tickets SET status = $1, assignee = COALESCE(CAST($2 AS TEXT), assignee), updated_at = $3 WHERE id = $4")
             .bind(to.as_str())
             .bind(assignee)
@@ -466,7 +464,7 @@ impl Store {
             .bind(trace_id)
             .bind(i64::from(useful))
             .bind(comment.map(|c| mask(c).into_owned()))
-            .bind(ts(at))
+            .bind(stamp(at))
             .execute(&self.pool)
             .await?;
         Ok(id)
@@ -490,7 +488,7 @@ impl Store {
             .bind(intent)
             .bind(answer)
             .bind(note.map(|n| mask(n).into_owned()))
-            .bind(ts(at))
+            .bind(stamp(at))
             .execute(&self.pool)
             .await?;
         Ok(id)
@@ -549,7 +547,7 @@ async fn insert_ticket(tx: &mut sqlx::Transaction<'_, sqlx::Any>, t: &NewTicket,
     .bind(about.channel)
     .bind(about.intent)
     .bind(about.slots)
-    .bind(ts(t.due_at))
+    .bind(stamp(t.due_at))
     .bind(at)
     .bind(at)
     .bind(mask_json(&t.context).to_string())

