@@ -30,9 +30,6 @@ pub const BASE_VERSION: &str = "base";
 /// Bump when the saved intent model's layout or fitting changes, so old caches are rebuilt.
 pub const MODEL_FORMAT: &str = "kefu-intent-model-v4";
 
-/// Texts per encoder call while embedding a corpus.
-const EMBED_CHUNK: usize = 32;
-
 /// What is wrong with a request the engine refuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InvalidKind {
@@ -283,13 +280,10 @@ impl Engine {
     pub async fn teach(&self, corrections: Vec<(String, String)>) -> Result<usize, EngineError> {
         let corrections: Vec<(String, String)> =
             corrections.into_iter().map(|(text, intent)| (text.trim().to_string(), intent)).filter(|(text, _)| !text.is_empty()).collect();
-        let mut taught = 0;
-        for chunk in corrections.chunks(EMBED_CHUNK) {
-            let vectors = self.encoder.embed(chunk.iter().map(|(text, _)| text.clone()).collect(), TextKind::Query).await?;
-            let exemplars = chunk.iter().cloned().zip(vectors).map(|((text, intent), vector)| TaughtExemplar { text, intent, vector });
-            taught += self.teach_vectors(exemplars.collect())?;
-        }
-        Ok(taught)
+        let texts: Vec<String> = corrections.iter().map(|(text, _)| text.clone()).collect();
+        let vectors = self.encoder.embed_all(&texts, TextKind::Query, |_| {}).await?;
+        let exemplars = corrections.into_iter().zip(vectors).map(|((text, intent), vector)| TaughtExemplar { text, intent, vector });
+        self.teach_vectors(exemplars.collect())
     }
 
     /// Teaches corrections that are already embedded (e.g. carried over from the engine this one replaces).
@@ -438,11 +432,7 @@ impl Engine {
     /// L2-normalised row per text. Sends small chunks one after another so
     /// live requests keep their turn on the model thread.
     pub async fn embed_queries(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EngineError> {
-        let mut vectors = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(EMBED_CHUNK) {
-            vectors.extend(self.encoder.embed(chunk.to_vec(), TextKind::Query).await?);
-        }
-        Ok(vectors)
+        Ok(self.encoder.embed_all(texts, TextKind::Query, |_| {}).await?)
     }
 
     /// Checks a query before any model work: what the API answers with a 4xx.
@@ -723,11 +713,8 @@ pub fn embed_corpus(corpus: &Corpus, encoder: &EncoderHandle, cache_dir: &Path, 
         return Ok(vectors);
     }
     let bar = progress::bar(corpus.examples.len() as u64, show_progress, "embedding");
-    let mut vectors = Vec::with_capacity(corpus.examples.len());
-    for chunk in corpus.examples.chunks(EMBED_CHUNK) {
-        vectors.extend(encoder.embed_blocking(chunk.iter().map(|e| e.text.clone()).collect(), TextKind::Query)?);
-        bar.inc(chunk.len() as u64);
-    }
+    let texts: Vec<String> = corpus.examples.iter().map(|e| e.text.clone()).collect();
+    let vectors = encoder.embed_all_blocking(&texts, TextKind::Query, |n| bar.inc(n as u64))?;
     bar.finish_and_clear();
     let bytes: Vec<u8> = vectors.iter().flatten().flat_map(|x| x.to_le_bytes()).collect();
     write_atomically(&path, &bytes)?;

@@ -323,14 +323,16 @@ fn trainer(config: &Config, show_progress: bool) -> Result<Trainer> {
     Ok(Trainer::new(paths, catalogue, handle, settings))
 }
 
+/// The model thread's queue and batch limits of the configuration.
+fn batch_options(config: &Config) -> BatchOptions {
+    BatchOptions { queue_capacity: config.encoder_queue, max_batch_requests: config.batch_max_requests, ..BatchOptions::default() }
+}
+
 /// The encoder (model thread started), catalogue and engine settings of the configuration. Blocking.
 fn engine_parts(config: &Config, catalogue_dir: &Path, show_progress: bool) -> Result<(EncoderHandle, Catalogue, EngineSettings)> {
     ensure_model(config, show_progress)?;
     let encoder = BertEncoder::load(&config.model_dir())?;
-    let handle = EncoderHandle::spawn(
-        Box::new(encoder),
-        BatchOptions { queue_capacity: config.encoder_queue, max_batch_requests: config.batch_max_requests, ..BatchOptions::default() },
-    );
+    let handle = EncoderHandle::spawn(Box::new(encoder), batch_options(config));
     // A deployment without a catalogue sells no products the product slot could name.
     let catalogue_path = catalogue_dir.join("catalogue.toml");
     let catalogue = if catalogue_path.exists() { Catalogue::load(&catalogue_path)? } else { Catalogue::empty() };
@@ -376,15 +378,15 @@ async fn serve(config: Config) -> Result<()> {
     let (failed_tx, mut failed_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
     let loading_state = state.clone();
     // Profiles and ticket_status answers read the customer's turns and tickets from the store.
-    let history: Arc<dyn kefu::profile::CustomerHistory> = Arc::new(store);
+    let history: Arc<dyn kefu::profile::CustomerHistory> = Arc::new(store.clone());
     tokio::spawn(async move {
         let poll = Duration::from_secs(config.versions_poll_secs);
-        match load_and_warm_up(config, history, &loading_state).await {
+        match load_and_warm_up(config, history, &store, &loading_state).await {
             Ok(()) => {
                 tracing::info!("ready");
                 // Follows `kefu rollback` / `kefu retrain` run beside the server.
                 if !poll.is_zero() {
-                    tokio::spawn(api::follow_current_version(loading_state, poll));
+                    tokio::spawn(loading_state.live.clone().follow_current_version(store, poll));
                 }
             }
             Err(err) => drop(failed_tx.send(err)),
@@ -402,7 +404,7 @@ async fn serve(config: Config) -> Result<()> {
 /// version is current) off the async threads, connects the enterprise systems,
 /// runs one warm-up query, replays the stored corrections, and installs it with
 /// the learning loop.
-async fn load_and_warm_up(config: Config, history: Arc<dyn kefu::profile::CustomerHistory>, state: &AppState) -> Result<()> {
+async fn load_and_warm_up(config: Config, history: Arc<dyn kefu::profile::CustomerHistory>, store: &Store, state: &AppState) -> Result<()> {
     let connectors = enterprise_systems(&config).await?;
     let trainer = tokio::task::spawn_blocking(move || trainer(&config, false))
         .await
@@ -411,8 +413,8 @@ async fn load_and_warm_up(config: Config, history: Arc<dyn kefu::profile::Custom
     let trainer = Arc::new(trainer);
     let loader = trainer.clone();
     let engine = tokio::task::spawn_blocking(move || loader.current_engine(false)).await.context("engine loading panicked")??;
-    api::install(state, &trainer, engine).await?;
-    state.set_trainer(trainer);
+    state.live.install(store, &trainer, engine).await?;
+    state.live.set_trainer(trainer);
     Ok(())
 }
 
@@ -482,27 +484,27 @@ fn run_stats(config: &Config, args: StatsArgs, runtime: &tokio::runtime::Runtime
     let settings = config.stats_settings()?;
     let period = Period::parse(args.from.as_deref(), args.to.as_deref(), settings.timezone, Utc::now())?;
     let format = args.format.or_else(|| args.out.as_deref().and_then(ExportFormat::from_path)).unwrap_or(ExportFormat::Text);
-    let data = runtime.block_on(async {
-        let store = open_store(config).await?;
-        anyhow::Ok(store.stats_data(period, args.channel.as_deref(), settings.max_questions).await?)
-    })?;
-    let texts = analytics::questions_to_embed(&data);
     let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let vectors = if args.no_groups || texts.is_empty() {
-        Vec::new()
+    // The bare encoder groups the questions: no intent model is needed for a report.
+    let encoder = if args.no_groups {
+        None
     } else {
         ensure_model(config, show)?;
-        let encoder = EncoderHandle::spawn(Box::new(BertEncoder::load(&config.model_dir())?), BatchOptions::default());
-        let bar = progress::bar(texts.len() as u64, show, "embedding");
-        let mut vectors = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(32) {
-            vectors.extend(encoder.embed_blocking(chunk.to_vec(), kefu::encoder::TextKind::Query)?);
-            bar.inc(chunk.len() as u64);
-        }
-        bar.finish_and_clear();
-        vectors
+        Some(EncoderHandle::spawn(Box::new(BertEncoder::load(&config.model_dir())?), batch_options(config)))
     };
-    let report = analytics::build_report(period, args.channel.as_deref(), &data, &vectors, &settings, args.top);
+    let embed = async |texts: &[String]| match &encoder {
+        Some(encoder) => {
+            let bar = progress::bar(texts.len() as u64, show, "embedding");
+            let vectors = encoder.embed_all(texts, kefu::encoder::TextKind::Query, |n| bar.inc(n as u64)).await;
+            bar.finish_and_clear();
+            Ok(vectors?)
+        }
+        None => Ok(Vec::new()),
+    };
+    let report = runtime.block_on(async {
+        let store = open_store(config).await?;
+        anyhow::Ok(kefu::service::analytics::report(&store, &settings, period, args.channel.as_deref(), args.top, embed).await?)
+    })?;
     let bytes = analytics::render(&report, format)?;
     match &args.out {
         Some(path) => {

@@ -1,13 +1,11 @@
 //! Admin routes of the learning loop: retrain behind the eval gate, reload
-//! the current version, roll back, and say which version is served. Also the
-//! engine swap they share, and the watcher that follows the version pointer
-//! (so `kefu rollback` on the command line reaches a running server).
+//! the current version, roll back, and say which version is served. The
+//! swaps themselves are [`crate::service::live`]'s.
 //!
 //! NOTE: these routes sit outside the request timeout: a retrain runs for
 //! minutes. Only one retrain, reload or rollback runs at a time (409 otherwise).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -18,15 +16,14 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::OwnedMutexGuard;
 
 use super::{parse_json, ApiError, AppState};
-use crate::engine::Engine;
-use crate::learning::versions::{VersionError, VersionReport, BASE_VERSION};
-use crate::learning::{self, TrainError, Trainer};
+use crate::engine::BASE_VERSION;
+use crate::learning::versions::{VersionError, VersionReport};
+use crate::learning::TrainError;
+use crate::service::live::LiveError;
 
 /// Largest admin request body: a few settings.
 const MAX_ADMIN_BODY: usize = 4096;
@@ -53,6 +50,16 @@ async fn require_admin_token(State(state): State<Arc<AppState>>, request: Reques
     Ok(next.run(request).await)
 }
 
+impl From<LiveError> for ApiError {
+    fn from(e: LiveError) -> Self {
+        match e {
+            LiveError::NotReady => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string()),
+            LiveError::Busy => ApiError::new(StatusCode::CONFLICT, "learning_busy", e.to_string()),
+            LiveError::Learning(e) => e.into(),
+        }
+    }
+}
+
 impl From<TrainError> for ApiError {
     fn from(e: TrainError) -> Self {
         match e {
@@ -65,18 +72,6 @@ impl From<TrainError> for ApiError {
             }
         }
     }
-}
-
-fn trainer(state: &AppState) -> Result<Arc<Trainer>, ApiError> {
-    state.trainer().ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the learning loop is not set up yet"))
-}
-
-fn exclusive(state: &AppState) -> Result<OwnedMutexGuard<()>, ApiError> {
-    state
-        .learning
-        .clone()
-        .try_lock_owned()
-        .map_err(|_| ApiError::new(StatusCode::CONFLICT, "learning_busy", "a retrain, reload or rollback is already running"))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -96,41 +91,23 @@ async fn retrain(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRe
             return Err(ApiError::bad_request("invalid_tolerance", "tolerance must be a number within 0..1"));
         }
     }
-    let trainer = trainer(&state)?;
-    let guard = exclusive(&state)?;
-    // NOTE: the work runs in its own task, so a client that hangs up does not
-    // abandon a retrain half-way (between saving a version and serving it).
-    let task = tokio::spawn(async move {
-        let _guard = guard;
-        let retrained = trainer.retrain(&state.store, req.tolerance, false).await?;
-        if let Some(engine) = retrained.engine {
-            install(&state, &trainer, engine).await?;
-        }
-        Ok::<_, TrainError>(retrained.report)
-    });
-    let report = task.await.map_err(|e| TrainError::Task(e.to_string()))??;
+    let report = state.live.clone().retrain(state.store.clone(), req.tolerance).await?;
     Ok(Json(report))
 }
 
 async fn reload(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let trainer = trainer(&state)?;
-    let _guard = exclusive(&state)?;
-    let changed = reload_current(&state, &trainer).await?;
-    Ok(Json(json!({"version": served_version(&state), "changed": changed})))
+    let changed = state.live.reload(&state.store).await?;
+    Ok(Json(json!({"version": state.live.version(), "changed": changed})))
 }
 
 async fn rollback(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let trainer = trainer(&state)?;
-    let _guard = exclusive(&state)?;
-    let t = trainer.clone();
-    let rolled = tokio::task::spawn_blocking(move || t.versions().rollback(Utc::now())).await.map_err(TrainError::from)?.map_err(TrainError::from)?;
-    reload_current(&state, &trainer).await?;
-    Ok(Json(json!({"from": rolled.from, "to": rolled.to, "version": served_version(&state)})))
+    let rolled = state.live.rollback(&state.store).await?;
+    Ok(Json(json!({"from": rolled.from, "to": rolled.to, "version": state.live.version()})))
 }
 
 async fn version(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let engine = state.engine().ok_or_else(ApiError::not_ready)?;
-    let report = match (engine.version(), state.trainer()) {
+    let report = match (engine.version(), state.live.trainer()) {
         (BASE_VERSION, _) | (_, None) => None,
         (id, Some(trainer)) => trainer.versions().report(id).ok(),
     };
@@ -145,8 +122,7 @@ async fn version(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiE
 }
 
 async fn versions(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let trainer = trainer(&state)?;
-    let t = trainer.clone();
+    let t = state.live.trainer().ok_or(LiveError::NotReady)?;
     let (reports, current) = tokio::task::spawn_blocking(move || Ok::<_, VersionError>((t.versions().list()?, t.versions().current().ok().flatten())))
         .await
         .map_err(TrainError::from)?
@@ -168,77 +144,7 @@ async fn versions(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Api
             })
         })
         .collect();
-    Ok(Json(json!({"served": served_version(&state), "current": current, "versions": list})))
-}
-
-fn served_version(state: &AppState) -> Option<String> {
-    state.engine().map(|e| e.version().to_string())
-}
-
-/// Puts `engine` in service: enterprise systems attached, warmed up, every
-/// correction taught, then swapped in. Requests in flight finish on the engine
-/// they started with (they hold its `Arc`), so none is dropped or failed.
-pub async fn install(state: &AppState, trainer: &Trainer, engine: Engine) -> Result<(), TrainError> {
-    let engine = trainer.for_serving(engine);
-    engine.warm_up().await?;
-    if let Some(old) = state.engine() {
-        // Already embedded: no need to ask the encoder again.
-        engine.teach_vectors(old.taught())?;
-    }
-    learning::sync_corrections(&engine, &state.store).await?;
-    let engine = Arc::new(engine);
-    state.set_engine(engine.clone());
-    // A correction stored while the swap ran was taught to the old engine only.
-    learning::sync_corrections(&engine, &state.store).await?;
-    tracing::info!(version = engine.version(), corrections_live = engine.taught_count(), "serving model version");
-    Ok(())
-}
-
-/// Serves the version the pointer names, if that is not the one served;
-/// true when the engine changed.
-pub async fn reload_current(state: &AppState, trainer: &Arc<Trainer>) -> Result<bool, TrainError> {
-    let pointer = trainer.versions().current().ok().flatten().unwrap_or_else(|| BASE_VERSION.to_string());
-    if served_version(state).as_deref() == Some(pointer.as_str()) {
-        return Ok(false);
-    }
-    let t = trainer.clone();
-    let engine = tokio::task::spawn_blocking(move || t.current_engine(false)).await??;
-    if served_version(state).as_deref() == Some(engine.version()) {
-        return Ok(false);
-    }
-    install(state, trainer, engine).await?;
-    Ok(true)
-}
-
-/// Follows the version pointer every `every`: when another process (`kefu
-/// rollback`, `kefu retrain`) moves it, the server swaps to that version.
-pub async fn follow_current_version(state: Arc<AppState>, every: Duration) {
-    let mut last_seen: Option<Option<String>> = None;
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        let Some(trainer) = state.trainer() else { continue };
-        let pointer = match trainer.versions().current() {
-            Ok(p) => p,
-            Err(err) => {
-                tracing::debug!(error = %err, "cannot read the version pointer");
-                continue;
-            }
-        };
-        if last_seen.as_ref() == Some(&pointer) {
-            continue;
-        }
-        // Busy (a retrain or rollback is running): look again next time.
-        let Ok(_guard) = state.learning.clone().try_lock_owned() else { continue };
-        let named = pointer.as_deref().unwrap_or(BASE_VERSION);
-        match reload_current(&state, &trainer).await {
-            Ok(true) => tracing::info!(version = named, "followed the version pointer"),
-            Ok(false) => {}
-            Err(err) => tracing::error!(version = named, error = %err, "cannot serve the version the pointer names; keeping the current one"),
-        }
-        last_seen = Some(pointer);
-    }
+    Ok(Json(json!({"served": state.live.version(), "current": current, "versions": list})))
 }
 
 #[cfg(test)]

@@ -1,11 +1,9 @@
 //! Analytics endpoints for the weekly review: `GET /v1/stats`,
 //! `GET /v1/stats/export` (CSV or JSON) and `GET /v1/optimise`, the queue of
-//! answers marked not useful. Figures come from the store, question grouping
-//! from the engine's encoder (through `Engine::embed_queries`), the rest from
-//! [`crate::analytics`].
+//! answers marked not useful. The report is [`crate::service::analytics`]'s,
+//! the same the CLI's `kefu stats` prints.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::rejection::QueryRejection;
@@ -20,7 +18,7 @@ use tower::ServiceBuilder;
 
 use super::{check_id, ApiError, AppState};
 use crate::analytics::{self as report, OptimiseFilter, OptimiseQueue, Period, PeriodError, StatsReport, StatsSettings};
-use crate::engine::{Engine, EngineError};
+use crate::service::analytics;
 
 /// Most question groups a caller may ask for.
 const MAX_TOP: usize = 200;
@@ -41,55 +39,6 @@ pub(super) fn routes(settings: &StatsSettings) -> Router<Arc<AppState>> {
 impl From<PeriodError> for ApiError {
     fn from(e: PeriodError) -> Self {
         ApiError::bad_request("invalid_period", e.to_string())
-    }
-}
-
-/// Embeddings of the question texts of earlier reports, so that asking again
-/// (another channel, the export after the JSON) only embeds what is new.
-/// They belong to one engine: a swapped engine (a new model version) starts afresh.
-#[derive(Default)]
-pub(super) struct QuestionVectors {
-    cached: Mutex<CachedVectors>,
-}
-
-#[derive(Default)]
-struct CachedVectors {
-    /// NOTE: a `Weak` keeps the engine's allocation, so its address cannot be
-    /// reused by a later engine while this is held: the pointer comparison is sound.
-    engine: Weak<Engine>,
-    vectors: HashMap<String, Vec<f32>>,
-}
-
-impl QuestionVectors {
-    /// The embeddings of `texts`, in order; those not cached are embedded by `engine`.
-    /// Keeps at most a few reports' worth (`4 * max_questions` texts).
-    async fn embed(&self, engine: &Arc<Engine>, texts: &[String], max_questions: usize) -> Result<Vec<Vec<f32>>, EngineError> {
-        let mut known: HashMap<String, Vec<f32>> = HashMap::new();
-        let mut missing: Vec<String> = Vec::new();
-        {
-            let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
-            if !Weak::ptr_eq(&cached.engine, &Arc::downgrade(engine)) {
-                *cached = CachedVectors { engine: Arc::downgrade(engine), vectors: HashMap::new() };
-            }
-            for text in texts {
-                match cached.vectors.get(text) {
-                    Some(v) => drop(known.insert(text.clone(), v.clone())),
-                    None => missing.push(text.clone()),
-                }
-            }
-        }
-        let fresh = engine.embed_queries(&missing).await?;
-        known.extend(missing.into_iter().zip(fresh));
-        let vectors: Vec<Vec<f32>> = texts.iter().map(|t| known.get(t).cloned().unwrap_or_default()).collect();
-        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
-        // Another request may have swapped in a newer engine meanwhile; then these are stale.
-        if Weak::ptr_eq(&cached.engine, &Arc::downgrade(engine)) {
-            if cached.vectors.len() + known.len() > 4 * max_questions.max(1) {
-                cached.vectors.clear();
-            }
-            cached.vectors.extend(known);
-        }
-        Ok(vectors)
     }
 }
 
@@ -124,9 +73,8 @@ async fn report(state: &AppState, q: StatsQuery) -> Result<StatsReport, ApiError
     let period = Period::parse(q.from.as_deref(), q.to.as_deref(), settings.timezone, Utc::now())?;
     // NOTE: checked before the store work: grouping questions needs the encoder.
     let engine = state.engine().ok_or_else(ApiError::not_ready)?;
-    let data = state.store.stats_data(period, channel.as_deref(), settings.max_questions).await?;
-    let vectors = state.question_vectors.embed(&engine, &report::questions_to_embed(&data), settings.max_questions).await?;
-    Ok(report::build_report(period, channel.as_deref(), &data, &vectors, settings, top))
+    let embed = async |texts: &[String]| state.question_vectors.embed(&engine, texts, settings.max_questions).await;
+    Ok(analytics::report(&state.store, settings, period, channel.as_deref(), top, embed).await?)
 }
 
 /// `GET /v1/stats?from=&to=&channel=&top=`: the weekly review's figures.

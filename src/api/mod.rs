@@ -8,7 +8,7 @@ mod error;
 #[cfg(test)]
 mod tests;
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -26,11 +26,11 @@ use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 use tower_http::trace::TraceLayer;
 
-pub use admin::{follow_current_version, install};
 pub use error::ApiError;
 
 use crate::engine::{Candidate, Engine};
 use crate::privacy::mask;
+use crate::service::live::LiveEngine;
 use crate::service::{self, turn};
 use crate::store::{Store, Ticket, TicketFilter};
 use crate::tickets::Status;
@@ -64,49 +64,28 @@ impl Default for ApiSettings {
 
 /// Shared state of every handler.
 pub struct AppState {
-    /// `None` until the model and index are loaded.
-    engine: RwLock<Option<Arc<Engine>>>,
+    /// The engine served (none until the model and index are loaded) and its learning loop.
+    pub live: Arc<LiveEngine>,
     store: Store,
     in_flight: Arc<Semaphore>,
     settings: ApiSettings,
-    /// Retraining and version switching; set once the engine is loaded.
-    trainer: std::sync::OnceLock<Arc<crate::learning::Trainer>>,
-    /// Held by a retrain, reload or rollback: one engine swap at a time.
-    learning: Arc<tokio::sync::Mutex<()>>,
     /// Question embeddings kept between analytics requests.
-    question_vectors: analytics::QuestionVectors,
+    question_vectors: service::analytics::QuestionVectors,
 }
 
 impl AppState {
     pub fn new(store: Store, settings: ApiSettings) -> Arc<AppState> {
         Arc::new(AppState {
-            engine: RwLock::new(None),
+            live: Arc::new(LiveEngine::default()),
             store,
             in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
             settings,
-            trainer: std::sync::OnceLock::new(),
-            learning: Arc::new(tokio::sync::Mutex::new(())),
-            question_vectors: analytics::QuestionVectors::default(),
+            question_vectors: service::analytics::QuestionVectors::default(),
         })
     }
 
-    /// Installs a loaded engine; `/readyz` turns 200.
-    pub fn set_engine(&self, engine: Arc<Engine>) {
-        // A poisoned lock only means a writer panicked mid-swap; the Option inside is still whole.
-        *self.engine.write().unwrap_or_else(|e| e.into_inner()) = Some(engine);
-    }
-
     fn engine(&self) -> Option<Arc<Engine>> {
-        self.engine.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Enables the admin routes of the learning loop (retrain, reload, rollback).
-    pub fn set_trainer(&self, trainer: Arc<crate::learning::Trainer>) {
-        let _ = self.trainer.set(trainer);
-    }
-
-    fn trainer(&self) -> Option<Arc<crate::learning::Trainer>> {
-        self.trainer.get().cloned()
+        self.live.get()
     }
 }
 

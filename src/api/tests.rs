@@ -34,7 +34,7 @@ async fn saas(min_answer_confidence: f32) -> Harness {
     let cache = dir.path().join("cache");
     let engine = tokio::task::spawn_blocking(move || Engine::build(corpus, &Catalogue::empty(), encoder, settings, &cache, false)).await.unwrap().unwrap();
     let state = AppState::new(store.clone(), ApiSettings::default());
-    state.set_engine(Arc::new(engine.with_history(Arc::new(store))));
+    state.live.set(Arc::new(engine.with_history(Arc::new(store))));
     Harness { state, _dir: dir }
 }
 

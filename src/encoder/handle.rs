@@ -17,6 +17,9 @@ use super::{Encoder, EncoderError, TextKind};
 
 type Reply = Result<Vec<Vec<f32>>, EncoderError>;
 
+/// Texts per encoder call when embedding many (a corpus, a week's questions).
+pub const EMBED_CHUNK: usize = 32;
+
 /// Limits of the model thread's queue and batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchOptions {
@@ -95,6 +98,27 @@ impl EncoderHandle {
         let (reply, rx) = oneshot::channel();
         self.tx.send(Job { texts, kind, reply }).map_err(|_| EncoderError::Closed)?;
         rx.blocking_recv().map_err(|_| EncoderError::Closed)?
+    }
+
+    /// Embeds many texts in chunks of [`EMBED_CHUNK`], one after another, so
+    /// live requests keep their turn on the model thread; `done(n)` after each chunk.
+    pub async fn embed_all(&self, texts: &[String], kind: TextKind, done: impl Fn(usize)) -> Result<Vec<Vec<f32>>, EncoderError> {
+        let mut vectors = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(EMBED_CHUNK) {
+            vectors.extend(self.embed(chunk.to_vec(), kind).await?);
+            done(chunk.len());
+        }
+        Ok(vectors)
+    }
+
+    /// [`EncoderHandle::embed_all`] for blocking callers (the CLI, fitting).
+    pub fn embed_all_blocking(&self, texts: &[String], kind: TextKind, done: impl Fn(usize)) -> Result<Vec<Vec<f32>>, EncoderError> {
+        let mut vectors = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(EMBED_CHUNK) {
+            vectors.extend(self.embed_blocking(chunk.to_vec(), kind)?);
+            done(chunk.len());
+        }
+        Ok(vectors)
     }
 
     /// Length of every returned row.

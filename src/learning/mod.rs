@@ -52,9 +52,6 @@ fn encoder_busy(err: &EngineError) -> bool {
     matches!(err, EngineError::Encoder(EncoderError::Busy))
 }
 
-/// Texts per encoder call while embedding corrections.
-const EMBED_CHUNK: usize = 32;
-
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error(transparent)]
@@ -325,12 +322,10 @@ impl Trainer {
         let corpus_examples = examples.len();
         let accepted: Vec<&VersionCorrection> = corrections.iter().filter(|c| !c.held_out).collect();
         let bar = progress::bar(accepted.len() as u64, show_progress && !accepted.is_empty(), "corrections");
-        for chunk in accepted.chunks(EMBED_CHUNK) {
-            let vectors = self.encoder.embed_blocking(chunk.iter().map(|c| c.text.clone()).collect(), TextKind::Query)?;
-            for (c, vector) in chunk.iter().zip(vectors) {
-                examples.push(TrainingExample { text: c.text.clone(), label: c.intent.clone(), group: group(&c.intent), vector });
-            }
-            bar.inc(chunk.len() as u64);
+        let texts: Vec<String> = accepted.iter().map(|c| c.text.clone()).collect();
+        let vectors = self.encoder.embed_all_blocking(&texts, TextKind::Query, |n| bar.inc(n as u64))?;
+        for (c, vector) in accepted.iter().zip(vectors) {
+            examples.push(TrainingExample { text: c.text.clone(), label: c.intent.clone(), group: group(&c.intent), vector });
         }
         bar.finish_and_clear();
 

@@ -2,6 +2,8 @@
 //! one orchestrates the engine and the store for one thing a caller wants
 //! (answer a customer's message, open or move a ticket); none knows HTTP.
 
+pub mod analytics;
+pub mod live;
 pub mod tickets;
 pub mod turn;
 
