@@ -34,7 +34,12 @@ pub struct StatsSettings {
 
 impl Default for StatsSettings {
     fn default() -> Self {
-        StatsSettings { timezone: chrono_tz::Asia::Shanghai, cluster_threshold: 0.92, max_questions: 2000, timeout: std::time::Duration::from_secs(120) }
+        StatsSettings {
+            timezone: crate::support::time::DEFAULT_TIMEZONE,
+            cluster_threshold: 0.92,
+            max_questions: 2000,
+            timeout: std::time::Duration::from_secs(120),
+        }
     }
 }
 

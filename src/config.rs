@@ -116,7 +116,13 @@ pub struct Config {
 }
 
 impl Default for Config {
+    /// The demo's settings. NOTE: each default that a module also needs is
+    /// taken from that module's own `Default`, so none is written twice.
     fn default() -> Self {
+        let engine = crate::engine::EngineSettings::default();
+        let api = crate::api::ApiSettings::default();
+        let stats = crate::analytics::StatsSettings::default();
+        let batch = crate::encoder::BatchOptions::default();
         Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             corpus_dir: PathBuf::from("corpus"),
@@ -124,8 +130,8 @@ impl Default for Config {
             model: "multilingual-e5-small".into(),
             cache_dir: None,
             database_url: "sqlite://data/kefu.db".into(),
-            ticket_sla_minutes: 120,
-            conversation_gap_minutes: 30,
+            ticket_sla_minutes: api.turns.ticket_sla.num_minutes().try_into().unwrap_or(u32::MAX),
+            conversation_gap_minutes: api.turns.conversation_gap.num_minutes().try_into().unwrap_or(u32::MAX),
             admin_token: None,
             sla_webhook_url: None,
             sla_check_interval_secs: 30,
@@ -135,86 +141,147 @@ impl Default for Config {
             sla_webhook_max_attempts: 100,
             enterprise_database_url: "sqlite://data/demo.db".into(),
             enterprise_http: None,
-            profile: crate::profile::ProfileRules::default(),
+            profile: engine.profile.clone(),
             fetch_missing_model: true,
-            timezone: "Asia/Shanghai".into(),
-            max_text_bytes: 4096,
-            max_body_bytes: 64 * 1024,
-            max_in_flight: 256,
-            request_timeout_ms: 10_000,
-            min_answer_confidence: 0.5,
-            oos_weight: 0.2,
+            timezone: engine.timezone.name().into(),
+            max_text_bytes: engine.max_text_bytes,
+            max_body_bytes: api.max_body_bytes,
+            max_in_flight: api.max_in_flight,
+            request_timeout_ms: api.request_timeout.as_millis().try_into().unwrap_or(u64::MAX),
+            min_answer_confidence: engine.policy.min_answer_confidence,
+            oos_weight: engine.fit.oos_weight,
             versions_dir: PathBuf::from("data/versions"),
             gate_tolerance: 0.01,
             gate_eval_sets: vec![PathBuf::from("eval/dev.jsonl")],
-            correction_min_similarity: 0.95,
+            correction_min_similarity: engine.correction_min_similarity,
             versions_poll_secs: 5,
-            encoder_queue: 512,
-            batch_max_requests: 32,
+            encoder_queue: batch.queue_capacity,
+            batch_max_requests: batch.max_batch_requests,
             log_format: LogFormat::Text,
-            stats_cluster_threshold: 0.92,
-            stats_max_questions: 2000,
-            stats_timeout_ms: 120_000,
+            stats_cluster_threshold: stats.cluster_threshold,
+            stats_max_questions: stats.max_questions,
+            stats_timeout_ms: stats.timeout.as_millis().try_into().unwrap_or(u64::MAX),
         }
     }
 }
 
-/// Flags (and their environment variables) that override the file.
-#[derive(Debug, Clone, Default, clap::Args)]
+/// How the text of a flag or `KEFU_*` variable becomes a setting's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    /// Text; empty turns the setting off.
+    Optional,
+    Number,
+    Switch,
+    /// Comma-separated paths.
+    Paths,
+}
+
+/// A setting that a flag `--<key-with-dashes>` and a variable `KEFU_<KEY>` can set.
+struct Setting {
+    key: &'static str,
+    kind: Kind,
+    /// Its value is never shown in `--help`.
+    secret: bool,
+}
+
+const fn setting(key: &'static str, kind: Kind) -> Setting {
+    Setting { key, kind, secret: false }
+}
+
+/// Every setting of [`Config`] but `addr` (a flag of `serve`) and the tables
+/// (`profile`, `enterprise_http`), which only the file can hold. A unit test
+/// checks that each names a field of [`Config`].
+const SETTINGS: &[Setting] = &[
+    setting("corpus_dir", Kind::Text),
+    setting("models_dir", Kind::Text),
+    setting("model", Kind::Text),
+    setting("cache_dir", Kind::Optional),
+    setting("database_url", Kind::Text),
+    setting("enterprise_database_url", Kind::Text),
+    setting("fetch_missing_model", Kind::Switch),
+    setting("timezone", Kind::Text),
+    setting("log_format", Kind::Text),
+    setting("max_text_bytes", Kind::Number),
+    setting("max_body_bytes", Kind::Number),
+    setting("max_in_flight", Kind::Number),
+    setting("request_timeout_ms", Kind::Number),
+    Setting { key: "admin_token", kind: Kind::Optional, secret: true },
+    setting("min_answer_confidence", Kind::Number),
+    setting("oos_weight", Kind::Number),
+    setting("correction_min_similarity", Kind::Number),
+    setting("encoder_queue", Kind::Number),
+    setting("batch_max_requests", Kind::Number),
+    setting("ticket_sla_minutes", Kind::Number),
+    setting("conversation_gap_minutes", Kind::Number),
+    Setting { key: "sla_webhook_url", kind: Kind::Optional, secret: true },
+    setting("sla_check_interval_secs", Kind::Number),
+    setting("sla_webhook_retries", Kind::Number),
+    setting("sla_webhook_timeout_ms", Kind::Number),
+    setting("sla_webhook_backoff_ms", Kind::Number),
+    setting("sla_webhook_max_attempts", Kind::Number),
+    setting("versions_dir", Kind::Text),
+    setting("gate_tolerance", Kind::Number),
+    setting("gate_eval_sets", Kind::Paths),
+    setting("versions_poll_secs", Kind::Number),
+    setting("stats_cluster_threshold", Kind::Number),
+    setting("stats_max_questions", Kind::Number),
+    setting("stats_timeout_ms", Kind::Number),
+];
+
+/// The config file to read and the settings that flags and `KEFU_*`
+/// variables give, which override the file.
+#[derive(Debug, Clone, Default)]
 pub struct ConfigArgs {
     /// TOML config file (default: kefu.toml in the working directory, if present).
-    #[arg(long, env = "KEFU_CONFIG", global = true)]
     pub config: Option<PathBuf>,
-    #[arg(long, env = "KEFU_CORPUS_DIR", global = true)]
-    pub corpus_dir: Option<PathBuf>,
-    #[arg(long, env = "KEFU_MODELS_DIR", global = true)]
-    pub models_dir: Option<PathBuf>,
-    /// Model directory name under the models dir.
-    #[arg(long, env = "KEFU_MODEL", global = true)]
-    pub model: Option<String>,
-    #[arg(long, env = "KEFU_DATABASE_URL", global = true)]
-    pub database_url: Option<String>,
-    #[arg(long, env = "KEFU_ENTERPRISE_DATABASE_URL", global = true)]
-    pub enterprise_database_url: Option<String>,
-    #[arg(long, env = "KEFU_CACHE_DIR", global = true)]
-    pub cache_dir: Option<PathBuf>,
-    #[arg(long, env = "KEFU_TIMEZONE", global = true)]
-    pub timezone: Option<String>,
-    #[arg(long, env = "KEFU_LOG_FORMAT", global = true)]
-    pub log_format: Option<LogFormat>,
-    #[arg(long, env = "KEFU_MIN_ANSWER_CONFIDENCE", global = true)]
-    pub min_answer_confidence: Option<f32>,
-    #[arg(long, env = "KEFU_OOS_WEIGHT", global = true)]
-    pub oos_weight: Option<f32>,
-    #[arg(long, env = "KEFU_MAX_IN_FLIGHT", global = true)]
-    pub max_in_flight: Option<usize>,
-    /// Folder of retrained model versions.
-    #[arg(long, env = "KEFU_VERSIONS_DIR", global = true)]
-    pub versions_dir: Option<PathBuf>,
-    /// Largest drop of a gated metric a retrain may show and be promoted.
-    #[arg(long, env = "KEFU_GATE_TOLERANCE", global = true)]
-    pub gate_tolerance: Option<f64>,
-    #[arg(long, env = "KEFU_VERSIONS_POLL_SECS", global = true)]
-    pub versions_poll_secs: Option<u64>,
-    /// Bearer token the admin routes require.
-    #[arg(long, env = "KEFU_ADMIN_TOKEN", global = true, hide_env_values = true)]
-    pub admin_token: Option<String>,
-    /// Minutes within which a hand-off ticket must be picked up.
-    #[arg(long, env = "KEFU_TICKET_SLA_MINUTES", global = true)]
-    pub ticket_sla_minutes: Option<u32>,
-    /// Webhook that overdue tickets are pushed to (http or https URL).
-    #[arg(long, env = "KEFU_SLA_WEBHOOK_URL", global = true, hide_env_values = true)]
-    pub sla_webhook_url: Option<String>,
-    #[arg(long, env = "KEFU_SLA_CHECK_INTERVAL_SECS", global = true)]
-    pub sla_check_interval_secs: Option<u64>,
-    #[arg(long, env = "KEFU_SLA_WEBHOOK_RETRIES", global = true)]
-    pub sla_webhook_retries: Option<u32>,
-    #[arg(long, env = "KEFU_SLA_WEBHOOK_TIMEOUT_MS", global = true)]
-    pub sla_webhook_timeout_ms: Option<u64>,
-    #[arg(long, env = "KEFU_SLA_WEBHOOK_BACKOFF_MS", global = true)]
-    pub sla_webhook_backoff_ms: Option<u64>,
-    #[arg(long, env = "KEFU_SLA_WEBHOOK_MAX_ATTEMPTS", global = true)]
-    pub sla_webhook_max_attempts: Option<u32>,
+    /// (setting, text) pairs, in the order given.
+    pub overrides: Vec<(&'static str, String)>,
+}
+
+impl clap::Args for ConfigArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let file = clap::Arg::new("config")
+            .long("config")
+            .env("KEFU_CONFIG")
+            .global(true)
+            .value_parser(clap::value_parser!(PathBuf))
+            .help("TOML config file (default: kefu.toml in the working directory, if present)");
+        SETTINGS.iter().fold(cmd.arg(file), |cmd, s| {
+            let arg = clap::Arg::new(s.key)
+                .long(s.key.replace('_', "-"))
+                .env(format!("KEFU_{}", s.key.to_uppercase()))
+                .global(true)
+                .hide_env_values(s.secret)
+                .help(format!("Setting `{}` (see the README); overrides the file", s.key));
+            cmd.arg(arg)
+        })
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl clap::FromArgMatches for ConfigArgs {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut args = ConfigArgs::default();
+        args.update_from_arg_matches(matches)?;
+        Ok(args)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        if let Some(path) = matches.get_one::<PathBuf>("config") {
+            self.config = Some(path.clone());
+        }
+        for s in SETTINGS {
+            if let Some(text) = matches.get_one::<String>(s.key) {
+                self.overrides.retain(|(key, _)| *key != s.key);
+                self.overrides.push((s.key, text.clone()));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl ConfigArgs {
@@ -222,32 +289,48 @@ impl ConfigArgs {
     pub fn resolve(&self) -> Result<Config, ConfigError> {
         let default_file = Path::new("kefu.toml");
         let file = self.config.clone().or_else(|| default_file.exists().then(|| default_file.to_path_buf()));
-        let mut config = match file {
+        let mut table = match &file {
             Some(path) => {
-                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-                toml::from_str(&text).map_err(|e| ConfigError::Parse { path, message: e.to_string() })?
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?
             }
-            None => Config::default(),
+            None => toml::Table::new(),
         };
-        macro_rules! apply {
-            ($($field:ident),*) => { $(if let Some(v) = &self.$field { config.$field = v.clone(); })* };
+        for (key, text) in &self.overrides {
+            let kind = SETTINGS.iter().find(|s| s.key == *key).map_or(Kind::Text, |s| s.kind);
+            match setting_value(key, kind, text)? {
+                Some(value) => table.insert(key.to_string(), value),
+                None => table.remove(*key),
+            };
         }
-        apply!(corpus_dir, models_dir, model, database_url, enterprise_database_url, timezone, log_format, min_answer_confidence, oos_weight, max_in_flight);
-        if let Some(dir) = &self.cache_dir {
-            config.cache_dir = Some(dir.clone());
-        }
-        apply!(ticket_sla_minutes, sla_check_interval_secs, sla_webhook_retries, sla_webhook_timeout_ms, sla_webhook_backoff_ms, sla_webhook_max_attempts);
-        if let Some(url) = &self.sla_webhook_url {
-            // An empty value (e.g. KEFU_SLA_WEBHOOK_URL=) turns the pushes off.
-            config.sla_webhook_url = Some(url.clone()).filter(|u| !u.trim().is_empty());
-        }
-        apply!(versions_dir, gate_tolerance, versions_poll_secs);
-        if let Some(token) = &self.admin_token {
-            config.admin_token = Some(token.clone()).filter(|t| !t.is_empty());
-        }
+        let config: Config = table.try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
+            path: file.unwrap_or_else(|| PathBuf::from("<flags and KEFU_* variables>")),
+            message: e.to_string(),
+        })?;
         config.validate()?;
         Ok(config)
     }
+}
+
+/// The value a flag's or variable's text gives `key`; `None` turns an optional setting off.
+fn setting_value(key: &'static str, kind: Kind, text: &str) -> Result<Option<toml::Value>, ConfigError> {
+    let invalid = |message: &str| ConfigError::Invalid { field: key, message: message.to_string() };
+    Ok(Some(match kind {
+        Kind::Text => toml::Value::String(text.to_string()),
+        Kind::Optional if text.trim().is_empty() => return Ok(None),
+        Kind::Optional => toml::Value::String(text.to_string()),
+        Kind::Number => match (text.trim().parse::<i64>(), text.trim().parse::<f64>()) {
+            (Ok(n), _) => toml::Value::Integer(n),
+            (_, Ok(x)) => toml::Value::Float(x),
+            _ => return Err(invalid("must be a number")),
+        },
+        Kind::Switch => match text.trim() {
+            "true" | "1" | "yes" => toml::Value::Boolean(true),
+            "false" | "0" | "no" => toml::Value::Boolean(false),
+            _ => return Err(invalid("must be true or false")),
+        },
+        Kind::Paths => toml::Value::Array(text.split(',').map(str::trim).filter(|p| !p.is_empty()).map(|p| toml::Value::String(p.into())).collect()),
+    }))
 }
 
 /// Parses an http(s) URL setting with a host. The messages never repeat the
@@ -370,6 +453,52 @@ mod tests {
     }
 
     #[test]
+    fn every_setting_reaches_its_field_by_flag_and_variable() {
+        use clap::{CommandFactory, FromArgMatches, Parser};
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: ConfigArgs,
+        }
+        let mut names = std::collections::HashSet::new();
+        for s in SETTINGS {
+            assert!(names.insert(s.key), "{} is listed twice", s.key);
+            // A value of the setting's kind lands in the field of that name, or the parse says which key is unknown.
+            let text = match s.kind {
+                Kind::Number => "3",
+                Kind::Switch => "false",
+                Kind::Paths => "a.jsonl,b.jsonl",
+                Kind::Text | Kind::Optional if s.key == "timezone" => "UTC",
+                Kind::Text | Kind::Optional if s.key == "log_format" => "json",
+                Kind::Text | Kind::Optional if s.key == "sla_webhook_url" => "http://127.0.0.1:9/hook",
+                Kind::Text | Kind::Optional => "x",
+            };
+            let mut table = toml::Table::new();
+            table.insert(s.key.into(), setting_value(s.key, s.kind, text).unwrap().unwrap());
+            let parsed: Result<Config, _> = table.try_into();
+            assert!(parsed.is_ok(), "{}: {:?}", s.key, parsed.err());
+        }
+        // The flag and the variable of a setting that had neither before.
+        let matches = Cli::command().try_get_matches_from(["kefu", "--max-text-bytes", "100", "--stats-timeout-ms", "5"]).unwrap();
+        let config = ConfigArgs::from_arg_matches(&matches).unwrap().resolve().unwrap();
+        assert_eq!((config.max_text_bytes, config.stats_timeout_ms), (100, 5));
+        let args = ConfigArgs { overrides: vec![("encoder_queue", "7".into()), ("sla_webhook_url", "".into())], ..Default::default() };
+        let config = args.resolve().unwrap();
+        assert_eq!((config.encoder_queue, config.sla_webhook_url), (7, None));
+        let err = ConfigArgs { overrides: vec![("max_in_flight", "many".into())], ..Default::default() }.resolve().unwrap_err();
+        assert!(err.to_string().contains("max_in_flight"), "{err}");
+    }
+
+    #[test]
+    fn defaults_are_the_modules_own() {
+        let config = Config::default();
+        assert_eq!(config.encoder_queue, crate::encoder::BatchOptions::default().queue_capacity);
+        assert_eq!(config.max_text_bytes, crate::engine::EngineSettings::default().max_text_bytes);
+        assert_eq!((config.ticket_sla_minutes, config.conversation_gap_minutes), (120, 30));
+        assert_eq!((config.request_timeout_ms, config.stats_timeout_ms, config.timezone.as_str()), (10_000, 120_000, "Asia/Shanghai"));
+    }
+
+    #[test]
     fn defaults_run_the_demo() {
         let config = ConfigArgs::default().resolve().unwrap();
         assert_eq!(config.model_dir(), PathBuf::from("models/multilingual-e5-small"));
@@ -382,7 +511,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kefu.toml");
         std::fs::write(&path, "model = \"all-minilm-l6-v2\"\ntimezone = \"Europe/Berlin\"\nmax_text_bytes = 100\n").unwrap();
-        let args = ConfigArgs { config: Some(path), timezone: Some("UTC".into()), ..Default::default() };
+        let args = ConfigArgs { config: Some(path), overrides: vec![("timezone", "UTC".into())] };
         let config = args.resolve().unwrap();
         assert_eq!(config.model, "all-minilm-l6-v2");
         assert_eq!(config.timezone, "UTC");

@@ -93,7 +93,7 @@ pub struct EngineSettings {
 impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
-            timezone: chrono_tz::Asia::Shanghai,
+            timezone: crate::support::time::DEFAULT_TIMEZONE,
             policy: PolicySettings::default(),
             max_text_bytes: 4096,
             fit: FitOptions::default(),

@@ -33,7 +33,8 @@ pub mod tickets;
 /// - pure business rules: tickets, policy, profile, analytics (the weekly figures);
 /// - persistence: store;
 /// - the engine and what runs it: answer, engine, eval, learning (retrain, gate, versions);
-/// - use cases and delivery: overdue (SLA pushes), service; the composition root: config; HTTP: api.
+/// - use cases and delivery: overdue (SLA pushes), service, api (HTTP);
+/// - the composition root, which maps the settings onto every module's own: config.
 pub const LAYERS: &[&str] = &[
     "support",
     "privacy",
@@ -53,8 +54,8 @@ pub const LAYERS: &[&str] = &[
     "learning",
     "overdue",
     "service",
-    "config",
     "api",
+    "config",
 ];
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ pub struct BatchOptions {
 
 impl Default for BatchOptions {
     fn default() -> Self {
-        Self { queue_capacity: 256, max_batch_requests: 32, max_batch_chars: 16_384 }
+        Self { queue_capacity: 512, max_batch_requests: 32, max_batch_chars: 16_384 }
     }
 }
 

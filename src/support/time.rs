@@ -2,6 +2,10 @@
 //! microseconds, which orders as text.
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+/// The zone relative dates are read and days counted in unless configured otherwise.
+pub const DEFAULT_TIMEZONE: Tz = chrono_tz::Asia::Shanghai;
 
 pub fn stamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
