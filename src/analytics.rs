@@ -291,13 +291,15 @@ pub fn percentiles(values: impl IntoIterator<Item = f64>) -> Percentiles {
 pub fn leader_clusters(vectors: &[Vec<f32>], threshold: f32) -> Vec<Vec<usize>> {
     let mut clusters: Vec<Vec<usize>> = Vec::new();
     for (i, v) in vectors.iter().enumerate() {
-        let best = clusters.iter().enumerate().map(|(c, members)| (c, cosine(v, &vectors[members[0]]))).filter(|(_, s)| *s >= threshold).fold(
-            None::<(usize, f32)>,
-            |best, (c, s)| match best {
+        let best = clusters
+            .iter()
+            .enumerate()
+            .map(|(c, members)| (c, cosine(v, &vectors[members[0]])))
+            .filter(|(_, s)| *s >= threshold)
+            .fold(None::<(usize, f32)>, |best, (c, s)| match best {
                 Some((_, bs)) if bs >= s => best,
                 _ => Some((c, s)),
-            },
-        );
+            });
         match best {
             Some((c, _)) => clusters[c].push(i),
             None => clusters.push(vec![i]),
@@ -366,7 +368,14 @@ fn group_questions(data: &StatsData, vectors: &[Vec<f32>], threshold: f32, top: 
 
 /// Builds the report from the store's figures and the embeddings of
 /// [`questions_to_embed`] (an empty slice leaves `top_questions` empty).
-pub fn build_report(period: Period, channel: Option<&str>, data: &StatsData, vectors: &[Vec<f32>], settings: &StatsSettings, top: usize) -> StatsReport {
+pub fn build_report(
+    period: Period,
+    channel: Option<&str>,
+    data: &StatsData,
+    vectors: &[Vec<f32>],
+    settings: &StatsSettings,
+    top: usize,
+) -> StatsReport {
     let mut channels: BTreeMap<&str, ChannelStats> = BTreeMap::new();
     let (mut answered, mut clarified, mut handed_off, mut leads) = (0, 0, 0, 0);
     for row in &data.decisions {
@@ -409,8 +418,11 @@ pub fn build_report(period: Period, channel: Option<&str>, data: &StatsData, vec
         .collect();
     channels.sort_by(|a, b| b.turns.cmp(&a.turns).then_with(|| a.channel.cmp(&b.channel)));
 
-    let mut handoff_by_reason: Vec<ReasonCount> =
-        data.handoff_reasons.iter().map(|(reason, count)| ReasonCount { reason: reason.clone(), count: *count, rate: rate(*count, turns) }).collect();
+    let mut handoff_by_reason: Vec<ReasonCount> = data
+        .handoff_reasons
+        .iter()
+        .map(|(reason, count)| ReasonCount { reason: reason.clone(), count: *count, rate: rate(*count, turns) })
+        .collect();
     handoff_by_reason.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
 
     let mut not_useful: Vec<NotUsefulAnswers> = data
@@ -438,7 +450,11 @@ pub fn build_report(period: Period, channel: Option<&str>, data: &StatsData, vec
     }
     let corrections_total = data.corrected_to.iter().map(|(_, n)| n).sum();
     let mut corrections: Vec<IntentCorrections> = corrections.into_values().collect();
-    corrections.sort_by(|a, b| (b.corrected_to + b.corrected_from).cmp(&(a.corrected_to + a.corrected_from)).then_with(|| a.intent.cmp(&b.intent)));
+    corrections.sort_by(|a, b| {
+        (b.corrected_to + b.corrected_from)
+            .cmp(&(a.corrected_to + a.corrected_from))
+            .then_with(|| a.intent.cmp(&b.intent))
+    });
 
     let top_questions = group_questions(data, vectors, settings.cluster_threshold, top);
     StatsReport {
@@ -557,12 +573,21 @@ pub fn optimise_queue(reports: Vec<NotUsefulReport>) -> OptimiseQueue {
                     item
                 })
                 .collect();
-            items.sort_by(|a, b| b.reports.cmp(&a.reports).then_with(|| b.last_reported_at.cmp(&a.last_reported_at)).then_with(|| a.trace_id.cmp(&b.trace_id)));
+            items.sort_by(|a, b| {
+                b.reports
+                    .cmp(&a.reports)
+                    .then_with(|| b.last_reported_at.cmp(&a.last_reported_at))
+                    .then_with(|| a.trace_id.cmp(&b.trace_id))
+            });
             OptimiseIntent { intent, reports: items.iter().map(|i| i.reports).sum(), items }
         })
         .collect();
     intents.sort_by(|a, b| b.reports.cmp(&a.reports).then_with(|| a.intent.cmp(&b.intent)));
-    OptimiseQueue { turns: intents.iter().map(|i| i.items.len() as u64).sum(), reports: intents.iter().map(|i| i.reports).sum(), intents }
+    OptimiseQueue {
+        turns: intents.iter().map(|i| i.items.len() as u64).sum(),
+        reports: intents.iter().map(|i| i.reports).sum(),
+        intents,
+    }
 }
 
 /// Columns of the CSV export. One flat table: `section` says what a row is,
@@ -599,33 +624,104 @@ pub fn write_csv<W: std::io::Write>(report: &StatsReport, out: W) -> Result<(), 
     let mut rows: Vec<CsvRow> = vec![
         CsvRow { section: "period", key: "from".into(), text: &report.from, ..Default::default() },
         CsvRow { section: "period", key: "to".into(), text: &report.to, ..Default::default() },
-        CsvRow { section: "period", key: "channel".into(), text: report.channel.as_deref().unwrap_or(""), ..Default::default() },
+        CsvRow {
+            section: "period",
+            key: "channel".into(),
+            text: report.channel.as_deref().unwrap_or(""),
+            ..Default::default()
+        },
         CsvRow { section: "totals", key: "turns".into(), count: Some(report.turns), ..Default::default() },
-        CsvRow { section: "totals", key: "answered".into(), count: Some(report.answered), rate: report.auto_answer_rate, ..Default::default() },
-        CsvRow { section: "totals", key: "clarified".into(), count: Some(report.clarified), rate: report.clarify_rate, ..Default::default() },
-        CsvRow { section: "totals", key: "handed_off".into(), count: Some(report.handed_off), rate: report.handoff_rate, ..Default::default() },
-        CsvRow { section: "totals", key: "leads".into(), count: Some(report.leads), rate: rate(report.leads, report.turns), ..Default::default() },
-        CsvRow { section: "totals", key: "questions_distinct".into(), count: Some(report.questions_distinct), ..Default::default() },
-        CsvRow { section: "totals", key: "questions_grouped".into(), count: Some(report.questions_grouped), ..Default::default() },
-        CsvRow { section: "totals", key: "corrections".into(), count: Some(report.corrections_total), ..Default::default() },
+        CsvRow {
+            section: "totals",
+            key: "answered".into(),
+            count: Some(report.answered),
+            rate: report.auto_answer_rate,
+            ..Default::default()
+        },
+        CsvRow {
+            section: "totals",
+            key: "clarified".into(),
+            count: Some(report.clarified),
+            rate: report.clarify_rate,
+            ..Default::default()
+        },
+        CsvRow {
+            section: "totals",
+            key: "handed_off".into(),
+            count: Some(report.handed_off),
+            rate: report.handoff_rate,
+            ..Default::default()
+        },
+        CsvRow {
+            section: "totals",
+            key: "leads".into(),
+            count: Some(report.leads),
+            rate: rate(report.leads, report.turns),
+            ..Default::default()
+        },
+        CsvRow {
+            section: "totals",
+            key: "questions_distinct".into(),
+            count: Some(report.questions_distinct),
+            ..Default::default()
+        },
+        CsvRow {
+            section: "totals",
+            key: "questions_grouped".into(),
+            count: Some(report.questions_grouped),
+            ..Default::default()
+        },
+        CsvRow {
+            section: "totals",
+            key: "corrections".into(),
+            count: Some(report.corrections_total),
+            ..Default::default()
+        },
     ];
     let l = &report.latency_ms;
     for (key, value) in [("p50", l.p50), ("p90", l.p90), ("p99", l.p99)] {
         rows.push(CsvRow { section: "latency_ms", key: key.into(), value, ..Default::default() });
     }
     for c in &report.channels {
-        rows.push(CsvRow { section: "latency_ms", key: "p50".into(), channel: &c.channel, value: c.latency_ms_p50, ..Default::default() });
+        rows.push(CsvRow {
+            section: "latency_ms",
+            key: "p50".into(),
+            channel: &c.channel,
+            value: c.latency_ms_p50,
+            ..Default::default()
+        });
     }
     for c in &report.channels {
-        rows.push(CsvRow { section: "channel", key: "turns".into(), channel: &c.channel, count: Some(c.turns), ..Default::default() });
-        for (key, count, r) in
-            [("answered", c.answered, c.auto_answer_rate), ("clarified", c.clarified, c.clarify_rate), ("handed_off", c.handed_off, c.handoff_rate)]
-        {
-            rows.push(CsvRow { section: "channel", key: key.into(), channel: &c.channel, count: Some(count), rate: r, ..Default::default() });
+        rows.push(CsvRow {
+            section: "channel",
+            key: "turns".into(),
+            channel: &c.channel,
+            count: Some(c.turns),
+            ..Default::default()
+        });
+        for (key, count, r) in [
+            ("answered", c.answered, c.auto_answer_rate),
+            ("clarified", c.clarified, c.clarify_rate),
+            ("handed_off", c.handed_off, c.handoff_rate),
+        ] {
+            rows.push(CsvRow {
+                section: "channel",
+                key: key.into(),
+                channel: &c.channel,
+                count: Some(count),
+                rate: r,
+                ..Default::default()
+            });
         }
     }
     for r in &report.handoff_by_reason {
-        rows.push(CsvRow { section: "handoff_reason", key: r.reason.clone(), count: Some(r.count), rate: r.rate, ..Default::default() });
+        rows.push(CsvRow {
+            section: "handoff_reason",
+            key: r.reason.clone(),
+            count: Some(r.count),
+            rate: r.rate,
+            ..Default::default()
+        });
     }
     for (rank, q) in report.top_questions.iter().enumerate() {
         rows.push(CsvRow {
@@ -654,7 +750,13 @@ pub fn write_csv<W: std::io::Write>(report: &StatsReport, out: W) -> Result<(), 
     }
     for c in &report.corrections {
         for (key, count) in [("corrected_to", c.corrected_to), ("corrected_from", c.corrected_from)] {
-            rows.push(CsvRow { section: "corrections", key: key.into(), intent: &c.intent, count: Some(count), ..Default::default() });
+            rows.push(CsvRow {
+                section: "corrections",
+                key: key.into(),
+                intent: &c.intent,
+                count: Some(count),
+                ..Default::default()
+            });
         }
     }
     for r in rows {
@@ -725,7 +827,13 @@ impl std::fmt::Display for StatsReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let pct = |r: Option<f64>| r.map_or("n/a".to_string(), |r| format!("{:.1}%", r * 100.0));
         let ms = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.0}"));
-        writeln!(f, "{} .. {}{}", self.from, self.to, self.channel.as_deref().map(|c| format!(" (channel {c})")).unwrap_or_default())?;
+        writeln!(
+            f,
+            "{} .. {}{}",
+            self.from,
+            self.to,
+            self.channel.as_deref().map(|c| format!(" (channel {c})")).unwrap_or_default()
+        )?;
         writeln!(
             f,
             "{} turns: answered {} ({}), clarified {} ({}), handed off {} ({}), leads {}",
@@ -738,7 +846,13 @@ impl std::fmt::Display for StatsReport {
             pct(self.handoff_rate),
             self.leads
         )?;
-        writeln!(f, "latency ms: p50 {} p90 {} p99 {}", ms(self.latency_ms.p50), ms(self.latency_ms.p90), ms(self.latency_ms.p99))?;
+        writeln!(
+            f,
+            "latency ms: p50 {} p90 {} p99 {}",
+            ms(self.latency_ms.p50),
+            ms(self.latency_ms.p90),
+            ms(self.latency_ms.p99)
+        )?;
         for c in &self.channels {
             writeln!(
                 f,
@@ -751,10 +865,17 @@ impl std::fmt::Display for StatsReport {
             )?;
         }
         if !self.handoff_by_reason.is_empty() {
-            let reasons: Vec<String> = self.handoff_by_reason.iter().map(|r| format!("{} {}", r.reason, r.count)).collect();
+            let reasons: Vec<String> =
+                self.handoff_by_reason.iter().map(|r| format!("{} {}", r.reason, r.count)).collect();
             writeln!(f, "hand-offs by reason: {}", reasons.join(", "))?;
         }
-        writeln!(f, "top questions ({} groups from {} of {} distinct texts):", self.top_questions.len(), self.questions_grouped, self.questions_distinct)?;
+        writeln!(
+            f,
+            "top questions ({} groups from {} of {} distinct texts):",
+            self.top_questions.len(),
+            self.questions_grouped,
+            self.questions_distinct
+        )?;
         for q in self.top_questions.iter().take(10) {
             writeln!(f, "  {:>5}  {}  [{}]", q.count, q.representative, q.intent)?;
         }
@@ -784,10 +905,22 @@ mod tests {
         assert_eq!((p.from, p.to), (utc("2026-06-07T16:00:00Z"), utc("2026-06-14T16:00:00Z")));
         let p = Period::parse(Some("2026-06-10T00:00:00+08:00"), None, tz, now).unwrap();
         assert_eq!((p.from, p.to), (utc("2026-06-09T16:00:00Z"), now));
-        assert!(matches!(Period::parse(Some("last week"), None, tz, now), Err(PeriodError::Unreadable { field: "from", .. })));
-        assert!(matches!(Period::parse(None, Some("2026-13-01"), tz, now), Err(PeriodError::Unreadable { field: "to", .. })));
-        assert!(matches!(Period::parse(Some("2026-06-15"), Some("2026-06-14"), tz, now), Err(PeriodError::Empty { .. })));
-        assert_eq!(Period::parse_open(None, Some("2026-06-14"), tz).unwrap(), OpenPeriod { from: None, to: Some(utc("2026-06-14T16:00:00Z")) });
+        assert!(matches!(
+            Period::parse(Some("last week"), None, tz, now),
+            Err(PeriodError::Unreadable { field: "from", .. })
+        ));
+        assert!(matches!(
+            Period::parse(None, Some("2026-13-01"), tz, now),
+            Err(PeriodError::Unreadable { field: "to", .. })
+        ));
+        assert!(matches!(
+            Period::parse(Some("2026-06-15"), Some("2026-06-14"), tz, now),
+            Err(PeriodError::Empty { .. })
+        ));
+        assert_eq!(
+            Period::parse_open(None, Some("2026-06-14"), tz).unwrap(),
+            OpenPeriod { from: None, to: Some(utc("2026-06-14T16:00:00Z")) }
+        );
         assert!(Period::parse_open(Some("2026-06-15"), Some("2026-06-15T00:00:00+08:00"), tz).is_err());
     }
 
@@ -825,14 +958,24 @@ mod tests {
     }
 
     fn data() -> StatsData {
-        let d = |channel: &str, decision: &str, count, leads| DecisionCount { channel: channel.into(), decision: decision.into(), count, leads };
+        let d = |channel: &str, decision: &str, count, leads| DecisionCount {
+            channel: channel.into(),
+            decision: decision.into(),
+            count,
+            leads,
+        };
         let q = |text: &str, intents: &[(&str, u64)]| QuestionText {
             text: text.into(),
             count: intents.iter().map(|(_, n)| n).sum(),
             intents: intents.iter().map(|(i, n)| (i.to_string(), *n)).collect(),
         };
         StatsData {
-            decisions: vec![d("web", "answer", 6, 1), d("web", "handoff", 2, 0), d("app", "answer", 1, 0), d("app", "clarify", 1, 0)],
+            decisions: vec![
+                d("web", "answer", 6, 1),
+                d("web", "handoff", 2, 0),
+                d("app", "answer", 1, 0),
+                d("app", "clarify", 1, 0),
+            ],
             latencies: [
                 ("web", 10.0),
                 ("web", 20.0),
@@ -859,9 +1002,19 @@ mod tests {
             questions_distinct: 6,
             feedback: vec![
                 IntentFeedback {
-                    intent: "return_address".into(), not_useful: 2, rated: 3, answer: Some("寄到杭州".into()), comments: vec!["地址不对".into()]
+                    intent: "return_address".into(),
+                    not_useful: 2,
+                    rated: 3,
+                    answer: Some("寄到杭州".into()),
+                    comments: vec!["地址不对".into()],
                 },
-                IntentFeedback { intent: "order_tracking".into(), not_useful: 0, rated: 1, answer: None, comments: vec![] },
+                IntentFeedback {
+                    intent: "order_tracking".into(),
+                    not_useful: 0,
+                    rated: 1,
+                    answer: None,
+                    comments: vec![],
+                },
             ],
             corrected_to: vec![("return_policy".into(), 2), ("order_tracking".into(), 1)],
             corrected_from: vec![("return_address".into(), 2)],
@@ -875,28 +1028,54 @@ mod tests {
         // Toy embeddings of questions_to_embed's order: tracking along x, returns along y, hand-off along z.
         let texts = questions_to_embed(&data);
         assert_eq!(texts, ["快递到哪了", "退货寄到哪里", "包裹在哪", "转人工", "退货地址"]);
-        let vectors = vec![vec![1.0, 0.0, 0.0], vec![0.0, 1.0, 0.0], vec![0.98, 0.1, 0.0], vec![0.0, 0.0, 1.0], vec![0.1, 0.97, 0.0]];
+        let vectors = vec![
+            vec![1.0, 0.0, 0.0],
+            vec![0.0, 1.0, 0.0],
+            vec![0.98, 0.1, 0.0],
+            vec![0.0, 0.0, 1.0],
+            vec![0.1, 0.97, 0.0],
+        ];
         let report = build_report(period, None, &data, &vectors, &StatsSettings::default(), 10);
 
-        assert_eq!((report.turns, report.answered, report.clarified, report.handed_off, report.leads), (10, 7, 1, 2, 1));
-        assert_eq!((report.auto_answer_rate, report.clarify_rate, report.handoff_rate), (Some(0.7), Some(0.1), Some(0.2)));
+        assert_eq!(
+            (report.turns, report.answered, report.clarified, report.handed_off, report.leads),
+            (10, 7, 1, 2, 1)
+        );
+        assert_eq!(
+            (report.auto_answer_rate, report.clarify_rate, report.handoff_rate),
+            (Some(0.7), Some(0.1), Some(0.2))
+        );
         // All ten latencies: 5 10 15 20 30 40 50 60 70 80.
-        assert_eq!((report.latency_ms.p50, report.latency_ms.p90, report.latency_ms.p99), (Some(30.0), Some(70.0), Some(80.0)));
-        let channels: Vec<(&str, u64, Option<f64>, Option<f64>)> =
-            report.channels.iter().map(|c| (c.channel.as_str(), c.turns, c.auto_answer_rate, c.latency_ms_p50)).collect();
+        assert_eq!(
+            (report.latency_ms.p50, report.latency_ms.p90, report.latency_ms.p99),
+            (Some(30.0), Some(70.0), Some(80.0))
+        );
+        let channels: Vec<(&str, u64, Option<f64>, Option<f64>)> = report
+            .channels
+            .iter()
+            .map(|c| (c.channel.as_str(), c.turns, c.auto_answer_rate, c.latency_ms_p50))
+            .collect();
         assert_eq!(channels, [("web", 8, Some(0.75), Some(40.0)), ("app", 2, Some(0.5), Some(5.0))]);
         let reasons: Vec<(&str, u64)> = report.handoff_by_reason.iter().map(|r| (r.reason.as_str(), r.count)).collect();
         assert_eq!(reasons, [("angry_customer", 1), ("complaint", 1)]);
 
-        let groups: Vec<(u64, &str, &str)> = report.top_questions.iter().map(|g| (g.count, g.representative.as_str(), g.intent.as_str())).collect();
-        assert_eq!(groups, [(5, "快递到哪了", "order_tracking"), (5, "退货寄到哪里", "return_address"), (2, "转人工", "human")]);
+        let groups: Vec<(u64, &str, &str)> =
+            report.top_questions.iter().map(|g| (g.count, g.representative.as_str(), g.intent.as_str())).collect();
+        assert_eq!(
+            groups,
+            [(5, "快递到哪了", "order_tracking"), (5, "退货寄到哪里", "return_address"), (2, "转人工", "human")]
+        );
         assert_eq!(report.top_questions[1].examples, ["退货寄到哪里", "退货地址"]);
         assert_eq!((report.questions_distinct, report.questions_grouped), (6, 5));
 
         assert_eq!(report.not_useful.len(), 1);
-        assert_eq!((report.not_useful[0].intent.as_str(), report.not_useful[0].not_useful_rate), ("return_address", Some(2.0 / 3.0)));
+        assert_eq!(
+            (report.not_useful[0].intent.as_str(), report.not_useful[0].not_useful_rate),
+            ("return_address", Some(2.0 / 3.0))
+        );
         assert_eq!(report.corrections_total, 3);
-        let corrections: Vec<(&str, u64, u64)> = report.corrections.iter().map(|c| (c.intent.as_str(), c.corrected_to, c.corrected_from)).collect();
+        let corrections: Vec<(&str, u64, u64)> =
+            report.corrections.iter().map(|c| (c.intent.as_str(), c.corrected_to, c.corrected_from)).collect();
         assert_eq!(corrections, [("return_address", 0, 2), ("return_policy", 2, 0), ("order_tracking", 1, 0)]);
 
         // Without embeddings there are no groups, and the rest is unchanged.
@@ -909,15 +1088,24 @@ mod tests {
 
     #[test]
     fn questions_of_different_intents_stay_apart() {
-        let q = |text: &str, intent: &str, count| QuestionText { text: text.into(), count, intents: vec![(intent.into(), count)] };
+        let q = |text: &str, intent: &str, count| QuestionText {
+            text: text.into(),
+            count,
+            intents: vec![(intent.into(), count)],
+        };
         let data = StatsData {
-            questions: vec![q("快递到哪了", "order_tracking", 3), q("退货寄到哪个地址", "return_address", 2), q("快递到哪里了", "order_tracking", 1)],
+            questions: vec![
+                q("快递到哪了", "order_tracking", 3),
+                q("退货寄到哪个地址", "return_address", 2),
+                q("快递到哪里了", "order_tracking", 1),
+            ],
             ..StatsData::default()
         };
         // All three are close, but the return question was given another intent.
         let vectors = vec![vec![1.0, 0.0], vec![0.96, 0.28], vec![0.99, 0.14]];
         let groups = group_questions(&data, &vectors, 0.9, 10);
-        let got: Vec<(u64, &str, &str)> = groups.iter().map(|g| (g.count, g.representative.as_str(), g.intent.as_str())).collect();
+        let got: Vec<(u64, &str, &str)> =
+            groups.iter().map(|g| (g.count, g.representative.as_str(), g.intent.as_str())).collect();
         assert_eq!(got, [(4, "快递到哪了", "order_tracking"), (2, "退货寄到哪个地址", "return_address")]);
         assert_eq!(groups[0].examples, ["快递到哪了", "快递到哪里了"]);
         // A text given two intents counts with the one it was given most.
@@ -940,7 +1128,13 @@ mod tests {
     fn csv_export_holds_the_report() {
         let data = data();
         let period = Period { from: utc("2026-06-08T00:00:00Z"), to: utc("2026-06-15T00:00:00Z") };
-        let vectors = vec![vec![1.0, 0.0, 0.0], vec![0.0, 1.0, 0.0], vec![1.0, 0.0, 0.0], vec![0.0, 0.0, 1.0], vec![0.0, 1.0, 0.0]];
+        let vectors = vec![
+            vec![1.0, 0.0, 0.0],
+            vec![0.0, 1.0, 0.0],
+            vec![1.0, 0.0, 0.0],
+            vec![0.0, 0.0, 1.0],
+            vec![0.0, 1.0, 0.0],
+        ];
         let report = build_report(period, None, &data, &vectors, &StatsSettings::default(), 10);
         let mut out = Vec::new();
         write_csv(&report, &mut out).unwrap();
@@ -948,17 +1142,23 @@ mod tests {
         assert_eq!(reader.headers().unwrap().iter().collect::<Vec<_>>(), CSV_HEADER);
         let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
         let find = |section: &str, key: &str, channel: &str| {
-            rows.iter().find(|r| &r[0] == section && &r[1] == key && &r[2] == channel).unwrap_or_else(|| panic!("no row {section},{key},{channel}"))
+            rows.iter()
+                .find(|r| &r[0] == section && &r[1] == key && &r[2] == channel)
+                .unwrap_or_else(|| panic!("no row {section},{key},{channel}"))
         };
         assert_eq!(&find("totals", "turns", "")[4], "10");
         assert_eq!((&find("totals", "answered", "")[4], &find("totals", "answered", "")[5]), ("7", "0.7"));
         assert_eq!(&find("channel", "turns", "web")[4], "8");
         assert_eq!(&find("latency_ms", "p90", "")[6], "70");
         assert_eq!(&find("handoff_reason", "complaint", "")[4], "1");
-        assert_eq!((&find("top_question", "1", "")[3], &find("top_question", "1", "")[7]), ("order_tracking", "快递到哪了"));
+        assert_eq!(
+            (&find("top_question", "1", "")[3], &find("top_question", "1", "")[7]),
+            ("order_tracking", "快递到哪了")
+        );
         assert_eq!(&find("top_question", "2", "")[8], "退货寄到哪里 | 退货地址");
         assert_eq!(&find("not_useful", "return_address", "")[8], "地址不对");
-        let channel_turns: u64 = rows.iter().filter(|r| &r[0] == "channel" && &r[1] == "turns").map(|r| r[4].parse::<u64>().unwrap()).sum();
+        let channel_turns: u64 =
+            rows.iter().filter(|r| &r[0] == "channel" && &r[1] == "turns").map(|r| r[4].parse::<u64>().unwrap()).sum();
         assert_eq!(channel_turns, report.turns);
     }
 

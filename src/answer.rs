@@ -46,7 +46,11 @@ fn logged(err: ConnectorError, ctx: &Ctx<'_>, what: &str) -> Resolution {
 /// Orders matching the slots: the one named by number (only the customer's own
 /// when the customer is known), else the customer's orders filtered by product
 /// and purchase date; `None` when there is nothing specific to look up.
-async fn matching_orders(connectors: &Connectors, subject: &Subject<'_>, ctx: &Ctx<'_>) -> Result<Option<Vec<Order>>, ConnectorError> {
+async fn matching_orders(
+    connectors: &Connectors,
+    subject: &Subject<'_>,
+    ctx: &Ctx<'_>,
+) -> Result<Option<Vec<Order>>, ConnectorError> {
     let slots = subject.slots;
     if let Some(id) = &slots.order_id {
         let order = connectors.orders.order(ctx, id).await?;
@@ -85,7 +89,13 @@ fn prefer_open(orders: Vec<Order>) -> Vec<Order> {
 }
 
 /// Looks up the record a data answer needs and renders it.
-pub async fn resolve(connectors: &Connectors, answer: &DataAnswer, lang: Lang, subject: &Subject<'_>, ctx: &Ctx<'_>) -> Resolution {
+pub async fn resolve(
+    connectors: &Connectors,
+    answer: &DataAnswer,
+    lang: Lang,
+    subject: &Subject<'_>,
+    ctx: &Ctx<'_>,
+) -> Resolution {
     let template = answer.template(lang);
     let mut fields = FieldValues::default();
     match answer.kind {
@@ -125,7 +135,9 @@ pub async fn resolve(connectors: &Connectors, answer: &DataAnswer, lang: Lang, s
                 Err(e) => return logged(e, ctx, "refund"),
                 Ok(refunds) => {
                     let wanted = subject.slots.order_id.as_ref();
-                    let Some(refund) = refunds.iter().find(|r| wanted.is_none_or(|id| &r.order_id == id)) else { return Resolution::General };
+                    let Some(refund) = refunds.iter().find(|r| wanted.is_none_or(|id| &r.order_id == id)) else {
+                        return Resolution::General;
+                    };
                     fields.extend(template::fields_of_refund(refund, subject.tz, lang));
                 }
             }
@@ -136,7 +148,9 @@ pub async fn resolve(connectors: &Connectors, answer: &DataAnswer, lang: Lang, s
                 Err(e) => return logged(e, ctx, "repair"),
                 Ok(repairs) => {
                     let wanted = subject.slots.product.as_ref();
-                    let Some(repair) = repairs.iter().find(|r| wanted.is_none_or(|p| &r.product == p)) else { return Resolution::General };
+                    let Some(repair) = repairs.iter().find(|r| wanted.is_none_or(|p| &r.product == p)) else {
+                        return Resolution::General;
+                    };
                     fields.extend(template::fields_of_repair(repair, &repairs, ctx.now, subject.tz, lang));
                 }
             }
@@ -156,13 +170,23 @@ pub async fn resolve(connectors: &Connectors, answer: &DataAnswer, lang: Lang, s
 }
 
 /// A lookup's value, or nothing (logged, and the system named) when it failed.
-fn available<T: Default>(system: &str, result: Result<T, ConnectorError>, unavailable: &mut Vec<String>, ctx: &Ctx<'_>) -> T {
+fn available<T: Default>(
+    system: &str,
+    result: Result<T, ConnectorError>,
+    unavailable: &mut Vec<String>,
+    ctx: &Ctx<'_>,
+) -> T {
     kept(system, Some(result), unavailable, ctx).unwrap_or_default()
 }
 
 /// A lookup's value; `None` when the source is not configured (`result` is
 /// `None`) or failed (logged with the trace id, and the source named).
-fn kept<T, E: std::fmt::Display>(system: &str, result: Option<Result<T, E>>, unavailable: &mut Vec<String>, ctx: &Ctx<'_>) -> Option<T> {
+fn kept<T, E: std::fmt::Display>(
+    system: &str,
+    result: Option<Result<T, E>>,
+    unavailable: &mut Vec<String>,
+    ctx: &Ctx<'_>,
+) -> Option<T> {
     match result? {
         Ok(value) => Some(value),
         Err(e) => {
@@ -192,7 +216,12 @@ pub struct CustomerRecords {
 
 /// Asks the CRM, the order and after-sales systems and the history about a
 /// customer, all at once. Failures are logged and named, never returned.
-pub async fn gather(connectors: Option<&Connectors>, history: Option<&dyn CustomerHistory>, customer_id: &str, ctx: &Ctx<'_>) -> CustomerRecords {
+pub async fn gather(
+    connectors: Option<&Connectors>,
+    history: Option<&dyn CustomerHistory>,
+    customer_id: &str,
+    ctx: &Ctx<'_>,
+) -> CustomerRecords {
     let since = ctx.now - TimeDelta::days(HISTORY_DAYS);
     let (customer, orders, repairs, past_turns) = tokio::join!(
         async {
@@ -300,7 +329,8 @@ fn ticket_line(t: &TicketSummary, wording: &TicketWording<'_>) -> String {
     let title = title.unwrap_or_default();
     let status = t.status.words(lang);
     let note = t.latest_note.as_deref().and_then(|n| customer_note(n, t.assignee.as_deref()));
-    let when = template::local_time(t.latest_note_at.filter(|_| note.is_some()).unwrap_or(t.updated_at), wording.tz, lang);
+    let when =
+        template::local_time(t.latest_note_at.filter(|_| note.is_some()).unwrap_or(t.updated_at), wording.tz, lang);
     match lang {
         Lang::Zh => {
             let who = match (&t.assignee, t.status) {
@@ -332,8 +362,16 @@ pub fn ticket_status_text(tickets: &[TicketSummary], wording: &TicketWording<'_>
         [one] => replies.render(ReplyKey::TicketFound, lang, &[("ticket", one)]),
         _ => {
             let listed: Vec<String> = lines.iter().enumerate().map(|(i, l)| format!("{}. {l}", i + 1)).collect();
-            let more = if more > 0 { replies.render(ReplyKey::TicketMore, lang, &[("more", &more.to_string())]) } else { String::new() };
-            replies.render(ReplyKey::TicketList, lang, &[("count", &tickets.len().to_string()), ("tickets", &listed.join("\n")), ("more", &more)])
+            let more = if more > 0 {
+                replies.render(ReplyKey::TicketMore, lang, &[("more", &more.to_string())])
+            } else {
+                String::new()
+            };
+            replies.render(
+                ReplyKey::TicketList,
+                lang,
+                &[("count", &tickets.len().to_string()), ("tickets", &listed.join("\n")), ("more", &more)],
+            )
         }
     }
 }
@@ -411,7 +449,11 @@ mod tests {
         None
     }
 
-    fn wording<'a>(replies: &'a Replies, lang: Lang, title_of: &'a (dyn Fn(&str) -> Option<String> + Sync)) -> TicketWording<'a> {
+    fn wording<'a>(
+        replies: &'a Replies,
+        lang: Lang,
+        title_of: &'a (dyn Fn(&str) -> Option<String> + Sync),
+    ) -> TicketWording<'a> {
         TicketWording { replies, lang, tz: chrono_tz::Asia::Shanghai, title_of }
     }
 
@@ -444,7 +486,8 @@ mod tests {
     #[test]
     fn several_tickets_are_listed_up_to_three() {
         let replies = Replies::default();
-        let tickets: Vec<TicketSummary> = (1..=4).map(|i| summary(&format!("T00000000000{i}"), "assigned", Some("agent-2"), None)).collect();
+        let tickets: Vec<TicketSummary> =
+            (1..=4).map(|i| summary(&format!("T00000000000{i}"), "assigned", Some("agent-2"), None)).collect();
         let zh = ticket_status_text(&tickets, &wording(&replies, Lang::Zh, &titles));
         assert!(zh.starts_with("你有 4 个未完成的工单：\n1. 工单 T000000000001"), "{zh}");
         assert!(zh.contains("3. 工单 T000000000003") && !zh.contains("T000000000004"), "{zh}");
@@ -481,7 +524,10 @@ mod tests {
         let ask = |text: &'static str, customer: Option<&'static str>| {
             let store = store.clone();
             let replies = &replies;
-            async move { ticket_status(&store, text, customer, &wording(replies, Lang::detect(text), &untitled), "GENERAL", &ctx).await }
+            async move {
+                ticket_status(&store, text, customer, &wording(replies, Lang::detect(text), &untitled), "GENERAL", &ctx)
+                    .await
+            }
         };
         // Nothing open: say so, then the general answer; anonymous and no id: the general answer.
         assert_eq!(ask("我的工单怎么样了", Some("c1")).await.as_deref(), Some("目前没有查到你未完成的工单。GENERAL"));
@@ -496,12 +542,29 @@ mod tests {
             context: json!({}),
         };
         store.record_turn(&turn("a", "c1"), Some(&ticket)).await.unwrap();
-        store.move_ticket("TABCDEF012345", crate::tickets::Status::Assigned, Some("agent-7"), Some("已派给维修师傅，预计明天上门"), Utc::now()).await.unwrap();
+        store
+            .move_ticket(
+                "TABCDEF012345",
+                crate::tickets::Status::Assigned,
+                Some("agent-7"),
+                Some("已派给维修师傅，预计明天上门"),
+                Utc::now(),
+            )
+            .await
+            .unwrap();
         let answer = ask("我的工单怎么样了", Some("c1")).await.unwrap();
-        assert!(answer.contains("TABCDEF012345") && answer.contains("已分配给客服") && answer.contains("已派给维修师傅，预计明天上门"), "{answer}");
+        assert!(
+            answer.contains("TABCDEF012345")
+                && answer.contains("已分配给客服")
+                && answer.contains("已派给维修师傅，预计明天上门"),
+            "{answer}"
+        );
         // By id: anyone holding the id, but not another known customer.
         assert!(ask("工单 TABCDEF012345 进度", None).await.unwrap().contains("agent-7"));
         assert!(ask("工单 TABCDEF012345 进度", Some("c2")).await.unwrap().starts_with("没有查到工单 TABCDEF012345"));
-        assert!(ask("what about ticket TABCDEF012346", Some("c1")).await.unwrap().starts_with("I couldn't find ticket TABCDEF012346"));
+        assert!(ask("what about ticket TABCDEF012346", Some("c1"))
+            .await
+            .unwrap()
+            .starts_with("I couldn't find ticket TABCDEF012346"));
     }
 }

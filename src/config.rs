@@ -291,8 +291,10 @@ impl ConfigArgs {
         let file = self.config.clone().or_else(|| default_file.exists().then(|| default_file.to_path_buf()));
         let mut table = match &file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-                text.parse::<toml::Table>().map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?
             }
             None => toml::Table::new(),
         };
@@ -329,7 +331,9 @@ fn setting_value(key: &'static str, kind: Kind, text: &str) -> Result<Option<tom
             "false" | "0" | "no" => toml::Value::Boolean(false),
             _ => return Err(invalid("must be true or false")),
         },
-        Kind::Paths => toml::Value::Array(text.split(',').map(str::trim).filter(|p| !p.is_empty()).map(|p| toml::Value::String(p.into())).collect()),
+        Kind::Paths => toml::Value::Array(
+            text.split(',').map(str::trim).filter(|p| !p.is_empty()).map(|p| toml::Value::String(p.into())).collect(),
+        ),
     }))
 }
 
@@ -379,7 +383,10 @@ impl Config {
 
     /// The time zone, parsed.
     pub fn tz(&self) -> Result<chrono_tz::Tz, ConfigError> {
-        self.timezone.parse().map_err(|_| ConfigError::Invalid { field: "timezone", message: format!("{:?} is not an IANA time zone", self.timezone) })
+        self.timezone.parse().map_err(|_| ConfigError::Invalid {
+            field: "timezone",
+            message: format!("{:?} is not an IANA time zone", self.timezone),
+        })
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -414,7 +421,10 @@ impl Config {
             }
         }
         if !(self.stats_cluster_threshold > 0.0 && self.stats_cluster_threshold <= 1.0) {
-            return Err(ConfigError::Invalid { field: "stats_cluster_threshold", message: "must be within (0, 1]".into() });
+            return Err(ConfigError::Invalid {
+                field: "stats_cluster_threshold",
+                message: "must be within (0, 1]".into(),
+            });
         }
         if self.stats_timeout_ms == 0 {
             return Err(ConfigError::Invalid { field: "stats_timeout_ms", message: "must be at least 1".into() });
@@ -423,13 +433,22 @@ impl Config {
             return Err(ConfigError::Invalid { field: "gate_tolerance", message: "must be within 0..1".into() });
         }
         if self.gate_eval_sets.is_empty() {
-            return Err(ConfigError::Invalid { field: "gate_eval_sets", message: "the eval gate needs at least one eval set".into() });
+            return Err(ConfigError::Invalid {
+                field: "gate_eval_sets",
+                message: "the eval gate needs at least one eval set".into(),
+            });
         }
         if !(self.correction_min_similarity > 0.0 && self.correction_min_similarity <= 1.0) {
-            return Err(ConfigError::Invalid { field: "correction_min_similarity", message: "must be within (0, 1]".into() });
+            return Err(ConfigError::Invalid {
+                field: "correction_min_similarity",
+                message: "must be within (0, 1]".into(),
+            });
         }
         if self.max_body_bytes < self.max_text_bytes {
-            return Err(ConfigError::Invalid { field: "max_body_bytes", message: "must be at least max_text_bytes".into() });
+            return Err(ConfigError::Invalid {
+                field: "max_body_bytes",
+                message: "must be at least max_text_bytes".into(),
+            });
         }
         Ok(())
     }
@@ -443,7 +462,10 @@ mod tests {
     fn webhook_urls_are_checked_and_errors_never_show_secrets() {
         let config = |url: &str| Config { sla_webhook_url: Some(url.into()), ..Config::default() };
         let settings = config("https://hooks.example.com/kefu").webhook_settings().unwrap().unwrap();
-        assert_eq!((settings.url.as_str(), settings.retries, settings.max_attempts), ("https://hooks.example.com/kefu", 3, 100));
+        assert_eq!(
+            (settings.url.as_str(), settings.retries, settings.max_attempts),
+            ("https://hooks.example.com/kefu", 3, 100)
+        );
         assert!(Config::default().webhook_settings().unwrap().is_none(), "no webhook, no pushes");
         for bad in ["ftp://hooks.example.com/x", "hooks.example.com/x", "http://", "mailto:ops@example.com"] {
             assert!(config(bad).webhook_settings().is_err(), "{bad}");
@@ -479,13 +501,20 @@ mod tests {
             assert!(parsed.is_ok(), "{}: {:?}", s.key, parsed.err());
         }
         // The flag and the variable of a setting that had neither before.
-        let matches = Cli::command().try_get_matches_from(["kefu", "--max-text-bytes", "100", "--stats-timeout-ms", "5"]).unwrap();
+        let matches = Cli::command()
+            .try_get_matches_from(["kefu", "--max-text-bytes", "100", "--stats-timeout-ms", "5"])
+            .unwrap();
         let config = ConfigArgs::from_arg_matches(&matches).unwrap().resolve().unwrap();
         assert_eq!((config.max_text_bytes, config.stats_timeout_ms), (100, 5));
-        let args = ConfigArgs { overrides: vec![("encoder_queue", "7".into()), ("sla_webhook_url", "".into())], ..Default::default() };
+        let args = ConfigArgs {
+            overrides: vec![("encoder_queue", "7".into()), ("sla_webhook_url", "".into())],
+            ..Default::default()
+        };
         let config = args.resolve().unwrap();
         assert_eq!((config.encoder_queue, config.sla_webhook_url), (7, None));
-        let err = ConfigArgs { overrides: vec![("max_in_flight", "many".into())], ..Default::default() }.resolve().unwrap_err();
+        let err = ConfigArgs { overrides: vec![("max_in_flight", "many".into())], ..Default::default() }
+            .resolve()
+            .unwrap_err();
         assert!(err.to_string().contains("max_in_flight"), "{err}");
     }
 
@@ -495,7 +524,10 @@ mod tests {
         assert_eq!(config.encoder_queue, crate::encoder::BatchOptions::default().queue_capacity);
         assert_eq!(config.max_text_bytes, crate::engine::EngineSettings::default().max_text_bytes);
         assert_eq!((config.ticket_sla_minutes, config.conversation_gap_minutes), (120, 30));
-        assert_eq!((config.request_timeout_ms, config.stats_timeout_ms, config.timezone.as_str()), (10_000, 120_000, "Asia/Shanghai"));
+        assert_eq!(
+            (config.request_timeout_ms, config.stats_timeout_ms, config.timezone.as_str()),
+            (10_000, 120_000, "Asia/Shanghai")
+        );
     }
 
     #[test]
@@ -510,7 +542,8 @@ mod tests {
     fn file_then_flags_override_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kefu.toml");
-        std::fs::write(&path, "model = \"all-minilm-l6-v2\"\ntimezone = \"Europe/Berlin\"\nmax_text_bytes = 100\n").unwrap();
+        std::fs::write(&path, "model = \"all-minilm-l6-v2\"\ntimezone = \"Europe/Berlin\"\nmax_text_bytes = 100\n")
+            .unwrap();
         let args = ConfigArgs { config: Some(path), overrides: vec![("timezone", "UTC".into())] };
         let config = args.resolve().unwrap();
         assert_eq!(config.model, "all-minilm-l6-v2");
@@ -523,7 +556,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kefu.toml");
         assert_eq!(ConfigArgs::default().resolve().unwrap().profile.rules.len(), 2);
-        std::fs::write(&path, "[[profile.rules]]\ntag = \"vip\"\nmetric = \"spend_12m_cny\"\nop = \">=\"\nthreshold = 5000\n").unwrap();
+        std::fs::write(
+            &path,
+            "[[profile.rules]]\ntag = \"vip\"\nmetric = \"spend_12m_cny\"\nop = \">=\"\nthreshold = 5000\n",
+        )
+        .unwrap();
         let config = ConfigArgs { config: Some(path.clone()), ..Default::default() }.resolve().unwrap();
         assert_eq!(config.profile.rules.len(), 1);
         assert_eq!(config.profile.rules[0].threshold, 5000.0);

@@ -204,7 +204,9 @@ impl Engine {
         let key = {
             let mut h = Sha256::new();
             let validation = settings.validation.as_ref().map_or("", |v| v.fingerprint.as_str());
-            for part in [MODEL_FORMAT, &corpus.fingerprint, &encoder.fingerprint(), &format!("{:?}", settings.fit), validation] {
+            for part in
+                [MODEL_FORMAT, &corpus.fingerprint, &encoder.fingerprint(), &format!("{:?}", settings.fit), validation]
+            {
                 h.update(part.as_bytes());
                 h.update([0]);
             }
@@ -220,7 +222,14 @@ impl Engine {
                 if dir.exists() {
                     tracing::warn!(cache = %dir.display(), error = %err, "cached intent model unusable; refitting");
                 }
-                let model = Self::fit(&corpus, settings.validation.as_ref(), &encoder, &settings.fit, cache_dir, show_progress)?;
+                let model = Self::fit(
+                    &corpus,
+                    settings.validation.as_ref(),
+                    &encoder,
+                    &settings.fit,
+                    cache_dir,
+                    show_progress,
+                )?;
                 save_atomically(&model, &dir)?;
                 model
             }
@@ -229,7 +238,13 @@ impl Engine {
     }
 
     /// An engine around an already fitted intent model (e.g. a saved model version).
-    pub fn from_model(corpus: Corpus, catalogue: &Catalogue, encoder: EncoderHandle, settings: EngineSettings, model: IntentModel) -> Engine {
+    pub fn from_model(
+        corpus: Corpus,
+        catalogue: &Catalogue,
+        encoder: EncoderHandle,
+        settings: EngineSettings,
+        model: IntentModel,
+    ) -> Engine {
         Engine {
             slots: SlotExtractor::new(catalogue),
             signals: SignalDetector::default(),
@@ -260,7 +275,9 @@ impl Engine {
     fn score(&self, vector: &[f32], scenario: Option<&str>) -> Result<Scored, EngineError> {
         let mut scored = self.model.read().unwrap_or_else(PoisonError::into_inner).score(vector, scenario)?;
         let taught = self.taught.read().unwrap_or_else(PoisonError::into_inner);
-        let allowed = |intent: &str| intent == OOS || scenario.is_none_or(|s| self.corpus.intent(intent).is_some_and(|i| i.scenario == s));
+        let allowed = |intent: &str| {
+            intent == OOS || scenario.is_none_or(|s| self.corpus.intent(intent).is_some_and(|i| i.scenario == s))
+        };
         if let Some((exemplar, similarity)) = taught.nearest(vector, allowed) {
             if similarity >= self.settings.correction_min_similarity {
                 apply_authority(&mut scored, exemplar, similarity);
@@ -278,11 +295,18 @@ impl Engine {
     /// text is embedded and becomes an exemplar of its intent at once. Texts
     /// naming an unknown intent are skipped. Returns how many were taught.
     pub async fn teach(&self, corrections: Vec<(String, String)>) -> Result<usize, EngineError> {
-        let corrections: Vec<(String, String)> =
-            corrections.into_iter().map(|(text, intent)| (text.trim().to_string(), intent)).filter(|(text, _)| !text.is_empty()).collect();
+        let corrections: Vec<(String, String)> = corrections
+            .into_iter()
+            .map(|(text, intent)| (text.trim().to_string(), intent))
+            .filter(|(text, _)| !text.is_empty())
+            .collect();
         let texts: Vec<String> = corrections.iter().map(|(text, _)| text.clone()).collect();
         let vectors = self.encoder.embed_all(&texts, TextKind::Query, |_| {}).await?;
-        let exemplars = corrections.into_iter().zip(vectors).map(|((text, intent), vector)| TaughtExemplar { text, intent, vector });
+        let exemplars = corrections.into_iter().zip(vectors).map(|((text, intent), vector)| TaughtExemplar {
+            text,
+            intent,
+            vector,
+        });
         self.teach_vectors(exemplars.collect())
     }
 
@@ -295,7 +319,11 @@ impl Engine {
                 continue;
             }
             // Each lock is held for one insertion; scoring takes them one after the other too.
-            let known = self.model.write().unwrap_or_else(PoisonError::into_inner).teach(&e.text, &e.intent, e.vector.clone())?;
+            let known = self.model.write().unwrap_or_else(PoisonError::into_inner).teach(
+                &e.text,
+                &e.intent,
+                e.vector.clone(),
+            )?;
             if known {
                 self.taught.write().unwrap_or_else(PoisonError::into_inner).insert(e.text, e.intent, e.vector);
                 taught += 1;
@@ -345,7 +373,8 @@ impl Engine {
         let examples = embedded(corpus)?;
         let validation = validation.map(embedded).transpose()?.unwrap_or_default();
         let spinner = progress::spinner(show_progress);
-        let model = IntentModel::fit_validated(examples, validation, opts, &|stage| spinner.set_message(stage.to_string()))?;
+        let model =
+            IntentModel::fit_validated(examples, validation, opts, &|stage| spinner.set_message(stage.to_string()))?;
         spinner.finish_and_clear();
         let report = &model.calibration().report;
         tracing::info!(
@@ -384,7 +413,12 @@ impl Engine {
     /// The context a hand-off gathers for `customer_id` (profile, orders,
     /// repairs, refunds), for a ticket opened by hand; `None` when no
     /// enterprise system or history is configured.
-    pub async fn customer_context(&self, customer_id: &str, trace_id: &str, now: DateTime<Utc>) -> Option<serde_json::Value> {
+    pub async fn customer_context(
+        &self,
+        customer_id: &str,
+        trace_id: &str,
+        now: DateTime<Utc>,
+    ) -> Option<serde_json::Value> {
         let ctx = Ctx { now, trace_id };
         let records = self.customer_records(Some(customer_id), &ctx).await?;
         let profile = self.profile_of(&records, now);
@@ -449,7 +483,10 @@ impl Engine {
         if let Some(s) = query.scenario {
             if !self.corpus.taxonomy.has_scenario(s) {
                 let known = self.corpus.scenarios().collect::<Vec<_>>().join(", ");
-                return Err(InvalidInput { kind: InvalidKind::UnknownScenario, message: format!("unknown scenario {s:?}; known: {known}") });
+                return Err(InvalidInput {
+                    kind: InvalidKind::UnknownScenario,
+                    message: format!("unknown scenario {s:?}; known: {known}"),
+                });
             }
         }
         Ok(())
@@ -461,7 +498,10 @@ impl Engine {
         let text = query.text.trim();
         let ctx = Ctx { now: query.now.with_timezone(&Utc), trace_id: query.trace_id };
         // The customer's records do not depend on the question: fetch them while the encoder works.
-        let (embedded, records) = tokio::join!(self.encoder.embed(vec![text.to_string()], TextKind::Query), self.customer_records(query.customer_id, &ctx));
+        let (embedded, records) = tokio::join!(
+            self.encoder.embed(vec![text.to_string()], TextKind::Query),
+            self.customer_records(query.customer_id, &ctx)
+        );
         let vector = embedded?.pop().ok_or_else(|| EncoderError::Inference("the encoder returned no vector".into()))?;
         let scored = self.score(&vector, query.scenario)?;
         let tz = self.settings.timezone;
@@ -493,23 +533,31 @@ impl Engine {
             None => Vec::new(),
         };
         if let (Some((reason, _)), Some(p), Some(r)) = (verdict.handoff, &profile, &records) {
-            let factors = p.priority_factors(r.repairs.as_deref().unwrap_or_default(), slots.product.as_deref(), ctx.now);
-            verdict.handoff = Some((reason, policy::handoff_priority(reason, taxonomy.role(&verdict.intent), &factors)));
+            let factors =
+                p.priority_factors(r.repairs.as_deref().unwrap_or_default(), slots.product.as_deref(), ctx.now);
+            verdict.handoff =
+                Some((reason, policy::handoff_priority(reason, taxonomy.role(&verdict.intent), &factors)));
         }
         let asks_ticket_status = taxonomy.role(&verdict.intent) == Some(Role::TicketStatus);
         if let (Some(history), Action::Answer, true) = (&self.history, verdict.action, asks_ticket_status) {
             let title_of = |id: &str| self.corpus.intent(id).map(|i| answer::short_title(i.title(lang)).to_string());
             let wording = answer::TicketWording { replies: &self.corpus.replies, lang, tz, title_of: &title_of };
-            if let Some(reply) = answer::ticket_status(history.as_ref(), text, query.customer_id, &wording, &answer, &ctx).await {
+            if let Some(reply) =
+                answer::ticket_status(history.as_ref(), text, query.customer_id, &wording, &answer, &ctx).await
+            {
                 answer = reply;
             }
         }
         let context = match (verdict.action, &records) {
-            (Action::Handoff, Some(r)) => Some(answer::handoff_context(self.connectors.as_ref(), r, profile.as_ref(), &subject, &ctx).await),
+            (Action::Handoff, Some(r)) => {
+                Some(answer::handoff_context(self.connectors.as_ref(), r, profile.as_ref(), &subject, &ctx).await)
+            }
             _ => None,
         };
         let options = match (&verdict.reply, verdict.action) {
-            (Reply::WhichOf(ids), Action::Clarify) => ids.iter().filter(|id| self.corpus.intent(id).is_some()).cloned().collect(),
+            (Reply::WhichOf(ids), Action::Clarify) => {
+                ids.iter().filter(|id| self.corpus.intent(id).is_some()).cloned().collect()
+            }
             _ => Vec::new(),
         };
         Ok(Outcome {
@@ -534,13 +582,25 @@ impl Engine {
     /// numbered option, or gives the order number the bot asked for, settles
     /// the intent, and the previous turn's slots fill what this one lacks.
     /// Returns whether the turn answers the bot's own question.
-    fn continue_conversation(&self, previous: &PreviousTurn, text: &str, verdict: &mut Verdict, slots: &mut Slots) -> bool {
+    fn continue_conversation(
+        &self,
+        previous: &PreviousTurn,
+        text: &str,
+        verdict: &mut Verdict,
+        slots: &mut Slots,
+    ) -> bool {
         let mut follows_up = false;
         if let Some(picked) = picked_option(previous, text) {
             *verdict = policy::settled(picked.to_string(), &self.corpus.taxonomy);
             follows_up = true;
         } else if self.continues_order_question(previous, verdict, slots, text) {
-            *verdict = Verdict { intent: previous.intent.clone(), action: Action::Answer, lead: false, handoff: None, reply: Reply::IntentAnswer };
+            *verdict = Verdict {
+                intent: previous.intent.clone(),
+                action: Action::Answer,
+                lead: false,
+                handoff: None,
+                reply: Reply::IntentAnswer,
+            };
             follows_up = true;
         }
         // NOTE: a turn that names its own order or product is about that
@@ -556,7 +616,13 @@ impl Engine {
     /// The answer a data intent gets from the enterprise systems; when the
     /// order is ambiguous or not found, a question for it (and the verdict
     /// becomes a clarify). `None` keeps the intent's general answer.
-    async fn data_answer(&self, verdict: &mut Verdict, lang: Lang, subject: &Subject<'_>, ctx: &Ctx<'_>) -> Option<String> {
+    async fn data_answer(
+        &self,
+        verdict: &mut Verdict,
+        lang: Lang,
+        subject: &Subject<'_>,
+        ctx: &Ctx<'_>,
+    ) -> Option<String> {
         let (Some(connectors), Action::Answer) = (&self.connectors, verdict.action) else {
             return None;
         };
@@ -578,8 +644,18 @@ impl Engine {
     /// A turn that gives an order number, right after a question about an
     /// order, continues that question when the model cannot place it or when
     /// the bot had asked for the number and the reply is little more than it.
-    fn continues_order_question(&self, previous: &PreviousTurn, verdict: &policy::Verdict, slots: &Slots, text: &str) -> bool {
-        let about_order = self.corpus.intent(&previous.intent).and_then(|i| i.data.as_ref()).is_some_and(|d| d.kind == DataKind::Order);
+    fn continues_order_question(
+        &self,
+        previous: &PreviousTurn,
+        verdict: &policy::Verdict,
+        slots: &Slots,
+        text: &str,
+    ) -> bool {
+        let about_order = self
+            .corpus
+            .intent(&previous.intent)
+            .and_then(|i| i.data.as_ref())
+            .is_some_and(|d| d.kind == DataKind::Order);
         let Some(order_id) = &slots.order_id else { return false };
         let asked = previous.decision == Action::Clarify;
         about_order && (verdict.action == Action::Clarify || (asked && is_little_more_than(text, order_id)))
@@ -592,8 +668,12 @@ impl Engine {
         match &verdict.reply {
             Reply::IntentAnswer => intent.map(|i| i.answer(lang).to_string()).unwrap_or_default(),
             Reply::WhichOf(ids) => {
-                let titles: Vec<String> =
-                    ids.iter().filter_map(|id| self.corpus.intent(id)).enumerate().map(|(n, i)| format!("{}. {}", n + 1, i.title(lang))).collect();
+                let titles: Vec<String> = ids
+                    .iter()
+                    .filter_map(|id| self.corpus.intent(id))
+                    .enumerate()
+                    .map(|(n, i)| format!("{}. {}", n + 1, i.title(lang)))
+                    .collect();
                 replies.render(ReplyKey::Clarify, lang, &[("options", &titles.join("\n"))])
             }
             Reply::Rephrase => replies.render(ReplyKey::Rephrase, lang, &[]),
@@ -631,8 +711,12 @@ fn picked_option<'p>(previous: &'p PreviousTurn, text: &str) -> Option<&'p str> 
 /// Which of `count` numbered options a reply picks ("2", "第二个", "选3",
 /// "the second one"), when the reply is no more than that; 0-based.
 fn chosen_option(text: &str, count: usize) -> Option<usize> {
-    let cleaned: String =
-        text.trim().to_lowercase().chars().filter(|c| !matches!(c, '.' | '。' | '!' | '！' | ',' | '，' | '、' | '#' | ':' | '：' | '?' | '？')).collect();
+    let cleaned: String = text
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| !matches!(c, '.' | '。' | '!' | '！' | ',' | '，' | '、' | '#' | ':' | '：' | '?' | '？'))
+        .collect();
     let number = if !cleaned.is_ascii() {
         let mut rest = cleaned.replace(char::is_whitespace, "");
         for prefix in ["我选", "我要", "选择", "选", "要", "是", "第"] {
@@ -650,7 +734,8 @@ fn chosen_option(text: &str, count: usize) -> Option<usize> {
             digits => digits.parse().ok(),
         }
     } else {
-        const FILLER: [&str; 11] = ["i", "choose", "pick", "want", "option", "number", "no", "the", "please", "it's", "its"];
+        const FILLER: [&str; 11] =
+            ["i", "choose", "pick", "want", "option", "number", "no", "the", "please", "it's", "its"];
         let words: Vec<&str> = cleaned.split_whitespace().filter(|w| !FILLER.contains(w)).collect();
         let word = match words.as_slice() {
             [w] | [w, "one"] => *w,
@@ -699,7 +784,12 @@ fn candidates(scored: &Scored) -> Vec<Candidate> {
 
 /// The corpus's exemplar embeddings, read from the cache when this corpus was
 /// embedded by this encoder before, so refitting with other options skips the encoder.
-pub fn embed_corpus(corpus: &Corpus, encoder: &EncoderHandle, cache_dir: &Path, show_progress: bool) -> Result<Vec<Vec<f32>>, EngineError> {
+pub fn embed_corpus(
+    corpus: &Corpus,
+    encoder: &EncoderHandle,
+    cache_dir: &Path,
+    show_progress: bool,
+) -> Result<Vec<Vec<f32>>, EngineError> {
     let key = {
         let mut h = Sha256::new();
         for part in [corpus.fingerprint.as_str(), &encoder.fingerprint()] {
@@ -765,7 +855,8 @@ mod tests {
         for text in ["12345", "订单号12345", "我的订单号是 12345", "order number 12345", "it's #12345"] {
             assert!(is_little_more_than(text, "12345"), "{text}");
         }
-        for text in ["订单12345能开发票吗，我要公司抬头的增值税专票", "can I get an invoice for order 12345 please"] {
+        for text in ["订单12345能开发票吗，我要公司抬头的增值税专票", "can I get an invoice for order 12345 please"]
+        {
             assert!(!is_little_more_than(text, "12345"), "{text}");
         }
     }

@@ -111,9 +111,12 @@ mod layering {
         let mut out = Vec::new();
         for file in files {
             let relative = file.strip_prefix(src).unwrap();
-            let module = relative.components().next().unwrap().as_os_str().to_string_lossy().trim_end_matches(".rs").to_string();
+            let module =
+                relative.components().next().unwrap().as_os_str().to_string_lossy().trim_end_matches(".rs").to_string();
             // The binary (main and its private modules) is the top; lib.rs is the map itself.
-            if matches!(module.as_str(), "main" | "lib" | "loadtest") || relative.file_name().is_some_and(|f| f == "tests.rs") {
+            if matches!(module.as_str(), "main" | "lib" | "loadtest")
+                || relative.file_name().is_some_and(|f| f == "tests.rs")
+            {
                 continue;
             }
             let Some(rank) = layers.iter().position(|l| *l == module) else {
@@ -123,8 +126,12 @@ mod layering {
             for (line, used) in crate_paths(&std::fs::read_to_string(&file).unwrap()) {
                 match layers.iter().position(|l| *l == used) {
                     Some(r) if r < rank || used == module => {}
-                    Some(_) => out.push(format!("{}:{line}: {module} uses {used}, which is not below it", relative.display())),
-                    None => out.push(format!("{}:{line}: {module} uses {used}, which is not in LAYERS", relative.display())),
+                    Some(_) => {
+                        out.push(format!("{}:{line}: {module} uses {used}, which is not below it", relative.display()))
+                    }
+                    None => {
+                        out.push(format!("{}:{line}: {module} uses {used}, which is not in LAYERS", relative.display()))
+                    }
                 }
             }
         }

@@ -214,7 +214,8 @@ fn main() -> Result<()> {
         }
         Command::Model { command: ModelCommand::Finetune(args) } => run_finetune(&config, args),
         Command::Model { command: ModelCommand::List } => {
-            let entries = std::fs::read_dir(&config.models_dir).with_context(|| format!("reading {}", config.models_dir.display()))?;
+            let entries = std::fs::read_dir(&config.models_dir)
+                .with_context(|| format!("reading {}", config.models_dir.display()))?;
             for entry in entries.flatten() {
                 if entry.path().join("config.json").exists() {
                     println!("{}", entry.file_name().to_string_lossy());
@@ -258,7 +259,12 @@ fn main() -> Result<()> {
             let store = VersionStore::new(&config.versions_dir);
             let (reports, current) = (store.list()?, store.current()?);
             if json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"current": current, "versions": reports.iter().rev().collect::<Vec<_>>()}))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"current": current, "versions": reports.iter().rev().collect::<Vec<_>>()})
+                    )?
+                );
             } else {
                 print!("{}", versions::table(&reports, current.as_deref()));
             }
@@ -282,7 +288,8 @@ fn main() -> Result<()> {
 }
 
 fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,hnsw_rs=warn".into());
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,hnsw_rs=warn".into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -325,11 +332,19 @@ fn trainer(config: &Config, show_progress: bool) -> Result<Trainer> {
 
 /// The model thread's queue and batch limits of the configuration.
 fn batch_options(config: &Config) -> BatchOptions {
-    BatchOptions { queue_capacity: config.encoder_queue, max_batch_requests: config.batch_max_requests, ..BatchOptions::default() }
+    BatchOptions {
+        queue_capacity: config.encoder_queue,
+        max_batch_requests: config.batch_max_requests,
+        ..BatchOptions::default()
+    }
 }
 
 /// The encoder (model thread started), catalogue and engine settings of the configuration. Blocking.
-fn engine_parts(config: &Config, catalogue_dir: &Path, show_progress: bool) -> Result<(EncoderHandle, Catalogue, EngineSettings)> {
+fn engine_parts(
+    config: &Config,
+    catalogue_dir: &Path,
+    show_progress: bool,
+) -> Result<(EncoderHandle, Catalogue, EngineSettings)> {
     ensure_model(config, show_progress)?;
     let encoder = BertEncoder::load(&config.model_dir())?;
     let handle = EncoderHandle::spawn(Box::new(encoder), batch_options(config));
@@ -356,7 +371,9 @@ async fn serve(config: Config) -> Result<()> {
         kefu::overdue::spawn(notifier, Duration::from_secs(config.sla_check_interval_secs));
     }
     if config.admin_token.is_none() {
-        tracing::warn!("admin routes (/v1/admin/*) are open: set admin_token (KEFU_ADMIN_TOKEN) outside a trusted network");
+        tracing::warn!(
+            "admin routes (/v1/admin/*) are open: set admin_token (KEFU_ADMIN_TOKEN) outside a trusted network"
+        );
     }
     let settings = ApiSettings {
         max_body_bytes: config.max_body_bytes,
@@ -370,7 +387,8 @@ async fn serve(config: Config) -> Result<()> {
         stats: config.stats_settings()?,
     };
     let state = AppState::new(store.clone(), settings);
-    let listener = tokio::net::TcpListener::bind(config.addr).await.with_context(|| format!("binding {}", config.addr))?;
+    let listener =
+        tokio::net::TcpListener::bind(config.addr).await.with_context(|| format!("binding {}", config.addr))?;
     tracing::info!(addr = %listener.local_addr()?, "listening; loading model and index (/readyz turns 200 when done)");
 
     // NOTE: the port opens before the model loads so that /healthz answers at
@@ -404,7 +422,12 @@ async fn serve(config: Config) -> Result<()> {
 /// version is current) off the async threads, connects the enterprise systems,
 /// runs one warm-up query, replays the stored corrections, and installs it with
 /// the learning loop.
-async fn load_and_warm_up(config: Config, history: Arc<dyn kefu::profile::CustomerHistory>, store: &Store, state: &AppState) -> Result<()> {
+async fn load_and_warm_up(
+    config: Config,
+    history: Arc<dyn kefu::profile::CustomerHistory>,
+    store: &Store,
+    state: &AppState,
+) -> Result<()> {
     let connectors = enterprise_systems(&config).await?;
     let trainer = tokio::task::spawn_blocking(move || trainer(&config, false))
         .await
@@ -412,7 +435,9 @@ async fn load_and_warm_up(config: Config, history: Arc<dyn kefu::profile::Custom
         .with_serving(move |engine| engine.with_connectors(connectors.clone()).with_history(history.clone()));
     let trainer = Arc::new(trainer);
     let loader = trainer.clone();
-    let engine = tokio::task::spawn_blocking(move || loader.current_engine(false)).await.context("engine loading panicked")??;
+    let engine = tokio::task::spawn_blocking(move || loader.current_engine(false))
+        .await
+        .context("engine loading panicked")??;
     state.live.install(store, &trainer, engine).await?;
     state.live.set_trainer(trainer);
     Ok(())
@@ -428,7 +453,9 @@ async fn retrain(config: Config, json: bool, tolerance: Option<f64>) -> Result<(
     let store = open_store(&config).await?;
     let show = !json && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let versions_dir = config.versions_dir.clone();
-    let trainer = Arc::new(tokio::task::spawn_blocking(move || trainer(&config, show)).await.context("loading the encoder panicked")??);
+    let trainer = Arc::new(
+        tokio::task::spawn_blocking(move || trainer(&config, show)).await.context("loading the encoder panicked")??,
+    );
     let retrained = trainer.retrain(&store, tolerance, show).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&retrained.report)?);
@@ -483,7 +510,8 @@ fn run_stats(config: &Config, args: StatsArgs, runtime: &tokio::runtime::Runtime
     let started = Instant::now();
     let settings = config.stats_settings()?;
     let period = Period::parse(args.from.as_deref(), args.to.as_deref(), settings.timezone, Utc::now())?;
-    let format = args.format.or_else(|| args.out.as_deref().and_then(ExportFormat::from_path)).unwrap_or(ExportFormat::Text);
+    let format =
+        args.format.or_else(|| args.out.as_deref().and_then(ExportFormat::from_path)).unwrap_or(ExportFormat::Text);
     let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
     // The bare encoder groups the questions: no intent model is needed for a report.
     let encoder = if args.no_groups {
@@ -503,7 +531,10 @@ fn run_stats(config: &Config, args: StatsArgs, runtime: &tokio::runtime::Runtime
     };
     let report = runtime.block_on(async {
         let store = open_store(config).await?;
-        anyhow::Ok(kefu::service::analytics::report(&store, &settings, period, args.channel.as_deref(), args.top, embed).await?)
+        anyhow::Ok(
+            kefu::service::analytics::report(&store, &settings, period, args.channel.as_deref(), args.top, embed)
+                .await?,
+        )
     })?;
     let bytes = analytics::render(&report, format)?;
     match &args.out {
@@ -571,23 +602,37 @@ fn run_eval(config: &Config, args: EvalArgs, runtime: &tokio::runtime::Runtime) 
             let train_lines = eval::load_labelled(train, SetRole::Train)?;
             // Thresholds are fitted on the file's validation split when it has
             // one (CLINC150: val + oos_val), never on the test lines.
-            let validation =
-                eval::load_validation(train)?.map(|lines| Corpus::from_labelled(lines.iter().map(|l| (l.text.as_str(), l.intent.as_str())))).transpose()?;
-            (Corpus::from_labelled(train_lines.iter().map(|l| (l.text.as_str(), l.intent.as_str())))?, config.corpus_dir.clone(), validation)
+            let validation = eval::load_validation(train)?
+                .map(|lines| Corpus::from_labelled(lines.iter().map(|l| (l.text.as_str(), l.intent.as_str()))))
+                .transpose()?;
+            (
+                Corpus::from_labelled(train_lines.iter().map(|l| (l.text.as_str(), l.intent.as_str())))?,
+                config.corpus_dir.clone(),
+                validation,
+            )
         }
         (None, Some(dir)) => (Corpus::load(dir)?, dir.clone(), None),
         (None, None) => (Corpus::load(&config.corpus_dir)?, config.corpus_dir.clone(), None),
     };
     let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let (handle, catalogue, settings) = engine_parts(config, &catalogue_dir, show)?;
-    let engine = Engine::build(corpus, &catalogue, handle, EngineSettings { validation, ..settings }, &config.cache_dir(), show)?;
+    let engine = Engine::build(
+        corpus,
+        &catalogue,
+        handle,
+        EngineSettings { validation, ..settings },
+        &config.cache_dir(),
+        show,
+    )?;
 
     let bar = progress::bar(lines.len() as u64, show, "evaluating");
     let default_now = args.now.unwrap_or_else(|| Utc::now().fixed_offset());
     let predictions: Vec<Prediction> = runtime.block_on(async {
         let mut out = Vec::with_capacity(lines.len());
         for line in &lines {
-            let prediction = kefu::learning::predict(&engine, line, default_now).await.with_context(|| format!("answering {:?}", line.text))?;
+            let prediction = kefu::learning::predict(&engine, line, default_now)
+                .await
+                .with_context(|| format!("answering {:?}", line.text))?;
             out.push(prediction);
             bar.inc(1);
         }
@@ -597,7 +642,8 @@ fn run_eval(config: &Config, args: EvalArgs, runtime: &tokio::runtime::Runtime) 
     let report = eval::score(&lines, &predictions)?;
     println!("{report}");
     if let Some(path) = args.json {
-        std::fs::write(&path, serde_json::to_vec_pretty(&report)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
         println!("report written to {}", path.display());
     }
     Ok(())
@@ -605,5 +651,7 @@ fn run_eval(config: &Config, args: EvalArgs, runtime: &tokio::runtime::Runtime) 
 
 /// Opens the configured database; errors name it without its password.
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    Store::open(&config.database_url).await.with_context(|| format!("opening the database {}", kefu::store::redacted_url(&config.database_url)))
+    Store::open(&config.database_url)
+        .await
+        .with_context(|| format!("opening the database {}", kefu::store::redacted_url(&config.database_url)))
 }

@@ -358,7 +358,14 @@ mod tests {
     fn webhook_urls_are_never_shown_with_secrets() {
         let url = Url::parse("https://ops:hunter2@hooks.example.com:8443/kefu/sla?token=s3cret").unwrap();
         assert_eq!(redact_url(&url), "https://hooks.example.com:8443/kefu/sla?…");
-        let settings = WebhookSettings { url, retries: 2, timeout: Duration::from_secs(1), backoff: Duration::from_millis(100), max_attempts: 5, batch: 10 };
+        let settings = WebhookSettings {
+            url,
+            retries: 2,
+            timeout: Duration::from_secs(1),
+            backoff: Duration::from_millis(100),
+            max_attempts: 5,
+            batch: 10,
+        };
         let printed = format!("{settings:?}");
         assert!(!printed.contains("hunter2") && !printed.contains("s3cret"), "{printed}");
     }
@@ -391,7 +398,8 @@ mod tests {
     impl Receiver {
         async fn start() -> (Receiver, Url) {
             let receiver = Receiver::default();
-            let app = axum::Router::new().route("/hooks/sla", axum::routing::post(receive)).with_state(receiver.clone());
+            let app =
+                axum::Router::new().route("/hooks/sla", axum::routing::post(receive)).with_state(receiver.clone());
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let url = Url::parse(&format!("http://{}/hooks/sla", listener.local_addr().unwrap())).unwrap();
             tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -428,7 +436,14 @@ mod tests {
     }
 
     fn notifier(store: &Store, url: Url, clock: &Arc<ManualClock>, retries: u32, max_attempts: u32) -> SlaNotifier {
-        let settings = WebhookSettings { url, retries, timeout: Duration::from_secs(5), backoff: Duration::from_millis(1), max_attempts, batch: 100 };
+        let settings = WebhookSettings {
+            url,
+            retries,
+            timeout: Duration::from_secs(5),
+            backoff: Duration::from_millis(1),
+            max_attempts,
+            batch: 100,
+        };
         SlaNotifier::new(store.clone(), settings, Arc::clone(clock) as Arc<dyn Clock>).unwrap()
     }
 
@@ -461,12 +476,18 @@ mod tests {
         let (body, key) = &accepted[0];
         assert_eq!(body["ticket_id"], "T-late");
         assert_eq!(body["event"], "ticket.overdue");
-        assert_eq!((body["queue"].as_str(), body["priority"].as_str(), body["customer_id"].as_str()), (Some("after_sales"), Some("high"), Some("c1001")));
+        assert_eq!(
+            (body["queue"].as_str(), body["priority"].as_str(), body["customer_id"].as_str()),
+            (Some("after_sales"), Some("high"), Some("c1001"))
+        );
         assert_eq!(body["overdue_minutes"], 1);
         assert_eq!(body["link"], "/v1/tickets/T-late");
         assert_eq!(key, "ticket.overdue:T-late");
         let state = store.overdue_push_state("T-late").await.unwrap().unwrap();
-        assert_eq!(state.pushed_at.as_deref(), Some(crate::support::time::stamp(t0() + Minutes::minutes(121)).as_str()));
+        assert_eq!(
+            state.pushed_at.as_deref(),
+            Some(crate::support::time::stamp(t0() + Minutes::minutes(121)).as_str())
+        );
 
         // Later sweeps (and a restart: a fresh notifier on the same database) leave it alone.
         clock.advance(Minutes::minutes(30));
@@ -475,7 +496,10 @@ mod tests {
         assert_eq!(restarted.sweep().await.unwrap().due, 0);
         assert_eq!(receiver.requests(), 2);
         // The list the API serves still shows it as overdue: pushing does not hide it.
-        let listed = store.tickets(&crate::store::TicketFilter { overdue: true, ..Default::default() }, clock.now()).await.unwrap();
+        let listed = store
+            .tickets(&crate::store::TicketFilter { overdue: true, ..Default::default() }, clock.now())
+            .await
+            .unwrap();
         assert_eq!(listed.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["T-late"]);
     }
 
@@ -486,7 +510,16 @@ mod tests {
         let clock = Arc::new(ManualClock::new(t0()));
         open_handoff_ticket(&store, "T-taken", t0()).await;
         open_handoff_ticket(&store, "T-left", t0() + Minutes::minutes(10)).await;
-        store.move_ticket("T-taken", crate::tickets::Status::Assigned, Some("agent-7"), None, t0() + Minutes::minutes(90)).await.unwrap();
+        store
+            .move_ticket(
+                "T-taken",
+                crate::tickets::Status::Assigned,
+                Some("agent-7"),
+                None,
+                t0() + Minutes::minutes(90),
+            )
+            .await
+            .unwrap();
         let sla = notifier(&store, url, &clock, 0, 10);
 
         for minutes in [60, 125, 131, 600] {
@@ -541,6 +574,11 @@ mod tests {
         let state = store.overdue_push_state("T-1").await.unwrap().unwrap();
         assert_eq!((state.pushed_at, state.attempts), (None, 2));
         let error = state.last_error.unwrap();
-        assert!(error.starts_with("webhook unreachable") && error.contains("refused") && !error.contains(&closed.to_string()), "{error}");
+        assert!(
+            error.starts_with("webhook unreachable")
+                && error.contains("refused")
+                && !error.contains(&closed.to_string()),
+            "{error}"
+        );
     }
 }

@@ -56,7 +56,8 @@ pub struct CustomerFactors {
 /// while the customer is a frequent after-sales contact or the product was
 /// repaired within 90 days), up to urgent. `role` is the intent's.
 pub fn handoff_priority(reason: HandoffReason, role: Option<Role>, customer: &CustomerFactors) -> Priority {
-    let complaint = role == Some(Role::Complaint) || matches!(reason, HandoffReason::Complaint | HandoffReason::AngryCustomer);
+    let complaint =
+        role == Some(Role::Complaint) || matches!(reason, HandoffReason::Complaint | HandoffReason::AngryCustomer);
     let repeat_fault = role == Some(Role::Fault) && (customer.frequent_after_sales || customer.product_repaired_90d);
     [customer.vip, complaint, repeat_fault].into_iter().filter(|raise| *raise).fold(Priority::Normal, |p, _| p.raised())
 }
@@ -126,7 +127,8 @@ pub fn decide(scored: &Scored, signals: &Signals, taxonomy: &Taxonomy, settings:
         return Verdict { action: Action::Clarify, intent, lead: false, handoff: None, reply: Reply::Rephrase };
     }
     if scored.confidence < settings.min_answer_confidence {
-        let options: Vec<String> = scored.ranked.iter().take(settings.clarify_options).map(|(id, _)| id.clone()).collect();
+        let options: Vec<String> =
+            scored.ranked.iter().take(settings.clarify_options).map(|(id, _)| id.clone()).collect();
         return Verdict { action: Action::Clarify, intent, lead: false, handoff: None, reply: Reply::WhichOf(options) };
     }
     settled(intent, taxonomy)
@@ -151,16 +153,27 @@ pub fn settled(intent: String, taxonomy: &Taxonomy) -> Verdict {
     match def.map(|d| (d.decision, d.role)) {
         Some((Decision::Handoff, Some(Role::Complaint))) => handoff(intent, HandoffReason::Complaint, taxonomy),
         Some((Decision::Handoff, _)) => handoff(intent, HandoffReason::AgentIntent, taxonomy),
-        Some((Decision::Lead, _)) => Verdict { action: Action::Answer, intent, lead: true, handoff: None, reply: Reply::IntentAnswer },
-        Some((Decision::Answer, _)) | None => Verdict { action: Action::Answer, intent, lead: false, handoff: None, reply: Reply::IntentAnswer },
+        Some((Decision::Lead, _)) => {
+            Verdict { action: Action::Answer, intent, lead: true, handoff: None, reply: Reply::IntentAnswer }
+        }
+        Some((Decision::Answer, _)) | None => {
+            Verdict { action: Action::Answer, intent, lead: false, handoff: None, reply: Reply::IntentAnswer }
+        }
     }
 }
 
 /// A second clarifying question in a row goes to a person instead: the
 /// customer has already rephrased once.
 pub fn escalate_unresolved(verdict: Verdict, taxonomy: &Taxonomy) -> Verdict {
-    let priority = handoff_priority(HandoffReason::Unresolved, taxonomy.role(&verdict.intent), &CustomerFactors::default());
-    Verdict { action: Action::Handoff, handoff: Some((HandoffReason::Unresolved, priority)), reply: Reply::Holding, lead: false, ..verdict }
+    let priority =
+        handoff_priority(HandoffReason::Unresolved, taxonomy.role(&verdict.intent), &CustomerFactors::default());
+    Verdict {
+        action: Action::Handoff,
+        handoff: Some((HandoffReason::Unresolved, priority)),
+        reply: Reply::Holding,
+        lead: false,
+        ..verdict
+    }
 }
 
 #[cfg(test)]
@@ -168,7 +181,12 @@ mod tests {
     use super::*;
 
     fn scored(ranked: &[(&str, f32)], confidence: f32, out_of_scope: bool) -> Scored {
-        Scored { ranked: ranked.iter().map(|(id, p)| (id.to_string(), *p)).collect(), out_of_scope, confidence, neighbours: Vec::new() }
+        Scored {
+            ranked: ranked.iter().map(|(id, p)| (id.to_string(), *p)).collect(),
+            out_of_scope,
+            confidence,
+            neighbours: Vec::new(),
+        }
     }
 
     /// A small taxonomy: the roles, not the ids, are what the policy reads.
@@ -198,7 +216,10 @@ mod tests {
     #[test]
     fn confident_answerable_intent_is_answered() {
         let v = run(&scored(&[("return_address", 0.9)], 0.95, false), Signals::default());
-        assert_eq!((v.action, v.intent.as_str(), v.lead, v.reply), (Action::Answer, "return_address", false, Reply::IntentAnswer));
+        assert_eq!(
+            (v.action, v.intent.as_str(), v.lead, v.reply),
+            (Action::Answer, "return_address", false, Reply::IntentAnswer)
+        );
     }
 
     #[test]
@@ -209,7 +230,14 @@ mod tests {
 
     #[test]
     fn low_confidence_asks_which_of_the_top_candidates() {
-        let v = run(&scored(&[("return_policy", 0.4), ("return_address", 0.35), ("exchange", 0.1), ("invoice", 0.05)], 0.3, false), Signals::default());
+        let v = run(
+            &scored(
+                &[("return_policy", 0.4), ("return_address", 0.35), ("exchange", 0.1), ("invoice", 0.05)],
+                0.3,
+                false,
+            ),
+            Signals::default(),
+        );
         assert_eq!(v.action, Action::Clarify);
         assert_eq!(v.reply, Reply::WhichOf(vec!["return_policy".into(), "return_address".into(), "exchange".into()]));
     }
@@ -232,7 +260,10 @@ mod tests {
     fn a_second_clarify_is_escalated() {
         let v = run(&scored(&[("greeting", 0.2)], 0.1, true), Signals::default());
         let v = escalate_unresolved(v, &taxonomy());
-        assert_eq!((v.action, v.handoff, v.reply), (Action::Handoff, Some((HandoffReason::Unresolved, Priority::Normal)), Reply::Holding));
+        assert_eq!(
+            (v.action, v.handoff, v.reply),
+            (Action::Handoff, Some((HandoffReason::Unresolved, Priority::Normal)), Reply::Holding)
+        );
         assert_eq!(v.intent, OOS);
     }
 
@@ -252,7 +283,10 @@ mod tests {
         assert_eq!(handoff_priority(HandoffReason::AgentIntent, fault, &none), Priority::Normal);
         assert_eq!(handoff_priority(HandoffReason::AgentIntent, fault, &frequent), Priority::High);
         assert_eq!(handoff_priority(HandoffReason::AgentIntent, fault, &repaired), Priority::High);
-        assert_eq!(handoff_priority(HandoffReason::AgentIntent, fault, &CustomerFactors { vip: true, ..repaired }), Priority::Urgent);
+        assert_eq!(
+            handoff_priority(HandoffReason::AgentIntent, fault, &CustomerFactors { vip: true, ..repaired }),
+            Priority::Urgent
+        );
         // A frequent after-sales customer asking for a person is not a fault.
         assert_eq!(handoff_priority(HandoffReason::HumanRequested, human, &frequent), Priority::Normal);
         // All three at once stays urgent.
@@ -277,11 +311,17 @@ mod tests {
 
     #[test]
     fn without_the_roles_signals_keep_the_scored_intent() {
-        let bare = Taxonomy::from_toml("[scenarios]\na = \"A\"\n[[intent]]\nid = \"x\"\nscenario = \"a\"\ndecision = \"answer\"\n").unwrap();
+        let bare = Taxonomy::from_toml(
+            "[scenarios]\na = \"A\"\n[[intent]]\nid = \"x\"\nscenario = \"a\"\ndecision = \"answer\"\n",
+        )
+        .unwrap();
         let oos = scored(&[("x", 0.1)], 0.1, true);
         let v = decide(&oos, &Signals { angry: true, human_request: false }, &bare, &PolicySettings::default());
         assert_eq!((v.action, v.intent.as_str()), (Action::Handoff, OOS));
         let v = decide(&oos, &Signals { angry: false, human_request: true }, &bare, &PolicySettings::default());
-        assert_eq!((v.action, v.intent.as_str(), v.handoff.map(|h| h.0)), (Action::Handoff, OOS, Some(HandoffReason::HumanRequested)));
+        assert_eq!(
+            (v.action, v.intent.as_str(), v.handoff.map(|h| h.0)),
+            (Action::Handoff, OOS, Some(HandoffReason::HumanRequested))
+        );
     }
 }

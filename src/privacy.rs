@@ -100,7 +100,8 @@ mod tests {
 
     #[test]
     fn leaves_order_numbers_and_short_numbers() {
-        for text in ["订单 12345 到哪了", "order #A20260614001", "尾号1234", "2026-06-14", "订单号 202606140012"] {
+        for text in ["订单 12345 到哪了", "order #A20260614001", "尾号1234", "2026-06-14", "订单号 202606140012"]
+        {
             assert_eq!(mask(text), text);
         }
         assert!(matches!(mask("no numbers"), Cow::Borrowed(_)));

@@ -189,7 +189,10 @@ fn default_rules() -> Vec<TagRule> {
             op: Comparison::Above,
             threshold: 10_000.0,
             hint_zh: Some("VIP 客户（近 12 个月消费 {spend} 元）：请用更亲切的措辞，优先安排专属客服。".into()),
-            hint_en: Some("VIP customer ({spend} CNY in the last 12 months): use warmer wording and offer the dedicated agent.".into()),
+            hint_en: Some(
+                "VIP customer ({spend} CNY in the last 12 months): use warmer wording and offer the dedicated agent."
+                    .into(),
+            ),
         },
         TagRule {
             tag: TAG_FREQUENT_AFTER_SALES.into(),
@@ -197,7 +200,10 @@ fn default_rules() -> Vec<TagRule> {
             op: Comparison::AtLeast,
             threshold: 2.0,
             hint_zh: Some("上次的{product}近 90 天已维修过 {repairs} 次，这次是同样的问题吗？".into()),
-            hint_en: Some("Their {product} was repaired {repairs} times in the last 90 days: is this the same problem again?".into()),
+            hint_en: Some(
+                "Their {product} was repaired {repairs} times in the last 90 days: is this the same problem again?"
+                    .into(),
+            ),
         },
     ]
 }
@@ -216,7 +222,9 @@ impl ProfileRules {
     pub fn validate(&self) -> Result<(), RuleError> {
         for (index, rule) in self.rules.iter().enumerate() {
             let fail = |message: String| Err(RuleError { index, tag: rule.tag.clone(), message });
-            if rule.tag.is_empty() || !rule.tag.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+            if rule.tag.is_empty()
+                || !rule.tag.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
                 return fail("a tag is 1 or more of a-z, 0-9 and _".into());
             }
             if !rule.threshold.is_finite() {
@@ -225,7 +233,10 @@ impl ProfileRules {
             for hint in [&rule.hint_zh, &rule.hint_en].into_iter().flatten() {
                 for name in placeholders(hint).map_err(|m| RuleError { index, tag: rule.tag.clone(), message: m })? {
                     if !PLACEHOLDERS.contains(&name) {
-                        return fail(format!("unknown placeholder {{{name}}} in hint; known: {}", PLACEHOLDERS.join(", ")));
+                        return fail(format!(
+                            "unknown placeholder {{{name}}} in hint; known: {}",
+                            PLACEHOLDERS.join(", ")
+                        ));
                     }
                 }
             }
@@ -333,7 +344,10 @@ pub struct Profile {
 
 /// 张伟 -> 张*, John Smith -> J*** S****: enough for an agent to greet, not to identify.
 pub fn mask_name(name: &str) -> String {
-    name.split(' ').map(|word| word.chars().enumerate().map(|(i, c)| if i == 0 { c } else { '*' }).collect::<String>()).collect::<Vec<_>>().join(" ")
+    name.split(' ')
+        .map(|word| word.chars().enumerate().map(|(i, c)| if i == 0 { c } else { '*' }).collect::<String>())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Distinct days in `tz` of these instants.
@@ -357,7 +371,8 @@ impl Profile {
         let repairs = inputs.repairs.unwrap_or_default();
         let turns = inputs.past_turns.unwrap_or_default();
 
-        let purchases_12m: Vec<&Order> = orders.iter().filter(|o| is_purchase(o) && o.placed_at >= year_ago && o.placed_at <= now).collect();
+        let purchases_12m: Vec<&Order> =
+            orders.iter().filter(|o| is_purchase(o) && o.placed_at >= year_ago && o.placed_at <= now).collect();
         // NOTE: the CRM's figure wins: it may know of purchases outside the order system.
         let spend_12m_cny = match (inputs.customer, inputs.orders) {
             (Some(c), _) => Some(c.spend_12m_cny),
@@ -367,7 +382,8 @@ impl Profile {
         let mut recent: Vec<&Order> = orders.iter().collect();
         recent.sort_by_key(|o| std::cmp::Reverse(o.placed_at));
 
-        let cases_90d: Vec<&RepairRecord> = repairs.iter().filter(|r| r.reported_at >= window_90d && r.reported_at <= now).collect();
+        let cases_90d: Vec<&RepairRecord> =
+            repairs.iter().filter(|r| r.reported_at >= window_90d && r.reported_at <= now).collect();
         let last_repair = repairs.iter().max_by_key(|r| r.reported_at).map(|r| RepairBrief {
             id: r.id.clone(),
             product: r.product.clone(),
@@ -382,10 +398,12 @@ impl Profile {
         // the windows only bound the past.
         let recent_turns = |since: DateTime<Utc>| turns.iter().filter(move |t| t.at >= since);
         let case_days = days(cases_90d.iter().map(|r| r.reported_at), tz);
-        let chat_days = days(recent_turns(window_90d).filter(|t| (inputs.is_after_sales_intent)(&t.intent)).map(|t| t.at), tz);
+        let chat_days =
+            days(recent_turns(window_90d).filter(|t| (inputs.is_after_sales_intent)(&t.intent)).map(|t| t.at), tz);
         let after_sales_contacts_90d = cases_90d.len() + chat_days.difference(&case_days).count();
 
-        let mut newest: Vec<&PastTurn> = turns.iter().filter(|t| (inputs.role_of)(&t.intent) != Some(Role::Smalltalk)).collect();
+        let mut newest: Vec<&PastTurn> =
+            turns.iter().filter(|t| (inputs.role_of)(&t.intent) != Some(Role::Smalltalk)).collect();
         newest.sort_by_key(|t| std::cmp::Reverse(t.at));
 
         let mut profile = Profile {
@@ -414,11 +432,20 @@ impl Profile {
             after_sales_contacts_90d,
             contacts_30d: days(recent_turns(window_30d).map(|t| t.at), tz).len(),
             handoffs_90d: recent_turns(window_90d).filter(|t| t.decision == "handoff").count(),
-            complaints_90d: days(recent_turns(window_90d).filter(|t| (inputs.role_of)(&t.intent) == Some(Role::Complaint)).map(|t| t.at), tz).len(),
+            complaints_90d: days(
+                recent_turns(window_90d).filter(|t| (inputs.role_of)(&t.intent) == Some(Role::Complaint)).map(|t| t.at),
+                tz,
+            )
+            .len(),
             past_questions: newest
                 .iter()
                 .take(PAST_QUESTIONS)
-                .map(|t| PastQuestion { intent: t.intent.clone(), text: t.text.clone(), channel: t.channel.clone(), at: t.at })
+                .map(|t| PastQuestion {
+                    intent: t.intent.clone(),
+                    text: t.text.clone(),
+                    channel: t.channel.clone(),
+                    at: t.at,
+                })
                 .collect(),
             tags: Vec::new(),
             unavailable: inputs.unavailable.to_vec(),
@@ -455,7 +482,12 @@ impl Profile {
 
     /// What of this customer bears on a hand-off's priority; `product` is the
     /// product the customer names, `repairs` their repair cases.
-    pub fn priority_factors(&self, repairs: &[RepairRecord], product: Option<&str>, now: DateTime<Utc>) -> CustomerFactors {
+    pub fn priority_factors(
+        &self,
+        repairs: &[RepairRecord],
+        product: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> CustomerFactors {
         CustomerFactors {
             vip: self.has_tag(TAG_VIP),
             frequent_after_sales: self.has_tag(TAG_FREQUENT_AFTER_SALES),
@@ -466,7 +498,13 @@ impl Profile {
     /// Hints for the agent and the bot UI in `lang`, from the rules that hold,
     /// in rule order and without repeats. `product_name` names a catalogue
     /// product type in a language (the repair's own name is used otherwise).
-    pub fn hints(&self, rules: &ProfileRules, lang: Lang, now: DateTime<Utc>, product_name: &dyn Fn(&str, Lang) -> Option<String>) -> Vec<String> {
+    pub fn hints(
+        &self,
+        rules: &ProfileRules,
+        lang: Lang,
+        now: DateTime<Utc>,
+        product_name: &dyn Fn(&str, Lang) -> Option<String>,
+    ) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for rule in rules.rules.iter().filter(|r| self.satisfies(r, now)) {
             let template = match lang {
@@ -476,10 +514,19 @@ impl Profile {
             let Some(template) = template else { continue };
             let value = |name: &str| -> Option<String> {
                 match name {
-                    "product" => self.last_repair.as_ref().map(|r| product_name(&r.product, lang).unwrap_or_else(|| r.product_name.clone())),
+                    "product" => self
+                        .last_repair
+                        .as_ref()
+                        .map(|r| product_name(&r.product, lang).unwrap_or_else(|| r.product_name.clone())),
                     "repairs" => self.last_repair.as_ref().map(|r| r.repairs_of_product_90d.to_string()),
                     "spend" => self.spend_12m_cny.map(|s| format!("{s:.0}")),
-                    "value" => self.metric(rule.metric, now).map(|v| if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.2}") }),
+                    "value" => self.metric(rule.metric, now).map(|v| {
+                        if v.fract() == 0.0 {
+                            format!("{v:.0}")
+                        } else {
+                            format!("{v:.2}")
+                        }
+                    }),
                     _ => None,
                 }
             };
@@ -525,7 +572,13 @@ mod tests {
     }
 
     fn customer(spend: f64) -> Customer {
-        Customer { id: "c1".into(), name: "张伟".into(), phone: "13812345678".into(), spend_12m_cny: spend, since: days_ago(400) }
+        Customer {
+            id: "c1".into(),
+            name: "张伟".into(),
+            phone: "13812345678".into(),
+            spend_12m_cny: spend,
+            since: days_ago(400),
+        }
     }
 
     fn order(id: &str, status: &str, placed_days_ago: i64, amount: f64) -> Order {
@@ -559,7 +612,13 @@ mod tests {
     }
 
     fn turn(intent: &str, decision: &str, at: DateTime<Utc>) -> PastTurn {
-        PastTurn { intent: intent.into(), channel: "web".into(), decision: decision.into(), text: format!("about {intent}"), at }
+        PastTurn {
+            intent: intent.into(),
+            channel: "web".into(),
+            decision: decision.into(),
+            text: format!("about {intent}"),
+            at,
+        }
     }
 
     fn after_sales(intent: &str) -> bool {
@@ -663,7 +722,10 @@ mod tests {
         let mut sources = empty();
         // One case 20 days ago; a chat about it the same day is the same contact.
         sources.repairs = Some(vec![repair("W1", "washing_machine", 20), repair("W0", "washing_machine", 120)]);
-        sources.turns = Some(vec![turn("repair_request", "handoff", days_ago(20)), turn("repair_progress", "answer", days_ago(20) + TimeDelta::hours(1))]);
+        sources.turns = Some(vec![
+            turn("repair_request", "handoff", days_ago(20)),
+            turn("repair_progress", "answer", days_ago(20) + TimeDelta::hours(1)),
+        ]);
         let p = sources.build(&ProfileRules::default());
         assert_eq!(p.after_sales_contacts_90d, 1);
         assert!(!p.has_tag("frequent_after_sales"));
@@ -674,7 +736,8 @@ mod tests {
         assert_eq!(p.after_sales_contacts_90d, 2);
         assert!(p.has_tag("frequent_after_sales"));
         // Chats older than 90 days do not count.
-        sources.turns = Some(vec![turn("repair_request", "handoff", days_ago(91)), turn("installation", "answer", days_ago(100))]);
+        sources.turns =
+            Some(vec![turn("repair_request", "handoff", days_ago(91)), turn("installation", "answer", days_ago(100))]);
         assert_eq!(sources.build(&ProfileRules::default()).after_sales_contacts_90d, 1);
     }
 
@@ -737,8 +800,14 @@ mod tests {
     fn bad_rules_are_named() {
         for (text, expect) in [
             ("[[rules]]\ntag = \"VIP!\"\nmetric = \"orders_12m\"\nop = \">\"\nthreshold = 1", "a-z"),
-            ("[[rules]]\ntag = \"x\"\nmetric = \"orders_12m\"\nop = \">\"\nthreshold = 1\nhint_zh = \"{nope}\"", "unknown placeholder {nope}"),
-            ("[[rules]]\ntag = \"x\"\nmetric = \"orders_12m\"\nop = \">\"\nthreshold = 1\nhint_en = \"{product\"", "unclosed"),
+            (
+                "[[rules]]\ntag = \"x\"\nmetric = \"orders_12m\"\nop = \">\"\nthreshold = 1\nhint_zh = \"{nope}\"",
+                "unknown placeholder {nope}",
+            ),
+            (
+                "[[rules]]\ntag = \"x\"\nmetric = \"orders_12m\"\nop = \">\"\nthreshold = 1\nhint_en = \"{product\"",
+                "unclosed",
+            ),
             ("[[rules]]\ntag = \"x\"\nmetric = \"orders_12m\"\nop = \">\"\nthreshold = nan", "finite"),
         ] {
             let rules: ProfileRules = toml::from_str(text).unwrap();
@@ -762,7 +831,9 @@ mod tests {
             turns: Some(Vec::new()),
         };
         let p = sources.build(&ProfileRules::default());
-        let names = |id: &str, lang: Lang| (id == "refrigerator").then(|| if lang == Lang::Zh { "冰箱" } else { "refrigerator" }.to_string());
+        let names = |id: &str, lang: Lang| {
+            (id == "refrigerator").then(|| if lang == Lang::Zh { "冰箱" } else { "refrigerator" }.to_string())
+        };
         let zh = p.hints(&ProfileRules::default(), Lang::Zh, now(), &names);
         assert_eq!(zh.len(), 2, "{zh:?}");
         assert!(zh[0].contains("15000") && zh[0].contains("专属客服"), "{zh:?}");
@@ -777,7 +848,8 @@ mod tests {
     fn a_hint_whose_placeholder_has_no_value_is_left_out() {
         // Frequent after-sales from chats alone: no repair to name.
         let mut sources = empty();
-        sources.turns = Some(vec![turn("repair_request", "handoff", days_ago(30)), turn("warranty_policy", "answer", days_ago(2))]);
+        sources.turns =
+            Some(vec![turn("repair_request", "handoff", days_ago(30)), turn("warranty_policy", "answer", days_ago(2))]);
         let p = sources.build(&ProfileRules::default());
         assert!(p.has_tag("frequent_after_sales"));
         assert!(p.hints(&ProfileRules::default(), Lang::Zh, now(), &|_, _| None).is_empty());

@@ -24,7 +24,8 @@ pub enum Status {
 
 impl Status {
     /// In their usual order.
-    pub const ALL: [Status; 6] = [Status::New, Status::Assigned, Status::InProgress, Status::WaitingCustomer, Status::Resolved, Status::Closed];
+    pub const ALL: [Status; 6] =
+        [Status::New, Status::Assigned, Status::InProgress, Status::WaitingCustomer, Status::Resolved, Status::Closed];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -85,7 +86,12 @@ pub struct UnknownValue {
 }
 
 /// The value among `all` whose `name` is `given`.
-pub fn named<T: Copy>(what: &'static str, all: &[T], name: fn(T) -> &'static str, given: &str) -> Result<T, UnknownValue> {
+pub fn named<T: Copy>(
+    what: &'static str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+    given: &str,
+) -> Result<T, UnknownValue> {
     all.iter().copied().find(|v| name(*v) == given).ok_or_else(|| UnknownValue {
         what,
         allowed: all.iter().map(|v| name(*v)).collect::<Vec<_>>().join(", "),
@@ -187,8 +193,10 @@ pub fn ticket_id_in(text: &str) -> Option<String> {
     let alnum_at = |i: usize| bytes.get(i).is_some_and(|b| b.is_ascii_alphanumeric());
     (0..bytes.len()).find_map(|i| {
         let candidate = bytes.get(i..i + 13)?;
-        let fits =
-            candidate[0].eq_ignore_ascii_case(&b'T') && candidate[1..].iter().all(u8::is_ascii_hexdigit) && !(i > 0 && alnum_at(i - 1)) && !alnum_at(i + 13);
+        let fits = candidate[0].eq_ignore_ascii_case(&b'T')
+            && candidate[1..].iter().all(u8::is_ascii_hexdigit)
+            && !(i > 0 && alnum_at(i - 1))
+            && !alnum_at(i + 13);
         fits.then(|| text[i..i + 13].to_ascii_uppercase())
     })
 }
@@ -221,7 +229,10 @@ mod tests {
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
         let err = "done".parse::<Status>().unwrap_err();
-        assert_eq!(err.to_string(), "status must be one of new, assigned, in_progress, waiting_customer, resolved, closed, not \"done\"");
+        assert_eq!(
+            err.to_string(),
+            "status must be one of new, assigned, in_progress, waiting_customer, resolved, closed, not \"done\""
+        );
         assert_eq!("urgent".parse::<Priority>(), Ok(Priority::Urgent));
         assert!("asap".parse::<Priority>().is_err());
         assert!(Priority::Normal < Priority::High && Priority::High.raised() == Priority::Urgent);
@@ -232,7 +243,9 @@ mod tests {
         assert_eq!(ticket_id_in("工单T3F9A0B12C4D5进度如何").as_deref(), Some("T3F9A0B12C4D5"));
         assert_eq!(ticket_id_in("ticket t3f9a0b12c4d5?").as_deref(), Some("T3F9A0B12C4D5"));
         // 13 digits is someone else's number; too short or not hex is not ours either.
-        for text in ["工单号 T2026061800012 现在什么状态", "T3F9A0B12C4D", "T3F9A0B12C4DZ", "AT3F9A0B12C4D5", "我的工单"] {
+        for text in
+            ["工单号 T2026061800012 现在什么状态", "T3F9A0B12C4D", "T3F9A0B12C4DZ", "AT3F9A0B12C4D5", "我的工单"]
+        {
             assert_eq!(ticket_id_in(text), None, "{text}");
         }
     }

@@ -36,7 +36,8 @@ async fn ask(base: &str, text: &str, channel: &'static str) -> Sent {
 }
 
 fn count(sent: &[Sent], channel: Option<&str>, decision: Option<&str>) -> u64 {
-    sent.iter().filter(|s| channel.is_none_or(|c| s.channel == c) && decision.is_none_or(|d| s.decision == d)).count() as u64
+    sent.iter().filter(|s| channel.is_none_or(|c| s.channel == c) && decision.is_none_or(|d| s.decision == d)).count()
+        as u64
 }
 
 #[tokio::test]
@@ -50,14 +51,22 @@ async fn stats_optimise_queue_and_export_agree_with_the_answers() {
         sent.push(ask(base, text, "web").await);
     }
     sent.push(ask(base, "家里冰箱突然不制冷了", "web").await);
-    for text in ["我要投诉你们的送货员 态度恶劣", "帮我写一首关于春天的诗", "这个沙发多少钱 有没有优惠", "别跟我扯了 转人工"]
+    for text in
+        ["我要投诉你们的送货员 态度恶劣", "帮我写一首关于春天的诗", "这个沙发多少钱 有没有优惠", "别跟我扯了 转人工"]
     {
         sent.push(ask(base, text, "app").await);
     }
     for s in &sent[..4] {
-        assert_eq!((s.decision.as_str(), s.intent.as_str()), ("answer", "return_address"), "the paraphrases must be answered alike for this test");
+        assert_eq!(
+            (s.decision.as_str(), s.intent.as_str()),
+            ("answer", "return_address"),
+            "the paraphrases must be answered alike for this test"
+        );
     }
-    assert!(sent.iter().any(|s| s.decision == "clarify") && sent.iter().any(|s| s.decision == "handoff"), "a mix of decisions");
+    assert!(
+        sent.iter().any(|s| s.decision == "clarify") && sent.iter().any(|s| s.decision == "handoff"),
+        "a mix of decisions"
+    );
 
     // Feedback: one return answer not useful (twice), one useful; the price answer not useful, then corrected.
     let (not_useful, useful, price) = (&sent[2], &sent[0], &sent[7]);
@@ -67,11 +76,13 @@ async fn stats_optimise_queue_and_export_agree_with_the_answers() {
         (&useful.trace_id, true, None),
         (&price.trace_id, false, Some("没回答价格")),
     ] {
-        let (status, body) = post(base, "/v1/feedback", json!({"trace_id": trace, "useful": ok, "comment": comment})).await;
+        let (status, body) =
+            post(base, "/v1/feedback", json!({"trace_id": trace, "useful": ok, "comment": comment})).await;
         assert_eq!(status, 201, "{body}");
     }
     let corrected_to = if price.intent == "stock_availability" { "price_inquiry" } else { "stock_availability" };
-    let (status, body) = post(base, "/v1/corrections", json!({"trace_id": price.trace_id, "intent": corrected_to})).await;
+    let (status, body) =
+        post(base, "/v1/corrections", json!({"trace_id": price.trace_id, "intent": corrected_to})).await;
     assert_eq!(status, 201, "{body}");
 
     // The report.
@@ -79,14 +90,17 @@ async fn stats_optimise_queue_and_export_agree_with_the_answers() {
     assert_eq!(status, 200, "{stats}");
     let n = sent.len() as u64;
     assert_eq!(stats["turns"], n, "{stats}");
-    for (key, rate, decision) in
-        [("answered", "auto_answer_rate", "answer"), ("clarified", "clarify_rate", "clarify"), ("handed_off", "handoff_rate", "handoff")]
-    {
+    for (key, rate, decision) in [
+        ("answered", "auto_answer_rate", "answer"),
+        ("clarified", "clarify_rate", "clarify"),
+        ("handed_off", "handoff_rate", "handoff"),
+    ] {
         let expected = count(&sent, None, Some(decision));
         assert_eq!(stats[key], expected, "{key}: {stats}");
         assert!((stats[rate].as_f64().unwrap() - expected as f64 / n as f64).abs() < 1e-9, "{rate}: {stats}");
     }
-    let channels: BTreeMap<&str, &Value> = stats["channels"].as_array().unwrap().iter().map(|c| (c["channel"].as_str().unwrap(), c)).collect();
+    let channels: BTreeMap<&str, &Value> =
+        stats["channels"].as_array().unwrap().iter().map(|c| (c["channel"].as_str().unwrap(), c)).collect();
     assert_eq!(channels.keys().copied().collect::<Vec<_>>(), ["app", "web"]);
     for (channel, c) in &channels {
         assert_eq!(c["turns"], count(&sent, Some(channel), None), "{channel}: {c}");
@@ -98,12 +112,17 @@ async fn stats_optimise_queue_and_export_agree_with_the_answers() {
     for reason in sent.iter().filter_map(|s| s.reason.clone()) {
         *reasons.entry(reason).or_default() += 1;
     }
-    let reported: BTreeMap<String, u64> =
-        stats["handoff_by_reason"].as_array().unwrap().iter().map(|r| (r["reason"].as_str().unwrap().to_string(), r["count"].as_u64().unwrap())).collect();
+    let reported: BTreeMap<String, u64> = stats["handoff_by_reason"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["reason"].as_str().unwrap().to_string(), r["count"].as_u64().unwrap()))
+        .collect();
     assert_eq!(reported, reasons, "{stats}");
     let latency = &stats["latency_ms"];
     assert!(
-        latency["p50"].as_f64().unwrap() <= latency["p90"].as_f64().unwrap() && latency["p90"].as_f64().unwrap() <= latency["p99"].as_f64().unwrap(),
+        latency["p50"].as_f64().unwrap() <= latency["p90"].as_f64().unwrap()
+            && latency["p90"].as_f64().unwrap() <= latency["p99"].as_f64().unwrap(),
         "{latency}"
     );
 
@@ -121,7 +140,8 @@ async fn stats_optimise_queue_and_export_agree_with_the_answers() {
     assert_eq!(grouped, n, "every turn is in one group: {stats}");
 
     // Answers marked not useful, and corrections per intent.
-    let not_useful_rows: BTreeMap<&str, &Value> = stats["not_useful"].as_array().unwrap().iter().map(|r| (r["intent"].as_str().unwrap(), r)).collect();
+    let not_useful_rows: BTreeMap<&str, &Value> =
+        stats["not_useful"].as_array().unwrap().iter().map(|r| (r["intent"].as_str().unwrap(), r)).collect();
     let returns = not_useful_rows["return_address"];
     assert_eq!((returns["not_useful"].as_u64(), returns["rated"].as_u64()), (Some(2), Some(3)), "{returns}");
     assert_eq!(returns["comments"], json!(["地址写得不清楚"]));
@@ -132,14 +152,23 @@ async fn stats_optimise_queue_and_export_agree_with_the_answers() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| (c["intent"].as_str().unwrap(), (c["corrected_to"].as_u64().unwrap(), c["corrected_from"].as_u64().unwrap())))
+        .map(|c| {
+            (
+                c["intent"].as_str().unwrap(),
+                (c["corrected_to"].as_u64().unwrap(), c["corrected_from"].as_u64().unwrap()),
+            )
+        })
         .collect();
     assert_eq!(corrections, BTreeMap::from([(corrected_to, (1, 0)), (price.intent.as_str(), (0, 1))]), "{stats}");
 
     // One channel only.
     let (status, app) = get(base, "/v1/stats?channel=app").await;
     assert_eq!(status, 200, "{app}");
-    assert_eq!((app["turns"].as_u64(), app["channel"].as_str()), (Some(count(&sent, Some("app"), None)), Some("app")), "{app}");
+    assert_eq!(
+        (app["turns"].as_u64(), app["channel"].as_str()),
+        (Some(count(&sent, Some("app"), None)), Some("app")),
+        "{app}"
+    );
     assert_eq!(app["channels"].as_array().unwrap().len(), 1);
 
     // The "to optimise" queue: the return answer, not the corrected price answer.
@@ -176,7 +205,8 @@ async fn stats_optimise_queue_and_export_agree_with_the_answers() {
     assert_eq!(cell("totals", "handed_off", "", 4), stats["handed_off"].to_string());
     assert_eq!(cell("channel", "turns", "web", 4), count(&sent, Some("web"), None).to_string());
     assert_eq!(cell("top_question", "1", "", 7), "退货地址在哪");
-    let channel_turns: u64 = rows.iter().filter(|r| &r[0] == "channel" && &r[1] == "turns").map(|r| r[4].parse::<u64>().unwrap()).sum();
+    let channel_turns: u64 =
+        rows.iter().filter(|r| &r[0] == "channel" && &r[1] == "turns").map(|r| r[4].parse::<u64>().unwrap()).sum();
     assert_eq!(channel_turns, n);
 
     // The CLI reads the same database and reports the same figures.
@@ -184,7 +214,11 @@ async fn stats_optimise_queue_and_export_agree_with_the_answers() {
     let out = server.dir.path().join("stats.json");
     let run = run_kefu(&["--database-url", &url, "stats", "--out", out.to_str().unwrap()]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    assert!(String::from_utf8_lossy(&run.stderr).contains(&format!("{n} turns")), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains(&format!("{n} turns")),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let cli = common::read_json(&out);
     for key in ["turns", "answered", "clarified", "handed_off", "corrections_total"] {
         assert_eq!(cli[key], stats[key], "{key}");

@@ -29,11 +29,19 @@ async fn answers_hands_off_and_rejects_bad_input() {
     assert_eq!(r["candidates"][0]["intent"], "return_address");
     assert!(r["confidence"].as_f64().unwrap() > 0.5);
     let r = ask(base, "what time does your customer service open").await;
-    assert_eq!((r["decision"].as_str(), r["intent"].as_str(), r["lang"].as_str()), (Some("answer"), Some("business_hours"), Some("en")), "{r}");
+    assert_eq!(
+        (r["decision"].as_str(), r["intent"].as_str(), r["lang"].as_str()),
+        (Some("answer"), Some("business_hours"), Some("en")),
+        "{r}"
+    );
 
     // Lead: answered and routed to sales.
     let r = ask(base, "这个沙发多少钱 有没有优惠").await;
-    assert_eq!((r["decision"].as_str(), r["intent"].as_str(), r["lead"].as_bool()), (Some("answer"), Some("price_inquiry"), Some(true)), "{r}");
+    assert_eq!(
+        (r["decision"].as_str(), r["intent"].as_str(), r["lead"].as_bool()),
+        (Some("answer"), Some("price_inquiry"), Some(true)),
+        "{r}"
+    );
 
     // Out of scope: not answered, intent "oos".
     let r = ask(base, "帮我写一首关于春天的诗").await;
@@ -63,7 +71,12 @@ async fn answers_hands_off_and_rejects_bad_input() {
     let ticket_id = r["handoff"]["ticket_id"].as_str().unwrap().to_string();
     let (status, t) = post(base, &format!("/v1/tickets/{ticket_id}/assign"), json!({"agent": "agent-7"})).await;
     assert_eq!((status, t["status"].as_str(), t["assignee"].as_str()), (200, Some("assigned"), Some("agent-7")), "{t}");
-    let (status, t) = post(base, &format!("/v1/tickets/{ticket_id}/status"), json!({"status": "in_progress", "note": "calling back"})).await;
+    let (status, t) = post(
+        base,
+        &format!("/v1/tickets/{ticket_id}/status"),
+        json!({"status": "in_progress", "note": "calling back"}),
+    )
+    .await;
     assert_eq!((status, t["status"].as_str()), (200, Some("in_progress")), "{t}");
     assert_eq!(post(base, &format!("/v1/tickets/{ticket_id}/status"), json!({"status": "closed"})).await.0, 409);
     assert_eq!(post(base, &format!("/v1/tickets/{ticket_id}/status"), json!({"status": "done"})).await.0, 400);
@@ -78,8 +91,15 @@ async fn answers_hands_off_and_rejects_bad_input() {
     // Tickets opened by hand get the intent's queue and the filters find them.
     let (status, t) =
         post(base, "/v1/tickets", json!({"customer_id": "c1002", "channel": "douyin", "intent": "invoice", "priority": "high", "note": "电话里要专票"})).await;
-    assert_eq!((status, t["status"].as_str(), t["queue"].as_str(), t["priority"].as_str()), (201, Some("new"), Some("billing"), Some("high")), "{t}");
-    assert!(t["context"]["orders"].as_array().is_some_and(|o| !o.is_empty()), "a ticket opened by hand carries the customer's orders: {t}");
+    assert_eq!(
+        (status, t["status"].as_str(), t["queue"].as_str(), t["priority"].as_str()),
+        (201, Some("new"), Some("billing"), Some("high")),
+        "{t}"
+    );
+    assert!(
+        t["context"]["orders"].as_array().is_some_and(|o| !o.is_empty()),
+        "a ticket opened by hand carries the customer's orders: {t}"
+    );
     assert_eq!(t["context"]["profile"]["customer_id"], "c1002", "{t}");
     let (_, list) = get(base, "/v1/tickets?queue=billing&priority=high&status=new").await;
     assert!(list["tickets"].as_array().unwrap().iter().any(|x| x["id"] == t["id"]), "{list}");
@@ -114,7 +134,8 @@ async fn answers_hands_off_and_rejects_bad_input() {
         assert_eq!(status, want, "{body}: {err}");
         assert!(err["error"]["code"].is_string() && err["error"]["message"].is_string(), "{err}");
     }
-    let smoke = std::process::Command::new("bash").arg(repo().join("tests/contract-smoke.sh")).arg(base).output().unwrap();
+    let smoke =
+        std::process::Command::new("bash").arg(repo().join("tests/contract-smoke.sh")).arg(base).output().unwrap();
     let out = String::from_utf8_lossy(&smoke.stdout);
     assert!(smoke.status.success(), "contract smoke failed:\n{out}{}", String::from_utf8_lossy(&smoke.stderr));
     assert_eq!(get(base, "/healthz").await.0, 200);
@@ -125,11 +146,15 @@ async fn answers_hands_off_and_rejects_bad_input() {
 async fn scenario_restricts_the_intents() {
     assert!(model_installed(), "model missing");
     let server = Server::start(&[]).await;
-    let (status, r) = post(&server.base, "/v1/answer", json!({"text": "怎么导出报表", "scenario": "saas", "now": NOW})).await;
+    let (status, r) =
+        post(&server.base, "/v1/answer", json!({"text": "怎么导出报表", "scenario": "saas", "now": NOW})).await;
     assert_eq!(status, 200);
     assert_eq!(r["intent"], "feature_howto", "{r}");
     for c in r["candidates"].as_array().unwrap() {
-        assert!(["renewal", "feature_howto", "bug_report", "login_issue"].contains(&c["intent"].as_str().unwrap()), "{r}");
+        assert!(
+            ["renewal", "feature_howto", "bug_report", "login_issue"].contains(&c["intent"].as_str().unwrap()),
+            "{r}"
+        );
     }
 }
 

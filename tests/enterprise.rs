@@ -66,12 +66,17 @@ async fn demo_data_answers_end_to_end() {
     let ticket_id = r["handoff"]["ticket_id"].as_str().unwrap();
     let (_, ticket) = get(base, &format!("/v1/tickets/{ticket_id}")).await;
     assert_eq!(ticket["context"]["repairs_last_90_days"], 2, "{ticket}");
-    assert!(ticket["context"]["repairs"].as_array().unwrap().iter().all(|r| r["product"] == "refrigerator"), "{ticket}");
+    assert!(
+        ticket["context"]["repairs"].as_array().unwrap().iter().all(|r| r["product"] == "refrigerator"),
+        "{ticket}"
+    );
     assert_eq!(ticket["context"]["customer"]["phone"], "138****5678", "{ticket}");
 
     // No matching order: ask for the number, then continue when it comes.
     let session = json!("s-cancel");
-    let r = ask(base, json!({"text": "上个月买的沙发能取消吗", "customer_id": "c1002", "session_id": session, "now": NOW})).await;
+    let r =
+        ask(base, json!({"text": "上个月买的沙发能取消吗", "customer_id": "c1002", "session_id": session, "now": NOW}))
+            .await;
     assert_eq!((r["decision"].as_str(), r["intent"].as_str()), (Some("clarify"), Some("cancel_order")), "{r}");
     let r = ask(base, json!({"text": "23456", "customer_id": "c1002", "session_id": session, "now": NOW})).await;
     assert_eq!((r["decision"].as_str(), r["intent"].as_str()), (Some("answer"), Some("cancel_order")), "{r}");
@@ -107,7 +112,9 @@ async fn phone_numbers_never_reach_logs_or_storage_in_clear() {
     assert!(model_installed(), "model missing");
     let mut server = Server::start(&[]).await;
     let base = server.base.clone();
-    for text in ["我手机号 13912345678，订单到哪了", "call me on +86 139-1234-5678, I want to complain", "转人工 13912345678"] {
+    for text in
+        ["我手机号 13912345678，订单到哪了", "call me on +86 139-1234-5678, I want to complain", "转人工 13912345678"]
+    {
         let r = ask(&base, json!({"text": text, "session_id": "s-privacy", "now": NOW})).await;
         if r["decision"] == "handoff" {
             let (_, ticket) = get(&base, &format!("/v1/tickets/{}", r["handoff"]["ticket_id"].as_str().unwrap())).await;
@@ -146,7 +153,9 @@ async fn degrades_gracefully(slow: bool) {
     let config = config_dir.path().join("kefu.toml");
     let mut text = String::new();
     for system in ["orders", "inventory", "refunds", "after_sales", "crm"] {
-        text.push_str(&format!("[enterprise_http.{system}]\nbase_url = \"{url}\"\ntimeout_ms = 300\nretries = 1\nbackoff_ms = 10\n\n"));
+        text.push_str(&format!(
+            "[enterprise_http.{system}]\nbase_url = \"{url}\"\ntimeout_ms = 300\nretries = 1\nbackoff_ms = 10\n\n"
+        ));
     }
     std::fs::write(&config, text).unwrap();
     let server = Server::start(&[("KEFU_CONFIG", config.to_str().unwrap())]).await;
@@ -166,7 +175,10 @@ async fn degrades_gracefully(slow: bool) {
     assert!(ticket["context"]["unavailable"].as_array().unwrap().len() >= 3, "{ticket}");
 
     let log = server.log_text();
-    assert!(log.lines().any(|l| l.contains(&trace_id) && l.contains("lookup failed")), "failure not logged with trace id:\n{log}");
+    assert!(
+        log.lines().any(|l| l.contains(&trace_id) && l.contains("lookup failed")),
+        "failure not logged with trace id:\n{log}"
+    );
 }
 
 #[tokio::test]

@@ -19,7 +19,16 @@ fn eval(test: &str) -> serde_json::Value {
 #[test]
 fn dev_set_intent_and_decision_accuracy() {
     let r = eval("eval/dev.jsonl");
-    for key in ["n", "intent_accuracy", "oos_precision", "oos_recall", "decision_accuracy", "slot_f1", "latency_ms_p50", "latency_ms_p99"] {
+    for key in [
+        "n",
+        "intent_accuracy",
+        "oos_precision",
+        "oos_recall",
+        "decision_accuracy",
+        "slot_f1",
+        "latency_ms_p50",
+        "latency_ms_p99",
+    ] {
         assert!(r.get(key).is_some(), "report lacks {key}");
     }
     let intent = r["intent_accuracy"].as_f64().unwrap();

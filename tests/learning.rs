@@ -71,7 +71,12 @@ async fn a_correction_takes_effect_at_once_and_survives_a_restart() {
     println!("{text:?}: answered {} ({}), gold {gold}", answer["intent"], answer["confidence"]);
 
     // An agent corrects that very turn.
-    let (status, stored) = post(&server.base, "/v1/corrections", json!({"trace_id": answer["trace_id"], "intent": gold, "note": "系统没听懂"})).await;
+    let (status, stored) = post(
+        &server.base,
+        "/v1/corrections",
+        json!({"trace_id": answer["trace_id"], "intent": gold, "note": "系统没听懂"}),
+    )
+    .await;
     assert_eq!(status, 201, "{stored}");
     assert_eq!(stored["taught"], true, "{stored}");
 
@@ -98,14 +103,26 @@ async fn a_correction_takes_effect_at_once_and_survives_a_restart() {
 }
 
 /// Posts `/v1/answer` from `clients` loops until `stop`; returns (answered, failed).
-fn start_load(base: &str, clients: usize, stop: Arc<AtomicBool>) -> (Arc<AtomicUsize>, Arc<AtomicUsize>, Vec<tokio::task::JoinHandle<()>>) {
+fn start_load(
+    base: &str,
+    clients: usize,
+    stop: Arc<AtomicBool>,
+) -> (Arc<AtomicUsize>, Arc<AtomicUsize>, Vec<tokio::task::JoinHandle<()>>) {
     let answered = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
-    let texts = ["我昨天买的裙子能改地址吗", "退货地址在哪", "发票怎么开", "冰箱又坏了 第三次了", "what are your opening hours", "转人工"];
+    let texts = [
+        "我昨天买的裙子能改地址吗",
+        "退货地址在哪",
+        "发票怎么开",
+        "冰箱又坏了 第三次了",
+        "what are your opening hours",
+        "转人工",
+    ];
     let http = reqwest::Client::new();
     let tasks = (0..clients)
         .map(|client| {
-            let (answered, failed, stop, http, url) = (answered.clone(), failed.clone(), stop.clone(), http.clone(), format!("{base}/v1/answer"));
+            let (answered, failed, stop, http, url) =
+                (answered.clone(), failed.clone(), stop.clone(), http.clone(), format!("{base}/v1/answer"));
             tokio::spawn(async move {
                 let mut i = client;
                 while !stop.load(Ordering::Relaxed) {
@@ -199,7 +216,8 @@ async fn retrains_are_gated_swapped_in_under_load_and_rolled_back() {
     let rejected_dir = dir.path().join("versions").join(rejected["version"].as_str().unwrap());
     assert!(rejected_dir.join("report.json").exists() && !rejected_dir.join("model").exists());
     let (_, listed) = get(&server.base, "/v1/admin/versions").await;
-    let statuses: Vec<&str> = listed["versions"].as_array().unwrap().iter().map(|v| v["status"].as_str().unwrap()).collect();
+    let statuses: Vec<&str> =
+        listed["versions"].as_array().unwrap().iter().map(|v| v["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["rejected", "promoted"], "{listed}");
 
     // Bad settings are a 4xx, not a retrain.
@@ -217,7 +235,11 @@ async fn retrains_are_gated_swapped_in_under_load_and_rolled_back() {
     assert_eq!(rolled, json!({"from": promoted, "to": "base"}));
     let waited = Instant::now();
     while served_version(&server.base).await != "base" {
-        assert!(waited.elapsed() < Duration::from_secs(60), "the server did not follow the rollback; log:\n{}", server.log_text());
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "the server did not follow the rollback; log:\n{}",
+            server.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Live corrections still hold on the rolled-back engine.

@@ -43,7 +43,8 @@ async fn overdue_ticket_reaches_the_webhook_once() {
         ("KEFU_SLA_WEBHOOK_BACKOFF_MS", "10"),
     ])
     .await;
-    let (status, answer) = post(&server.base, "/v1/answer", json!({"text": "给我转人工客服", "customer_id": "c1002"})).await;
+    let (status, answer) =
+        post(&server.base, "/v1/answer", json!({"text": "给我转人工客服", "customer_id": "c1002"})).await;
     assert_eq!(status, 200, "{answer}");
     let ticket_id = answer["handoff"]["ticket_id"].as_str().expect("a hand-off ticket").to_string();
 

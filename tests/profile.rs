@@ -45,7 +45,11 @@ async fn profiles_tags_hints_priority_and_ticket_status() {
     let r = ask(base, json!({"text": "where do I send my returns", "customer_id": "c1001", "now": NOW})).await;
     assert_eq!(r["profile"]["past_questions"][0]["text"], "退货地址在哪", "{r}");
     let en = hints(&r);
-    assert!(en.iter().any(|h| h.contains("dedicated agent")) && en.iter().any(|h| h.contains("refrigerator was repaired 2 times")), "{en:?}");
+    assert!(
+        en.iter().any(|h| h.contains("dedicated agent"))
+            && en.iter().any(|h| h.contains("refrigerator was repaired 2 times")),
+        "{en:?}"
+    );
 
     // c1002: new customer, no tags and no hints; anonymous: no profile.
     let r = ask(base, json!({"text": "快递到哪了", "customer_id": "c1002", "now": NOW})).await;
@@ -60,9 +64,14 @@ async fn profiles_tags_hints_priority_and_ticket_status() {
     assert!(r["answer"].as_str().unwrap().starts_with("目前没有查到你未完成的工单"), "{r}");
 
     // A repeat fault of a VIP: raised twice, to urgent; the ticket holds the profile and the records.
-    let r = ask(base, json!({"text": "冰箱又坏了，制冷不行", "customer_id": "c1001", "channel": "app", "now": NOW})).await;
+    let r =
+        ask(base, json!({"text": "冰箱又坏了，制冷不行", "customer_id": "c1001", "channel": "app", "now": NOW})).await;
     assert_eq!(r["decision"], "handoff", "{r}");
-    assert_eq!((r["handoff"]["priority"].as_str(), r["handoff"]["queue"].as_str()), (Some("urgent"), Some("after_sales")), "{r}");
+    assert_eq!(
+        (r["handoff"]["priority"].as_str(), r["handoff"]["queue"].as_str()),
+        (Some("urgent"), Some("after_sales")),
+        "{r}"
+    );
     let ticket_id = r["handoff"]["ticket_id"].as_str().unwrap().to_string();
     let (status, ticket) = get(base, &format!("/v1/tickets/{ticket_id}")).await;
     assert_eq!(status, 200);
@@ -88,13 +97,18 @@ async fn profiles_tags_hints_priority_and_ticket_status() {
     let answer = r["answer"].as_str().unwrap();
     assert!(answer.contains(&ticket_id) && answer.contains("新建待处理"), "{answer}");
     let note = "已派给维修师傅，预计明天上门";
-    let (status, _) = post(base, &format!("/v1/tickets/{ticket_id}/assign"), json!({"agent": "agent-7", "note": "已受理"})).await;
+    let (status, _) =
+        post(base, &format!("/v1/tickets/{ticket_id}/assign"), json!({"agent": "agent-7", "note": "已受理"})).await;
     assert_eq!(status, 200);
-    let (status, _) = post(base, &format!("/v1/tickets/{ticket_id}/status"), json!({"status": "in_progress", "note": note})).await;
+    let (status, _) =
+        post(base, &format!("/v1/tickets/{ticket_id}/status"), json!({"status": "in_progress", "note": note})).await;
     assert_eq!(status, 200);
     let r = ask(base, json!({"text": "帮我看看我那个工单", "customer_id": "c1001", "now": NOW})).await;
     let answer = r["answer"].as_str().unwrap();
-    assert!(answer.contains(&ticket_id) && answer.contains("处理中") && answer.contains("agent-7") && answer.contains(note), "{answer}");
+    assert!(
+        answer.contains(&ticket_id) && answer.contains("处理中") && answer.contains("agent-7") && answer.contains(note),
+        "{answer}"
+    );
     let r = ask(base, json!({"text": "what's the status of my ticket", "customer_id": "c1001", "now": NOW})).await;
     let answer = r["answer"].as_str().unwrap();
     assert!(answer.contains(&ticket_id) && answer.contains("in progress") && answer.contains(note), "{answer}");

@@ -19,28 +19,56 @@ async fn the_saas_deployment_hands_off_and_answers_by_its_own_roles() {
     let ask = |text: &'static str, customer: &'static str| {
         let base = server.base.clone();
         async move {
-            let (status, body) = post(&base, "/v1/answer", json!({"text": text, "customer_id": customer, "now": "2026-06-15T10:00:00+08:00"})).await;
+            let (status, body) = post(
+                &base,
+                "/v1/answer",
+                json!({"text": text, "customer_id": customer, "now": "2026-06-15T10:00:00+08:00"}),
+            )
+            .await;
             assert_eq!(status, 200, "{body}");
             body
         }
     };
     let complaint = ask("你们技术支持一直敷衍我，我要正式投诉", "acme-1").await;
-    assert_eq!((complaint["decision"].as_str(), complaint["intent"].as_str()), (Some("handoff"), Some("escalation")), "{complaint}");
-    assert_eq!((complaint["handoff"]["reason"].as_str(), complaint["handoff"]["priority"].as_str()), (Some("complaint"), Some("high")));
+    assert_eq!(
+        (complaint["decision"].as_str(), complaint["intent"].as_str()),
+        (Some("handoff"), Some("escalation")),
+        "{complaint}"
+    );
+    assert_eq!(
+        (complaint["handoff"]["reason"].as_str(), complaint["handoff"]["priority"].as_str()),
+        (Some("complaint"), Some("high"))
+    );
 
     let human = ask("please put me through to someone on your team", "acme-2").await;
-    assert_eq!((human["decision"].as_str(), human["handoff"]["reason"].as_str()), (Some("handoff"), Some("human_requested")), "{human}");
+    assert_eq!(
+        (human["decision"].as_str(), human["handoff"]["reason"].as_str()),
+        (Some("handoff"), Some("human_requested")),
+        "{human}"
+    );
     assert_eq!(human["intent"], "talk_to_agent");
 
     let bug = ask("表格保存的时候一直弹出错误", "acme-3").await;
-    assert_eq!((bug["intent"].as_str(), bug["handoff"]["queue"].as_str()), (Some("defect_report"), Some("engineering")), "{bug}");
+    assert_eq!(
+        (bug["intent"].as_str(), bug["handoff"]["queue"].as_str()),
+        (Some("defect_report"), Some("engineering")),
+        "{bug}"
+    );
     let ticket = bug["handoff"]["ticket_id"].as_str().unwrap();
-    let (status, _) = post(&server.base, &format!("/v1/tickets/{ticket}/assign"), json!({"agent": "wang", "note": "已复现，正在修复"})).await;
+    let (status, _) = post(
+        &server.base,
+        &format!("/v1/tickets/{ticket}/assign"),
+        json!({"agent": "wang", "note": "已复现，正在修复"}),
+    )
+    .await;
     assert_eq!(status, 200);
     let status_answer = ask("我之前报的那个问题处理得怎么样了", "acme-3").await;
     assert_eq!(status_answer["intent"], "case_followup", "{status_answer}");
     let text = status_answer["answer"].as_str().unwrap();
-    assert!(text.starts_with("查到了：工单 ") && text.contains(ticket) && text.contains("已复现，正在修复"), "{status_answer}");
+    assert!(
+        text.starts_with("查到了：工单 ") && text.contains(ticket) && text.contains("已复现，正在修复"),
+        "{status_answer}"
+    );
 
     let plain = ask("怎么配置 SAML 单点登录", "acme-4").await;
     assert_eq!((plain["decision"].as_str(), plain["intent"].as_str()), (Some("answer"), Some("sso_setup")), "{plain}");

@@ -40,11 +40,23 @@ pub(super) fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
 }
 
 /// With `admin_token` set, admin routes need `Authorization: Bearer <token>`.
-async fn require_admin_token(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Result<Response, ApiError> {
+async fn require_admin_token(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     if let Some(token) = &state.settings.admin_token {
-        let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
         if given != Some(token.as_str()) {
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "admin routes need Authorization: Bearer <admin token>"));
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "admin routes need Authorization: Bearer <admin token>",
+            ));
         }
     }
     Ok(next.run(request).await)
@@ -63,8 +75,12 @@ impl From<LiveError> for ApiError {
 impl From<TrainError> for ApiError {
     fn from(e: TrainError) -> Self {
         match e {
-            TrainError::Version(VersionError::NothingToRollBack) => ApiError::new(StatusCode::CONFLICT, "nothing_to_roll_back", e.to_string()),
-            TrainError::Version(VersionError::NoSuchVersion(_)) => ApiError::new(StatusCode::CONFLICT, "no_such_version", e.to_string()),
+            TrainError::Version(VersionError::NothingToRollBack) => {
+                ApiError::new(StatusCode::CONFLICT, "nothing_to_roll_back", e.to_string())
+            }
+            TrainError::Version(VersionError::NoSuchVersion(_)) => {
+                ApiError::new(StatusCode::CONFLICT, "no_such_version", e.to_string())
+            }
             TrainError::Engine(engine) => engine.into(),
             other => {
                 tracing::error!(error = %other, "learning loop failed");
@@ -81,7 +97,10 @@ struct RetrainRequest {
     tolerance: Option<f64>,
 }
 
-async fn retrain(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<Json<VersionReport>, ApiError> {
+async fn retrain(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<VersionReport>, ApiError> {
     let req: RetrainRequest = match &body {
         Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => RetrainRequest::default(),
         _ => parse_json(body)?,
@@ -123,10 +142,12 @@ async fn version(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiE
 
 async fn versions(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let t = state.live.trainer().ok_or(LiveError::NotReady)?;
-    let (reports, current) = tokio::task::spawn_blocking(move || Ok::<_, VersionError>((t.versions().list()?, t.versions().current().ok().flatten())))
-        .await
-        .map_err(TrainError::from)?
-        .map_err(TrainError::from)?;
+    let (reports, current) = tokio::task::spawn_blocking(move || {
+        Ok::<_, VersionError>((t.versions().list()?, t.versions().current().ok().flatten()))
+    })
+    .await
+    .map_err(TrainError::from)?
+    .map_err(TrainError::from)?;
     let list: Vec<Value> = reports
         .iter()
         .rev()

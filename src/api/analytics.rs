@@ -17,7 +17,9 @@ use serde::Deserialize;
 use tower::ServiceBuilder;
 
 use super::{check_id, ApiError, AppState};
-use crate::analytics::{self as report, OptimiseFilter, OptimiseQueue, Period, PeriodError, StatsReport, StatsSettings};
+use crate::analytics::{
+    self as report, OptimiseFilter, OptimiseQueue, Period, PeriodError, StatsReport, StatsSettings,
+};
 use crate::service::analytics;
 
 /// Most question groups a caller may ask for.
@@ -29,11 +31,17 @@ const MAX_TOP: usize = 200;
 /// questions embeds up to `max_questions` texts, which takes longer than a
 /// customer's answer may.
 pub(super) fn routes(settings: &StatsSettings) -> Router<Arc<AppState>> {
-    Router::new().route("/v1/stats", get(get_stats)).route("/v1/stats/export", get(export_stats)).route("/v1/optimise", get(get_optimise)).layer(
-        ServiceBuilder::new()
-            .layer(HandleErrorLayer::new(|err: BoxError| async move { ApiError::from_middleware(&err, "the report took too long; try a shorter period") }))
-            .timeout(settings.timeout),
-    )
+    Router::new()
+        .route("/v1/stats", get(get_stats))
+        .route("/v1/stats/export", get(export_stats))
+        .route("/v1/optimise", get(get_optimise))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|err: BoxError| async move {
+                    ApiError::from_middleware(&err, "the report took too long; try a shorter period")
+                }))
+                .timeout(settings.timeout),
+        )
 }
 
 impl From<PeriodError> for ApiError {
@@ -78,7 +86,10 @@ async fn report(state: &AppState, q: StatsQuery) -> Result<StatsReport, ApiError
 }
 
 /// `GET /v1/stats?from=&to=&channel=&top=`: the weekly review's figures.
-pub(super) async fn get_stats(State(state): State<Arc<AppState>>, query: Result<Query<StatsQuery>, QueryRejection>) -> Result<Json<StatsReport>, ApiError> {
+pub(super) async fn get_stats(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<StatsQuery>, QueryRejection>,
+) -> Result<Json<StatsReport>, ApiError> {
     let q = read_query(query)?;
     if q.format.is_some() {
         return Err(ApiError::bad_request("invalid_query", "format applies to /v1/stats/export only"));
@@ -87,7 +98,10 @@ pub(super) async fn get_stats(State(state): State<Arc<AppState>>, query: Result<
 }
 
 /// `GET /v1/stats/export?format=csv|json&from=&to=&channel=`: the same report as a download.
-pub(super) async fn export_stats(State(state): State<Arc<AppState>>, query: Result<Query<StatsQuery>, QueryRejection>) -> Result<Response, ApiError> {
+pub(super) async fn export_stats(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<StatsQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
     let mut q = read_query(query)?;
     let format = non_empty(q.format.take()).unwrap_or_else(|| "csv".into());
     if format != "csv" && format != "json" {
@@ -105,7 +119,11 @@ pub(super) async fn export_stats(State(state): State<Arc<AppState>>, query: Resu
         tracing::error!(error = %e, "cannot write the stats CSV");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
     })?;
-    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition)], body).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition)],
+        body,
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,6 +146,7 @@ pub(super) async fn get_optimise(
     check_id("intent", &intent)?;
     check_id("channel", &channel)?;
     let bounds = Period::parse_open(q.from.as_deref(), q.to.as_deref(), state.settings.stats.timezone)?;
-    let reports = state.store.not_useful_reports(&OptimiseFilter { intent, channel, from: bounds.from, to: bounds.to }).await?;
+    let reports =
+        state.store.not_useful_reports(&OptimiseFilter { intent, channel, from: bounds.from, to: bounds.to }).await?;
     Ok(Json(report::optimise_queue(reports)))
 }

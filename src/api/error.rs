@@ -86,9 +86,13 @@ impl From<EngineError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::UnknownTrace(id) => ApiError::new(StatusCode::NOT_FOUND, "unknown_trace_id", format!("no turn has trace id {id:?}")),
+            StoreError::UnknownTrace(id) => {
+                ApiError::new(StatusCode::NOT_FOUND, "unknown_trace_id", format!("no turn has trace id {id:?}"))
+            }
             StoreError::UnknownTicket(id) => ApiError::not_found(format!("no ticket {id:?}")),
-            e @ StoreError::InvalidTransition { .. } => ApiError::new(StatusCode::CONFLICT, "invalid_transition", e.to_string()),
+            e @ StoreError::InvalidTransition { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "invalid_transition", e.to_string())
+            }
             other => ApiError::internal(&other),
         }
     }
@@ -100,8 +104,12 @@ impl From<ServiceError> for ApiError {
             ServiceError::Engine(e) => e.into(),
             ServiceError::Store(e) => e.into(),
             ServiceError::Busy => ApiError::busy(),
-            e @ ServiceError::UnknownIntent(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_intent", e.to_string()),
-            e @ ServiceError::NoIntent => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "missing_intent", e.to_string()),
+            e @ ServiceError::UnknownIntent(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_intent", e.to_string())
+            }
+            e @ ServiceError::NoIntent => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "missing_intent", e.to_string())
+            }
             e @ ServiceError::UnknownQueue { .. } => ApiError::bad_request("invalid_queue", e.to_string()),
         }
     }

@@ -55,7 +55,10 @@ impl Default for ApiSettings {
             max_body_bytes: 64 * 1024,
             max_in_flight: 256,
             request_timeout: Duration::from_secs(10),
-            turns: turn::TurnSettings { ticket_sla: chrono::Duration::hours(2), conversation_gap: chrono::Duration::minutes(30) },
+            turns: turn::TurnSettings {
+                ticket_sla: chrono::Duration::hours(2),
+                conversation_gap: chrono::Duration::minutes(30),
+            },
             admin_token: None,
             stats: crate::analytics::StatsSettings::default(),
         }
@@ -108,7 +111,9 @@ pub fn app(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(
             ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(|err: BoxError| async move { ApiError::from_middleware(&err, "the request took too long") }))
+                .layer(HandleErrorLayer::new(|err: BoxError| async move {
+                    ApiError::from_middleware(&err, "the request took too long")
+                }))
                 .timeout(settings.request_timeout),
         )
         // NOTE: merged after the timeout: a retrain runs for minutes.
@@ -137,7 +142,9 @@ async fn healthz() -> Json<Value> {
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let engine = state.engine().ok_or_else(ApiError::not_ready)?;
-    Ok(Json(json!({"status": "ready", "version": engine.version(), "exemplars": engine.model().exemplars(), "intents": engine.corpus().intents.len()})))
+    Ok(Json(
+        json!({"status": "ready", "version": engine.version(), "exemplars": engine.model().exemplars(), "intents": engine.corpus().intents.len()}),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -192,7 +199,10 @@ struct ClarifyOption {
 fn check_id(field: &'static str, value: &Option<String>) -> Result<(), ApiError> {
     match value {
         Some(v) if v.is_empty() || v.len() > 128 || v.chars().any(|c| c.is_control() || c.is_whitespace()) => {
-            Err(ApiError::bad_request("invalid_field", format!("{field} must be 1 to 128 printable characters without spaces")))
+            Err(ApiError::bad_request(
+                "invalid_field",
+                format!("{field} must be 1 to 128 printable characters without spaces"),
+            ))
         }
         _ => Ok(()),
     }
@@ -200,15 +210,24 @@ fn check_id(field: &'static str, value: &Option<String>) -> Result<(), ApiError>
 
 fn parse_now(now: Option<&str>) -> Result<DateTime<FixedOffset>, ApiError> {
     match now {
-        Some(s) => DateTime::parse_from_rfc3339(s).map_err(|e| ApiError::bad_request("invalid_now", format!("now must be an RFC 3339 time: {e}"))),
+        Some(s) => DateTime::parse_from_rfc3339(s)
+            .map_err(|e| ApiError::bad_request("invalid_now", format!("now must be an RFC 3339 time: {e}"))),
         None => Ok(Utc::now().fixed_offset()),
     }
 }
 
-async fn answer(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<Json<AnswerResponse>, ApiError> {
+async fn answer(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<AnswerResponse>, ApiError> {
     let started = Instant::now();
     let req: AnswerRequest = parse_json(body)?;
-    for (field, value) in [("session_id", &req.session_id), ("customer_id", &req.customer_id), ("channel", &req.channel), ("scenario", &req.scenario)] {
+    for (field, value) in [
+        ("session_id", &req.session_id),
+        ("customer_id", &req.customer_id),
+        ("channel", &req.channel),
+        ("scenario", &req.scenario),
+    ] {
         check_id(field, value)?;
     }
     let now = parse_now(req.now.as_deref())?;
@@ -233,7 +252,12 @@ async fn answer(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRej
             title: engine.corpus().intent(id).map(|i| i.title(outcome.lang).to_string()).unwrap_or_default(),
         })
         .collect();
-    let handoff = turn.handoff.map(|h| HandoffInfo { reason: h.reason.as_str(), priority: h.priority.as_str(), ticket_id: h.ticket_id, queue: h.queue });
+    let handoff = turn.handoff.map(|h| HandoffInfo {
+        reason: h.reason.as_str(),
+        priority: h.priority.as_str(),
+        ticket_id: h.ticket_id,
+        queue: h.queue,
+    });
     Ok(Json(AnswerResponse {
         decision: outcome.action.as_str(),
         intent: Some(outcome.intent),
@@ -291,9 +315,17 @@ struct CreateTicketRequest {
 }
 
 /// Opens a ticket by hand (an agent, or a front-end's own "contact us" form).
-async fn create_ticket(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<(StatusCode, Json<Ticket>), ApiError> {
+async fn create_ticket(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Ticket>), ApiError> {
     let req: CreateTicketRequest = parse_json(body)?;
-    for (field, value) in [("customer_id", &req.customer_id), ("session_id", &req.session_id), ("channel", &req.channel), ("reason", &req.reason)] {
+    for (field, value) in [
+        ("customer_id", &req.customer_id),
+        ("session_id", &req.session_id),
+        ("channel", &req.channel),
+        ("reason", &req.reason),
+    ] {
         check_id(field, value)?;
     }
     let engine = state.engine().ok_or_else(ApiError::not_ready)?;
@@ -317,7 +349,11 @@ struct NoteRequest {
 }
 
 /// Adds a note to a ticket's history without changing its status.
-async fn add_ticket_note(State(state): State<Arc<AppState>>, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> Result<Json<Ticket>, ApiError> {
+async fn add_ticket_note(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Ticket>, ApiError> {
     let req: NoteRequest = parse_json(body)?;
     if req.note.trim().is_empty() || req.note.len() > 4096 {
         return Err(ApiError::bad_request("invalid_note", "note must be 1 to 4096 bytes"));
@@ -331,7 +367,11 @@ struct AssignRequest {
     note: Option<String>,
 }
 
-async fn assign_ticket(State(state): State<Arc<AppState>>, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> Result<Json<Ticket>, ApiError> {
+async fn assign_ticket(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Ticket>, ApiError> {
     let req: AssignRequest = parse_json(body)?;
     check_id("agent", &Some(req.agent.clone()))?;
     Ok(Json(service::tickets::assign(&state.store, &id, &req.agent, req.note.as_deref()).await?))
@@ -385,7 +425,10 @@ struct FeedbackRequest {
     comment: Option<String>,
 }
 
-async fn feedback(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<(StatusCode, Json<Value>), ApiError> {
+async fn feedback(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let req: FeedbackRequest = parse_json(body)?;
     let id = state.store.add_feedback(&req.trace_id, req.useful, req.comment.as_deref(), Utc::now()).await?;
     Ok((StatusCode::CREATED, Json(json!({"id": id, "stored": true}))))
@@ -400,11 +443,18 @@ struct CorrectionRequest {
     note: Option<String>,
 }
 
-async fn correction(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<(StatusCode, Json<Value>), ApiError> {
+async fn correction(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let req: CorrectionRequest = parse_json(body)?;
     let engine = state.engine().ok_or_else(ApiError::not_ready)?;
     if !engine.knows_intent(&req.intent) {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_intent", format!("{:?} is not an intent of the taxonomy", req.intent)));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_intent",
+            format!("{:?} is not an intent of the taxonomy", req.intent),
+        ));
     }
     let text = match (&req.trace_id, &req.text) {
         (Some(trace), None) => state.store.turn_text(trace).await?,
@@ -413,10 +463,24 @@ async fn correction(State(state): State<Arc<AppState>>, body: Result<Bytes, Byte
     };
     if let Some(trace) = &req.trace_id {
         if !state.store.has_turn(trace).await? {
-            return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_trace_id", format!("no turn has trace id {trace:?}")));
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_trace_id",
+                format!("no turn has trace id {trace:?}"),
+            ));
         }
     }
-    let id = state.store.add_correction(req.trace_id.as_deref(), &text, &req.intent, req.answer.as_deref(), req.note.as_deref(), Utc::now()).await?;
+    let id = state
+        .store
+        .add_correction(
+            req.trace_id.as_deref(),
+            &text,
+            &req.intent,
+            req.answer.as_deref(),
+            req.note.as_deref(),
+            Utc::now(),
+        )
+        .await?;
     // The correction takes effect at once. The engine is read after storing,
     // so one swapped in meanwhile learns it from the store instead. The masked
     // text is taught, as stored, so a restart replays exactly the same exemplar.

@@ -30,9 +30,17 @@ async fn saas(min_answer_confidence: f32) -> Harness {
     let corpus = Corpus::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus_examples/saas")).unwrap();
     let store = Store::open(&format!("sqlite://{}/kefu.db", dir.path().display())).await.unwrap();
     let encoder = EncoderHandle::spawn(Box::new(HashedNgramEncoder::new(256)), BatchOptions::default());
-    let settings = EngineSettings { policy: PolicySettings { min_answer_confidence, ..PolicySettings::default() }, ..EngineSettings::default() };
+    let settings = EngineSettings {
+        policy: PolicySettings { min_answer_confidence, ..PolicySettings::default() },
+        ..EngineSettings::default()
+    };
     let cache = dir.path().join("cache");
-    let engine = tokio::task::spawn_blocking(move || Engine::build(corpus, &Catalogue::empty(), encoder, settings, &cache, false)).await.unwrap().unwrap();
+    let engine = tokio::task::spawn_blocking(move || {
+        Engine::build(corpus, &Catalogue::empty(), encoder, settings, &cache, false)
+    })
+    .await
+    .unwrap()
+    .unwrap();
     let state = AppState::new(store.clone(), ApiSettings::default());
     state.live.set(Arc::new(engine.with_history(Arc::new(store))));
     Harness { state, _dir: dir }
@@ -49,7 +57,9 @@ impl Harness {
     }
 
     async fn ask(&self, text: &str, customer: &str, session: &str) -> Value {
-        let (status, body) = self.call("POST", "/v1/answer", Some(json!({"text": text, "customer_id": customer, "session_id": session}))).await;
+        let (status, body) = self
+            .call("POST", "/v1/answer", Some(json!({"text": text, "customer_id": customer, "session_id": session})))
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body
     }
@@ -59,17 +69,33 @@ impl Harness {
 async fn roles_and_queues_come_from_the_deployment() {
     let h = saas(0.5).await;
     let complaint = h.ask("我要投诉你们的客服", "u1", "s1").await;
-    assert_eq!((complaint["decision"].as_str(), complaint["intent"].as_str()), (Some("handoff"), Some("escalation")), "{complaint}");
+    assert_eq!(
+        (complaint["decision"].as_str(), complaint["intent"].as_str()),
+        (Some("handoff"), Some("escalation")),
+        "{complaint}"
+    );
     assert_eq!(complaint["handoff"]["reason"], "complaint");
-    assert_eq!((complaint["handoff"]["priority"].as_str(), complaint["handoff"]["queue"].as_str()), (Some("high"), Some("support")));
+    assert_eq!(
+        (complaint["handoff"]["priority"].as_str(), complaint["handoff"]["queue"].as_str()),
+        (Some("high"), Some("support"))
+    );
 
     let human = h.ask("转人工", "u2", "s2").await;
-    assert_eq!((human["intent"].as_str(), human["handoff"]["reason"].as_str()), (Some("talk_to_agent"), Some("human_requested")), "{human}");
+    assert_eq!(
+        (human["intent"].as_str(), human["handoff"]["reason"].as_str()),
+        (Some("talk_to_agent"), Some("human_requested")),
+        "{human}"
+    );
 
     let bug = h.ask("App 一打开就闪退", "u3", "s3").await;
-    assert_eq!((bug["intent"].as_str(), bug["handoff"]["reason"].as_str()), (Some("defect_report"), Some("agent_intent")), "{bug}");
+    assert_eq!(
+        (bug["intent"].as_str(), bug["handoff"]["reason"].as_str()),
+        (Some("defect_report"), Some("agent_intent")),
+        "{bug}"
+    );
     assert_eq!(bug["handoff"]["queue"], "engineering");
-    let (_, ticket) = h.call("GET", &format!("/v1/tickets/{}", bug["handoff"]["ticket_id"].as_str().unwrap()), None).await;
+    let (_, ticket) =
+        h.call("GET", &format!("/v1/tickets/{}", bug["handoff"]["ticket_id"].as_str().unwrap()), None).await;
     assert_eq!((ticket["queue"].as_str(), ticket["status"].as_str()), (Some("engineering"), Some("new")));
 
     let lead = h.ask("企业版多少钱", "u4", "s4").await;
@@ -77,8 +103,13 @@ async fn roles_and_queues_come_from_the_deployment() {
 
     // A ticket opened by hand without an intent is about the human-request intent, in its queue.
     let (status, manual) = h.call("POST", "/v1/tickets", Some(json!({"customer_id": "u5", "note": "called in"}))).await;
-    assert_eq!((status, manual["intent"].as_str(), manual["queue"].as_str()), (StatusCode::CREATED, Some("talk_to_agent"), Some("support")), "{manual}");
-    let (status, err) = h.call("POST", "/v1/tickets", Some(json!({"intent": "sso_setup", "queue": "after_sales"}))).await;
+    assert_eq!(
+        (status, manual["intent"].as_str(), manual["queue"].as_str()),
+        (StatusCode::CREATED, Some("talk_to_agent"), Some("support")),
+        "{manual}"
+    );
+    let (status, err) =
+        h.call("POST", "/v1/tickets", Some(json!({"intent": "sso_setup", "queue": "after_sales"}))).await;
     assert_eq!((status, err["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_queue")), "{err}");
 }
 
@@ -87,14 +118,21 @@ async fn ticket_status_in_the_deployments_words() {
     let h = saas(0.5).await;
     let bug = h.ask("同步一直失败", "u7", "s7").await;
     let ticket_id = bug["handoff"]["ticket_id"].as_str().unwrap().to_string();
-    let (status, _) = h.call("POST", &format!("/v1/tickets/{ticket_id}/assign"), Some(json!({"agent": "li", "note": "在查日志"}))).await;
+    let (status, _) = h
+        .call("POST", &format!("/v1/tickets/{ticket_id}/assign"), Some(json!({"agent": "li", "note": "在查日志"})))
+        .await;
     assert_eq!(status, StatusCode::OK);
     let follow = h.ask("我的工单怎么样了", "u7", "s8").await;
     let answer = follow["answer"].as_str().unwrap();
-    assert!(answer.starts_with("查到了：工单 ") && answer.contains(&ticket_id) && answer.contains("在查日志"), "{follow}");
-    let (status, err) = h.call("POST", &format!("/v1/tickets/{ticket_id}/status"), Some(json!({"status": "done"}))).await;
+    assert!(
+        answer.starts_with("查到了：工单 ") && answer.contains(&ticket_id) && answer.contains("在查日志"),
+        "{follow}"
+    );
+    let (status, err) =
+        h.call("POST", &format!("/v1/tickets/{ticket_id}/status"), Some(json!({"status": "done"}))).await;
     assert_eq!((status, err["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_status")));
-    let (status, err) = h.call("POST", &format!("/v1/tickets/{ticket_id}/status"), Some(json!({"status": "closed"}))).await;
+    let (status, err) =
+        h.call("POST", &format!("/v1/tickets/{ticket_id}/status"), Some(json!({"status": "closed"}))).await;
     assert_eq!((status, err["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("invalid_transition")));
 }
 
@@ -106,21 +144,31 @@ async fn clarifying_questions_numbered_picks_and_the_unhelpful_streak() {
     assert!(asked["answer"].as_str().unwrap().starts_with("想确认一下，你指的是哪一项？\n1. "), "{asked}");
     let first = asked["options"][0]["intent"].as_str().unwrap().to_string();
     let picked = h.ask("1", "u1", "s1").await;
-    assert_eq!((picked["intent"].as_str(), picked["confidence"].as_f64()), (Some(first.as_str()), Some(1.0)), "{picked}");
+    assert_eq!(
+        (picked["intent"].as_str(), picked["confidence"].as_f64()),
+        (Some(first.as_str()), Some(1.0)),
+        "{picked}"
+    );
 
     // Two clarifying questions in a row go to a person, in the deployment's words.
     h.ask("发票的事", "u2", "s2").await;
     let again = h.ask("还是发票", "u2", "s2").await;
-    assert_eq!((again["decision"].as_str(), again["handoff"]["reason"].as_str()), (Some("handoff"), Some("unresolved")), "{again}");
+    assert_eq!(
+        (again["decision"].as_str(), again["handoff"]["reason"].as_str()),
+        (Some("handoff"), Some("unresolved")),
+        "{again}"
+    );
     assert_eq!(again["answer"], "好的，已转给云表客服同事，工作时间内一般 10 分钟内回复你。");
 }
 
 #[tokio::test]
 async fn bad_requests_get_json_errors() {
     let h = saas(0.5).await;
-    for (body, code) in
-        [(json!({"text": ""}), "empty_text"), (json!({"text": 1}), "invalid_json"), (json!({"text": "hi", "scenario": "shop"}), "unknown_scenario")]
-    {
+    for (body, code) in [
+        (json!({"text": ""}), "empty_text"),
+        (json!({"text": 1}), "invalid_json"),
+        (json!({"text": "hi", "scenario": "shop"}), "unknown_scenario"),
+    ] {
         let (status, err) = h.call("POST", "/v1/answer", Some(body)).await;
         assert_eq!((status, err["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some(code)));
     }

@@ -16,8 +16,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    AfterSalesSystem, ConnectorError, ConnectorFuture, Connectors, CrmSystem, Ctx, Customer, InventorySystem, LogisticsEvent, Order, OrderSystem, Refund,
-    RefundSystem, RepairRecord, StockRow,
+    AfterSalesSystem, ConnectorError, ConnectorFuture, Connectors, CrmSystem, Ctx, Customer, InventorySystem,
+    LogisticsEvent, Order, OrderSystem, Refund, RefundSystem, RepairRecord, StockRow,
 };
 
 /// The seed shipped with the repository.
@@ -30,7 +30,13 @@ const DEMO_ZONE: Tz = chrono_tz::Asia::Shanghai;
 /// `sqlite://data/demo.db`, and wires it as every enterprise system.
 pub async fn demo_connectors(url: &str) -> Result<Connectors, ConnectorError> {
     let demo = Arc::new(DemoSystems::open(url).await?);
-    Ok(Connectors { orders: demo.clone(), inventory: demo.clone(), refunds: demo.clone(), after_sales: demo.clone(), crm: demo })
+    Ok(Connectors {
+        orders: demo.clone(),
+        inventory: demo.clone(),
+        refunds: demo.clone(),
+        after_sales: demo.clone(),
+        crm: demo,
+    })
 }
 
 /// All demo systems over one SQLite pool; cheap to clone.
@@ -224,10 +230,15 @@ impl DemoSystems {
     async fn order_from_row(&self, now: DateTime<Utc>, row: &SqliteRow) -> Result<Order, ConnectorError> {
         let id: String = row.try_get("id")?;
         let events =
-            sqlx::query("SELECT hours_ago, text FROM logistics_events WHERE order_id = ? ORDER BY hours_ago DESC").bind(&id).fetch_all(&self.pool).await?;
+            sqlx::query("SELECT hours_ago, text FROM logistics_events WHERE order_id = ? ORDER BY hours_ago DESC")
+                .bind(&id)
+                .fetch_all(&self.pool)
+                .await?;
         let logistics = events
             .iter()
-            .map(|e| Ok(LogisticsEvent { at: now - TimeDelta::hours(e.try_get("hours_ago")?), text: e.try_get("text")? }))
+            .map(|e| {
+                Ok(LogisticsEvent { at: now - TimeDelta::hours(e.try_get("hours_ago")?), text: e.try_get("text")? })
+            })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         let eta: Option<i64> = row.try_get("eta_in_days")?;
         Ok(Order {
@@ -255,7 +266,10 @@ impl OrderSystem for DemoSystems {
     fn orders_of<'a>(&'a self, ctx: &'a Ctx<'_>, customer_id: &'a str) -> ConnectorFuture<'a, Vec<Order>> {
         Box::pin(async move {
             tracing::debug!(trace_id = ctx.trace_id, customer_id, "demo orders_of");
-            let rows = sqlx::query("SELECT * FROM orders WHERE customer_id = ? ORDER BY placed_days_ago, id").bind(customer_id).fetch_all(&self.pool).await?;
+            let rows = sqlx::query("SELECT * FROM orders WHERE customer_id = ? ORDER BY placed_days_ago, id")
+                .bind(customer_id)
+                .fetch_all(&self.pool)
+                .await?;
             let mut orders = Vec::with_capacity(rows.len());
             for row in &rows {
                 orders.push(self.order_from_row(ctx.now, row).await?);
@@ -267,7 +281,8 @@ impl OrderSystem for DemoSystems {
     fn order<'a>(&'a self, ctx: &'a Ctx<'_>, order_id: &'a str) -> ConnectorFuture<'a, Option<Order>> {
         Box::pin(async move {
             tracing::debug!(trace_id = ctx.trace_id, order_id, "demo order");
-            let row = sqlx::query("SELECT * FROM orders WHERE id = ?").bind(order_id).fetch_optional(&self.pool).await?;
+            let row =
+                sqlx::query("SELECT * FROM orders WHERE id = ?").bind(order_id).fetch_optional(&self.pool).await?;
             match row {
                 Some(row) => Ok(Some(self.order_from_row(ctx.now, &row).await?)),
                 None => Ok(None),
@@ -280,13 +295,21 @@ impl InventorySystem for DemoSystems {
     fn stock<'a>(&'a self, ctx: &'a Ctx<'_>, product_type: &'a str) -> ConnectorFuture<'a, Vec<StockRow>> {
         Box::pin(async move {
             tracing::debug!(trace_id = ctx.trace_id, product_type, "demo stock");
-            let rows = sqlx::query("SELECT warehouse, product, quantity FROM stock WHERE product = ? ORDER BY quantity DESC, warehouse")
-                .bind(product_type)
-                .fetch_all(&self.pool)
-                .await?;
+            let rows = sqlx::query(
+                "SELECT warehouse, product, quantity FROM stock WHERE product = ? ORDER BY quantity DESC, warehouse",
+            )
+            .bind(product_type)
+            .fetch_all(&self.pool)
+            .await?;
             let stock = rows
                 .iter()
-                .map(|r| Ok(StockRow { warehouse: r.try_get("warehouse")?, product: r.try_get("product")?, quantity: r.try_get("quantity")? }))
+                .map(|r| {
+                    Ok(StockRow {
+                        warehouse: r.try_get("warehouse")?,
+                        product: r.try_get("product")?,
+                        quantity: r.try_get("quantity")?,
+                    })
+                })
                 .collect::<Result<Vec<_>, sqlx::Error>>()?;
             Ok(stock)
         })
@@ -329,8 +352,10 @@ impl AfterSalesSystem for DemoSystems {
     fn repairs_of<'a>(&'a self, ctx: &'a Ctx<'_>, customer_id: &'a str) -> ConnectorFuture<'a, Vec<RepairRecord>> {
         Box::pin(async move {
             tracing::debug!(trace_id = ctx.trace_id, customer_id, "demo repairs_of");
-            let rows =
-                sqlx::query("SELECT * FROM repairs WHERE customer_id = ? ORDER BY reported_days_ago, id").bind(customer_id).fetch_all(&self.pool).await?;
+            let rows = sqlx::query("SELECT * FROM repairs WHERE customer_id = ? ORDER BY reported_days_ago, id")
+                .bind(customer_id)
+                .fetch_all(&self.pool)
+                .await?;
             let repairs = rows
                 .iter()
                 .map(|r| {
@@ -444,7 +469,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = open(&dir).await;
         let repairs = c.after_sales.repairs_of(&ctx(), "c1001").await.unwrap();
-        let recent: Vec<_> = repairs.iter().filter(|r| r.product == "refrigerator" && now() - r.reported_at <= TimeDelta::days(90)).collect();
+        let recent: Vec<_> = repairs
+            .iter()
+            .filter(|r| r.product == "refrigerator" && now() - r.reported_at <= TimeDelta::days(90))
+            .collect();
         assert_eq!(recent.len(), 2);
         assert!(recent[0].reported_at > recent[1].reported_at, "newest first");
         assert!(c.after_sales.repairs_of(&ctx(), "c1002").await.unwrap().is_empty());

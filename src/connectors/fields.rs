@@ -89,7 +89,10 @@ pub fn fields_of_order(order: &Order, tz: Tz, lang: Lang) -> FieldValues {
     // NOTE: the newest event by time, not the last in the list, since systems differ in order.
     let latest = order.logistics.iter().max_by_key(|e| e.at);
     let no_updates = words(lang, "暂无物流信息", "no tracking updates yet");
-    v.insert("order.latest_logistics", latest.map_or_else(|| no_updates.to_string(), |e| format!("{} {}", local_time(e.at, tz, lang), e.text)));
+    v.insert(
+        "order.latest_logistics",
+        latest.map_or_else(|| no_updates.to_string(), |e| format!("{} {}", local_time(e.at, tz, lang), e.text)),
+    );
     v.insert("order.eta", order.eta.map_or_else(|| none_yet(lang).to_string(), |eta| date(eta, lang)));
     v
 }
@@ -133,20 +136,32 @@ pub fn fields_of_refund(refund: &Refund, tz: Tz, lang: Lang) -> FieldValues {
     v.insert("refund.status", refund_status(&refund.status, lang));
     v.insert("refund.card_tail", refund.card_tail.as_str());
     let not_arrived = words(lang, "暂未到账", "not yet");
-    v.insert("refund.arrived_date", refund.arrived_at.map_or_else(|| not_arrived.to_string(), |at| local_date(at, tz, lang)));
+    v.insert(
+        "refund.arrived_date",
+        refund.arrived_at.map_or_else(|| not_arrived.to_string(), |at| local_date(at, tz, lang)),
+    );
     v
 }
 
 /// The `repair.*` fields of one repair case; `count_90d` counts the cases in
 /// `history` (the customer's repairs, this one included) for the same product
 /// reported in the 90 days before `now`.
-pub fn fields_of_repair(repair: &RepairRecord, history: &[RepairRecord], now: DateTime<Utc>, tz: Tz, lang: Lang) -> FieldValues {
+pub fn fields_of_repair(
+    repair: &RepairRecord,
+    history: &[RepairRecord],
+    now: DateTime<Utc>,
+    tz: Tz,
+    lang: Lang,
+) -> FieldValues {
     let mut v = FieldValues::default();
     v.insert("repair.id", repair.id.as_str());
     v.insert("repair.product", repair.product_name.as_str());
     v.insert("repair.status", repair_status(&repair.status, lang));
     let unscheduled = words(lang, "待预约", "to be scheduled");
-    v.insert("repair.visit_time", repair.technician_visit.map_or_else(|| unscheduled.to_string(), |at| local_time(at, tz, lang)));
+    v.insert(
+        "repair.visit_time",
+        repair.technician_visit.map_or_else(|| unscheduled.to_string(), |at| local_time(at, tz, lang)),
+    );
     v.insert("repair.count_90d", repairs_in_90_days(history, Some(&repair.product), now).to_string());
     v
 }
@@ -155,7 +170,10 @@ pub fn fields_of_repair(repair: &RepairRecord, history: &[RepairRecord], now: Da
 /// `product` when given: what makes a fault a repeat one.
 pub fn repairs_in_90_days(history: &[RepairRecord], product: Option<&str>, now: DateTime<Utc>) -> usize {
     let window = now - TimeDelta::days(90);
-    history.iter().filter(|r| product.is_none_or(|p| r.product == p) && r.reported_at >= window && r.reported_at <= now).count()
+    history
+        .iter()
+        .filter(|r| product.is_none_or(|p| r.product == p) && r.reported_at >= window && r.reported_at <= now)
+        .count()
 }
 
 /// The `customer.*` fields of a CRM profile.
@@ -191,7 +209,9 @@ mod tests {
             carrier: Some("顺丰速运".into()),
             tracking_no: Some("SF1402837465129".into()),
             logistics: vec![
-                LogisticsEvent { at: at("2026-06-14T10:20:00Z"), text: "快件已到达【杭州转运中心】".into() },
+                LogisticsEvent {
+                    at: at("2026-06-14T10:20:00Z"), text: "快件已到达【杭州转运中心】".into()
+                },
                 LogisticsEvent { at: at("2026-06-14T02:00:00Z"), text: "已揽收".into() },
             ],
             eta: NaiveDate::from_ymd_opt(2026, 6, 17),
@@ -220,7 +240,8 @@ mod tests {
         assert_eq!(v.get("order.eta"), Some("6月17日"));
         assert_eq!(v.get("order.carrier"), Some("顺丰速运"));
         assert_eq!(fields_of_order(&order(), chrono_tz::UTC, Lang::Zh).get("order.placed_date"), Some("6月13日"));
-        let unshipped = Order { carrier: None, tracking_no: None, logistics: vec![], eta: None, status: "paid".into(), ..order() };
+        let unshipped =
+            Order { carrier: None, tracking_no: None, logistics: vec![], eta: None, status: "paid".into(), ..order() };
         let v = fields_of_order(&unshipped, SHANGHAI, Lang::Zh);
         assert_eq!(v.get("order.tracking_no"), Some("暂无"));
         assert_eq!(v.get("order.latest_logistics"), Some("暂无物流信息"));
@@ -236,7 +257,10 @@ mod tests {
         let v = fields_of_stock(&[row("广州仓", 48), row("杭州仓", 126), row("北京仓", 0)], Lang::Zh);
         assert_eq!((v.get("stock.warehouse"), v.get("stock.quantity")), (Some("杭州仓"), Some("126")));
         assert_eq!(v.get("stock.summary"), Some("广州仓 48 件、杭州仓 126 件；北京仓暂时缺货"));
-        assert_eq!(fields_of_stock(&[row("杭州仓", 3), row("北京仓", 2)], Lang::Zh).get("stock.summary"), Some("杭州仓 3 件、北京仓 2 件"));
+        assert_eq!(
+            fields_of_stock(&[row("杭州仓", 3), row("北京仓", 2)], Lang::Zh).get("stock.summary"),
+            Some("杭州仓 3 件、北京仓 2 件")
+        );
         let none = fields_of_stock(&[row("北京仓", 0)], Lang::Zh);
         assert_eq!((none.get("stock.quantity"), none.get("stock.summary")), (Some("0"), Some("暂时缺货")));
         assert_eq!(fields_of_stock(&[], Lang::Zh).get("stock.warehouse"), Some("暂无"));
@@ -252,8 +276,14 @@ mod tests {
             card_tail: "1234".into(),
             arrived_at: Some(at("2026-06-14T03:00:00Z")),
         };
-        let t = Template::parse("退款 {refund.amount} 元已于 {refund.arrived_date} 退回尾号 {refund.card_tail} 的卡（{refund.status}）").unwrap();
-        assert_eq!(t.render(&fields_of_refund(&refund, SHANGHAI, Lang::Zh)), "退款 199.00 元已于 6月14日 退回尾号 1234 的卡（已到账）");
+        let t = Template::parse(
+            "退款 {refund.amount} 元已于 {refund.arrived_date} 退回尾号 {refund.card_tail} 的卡（{refund.status}）",
+        )
+        .unwrap();
+        assert_eq!(
+            t.render(&fields_of_refund(&refund, SHANGHAI, Lang::Zh)),
+            "退款 199.00 元已于 6月14日 退回尾号 1234 的卡（已到账）"
+        );
         let pending = Refund { status: "processing".into(), arrived_at: None, ..refund };
         let v = fields_of_refund(&pending, SHANGHAI, Lang::Zh);
         assert_eq!((v.get("refund.status"), v.get("refund.arrived_date")), (Some("处理中"), Some("暂未到账")));
@@ -274,25 +304,40 @@ mod tests {
         assert_eq!(v.get("repair.visit_time"), Some("6月16日 14:00"));
         assert_eq!((v.get("repair.status"), v.get("repair.product")), (Some("已预约上门"), Some("冰箱")));
         let unscheduled = RepairRecord { technician_visit: None, status: "received".into(), ..history[0].clone() };
-        assert_eq!(fields_of_repair(&unscheduled, &[], now, SHANGHAI, Lang::Zh).get("repair.visit_time"), Some("待预约"));
+        assert_eq!(
+            fields_of_repair(&unscheduled, &[], now, SHANGHAI, Lang::Zh).get("repair.visit_time"),
+            Some("待预约")
+        );
         assert_eq!(fields_of_repair(&unscheduled, &[], now, SHANGHAI, Lang::Zh).get("repair.count_90d"), Some("0"));
     }
 
     #[test]
     fn english_fields_have_no_chinese_words() {
         let has_han = |s: &str| s.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c));
-        let unshipped = Order { carrier: None, tracking_no: None, logistics: vec![], eta: None, status: "paid".into(), ..order() };
+        let unshipped =
+            Order { carrier: None, tracking_no: None, logistics: vec![], eta: None, status: "paid".into(), ..order() };
         let v = fields_of_order(&unshipped, SHANGHAI, Lang::En);
         assert_eq!(v.get("order.status"), Some("paid, awaiting shipment"));
         assert_eq!(v.get("order.placed_date"), Some("Jun 14"));
-        for field in ["order.status", "order.placed_date", "order.carrier", "order.tracking_no", "order.latest_logistics", "order.eta"] {
+        for field in [
+            "order.status",
+            "order.placed_date",
+            "order.carrier",
+            "order.tracking_no",
+            "order.latest_logistics",
+            "order.eta",
+        ] {
             assert!(!has_han(v.get(field).unwrap()), "{field}: {:?}", v.get(field));
         }
         assert_eq!(fields_of_order(&order(), SHANGHAI, Lang::En).get("order.eta"), Some("Jun 17"));
         let row = |w: &str, q| StockRow { warehouse: w.into(), product: "dress".into(), quantity: q };
         let stock = fields_of_stock(&[row("Hangzhou", 126), row("Beijing", 0)], Lang::En);
         assert_eq!(stock.get("stock.summary"), Some("Hangzhou 126; out of stock at Beijing"));
-        let repair = RepairRecord { technician_visit: None, status: "received".into(), ..repair("W3", "refrigerator", "2026-06-03T02:00:00Z") };
+        let repair = RepairRecord {
+            technician_visit: None,
+            status: "received".into(),
+            ..repair("W3", "refrigerator", "2026-06-03T02:00:00Z")
+        };
         let v = fields_of_repair(&repair, &[], at("2026-06-15T02:30:00Z"), SHANGHAI, Lang::En);
         assert_eq!((v.get("repair.status"), v.get("repair.visit_time")), (Some("received"), Some("to be scheduled")));
     }
@@ -300,7 +345,8 @@ mod tests {
     #[test]
     fn missing_fields_are_reported_and_render_empty() {
         let t = Template::parse("{customer.name}您好，{stock.warehouse} 有货 {stock.quantity} 件").unwrap();
-        let mut v = fields_of_stock(&[StockRow { warehouse: "杭州仓".into(), product: "dress".into(), quantity: 5 }], Lang::Zh);
+        let mut v =
+            fields_of_stock(&[StockRow { warehouse: "杭州仓".into(), product: "dress".into(), quantity: 5 }], Lang::Zh);
         assert_eq!(t.missing(&v), vec!["customer.name"]);
         assert_eq!(t.render(&v), "您好，杭州仓 有货 5 件");
         v.extend(fields_of_customer(&Customer {

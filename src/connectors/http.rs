@@ -25,8 +25,8 @@ use url::Url;
 use crate::support::retry::{retry, Backoff};
 
 use super::{
-    AfterSalesSystem, ConnectorError, ConnectorFuture, Connectors, CrmSystem, Ctx, Customer, InventorySystem, Order, OrderSystem, Refund, RefundSystem,
-    RepairRecord, StockRow,
+    AfterSalesSystem, ConnectorError, ConnectorFuture, Connectors, CrmSystem, Ctx, Customer, InventorySystem, Order,
+    OrderSystem, Refund, RefundSystem, RepairRecord, StockRow,
 };
 
 /// How to reach one enterprise system. In the config file the durations are
@@ -134,20 +134,26 @@ impl Failure {
 impl HttpSystem {
     /// Builds the client; fails on an unparsable base URL or header.
     pub fn new(settings: &HttpSettings) -> Result<HttpSystem, ConnectorError> {
-        let base = Url::parse(&settings.base_url).map_err(|e| ConnectorError::Config(format!("base_url {:?}: {e}", settings.base_url)))?;
+        let base = Url::parse(&settings.base_url)
+            .map_err(|e| ConnectorError::Config(format!("base_url {:?}: {e}", settings.base_url)))?;
         if base.cannot_be_a_base() {
             return Err(ConnectorError::Config(format!("base_url {:?} cannot be a base", settings.base_url)));
         }
         let mut headers = HeaderMap::new();
         if let Some((name, value)) = &settings.auth_header {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| ConnectorError::Config(format!("auth header name {name:?}: {e}")))?;
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| ConnectorError::Config(format!("auth header name {name:?}: {e}")))?;
             // The value itself stays out of the message: it is a secret.
-            let mut value = HeaderValue::from_str(value).map_err(|_| ConnectorError::Config(format!("auth header {name} has an invalid value")))?;
+            let mut value = HeaderValue::from_str(value)
+                .map_err(|_| ConnectorError::Config(format!("auth header {name} has an invalid value")))?;
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        let client =
-            reqwest::Client::builder().timeout(settings.timeout).default_headers(headers).build().map_err(|e| ConnectorError::Config(e.to_string()))?;
+        let client = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .default_headers(headers)
+            .build()
+            .map_err(|e| ConnectorError::Config(e.to_string()))?;
         Ok(HttpSystem { client, base, backoff: Backoff::doubling(settings.retries, settings.backoff) })
     }
 
@@ -182,7 +188,8 @@ impl HttpSystem {
 
     async fn attempt<T: DeserializeOwned>(&self, ctx: &Ctx<'_>, url: &Url) -> Result<Option<T>, Failure> {
         tracing::debug!(trace_id = ctx.trace_id, path = url.path(), "enterprise system call");
-        let response = self.client.get(url.clone()).header("x-trace-id", ctx.trace_id).send().await.map_err(transport_failure)?;
+        let response =
+            self.client.get(url.clone()).header("x-trace-id", ctx.trace_id).send().await.map_err(transport_failure)?;
         let status = response.status();
         if status == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -283,7 +290,10 @@ mod tests {
 
     async fn serve(calls: Arc<Calls>) -> String {
         let app = Router::new()
-            .route("/api/customers/{id}/orders", get(|Path(id): Path<String>| async move { Json(vec![sample_order(&format!("{id}-1"))]) }))
+            .route(
+                "/api/customers/{id}/orders",
+                get(|Path(id): Path<String>| async move { Json(vec![sample_order(&format!("{id}-1"))]) }),
+            )
             .route(
                 "/api/orders/{id}",
                 get(|Path(id): Path<String>| async move {
@@ -298,7 +308,13 @@ mod tests {
                 "/api/customers/{id}",
                 get(|Path(id): Path<String>| async move {
                     if id == "c1" {
-                        Ok(Json(Customer { id, name: "张伟".into(), phone: "13812345678".into(), spend_12m_cny: 12000.0, since: at("2022-01-01T00:00:00Z") }))
+                        Ok(Json(Customer {
+                            id,
+                            name: "张伟".into(),
+                            phone: "13812345678".into(),
+                            spend_12m_cny: 12000.0,
+                            since: at("2022-01-01T00:00:00Z"),
+                        }))
                     } else {
                         Err(AxumStatus::NOT_FOUND)
                     }
@@ -338,7 +354,13 @@ mod tests {
     }
 
     fn settings(base: &str) -> HttpSettings {
-        HttpSettings { base_url: base.into(), auth_header: None, timeout: Duration::from_millis(300), retries: 2, backoff: Duration::from_millis(20) }
+        HttpSettings {
+            base_url: base.into(),
+            auth_header: None,
+            timeout: Duration::from_millis(300),
+            retries: 2,
+            backoff: Duration::from_millis(20),
+        }
     }
 
     fn ctx() -> Ctx<'static> {

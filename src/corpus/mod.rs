@@ -35,7 +35,9 @@ pub enum Lang {
 impl Lang {
     /// Chinese when the text holds any CJK ideograph, English otherwise.
     pub fn detect(text: &str) -> Lang {
-        let cjk = text.chars().any(|c| matches!(c, '\u{4E00}'..='\u{9FFF}' | '\u{3400}'..='\u{4DBF}' | '\u{F900}'..='\u{FAFF}'));
+        let cjk = text
+            .chars()
+            .any(|c| matches!(c, '\u{4E00}'..='\u{9FFF}' | '\u{3400}'..='\u{4DBF}' | '\u{F900}'..='\u{FAFF}'));
         if cjk {
             Lang::Zh
         } else {
@@ -226,7 +228,9 @@ impl Corpus {
         let taxonomy = match Taxonomy::from_toml(&taxonomy_text) {
             Ok(t) => t,
             Err(problems) => {
-                return Err(CorpusError::Invalid(problems.into_iter().map(|p| Problem { file: taxonomy_path.clone(), ..p }).collect()));
+                return Err(CorpusError::Invalid(
+                    problems.into_iter().map(|p| Problem { file: taxonomy_path.clone(), ..p }).collect(),
+                ));
             }
         };
 
@@ -301,7 +305,13 @@ impl Corpus {
             })
             .collect();
         in_scope.extend(oos);
-        Ok(Corpus { fingerprint: fingerprint(&intents, &in_scope), taxonomy, intents, examples: in_scope, replies: Replies::default() })
+        Ok(Corpus {
+            fingerprint: fingerprint(&intents, &in_scope),
+            taxonomy,
+            intents,
+            examples: in_scope,
+            replies: Replies::default(),
+        })
     }
 
     /// The intent with this id.
@@ -355,11 +365,24 @@ struct CorpusBuilder<'t> {
 
 impl<'t> CorpusBuilder<'t> {
     fn new(taxonomy: &'t Taxonomy) -> Self {
-        CorpusBuilder { taxonomy, drafts: HashMap::new(), examples: Vec::new(), oos: Vec::new(), seen: HashMap::new(), problems: Vec::new() }
+        CorpusBuilder {
+            taxonomy,
+            drafts: HashMap::new(),
+            examples: Vec::new(),
+            oos: Vec::new(),
+            seen: HashMap::new(),
+            problems: Vec::new(),
+        }
     }
 
     fn problem(&mut self, file: &Path, line: usize, entry: Option<String>, field: Option<&str>, message: String) {
-        self.problems.push(Problem { file: file.to_path_buf(), line: Some(line), entry, field: field.map(str::to_string), message });
+        self.problems.push(Problem {
+            file: file.to_path_buf(),
+            line: Some(line),
+            entry,
+            field: field.map(str::to_string),
+            message,
+        });
     }
 
     fn add_scenario_file(&mut self, path: &Path, lines: &LineIndex, file: ScenarioFile) {
@@ -381,7 +404,13 @@ impl<'t> CorpusBuilder<'t> {
             let label = Some(format!("intent #{} {id:?}", index + 1));
             match self.taxonomy.intent(&id) {
                 None => {
-                    self.problem(path, lines.line(entry.id.span().start), label.clone(), Some("id"), format!("{id:?} is not an intent of taxonomy.toml"));
+                    self.problem(
+                        path,
+                        lines.line(entry.id.span().start),
+                        label.clone(),
+                        Some("id"),
+                        format!("{id:?} is not an intent of taxonomy.toml"),
+                    );
                     continue;
                 }
                 Some(def) if def.scenario != scenario => {
@@ -391,13 +420,15 @@ impl<'t> CorpusBuilder<'t> {
                 Some(_) => {}
             }
             if let Some(first) = self.drafts.get(&id) {
-                let message = format!("intent {id:?} is defined twice (first at {}:{})", first.file.display(), first.line);
+                let message =
+                    format!("intent {id:?} is defined twice (first at {}:{})", first.file.display(), first.line);
                 self.problem(path, line, label.clone(), Some("id"), message);
                 continue;
             }
             let answer_zh = self.answer(path, lines, &label, "answer_zh", entry.answer_zh);
             let answer_en = self.answer(path, lines, &label, "answer_en", entry.answer_en);
-            let data = self.data_answer(path, lines, &label, line, entry.data, entry.data_answer_zh, entry.data_answer_en);
+            let data =
+                self.data_answer(path, lines, &label, line, entry.data, entry.data_answer_zh, entry.data_answer_en);
             let mut n_examples = 0;
             for (field, lang, texts) in [("zh", Lang::Zh, entry.zh), ("en", Lang::En, entry.en)] {
                 for text in texts {
@@ -406,15 +437,39 @@ impl<'t> CorpusBuilder<'t> {
                     }
                 }
             }
-            self.drafts.insert(id, IntentDraft { scenario: scenario.clone(), data, answer_zh, answer_en, n_examples, file: path.to_path_buf(), line });
+            self.drafts.insert(
+                id,
+                IntentDraft {
+                    scenario: scenario.clone(),
+                    data,
+                    answer_zh,
+                    answer_en,
+                    n_examples,
+                    file: path.to_path_buf(),
+                    line,
+                },
+            );
         }
     }
 
-    fn answer(&mut self, path: &Path, lines: &LineIndex, label: &Option<String>, field: &str, value: Option<Spanned<String>>) -> Option<String> {
+    fn answer(
+        &mut self,
+        path: &Path,
+        lines: &LineIndex,
+        label: &Option<String>,
+        field: &str,
+        value: Option<Spanned<String>>,
+    ) -> Option<String> {
         match value {
             Some(v) if !v.get_ref().trim().is_empty() => Some(v.into_inner().trim().to_string()),
             Some(v) => {
-                self.problem(path, lines.line(v.span().start), label.clone(), Some(field), "the answer is empty".into());
+                self.problem(
+                    path,
+                    lines.line(v.span().start),
+                    label.clone(),
+                    Some(field),
+                    "the answer is empty".into(),
+                );
                 None
             }
             None => None,
@@ -486,7 +541,8 @@ impl<'t> CorpusBuilder<'t> {
         let key: String = text.to_lowercase().chars().filter(|c| !c.is_whitespace()).collect();
         if let Some((other, first_file, first_line)) = self.seen.get(&key) {
             if other != intent {
-                let message = format!("{text:?} is also an example of {other:?} at {}:{first_line}", first_file.display());
+                let message =
+                    format!("{text:?} is also an example of {other:?} at {}:{first_line}", first_file.display());
                 self.problem(path, line, label.clone(), Some(field), message);
             }
             return false;
@@ -546,7 +602,13 @@ impl<'t> CorpusBuilder<'t> {
         problems.append(&mut self.problems);
         let mut examples = self.examples;
         examples.append(&mut self.oos);
-        Corpus { fingerprint: fingerprint(&intents, &examples), taxonomy: self.taxonomy.clone(), intents, examples, replies }
+        Corpus {
+            fingerprint: fingerprint(&intents, &examples),
+            taxonomy: self.taxonomy.clone(),
+            intents,
+            examples,
+            replies,
+        }
     }
 }
 
@@ -625,9 +687,17 @@ slots = ["product"]
         let Err(CorpusError::Invalid(problems)) = Corpus::load(dir.path()) else { panic!("expected problems") };
         let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         let joined = text.join("\n");
-        assert!(joined.contains("shop.toml:4 intent #1 \"price_inquiry\" field `zh`: \"你好1号\" is also an example of \"greeting\""), "{joined}");
+        assert!(
+            joined.contains(
+                "shop.toml:4 intent #1 \"price_inquiry\" field `zh`: \"你好1号\" is also an example of \"greeting\""
+            ),
+            "{joined}"
+        );
         assert!(joined.contains("shop.toml:4 intent #1 \"price_inquiry\" field `zh`: empty example"), "{joined}");
-        assert!(joined.contains("shop.toml:8 intent #2 \"refund\" field `id`: \"refund\" is not an intent"), "{joined}");
+        assert!(
+            joined.contains("shop.toml:8 intent #2 \"refund\" field `id`: \"refund\" is not an intent"),
+            "{joined}"
+        );
         assert!(joined.contains("field `answer_en`: missing answer"), "{joined}");
         assert!(joined.contains("examples; at least 5"), "{joined}");
     }
@@ -639,9 +709,16 @@ slots = ["product"]
         shop.push_str("data = \"stock\"\ndata_answer_zh = \"{stock.summary}\"\ndata_answer_en = \"{order.id}\"\n");
         write(dir.path(), "shop.toml", &shop);
         let Err(CorpusError::Invalid(problems)) = Corpus::load(dir.path()) else { panic!("expected problems") };
-        assert!(problems.iter().any(|p| p.field.as_deref() == Some("data_answer_en") && p.line == Some(10) && p.message.contains("order.id")), "{problems:?}");
+        assert!(
+            problems.iter().any(|p| p.field.as_deref() == Some("data_answer_en")
+                && p.line == Some(10)
+                && p.message.contains("order.id")),
+            "{problems:?}"
+        );
         let mut shop = format!("scenario = \"shop\"\n{}", intent_block("price_inquiry", "多少钱"));
-        shop.push_str("data = \"stock\"\ndata_answer_zh = \"{stock.summary}\"\ndata_answer_en = \"In stock: {stock.summary}\"\n");
+        shop.push_str(
+            "data = \"stock\"\ndata_answer_zh = \"{stock.summary}\"\ndata_answer_en = \"In stock: {stock.summary}\"\n",
+        );
         write(dir.path(), "shop.toml", &shop);
         let corpus = Corpus::load(dir.path()).unwrap();
         assert_eq!(corpus.intent("price_inquiry").unwrap().data.as_ref().map(|d| d.kind), Some(DataKind::Stock));
@@ -658,7 +735,15 @@ slots = ["product"]
     #[test]
     fn intent_in_the_wrong_scenario_file_is_reported() {
         let dir = valid_dir();
-        write(dir.path(), "general.toml", &format!("scenario = \"general\"\n{}{}", intent_block("greeting", "你好"), intent_block("price_inquiry", "价格")));
+        write(
+            dir.path(),
+            "general.toml",
+            &format!(
+                "scenario = \"general\"\n{}{}",
+                intent_block("greeting", "你好"),
+                intent_block("price_inquiry", "价格")
+            ),
+        );
         write(dir.path(), "shop.toml", "scenario = \"shop\"\n");
         let Err(CorpusError::Invalid(problems)) = Corpus::load(dir.path()) else { panic!("expected problems") };
         assert!(problems.iter().any(|p| p.message.contains("belongs to scenario \"shop\"")), "{problems:?}");
@@ -675,11 +760,18 @@ slots = ["product"]
 
     #[test]
     fn shipped_corpus_is_valid_and_covers_every_intent() {
-        let corpus = Corpus::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/corpus"))).unwrap_or_else(|e| panic!("{e}"));
+        let corpus =
+            Corpus::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/corpus"))).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(corpus.intents.len(), corpus.taxonomy.intents.len());
         for intent in &corpus.intents {
             let count = |lang| corpus.examples.iter().filter(|e| e.intent == intent.id && e.lang == lang).count();
-            assert!(count(Lang::Zh) >= 20 && count(Lang::En) >= 6, "{}: {} zh, {} en", intent.id, count(Lang::Zh), count(Lang::En));
+            assert!(
+                count(Lang::Zh) >= 20 && count(Lang::En) >= 6,
+                "{}: {} zh, {} en",
+                intent.id,
+                count(Lang::Zh),
+                count(Lang::En)
+            );
             assert!(!intent.answer_zh.is_empty() && !intent.answer_en.is_empty(), "{}", intent.id);
         }
         assert!(corpus.examples.iter().filter(|e| e.intent == OOS).count() >= 50);

@@ -147,8 +147,12 @@ pub struct Replies {
 
 impl Default for Replies {
     fn default() -> Self {
-        let parse = |key: ReplyKey, text: &str| key.parse(text).expect("kefu's generic replies use only their own placeholders. This is a bug.");
-        Replies { texts: ReplyKey::ALL.into_iter().map(|k| (k, (parse(k, k.generic().0), parse(k, k.generic().1)))).collect() }
+        let parse = |key: ReplyKey, text: &str| {
+            key.parse(text).expect("kefu's generic replies use only their own placeholders. This is a bug.")
+        };
+        Replies {
+            texts: ReplyKey::ALL.into_iter().map(|k| (k, (parse(k, k.generic().0), parse(k, k.generic().1)))).collect(),
+        }
     }
 }
 
@@ -236,9 +240,14 @@ mod tests {
         let text = "[clarify]\nzh = \"哪个？\"\nen = \"Which {option}?\"\n\n[hello]\nzh = \"x\"\nen = \"y\"\n";
         Replies::from_toml(Path::new("replies.toml"), text, &mut problems);
         let said: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        assert!(said.iter().any(|p| p == "replies.toml:2 reply \"clarify\" field `zh`: the reply must show {options}"), "{said:?}");
         assert!(
-            said.iter().any(|p| p.starts_with("replies.toml:3 reply \"clarify\" field `en`: unknown template field {option} (allowed: {options})")),
+            said.iter().any(|p| p == "replies.toml:2 reply \"clarify\" field `zh`: the reply must show {options}"),
+            "{said:?}"
+        );
+        assert!(
+            said.iter().any(|p| p.starts_with(
+                "replies.toml:3 reply \"clarify\" field `en`: unknown template field {option} (allowed: {options})"
+            )),
             "{said:?}"
         );
         assert!(said.iter().any(|p| p.starts_with("replies.toml:5 reply \"hello\": unknown reply")), "{said:?}");

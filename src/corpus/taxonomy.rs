@@ -129,13 +129,16 @@ impl Taxonomy {
             field: (!field.is_empty()).then(|| field.to_string()),
             message,
         };
-        let file: TaxonomyFile = toml::from_str(text).map_err(|e| vec![problem(e.span().map(|s| lines.line(s.start)), None, "", e.message().to_string())])?;
+        let file: TaxonomyFile = toml::from_str(text)
+            .map_err(|e| vec![problem(e.span().map(|s| lines.line(s.start)), None, "", e.message().to_string())])?;
         let mut problems = Vec::new();
         let mut scenarios = Vec::new();
         for (id, value) in file.scenarios {
             match value.try_into::<ScenarioEntry>() {
                 Ok(ScenarioEntry::Name(name)) => scenarios.push(Scenario { id, name, queue: None, after_sales: false }),
-                Ok(ScenarioEntry::Table(t)) => scenarios.push(Scenario { id, name: t.name, queue: t.queue, after_sales: t.after_sales }),
+                Ok(ScenarioEntry::Table(t)) => {
+                    scenarios.push(Scenario { id, name: t.name, queue: t.queue, after_sales: t.after_sales })
+                }
                 Err(_) => problems.push(problem(
                     None,
                     Some(format!("scenario {id:?}")),
@@ -144,7 +147,8 @@ impl Taxonomy {
                 )),
             }
         }
-        let mut queues: Vec<(String, String)> = file.queues.into_iter().map(|(id, name)| (id, name.as_str().unwrap_or_default().to_string())).collect();
+        let mut queues: Vec<(String, String)> =
+            file.queues.into_iter().map(|(id, name)| (id, name.as_str().unwrap_or_default().to_string())).collect();
         if !queues.iter().any(|(id, _)| *id == file.default_queue) {
             queues.insert(0, (file.default_queue.clone(), file.default_queue.clone()));
         }
@@ -152,7 +156,12 @@ impl Taxonomy {
         let queue_list = || queues.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>().join(", ");
         for s in &scenarios {
             if let Some(q) = s.queue.as_deref().filter(|q| !known_queue(q)) {
-                problems.push(problem(None, Some(format!("scenario {:?}", s.id)), "queue", format!("unknown queue {q:?} (queues: {})", queue_list())));
+                problems.push(problem(
+                    None,
+                    Some(format!("scenario {:?}", s.id)),
+                    "queue",
+                    format!("unknown queue {q:?} (queues: {})", queue_list()),
+                ));
             }
         }
         let mut intents = Vec::new();
@@ -161,16 +170,31 @@ impl Taxonomy {
             let def = spanned.into_inner();
             let entry = Some(format!("intent {:?}", def.id));
             if !scenarios.iter().any(|s| s.id == def.scenario) {
-                problems.push(problem(line, entry.clone(), "scenario", format!("intent {:?} names unknown scenario {:?}", def.id, def.scenario)));
+                problems.push(problem(
+                    line,
+                    entry.clone(),
+                    "scenario",
+                    format!("intent {:?} names unknown scenario {:?}", def.id, def.scenario),
+                ));
             }
             if def.id == super::OOS {
-                problems.push(problem(line, entry.clone(), "id", format!("{:?} is reserved for out-of-scope", super::OOS)));
+                problems.push(problem(
+                    line,
+                    entry.clone(),
+                    "id",
+                    format!("{:?} is reserved for out-of-scope", super::OOS),
+                ));
             }
             if intents.iter().any(|i: &IntentDef| i.id == def.id) {
                 problems.push(problem(line, entry.clone(), "id", format!("intent {:?} is defined twice", def.id)));
             }
             if let Some(q) = def.queue.as_deref().filter(|q| !known_queue(q)) {
-                problems.push(problem(line, entry.clone(), "queue", format!("unknown queue {q:?} (queues: {})", queue_list())));
+                problems.push(problem(
+                    line,
+                    entry.clone(),
+                    "queue",
+                    format!("unknown queue {q:?} (queues: {})", queue_list()),
+                ));
             }
             intents.push(def);
         }
@@ -184,7 +208,12 @@ impl Taxonomy {
     /// A taxonomy of answer-only intents in one scenario, with no roles and one queue.
     pub fn single_scenario(scenario: &str, ids: impl IntoIterator<Item = String>) -> Taxonomy {
         Taxonomy {
-            scenarios: vec![Scenario { id: scenario.to_string(), name: scenario.to_string(), queue: None, after_sales: false }],
+            scenarios: vec![Scenario {
+                id: scenario.to_string(),
+                name: scenario.to_string(),
+                queue: None,
+                after_sales: false,
+            }],
             queues: vec![(default_queue(), default_queue())],
             default_queue: default_queue(),
             intents: ids
@@ -280,7 +309,10 @@ queue = "front"
         assert_eq!(t.role("buy"), None);
         assert_eq!(t.intent_with_role(Role::Smalltalk), Some("hello"));
         assert_eq!(t.intent_with_role(Role::Complaint), None);
-        assert_eq!((t.queue_of("broken"), t.queue_of("buy"), t.queue_of("hello"), t.queue_of("oos")), ("repairs", "front", "front", "front"));
+        assert_eq!(
+            (t.queue_of("broken"), t.queue_of("buy"), t.queue_of("hello"), t.queue_of("oos")),
+            ("repairs", "front", "front", "front")
+        );
         assert!(t.is_after_sales("broken") && !t.is_after_sales("hello"));
         assert!(t.has_queue("repairs") && !t.has_queue("sales"));
     }

@@ -162,7 +162,8 @@ mod tests {
 
     #[test]
     fn parses_fields_text_and_escaped_braces() {
-        let t = Template::parse("你的订单编号是 {order.id}，{{不是字段}} 地址：{ order.address }；再说一次 {order.id}").unwrap();
+        let t = Template::parse("你的订单编号是 {order.id}，{{不是字段}} 地址：{ order.address }；再说一次 {order.id}")
+            .unwrap();
         assert_eq!(t.fields(), vec!["order.id", "order.address"]);
         let mut v = FieldValues::default();
         v.insert("order.id", "12345");

@@ -127,7 +127,9 @@ impl BertEncoder {
         // SAFETY: the weights file is memory-mapped read-only; kefu never
         // writes into an installed model directory (the importer replaces
         // whole directories by rename), so the mapping stays valid.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(std::slice::from_ref(&weights_path), DType::F32, &device) }.map_err(|e| bad(&weights_path, e))?;
+        let vb =
+            unsafe { VarBuilder::from_mmaped_safetensors(std::slice::from_ref(&weights_path), DType::F32, &device) }
+                .map_err(|e| bad(&weights_path, e))?;
         let model = BertModel::load(vb, &config).map_err(|e| bad(&weights_path, e))?;
 
         let (pooling, max_length, query_prefix, passage_prefix, fingerprint) = match manifest {
@@ -138,7 +140,9 @@ impl BertEncoder {
             }
         };
         let max_length = max_length.min(config.max_position_embeddings).max(2);
-        tokenizer.with_truncation(Some(TruncationParams { max_length, ..Default::default() })).map_err(|e| bad(&tokenizer_path, e))?;
+        tokenizer
+            .with_truncation(Some(TruncationParams { max_length, ..Default::default() }))
+            .map_err(|e| bad(&tokenizer_path, e))?;
         // NOTE: padding is done here, per forward pass, so a tokenizer.json
         // that pads to a fixed length cannot inflate every batch.
         tokenizer.with_padding(None);
@@ -231,7 +235,8 @@ impl Encoder for BertEncoder {
             TextKind::Passage => &self.passage_prefix,
         };
         let inputs: Vec<String> = texts.iter().map(|t| format!("{prefix}{t}")).collect();
-        let encodings = self.tokenizer.encode_batch_fast(inputs, true).map_err(|e| EncoderError::Tokenize(e.to_string()))?;
+        let encodings =
+            self.tokenizer.encode_batch_fast(inputs, true).map_err(|e| EncoderError::Tokenize(e.to_string()))?;
 
         // Sorting by length keeps padding small inside each pass; results are
         // written back to their input positions.
@@ -270,8 +275,8 @@ pub(crate) mod tests {
     const LAYERS: usize = 2;
     const FF: usize = 64;
     const WORDS: &[&str] = &[
-        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "hello", "world", "order", "refund", "where", "is", "my", "the", "package", "?", "!", "##s", "ship", "##ping",
-        "退", "款", "订", "单", "查",
+        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "hello", "world", "order", "refund", "where", "is", "my", "the", "package",
+        "?", "!", "##s", "ship", "##ping", "退", "款", "订", "单", "查",
     ];
 
     /// Write a tiny random BERT (2 layers, hidden 32) with a WordPiece
@@ -322,7 +327,8 @@ pub(crate) mod tests {
                 add(format!("{p}.{ln}.bias"), vec![HIDDEN], false);
             }
         }
-        let views: Vec<(String, TensorView)> = tensors.iter().map(|(n, s, d)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), d).unwrap())).collect();
+        let views: Vec<(String, TensorView)> =
+            tensors.iter().map(|(n, s, d)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), d).unwrap())).collect();
         safetensors::serialize_to_file(views, &None, &dir.join("model.safetensors")).unwrap();
 
         let vocab: HashMap<&str, usize> = WORDS.iter().enumerate().map(|(i, w)| (*w, i)).collect();
@@ -350,7 +356,15 @@ pub(crate) mod tests {
         a.iter().zip(b).map(|(x, y)| x * y).sum()
     }
 
-    const TEXTS: &[&str] = &["hello world", "where is my package?", "refund refund refund my order shipping!", "查订单", "退款", "", "hello"];
+    const TEXTS: &[&str] = &[
+        "hello world",
+        "where is my package?",
+        "refund refund refund my order shipping!",
+        "查订单",
+        "退款",
+        "",
+        "hello",
+    ];
 
     #[test]
     fn loads_and_encodes_normalised_rows() {

@@ -102,7 +102,12 @@ impl EncoderHandle {
 
     /// Embeds many texts in chunks of [`EMBED_CHUNK`], one after another, so
     /// live requests keep their turn on the model thread; `done(n)` after each chunk.
-    pub async fn embed_all(&self, texts: &[String], kind: TextKind, done: impl Fn(usize)) -> Result<Vec<Vec<f32>>, EncoderError> {
+    pub async fn embed_all(
+        &self,
+        texts: &[String],
+        kind: TextKind,
+        done: impl Fn(usize),
+    ) -> Result<Vec<Vec<f32>>, EncoderError> {
         let mut vectors = Vec::with_capacity(texts.len());
         for chunk in texts.chunks(EMBED_CHUNK) {
             vectors.extend(self.embed(chunk.to_vec(), kind).await?);
@@ -112,7 +117,12 @@ impl EncoderHandle {
     }
 
     /// [`EncoderHandle::embed_all`] for blocking callers (the CLI, fitting).
-    pub fn embed_all_blocking(&self, texts: &[String], kind: TextKind, done: impl Fn(usize)) -> Result<Vec<Vec<f32>>, EncoderError> {
+    pub fn embed_all_blocking(
+        &self,
+        texts: &[String],
+        kind: TextKind,
+        done: impl Fn(usize),
+    ) -> Result<Vec<Vec<f32>>, EncoderError> {
         let mut vectors = Vec::with_capacity(texts.len());
         for chunk in texts.chunks(EMBED_CHUNK) {
             vectors.extend(self.embed_blocking(chunk.to_vec(), kind)?);

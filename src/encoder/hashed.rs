@@ -24,7 +24,10 @@ impl HashedNgramEncoder {
         for n in 1..=3 {
             for gram in chars.windows(n) {
                 let digest = Sha256::digest(gram.iter().collect::<String>().as_bytes());
-                let bucket = u64::from_le_bytes(digest[..8].try_into().expect("a sha256 digest has 32 bytes. This is a bug.")) as usize % self.dim;
+                let bucket =
+                    u64::from_le_bytes(digest[..8].try_into().expect("a sha256 digest has 32 bytes. This is a bug."))
+                        as usize
+                        % self.dim;
                 // Longer grams say more about the text than single characters.
                 row[bucket] += n as f32;
             }

@@ -97,7 +97,9 @@ pub fn load_validation(path: &Path) -> Result<Option<Vec<LabelledLine>>, EvalErr
         return Ok(None);
     }
     match serde_json::from_str::<Value>(content) {
-        Ok(Value::Object(obj)) if !obj.contains_key("text") && obj.contains_key("val") => load_clinc(path, &obj, SetRole::Validation).map(Some),
+        Ok(Value::Object(obj)) if !obj.contains_key("text") && obj.contains_key("val") => {
+            load_clinc(path, &obj, SetRole::Validation).map(Some)
+        }
         _ => Ok(None),
     }
 }
@@ -119,7 +121,9 @@ fn without_bom(text: &str) -> &str {
 }
 
 fn json_extension(path: &Path) -> bool {
-    path.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "json" | "jsonl" | "ndjson"))
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "json" | "jsonl" | "ndjson"))
 }
 
 /// A file starting with `{`: either one CLINC150 object or JSON Lines.
@@ -207,7 +211,9 @@ fn parse_jsonl_line(raw: &str) -> Result<LabelledLine, String> {
     };
     let now = match obj.get("now") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(DateTime::parse_from_rfc3339(s).map_err(|e| format!("\"now\" is not an RFC 3339 time ({s:?}): {e}"))?),
+        Some(Value::String(s)) => {
+            Some(DateTime::parse_from_rfc3339(s).map_err(|e| format!("\"now\" is not an RFC 3339 time ({s:?}): {e}"))?)
+        }
         Some(other) => return Err(format!("\"now\" must be an RFC 3339 string, got {other}")),
     };
     Ok(LabelledLine { text, intent, decision, slots, now })
@@ -252,7 +258,13 @@ fn load_csv(path: &Path, content: &str) -> Result<Vec<LabelledLine>, EvalError> 
         if label.is_empty() {
             return Err(line_error(path, line_no, "label is empty"));
         }
-        lines.push(LabelledLine { text: text.to_owned(), intent: label.to_owned(), decision: None, slots: None, now: None });
+        lines.push(LabelledLine {
+            text: text.to_owned(),
+            intent: label.to_owned(),
+            decision: None,
+            slots: None,
+            now: None,
+        });
     }
     Ok(lines)
 }
@@ -296,7 +308,10 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[0].decision.as_deref(), Some("answer"));
         assert_eq!(lines[0].slots, None);
-        assert_eq!(Value::Object(lines[1].slots.clone().unwrap()), json!({"time": {"start": "2026-06-14", "end": "2026-06-14"}}));
+        assert_eq!(
+            Value::Object(lines[1].slots.clone().unwrap()),
+            json!({"time": {"start": "2026-06-14", "end": "2026-06-14"}})
+        );
         assert_eq!(lines[1].now.unwrap().to_rfc3339(), "2026-06-15T10:00:00+08:00");
         assert_eq!(lines[2].intent, OOS);
         assert_eq!(lines[2].slots, Some(Map::new()));
@@ -351,7 +366,12 @@ mod tests {
         let texts: Vec<_> = lines.iter().map(|l| l.text.as_str()).collect();
         assert_eq!(
             texts,
-            ["I am still waiting on my card?", "What if, say, my card never arrives?", "Line one\nline two with \"quotes\"", "How do I top up?",]
+            [
+                "I am still waiting on my card?",
+                "What if, say, my card never arrives?",
+                "Line one\nline two with \"quotes\"",
+                "How do I top up?",
+            ]
         );
         assert_eq!(lines[2].intent, "lost_or_stolen_card");
         assert_eq!(lines[3].intent, "top_up_by_card");
@@ -409,7 +429,10 @@ mod tests {
         let (_dir, path) = write("data_full.json", CLINC.as_bytes());
         let lines = load_labelled(&path, SetRole::Test).unwrap();
         let got: Vec<_> = lines.iter().map(|l| (l.text.as_str(), l.intent.as_str())).collect();
-        assert_eq!(got, [("how much money do i have", "balance"), ("who won the game", "oos"), ("sing a song", "oos"),]);
+        assert_eq!(
+            got,
+            [("how much money do i have", "balance"), ("who won the game", "oos"), ("sing a song", "oos"),]
+        );
     }
 
     #[test]
@@ -429,7 +452,10 @@ mod tests {
         let (_dir, path) = write("data_full.json", CLINC.as_bytes());
         let lines = load_labelled(&path, SetRole::Train).unwrap();
         let got: Vec<_> = lines.iter().map(|l| (l.text.as_str(), l.intent.as_str())).collect();
-        assert_eq!(got, [("what is my balance", "balance"), ("transfer money", "transfer"), ("tell me a joke", "oos"),]);
+        assert_eq!(
+            got,
+            [("what is my balance", "balance"), ("transfer money", "transfer"), ("tell me a joke", "oos"),]
+        );
     }
 
     #[test]

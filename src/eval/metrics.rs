@@ -198,11 +198,18 @@ pub fn score(lines: &[LabelledLine], predictions: &[Prediction]) -> Result<EvalR
         stats.finish();
     }
 
-    let (tp, pred_total, gold_total) =
-        slot_counts.values().fold((0, 0, 0), |(t, p, g), &(support, predicted, correct)| (t + correct, p + predicted, g + support));
+    let (tp, pred_total, gold_total) = slot_counts
+        .values()
+        .fold((0, 0, 0), |(t, p, g), &(support, predicted, correct)| (t + correct, p + predicted, g + support));
     // NOTE: slot-labelled lines that expect nothing and get nothing are a
     // perfect score, not an undefined one; `{}` lines exist to test exactly that.
-    let slot_f1 = (slot_lines > 0).then(|| if pred_total + gold_total == 0 { 1.0 } else { 2.0 * tp as f64 / (pred_total + gold_total) as f64 });
+    let slot_f1 = (slot_lines > 0).then(|| {
+        if pred_total + gold_total == 0 {
+            1.0
+        } else {
+            2.0 * tp as f64 / (pred_total + gold_total) as f64
+        }
+    });
 
     let decision_lines = decisions.values().map(|&(support, _)| support).sum();
     let decision_correct: usize = decisions.values().map(|&(_, correct)| correct).sum();
@@ -242,7 +249,13 @@ pub fn score(lines: &[LabelledLine], predictions: &[Prediction]) -> Result<EvalR
         per_slot: slot_counts
             .into_iter()
             .map(|(name, (support, predicted, correct))| {
-                let stats = SlotStats { support, predicted, correct, precision: ratio(correct, predicted), recall: ratio(correct, support) };
+                let stats = SlotStats {
+                    support,
+                    predicted,
+                    correct,
+                    precision: ratio(correct, predicted),
+                    recall: ratio(correct, support),
+                };
                 (name, stats)
             })
             .collect(),
@@ -259,7 +272,11 @@ fn decision_right(gold: &str, pred: &Prediction) -> bool {
 }
 
 /// Adds one line's slot triples to per-slot (support, predicted, correct).
-fn count_slots(gold: &Map<String, Value>, predicted: &Map<String, Value>, counts: &mut BTreeMap<String, (usize, usize, usize)>) {
+fn count_slots(
+    gold: &Map<String, Value>,
+    predicted: &Map<String, Value>,
+    counts: &mut BTreeMap<String, (usize, usize, usize)>,
+) {
     // NOTE: a null value on either side means "not extracted"; engines that
     // serialise every slot key with null must not be charged false positives.
     for (name, value) in gold.iter().filter(|(_, v)| !v.is_null()) {
@@ -273,10 +290,14 @@ fn count_slots(gold: &Map<String, Value>, predicted: &Map<String, Value>, counts
 }
 
 fn top_confusions(confused: HashMap<(&str, &str), usize>) -> Vec<Confusion> {
-    let mut pairs: Vec<Confusion> =
-        confused.into_iter().map(|((gold, predicted), count)| Confusion { gold: gold.to_owned(), predicted: predicted.to_owned(), count }).collect();
+    let mut pairs: Vec<Confusion> = confused
+        .into_iter()
+        .map(|((gold, predicted), count)| Confusion { gold: gold.to_owned(), predicted: predicted.to_owned(), count })
+        .collect();
     // Names break count ties so the report is identical run to run.
-    pairs.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.gold.cmp(&b.gold)).then_with(|| a.predicted.cmp(&b.predicted)));
+    pairs.sort_by(|a, b| {
+        b.count.cmp(&a.count).then_with(|| a.gold.cmp(&b.gold)).then_with(|| a.predicted.cmp(&b.predicted))
+    });
     pairs.truncate(TOP_CONFUSIONS);
     pairs
 }
@@ -326,12 +347,24 @@ impl fmt::Display for EvalReport {
         writeln!(f, "intent accuracy    {:.3}", self.intent_accuracy)?;
         writeln!(f, "oos precision      {}  recall {}", Rate(self.oos_precision), Rate(self.oos_recall))?;
         writeln!(f, "decision accuracy  {}  ({} lines)", Rate(self.decision_accuracy), self.decision_lines)?;
-        writeln!(f, "slot F1            {}  (P {}, R {}; {} lines)", Rate(self.slot_f1), Rate(self.slot_precision), Rate(self.slot_recall), self.slot_lines)?;
+        writeln!(
+            f,
+            "slot F1            {}  (P {}, R {}; {} lines)",
+            Rate(self.slot_f1),
+            Rate(self.slot_precision),
+            Rate(self.slot_recall),
+            self.slot_lines
+        )?;
         writeln!(f, "latency ms         p50 {:.1}  p99 {:.1}", self.latency_ms_p50, self.latency_ms_p99)?;
 
         // Worst first by F1, then by how many lines the weakness costs.
         let mut worst: Vec<(&String, &ClassStats)> = self.per_intent.iter().filter(|(_, s)| s.support > 0).collect();
-        worst.sort_by(|(an, a), (bn, b)| a.f1.unwrap_or(0.0).total_cmp(&b.f1.unwrap_or(0.0)).then_with(|| b.support.cmp(&a.support)).then_with(|| an.cmp(bn)));
+        worst.sort_by(|(an, a), (bn, b)| {
+            a.f1.unwrap_or(0.0)
+                .total_cmp(&b.f1.unwrap_or(0.0))
+                .then_with(|| b.support.cmp(&a.support))
+                .then_with(|| an.cmp(bn))
+        });
         writeln!(f, "worst intents (F1, precision, recall, support):")?;
         for (name, s) in worst.iter().take(SUMMARY_ROWS) {
             writeln!(f, "  {name:<28} {}  {}  {}  {}", Rate(s.f1), Rate(s.precision), Rate(s.recall), s.support)?;
@@ -353,7 +386,13 @@ mod tests {
     use serde_json::json;
 
     fn line(intent: &str) -> LabelledLine {
-        LabelledLine { text: format!("text for {intent}"), intent: intent.to_owned(), decision: None, slots: None, now: None }
+        LabelledLine {
+            text: format!("text for {intent}"),
+            intent: intent.to_owned(),
+            decision: None,
+            slots: None,
+            now: None,
+        }
     }
 
     fn with_decision(intent: &str, decision: &str) -> LabelledLine {
@@ -366,7 +405,13 @@ mod tests {
     }
 
     fn pred(intent: &str) -> Prediction {
-        Prediction { intent: intent.to_owned(), decision: Action::Answer, lead: false, slots: Map::new(), latency_ms: 0.0 }
+        Prediction {
+            intent: intent.to_owned(),
+            decision: Action::Answer,
+            lead: false,
+            slots: Map::new(),
+            latency_ms: 0.0,
+        }
     }
 
     fn pred_decision(decision: &str, lead: bool) -> Prediction {
@@ -462,7 +507,11 @@ mod tests {
     #[test]
     fn slot_f1_micro_over_triples_with_exact_json_values() {
         let time = json!({"start": "2026-06-14", "end": "2026-06-14"});
-        let lines = [with_slots("x", json!({"time": time, "product": "dress"})), with_slots("x", json!({"order_id": "12345"})), line("x")];
+        let lines = [
+            with_slots("x", json!({"time": time, "product": "dress"})),
+            with_slots("x", json!({"order_id": "12345"})),
+            line("x"),
+        ];
         let preds = [
             // time right, product wrong value
             pred_slots(json!({"time": time, "product": "skirt"})),
@@ -562,7 +611,10 @@ mod tests {
         let r = score(&lines, &preds).unwrap();
         assert_eq!(
             r.confusions,
-            vec![Confusion { gold: "a".into(), predicted: "b".into(), count: 2 }, Confusion { gold: "c".into(), predicted: "a".into(), count: 1 },]
+            vec![
+                Confusion { gold: "a".into(), predicted: "b".into(), count: 2 },
+                Confusion { gold: "c".into(), predicted: "a".into(), count: 1 },
+            ]
         );
         let text = r.to_string();
         assert!(text.starts_with("n                  6 (6 in scope, 0 oos)\n"), "{text}");

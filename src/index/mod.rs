@@ -99,7 +99,10 @@ impl IndexParams {
         // NOTE: hnsw_rs calls process::exit above 256 connections, so the
         // bound must be checked here rather than left to the library.
         if !(2..=255).contains(&self.max_connections) {
-            return Err(IndexError::InvalidParams(format!("max_connections must be in 2..=255, got {}", self.max_connections)));
+            return Err(IndexError::InvalidParams(format!(
+                "max_connections must be in 2..=255, got {}",
+                self.max_connections
+            )));
         }
         if self.ef_construction == 0 || self.ef_search == 0 {
             return Err(IndexError::InvalidParams("ef_construction and ef_search must be positive".into()));
@@ -196,7 +199,11 @@ impl ExemplarIndex {
         }
         let dim = match vectors.first() {
             Some(v) => v.len(),
-            None => return Err(IndexError::InvalidParams("cannot build from zero vectors: the dimension is unknown".into())),
+            None => {
+                return Err(IndexError::InvalidParams(
+                    "cannot build from zero vectors: the dimension is unknown".into(),
+                ))
+            }
         };
         let mut index = Self::new(dim, params)?;
         let mut flat = Vec::with_capacity(vectors.len() * dim);
@@ -246,8 +253,11 @@ impl ExemplarIndex {
             return Ok(Vec::new());
         }
         let ef = self.params.ef_search.max(k);
-        let mut hits: Vec<Hit> =
-            graph.search(&q, k, ef).into_iter().map(|n| Hit { id: n.d_id, similarity: ((1.0 - n.distance) / SHRINK_SQ).clamp(-1.0, 1.0) }).collect();
+        let mut hits: Vec<Hit> = graph
+            .search(&q, k, ef)
+            .into_iter()
+            .map(|n| Hit { id: n.d_id, similarity: ((1.0 - n.distance) / SHRINK_SQ).clamp(-1.0, 1.0) })
+            .collect();
         // hnsw_rs returns neighbours sorted already; sorting again makes the
         // "best first" contract independent of that implementation detail.
         hits.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));

@@ -34,7 +34,10 @@ impl ExemplarIndex {
 
         let vector_bytes: Vec<u8> = self.vectors.iter().flat_map(|x| x.to_le_bytes()).collect();
         let group_bytes: Vec<u8> = self.group_of.iter().flat_map(|g| g.to_le_bytes()).collect();
-        let corrupt = |e: safetensors::SafeTensorError| IndexError::Corrupt { path: path.display().to_string(), reason: format!("cannot serialise: {e}") };
+        let corrupt = |e: safetensors::SafeTensorError| IndexError::Corrupt {
+            path: path.display().to_string(),
+            reason: format!("cannot serialise: {e}"),
+        };
         let vectors = TensorView::new(Dtype::F32, vec![self.len(), self.dim], &vector_bytes).map_err(corrupt)?;
         let groups = TensorView::new(Dtype::U32, vec![self.len()], &group_bytes).map_err(corrupt)?;
         let metadata = HashMap::from([
@@ -42,9 +45,11 @@ impl ExemplarIndex {
             (GROUPS_KEY.to_string(), json(&self.group_names)),
             (PARAMS_KEY.to_string(), json(&self.params)),
         ]);
-        let bytes = safetensors::serialize([(VECTORS_TENSOR, vectors), (GROUPS_TENSOR, groups)], &Some(metadata)).map_err(corrupt)?;
+        let bytes = safetensors::serialize([(VECTORS_TENSOR, vectors), (GROUPS_TENSOR, groups)], &Some(metadata))
+            .map_err(corrupt)?;
 
-        crate::support::fs::write_atomically(&path, &bytes).map_err(|e| IndexError::Io { path: e.path.display().to_string(), source: e.source })
+        crate::support::fs::write_atomically(&path, &bytes)
+            .map_err(|e| IndexError::Io { path: e.path.display().to_string(), source: e.source })
     }
 
     /// Reads `dir/`[`INDEX_FILE`] and rebuilds the graphs with the saved
@@ -62,18 +67,26 @@ impl ExemplarIndex {
         if field(FORMAT_KEY)? != FORMAT {
             return Err(corrupt(format!("unknown format {:?}, expected {FORMAT:?}", meta[FORMAT_KEY])));
         }
-        let group_names: Vec<String> = serde_json::from_str(field(GROUPS_KEY)?).map_err(|e| corrupt(format!("bad group names: {e}")))?;
-        let params: IndexParams = serde_json::from_str(field(PARAMS_KEY)?).map_err(|e| corrupt(format!("bad parameters: {e}")))?;
+        let group_names: Vec<String> =
+            serde_json::from_str(field(GROUPS_KEY)?).map_err(|e| corrupt(format!("bad group names: {e}")))?;
+        let params: IndexParams =
+            serde_json::from_str(field(PARAMS_KEY)?).map_err(|e| corrupt(format!("bad parameters: {e}")))?;
 
         let tensors = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(format!("bad tensors: {e}")))?;
         let vectors = tensors.tensor(VECTORS_TENSOR).map_err(|e| corrupt(format!("tensor `{VECTORS_TENSOR}`: {e}")))?;
         let groups = tensors.tensor(GROUPS_TENSOR).map_err(|e| corrupt(format!("tensor `{GROUPS_TENSOR}`: {e}")))?;
         let (n, dim) = match (vectors.dtype(), vectors.shape()) {
             (Dtype::F32, &[n, dim]) => (n, dim),
-            (dtype, shape) => return Err(corrupt(format!("`{VECTORS_TENSOR}` is {dtype:?} {shape:?}, expected F32 [n, dim]"))),
+            (dtype, shape) => {
+                return Err(corrupt(format!("`{VECTORS_TENSOR}` is {dtype:?} {shape:?}, expected F32 [n, dim]")))
+            }
         };
         if groups.dtype() != Dtype::U32 || groups.shape() != [n] {
-            return Err(corrupt(format!("`{GROUPS_TENSOR}` is {:?} {:?}, expected U32 [{n}]", groups.dtype(), groups.shape())));
+            return Err(corrupt(format!(
+                "`{GROUPS_TENSOR}` is {:?} {:?}, expected U32 [{n}]",
+                groups.dtype(),
+                groups.shape()
+            )));
         }
 
         let mut index = ExemplarIndex::new(dim, params).map_err(|e| corrupt(e.to_string()))?;

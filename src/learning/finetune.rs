@@ -163,15 +163,21 @@ pub fn finetune(
         ));
     }
     let base_name = base_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let read = |path: &Path| std::fs::read(path).map_err(|e| FinetuneError::Read { path: path.to_path_buf(), message: e.to_string() });
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|e| FinetuneError::Read { path: path.to_path_buf(), message: e.to_string() })
+    };
     let config_path = base_dir.join("config.json");
-    let dims: BertDims = serde_json::from_slice(&read(&config_path)?).map_err(|e| FinetuneError::Read { path: config_path.clone(), message: e.to_string() })?;
+    let dims: BertDims = serde_json::from_slice(&read(&config_path)?)
+        .map_err(|e| FinetuneError::Read { path: config_path.clone(), message: e.to_string() })?;
     if dims.hidden_act.as_deref().is_some_and(|a| a != "gelu") {
-        return Err(FinetuneError::Unsupported { name: base_name, reason: format!("activation {:?} (only gelu)", dims.hidden_act) });
+        return Err(FinetuneError::Unsupported {
+            name: base_name,
+            reason: format!("activation {:?} (only gelu)", dims.hidden_act),
+        });
     }
     let manifest_path = base_dir.join(MANIFEST_FILE);
-    let manifest: Manifest =
-        serde_json::from_slice(&read(&manifest_path)?).map_err(|e| FinetuneError::Read { path: manifest_path.clone(), message: e.to_string() })?;
+    let manifest: Manifest = serde_json::from_slice(&read(&manifest_path)?)
+        .map_err(|e| FinetuneError::Read { path: manifest_path.clone(), message: e.to_string() })?;
     if manifest.pooling != Pooling::Mean {
         return Err(FinetuneError::Unsupported { name: base_name, reason: "only mean pooling is fine-tuned".into() });
     }
@@ -200,9 +206,13 @@ pub fn finetune(
     }
 
     let tokenizer_path = base_dir.join("tokenizer.json");
-    let mut tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| FinetuneError::Read { path: tokenizer_path.clone(), message: e.to_string() })?;
+    let mut tokenizer = Tokenizer::from_file(&tokenizer_path)
+        .map_err(|e| FinetuneError::Read { path: tokenizer_path.clone(), message: e.to_string() })?;
     tokenizer
-        .with_truncation(Some(TruncationParams { max_length: opts.max_tokens.min(manifest.max_length), ..Default::default() }))
+        .with_truncation(Some(TruncationParams {
+            max_length: opts.max_tokens.min(manifest.max_length),
+            ..Default::default()
+        }))
         .map_err(|e| FinetuneError::Tokenize(e.to_string()))?;
     tokenizer.with_padding(None);
     let inputs: Vec<String> = examples.iter().map(|(t, _)| format!("{}{t}", manifest.query_prefix)).collect();
@@ -211,15 +221,19 @@ pub fn finetune(
 
     let weights_path = base_dir.join("model.safetensors");
     let device = Device::Cpu;
-    let mut weights =
-        candle_core::safetensors::load(&weights_path, &device).map_err(|e| FinetuneError::Read { path: weights_path.clone(), message: e.to_string() })?;
+    let mut weights = candle_core::safetensors::load(&weights_path, &device)
+        .map_err(|e| FinetuneError::Read { path: weights_path.clone(), message: e.to_string() })?;
     let shape = Shape { heads: dims.num_attention_heads, eps: dims.layer_norm_eps };
-    let (embeddings, layers, vars) =
-        load_layers(&weights, dims.num_hidden_layers, frozen).map_err(|message| FinetuneError::Read { path: weights_path.clone(), message })?;
+    let (embeddings, layers, vars) = load_layers(&weights, dims.num_hidden_layers, frozen)
+        .map_err(|message| FinetuneError::Read { path: weights_path.clone(), message })?;
     let bar = progress::bar(ids.len() as u64, show_progress, "preparing");
     let lower = lower_states(&embeddings, &layers[..frozen], &ids, dims.pad_token_id, &shape, &bar)?;
     bar.finish_and_clear();
-    let prototypes = if opts.class_weight > 0.0 { Some(Var::from_tensor(&intent_centroids(&lower, &members, &layers[frozen..], &shape)?)?) } else { None };
+    let prototypes = if opts.class_weight > 0.0 {
+        Some(Var::from_tensor(&intent_centroids(&lower, &members, &layers[frozen..], &shape)?)?)
+    } else {
+        None
+    };
     let prepare_seconds = started.elapsed().as_secs_f32();
 
     let mut rng = StdRng::seed_from_u64(opts.seed);
@@ -227,7 +241,8 @@ pub fn finetune(
     let total_steps = batches_per_epoch * opts.epochs;
     let warmup = (total_steps / 10).max(1);
     let learnt = vars.iter().map(|(_, v)| v.clone()).chain(prototypes.clone()).collect();
-    let mut adam = AdamW::new(learnt, ParamsAdamW { lr: opts.learning_rate, weight_decay: 0.01, ..ParamsAdamW::default() })?;
+    let mut adam =
+        AdamW::new(learnt, ParamsAdamW { lr: opts.learning_rate, weight_decay: 0.01, ..ParamsAdamW::default() })?;
     let budget = Duration::from_secs(opts.time_budget_seconds);
     let bar = progress::bar(total_steps as u64, show_progress, "fine-tuning");
     let mut losses: Vec<f32> = Vec::with_capacity(total_steps);
@@ -239,7 +254,11 @@ pub fn finetune(
                 break 'epochs;
             }
             let step = losses.len();
-            let lr = if step < warmup { (step + 1) as f64 / warmup as f64 } else { (total_steps - step) as f64 / (total_steps - warmup).max(1) as f64 };
+            let lr = if step < warmup {
+                (step + 1) as f64 / warmup as f64
+            } else {
+                (total_steps - step) as f64 / (total_steps - warmup).max(1) as f64
+            };
             adam.set_learning_rate(opts.learning_rate * lr);
             let mut rows: Vec<usize> = anchors.iter().map(|&(_, a)| a).collect();
             for &(c, a) in &anchors {
@@ -247,15 +266,18 @@ pub fn finetune(
                 rows.push(*others.choose(&mut rng).unwrap_or(&a));
             }
             rows.extend(oos_rows.choose_multiple(&mut rng, opts.oos_negatives).copied());
-            let pooled = pooled_embeddings(&rows.iter().map(|&i| &lower[i]).collect::<Vec<_>>(), &layers[frozen..], &shape)?;
+            let pooled =
+                pooled_embeddings(&rows.iter().map(|&i| &lower[i]).collect::<Vec<_>>(), &layers[frozen..], &shape)?;
             let n = anchors.len();
-            let scores = (pooled.narrow(0, 0, n)?.matmul(&pooled.narrow(0, n, rows.len() - n)?.t()?)? * f64::from(opts.scale))?;
+            let scores =
+                (pooled.narrow(0, 0, n)?.matmul(&pooled.narrow(0, n, rows.len() - n)?.t()?)? * f64::from(opts.scale))?;
             let targets = Tensor::from_vec((0..n as u32).collect::<Vec<_>>(), n, &device)?;
             let mut loss = candle_nn::loss::cross_entropy(&scores, &targets)?;
             if let Some(prototypes) = &prototypes {
                 let intents: Vec<u32> = anchors.iter().chain(&anchors).map(|&(c, _)| c as u32).collect();
                 let intents = Tensor::from_vec(intents, 2 * n, &device)?;
-                let logits = (pooled.narrow(0, 0, 2 * n)?.matmul(&unit_rows(prototypes.as_tensor())?.t()?)? * f64::from(opts.scale))?;
+                let logits = (pooled.narrow(0, 0, 2 * n)?.matmul(&unit_rows(prototypes.as_tensor())?.t()?)?
+                    * f64::from(opts.scale))?;
                 loss = (loss + (candle_nn::loss::cross_entropy(&logits, &intents)? * f64::from(opts.class_weight))?)?;
             }
             adam.backward_step(&loss)?;
@@ -354,13 +376,22 @@ fn lower_states(
 
 /// Each intent's mean pooled embedding under the starting weights, `[intents, hidden]`:
 /// where the prototypes of the classification loss begin.
-fn intent_centroids(lower: &[Tensor], members: &[Vec<usize>], upper: &[Layer], shape: &Shape) -> candle_core::Result<Tensor> {
+fn intent_centroids(
+    lower: &[Tensor],
+    members: &[Vec<usize>],
+    upper: &[Layer],
+    shape: &Shape,
+) -> candle_core::Result<Tensor> {
     let mut centroids = Vec::with_capacity(members.len());
     for rows in members {
         // NOTE: summed per chunk and detached, so no chunk's activations outlive it.
         let sums = rows
             .chunks(64)
-            .map(|chunk| pooled_embeddings(&chunk.iter().map(|&i| &lower[i]).collect::<Vec<_>>(), upper, shape)?.sum(0).map(|s| s.detach()))
+            .map(|chunk| {
+                pooled_embeddings(&chunk.iter().map(|&i| &lower[i]).collect::<Vec<_>>(), upper, shape)?
+                    .sum(0)
+                    .map(|s| s.detach())
+            })
             .collect::<candle_core::Result<Vec<_>>>()?;
         centroids.push(Tensor::stack(&sums, 0)?.sum(0)?);
     }
@@ -376,7 +407,8 @@ fn epoch_batches(members: &[Vec<usize>], batch_size: usize, rng: &mut StdRng) ->
     let rounds = shuffled.iter().map(Vec::len).max().unwrap_or(0);
     let mut batches = Vec::new();
     for round in 0..rounds {
-        let mut picks: Vec<(usize, usize)> = intents.iter().zip(&shuffled).filter_map(|(&c, m)| m.get(round).map(|&a| (c, a))).collect();
+        let mut picks: Vec<(usize, usize)> =
+            intents.iter().zip(&shuffled).filter_map(|(&c, m)| m.get(round).map(|&a| (c, a))).collect();
         picks.shuffle(rng);
         // NOTE: a batch of one anchor has no negatives, so a round's last short batch joins the one before.
         let mut chunks: Vec<Vec<(usize, usize)>> = picks.chunks(batch_size).map(<[_]>::to_vec).collect();
@@ -419,7 +451,11 @@ fn pooled_embeddings(rows: &[&Tensor], layers: &[Layer], shape: &Shape) -> candl
     let mut mask = Vec::with_capacity(rows.len() * width);
     for row in rows {
         let (len, hidden) = row.dims2()?;
-        padded.push(if len < width { Tensor::cat(&[*row, &Tensor::zeros((width - len, hidden), DType::F32, &device)?], 0)? } else { (*row).clone() });
+        padded.push(if len < width {
+            Tensor::cat(&[*row, &Tensor::zeros((width - len, hidden), DType::F32, &device)?], 0)?
+        } else {
+            (*row).clone()
+        });
         mask.extend(std::iter::repeat_n(1f32, len));
         mask.extend(std::iter::repeat_n(0f32, width - len));
     }
@@ -454,7 +490,8 @@ impl Embeddings {
     fn forward(&self, ids: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
         let (batch, width) = ids.dims2()?;
         let words = self.word.index_select(&ids.flatten_all()?, 0)?.reshape((batch, width, ()))?;
-        let summed = words.broadcast_add(&self.position.narrow(0, 0, width)?)?.broadcast_add(&self.token_type.get(0)?)?;
+        let summed =
+            words.broadcast_add(&self.position.narrow(0, 0, width)?)?.broadcast_add(&self.token_type.get(0)?)?;
         layer_norm(&summed, &self.norm, eps)
     }
 }
@@ -474,7 +511,9 @@ struct Layer {
 
 impl Layer {
     fn load(param: &mut dyn FnMut(&str) -> Result<Tensor, String>) -> Result<Layer, String> {
-        let mut pair = |name: &str| -> Result<(Tensor, Tensor), String> { Ok((param(&format!("{name}.weight"))?, param(&format!("{name}.bias"))?)) };
+        let mut pair = |name: &str| -> Result<(Tensor, Tensor), String> {
+            Ok((param(&format!("{name}.weight"))?, param(&format!("{name}.bias"))?))
+        };
         Ok(Layer {
             query: pair("attention.self.query")?,
             key: pair("attention.self.key")?,
@@ -496,7 +535,11 @@ impl Layer {
         let k = split(linear(x, &self.key)?)?;
         let v = split(linear(x, &self.value)?)?;
         let scores = (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?.broadcast_add(bias)?;
-        let context = candle_nn::ops::softmax(&scores, D::Minus1)?.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((batch, width, hidden))?;
+        let context = candle_nn::ops::softmax(&scores, D::Minus1)?
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((batch, width, hidden))?;
         let attended = layer_norm(&(linear(&context, &self.attention_out)? + x)?, &self.attention_norm, shape.eps)?;
         let inner = linear(&attended, &self.intermediate)?.gelu_erf()?;
         layer_norm(&(linear(&inner, &self.output)? + &attended)?, &self.output_norm, shape.eps)
@@ -517,8 +560,17 @@ fn layer_norm(x: &Tensor, (w, b): &(Tensor, Tensor), eps: f64) -> candle_core::R
 
 /// Writes the fine-tuned model next to its base (config and tokenizer copied,
 /// weights and manifest new) through a temporary folder renamed into place.
-fn write_model(base_dir: &Path, dir: &Path, weights: &HashMap<String, Tensor>, base: &Manifest, name: &str) -> Result<(), FinetuneError> {
-    let write_err = |path: &Path, e: &dyn std::fmt::Display| FinetuneError::Write { path: path.to_path_buf(), message: e.to_string() };
+fn write_model(
+    base_dir: &Path,
+    dir: &Path,
+    weights: &HashMap<String, Tensor>,
+    base: &Manifest,
+    name: &str,
+) -> Result<(), FinetuneError> {
+    let write_err = |path: &Path, e: &dyn std::fmt::Display| FinetuneError::Write {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
     // NOTE: the previous model of that name stays in place until the new one is whole.
     replace_dir(dir, |tmp| {
         for file in ["config.json", "tokenizer.json"] {
@@ -578,10 +630,15 @@ mod tests {
         assert_eq!(vars.len(), 16, "one layer's weights and biases learn");
         let mut tokenizer = Tokenizer::from_file(base.join("tokenizer.json")).unwrap();
         tokenizer.with_padding(None);
-        let ids: Vec<Vec<u32>> = texts.iter().map(|t| tokenizer.encode(format!("hello {t}"), true).unwrap().get_ids().to_vec()).collect();
+        let ids: Vec<Vec<u32>> =
+            texts.iter().map(|t| tokenizer.encode(format!("hello {t}"), true).unwrap().get_ids().to_vec()).collect();
         let shape = Shape { heads: 4, eps: 1e-12 };
-        let lower = lower_states(&embeddings, &layers[..1], &ids, 0, &shape, &indicatif::ProgressBar::hidden()).unwrap();
-        let pooled = pooled_embeddings(&lower.iter().collect::<Vec<_>>(), &layers[1..], &shape).unwrap().to_vec2::<f32>().unwrap();
+        let lower =
+            lower_states(&embeddings, &layers[..1], &ids, 0, &shape, &indicatif::ProgressBar::hidden()).unwrap();
+        let pooled = pooled_embeddings(&lower.iter().collect::<Vec<_>>(), &layers[1..], &shape)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
         for (got, want) in pooled.iter().zip(&expected) {
             let cosine: f32 = got.iter().zip(want).map(|(a, b)| a * b).sum();
             assert!(cosine > 0.9999, "cosine {cosine}");
@@ -626,22 +683,39 @@ mod tests {
             ("my order?", "order"),
             ("hello world", OOS),
         ];
-        let opts = FinetuneOptions { epochs: 30, batch_size: 3, oos_negatives: 1, learning_rate: 1e-3, trainable_layers: 1, ..FinetuneOptions::default() };
+        let opts = FinetuneOptions {
+            epochs: 30,
+            batch_size: 3,
+            oos_negatives: 1,
+            learning_rate: 1e-3,
+            trainable_layers: 1,
+            ..FinetuneOptions::default()
+        };
         let report = finetune(&base, dir.path(), "tiny-tuned", &examples, &opts, false).unwrap();
         assert_eq!((report.intents, report.examples, report.stopped_by_budget), (3, 10, false));
         assert!(report.steps >= 30 && report.last_loss < report.first_loss, "{report:?}");
 
         let tuned = BertEncoder::load(&report.dir).unwrap();
-        let manifest: Manifest = serde_json::from_slice(&std::fs::read(report.dir.join(MANIFEST_FILE)).unwrap()).unwrap();
-        assert_eq!((manifest.name.as_str(), manifest.source.as_str(), manifest.query_prefix.as_str()), ("tiny-tuned", "finetune:tiny", "hello "));
+        let manifest: Manifest =
+            serde_json::from_slice(&std::fs::read(report.dir.join(MANIFEST_FILE)).unwrap()).unwrap();
+        assert_eq!(
+            (manifest.name.as_str(), manifest.source.as_str(), manifest.query_prefix.as_str()),
+            ("tiny-tuned", "finetune:tiny", "hello ")
+        );
         assert_eq!(tuned.fingerprint(), manifest.weights_sha256);
         assert_ne!(manifest.weights_sha256, "base");
 
         let none: Vec<(&str, &str)> = vec![("refund", "refund"), ("order", "order")];
         assert!(matches!(finetune(&base, dir.path(), "x", &none, &opts, false), Err(FinetuneError::TooFewPairs(0))));
         let zero = FinetuneOptions { epochs: 0, ..opts.clone() };
-        assert!(matches!(finetune(&base, dir.path(), "x", &examples, &zero, false), Err(FinetuneError::InvalidOptions(_))));
+        assert!(matches!(
+            finetune(&base, dir.path(), "x", &examples, &zero, false),
+            Err(FinetuneError::InvalidOptions(_))
+        ));
         let negative = FinetuneOptions { class_weight: -1.0, ..opts };
-        assert!(matches!(finetune(&base, dir.path(), "x", &examples, &negative, false), Err(FinetuneError::InvalidOptions(_))));
+        assert!(matches!(
+            finetune(&base, dir.path(), "x", &examples, &negative, false),
+            Err(FinetuneError::InvalidOptions(_))
+        ));
     }
 }

@@ -67,7 +67,14 @@ pub fn decide(measured: &[Measured], tolerance: f64) -> GateDecision {
 }
 
 fn check(m: &Measured, tolerance: f64) -> Check {
-    let base = Check { metric: m.metric.clone(), baseline: m.baseline, candidate: m.candidate, drop: None, passed: false, note: None };
+    let base = Check {
+        metric: m.metric.clone(),
+        baseline: m.baseline,
+        candidate: m.candidate,
+        drop: None,
+        passed: false,
+        note: None,
+    };
     match (m.baseline, m.candidate) {
         (Some(b), Some(c)) if b.is_finite() && c.is_finite() => {
             let drop = b - c;
@@ -90,7 +97,10 @@ mod tests {
 
     #[test]
     fn promotes_when_nothing_drops_beyond_the_tolerance() {
-        let d = decide(&[m("dev/intent_accuracy", Some(0.95), Some(0.96)), m("dev/oos_recall", Some(0.90), Some(0.895))], 0.01);
+        let d = decide(
+            &[m("dev/intent_accuracy", Some(0.95), Some(0.96)), m("dev/oos_recall", Some(0.90), Some(0.895))],
+            0.01,
+        );
         assert!(d.promote, "{}", d.reason);
         assert!(d.checks.iter().all(|c| c.passed));
         assert!((d.checks[1].drop.unwrap() - 0.005).abs() < 1e-12);
@@ -114,7 +124,10 @@ mod tests {
     #[test]
     fn undefined_metrics() {
         // Held-out corrections absent on both sides: not compared, not blocking.
-        let d = decide(&[m("dev/intent_accuracy", Some(0.9), Some(0.9)), m("held_out_corrections/accuracy", None, None)], 0.01);
+        let d = decide(
+            &[m("dev/intent_accuracy", Some(0.9), Some(0.9)), m("held_out_corrections/accuracy", None, None)],
+            0.01,
+        );
         assert!(d.promote, "{}", d.reason);
         // A metric the candidate lost fails; a NaN fails.
         assert!(!decide(&[m("a", Some(0.9), Some(0.9)), m("b", Some(0.5), None)], 0.01).promote);

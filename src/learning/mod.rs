@@ -32,7 +32,10 @@ use crate::store::{Store, StoreError, StoredCorrection};
 use crate::support::progress;
 use crate::support::retry::{retry, Backoff};
 use gate::{GateDecision, Measured};
-use versions::{new_version_id, SetMetrics, TrainingSummary, VersionCorrection, VersionError, VersionReport, VersionStatus, VersionStore, BASE_VERSION};
+use versions::{
+    new_version_id, SetMetrics, TrainingSummary, VersionCorrection, VersionError, VersionReport, VersionStatus,
+    VersionStore, BASE_VERSION,
+};
 
 /// One correction in this many (by a stable hash of its text) is held out of
 /// training so the gate can measure how well a candidate generalises to corrections it never saw.
@@ -135,7 +138,12 @@ pub fn is_held_out(text: &str) -> bool {
 }
 
 impl Trainer {
-    pub fn new(settings: TrainerSettings, catalogue: Catalogue, encoder: EncoderHandle, engine_settings: EngineSettings) -> Trainer {
+    pub fn new(
+        settings: TrainerSettings,
+        catalogue: Catalogue,
+        encoder: EncoderHandle,
+        engine_settings: EngineSettings,
+    ) -> Trainer {
         let versions = VersionStore::new(&settings.versions_dir);
         Trainer { settings, catalogue, encoder, engine_settings, prepare: None, versions }
     }
@@ -171,17 +179,29 @@ impl Trainer {
         match self.versions.current() {
             Ok(Some(id)) => match self.version_engine(&corpus, &id) {
                 Ok(engine) => return Ok(engine),
-                Err(err) => tracing::warn!(version = %id, error = %err, "cannot serve the current version; serving the model built from the corpus"),
+                Err(err) => {
+                    tracing::warn!(version = %id, error = %err, "cannot serve the current version; serving the model built from the corpus")
+                }
             },
             Ok(None) => {}
-            Err(err) => tracing::warn!(error = %err, "cannot read the current version; serving the model built from the corpus"),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the current version; serving the model built from the corpus")
+            }
         }
-        Ok(Engine::build(corpus, &self.catalogue, self.encoder.clone(), self.engine_settings.clone(), &self.settings.cache_dir, show_progress)?)
+        Ok(Engine::build(
+            corpus,
+            &self.catalogue,
+            self.encoder.clone(),
+            self.engine_settings.clone(),
+            &self.settings.cache_dir,
+            show_progress,
+        )?)
     }
 
     fn version_engine(&self, corpus: &Corpus, id: &str) -> Result<Engine, TrainError> {
         let report = self.versions.report(id)?;
-        let incompatible = |reason: &str| Err(TrainError::Incompatible { version: id.to_string(), reason: reason.to_string() });
+        let incompatible =
+            |reason: &str| Err(TrainError::Incompatible { version: id.to_string(), reason: reason.to_string() });
         if report.model_format != MODEL_FORMAT {
             return incompatible("its model was saved in another format");
         }
@@ -193,12 +213,24 @@ impl Trainer {
         }
         let model = self.versions.load_model(id)?;
         tracing::info!(version = %id, exemplars = model.exemplars(), "loaded model version");
-        Ok(Engine::from_model(corpus.clone(), &self.catalogue, self.encoder.clone(), self.engine_settings.clone(), model).with_version(id))
+        Ok(Engine::from_model(
+            corpus.clone(),
+            &self.catalogue,
+            self.encoder.clone(),
+            self.engine_settings.clone(),
+            model,
+        )
+        .with_version(id))
     }
 
     /// Retrains, gates and saves a new version; makes it current when the gate promotes it.
     /// `tolerance` overrides the configured one.
-    pub async fn retrain(self: &Arc<Self>, store: &Store, tolerance: Option<f64>, show_progress: bool) -> Result<Retrained, TrainError> {
+    pub async fn retrain(
+        self: &Arc<Self>,
+        store: &Store,
+        tolerance: Option<f64>,
+        show_progress: bool,
+    ) -> Result<Retrained, TrainError> {
         let started = Instant::now();
         let created_at = Utc::now();
         let tolerance = tolerance.unwrap_or(self.settings.gate_tolerance);
@@ -208,7 +240,8 @@ impl Trainer {
         // Read the eval sets first: a missing file should fail before minutes of fitting.
         let mut eval_sets = Vec::new();
         for path in &self.settings.eval_sets {
-            let name = path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned());
+            let name =
+                path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned());
             eval_sets.push((name, eval::load_labelled(path, SetRole::Test)?));
         }
         let stored = store.latest_corrections().await?;
@@ -218,16 +251,29 @@ impl Trainer {
         let this = self.clone();
         let baseline = Arc::new(tokio::task::spawn_blocking(move || this.current_engine(show_progress)).await??);
         let Candidate { model, corpus, corrections, training } = candidate;
-        let candidate = Arc::new(Engine::from_model(corpus, &self.catalogue, self.encoder.clone(), self.engine_settings.clone(), model));
+        let candidate = Arc::new(Engine::from_model(
+            corpus,
+            &self.catalogue,
+            self.encoder.clone(),
+            self.engine_settings.clone(),
+            model,
+        ));
 
         let held_out: Vec<LabelledLine> = corrections
             .iter()
             .filter(|c| c.held_out)
-            .map(|c| LabelledLine { text: c.text.clone(), intent: c.intent.clone(), decision: None, slots: None, now: None })
+            .map(|c| LabelledLine {
+                text: c.text.clone(),
+                intent: c.intent.clone(),
+                decision: None,
+                slots: None,
+                now: None,
+            })
             .collect();
         let total: usize = eval_sets.iter().map(|(_, lines)| lines.len()).sum::<usize>() + held_out.len();
         let bar = progress::bar(2 * total as u64, show_progress, "evaluating");
-        let (mut baseline_metrics, mut candidate_metrics, mut measured) = (BTreeMap::new(), BTreeMap::new(), Vec::new());
+        let (mut baseline_metrics, mut candidate_metrics, mut measured) =
+            (BTreeMap::new(), BTreeMap::new(), Vec::new());
         for (name, lines) in eval_sets.iter().chain(std::iter::once(&(HELD_OUT_SET.to_string(), held_out))) {
             if lines.is_empty() {
                 measured.push(Measured { metric: format!("{name}/accuracy"), baseline: None, candidate: None });
@@ -237,7 +283,11 @@ impl Trainer {
             let b = evaluate(&baseline, &lines, &bar).await?;
             let c = evaluate(&candidate, &lines, &bar).await?;
             if name == HELD_OUT_SET {
-                measured.push(Measured { metric: format!("{name}/accuracy"), baseline: b.accuracy, candidate: c.accuracy });
+                measured.push(Measured {
+                    metric: format!("{name}/accuracy"),
+                    baseline: b.accuracy,
+                    candidate: c.accuracy,
+                });
             } else {
                 for (metric, bv, cv) in [
                     ("intent_accuracy", b.intent_accuracy, c.intent_accuracy),
@@ -286,7 +336,8 @@ impl Trainer {
         tracing::info!(version = %id, status = report.status.as_str(), reason = %report.gate.reason, seconds = report.seconds, "retrained");
         let engine = match report.status {
             VersionStatus::Promoted => {
-                let engine = Arc::try_unwrap(candidate).map_err(|_| TrainError::Task("the candidate engine is still shared".into()))?;
+                let engine = Arc::try_unwrap(candidate)
+                    .map_err(|_| TrainError::Task("the candidate engine is still shared".into()))?;
                 Some(engine.with_version(&id))
             }
             _ => None,
@@ -317,7 +368,12 @@ impl Trainer {
             .iter()
             .zip(vectors)
             .filter(|(e, _)| !corrected.contains(e.text.trim()))
-            .map(|(e, vector)| TrainingExample { text: e.text.clone(), label: e.intent.clone(), group: group(&e.intent), vector })
+            .map(|(e, vector)| TrainingExample {
+                text: e.text.clone(),
+                label: e.intent.clone(),
+                group: group(&e.intent),
+                vector,
+            })
             .collect();
         let corpus_examples = examples.len();
         let accepted: Vec<&VersionCorrection> = corrections.iter().filter(|c| !c.held_out).collect();
@@ -325,13 +381,19 @@ impl Trainer {
         let texts: Vec<String> = accepted.iter().map(|c| c.text.clone()).collect();
         let vectors = self.encoder.embed_all_blocking(&texts, TextKind::Query, |n| bar.inc(n as u64))?;
         for (c, vector) in accepted.iter().zip(vectors) {
-            examples.push(TrainingExample { text: c.text.clone(), label: c.intent.clone(), group: group(&c.intent), vector });
+            examples.push(TrainingExample {
+                text: c.text.clone(),
+                label: c.intent.clone(),
+                group: group(&c.intent),
+                vector,
+            });
         }
         bar.finish_and_clear();
 
         let spinner = progress::spinner(show_progress);
         let fit_started = Instant::now();
-        let model = IntentModel::fit(examples, &self.engine_settings.fit, &|stage| spinner.set_message(stage.to_string()))?;
+        let model =
+            IntentModel::fit(examples, &self.engine_settings.fit, &|stage| spinner.set_message(stage.to_string()))?;
         spinner.finish_and_clear();
         let report = &model.calibration().report;
         let training = TrainingSummary {
@@ -344,14 +406,23 @@ impl Trainer {
             cv_oos_recall: report.oos_recall,
             fit_seconds: fit_started.elapsed().as_secs_f64(),
         };
-        tracing::info!(corpus_examples, corrections = accepted.len(), seconds = started.elapsed().as_secs_f32(), "fitted a candidate intent model");
+        tracing::info!(
+            corpus_examples,
+            corrections = accepted.len(),
+            seconds = started.elapsed().as_secs_f32(),
+            "fitted a candidate intent model"
+        );
         Ok(Candidate { model, corpus, corrections, training })
     }
 }
 
 /// Runs every line through `engine` (a few at a time, so the encoder batches
 /// them) and scores the predictions with the `kefu eval` rules.
-async fn evaluate(engine: &Arc<Engine>, lines: &Arc<Vec<LabelledLine>>, bar: &ProgressBar) -> Result<SetMetrics, TrainError> {
+async fn evaluate(
+    engine: &Arc<Engine>,
+    lines: &Arc<Vec<LabelledLine>>,
+    bar: &ProgressBar,
+) -> Result<SetMetrics, TrainError> {
     let now = Utc::now().fixed_offset();
     let mut workers = tokio::task::JoinSet::new();
     for worker in 0..EVAL_CONCURRENCY.min(lines.len()) {
@@ -383,18 +454,39 @@ async fn evaluate(engine: &Arc<Engine>, lines: &Arc<Vec<LabelledLine>>, bar: &Pr
 }
 
 /// One line as `kefu eval` runs it: no customer, no session, the line's own `now` if it has one.
-pub async fn predict(engine: &Engine, line: &LabelledLine, default_now: chrono::DateTime<chrono::FixedOffset>) -> Result<Prediction, TrainError> {
+pub async fn predict(
+    engine: &Engine,
+    line: &LabelledLine,
+    default_now: chrono::DateTime<chrono::FixedOffset>,
+) -> Result<Prediction, TrainError> {
     let started = Instant::now();
     let trace_id = uuid::Uuid::new_v4().simple().to_string();
-    let query = Query { text: &line.text, scenario: None, now: line.now.unwrap_or(default_now), customer_id: None, previous: None, trace_id: &trace_id };
+    let query = Query {
+        text: &line.text,
+        scenario: None,
+        now: line.now.unwrap_or(default_now),
+        customer_id: None,
+        previous: None,
+        trace_id: &trace_id,
+    };
     let answered = retry(WAIT_FOR_ENCODER, || engine.answer(query.clone()), encoder_busy, |_, _, _| {}).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     match answered {
-        Ok(outcome) => Ok(Prediction { intent: outcome.intent, decision: outcome.action, lead: outcome.lead, slots: outcome.slots.to_json(), latency_ms }),
+        Ok(outcome) => Ok(Prediction {
+            intent: outcome.intent,
+            decision: outcome.action,
+            lead: outcome.lead,
+            slots: outcome.slots.to_json(),
+            latency_ms,
+        }),
         // A line the engine refuses (empty, oversize) is one it does not answer.
-        Err(EngineError::Invalid(_)) => {
-            Ok(Prediction { intent: OOS.into(), decision: Action::Clarify, lead: false, slots: serde_json::Map::new(), latency_ms })
-        }
+        Err(EngineError::Invalid(_)) => Ok(Prediction {
+            intent: OOS.into(),
+            decision: Action::Clarify,
+            lead: false,
+            slots: serde_json::Map::new(),
+            latency_ms,
+        }),
         Err(err) => Err(err.into()),
     }
 }
@@ -407,7 +499,9 @@ pub async fn sync_corrections(engine: &Engine, store: &Store) -> Result<usize, T
         .latest_corrections()
         .await?
         .into_iter()
-        .filter(|c| engine.knows_intent(&c.intent) && engine.taught_intent(&c.text).as_deref() != Some(c.intent.as_str()))
+        .filter(|c| {
+            engine.knows_intent(&c.intent) && engine.taught_intent(&c.text).as_deref() != Some(c.intent.as_str())
+        })
         .map(|c| (c.text, c.intent))
         .collect();
     Ok(retry(WAIT_FOR_ENCODER, || engine.teach(missing.clone()), encoder_busy, |_, _, _| {}).await?)
@@ -441,7 +535,9 @@ mod tests {
     #[test]
     fn teaching_adds_and_relabels_exemplars() {
         let dim = 8;
-        let axis = |a: usize, jitter: f32| unit((0..dim).map(|i| if i == a { 1.0 } else { jitter * ((i * 7 + a) % 5) as f32 / 5.0 }).collect());
+        let axis = |a: usize, jitter: f32| {
+            unit((0..dim).map(|i| if i == a { 1.0 } else { jitter * ((i * 7 + a) % 5) as f32 / 5.0 }).collect())
+        };
         let mut examples = Vec::new();
         for (class, label) in ["hours", "refund"].iter().enumerate() {
             for j in 0..12 {
@@ -454,7 +550,12 @@ mod tests {
             }
         }
         for j in 0..12 {
-            examples.push(TrainingExample { text: format!("oos {j}"), label: OOS.into(), group: String::new(), vector: axis(2 + j % 6, 0.05) });
+            examples.push(TrainingExample {
+                text: format!("oos {j}"),
+                label: OOS.into(),
+                group: String::new(),
+                vector: axis(2 + j % 6, 0.05),
+            });
         }
         let mut model = IntentModel::fit(examples, &Default::default(), &|_| {}).unwrap();
         let before = model.exemplars();

@@ -168,7 +168,12 @@ impl VersionStore {
     /// Writes a new version atomically: everything goes into a temporary
     /// folder that is renamed to `<id>` at the end. `write_model` (only for
     /// versions that will be served) saves the model into the folder it is given.
-    pub fn create(&self, report: &VersionReport, corrections: &[VersionCorrection], write_model: Option<ModelWriter<'_>>) -> Result<PathBuf, VersionError> {
+    pub fn create(
+        &self,
+        report: &VersionReport,
+        corrections: &[VersionCorrection],
+        write_model: Option<ModelWriter<'_>>,
+    ) -> Result<PathBuf, VersionError> {
         let dest = self.dir.join(&report.version);
         replace_dir(&dest, |tmp| {
             if let Some(write) = write_model {
@@ -176,7 +181,10 @@ impl VersionStore {
             }
             let mut lines = String::new();
             for c in corrections {
-                lines.push_str(&serde_json::to_string(c).map_err(|e| VersionError::Corrupt { path: tmp.join(CORRECTIONS), message: e.to_string() })?);
+                lines.push_str(
+                    &serde_json::to_string(c)
+                        .map_err(|e| VersionError::Corrupt { path: tmp.join(CORRECTIONS), message: e.to_string() })?,
+                );
                 lines.push('\n');
             }
             let path = tmp.join(CORRECTIONS);
@@ -221,7 +229,10 @@ impl VersionStore {
         let text = std::fs::read_to_string(&path).map_err(Self::io(&path))?;
         text.lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).map_err(|e| VersionError::Corrupt { path: path.clone(), message: e.to_string() }))
+            .map(|l| {
+                serde_json::from_str(l)
+                    .map_err(|e| VersionError::Corrupt { path: path.clone(), message: e.to_string() })
+            })
             .collect()
     }
 
@@ -275,7 +286,11 @@ impl VersionStore {
         let to = self
             .list()?
             .into_iter()
-            .filter(|r| r.status == VersionStatus::Promoted && r.version != from && self.version_dir(&r.version).is_ok_and(|d| d.join(MODEL).exists()))
+            .filter(|r| {
+                r.status == VersionStatus::Promoted
+                    && r.version != from
+                    && self.version_dir(&r.version).is_ok_and(|d| d.join(MODEL).exists())
+            })
             .max_by(|a, b| (a.promoted_at, &a.version).cmp(&(b.promoted_at, &b.version)))
             .map(|r| r.version);
         self.set_current(to.as_deref())?;
@@ -284,7 +299,10 @@ impl VersionStore {
 
     /// The folder of an existing version; ids are plain names, never paths.
     fn version_dir(&self, id: &str) -> Result<PathBuf, VersionError> {
-        let plain = !id.is_empty() && id != CURRENT && !id.starts_with('.') && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let plain = !id.is_empty()
+            && id != CURRENT
+            && !id.starts_with('.')
+            && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         let dir = self.dir.join(id);
         if plain && dir.is_dir() {
             Ok(dir)
@@ -302,8 +320,14 @@ fn figure(x: Option<f64>) -> String {
 impl std::fmt::Display for VersionReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.status {
-            VersionStatus::Promoted => writeln!(f, "version {}: promoted and made current (was {})", self.version, self.baseline_version)?,
-            VersionStatus::Rejected => writeln!(f, "version {}: rejected by the eval gate; {} stays current", self.version, self.baseline_version)?,
+            VersionStatus::Promoted => {
+                writeln!(f, "version {}: promoted and made current (was {})", self.version, self.baseline_version)?
+            }
+            VersionStatus::Rejected => writeln!(
+                f,
+                "version {}: rejected by the eval gate; {} stays current",
+                self.version, self.baseline_version
+            )?,
             VersionStatus::RolledBack => writeln!(f, "version {}: rolled back", self.version)?,
         }
         let t = &self.training;
@@ -324,7 +348,10 @@ impl std::fmt::Display for VersionReport {
 
 /// The versions as a table, newest first; `*` marks the current one.
 pub fn table(reports: &[VersionReport], current: Option<&str>) -> String {
-    let mut out = format!("  {:<24} {:<11} {:<17} {:>10} {:>9} {:>10}\n", "version", "status", "created (UTC)", "intent", "decision", "oos recall");
+    let mut out = format!(
+        "  {:<24} {:<11} {:<17} {:>10} {:>9} {:>10}\n",
+        "version", "status", "created (UTC)", "intent", "decision", "oos recall"
+    );
     for r in reports.iter().rev() {
         let first = r.candidate.iter().find(|(name, _)| name.as_str() != super::HELD_OUT_SET).map(|(_, m)| m);
         let mark = if current == Some(r.version.as_str()) { "*" } else { " " };
@@ -346,7 +373,8 @@ pub fn table(reports: &[VersionReport], current: Option<&str>) -> String {
 
 /// Writes JSON through a temporary file and a rename.
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), VersionError> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(|e| VersionError::Corrupt { path: path.to_path_buf(), message: e.to_string() })?;
+    let bytes = serde_json::to_vec_pretty(value)
+        .map_err(|e| VersionError::Corrupt { path: path.to_path_buf(), message: e.to_string() })?;
     Ok(write_atomically(path, &bytes)?)
 }
 
@@ -356,7 +384,8 @@ mod tests {
     use crate::learning::gate;
 
     fn report(id: &str, status: VersionStatus, promoted_minute: Option<u32>) -> VersionReport {
-        let at = |m: u32| DateTime::parse_from_rfc3339(&format!("2026-06-15T10:{m:02}:00Z")).unwrap().with_timezone(&Utc);
+        let at =
+            |m: u32| DateTime::parse_from_rfc3339(&format!("2026-06-15T10:{m:02}:00Z")).unwrap().with_timezone(&Utc);
         VersionReport {
             version: id.into(),
             status,
@@ -392,7 +421,8 @@ mod tests {
             VersionCorrection { text: "钱退哪了".into(), intent: "refund_status".into(), held_out: false },
             VersionCorrection { text: "天气".into(), intent: "oos".into(), held_out: true },
         ];
-        let dir = store.create(&report("v1", VersionStatus::Promoted, Some(1)), &corrections, Some(&fake_model)).unwrap();
+        let dir =
+            store.create(&report("v1", VersionStatus::Promoted, Some(1)), &corrections, Some(&fake_model)).unwrap();
         assert!(dir.join("model/intent-model.json").exists());
         store.create(&report("v2", VersionStatus::Rejected, None), &corrections, None).unwrap();
         assert!(!store.dir().join("v2/model").exists(), "rejected versions keep no model");
@@ -403,7 +433,11 @@ mod tests {
         assert_eq!(store.corrections("v1").unwrap(), corrections);
         assert_eq!(store.report("v2").unwrap().status, VersionStatus::Rejected);
         // No temporary files are left behind.
-        let leftovers: Vec<_> = std::fs::read_dir(store.dir()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with('.')).collect();
+        let leftovers: Vec<_> = std::fs::read_dir(store.dir())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+            .collect();
         assert!(leftovers.is_empty());
         assert!(matches!(store.load_model("v2"), Err(VersionError::NoModel(_))));
     }
@@ -415,7 +449,10 @@ mod tests {
         assert!(matches!(store.set_current(Some("nope")), Err(VersionError::NoSuchVersion(_))));
         assert!(matches!(store.set_current(Some("../etc")), Err(VersionError::NoSuchVersion(_))));
         std::fs::write(tmp.path().join(CURRENT), "gone\n").unwrap();
-        assert!(matches!(store.current(), Err(VersionError::NoSuchVersion(_))), "a dangling pointer is an error, not the base model");
+        assert!(
+            matches!(store.current(), Err(VersionError::NoSuchVersion(_))),
+            "a dangling pointer is an error, not the base model"
+        );
         store.set_current(None).unwrap();
         assert_eq!(store.current().unwrap(), None);
         store.set_current(None).unwrap();

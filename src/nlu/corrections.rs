@@ -99,7 +99,8 @@ pub fn apply_authority(scored: &mut Scored, taught: &TaughtExemplar, similarity:
         scored.confidence = 1.0 - similarity;
         return;
     }
-    let previous = scored.ranked.iter().position(|(id, _)| *id == taught.intent).map(|i| scored.ranked.remove(i).1).unwrap_or(0.0);
+    let previous =
+        scored.ranked.iter().position(|(id, _)| *id == taught.intent).map(|i| scored.ranked.remove(i).1).unwrap_or(0.0);
     let top = scored.ranked.first().map_or(0.0, |(_, p)| *p);
     scored.ranked.insert(0, (taught.intent.clone(), previous.max(top).max(similarity)));
     scored.out_of_scope = false;
@@ -115,7 +116,9 @@ mod tests {
             ranked: vec![("refund_status".into(), 0.7), ("return_policy".into(), 0.2)],
             out_of_scope: false,
             confidence: 0.8,
-            neighbours: vec![Neighbour { intent: "refund_status".into(), text: "退款到哪了".into(), similarity: 0.9 }],
+            neighbours: vec![Neighbour {
+                intent: "refund_status".into(), text: "退款到哪了".into(), similarity: 0.9
+            }],
         }
     }
 
@@ -156,7 +159,11 @@ mod tests {
         assert_eq!(s.intent(), OOS);
         assert!((1.0 - s.confidence - 0.99).abs() < 1e-6);
         let mut s = Scored { out_of_scope: true, confidence: 0.1, ..scored() };
-        apply_authority(&mut s, &TaughtExemplar { text: "退款".into(), intent: "refund_status".into(), vector: vec![] }, 0.96);
+        apply_authority(
+            &mut s,
+            &TaughtExemplar { text: "退款".into(), intent: "refund_status".into(), vector: vec![] },
+            0.96,
+        );
         assert_eq!(s.intent(), "refund_status");
         assert_eq!(s.ranked.iter().filter(|(id, _)| id == "refund_status").count(), 1);
     }

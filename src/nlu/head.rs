@@ -163,7 +163,8 @@ impl SoftmaxHead {
     /// has a single row) it trains for `max_epochs`.
     pub fn train(x: &[Vec<f32>], y: &[usize], n_classes: usize, opts: &HeadTrainOptions) -> Result<Self, HeadError> {
         let dim = validate(x, y, n_classes)?;
-        if opts.max_epochs == 0 || opts.batch_size == 0 || !opts.learning_rate.is_finite() || opts.learning_rate <= 0.0 {
+        if opts.max_epochs == 0 || opts.batch_size == 0 || !opts.learning_rate.is_finite() || opts.learning_rate <= 0.0
+        {
             return Err(HeadError::InvalidOptions("max_epochs, batch_size and learning_rate must be positive".into()));
         }
         if !(0.0..1.0).contains(&opts.validation_fraction) {
@@ -173,8 +174,11 @@ impl SoftmaxHead {
         let (mean, std) = standardisation(x, dim);
         let mut rng = StdRng::seed_from_u64(opts.seed);
         let all: Vec<usize> = (0..x.len()).collect();
-        let (train_rows, val_rows) =
-            if opts.patience > 0 { stratified_split(y, n_classes, opts.validation_fraction, &mut rng) } else { (all.clone(), Vec::new()) };
+        let (train_rows, val_rows) = if opts.patience > 0 {
+            stratified_split(y, n_classes, opts.validation_fraction, &mut rng)
+        } else {
+            (all.clone(), Vec::new())
+        };
 
         let data = Data::new(x, y, n_classes, &mean, &std, opts.balance_classes)?;
         let epochs = if val_rows.is_empty() {
@@ -220,14 +224,21 @@ impl SoftmaxHead {
     /// and panics rather than returning meaningless scores.
     pub fn logits(&self, x: &[f32]) -> Vec<f32> {
         assert_eq!(x.len(), self.dim, "embedding dimension does not match the head");
-        self.weight.chunks_exact(self.dim).zip(&self.bias).map(|(row, b)| b + row.iter().zip(x).map(|(w, v)| w * v).sum::<f32>()).collect()
+        self.weight
+            .chunks_exact(self.dim)
+            .zip(&self.bias)
+            .map(|(row, b)| b + row.iter().zip(x).map(|(w, v)| w * v).sum::<f32>())
+            .collect()
     }
 
     /// Writes the head as a safetensors file (`weight` `[classes, dim]`,
     /// `bias` `[classes]`), replacing `path` atomically.
     pub fn save(&self, path: &Path) -> Result<(), HeadError> {
         let shown = path.display().to_string();
-        let corrupt = |e: safetensors::SafeTensorError| HeadError::Corrupt { path: shown.clone(), reason: format!("cannot serialise: {e}") };
+        let corrupt = |e: safetensors::SafeTensorError| HeadError::Corrupt {
+            path: shown.clone(),
+            reason: format!("cannot serialise: {e}"),
+        };
         let weight_bytes: Vec<u8> = self.weight.iter().flat_map(|v| v.to_le_bytes()).collect();
         let bias_bytes: Vec<u8> = self.bias.iter().flat_map(|v| v.to_le_bytes()).collect();
         let weight = TensorView::new(Dtype::F32, vec![self.n_classes, self.dim], &weight_bytes).map_err(corrupt)?;
@@ -235,7 +246,8 @@ impl SoftmaxHead {
         let meta = HashMap::from([(FORMAT_KEY.to_string(), FORMAT.to_string())]);
         let bytes = safetensors::serialize([(WEIGHT, weight), (BIAS, bias)], &Some(meta)).map_err(corrupt)?;
 
-        crate::support::fs::write_atomically(path, &bytes).map_err(|e| HeadError::Io { path: e.path.display().to_string(), source: e.source })
+        crate::support::fs::write_atomically(path, &bytes)
+            .map_err(|e| HeadError::Io { path: e.path.display().to_string(), source: e.source })
     }
 
     /// Reads a head written by [`SoftmaxHead::save`]. A missing, truncated or
@@ -255,7 +267,8 @@ impl SoftmaxHead {
             if t.dtype() != Dtype::F32 {
                 return Err(corrupt(format!("tensor `{name}` is {:?}, expected F32", t.dtype())));
             }
-            let values: Vec<f32> = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            let values: Vec<f32> =
+                t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
             if values.iter().any(|v| !v.is_finite()) {
                 return Err(corrupt(format!("tensor `{name}` has non-finite values")));
             }
@@ -357,12 +370,23 @@ struct Data {
 }
 
 impl Data {
-    fn new(x: &[Vec<f32>], y: &[usize], n_classes: usize, mean: &[f32], std: &[f32], balance: bool) -> Result<Self, HeadError> {
+    fn new(
+        x: &[Vec<f32>],
+        y: &[usize],
+        n_classes: usize,
+        mean: &[f32],
+        std: &[f32],
+        balance: bool,
+    ) -> Result<Self, HeadError> {
         let dim = mean.len();
-        let flat: Vec<f32> = x.iter().flat_map(|row| row.iter().zip(mean).zip(std).map(|((v, m), s)| (v - m) / s)).collect();
+        let flat: Vec<f32> =
+            x.iter().flat_map(|row| row.iter().zip(mean).zip(std).map(|((v, m), s)| (v - m) / s)).collect();
         let mut counts = vec![0usize; n_classes];
         y.iter().for_each(|&c| counts[c] += 1);
-        let weights: Vec<f32> = y.iter().map(|&c| if balance { x.len() as f32 / (n_classes as f32 * counts[c] as f32) } else { 1.0 }).collect();
+        let weights: Vec<f32> = y
+            .iter()
+            .map(|&c| if balance { x.len() as f32 / (n_classes as f32 * counts[c] as f32) } else { 1.0 })
+            .collect();
         let labels: Vec<u32> = y.iter().map(|&c| c as u32).collect();
         let dev = Device::Cpu;
         Ok(Self {
@@ -393,18 +417,29 @@ type Params = (Vec<f32>, Vec<f32>);
 /// `val`, it tracks the validation loss, stops early, and returns the weights
 /// of the best epoch together with that epoch count; without, it trains
 /// `max_epochs` epochs and returns that count.
-fn fit(data: &Data, rows: &[usize], val: Option<&[usize]>, opts: &HeadTrainOptions, rng: &mut StdRng) -> Result<(Params, usize), HeadError> {
+fn fit(
+    data: &Data,
+    rows: &[usize],
+    val: Option<&[usize]>,
+    opts: &HeadTrainOptions,
+    rng: &mut StdRng,
+) -> Result<(Params, usize), HeadError> {
     let dev = Device::Cpu;
     // Zero start: the loss is convex, so no symmetry needs breaking and the
     // result depends on the seed only through the batch order.
     let weight = Var::zeros((data.n_classes, data.dim), DType::F32, &dev)?;
     let bias = Var::zeros(data.n_classes, DType::F32, &dev)?;
-    let adam = |vars: Vec<Var>, weight_decay| AdamW::new(vars, ParamsAdamW { lr: opts.learning_rate, weight_decay, ..ParamsAdamW::default() });
+    let adam = |vars: Vec<Var>, weight_decay| {
+        AdamW::new(vars, ParamsAdamW { lr: opts.learning_rate, weight_decay, ..ParamsAdamW::default() })
+    };
     let mut opt_w = adam(vec![weight.clone()], opts.weight_decay)?;
     let mut opt_b = adam(vec![bias.clone()], 0.0)?;
-    let val_rows = val.map(|v| Tensor::from_vec(v.iter().map(|&r| r as u32).collect::<Vec<_>>(), v.len(), &dev)).transpose()?;
+    let val_rows =
+        val.map(|v| Tensor::from_vec(v.iter().map(|&r| r as u32).collect::<Vec<_>>(), v.len(), &dev)).transpose()?;
 
-    let snapshot = || -> candle_core::Result<(Vec<f32>, Vec<f32>)> { Ok((weight.as_tensor().flatten_all()?.to_vec1()?, bias.as_tensor().to_vec1()?)) };
+    let snapshot = || -> candle_core::Result<(Vec<f32>, Vec<f32>)> {
+        Ok((weight.as_tensor().flatten_all()?.to_vec1()?, bias.as_tensor().to_vec1()?))
+    };
     let mut best = (f32::INFINITY, 0, snapshot()?);
     let mut order: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
     for epoch in 1..=opts.max_epochs {
@@ -439,15 +474,24 @@ mod tests {
     /// `n_classes` well-separated unit-vector clusters in `dim` dimensions,
     /// sharing a large common component like real sentence embeddings.
     /// `seed` fixes the classes, `sample_seed` the rows drawn from them.
-    fn clusters(n_classes: usize, per_class: usize, dim: usize, noise: f32, seed: u64, sample_seed: u64) -> (Vec<Vec<f32>>, Vec<usize>) {
+    fn clusters(
+        n_classes: usize,
+        per_class: usize,
+        dim: usize,
+        noise: f32,
+        seed: u64,
+        sample_seed: u64,
+    ) -> (Vec<Vec<f32>>, Vec<usize>) {
         let mut rng = StdRng::seed_from_u64(seed);
         let common: Vec<f32> = (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
-        let centres: Vec<Vec<f32>> = (0..n_classes).map(|_| (0..dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect()).collect();
+        let centres: Vec<Vec<f32>> =
+            (0..n_classes).map(|_| (0..dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect()).collect();
         let mut rng = StdRng::seed_from_u64(sample_seed);
         let (mut x, mut y) = (Vec::new(), Vec::new());
         for (c, centre) in centres.iter().enumerate() {
             for _ in 0..per_class {
-                let v: Vec<f32> = (0..dim).map(|j| 3.0 * common[j] + centre[j] + noise * rng.gen_range(-1.0f32..1.0)).collect();
+                let v: Vec<f32> =
+                    (0..dim).map(|j| 3.0 * common[j] + centre[j] + noise * rng.gen_range(-1.0f32..1.0)).collect();
                 let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt();
                 x.push(v.into_iter().map(|a| a / norm).collect());
                 y.push(c);
@@ -523,10 +567,16 @@ mod tests {
         let o = HeadTrainOptions::default();
         assert!(matches!(SoftmaxHead::train(&[], &[], 2, &o), Err(HeadError::Empty)));
         let x = vec![vec![1.0, 0.0], vec![0.0, 1.0]];
-        assert!(matches!(SoftmaxHead::train(&x, &[0, 2], 2, &o), Err(HeadError::LabelOutOfRange { row: 1, label: 2, .. })));
+        assert!(matches!(
+            SoftmaxHead::train(&x, &[0, 2], 2, &o),
+            Err(HeadError::LabelOutOfRange { row: 1, label: 2, .. })
+        ));
         assert!(matches!(SoftmaxHead::train(&x, &[0], 2, &o), Err(HeadError::LengthMismatch { .. })));
         let ragged = vec![vec![1.0, 0.0], vec![0.0]];
-        assert!(matches!(SoftmaxHead::train(&ragged, &[0, 1], 2, &o), Err(HeadError::Ragged { row: 1, expected: 2, got: 1 })));
+        assert!(matches!(
+            SoftmaxHead::train(&ragged, &[0, 1], 2, &o),
+            Err(HeadError::Ragged { row: 1, expected: 2, got: 1 })
+        ));
         let nan = vec![vec![1.0, 0.0], vec![f32::NAN, 1.0]];
         assert!(matches!(SoftmaxHead::train(&nan, &[0, 1], 2, &o), Err(HeadError::NonFinite { row: 1 })));
         let zero_batch = HeadTrainOptions { batch_size: 0, ..o };
@@ -542,7 +592,11 @@ mod tests {
         let head = SoftmaxHead::train(&x, &y, 151, &HeadTrainOptions::default()).unwrap();
         let elapsed = start.elapsed();
         let (tx, ty) = clusters(151, 20, 384, 6.0, 5, 51);
-        println!("15,100 x 384 x 151: {elapsed:?}, train accuracy {:.4}, test accuracy {:.4}", accuracy(&head, &x, &y), accuracy(&head, &tx, &ty));
+        println!(
+            "15,100 x 384 x 151: {elapsed:?}, train accuracy {:.4}, test accuracy {:.4}",
+            accuracy(&head, &x, &y),
+            accuracy(&head, &tx, &ty)
+        );
         assert!(elapsed.as_secs() < 60);
     }
 }

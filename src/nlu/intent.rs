@@ -135,7 +135,8 @@ struct Evidence {
 impl Evidence {
     fn new(probs: &[f32], hits: &[(usize, f32)], centroids: &[f32], logits: &[f32], oos: Option<usize>) -> Evidence {
         let (top, raw) = best_in_scope(probs, oos);
-        let second = probs.iter().enumerate().filter(|&(i, _)| i != top && Some(i) != oos).map(|(_, &p)| p).fold(0.0, f32::max);
+        let second =
+            probs.iter().enumerate().filter(|&(i, _)| i != top && Some(i) != oos).map(|(_, &p)| p).fold(0.0, f32::max);
         let nearest = hits.iter().filter(|(c, _)| Some(*c) != oos).map(|&(_, s)| s).fold(0.0, f32::max);
         let centroid = centroids.get(top).copied().unwrap_or(0.0);
         let logit = logits.get(top).copied().unwrap_or(0.0);
@@ -232,7 +233,13 @@ fn mix(head: &[f32], hits: &[(usize, f32)], knn_weight: f32, temperature: f32) -
 
 /// Best in-scope class and its probability (the out-of-scope class, if any, is skipped).
 fn best_in_scope(probs: &[f32], oos: Option<usize>) -> (usize, f32) {
-    probs.iter().enumerate().filter(|(i, _)| Some(*i) != oos).fold((usize::MAX, f32::MIN), |best, (i, &p)| if p > best.1 { (i, p) } else { best })
+    probs.iter().enumerate().filter(|(i, _)| Some(*i) != oos).fold((usize::MAX, f32::MIN), |best, (i, &p)| {
+        if p > best.1 {
+            (i, p)
+        } else {
+            best
+        }
+    })
 }
 
 /// Unit-length mean of each class's rows; empty for `skip` (the out-of-scope
@@ -377,7 +384,11 @@ fn solve<const D: usize>(mut a: [[f64; D]; D], mut b: [f64; D]) -> Option<[f64; 
 
 impl IntentModel {
     /// Fits thresholds by cross-fitting, then trains the final index and head on everything.
-    pub fn fit(examples: Vec<TrainingExample>, opts: &FitOptions, progress: &dyn Fn(&str)) -> Result<IntentModel, IntentError> {
+    pub fn fit(
+        examples: Vec<TrainingExample>,
+        opts: &FitOptions,
+        progress: &dyn Fn(&str),
+    ) -> Result<IntentModel, IntentError> {
         Self::fit_validated(examples, Vec::new(), opts, progress)
     }
 
@@ -428,9 +439,16 @@ impl IntentModel {
             progress("scoring the validation examples");
             for e in &validation {
                 let Some(&label) = class_of.get(&e.label) else { continue };
-                let hits = index.search(&e.vector, opts.k, None)?.into_iter().map(|h| (gold[h.id], h.similarity)).collect();
+                let hits =
+                    index.search(&e.vector, opts.k, None)?.into_iter().map(|h| (gold[h.id], h.similarity)).collect();
                 let logits = head.logits(&e.vector);
-                held_out.push(HeldOut { gold: label, head: softmax(&logits), hits, centroids: centroid_similarities(&centroids, &e.vector), logits });
+                held_out.push(HeldOut {
+                    gold: label,
+                    head: softmax(&logits),
+                    hits,
+                    centroids: centroid_similarities(&centroids, &e.vector),
+                    logits,
+                });
             }
             final_model = Some((head, index));
         }
@@ -446,12 +464,19 @@ impl IntentModel {
             let y: Vec<usize> = train.iter().map(|&i| gold[i]).collect();
             let head = SoftmaxHead::train(&x, &y, labels.len(), &opts.head)?;
             let centroids = class_centroids(&x, &y, labels.len(), oos_class);
-            let index = ExemplarIndex::build(x, train.iter().map(|&i| groups[i].clone()).collect(), IndexParams::default())?;
+            let index =
+                ExemplarIndex::build(x, train.iter().map(|&i| groups[i].clone()).collect(), IndexParams::default())?;
             for &i in &test {
                 let v = &examples[i].vector;
                 let hits = index.search(v, opts.k, None)?.into_iter().map(|h| (y[h.id], h.similarity)).collect();
                 let logits = head.logits(v);
-                held_out.push(HeldOut { gold: gold[i], head: softmax(&logits), hits, centroids: centroid_similarities(&centroids, v), logits });
+                held_out.push(HeldOut {
+                    gold: gold[i],
+                    head: softmax(&logits),
+                    hits,
+                    centroids: centroid_similarities(&centroids, v),
+                    logits,
+                });
             }
         }
 
@@ -461,14 +486,27 @@ impl IntentModel {
             for temperature in [0.01, 0.03, 0.1] {
                 let evidence: Vec<Evidence> = held_out
                     .iter()
-                    .map(|h| Evidence::new(&mix(&h.head, &h.hits, knn_weight, temperature), &h.hits, &h.centroids, &h.logits, oos_class))
+                    .map(|h| {
+                        Evidence::new(
+                            &mix(&h.head, &h.hits, knn_weight, temperature),
+                            &h.hits,
+                            &h.centroids,
+                            &h.logits,
+                            oos_class,
+                        )
+                    })
                     .collect();
-                let samples: Vec<([f32; FEATURES], bool)> = evidence.iter().zip(&held_out).map(|(e, h)| (e.features(), e.top == h.gold)).collect();
+                let samples: Vec<([f32; FEATURES], bool)> =
+                    evidence.iter().zip(&held_out).map(|(e, h)| (e.features(), e.top == h.gold)).collect();
                 let weights = fit_logistic(&samples);
                 let outcomes: Vec<Outcome> = evidence
                     .iter()
                     .zip(&held_out)
-                    .map(|(e, h)| Outcome { gold_oos: Some(h.gold) == oos_class, top_right: e.top == h.gold, confidence: logistic(&weights, &e.features()) })
+                    .map(|(e, h)| Outcome {
+                        gold_oos: Some(h.gold) == oos_class,
+                        top_right: e.top == h.gold,
+                        confidence: logistic(&weights, &e.features()),
+                    })
                     .collect();
                 let fitted = fit_threshold(&outcomes, opts.oos_weight);
                 // NOTE: the mix is chosen for telling intents apart (top-1 on
@@ -491,7 +529,10 @@ impl IntentModel {
             Some(trained) => trained,
             None => {
                 progress("training the final head and index");
-                (SoftmaxHead::train(&x, &gold, labels.len(), &opts.head)?, ExemplarIndex::build(x, groups, IndexParams::default())?)
+                (
+                    SoftmaxHead::train(&x, &gold, labels.len(), &opts.head)?,
+                    ExemplarIndex::build(x, groups, IndexParams::default())?,
+                )
             }
         };
         let calibration = Calibration {
@@ -550,18 +591,28 @@ impl IntentModel {
         if total > 0.0 {
             head.iter_mut().for_each(|p| *p /= total);
         }
-        let labelled: Vec<(usize, f32)> = hits.iter().take(k).map(|h| (self.exemplar_labels[h.id], h.similarity)).collect();
+        let labelled: Vec<(usize, f32)> =
+            hits.iter().take(k).map(|h| (self.exemplar_labels[h.id], h.similarity)).collect();
         let probs = mix(&head, &labelled, self.calibration.knn_weight, self.calibration.knn_temperature);
-        let evidence = Evidence::new(&probs, &labelled, &centroid_similarities(&self.centroids, query), &logits, oos_class);
+        let evidence =
+            Evidence::new(&probs, &labelled, &centroid_similarities(&self.centroids, query), &logits, oos_class);
         let confidence = if evidence.top == usize::MAX { 0.0 } else { self.calibration.confidence(&evidence) };
         let out_of_scope = confidence < self.calibration.oos_threshold;
-        let mut ranked: Vec<(String, f32)> =
-            probs.iter().enumerate().filter(|&(c, &p)| Some(c) != oos_class && allowed(c) && p > 0.0).map(|(c, &p)| (self.labels[c].clone(), p)).collect();
+        let mut ranked: Vec<(String, f32)> = probs
+            .iter()
+            .enumerate()
+            .filter(|&(c, &p)| Some(c) != oos_class && allowed(c) && p > 0.0)
+            .map(|(c, &p)| (self.labels[c].clone(), p))
+            .collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
         ranked.truncate(5);
         let neighbours = hits
             .iter()
-            .map(|h| Neighbour { intent: self.labels[self.exemplar_labels[h.id]].clone(), text: self.exemplar_texts[h.id].clone(), similarity: h.similarity })
+            .map(|h| Neighbour {
+                intent: self.labels[self.exemplar_labels[h.id]].clone(),
+                text: self.exemplar_texts[h.id].clone(),
+                similarity: h.similarity,
+            })
             .collect();
         Ok(Scored { ranked, out_of_scope, confidence, neighbours })
     }
@@ -577,7 +628,10 @@ impl IntentModel {
 
     /// Writes the model into `dir` (created if needed).
     pub fn save(&self, dir: &Path) -> Result<(), IntentError> {
-        let persist = |path: &Path, e: &dyn std::fmt::Display| IntentError::Persist { path: path.display().to_string(), message: e.to_string() };
+        let persist = |path: &Path, e: &dyn std::fmt::Display| IntentError::Persist {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
         std::fs::create_dir_all(dir).map_err(|e| persist(dir, &e))?;
         self.index.save(&dir.join("index"))?;
         self.head.save(&dir.join("head.safetensors"))?;
@@ -597,13 +651,20 @@ impl IntentModel {
     /// Reads a model written by [`IntentModel::save`].
     pub fn load(dir: &Path) -> Result<IntentModel, IntentError> {
         let path = dir.join("intent-model.json");
-        let persist = |e: &dyn std::fmt::Display| IntentError::Persist { path: path.display().to_string(), message: e.to_string() };
+        let persist = |e: &dyn std::fmt::Display| IntentError::Persist {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
         let bytes = std::fs::read(&path).map_err(|e| persist(&e))?;
         let meta: ModelMeta = serde_json::from_slice(&bytes).map_err(|e| persist(&e))?;
         let index = ExemplarIndex::load(&dir.join("index"))?;
         let head = SoftmaxHead::load(&dir.join("head.safetensors"))?;
         if index.len() != meta.exemplar_labels.len() {
-            return Err(persist(&format!("index holds {} vectors but the model lists {} exemplars", index.len(), meta.exemplar_labels.len())));
+            return Err(persist(&format!(
+                "index holds {} vectors but the model lists {} exemplars",
+                index.len(),
+                meta.exemplar_labels.len()
+            )));
         }
         Ok(IntentModel {
             labels: meta.labels,
@@ -694,7 +755,8 @@ mod tests {
 
     #[test]
     fn threshold_without_oos_keeps_most_right_answers() {
-        let outcomes: Vec<Outcome> = (0..100).map(|i| Outcome { gold_oos: false, top_right: true, confidence: i as f32 / 100.0 }).collect();
+        let outcomes: Vec<Outcome> =
+            (0..100).map(|i| Outcome { gold_oos: false, top_right: true, confidence: i as f32 / 100.0 }).collect();
         let fitted = fit_threshold(&outcomes, 1.0);
         assert!(fitted.in_scope_accuracy >= 0.98);
         assert_eq!(fitted.oos_recall, None);
@@ -703,8 +765,9 @@ mod tests {
     #[test]
     fn logistic_calibration_follows_the_evidence() {
         // Right when the first feature is high; the others are noise.
-        let samples: Vec<([f32; FEATURES], bool)> =
-            (0..400).map(|i| ([i as f32 / 400.0, ((i * 37) % 100) as f32 / 100.0, 0.9, 0.0, 0.8, 3.0], (i * 7919) % 400 < i)).collect();
+        let samples: Vec<([f32; FEATURES], bool)> = (0..400)
+            .map(|i| ([i as f32 / 400.0, ((i * 37) % 100) as f32 / 100.0, 0.9, 0.0, 0.8, 3.0], (i * 7919) % 400 < i))
+            .collect();
         let w = fit_logistic(&samples);
         let p = |x: f32| logistic(&w, &[x, 0.5, 0.9, 0.0, 0.8, 3.0]);
         assert!(p(0.1) < 0.3 && p(0.9) > 0.7, "{} {}", p(0.1), p(0.9));
@@ -753,7 +816,8 @@ mod tests {
         let dim = 16;
         let axis = |a: usize| (0..dim).map(|i| if i == a { 1.0 } else { 0.0 }).collect::<Vec<f32>>();
         let mut examples = Vec::new();
-        for (class, (label, group)) in [("hours", "general"), ("refund", "shop"), ("return", "shop")].iter().enumerate() {
+        for (class, (label, group)) in [("hours", "general"), ("refund", "shop"), ("return", "shop")].iter().enumerate()
+        {
             for j in 0..20 {
                 examples.push(TrainingExample {
                     text: format!("{label} {j}"),
@@ -780,7 +844,12 @@ mod tests {
             .into_iter()
             .step_by(2)
             .map(|e| TrainingExample { vector: blob(&e.vector, 0.2, e.text.len() as u64), ..e })
-            .chain(std::iter::once(TrainingExample { text: "?".into(), label: "unknown".into(), group: String::new(), vector: blob(&[1.0; 16], 0.1, 3) }))
+            .chain(std::iter::once(TrainingExample {
+                text: "?".into(),
+                label: "unknown".into(),
+                group: String::new(),
+                vector: blob(&[1.0; 16], 0.1, 3),
+            }))
             .collect();
         let n_validation_oos = validation.iter().filter(|e| e.label == OOS).count();
         let model = IntentModel::fit_validated(toy_examples(), validation, &FitOptions::default(), &|_| {}).unwrap();

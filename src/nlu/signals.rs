@@ -219,7 +219,13 @@ mod tests {
 
     #[test]
     fn explicit_requests_for_a_person() {
-        for text in ["转人工", "我要找真人说话", "给我接人工客服", "I want to talk to a real person", "Agent please, REPRESENTATIVE"] {
+        for text in [
+            "转人工",
+            "我要找真人说话",
+            "给我接人工客服",
+            "I want to talk to a real person",
+            "Agent please, REPRESENTATIVE",
+        ] {
             assert!(detect(text).human_request, "{text}");
         }
     }

@@ -46,7 +46,12 @@ struct CachedVectors {
 impl QuestionVectors {
     /// The embeddings of `texts`, in order; those not cached are embedded by `engine`.
     /// Keeps at most a few reports' worth (`4 * max_questions` texts).
-    pub async fn embed(&self, engine: &Arc<Engine>, texts: &[String], max_questions: usize) -> Result<Vec<Vec<f32>>, EngineError> {
+    pub async fn embed(
+        &self,
+        engine: &Arc<Engine>,
+        texts: &[String],
+        max_questions: usize,
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
         let mut known: HashMap<String, Vec<f32>> = HashMap::new();
         let mut missing: Vec<String> = Vec::new();
         {

@@ -94,7 +94,10 @@ impl LiveEngine {
     pub async fn rollback(&self, store: &Store) -> Result<Rollback, LiveError> {
         let (trainer, _guard) = self.exclusive()?;
         let t = trainer.clone();
-        let rolled = tokio::task::spawn_blocking(move || t.versions().rollback(Utc::now())).await.map_err(TrainError::from)?.map_err(TrainError::from)?;
+        let rolled = tokio::task::spawn_blocking(move || t.versions().rollback(Utc::now()))
+            .await
+            .map_err(TrainError::from)?
+            .map_err(TrainError::from)?;
         self.reload_current(store, &trainer).await?;
         Ok(rolled)
     }
@@ -158,7 +161,9 @@ impl LiveEngine {
             match self.reload_current(&store, &trainer).await {
                 Ok(true) => tracing::info!(version = named, "followed the version pointer"),
                 Ok(false) => {}
-                Err(err) => tracing::error!(version = named, error = %err, "cannot serve the version the pointer names; keeping the current one"),
+                Err(err) => {
+                    tracing::error!(version = named, error = %err, "cannot serve the version the pointer names; keeping the current one")
+                }
             }
             last_seen = Some(pointer);
         }

@@ -26,7 +26,12 @@ pub struct ManualTicket {
 }
 
 /// Opens a ticket by hand; it carries the same customer context a hand-off gathers.
-pub async fn open(engine: &Engine, store: &Store, ticket_sla: chrono::Duration, request: ManualTicket) -> Result<Ticket, ServiceError> {
+pub async fn open(
+    engine: &Engine,
+    store: &Store,
+    ticket_sla: chrono::Duration,
+    request: ManualTicket,
+) -> Result<Ticket, ServiceError> {
     let taxonomy = &engine.corpus().taxonomy;
     let intent = match request.intent {
         Some(intent) => intent,

@@ -66,7 +66,8 @@ pub async fn answer(
     started: Instant,
 ) -> Result<AnsweredTurn, ServiceError> {
     let trace_id = uuid::Uuid::new_v4().simple().to_string();
-    let previous = previous_turn(store, settings, message.session_id.as_deref(), message.customer_id.as_deref()).await?;
+    let previous =
+        previous_turn(store, settings, message.session_id.as_deref(), message.customer_id.as_deref()).await?;
     let query = Query {
         text: &message.text,
         scenario: message.scenario.as_deref(),

@@ -9,7 +9,9 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{stamp, Store, StoreError};
-use crate::analytics::{DecisionCount, IntentFeedback, NotUsefulReport, OptimiseFilter, Period, QuestionText, StatsData};
+use crate::analytics::{
+    DecisionCount, IntentFeedback, NotUsefulReport, OptimiseFilter, Period, QuestionText, StatsData,
+};
 
 /// Comments kept per intent among the not-useful answers.
 const COMMENTS_PER_INTENT: usize = 3;
@@ -21,16 +23,28 @@ fn count(row: &AnyRow, col: &str) -> Result<u64, sqlx::Error> {
 
 impl Store {
     /// The rows of `sql`, whose $1 and $2 bound the period and $3 is the channel (or NULL).
-    async fn period_rows(&self, sql: &str, from: &str, to: &str, channel: Option<&str>) -> Result<Vec<AnyRow>, StoreError> {
+    async fn period_rows(
+        &self,
+        sql: &str,
+        from: &str,
+        to: &str,
+        channel: Option<&str>,
+    ) -> Result<Vec<AnyRow>, StoreError> {
         Ok(sqlx::query(sql).bind(from).bind(to).bind(channel).fetch_all(&self.pool).await?)
     }
 
     /// The figures of the turns asked in `period` (in `channel` when given),
     /// with at most `max_questions` distinct question texts (the most recently asked).
-    pub async fn stats_data(&self, period: Period, channel: Option<&str>, max_questions: usize) -> Result<StatsData, StoreError> {
+    pub async fn stats_data(
+        &self,
+        period: Period,
+        channel: Option<&str>,
+        max_questions: usize,
+    ) -> Result<StatsData, StoreError> {
         let (from, to) = (stamp(period.from), stamp(period.to));
         // Every query below filters turns the same way: $1 <= created_at < $2, channel = $3 when given.
-        const TURNS_IN: &str = "t.created_at >= $1 AND t.created_at < $2 AND (CAST($3 AS TEXT) IS NULL OR t.channel = $3)";
+        const TURNS_IN: &str =
+            "t.created_at >= $1 AND t.created_at < $2 AND (CAST($3 AS TEXT) IS NULL OR t.channel = $3)";
         let mut data = StatsData::default();
 
         let rows = self
@@ -53,7 +67,9 @@ impl Store {
             });
         }
 
-        let rows = self.period_rows(&format!("SELECT t.channel, t.latency_ms FROM turns t WHERE {TURNS_IN}"), &from, &to, channel).await?;
+        let rows = self
+            .period_rows(&format!("SELECT t.channel, t.latency_ms FROM turns t WHERE {TURNS_IN}"), &from, &to, channel)
+            .await?;
         for row in &rows {
             data.latencies.push((row.try_get("channel")?, row.try_get::<f64, _>("latency_ms")?));
         }
@@ -71,7 +87,14 @@ impl Store {
         }
 
         data.questions_distinct = {
-            let rows = self.period_rows(&format!("SELECT COUNT(DISTINCT t.text) AS n FROM turns t WHERE {TURNS_IN}"), &from, &to, channel).await?;
+            let rows = self
+                .period_rows(
+                    &format!("SELECT COUNT(DISTINCT t.text) AS n FROM turns t WHERE {TURNS_IN}"),
+                    &from,
+                    &to,
+                    channel,
+                )
+                .await?;
             rows.first().map(|row| count(row, "n")).transpose()?.unwrap_or(0)
         };
         let rows = sqlx::query(&format!(
@@ -91,8 +114,11 @@ impl Store {
         let mut questions: BTreeMap<String, (QuestionText, String)> = BTreeMap::new();
         for row in &rows {
             let text: String = row.try_get("text")?;
-            let (intent, n, last_at): (String, u64, String) = (row.try_get("intent")?, count(row, "n")?, row.try_get("last_at")?);
-            let (q, latest) = questions.entry(text.clone()).or_insert_with(|| (QuestionText { text, count: 0, intents: Vec::new() }, String::new()));
+            let (intent, n, last_at): (String, u64, String) =
+                (row.try_get("intent")?, count(row, "n")?, row.try_get("last_at")?);
+            let (q, latest) = questions
+                .entry(text.clone())
+                .or_insert_with(|| (QuestionText { text, count: 0, intents: Vec::new() }, String::new()));
             q.count += n;
             q.intents.push((intent, n));
             *latest = latest.clone().max(last_at);
@@ -117,7 +143,13 @@ impl Store {
             let intent: String = row.try_get("intent")?;
             feedback.insert(
                 intent.clone(),
-                IntentFeedback { intent, not_useful: count(row, "not_useful")?, rated: count(row, "rated")?, answer: None, comments: Vec::new() },
+                IntentFeedback {
+                    intent,
+                    not_useful: count(row, "not_useful")?,
+                    rated: count(row, "rated")?,
+                    answer: None,
+                    comments: Vec::new(),
+                },
             );
         }
         let rows = self
@@ -133,7 +165,8 @@ impl Store {
             .await?;
         let mut most_reported: BTreeMap<String, (u64, String)> = BTreeMap::new();
         for row in &rows {
-            let (intent, answer, n): (String, String, u64) = (row.try_get("intent")?, row.try_get("answer")?, count(row, "n")?);
+            let (intent, answer, n): (String, String, u64) =
+                (row.try_get("intent")?, row.try_get("answer")?, count(row, "n")?);
             let best = most_reported.entry(intent).or_insert((0, String::new()));
             // Most reported; equal counts go to the first text in order, so the pick is stable.
             if n > best.0 || (n == best.0 && answer < best.1) {
@@ -231,7 +264,15 @@ mod tests {
     use super::*;
     use crate::store::{NewTicket, NewTurn};
 
-    fn turn(trace: &str, channel: &str, text: &str, intent: &str, decision: &str, latency_ms: f64, at: DateTime<Utc>) -> NewTurn {
+    fn turn(
+        trace: &str,
+        channel: &str,
+        text: &str,
+        intent: &str,
+        decision: &str,
+        latency_ms: f64,
+        at: DateTime<Utc>,
+    ) -> NewTurn {
         NewTurn {
             trace_id: trace.into(),
             session_id: None,
@@ -281,7 +322,10 @@ mod tests {
             due_at: now,
             context: serde_json::json!({}),
         };
-        store.record_turn(&turn("e", "web", "我要投诉", "complaint", "handoff", 50.0, t(10)), Some(&ticket)).await.unwrap();
+        store
+            .record_turn(&turn("e", "web", "我要投诉", "complaint", "handoff", 50.0, t(10)), Some(&ticket))
+            .await
+            .unwrap();
         store.add_feedback("a", false, Some("地址不对"), t(9)).await.unwrap();
         store.add_feedback("b", false, None, t(8)).await.unwrap();
         store.add_feedback("b", false, Some("没用"), t(7)).await.unwrap();
@@ -292,9 +336,11 @@ mod tests {
 
         let period = Period { from: now - Duration::days(7), to: now };
         let data = store.stats_data(period, None, 100).await.unwrap();
-        let mut decisions: Vec<(String, String, u64, u64)> = data.decisions.iter().map(|d| (d.channel.clone(), d.decision.clone(), d.count, d.leads)).collect();
+        let mut decisions: Vec<(String, String, u64, u64)> =
+            data.decisions.iter().map(|d| (d.channel.clone(), d.decision.clone(), d.count, d.leads)).collect();
         decisions.sort();
-        let expected = [("app", "answer", 1, 1), ("app", "clarify", 1, 0), ("web", "answer", 2, 0), ("web", "handoff", 1, 0)];
+        let expected =
+            [("app", "answer", 1, 1), ("app", "clarify", 1, 0), ("web", "answer", 2, 0), ("web", "handoff", 1, 0)];
         assert_eq!(decisions, expected.map(|(c, d, n, l)| (c.to_string(), d.to_string(), n, l)));
         assert_eq!(data.latencies.len(), 5);
         assert_eq!(data.handoff_reasons, [("complaint".to_string(), 1)]);
@@ -302,7 +348,8 @@ mod tests {
         // Most recently asked first; the repeated question counts both turns.
         let questions: Vec<(&str, u64)> = data.questions.iter().map(|q| (q.text.as_str(), q.count)).collect();
         assert_eq!(questions, [("我要投诉", 1), ("帮我写诗", 1), ("这个多少钱", 1), ("退货地址在哪", 2)]);
-        let feedback: Vec<(&str, u64, u64)> = data.feedback.iter().map(|f| (f.intent.as_str(), f.not_useful, f.rated)).collect();
+        let feedback: Vec<(&str, u64, u64)> =
+            data.feedback.iter().map(|f| (f.intent.as_str(), f.not_useful, f.rated)).collect();
         assert_eq!(feedback, [("price_inquiry", 0, 1), ("return_address", 3, 3)]);
         assert_eq!(data.feedback[1].answer.as_deref(), Some("answer of return_address"));
         assert_eq!(data.feedback[1].comments, ["没用", "地址不对"]);
@@ -323,8 +370,13 @@ mod tests {
         let reports = store.not_useful_reports(&OptimiseFilter::default()).await.unwrap();
         let traces: Vec<&str> = reports.iter().map(|r| r.trace_id.as_str()).collect();
         assert_eq!(traces, ["b", "b", "old"]);
-        let recent = OptimiseFilter { from: Some(t(7) - Duration::seconds(1)), intent: Some("return_address".into()), ..Default::default() };
-        let traces: Vec<String> = store.not_useful_reports(&recent).await.unwrap().into_iter().map(|r| r.trace_id).collect();
+        let recent = OptimiseFilter {
+            from: Some(t(7) - Duration::seconds(1)),
+            intent: Some("return_address".into()),
+            ..Default::default()
+        };
+        let traces: Vec<String> =
+            store.not_useful_reports(&recent).await.unwrap().into_iter().map(|r| r.trace_id).collect();
         assert_eq!(traces, ["b", "old"]);
         let none = OptimiseFilter { channel: Some("app".into()), ..Default::default() };
         assert!(store.not_useful_reports(&none).await.unwrap().is_empty());

@@ -16,7 +16,8 @@ const MAX_OPEN_TICKETS: i64 = 10;
 
 /// A ticket with its newest agent note. The hand-off's own opening event
 /// (status `new`) is the system's note, not news for the customer.
-const TICKET_SUMMARY: &str = "SELECT t.id, t.customer_id, t.status, t.priority, t.intent, t.queue, t.assignee, t.created_at, t.updated_at,
+const TICKET_SUMMARY: &str =
+    "SELECT t.id, t.customer_id, t.status, t.priority, t.intent, t.queue, t.assignee, t.created_at, t.updated_at,
         (SELECT e.note FROM ticket_events e WHERE e.ticket_id = t.id AND e.status <> 'new' AND e.note IS NOT NULL
           ORDER BY e.at DESC LIMIT 1) AS latest_note,
         (SELECT e.at FROM ticket_events e WHERE e.ticket_id = t.id AND e.status <> 'new' AND e.note IS NOT NULL
@@ -61,7 +62,12 @@ impl Store {
 
     /// The customer's tickets not yet resolved or closed, newest first.
     pub async fn open_tickets_of(&self, customer_id: &str) -> Result<Vec<TicketSummary>, StoreError> {
-        self.ticket_summaries("t.customer_id = $1 AND t.status NOT IN ('resolved', 'closed')", customer_id, MAX_OPEN_TICKETS).await
+        self.ticket_summaries(
+            "t.customer_id = $1 AND t.status NOT IN ('resolved', 'closed')",
+            customer_id,
+            MAX_OPEN_TICKETS,
+        )
+        .await
     }
 
     /// One ticket's summary, whatever its status.
@@ -70,7 +76,12 @@ impl Store {
     }
 
     /// Tickets matching `condition` (on `$1` = `value`), newest first, at most `limit`.
-    async fn ticket_summaries(&self, condition: &str, value: &str, limit: i64) -> Result<Vec<TicketSummary>, StoreError> {
+    async fn ticket_summaries(
+        &self,
+        condition: &str,
+        value: &str,
+        limit: i64,
+    ) -> Result<Vec<TicketSummary>, StoreError> {
         let sql = format!("{TICKET_SUMMARY} WHERE {condition} ORDER BY t.created_at DESC LIMIT $2");
         let rows = sqlx::query(&sql).bind(value).bind(limit).fetch_all(&self.pool).await?;
         rows.iter()
@@ -158,9 +169,18 @@ mod tests {
     async fn past_turns_are_the_customers_own_newest_first_and_masked() {
         let (_dir, store) = store().await;
         let now = Utc::now();
-        store.record_turn(&turn("old", Some("c1"), "installation", "answer", now - TimeDelta::days(100)), None).await.unwrap();
-        store.record_turn(&turn("a", Some("c1"), "repair_request", "handoff", now - TimeDelta::days(3)), None).await.unwrap();
-        store.record_turn(&turn("b", Some("c1"), "repair_progress", "answer", now - TimeDelta::hours(1)), None).await.unwrap();
+        store
+            .record_turn(&turn("old", Some("c1"), "installation", "answer", now - TimeDelta::days(100)), None)
+            .await
+            .unwrap();
+        store
+            .record_turn(&turn("a", Some("c1"), "repair_request", "handoff", now - TimeDelta::days(3)), None)
+            .await
+            .unwrap();
+        store
+            .record_turn(&turn("b", Some("c1"), "repair_progress", "answer", now - TimeDelta::hours(1)), None)
+            .await
+            .unwrap();
         store.record_turn(&turn("other", Some("c2"), "invoice", "answer", now), None).await.unwrap();
         store.record_turn(&turn("anon", None, "invoice", "answer", now), None).await.unwrap();
 
@@ -177,7 +197,10 @@ mod tests {
     async fn open_tickets_carry_the_latest_agent_note_and_closed_ones_drop_out() {
         let (_dir, store) = store().await;
         let t0 = Utc::now() - TimeDelta::hours(5);
-        store.record_turn(&turn("a", Some("c1"), "repair_request", "handoff", t0), Some(&ticket("TA", t0))).await.unwrap();
+        store
+            .record_turn(&turn("a", Some("c1"), "repair_request", "handoff", t0), Some(&ticket("TA", t0)))
+            .await
+            .unwrap();
         let t1 = t0 + TimeDelta::hours(1);
         store.record_turn(&turn("b", Some("c1"), "complaint", "handoff", t1), Some(&ticket("TB", t1))).await.unwrap();
         store.record_turn(&turn("c", Some("c2"), "complaint", "handoff", t1), Some(&ticket("TC", t1))).await.unwrap();
@@ -185,25 +208,64 @@ mod tests {
         // A fresh ticket has no agent note yet: the hand-off's own note is not one.
         let open = store.open_tickets("c1").await.unwrap();
         assert_eq!(open.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["TB", "TA"]);
-        assert_eq!((open[1].status.as_str(), open[1].latest_note.as_deref(), open[1].assignee.as_deref()), ("new", None, None));
+        assert_eq!(
+            (open[1].status.as_str(), open[1].latest_note.as_deref(), open[1].assignee.as_deref()),
+            ("new", None, None)
+        );
 
-        store.move_ticket("TA", crate::tickets::Status::Assigned, Some("agent-7"), Some("已受理"), t0 + TimeDelta::hours(2)).await.unwrap();
-        store.move_ticket("TA", crate::tickets::Status::InProgress, None, Some("已派给维修师傅，预计明天上门"), t0 + TimeDelta::hours(3)).await.unwrap();
-        store.move_ticket("TB", crate::tickets::Status::Assigned, Some("agent-2"), None, t0 + TimeDelta::hours(2)).await.unwrap();
-        store.move_ticket("TB", crate::tickets::Status::InProgress, None, None, t0 + TimeDelta::hours(3)).await.unwrap();
-        store.move_ticket("TB", crate::tickets::Status::Resolved, None, Some("已补偿优惠券"), t0 + TimeDelta::hours(4)).await.unwrap();
+        store
+            .move_ticket(
+                "TA",
+                crate::tickets::Status::Assigned,
+                Some("agent-7"),
+                Some("已受理"),
+                t0 + TimeDelta::hours(2),
+            )
+            .await
+            .unwrap();
+        store
+            .move_ticket(
+                "TA",
+                crate::tickets::Status::InProgress,
+                None,
+                Some("已派给维修师傅，预计明天上门"),
+                t0 + TimeDelta::hours(3),
+            )
+            .await
+            .unwrap();
+        store
+            .move_ticket("TB", crate::tickets::Status::Assigned, Some("agent-2"), None, t0 + TimeDelta::hours(2))
+            .await
+            .unwrap();
+        store
+            .move_ticket("TB", crate::tickets::Status::InProgress, None, None, t0 + TimeDelta::hours(3))
+            .await
+            .unwrap();
+        store
+            .move_ticket("TB", crate::tickets::Status::Resolved, None, Some("已补偿优惠券"), t0 + TimeDelta::hours(4))
+            .await
+            .unwrap();
 
         let open = store.open_tickets("c1").await.unwrap();
         assert_eq!(open.len(), 1);
         let ta = &open[0];
-        assert_eq!((ta.id.as_str(), ta.status.as_str(), ta.assignee.as_deref()), ("TA", "in_progress", Some("agent-7")));
+        assert_eq!(
+            (ta.id.as_str(), ta.status.as_str(), ta.assignee.as_deref()),
+            ("TA", "in_progress", Some("agent-7"))
+        );
         assert_eq!(ta.latest_note.as_deref(), Some("已派给维修师傅，预计明天上门"));
         assert_eq!(ta.latest_note_at.map(|t| t.timestamp()), Some((t0 + TimeDelta::hours(3)).timestamp()));
-        assert_eq!((ta.intent.as_str(), ta.queue.as_str(), ta.customer_id.as_deref()), ("repair_request", "after_sales", Some("c1")));
+        assert_eq!(
+            (ta.intent.as_str(), ta.queue.as_str(), ta.customer_id.as_deref()),
+            ("repair_request", "after_sales", Some("c1"))
+        );
 
         // A resolved ticket is still found by id.
         let tb = store.ticket_summary("TB").await.unwrap().unwrap();
-        assert_eq!((tb.status.as_str(), tb.latest_note.as_deref(), tb.is_open()), ("resolved", Some("已补偿优惠券"), false));
+        assert_eq!(
+            (tb.status.as_str(), tb.latest_note.as_deref(), tb.is_open()),
+            ("resolved", Some("已补偿优惠券"), false)
+        );
         assert!(store.ticket_summary("T-none").await.unwrap().is_none());
     }
 }

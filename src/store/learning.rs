@@ -27,13 +27,19 @@ impl Store {
     /// latest wins" is applied here, where corrections take effect. Texts are
     /// compared after trimming, as the engine embeds them.
     pub async fn latest_corrections(&self) -> Result<Vec<StoredCorrection>, StoreError> {
-        let rows = sqlx::query("SELECT id, text, intent, created_at FROM corrections ORDER BY created_at, id").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT id, text, intent, created_at FROM corrections ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
         let mut latest: Vec<StoredCorrection> = Vec::with_capacity(rows.len());
         let mut position: HashMap<String, usize> = HashMap::new();
         for row in rows {
             let text: String = row.try_get::<String, _>("text")?.trim().to_string();
-            let correction =
-                StoredCorrection { id: row.try_get("id")?, intent: row.try_get("intent")?, created_at: row.try_get("created_at")?, text: text.clone() };
+            let correction = StoredCorrection {
+                id: row.try_get("id")?,
+                intent: row.try_get("intent")?,
+                created_at: row.try_get("created_at")?,
+                text: text.clone(),
+            };
             match position.get(&text) {
                 Some(&i) => latest[i] = correction,
                 None => {
@@ -61,10 +67,19 @@ mod tests {
         let t0 = Utc::now() - Duration::minutes(10);
         store.add_correction(None, "钱退哪了", "refund_status", None, None, t0).await.unwrap();
         store.add_correction(None, "明天下雨吗", "oos", None, None, t0 + Duration::minutes(1)).await.unwrap();
-        store.add_correction(None, " 钱退哪了 ", "return_policy", None, Some("第二次"), t0 + Duration::minutes(2)).await.unwrap();
-        store.add_correction(None, "电话13812345678打不通", "complaint", None, None, t0 + Duration::minutes(3)).await.unwrap();
+        store
+            .add_correction(None, " 钱退哪了 ", "return_policy", None, Some("第二次"), t0 + Duration::minutes(2))
+            .await
+            .unwrap();
+        store
+            .add_correction(None, "电话13812345678打不通", "complaint", None, None, t0 + Duration::minutes(3))
+            .await
+            .unwrap();
         let latest = store.latest_corrections().await.unwrap();
         let pairs: Vec<(&str, &str)> = latest.iter().map(|c| (c.text.as_str(), c.intent.as_str())).collect();
-        assert_eq!(pairs, [("明天下雨吗", "oos"), ("钱退哪了", "return_policy"), ("电话138****5678打不通", "complaint")]);
+        assert_eq!(
+            pairs,
+            [("明天下雨吗", "oos"), ("钱退哪了", "return_policy"), ("电话138****5678打不通", "complaint")]
+        );
     }
 }

@@ -267,7 +267,13 @@ impl Store {
     }
 
     /// Opens a ticket by hand (an agent or a bot front-end), not from a turn.
-    pub async fn create_ticket(&self, ticket: &NewTicket, about: &TicketAbout<'_>, note: Option<&str>, at: DateTime<Utc>) -> Result<(), StoreError> {
+    pub async fn create_ticket(
+        &self,
+        ticket: &NewTicket,
+        about: &TicketAbout<'_>,
+        note: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let note = note.map_or_else(|| "opened by hand".to_string(), |n| mask(n).into_owned());
         let slots = mask(about.slots).into_owned();
@@ -289,11 +295,13 @@ impl Store {
 
     /// The ticket with this id, with its conversation and history.
     pub async fn ticket(&self, id: &str, now: DateTime<Utc>) -> Result<Option<Ticket>, StoreError> {
-        let Some(row) = sqlx::query("SELECT * FROM tickets WHERE id = $1").bind(id).fetch_optional(&self.pool).await? else {
+        let Some(row) = sqlx::query("SELECT * FROM tickets WHERE id = $1").bind(id).fetch_optional(&self.pool).await?
+        else {
             return Ok(None);
         };
         let mut ticket = ticket_from_row(&row, now)?;
-        ticket.conversation = self.conversation(ticket.session_id.as_deref(), ticket.customer_id.as_deref(), &ticket.id).await?;
+        ticket.conversation =
+            self.conversation(ticket.session_id.as_deref(), ticket.customer_id.as_deref(), &ticket.id).await?;
         ticket.history = sqlx::query("SELECT status, note, at FROM ticket_events WHERE ticket_id = $1 ORDER BY at")
             .bind(id)
             .fetch_all(&self.pool)
@@ -306,8 +314,16 @@ impl Store {
 
     /// The turns that led to a ticket: the customer's turns across channels
     /// when known, the session's otherwise, up to the hand-off.
-    async fn conversation(&self, session_id: Option<&str>, customer_id: Option<&str>, ticket_id: &str) -> Result<Vec<ConversationLine>, StoreError> {
-        let until: Option<String> = sqlx::query_scalar("SELECT created_at FROM turns WHERE ticket_id = $1").bind(ticket_id).fetch_optional(&self.pool).await?;
+    async fn conversation(
+        &self,
+        session_id: Option<&str>,
+        customer_id: Option<&str>,
+        ticket_id: &str,
+    ) -> Result<Vec<ConversationLine>, StoreError> {
+        let until: Option<String> = sqlx::query_scalar("SELECT created_at FROM turns WHERE ticket_id = $1")
+            .bind(ticket_id)
+            .fetch_optional(&self.pool)
+            .await?;
         let until = until.unwrap_or_else(|| stamp(Utc::now()));
         let rows = match (customer_id, session_id) {
             (Some(c), _) => {
@@ -324,13 +340,19 @@ impl Store {
                     .fetch_all(&self.pool)
                     .await?
             }
-            (None, None) => sqlx::query("SELECT * FROM turns WHERE ticket_id = $1").bind(ticket_id).fetch_all(&self.pool).await?,
+            (None, None) => {
+                sqlx::query("SELECT * FROM turns WHERE ticket_id = $1").bind(ticket_id).fetch_all(&self.pool).await?
+            }
         };
         conversation_lines(&rows)
     }
 
     /// A customer's conversation across sessions and channels, oldest first: the last `limit` turns.
-    pub async fn customer_conversation(&self, customer_id: &str, limit: i64) -> Result<Vec<ConversationLine>, StoreError> {
+    pub async fn customer_conversation(
+        &self,
+        customer_id: &str,
+        limit: i64,
+    ) -> Result<Vec<ConversationLine>, StoreError> {
         let mut rows = sqlx::query("SELECT * FROM turns WHERE customer_id = $1 ORDER BY created_at DESC LIMIT $2")
             .bind(customer_id)
             .bind(limit)
@@ -367,7 +389,11 @@ impl Store {
 
     /// The customer's latest turn since `since`, on any channel: a customer
     /// who asked on WeChat and goes on in the app continues one conversation.
-    pub async fn last_turn_of_customer(&self, customer_id: &str, since: DateTime<Utc>) -> Result<Option<LastTurn>, StoreError> {
+    pub async fn last_turn_of_customer(
+        &self,
+        customer_id: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Option<LastTurn>, StoreError> {
         self.latest_turn("customer_id", customer_id, &stamp(since)).await
     }
 
@@ -408,7 +434,14 @@ impl Store {
 
     /// Moves a ticket to `to` (assigning it when `assignee` is given), with a
     /// timestamped history entry; refuses moves the lifecycle ([`Status::can_move_to`]) does not allow.
-    pub async fn move_ticket(&self, id: &str, to: Status, assignee: Option<&str>, note: Option<&str>, at: DateTime<Utc>) -> Result<(), StoreError> {
+    pub async fn move_ticket(
+        &self,
+        id: &str,
+        to: Status,
+        assignee: Option<&str>,
+        note: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let from = self.status_for_update(&mut tx, id).await?;
         if !from.can_move_to(to) {
@@ -433,14 +466,21 @@ impl Store {
     }
 
     /// A ticket's status, read inside the transaction that changes the ticket.
-    async fn status_for_update(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, id: &str) -> Result<Status, StoreError> {
+    async fn status_for_update(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        id: &str,
+    ) -> Result<Status, StoreError> {
         let row = sqlx::query("SELECT status FROM tickets WHERE id = $1").bind(id).fetch_optional(&mut **tx).await?;
         decoded(&row.ok_or_else(|| StoreError::UnknownTicket(id.to_string()))?, "status")
     }
 
     /// Whether a turn with this trace id was recorded.
     pub async fn has_turn(&self, trace_id: &str) -> Result<bool, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM turns WHERE trace_id = $1").bind(trace_id).fetch_one(&self.pool).await?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM turns WHERE trace_id = $1")
+            .bind(trace_id)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(n > 0)
     }
 
@@ -454,7 +494,13 @@ impl Store {
     }
 
     /// Stores a customer's verdict on a turn.
-    pub async fn add_feedback(&self, trace_id: &str, useful: bool, comment: Option<&str>, at: DateTime<Utc>) -> Result<String, StoreError> {
+    pub async fn add_feedback(
+        &self,
+        trace_id: &str,
+        useful: bool,
+        comment: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<String, StoreError> {
         if !self.has_turn(trace_id).await? {
             return Err(StoreError::UnknownTrace(trace_id.to_string()));
         }
@@ -532,7 +578,13 @@ pub fn redacted_url(url: &str) -> String {
     }
 }
 
-async fn insert_ticket(tx: &mut sqlx::Transaction<'_, sqlx::Any>, t: &NewTicket, about: &TicketAbout<'_>, at: &str, note: &str) -> Result<(), StoreError> {
+async fn insert_ticket(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    t: &NewTicket,
+    about: &TicketAbout<'_>,
+    at: &str,
+    note: &str,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO tickets (id, status, priority, queue, reason, customer_id, session_id, channel, intent, slots, due_at, created_at, updated_at, context)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
@@ -556,7 +608,13 @@ async fn insert_ticket(tx: &mut sqlx::Transaction<'_, sqlx::Any>, t: &NewTicket,
     insert_event(tx, &t.id, Status::New, Some(note), at).await
 }
 
-async fn insert_event(tx: &mut sqlx::Transaction<'_, sqlx::Any>, ticket_id: &str, status: Status, note: Option<&str>, at: &str) -> Result<(), StoreError> {
+async fn insert_event(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    ticket_id: &str,
+    status: Status,
+    note: Option<&str>,
+    at: &str,
+) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO ticket_events (id, ticket_id, status, note, at) VALUES ($1, $2, $3, $4, $5)")
         .bind(uuid::Uuid::new_v4().to_string())
         .bind(ticket_id)
@@ -575,7 +633,13 @@ fn conversation_lines(rows: &[sqlx::any::AnyRow]) -> Result<Vec<ConversationLine
         let channel: String = row.try_get("channel")?;
         let at: String = row.try_get("created_at")?;
         let trace_id: String = row.try_get("trace_id")?;
-        lines.push(ConversationLine { role: "customer", text: row.try_get("text")?, channel: channel.clone(), at: at.clone(), trace_id: trace_id.clone() });
+        lines.push(ConversationLine {
+            role: "customer",
+            text: row.try_get("text")?,
+            channel: channel.clone(),
+            at: at.clone(),
+            trace_id: trace_id.clone(),
+        });
         if let Some(answer) = row.try_get::<Option<String>, _>("answer")? {
             lines.push(ConversationLine { role: "bot", text: answer, channel, at, trace_id });
         }
@@ -673,10 +737,12 @@ pub(crate) mod testing {
         if let Ok(url) = std::env::var("KEFU_TEST_POSTGRES_URL") {
             sqlx::any::install_default_drivers();
             let schema = format!("kefu_test_{}", uuid::Uuid::new_v4().simple());
-            let admin = AnyPoolOptions::new().max_connections(1).connect(&url).await.expect("KEFU_TEST_POSTGRES_URL reachable");
+            let admin =
+                AnyPoolOptions::new().max_connections(1).connect(&url).await.expect("KEFU_TEST_POSTGRES_URL reachable");
             admin.execute(format!("CREATE SCHEMA {schema}").as_str()).await.expect("create schema");
             let sep = if url.contains('?') { '&' } else { '?' };
-            let store = Store::open(&format!("{url}{sep}options=-c%20search_path%3D{schema}")).await.expect("postgres store");
+            let store =
+                Store::open(&format!("{url}{sep}options=-c%20search_path%3D{schema}")).await.expect("postgres store");
             stores.push(TestStore { store, backend: "postgres", _dir: None, postgres: Some((url, schema)) });
         }
         stores
@@ -732,11 +798,18 @@ mod tests {
             assert_eq!(got.slots["phone"], "138****5678");
             assert_eq!(got.context["customer"]["phone"], "138****5678");
             let last = store.last_turn("s1").await.unwrap().unwrap();
-            assert_eq!((last.intent.as_str(), last.decision.as_str(), last.unhelpful_streak), ("order_tracking", "handoff", 0));
+            assert_eq!(
+                (last.intent.as_str(), last.decision.as_str(), last.unhelpful_streak),
+                ("order_tracking", "handoff", 0)
+            );
 
-            let overdue = store.tickets(&TicketFilter { overdue: true, ..Default::default() }, Utc::now()).await.unwrap();
+            let overdue =
+                store.tickets(&TicketFilter { overdue: true, ..Default::default() }, Utc::now()).await.unwrap();
             assert_eq!(overdue.len(), 1);
-            let none = store.tickets(&TicketFilter { queue: Some("sales".into()), ..Default::default() }, Utc::now()).await.unwrap();
+            let none = store
+                .tickets(&TicketFilter { queue: Some("sales".into()), ..Default::default() }, Utc::now())
+                .await
+                .unwrap();
             assert!(none.is_empty());
             assert!(store.all_stored_text().await.unwrap().iter().all(|t| !t.contains("13812345678")));
             t.cleanup().await;
@@ -757,12 +830,22 @@ mod tests {
             };
             store.record_turn(&turn("a", "s", "转人工", Utc::now()), Some(&ticket)).await.unwrap();
             store.move_ticket("T9", crate::tickets::Status::Assigned, Some("agent-7"), None, Utc::now()).await.unwrap();
-            store.move_ticket("T9", crate::tickets::Status::InProgress, None, Some("called 13812345678"), Utc::now()).await.unwrap();
-            let err = store.move_ticket("T9", crate::tickets::Status::Closed, None, None, Utc::now()).await.unwrap_err();
+            store
+                .move_ticket("T9", crate::tickets::Status::InProgress, None, Some("called 13812345678"), Utc::now())
+                .await
+                .unwrap();
+            let err =
+                store.move_ticket("T9", crate::tickets::Status::Closed, None, None, Utc::now()).await.unwrap_err();
             assert!(matches!(err, StoreError::InvalidTransition { .. }), "{err}");
-            assert!(matches!(store.move_ticket("nope", crate::tickets::Status::Assigned, None, None, Utc::now()).await, Err(StoreError::UnknownTicket(_))));
+            assert!(matches!(
+                store.move_ticket("nope", crate::tickets::Status::Assigned, None, None, Utc::now()).await,
+                Err(StoreError::UnknownTicket(_))
+            ));
             let got = store.ticket("T9", Utc::now()).await.unwrap().unwrap();
-            assert_eq!((got.status.as_str(), got.assignee.as_deref(), got.overdue), ("in_progress", Some("agent-7"), false));
+            assert_eq!(
+                (got.status.as_str(), got.assignee.as_deref(), got.overdue),
+                ("in_progress", Some("agent-7"), false)
+            );
             let steps: Vec<&str> = got.history.iter().map(|e| e.status.as_str()).collect();
             assert_eq!(steps, ["new", "assigned", "in_progress"]);
             assert_eq!(got.history[2].note.as_deref(), Some("called 138****5678"));
@@ -774,7 +857,10 @@ mod tests {
     async fn feedback_needs_a_known_trace() {
         for t in testing::test_stores().await {
             let store = &t.store;
-            assert!(matches!(store.add_feedback("nope", true, None, Utc::now()).await, Err(StoreError::UnknownTrace(_))));
+            assert!(matches!(
+                store.add_feedback("nope", true, None, Utc::now()).await,
+                Err(StoreError::UnknownTrace(_))
+            ));
             store.record_turn(&turn("a", "s", "hi", Utc::now()), None).await.unwrap();
             store.add_feedback("a", false, Some("没用"), Utc::now()).await.unwrap();
             assert!(store.ticket("missing", Utc::now()).await.unwrap().is_none());

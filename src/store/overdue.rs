@@ -45,7 +45,12 @@ impl Store {
     /// Tickets still new past their deadline at `now`, not pushed yet, with
     /// fewer than `max_attempts` failed rounds and not claimed by another
     /// sweep; most overdue first, at most `limit`.
-    pub async fn overdue_unpushed(&self, now: DateTime<Utc>, max_attempts: u32, limit: u32) -> Result<Vec<OverduePush>, StoreError> {
+    pub async fn overdue_unpushed(
+        &self,
+        now: DateTime<Utc>,
+        max_attempts: u32,
+        limit: u32,
+    ) -> Result<Vec<OverduePush>, StoreError> {
         let now = stamp(now);
         let rows = sqlx::query(
             "SELECT id, priority, queue, reason, customer_id, intent, created_at, due_at, overdue_push_attempts FROM tickets
@@ -79,7 +84,12 @@ impl Store {
 
     /// Claims the ticket's push until `until`; false when it was picked up,
     /// pushed or claimed by another sweep in the meantime.
-    pub async fn claim_overdue_push(&self, id: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool, StoreError> {
+    pub async fn claim_overdue_push(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let result = sqlx::query(
             "UPDATE tickets SET overdue_push_claimed_until = $1
              WHERE id = $2 AND status = $3 AND overdue_pushed_at IS NULL
@@ -120,10 +130,12 @@ impl Store {
 
     /// The push state of a ticket; None for an unknown ticket.
     pub async fn overdue_push_state(&self, id: &str) -> Result<Option<OverduePushState>, StoreError> {
-        let row = sqlx::query("SELECT overdue_pushed_at, overdue_push_attempts, overdue_push_error FROM tickets WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT overdue_pushed_at, overdue_push_attempts, overdue_push_error FROM tickets WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(OverduePushState {
             pushed_at: row.try_get("overdue_pushed_at")?,
@@ -193,7 +205,10 @@ mod tests {
         let t0 = t0();
         open_handoff_ticket(store, "T2", t0).await;
         open_handoff_ticket(store, "T3", t0 + Duration::minutes(5)).await;
-        store.move_ticket("T2", crate::tickets::Status::Assigned, Some("agent-1"), None, t0 + Duration::minutes(30)).await.unwrap();
+        store
+            .move_ticket("T2", crate::tickets::Status::Assigned, Some("agent-1"), None, t0 + Duration::minutes(30))
+            .await
+            .unwrap();
         let now = t0 + Duration::hours(3);
         let due = store.overdue_unpushed(now, 5, 10).await.unwrap();
         assert_eq!(due.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["T3"]);

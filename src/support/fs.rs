@@ -88,7 +88,10 @@ mod tests {
         });
         assert!(failed.is_err());
         assert_eq!(std::fs::read(target.join("w")).unwrap(), b"new");
-        let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         assert_eq!(names.len(), 2, "{names:?}");
     }
 }

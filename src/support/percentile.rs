@@ -18,7 +18,10 @@ mod tests {
     #[test]
     fn nearest_rank_percentiles() {
         let v: Vec<f64> = (1..=10).map(f64::from).collect();
-        assert_eq!([50.0, 90.0, 99.0, 100.0, 0.0].map(|p| nearest_rank(&v, p)), [Some(5.0), Some(9.0), Some(10.0), Some(10.0), Some(1.0)]);
+        assert_eq!(
+            [50.0, 90.0, 99.0, 100.0, 0.0].map(|p| nearest_rank(&v, p)),
+            [Some(5.0), Some(9.0), Some(10.0), Some(10.0), Some(1.0)]
+        );
         assert_eq!(nearest_rank(&[], 50.0), None);
         assert_eq!(nearest_rank(&[7.0], 99.0), Some(7.0));
     }

@@ -63,7 +63,10 @@ mod tests {
         let b = Backoff::doubling(3, Duration::from_millis(100));
         assert_eq!([0, 1, 2].map(|r| b.delay(r)), [100, 200, 400].map(Duration::from_millis));
         assert_eq!(Backoff::doubling(3, Duration::from_secs(u64::MAX / 2)).delay(40), Duration::MAX);
-        assert_eq!(Backoff { retries: 1, first: Duration::from_millis(50), growth: 1 }.delay(7), Duration::from_millis(50));
+        assert_eq!(
+            Backoff { retries: 1, first: Duration::from_millis(50), growth: 1 }.delay(7),
+            Duration::from_millis(50)
+        );
     }
 
     #[tokio::test]

@@ -218,8 +218,10 @@ impl<'a> E5File<'a> {
             let count = c.u32()? as usize;
             let offset = to_usize(c.u64()?, "tensor offset")?;
             let len = to_usize(c.u64()?, "tensor length")?;
-            let bytes =
-                offset.checked_add(len).and_then(|end| buf.get(offset..end)).ok_or_else(|| FormatError(format!("tensor {name} lies outside the file")))?;
+            let bytes = offset
+                .checked_add(len)
+                .and_then(|end| buf.get(offset..end))
+                .ok_or_else(|| FormatError(format!("tensor {name} lies outside the file")))?;
             entries.push(Entry { name, dtype, count, bytes });
         }
         Ok(Self { header, specials, pieces, norm_map, entries })
@@ -288,7 +290,8 @@ impl<'a> E5File<'a> {
         let (bos, eos, pad) = (piece(s.bos), piece(s.eos), piece(s.pad));
         let special = |tok: &str| json!({"SpecialToken": {"id": tok, "type_id": 0}});
         let seq = |id: &str| json!({"Sequence": {"id": id, "type_id": 0}});
-        let metaspace = json!({"type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": "always", "split": true});
+        let metaspace =
+            json!({"type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": "always", "split": true});
         Ok(json!({
             "version": "1.0",
             "truncation": {"direction": "Right", "max_length": max_length, "strategy": "LongestFirst", "stride": 0},
@@ -438,7 +441,8 @@ pub fn normalizer_json(map: &BTreeMap<u32, Vec<u32>>) -> Result<Value, FormatErr
     for (from, to) in &explicit {
         steps.push(replace(json!({"String": from.to_string()}), to));
     }
-    let placeholders: Vec<(char, char)> = shielded.iter().zip(PLACEHOLDER_BASE..).map(|(&c, p)| char_of(p).map(|p| (c, p))).collect::<Result<_, _>>()?;
+    let placeholders: Vec<(char, char)> =
+        shielded.iter().zip(PLACEHOLDER_BASE..).map(|(&c, p)| char_of(p).map(|p| (c, p))).collect::<Result<_, _>>()?;
     for (c, p) in &placeholders {
         steps.push(replace(json!({"String": c.to_string()}), &p.to_string()));
     }
@@ -471,10 +475,22 @@ mod tests {
 
     #[test]
     fn hf_names_and_shapes() {
-        let h = Header { hidden: 384, layers: 12, heads: 12, intermediate: 1536, vocab_rows: 250037, max_positions: 512, token_types: 2, eps: 1e-12 };
+        let h = Header {
+            hidden: 384,
+            layers: 12,
+            heads: 12,
+            intermediate: 1536,
+            vocab_rows: 250037,
+            max_positions: 512,
+            token_types: 2,
+            eps: 1e-12,
+        };
         assert_eq!(hf_name("emb.word", &h).unwrap(), ("embeddings.word_embeddings.weight".into(), vec![250037, 384]));
         assert_eq!(hf_name("l11.fo.w", &h).unwrap(), ("encoder.layer.11.output.dense.weight".into(), vec![384, 1536]));
-        assert_eq!(hf_name("l0.aln.w", &h).unwrap(), ("encoder.layer.0.attention.output.LayerNorm.weight".into(), vec![384]));
+        assert_eq!(
+            hf_name("l0.aln.w", &h).unwrap(),
+            ("encoder.layer.0.attention.output.LayerNorm.weight".into(), vec![384])
+        );
         assert_eq!(hf_name("l3.q.b", &h).unwrap(), ("encoder.layer.3.attention.self.query.bias".into(), vec![384]));
         assert!(hf_name("l3.zz.w", &h).is_err());
         assert!(hf_name("emb.nope", &h).is_err());

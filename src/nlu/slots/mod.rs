@@ -171,9 +171,15 @@ mod tests {
 
     #[test]
     fn json_shape_skips_empty_slots() {
-        assert_eq!(json("订单号12345昨天买的"), serde_json::json!({"order_id": "12345", "time": {"start": "2026-06-14", "end": "2026-06-14"}}));
+        assert_eq!(
+            json("订单号12345昨天买的"),
+            serde_json::json!({"order_id": "12345", "time": {"start": "2026-06-14", "end": "2026-06-14"}})
+        );
         let slots = extractor().extract("昨天买的连衣裙", now());
-        assert_eq!(serde_json::to_value(&slots).unwrap(), serde_json::json!({"product": "dress", "time": {"start": "2026-06-14", "end": "2026-06-14"}}));
+        assert_eq!(
+            serde_json::to_value(&slots).unwrap(),
+            serde_json::json!({"product": "dress", "time": {"start": "2026-06-14", "end": "2026-06-14"}})
+        );
         assert_eq!(json("你好"), serde_json::json!({}));
         assert!(extractor().extract("你好", now()).is_empty());
     }
@@ -263,8 +269,10 @@ mod tests {
 
     #[test]
     fn shipped_catalogue_matches_taxonomy() {
-        let taxonomy: toml::Value = toml::from_str(&std::fs::read_to_string(repo("corpus/taxonomy.toml")).unwrap()).unwrap();
-        let want: BTreeSet<&str> = taxonomy["slots"]["product"]["types"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+        let taxonomy: toml::Value =
+            toml::from_str(&std::fs::read_to_string(repo("corpus/taxonomy.toml")).unwrap()).unwrap();
+        let want: BTreeSet<&str> =
+            taxonomy["slots"]["product"]["types"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
         let catalogue = Catalogue::load(&repo("corpus/catalogue.toml")).unwrap();
         let have: BTreeSet<&str> = catalogue.types().map(|t| t.id.as_str()).collect();
         assert_eq!(have, want);
@@ -277,9 +285,14 @@ mod tests {
     /// the taxonomy, and requires micro F1 >= 0.95 over (line, slot, value).
     #[test]
     fn eval_set_slot_f1() {
-        let taxonomy: toml::Value = toml::from_str(&std::fs::read_to_string(repo("corpus/taxonomy.toml")).unwrap()).unwrap();
-        let decisions: HashMap<&str, &str> =
-            taxonomy["intent"].as_array().unwrap().iter().map(|i| (i["id"].as_str().unwrap(), i["decision"].as_str().unwrap())).collect();
+        let taxonomy: toml::Value =
+            toml::from_str(&std::fs::read_to_string(repo("corpus/taxonomy.toml")).unwrap()).unwrap();
+        let decisions: HashMap<&str, &str> = taxonomy["intent"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| (i["id"].as_str().unwrap(), i["decision"].as_str().unwrap()))
+            .collect();
         let e = extractor();
         let text = std::fs::read_to_string(repo("eval/slots.jsonl")).unwrap();
         let (mut tp, mut fp, mut fn_) = (0usize, 0usize, 0usize);

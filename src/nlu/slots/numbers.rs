@@ -55,11 +55,14 @@ static CUED: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// A mainland mobile number, optionally with a country prefix and 3-4-4 groups.
-static PHONE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?:(?:\+|00)\s*86[\s-]*|86)?(1[3-9][0-9])[ -]?([0-9]{4})[ -]?([0-9]{4})").expect("phone pattern is a valid constant regex"));
+static PHONE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:(?:\+|00)\s*86[\s-]*|86)?(1[3-9][0-9])[ -]?([0-9]{4})[ -]?([0-9]{4})")
+        .expect("phone pattern is a valid constant regex")
+});
 
 /// A maximal ASCII alphanumeric token (candidates for a bare order id).
-static TOKEN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"[A-Za-z0-9]+").expect("token pattern is a valid constant regex"));
+static TOKEN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"[A-Za-z0-9]+").expect("token pattern is a valid constant regex"));
 
 /// Words that, shortly before a bare number, say it is something else.
 const OTHER_NUMBER_CUES: &[&str] = &[
@@ -124,9 +127,9 @@ const OTHER_NUMBER_CUES: &[&str] = &[
 
 /// Units that, right after a bare number, make it a quantity or amount.
 const UNITS: &[&str] = &[
-    "元", "块", "圆", "美元", "件", "个", "台", "套", "条", "双", "天", "日", "号", "次", "分", "积分", "点", "米", "克", "斤", "年", "月", "周", "小时",
-    "分钟", "秒", "%", "人", "单", "毫安", "瓦", "w", "mah", "g", "kg", "mm", "cm", "yuan", "rmb", "cny", "usd", "dollar", "day", "item", "pc", "point", "km",
-    "mile", "hour", "minute", "time",
+    "元", "块", "圆", "美元", "件", "个", "台", "套", "条", "双", "天", "日", "号", "次", "分", "积分", "点", "米",
+    "克", "斤", "年", "月", "周", "小时", "分钟", "秒", "%", "人", "单", "毫安", "瓦", "w", "mah", "g", "kg", "mm",
+    "cm", "yuan", "rmb", "cny", "usd", "dollar", "day", "item", "pc", "point", "km", "mile", "hour", "minute", "time",
 ];
 
 /// How far back (in chars) a cue for another kind of number is looked for.
@@ -218,12 +221,16 @@ fn looks_like_bare_order(text: &str, (start, end): Span) -> bool {
     } else {
         letters <= 4 && digits.len() >= 5 && token.len() <= 20 && digits.bytes().all(|b| b.is_ascii_digit())
     };
-    shaped && !joined_to_digits(text, (start, end)) && !followed_by_unit(&text[end..]) && !after_other_cue(&text[..start])
+    shaped
+        && !joined_to_digits(text, (start, end))
+        && !followed_by_unit(&text[end..])
+        && !after_other_cue(&text[..start])
 }
 
 /// An 8-digit YYYYMMDD that is a real date in 1990..=2099.
 fn is_compact_date(token: &str) -> bool {
-    token.len() == 8 && NaiveDate::parse_from_str(token, "%Y%m%d").is_ok_and(|d| (1990..=2099).contains(&chrono::Datelike::year(&d)))
+    token.len() == 8
+        && NaiveDate::parse_from_str(token, "%Y%m%d").is_ok_and(|d| (1990..=2099).contains(&chrono::Datelike::year(&d)))
 }
 
 /// Digits glued on by '.', ',', '-', '/' or ':' (12,000 / 3.14159 / 010-12345678).
@@ -238,7 +245,10 @@ fn joined_to_digits(text: &str, (start, end): Span) -> bool {
 
 fn followed_by_unit(rest: &str) -> bool {
     let rest = rest.trim_start().to_lowercase();
-    UNITS.iter().any(|u| rest.starts_with(u) && !(u.is_ascii() && rest[u.len()..].chars().next().is_some_and(|c| c.is_ascii_alphabetic() && c != 's')))
+    UNITS.iter().any(|u| {
+        rest.starts_with(u)
+            && !(u.is_ascii() && rest[u.len()..].chars().next().is_some_and(|c| c.is_ascii_alphabetic() && c != 's'))
+    })
 }
 
 fn after_other_cue(before: &str) -> bool {
@@ -249,7 +259,8 @@ fn after_other_cue(before: &str) -> bool {
 
 /// An English cue glued to a preceding letter ("border", "reorder").
 fn starts_inside_word(text: &str, at: usize) -> bool {
-    text[at..].starts_with(|c: char| c.is_ascii_alphabetic()) && text[..at].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric())
+    text[at..].starts_with(|c: char| c.is_ascii_alphabetic())
+        && text[..at].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric())
 }
 
 fn followed_by_alnum(text: &str, at: usize) -> bool {
@@ -344,9 +355,15 @@ mod tests {
     #[test]
     fn order_and_phone_together() {
         assert_eq!(pair("订单号12345，手机13812345678"), (Some("12345".into()), Some("13812345678".into())));
-        assert_eq!(pair("13812345678 这个号下的单 20260614001"), (Some("20260614001".into()), Some("13812345678".into())));
+        assert_eq!(
+            pair("13812345678 这个号下的单 20260614001"),
+            (Some("20260614001".into()), Some("13812345678".into()))
+        );
         assert_eq!(pair("订单12345 13812345678"), (Some("12345".into()), Some("13812345678".into())));
-        assert_eq!(pair("phone 138 1234 5678, order A12345678"), (Some("A12345678".into()), Some("13812345678".into())));
+        assert_eq!(
+            pair("phone 138 1234 5678, order A12345678"),
+            (Some("A12345678".into()), Some("13812345678".into()))
+        );
     }
 
     #[test]

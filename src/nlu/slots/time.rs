@@ -79,8 +79,8 @@ const DELIMS: &[char] = &['，', ',', '。', '！', '!', '？', '?', '；', ';',
 
 /// Words that tie a clause to a past event.
 const PAST_ZH: &[&str] = &[
-    "买", "下单", "下的", "订的", "订了", "订购", "付款", "付的", "付了", "支付", "收到", "签收", "拍的", "拍了", "报修", "提交", "申请", "寄", "退的", "到的",
-    "坏了", "坏的", "发的",
+    "买", "下单", "下的", "订的", "订了", "订购", "付款", "付的", "付了", "支付", "收到", "签收", "拍的", "拍了",
+    "报修", "提交", "申请", "寄", "退的", "到的", "坏了", "坏的", "发的",
 ];
 const PAST_EN: &[&str] = &[
     "ordered",
@@ -109,15 +109,34 @@ const PAST_EN: &[&str] = &[
     "signed",
 ];
 /// Words that make a clause a question or a look forward.
-const FUTURE_ZH: &[&str] = &["能", "会", "可以", "要", "吗", "么", "几点", "什么", "怎么", "多久", "多少", "哪", "有没有", "还有", "？", "?"];
+const FUTURE_ZH: &[&str] =
+    &["能", "会", "可以", "要", "吗", "么", "几点", "什么", "怎么", "多久", "多少", "哪", "有没有", "还有", "？", "?"];
 const FUTURE_EN: &[&str] = &[
-    "will", "can", "could", "would", "should", "when", "by", "before", "until", "gonna", "open", "what", "what's", "how", "how's", "where", "where's", "is",
-    "are", "do", "does",
+    "will", "can", "could", "would", "should", "when", "by", "before", "until", "gonna", "open", "what", "what's",
+    "how", "how's", "where", "where's", "is", "are", "do", "does",
 ];
 
 /// Words right after a bare 6.3 / 6/3 that make it a date.
-const SHORT_DATE_AFTER: &[&str] =
-    &["号", "日", "买", "下单", "下的", "订", "付", "购", "收到", "签收", "那天", "当天", "发货", "的时候", "到货", "提交", "报修", "申请"];
+const SHORT_DATE_AFTER: &[&str] = &[
+    "号",
+    "日",
+    "买",
+    "下单",
+    "下的",
+    "订",
+    "付",
+    "购",
+    "收到",
+    "签收",
+    "那天",
+    "当天",
+    "发货",
+    "的时候",
+    "到货",
+    "提交",
+    "报修",
+    "申请",
+];
 
 fn re(pattern: &str) -> Regex {
     Regex::new(pattern).expect("time patterns are valid constant regexes")
@@ -135,17 +154,52 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         (re(&format!(r"(?P<rel>上上个?月|上个?月|这个?月|本月)\s*(?P<d>{CN_DIGITS})\s*[号日]")), zh_rel_month_day),
         (re(&format!(r"(?P<d>{CN_DIGITS})\s*(?P<u>[号日])")), zh_day),
         (re(r"大前天|前天|昨天|昨日|昨晚|昨儿|今天|今日|今早|今晚|今儿"), zh_rel_day),
-        (re(r"(?P<n>[0-9]{1,3}|[零一二两三四五六七八九十]{1,3})\s*(?:个\s*)?(?P<u>天|日|周|星期|礼拜|月|年)\s*(?:以前|之前|前)"), ago),
+        (
+            re(
+                r"(?P<n>[0-9]{1,3}|[零一二两三四五六七八九十]{1,3})\s*(?:个\s*)?(?P<u>天|日|周|星期|礼拜|月|年)\s*(?:以前|之前|前)",
+            ),
+            ago,
+        ),
         (re(r"(?P<w>上上个?|上个?|这个?|本)(?:周|星期|礼拜)(?:(?P<end>末)|(?P<wd>[一二三四五六日天1-7]))?"), zh_week),
         (re(r"(?P<rel>上上个?|上个?|这个?|本)月"), zh_month),
         (re(r"前年|去年|今年"), zh_year),
-        (re(&w(r"(?:the\s+day\s+before\s+yesterday|yesterday|last\s+night|today|this\s+morning|this\s+afternoon|this\s+evening|tonight)")), en_rel_day),
-        (re(&w(r"(?P<n>[0-9]{1,3}|an?|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)\s+(?P<u>day|week|month|year)s?\s+ago")), ago),
+        (
+            re(&w(
+                r"(?:the\s+day\s+before\s+yesterday|yesterday|last\s+night|today|this\s+morning|this\s+afternoon|this\s+evening|tonight)",
+            )),
+            en_rel_day,
+        ),
+        (
+            re(&w(
+                r"(?P<n>[0-9]{1,3}|an?|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)\s+(?P<u>day|week|month|year)s?\s+ago",
+            )),
+            ago,
+        ),
         (re(&w(r"the\s+(?P<u>week|month|year)\s+before\s+last")), en_before_last),
-        (re(&w(r"(?P<rel>last|this)\s+(?P<u>weekend|week|month|year|monday|tuesday|wednesday|thursday|friday|saturday|sunday)")), en_period),
-        (re(&w(&format!(r"(?P<mon>{MONTHS})\.?\s*(?P<d>[0-9]{{1,2}})(?:st|nd|rd|th)?(?-u:\b)(?:,?\s*(?P<y>[0-9]{{4}}))?"))), en_date),
-        (re(&w(&format!(r"(?P<d>[0-9]{{1,2}})(?:st|nd|rd|th)?\s*(?:of\s+)?(?P<mon>{MONTHS})(?-u:\b)\.?(?:,?\s*(?P<y>[0-9]{{4}}))?"))), en_date),
-        (re(&w(&format!(r"(?:in|during|since)\s+(?:early\s+|late\s+|mid-?\s*)?(?P<mon>{MONTHS})(?-u:\b)(?:\s+(?P<y>[0-9]{{4}}))?"))), en_month),
+        (
+            re(&w(
+                r"(?P<rel>last|this)\s+(?P<u>weekend|week|month|year|monday|tuesday|wednesday|thursday|friday|saturday|sunday)",
+            )),
+            en_period,
+        ),
+        (
+            re(&w(&format!(
+                r"(?P<mon>{MONTHS})\.?\s*(?P<d>[0-9]{{1,2}})(?:st|nd|rd|th)?(?-u:\b)(?:,?\s*(?P<y>[0-9]{{4}}))?"
+            ))),
+            en_date,
+        ),
+        (
+            re(&w(&format!(
+                r"(?P<d>[0-9]{{1,2}})(?:st|nd|rd|th)?\s*(?:of\s+)?(?P<mon>{MONTHS})(?-u:\b)\.?(?:,?\s*(?P<y>[0-9]{{4}}))?"
+            ))),
+            en_date,
+        ),
+        (
+            re(&w(&format!(
+                r"(?:in|during|since)\s+(?:early\s+|late\s+|mid-?\s*)?(?P<mon>{MONTHS})(?-u:\b)(?:\s+(?P<y>[0-9]{{4}}))?"
+            ))),
+            en_month,
+        ),
         (re(&w(&format!(r"(?P<mon>{MONTHS})\.?,?\s+(?P<y>[0-9]{{4}})"))), en_month),
         (re(&w(r"on\s+the\s+(?P<d>[0-9]{1,2})(?:st|nd|rd|th)")), en_on_the),
         (re(r"(?P<y>[0-9]{4})\s*[-/.]\s*(?P<m>[0-9]{1,2})\s*[-/.]\s*(?P<d>[0-9]{1,2})\s*[号日]?"), numeric_date),
@@ -202,7 +256,9 @@ fn zh_date(c: &Ctx) -> Option<(DateRange, Tense)> {
     };
     match (explicit_year, day) {
         (_, Some(None)) => None,
-        (Some((year, tense)), Some(Some(day))) => Some((DateRange::day(NaiveDate::from_ymd_opt(year, month, day)?), tense)),
+        (Some((year, tense)), Some(Some(day))) => {
+            Some((DateRange::day(NaiveDate::from_ymd_opt(year, month, day)?), tense))
+        }
         (Some((year, tense)), None) => Some((month_range(year, month)?, tense)),
         (None, Some(Some(day))) => Some((DateRange::day(recent_month_day(c.today, month, day)?), Tense::Open)),
         (None, None) => {
@@ -239,7 +295,9 @@ fn zh_day(c: &Ctx) -> Option<(DateRange, Tense)> {
         return None;
     }
     // 7日内 / 7日无理由 / 15日后 are durations or deadlines.
-    if c.get("u") == Some("日") && ["内", "以内", "之内", "无理由", "后", "左右", "起"].iter().any(|s| after.starts_with(s)) {
+    if c.get("u") == Some("日")
+        && ["内", "以内", "之内", "无理由", "后", "左右", "起"].iter().any(|s| after.starts_with(s))
+    {
         return None;
     }
     Some((DateRange::day(recent_day(c.today, cn_number(c.get("d")?)?)?), Tense::Open))
@@ -294,7 +352,8 @@ fn zh_week(c: &Ctx) -> Option<(DateRange, Tense)> {
         return Some((DateRange::new(plus(monday, 5)?, plus(monday, 6)?), tense));
     }
     // 这周一直 / 这周一共: "一" belongs to the next word, not Monday.
-    let weekday = c.get("wd").filter(|wd| *wd != "一" || !c.after().starts_with(|n: char| "直共起下样些定般切".contains(n)));
+    let weekday =
+        c.get("wd").filter(|wd| *wd != "一" || !c.after().starts_with(|n: char| "直共起下样些定般切".contains(n)));
     match weekday {
         Some(wd) => {
             let offset = match wd {
@@ -395,10 +454,12 @@ fn en_on_the(c: &Ctx) -> Option<(DateRange, Tense)> {
 }
 
 fn numeric_date(c: &Ctx) -> Option<(DateRange, Tense)> {
-    if c.before().ends_with(|p: char| p.is_ascii_alphanumeric()) || c.after().starts_with(|n: char| n.is_ascii_digit()) {
+    if c.before().ends_with(|p: char| p.is_ascii_alphanumeric()) || c.after().starts_with(|n: char| n.is_ascii_digit())
+    {
         return None;
     }
-    let date = NaiveDate::from_ymd_opt(c.get("y")?.parse().ok()?, c.get("m")?.parse().ok()?, c.get("d")?.parse().ok()?)?;
+    let date =
+        NaiveDate::from_ymd_opt(c.get("y")?.parse().ok()?, c.get("m")?.parse().ok()?, c.get("d")?.parse().ok()?)?;
     Some((DateRange::day(date), Tense::Past))
 }
 
@@ -423,7 +484,9 @@ fn short_date(c: &Ctx) -> Option<(DateRange, Tense)> {
 fn looks_forward(text: &str, start: usize, end: usize) -> bool {
     let from = text[..start].rfind(DELIMS).map_or(0, |i| i + text[i..].chars().next().map_or(1, char::len_utf8));
     // The clause's own question mark counts, so the closing delimiter is kept.
-    let to = text[end..].find(DELIMS).map_or(text.len(), |i| end + i + text[end + i..].chars().next().map_or(0, char::len_utf8));
+    let to = text[end..]
+        .find(DELIMS)
+        .map_or(text.len(), |i| end + i + text[end + i..].chars().next().map_or(0, char::len_utf8));
     let clause = text[from..to].to_lowercase();
     let words: Vec<&str> = clause.split(|c: char| !c.is_ascii_alphanumeric() && c != '\'').collect();
     let has_word = |list: &[&str]| words.iter().any(|w| list.contains(w));
@@ -473,7 +536,9 @@ fn year_range(year: i32) -> Option<DateRange> {
 
 fn month_named(name: &str) -> Option<u32> {
     let prefix = name.get(..3)?.to_ascii_lowercase();
-    let index = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"].iter().position(|m| *m == prefix)?;
+    let index = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+        .iter()
+        .position(|m| *m == prefix)?;
     u32::try_from(index + 1).ok()
 }
 
@@ -482,7 +547,8 @@ fn weekday_named(name: &str) -> Option<Weekday> {
 }
 
 fn en_number(word: &str) -> Option<u32> {
-    const WORDS: [&str; 12] = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"];
+    const WORDS: [&str; 12] =
+        ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"];
     WORDS.iter().position(|w| *w == word).and_then(|i| u32::try_from(i + 1).ok())
 }
 
@@ -491,7 +557,9 @@ fn cn_number(s: &str) -> Option<u32> {
     if s.bytes().all(|b| b.is_ascii_digit()) {
         return s.parse().ok();
     }
-    let digit = |c: char| "零一二三四五六七八九".chars().position(|d| d == c).or((c == '〇').then_some(0)).or((c == '两').then_some(2));
+    let digit = |c: char| {
+        "零一二三四五六七八九".chars().position(|d| d == c).or((c == '〇').then_some(0)).or((c == '两').then_some(2))
+    };
     let chars: Vec<char> = s.chars().collect();
     let value = match chars.as_slice() {
         [d] if *d != '十' => digit(*d)?,
@@ -704,7 +772,18 @@ mod tests {
 
     #[test]
     fn extreme_reference_dates_do_not_panic() {
-        let texts = ["这周", "上周末", "这周日", "last week", "this sunday", "last weekend", "上个月", "去年", "3天前", "12月31号"];
+        let texts = [
+            "这周",
+            "上周末",
+            "这周日",
+            "last week",
+            "this sunday",
+            "last weekend",
+            "上个月",
+            "去年",
+            "3天前",
+            "12月31号",
+        ];
         for today in [NaiveDate::MIN, NaiveDate::MAX] {
             for text in texts {
                 let _ = extract(text, today, &[]);
