@@ -621,7 +621,27 @@ pub fn write_csv<W: std::io::Write>(report: &StatsReport, out: W) -> Result<(), 
     let mut w = csv::Writer::from_writer(out);
     w.write_record(CSV_HEADER)?;
     let num = |v: Option<f64>| v.map(|x| format!("{}", (x * 1e6).round() / 1e6)).unwrap_or_default();
-    let mut rows: Vec<CsvRow> = vec![
+    let rows = [totals_rows(report), channel_rows(report), ranking_rows(report)];
+    for r in rows.into_iter().flatten() {
+        w.write_record([
+            r.section,
+            &r.key,
+            r.channel,
+            r.intent,
+            &r.count.map(|c| c.to_string()).unwrap_or_default(),
+            &num(r.rate),
+            &num(r.value),
+            r.text,
+            &r.examples,
+        ])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// The `period` and `totals` sections.
+fn totals_rows(report: &StatsReport) -> Vec<CsvRow<'_>> {
+    vec![
         CsvRow { section: "period", key: "from".into(), text: &report.from, ..Default::default() },
         CsvRow { section: "period", key: "to".into(), text: &report.to, ..Default::default() },
         CsvRow {
@@ -677,7 +697,12 @@ pub fn write_csv<W: std::io::Write>(report: &StatsReport, out: W) -> Result<(), 
             count: Some(report.corrections_total),
             ..Default::default()
         },
-    ];
+    ]
+}
+
+/// The `latency_ms` (overall and per channel) and `channel` sections.
+fn channel_rows(report: &StatsReport) -> Vec<CsvRow<'_>> {
+    let mut rows = Vec::new();
     let l = &report.latency_ms;
     for (key, value) in [("p50", l.p50), ("p90", l.p90), ("p99", l.p99)] {
         rows.push(CsvRow { section: "latency_ms", key: key.into(), value, ..Default::default() });
@@ -714,6 +739,12 @@ pub fn write_csv<W: std::io::Write>(report: &StatsReport, out: W) -> Result<(), 
             });
         }
     }
+    rows
+}
+
+/// The `handoff_reason`, `top_question`, `not_useful` and `corrections` sections.
+fn ranking_rows(report: &StatsReport) -> Vec<CsvRow<'_>> {
+    let mut rows = Vec::new();
     for r in &report.handoff_by_reason {
         rows.push(CsvRow {
             section: "handoff_reason",
@@ -759,21 +790,7 @@ pub fn write_csv<W: std::io::Write>(report: &StatsReport, out: W) -> Result<(), 
             });
         }
     }
-    for r in rows {
-        w.write_record([
-            r.section,
-            &r.key,
-            r.channel,
-            r.intent,
-            &r.count.map(|c| c.to_string()).unwrap_or_default(),
-            &num(r.rate),
-            &num(r.value),
-            r.text,
-            &r.examples,
-        ])?;
-    }
-    w.flush()?;
-    Ok(())
+    rows
 }
 
 /// How a report is written out.

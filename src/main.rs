@@ -193,98 +193,113 @@ fn main() -> Result<()> {
             runtime.block_on(serve(Config { addr: addr.unwrap_or(config.addr), corpus_dir, ..config }))
         }
         Command::Eval(args) => run_eval(&config, args, &runtime),
-        Command::Model { command: ModelCommand::Fetch { name, json } } => {
-            let summary = import::fetch(name.parse()?, &config.models_dir, !json)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&summary)?);
-            } else {
-                let bytes: u64 = summary.files.iter().map(|f| f.bytes).sum();
-                println!(
-                    "installed {} into {} ({} files, {:.0} MB, dim {}) from {} in {:.1}s",
-                    summary.name,
-                    summary.dir.display(),
-                    summary.files.len(),
-                    bytes as f64 / 1e6,
-                    summary.dim,
-                    summary.source,
-                    summary.seconds
-                );
-            }
-            Ok(())
-        }
+        Command::Model { command: ModelCommand::Fetch { name, json } } => run_model_fetch(&config, &name, json),
         Command::Model { command: ModelCommand::Finetune(args) } => run_finetune(&config, args),
-        Command::Model { command: ModelCommand::List } => {
-            let entries = std::fs::read_dir(&config.models_dir)
-                .with_context(|| format!("reading {}", config.models_dir.display()))?;
-            for entry in entries.flatten() {
-                if entry.path().join("config.json").exists() {
-                    println!("{}", entry.file_name().to_string_lossy());
-                }
-            }
-            Ok(())
-        }
-        Command::Index { json } => {
-            let started = Instant::now();
-            let corpus = Corpus::load(&config.corpus_dir)?;
-            let engine = build_engine(&config, corpus, &config.corpus_dir, !json)?;
-            let model = engine.model();
-            let cal = model.calibration();
-            let summary = serde_json::json!({
-                "intents": engine.corpus().intents.len(),
-                "exemplars": model.exemplars(),
-                "cv_in_scope_accuracy": cal.report.in_scope_accuracy,
-                "cv_oos_recall": cal.report.oos_recall,
-                "oos_threshold": cal.oos_threshold,
-                "knn_weight": cal.knn_weight,
-                "seconds": started.elapsed().as_secs_f32(),
-            });
-            if json {
-                println!("{}", serde_json::to_string_pretty(&summary)?);
-            } else {
-                println!(
-                    "intent model: {} intents, {} exemplars; cross-validated in-scope accuracy {:.3}, oos recall {}; ready in {:.1}s",
-                    summary["intents"],
-                    summary["exemplars"],
-                    cal.report.in_scope_accuracy,
-                    cal.report.oos_recall.map_or("n/a".into(), |r| format!("{r:.3}")),
-                    started.elapsed().as_secs_f32()
-                );
-            }
-            Ok(())
-        }
+        Command::Model { command: ModelCommand::List } => run_model_list(&config),
+        Command::Index { json } => run_index(&config, json),
         Command::Load(args) => runtime.block_on(loadtest::run(args)),
         Command::Retrain { json, tolerance } => runtime.block_on(retrain(config, json, tolerance)),
         Command::Stats(args) => run_stats(&config, args, &runtime),
-        Command::Versions { json } => {
-            let store = VersionStore::new(&config.versions_dir);
-            let (reports, current) = (store.list()?, store.current()?);
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({"current": current, "versions": reports.iter().rev().collect::<Vec<_>>()})
-                    )?
-                );
-            } else {
-                print!("{}", versions::table(&reports, current.as_deref()));
-            }
-            Ok(())
-        }
-        Command::Rollback { json } => {
-            let outcome = VersionStore::new(&config.versions_dir).rollback(Utc::now())?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&outcome)?);
-            } else {
-                println!(
-                    "rolled back {} -> {}; a running server switches within {}s (or POST /v1/admin/reload)",
-                    outcome.from,
-                    kefu::learning::describe(&outcome.to),
-                    config.versions_poll_secs
-                );
-            }
-            Ok(())
+        Command::Versions { json } => run_versions(&config, json),
+        Command::Rollback { json } => run_rollback(&config, json),
+    }
+}
+
+/// `kefu model fetch NAME`: downloads and imports a known model.
+fn run_model_fetch(config: &Config, name: &str, json: bool) -> Result<()> {
+    let summary = import::fetch(name.parse()?, &config.models_dir, !json)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        let bytes: u64 = summary.files.iter().map(|f| f.bytes).sum();
+        println!(
+            "installed {} into {} ({} files, {:.0} MB, dim {}) from {} in {:.1}s",
+            summary.name,
+            summary.dir.display(),
+            summary.files.len(),
+            bytes as f64 / 1e6,
+            summary.dim,
+            summary.source,
+            summary.seconds
+        );
+    }
+    Ok(())
+}
+
+/// `kefu model list`: the model directories installed.
+fn run_model_list(config: &Config) -> Result<()> {
+    let entries =
+        std::fs::read_dir(&config.models_dir).with_context(|| format!("reading {}", config.models_dir.display()))?;
+    for entry in entries.flatten() {
+        if entry.path().join("config.json").exists() {
+            println!("{}", entry.file_name().to_string_lossy());
         }
     }
+    Ok(())
+}
+
+/// `kefu index`: fits (or loads) the corpus's intent model and reports its cross-validated figures.
+fn run_index(config: &Config, json: bool) -> Result<()> {
+    let started = Instant::now();
+    let corpus = Corpus::load(&config.corpus_dir)?;
+    let engine = build_engine(config, corpus, &config.corpus_dir, !json)?;
+    let model = engine.model();
+    let cal = model.calibration();
+    let summary = serde_json::json!({
+        "intents": engine.corpus().intents.len(),
+        "exemplars": model.exemplars(),
+        "cv_in_scope_accuracy": cal.report.in_scope_accuracy,
+        "cv_oos_recall": cal.report.oos_recall,
+        "oos_threshold": cal.oos_threshold,
+        "knn_weight": cal.knn_weight,
+        "seconds": started.elapsed().as_secs_f32(),
+    });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!(
+            "intent model: {} intents, {} exemplars; cross-validated in-scope accuracy {:.3}, oos recall {}; ready in {:.1}s",
+            summary["intents"],
+            summary["exemplars"],
+            cal.report.in_scope_accuracy,
+            cal.report.oos_recall.map_or("n/a".into(), |r| format!("{r:.3}")),
+            started.elapsed().as_secs_f32()
+        );
+    }
+    Ok(())
+}
+
+/// `kefu versions`: every model version, newest first.
+fn run_versions(config: &Config, json: bool) -> Result<()> {
+    let store = VersionStore::new(&config.versions_dir);
+    let (reports, current) = (store.list()?, store.current()?);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"current": current, "versions": reports.iter().rev().collect::<Vec<_>>()})
+            )?
+        );
+    } else {
+        print!("{}", versions::table(&reports, current.as_deref()));
+    }
+    Ok(())
+}
+
+/// `kefu rollback`: the previous promoted version becomes current.
+fn run_rollback(config: &Config, json: bool) -> Result<()> {
+    let outcome = VersionStore::new(&config.versions_dir).rollback(Utc::now())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+    } else {
+        println!(
+            "rolled back {} -> {}; a running server switches within {}s (or POST /v1/admin/reload)",
+            outcome.from,
+            kefu::learning::describe(&outcome.to),
+            config.versions_poll_secs
+        );
+    }
+    Ok(())
 }
 
 fn init_tracing(format: LogFormat) {

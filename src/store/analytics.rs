@@ -21,16 +21,20 @@ fn count(row: &AnyRow, col: &str) -> Result<u64, sqlx::Error> {
     Ok(row.try_get::<i64, _>(col)?.max(0) as u64)
 }
 
+/// The period (as stored timestamps) and channel a report counts turns in.
+struct Scope<'a> {
+    from: String,
+    to: String,
+    channel: Option<&'a str>,
+}
+
+/// How every report query filters turns: $1 <= created_at < $2, channel = $3 when given.
+const TURNS_IN: &str = "t.created_at >= $1 AND t.created_at < $2 AND (CAST($3 AS TEXT) IS NULL OR t.channel = $3)";
+
 impl Store {
     /// The rows of `sql`, whose $1 and $2 bound the period and $3 is the channel (or NULL).
-    async fn period_rows(
-        &self,
-        sql: &str,
-        from: &str,
-        to: &str,
-        channel: Option<&str>,
-    ) -> Result<Vec<AnyRow>, StoreError> {
-        Ok(sqlx::query(sql).bind(from).bind(to).bind(channel).fetch_all(&self.pool).await?)
+    async fn period_rows(&self, sql: &str, scope: &Scope<'_>) -> Result<Vec<AnyRow>, StoreError> {
+        Ok(sqlx::query(sql).bind(&scope.from).bind(&scope.to).bind(scope.channel).fetch_all(&self.pool).await?)
     }
 
     /// The figures of the turns asked in `period` (in `channel` when given),
@@ -41,62 +45,63 @@ impl Store {
         channel: Option<&str>,
         max_questions: usize,
     ) -> Result<StatsData, StoreError> {
-        let (from, to) = (stamp(period.from), stamp(period.to));
-        // Every query below filters turns the same way: $1 <= created_at < $2, channel = $3 when given.
-        const TURNS_IN: &str =
-            "t.created_at >= $1 AND t.created_at < $2 AND (CAST($3 AS TEXT) IS NULL OR t.channel = $3)";
-        let mut data = StatsData::default();
+        let scope = Scope { from: stamp(period.from), to: stamp(period.to), channel };
+        let (decisions, latencies, handoff_reasons) =
+            (self.decisions(&scope).await?, self.latencies(&scope).await?, self.handoff_reasons(&scope).await?);
+        let (corrected_to, corrected_from) = self.corrections(&scope).await?;
+        Ok(StatsData {
+            decisions,
+            latencies,
+            handoff_reasons,
+            questions_distinct: self.questions_distinct(&scope).await?,
+            questions: self.recent_questions(&scope, max_questions).await?,
+            feedback: self.feedback(&scope).await?,
+            corrected_to,
+            corrected_from,
+        })
+    }
 
-        let rows = self
-            .period_rows(
-                &format!(
-                    "SELECT t.channel, t.decision, COUNT(*) AS n, COUNT(CASE WHEN t.lead <> 0 THEN 1 END) AS leads
+    async fn decisions(&self, scope: &Scope<'_>) -> Result<Vec<DecisionCount>, StoreError> {
+        let sql = format!(
+            "SELECT t.channel, t.decision, COUNT(*) AS n, COUNT(CASE WHEN t.lead <> 0 THEN 1 END) AS leads
              FROM turns t WHERE {TURNS_IN} GROUP BY t.channel, t.decision"
-                ),
-                &from,
-                &to,
-                channel,
-            )
-            .await?;
-        for row in &rows {
-            data.decisions.push(DecisionCount {
-                channel: row.try_get("channel")?,
-                decision: row.try_get("decision")?,
-                count: count(row, "n")?,
-                leads: count(row, "leads")?,
-            });
-        }
+        );
+        let rows = self.period_rows(&sql, scope).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(DecisionCount {
+                    channel: row.try_get("channel")?,
+                    decision: row.try_get("decision")?,
+                    count: count(row, "n")?,
+                    leads: count(row, "leads")?,
+                })
+            })
+            .collect()
+    }
 
+    async fn latencies(&self, scope: &Scope<'_>) -> Result<Vec<(String, f64)>, StoreError> {
+        let rows =
+            self.period_rows(&format!("SELECT t.channel, t.latency_ms FROM turns t WHERE {TURNS_IN}"), scope).await?;
+        rows.iter().map(|row| Ok((row.try_get("channel")?, row.try_get::<f64, _>("latency_ms")?))).collect()
+    }
+
+    async fn handoff_reasons(&self, scope: &Scope<'_>) -> Result<Vec<(String, u64)>, StoreError> {
+        let sql = format!(
+            "SELECT k.reason, COUNT(*) AS n FROM turns t JOIN tickets k ON k.id = t.ticket_id WHERE {TURNS_IN} GROUP BY k.reason"
+        );
+        let rows = self.period_rows(&sql, scope).await?;
+        rows.iter().map(|row| Ok((row.try_get("reason")?, count(row, "n")?))).collect()
+    }
+
+    async fn questions_distinct(&self, scope: &Scope<'_>) -> Result<u64, StoreError> {
         let rows = self
-            .period_rows(&format!("SELECT t.channel, t.latency_ms FROM turns t WHERE {TURNS_IN}"), &from, &to, channel)
+            .period_rows(&format!("SELECT COUNT(DISTINCT t.text) AS n FROM turns t WHERE {TURNS_IN}"), scope)
             .await?;
-        for row in &rows {
-            data.latencies.push((row.try_get("channel")?, row.try_get::<f64, _>("latency_ms")?));
-        }
+        Ok(rows.first().map(|row| count(row, "n")).transpose()?.unwrap_or(0))
+    }
 
-        let rows = self
-            .period_rows(
-                &format!("SELECT k.reason, COUNT(*) AS n FROM turns t JOIN tickets k ON k.id = t.ticket_id WHERE {TURNS_IN} GROUP BY k.reason"),
-                &from,
-                &to,
-                channel,
-            )
-            .await?;
-        for row in &rows {
-            data.handoff_reasons.push((row.try_get("reason")?, count(row, "n")?));
-        }
-
-        data.questions_distinct = {
-            let rows = self
-                .period_rows(
-                    &format!("SELECT COUNT(DISTINCT t.text) AS n FROM turns t WHERE {TURNS_IN}"),
-                    &from,
-                    &to,
-                    channel,
-                )
-                .await?;
-            rows.first().map(|row| count(row, "n")).transpose()?.unwrap_or(0)
-        };
+    /// The `max_questions` most recently asked distinct texts, with their counts per intent, newest first.
+    async fn recent_questions(&self, scope: &Scope<'_>, max_questions: usize) -> Result<Vec<QuestionText>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT t.text, t.intent, COUNT(*) AS n, MAX(t.created_at) AS last_at
              FROM turns t
@@ -105,9 +110,9 @@ impl Store {
              WHERE {TURNS_IN}
              GROUP BY t.text, t.intent"
         ))
-        .bind(&from)
-        .bind(&to)
-        .bind(channel)
+        .bind(&scope.from)
+        .bind(&scope.to)
+        .bind(scope.channel)
         .bind(i64::try_from(max_questions).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
@@ -125,46 +130,54 @@ impl Store {
         }
         let mut questions: Vec<(QuestionText, String)> = questions.into_values().collect();
         questions.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.text.cmp(&b.0.text)));
-        data.questions = questions.into_iter().map(|(q, _)| q).collect();
+        Ok(questions.into_iter().map(|(q, _)| q).collect())
+    }
 
-        let rows = self
-            .period_rows(
-                &format!(
-                    "SELECT t.intent, COUNT(*) AS rated, COUNT(CASE WHEN f.useful = 0 THEN 1 END) AS not_useful
+    /// Per intent: ratings, not-useful verdicts, the answer most reported and the latest comments.
+    async fn feedback(&self, scope: &Scope<'_>) -> Result<Vec<IntentFeedback>, StoreError> {
+        let sql = format!(
+            "SELECT t.intent, COUNT(*) AS rated, COUNT(CASE WHEN f.useful = 0 THEN 1 END) AS not_useful
              FROM feedback f JOIN turns t ON t.trace_id = f.trace_id WHERE {TURNS_IN} GROUP BY t.intent"
-                ),
-                &from,
-                &to,
-                channel,
-            )
-            .await?;
+        );
         let mut feedback: BTreeMap<String, IntentFeedback> = BTreeMap::new();
-        for row in &rows {
+        for row in &self.period_rows(&sql, scope).await? {
             let intent: String = row.try_get("intent")?;
-            feedback.insert(
-                intent.clone(),
-                IntentFeedback {
-                    intent,
-                    not_useful: count(row, "not_useful")?,
-                    rated: count(row, "rated")?,
-                    answer: None,
-                    comments: Vec::new(),
-                },
-            );
+            let rated = IntentFeedback {
+                intent: intent.clone(),
+                not_useful: count(row, "not_useful")?,
+                rated: count(row, "rated")?,
+                answer: None,
+                comments: Vec::new(),
+            };
+            feedback.insert(intent, rated);
         }
-        let rows = self
-            .period_rows(
-                &format!(
-                    "SELECT t.intent, t.answer, COUNT(*) AS n FROM feedback f JOIN turns t ON t.trace_id = f.trace_id
+        let sql = format!(
+            "SELECT t.intent, f.comment FROM feedback f JOIN turns t ON t.trace_id = f.trace_id
+             WHERE f.useful = 0 AND f.comment IS NOT NULL AND f.comment <> '' AND {TURNS_IN}
+             ORDER BY f.created_at DESC, f.id"
+        );
+        for row in &self.period_rows(&sql, scope).await? {
+            let intent: String = row.try_get("intent")?;
+            if let Some(f) = feedback.get_mut(&intent).filter(|f| f.comments.len() < COMMENTS_PER_INTENT) {
+                f.comments.push(row.try_get("comment")?);
+            }
+        }
+        for (intent, answer) in self.most_reported_answers(scope).await? {
+            if let Some(f) = feedback.get_mut(&intent) {
+                f.answer = Some(answer);
+            }
+        }
+        Ok(feedback.into_values().collect())
+    }
+
+    /// Per intent, the answer most often marked not useful.
+    async fn most_reported_answers(&self, scope: &Scope<'_>) -> Result<BTreeMap<String, String>, StoreError> {
+        let sql = format!(
+            "SELECT t.intent, t.answer, COUNT(*) AS n FROM feedback f JOIN turns t ON t.trace_id = f.trace_id
              WHERE f.useful = 0 AND t.answer IS NOT NULL AND {TURNS_IN} GROUP BY t.intent, t.answer"
-                ),
-                &from,
-                &to,
-                channel,
-            )
-            .await?;
+        );
         let mut most_reported: BTreeMap<String, (u64, String)> = BTreeMap::new();
-        for row in &rows {
+        for row in &self.period_rows(&sql, scope).await? {
             let (intent, answer, n): (String, String, u64) =
                 (row.try_get("intent")?, row.try_get("answer")?, count(row, "n")?);
             let best = most_reported.entry(intent).or_insert((0, String::new()));
@@ -173,50 +186,26 @@ impl Store {
                 *best = (n, answer);
             }
         }
-        let rows = self
-            .period_rows(
-                &format!(
-                    "SELECT t.intent, f.comment FROM feedback f JOIN turns t ON t.trace_id = f.trace_id
-             WHERE f.useful = 0 AND f.comment IS NOT NULL AND f.comment <> '' AND {TURNS_IN}
-             ORDER BY f.created_at DESC, f.id"
-                ),
-                &from,
-                &to,
-                channel,
-            )
-            .await?;
-        for row in &rows {
-            let intent: String = row.try_get("intent")?;
-            if let Some(f) = feedback.get_mut(&intent) {
-                if f.comments.len() < COMMENTS_PER_INTENT {
-                    f.comments.push(row.try_get("comment")?);
-                }
-            }
-        }
-        for (intent, (_, answer)) in most_reported {
-            if let Some(f) = feedback.get_mut(&intent) {
-                f.answer = Some(answer);
-            }
-        }
-        data.feedback = feedback.into_values().collect();
+        Ok(most_reported.into_iter().map(|(intent, (_, answer))| (intent, answer)).collect())
+    }
 
-        // Corrections count by when the agent made them; a channel filter keeps
-        // only corrections of turns (free-text corrections have no channel).
+    /// Corrections per intent they name, and per intent the engine had given the corrected turn.
+    ///
+    /// NOTE: corrections count by when the agent made them; a channel filter
+    /// keeps only corrections of turns (free-text corrections have no channel).
+    async fn corrections(&self, scope: &Scope<'_>) -> Result<(Vec<(String, u64)>, Vec<(String, u64)>), StoreError> {
         let sql = "SELECT c.intent, COUNT(*) AS n FROM corrections c LEFT JOIN turns t ON t.trace_id = c.trace_id
                    WHERE c.created_at >= $1 AND c.created_at < $2 AND (CAST($3 AS TEXT) IS NULL OR t.channel = $3)
                    GROUP BY c.intent";
-        let rows = self.period_rows(sql, &from, &to, channel).await?;
-        for row in &rows {
-            data.corrected_to.push((row.try_get("intent")?, count(row, "n")?));
-        }
+        let to = self.period_rows(sql, scope).await?;
         let sql = "SELECT t.intent, COUNT(*) AS n FROM corrections c JOIN turns t ON t.trace_id = c.trace_id
                    WHERE c.intent <> t.intent AND c.created_at >= $1 AND c.created_at < $2 AND (CAST($3 AS TEXT) IS NULL OR t.channel = $3)
                    GROUP BY t.intent";
-        let rows = self.period_rows(sql, &from, &to, channel).await?;
-        for row in &rows {
-            data.corrected_from.push((row.try_get("intent")?, count(row, "n")?));
-        }
-        Ok(data)
+        let from = self.period_rows(sql, scope).await?;
+        let counted = |rows: Vec<AnyRow>| -> Result<Vec<(String, u64)>, StoreError> {
+            rows.iter().map(|row| Ok((row.try_get("intent")?, count(row, "n")?))).collect()
+        };
+        Ok((counted(to)?, counted(from)?))
     }
 
     /// Not-useful verdicts on turns no agent has corrected yet (one row per
