@@ -527,26 +527,9 @@ impl Engine {
             verdict = policy::escalate_unresolved(verdict, taxonomy);
             answer = self.render(&verdict, lang);
         }
-        let profile = records.as_ref().map(|r| self.profile_of(r, ctx.now));
-        let hints = match &profile {
-            Some(p) => p.hints(&self.settings.profile, lang, ctx.now, &|id, lang| self.product_name(id, lang)),
-            None => Vec::new(),
-        };
-        if let (Some((reason, _)), Some(p), Some(r)) = (verdict.handoff, &profile, &records) {
-            let factors =
-                p.priority_factors(r.repairs.as_deref().unwrap_or_default(), slots.product.as_deref(), ctx.now);
-            verdict.handoff =
-                Some((reason, policy::handoff_priority(reason, taxonomy.role(&verdict.intent), &factors)));
-        }
-        let asks_ticket_status = taxonomy.role(&verdict.intent) == Some(Role::TicketStatus);
-        if let (Some(history), Action::Answer, true) = (&self.history, verdict.action, asks_ticket_status) {
-            let title_of = |id: &str| self.corpus.intent(id).map(|i| answer::short_title(i.title(lang)).to_string());
-            let wording = answer::TicketWording { replies: &self.corpus.replies, lang, tz, title_of: &title_of };
-            if let Some(reply) =
-                answer::ticket_status(history.as_ref(), text, query.customer_id, &wording, &answer, &ctx).await
-            {
-                answer = reply;
-            }
+        let (profile, hints) = self.personalise(records.as_ref(), &mut verdict, &slots, lang, ctx.now);
+        if let Some(reply) = self.ticket_status_answer(&verdict, text, query.customer_id, lang, &answer, &ctx).await {
+            answer = reply;
         }
         let context = match (verdict.action, &records) {
             (Action::Handoff, Some(r)) => {
@@ -576,6 +559,51 @@ impl Engine {
             profile,
             hints,
         })
+    }
+
+    /// The customer's profile and the agent hints its tags give; a hand-off's
+    /// priority rises with the profile (VIP, repeat fault).
+    fn personalise(
+        &self,
+        records: Option<&answer::CustomerRecords>,
+        verdict: &mut Verdict,
+        slots: &Slots,
+        lang: Lang,
+        now: DateTime<Utc>,
+    ) -> (Option<Profile>, Vec<String>) {
+        let Some(records) = records else { return (None, Vec::new()) };
+        let profile = self.profile_of(records, now);
+        let hints = profile.hints(&self.settings.profile, lang, now, &|id, lang| self.product_name(id, lang));
+        if let Some((reason, _)) = verdict.handoff {
+            let repairs = records.repairs.as_deref().unwrap_or_default();
+            let factors = profile.priority_factors(repairs, slots.product.as_deref(), now);
+            let role = self.corpus.taxonomy.role(&verdict.intent);
+            verdict.handoff = Some((reason, policy::handoff_priority(reason, role, &factors)));
+        }
+        (Some(profile), hints)
+    }
+
+    /// For an answered question with the ticket-status role: the answer from
+    /// the customer's tickets, worded around `general` (the intent's own answer).
+    async fn ticket_status_answer(
+        &self,
+        verdict: &Verdict,
+        text: &str,
+        customer_id: Option<&str>,
+        lang: Lang,
+        general: &str,
+        ctx: &Ctx<'_>,
+    ) -> Option<String> {
+        let asks_ticket_status = self.corpus.taxonomy.role(&verdict.intent) == Some(Role::TicketStatus);
+        let history = self.history.as_ref().filter(|_| verdict.action == Action::Answer && asks_ticket_status)?;
+        let title_of = |id: &str| self.corpus.intent(id).map(|i| answer::short_title(i.title(lang)).to_string());
+        let wording = answer::TicketWording {
+            replies: &self.corpus.replies,
+            lang,
+            tz: self.settings.timezone,
+            title_of: &title_of,
+        };
+        answer::ticket_status(history.as_ref(), text, customer_id, &wording, general, ctx).await
     }
 
     /// Carries a conversation on from `previous`: a reply that picks a

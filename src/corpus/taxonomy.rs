@@ -99,6 +99,27 @@ pub struct Taxonomy {
     pub intents: Vec<IntentDef>,
 }
 
+/// The scenarios of `[scenarios]`: a name each, or a table.
+fn scenarios_of(table: toml::map::Map<String, toml::Value>, problems: &mut Vec<Problem>) -> Vec<Scenario> {
+    let mut scenarios = Vec::new();
+    for (id, value) in table {
+        match value.try_into::<ScenarioEntry>() {
+            Ok(ScenarioEntry::Name(name)) => scenarios.push(Scenario { id, name, queue: None, after_sales: false }),
+            Ok(ScenarioEntry::Table(t)) => {
+                scenarios.push(Scenario { id, name: t.name, queue: t.queue, after_sales: t.after_sales })
+            }
+            Err(_) => problems.push(Problem {
+                file: PathBuf::new(),
+                line: None,
+                entry: Some(format!("scenario {id:?}")),
+                field: Some("scenarios".into()),
+                message: "a scenario is a name, or a table with `name`, optional `queue` and `after_sales`".into(),
+            }),
+        }
+    }
+    scenarios
+}
+
 /// The queue of a deployment that names none.
 const DEFAULT_QUEUE: &str = "general";
 
@@ -132,21 +153,7 @@ impl Taxonomy {
         let file: TaxonomyFile = toml::from_str(text)
             .map_err(|e| vec![problem(e.span().map(|s| lines.line(s.start)), None, "", e.message().to_string())])?;
         let mut problems = Vec::new();
-        let mut scenarios = Vec::new();
-        for (id, value) in file.scenarios {
-            match value.try_into::<ScenarioEntry>() {
-                Ok(ScenarioEntry::Name(name)) => scenarios.push(Scenario { id, name, queue: None, after_sales: false }),
-                Ok(ScenarioEntry::Table(t)) => {
-                    scenarios.push(Scenario { id, name: t.name, queue: t.queue, after_sales: t.after_sales })
-                }
-                Err(_) => problems.push(problem(
-                    None,
-                    Some(format!("scenario {id:?}")),
-                    "scenarios",
-                    "a scenario is a name, or a table with `name`, optional `queue` and `after_sales`".into(),
-                )),
-            }
-        }
+        let scenarios = scenarios_of(file.scenarios, &mut problems);
         let mut queues: Vec<(String, String)> =
             file.queues.into_iter().map(|(id, name)| (id, name.as_str().unwrap_or_default().to_string())).collect();
         if !queues.iter().any(|(id, _)| *id == file.default_queue) {

@@ -238,12 +238,7 @@ impl Trainer {
             return Err(TrainError::NoEvalSet);
         }
         // Read the eval sets first: a missing file should fail before minutes of fitting.
-        let mut eval_sets = Vec::new();
-        for path in &self.settings.eval_sets {
-            let name =
-                path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned());
-            eval_sets.push((name, eval::load_labelled(path, SetRole::Test)?));
-        }
+        let eval_sets = self.eval_sets()?;
         let stored = store.latest_corrections().await?;
 
         let this = self.clone();
@@ -270,37 +265,10 @@ impl Trainer {
                 now: None,
             })
             .collect();
-        let total: usize = eval_sets.iter().map(|(_, lines)| lines.len()).sum::<usize>() + held_out.len();
-        let bar = progress::bar(2 * total as u64, show_progress, "evaluating");
-        let (mut baseline_metrics, mut candidate_metrics, mut measured) =
-            (BTreeMap::new(), BTreeMap::new(), Vec::new());
-        for (name, lines) in eval_sets.iter().chain(std::iter::once(&(HELD_OUT_SET.to_string(), held_out))) {
-            if lines.is_empty() {
-                measured.push(Measured { metric: format!("{name}/accuracy"), baseline: None, candidate: None });
-                continue;
-            }
-            let lines = Arc::new(lines.clone());
-            let b = evaluate(&baseline, &lines, &bar).await?;
-            let c = evaluate(&candidate, &lines, &bar).await?;
-            if name == HELD_OUT_SET {
-                measured.push(Measured {
-                    metric: format!("{name}/accuracy"),
-                    baseline: b.accuracy,
-                    candidate: c.accuracy,
-                });
-            } else {
-                for (metric, bv, cv) in [
-                    ("intent_accuracy", b.intent_accuracy, c.intent_accuracy),
-                    ("decision_accuracy", b.decision_accuracy, c.decision_accuracy),
-                    ("oos_recall", b.oos_recall, c.oos_recall),
-                ] {
-                    measured.push(Measured { metric: format!("{name}/{metric}"), baseline: bv, candidate: cv });
-                }
-            }
-            baseline_metrics.insert(name.clone(), b);
-            candidate_metrics.insert(name.clone(), c);
-        }
-        bar.finish_and_clear();
+        let mut sets = eval_sets;
+        sets.push((HELD_OUT_SET.to_string(), held_out));
+        let (baseline_metrics, candidate_metrics, measured) =
+            compare(&baseline, &candidate, &sets, show_progress).await?;
         let decision: GateDecision = gate::decide(&measured, tolerance);
 
         let id = new_version_id(created_at);
@@ -322,17 +290,7 @@ impl Trainer {
             seconds: started.elapsed().as_secs_f64(),
         };
         drop(baseline);
-        let (this, saved, to_save) = (self.clone(), report.clone(), candidate.clone());
-        tokio::task::spawn_blocking(move || -> Result<(), TrainError> {
-            let promote = saved.status == VersionStatus::Promoted;
-            let write_model = |dir: &std::path::Path| to_save.model().save(dir);
-            this.versions.create(&saved, &corrections, promote.then_some(&write_model as versions::ModelWriter))?;
-            if promote {
-                this.versions.set_current(Some(&saved.version))?;
-            }
-            Ok(())
-        })
-        .await??;
+        self.save_version(&report, corrections, &candidate).await?;
         tracing::info!(version = %id, status = report.status.as_str(), reason = %report.gate.reason, seconds = report.seconds, "retrained");
         let engine = match report.status {
             VersionStatus::Promoted => {
@@ -343,6 +301,39 @@ impl Trainer {
             _ => None,
         };
         Ok(Retrained { report, engine })
+    }
+
+    /// The gate's eval sets, named by their file stems.
+    fn eval_sets(&self) -> Result<Vec<(String, Vec<LabelledLine>)>, TrainError> {
+        let mut sets = Vec::new();
+        for path in &self.settings.eval_sets {
+            let name =
+                path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned());
+            sets.push((name, eval::load_labelled(path, SetRole::Test)?));
+        }
+        Ok(sets)
+    }
+
+    /// Keeps the version's report and corrections (and its model when
+    /// promoted, since a rejected model is never served), and points `current`
+    /// at a promoted one.
+    async fn save_version(
+        self: &Arc<Self>,
+        report: &VersionReport,
+        corrections: Vec<VersionCorrection>,
+        candidate: &Arc<Engine>,
+    ) -> Result<(), TrainError> {
+        let (this, saved, to_save) = (self.clone(), report.clone(), candidate.clone());
+        tokio::task::spawn_blocking(move || -> Result<(), TrainError> {
+            let promote = saved.status == VersionStatus::Promoted;
+            let write_model = |dir: &std::path::Path| to_save.model().save(dir);
+            this.versions.create(&saved, &corrections, promote.then_some(&write_model as versions::ModelWriter))?;
+            if promote {
+                this.versions.set_current(Some(&saved.version))?;
+            }
+            Ok(())
+        })
+        .await?
     }
 
     /// Embeds and fits: corpus (embeddings from the cache) plus the accepted corrections. Blocking.
@@ -417,6 +408,43 @@ impl Trainer {
 }
 
 /// Runs every line through `engine` (a few at a time, so the encoder batches
+/// Runs the baseline and the candidate over each named set (the last being the
+/// held-out corrections, scored by accuracy only) and lists what the gate compares.
+async fn compare(
+    baseline: &Arc<Engine>,
+    candidate: &Arc<Engine>,
+    sets: &[(String, Vec<LabelledLine>)],
+    show_progress: bool,
+) -> Result<(BTreeMap<String, SetMetrics>, BTreeMap<String, SetMetrics>, Vec<Measured>), TrainError> {
+    let total: usize = sets.iter().map(|(_, lines)| lines.len()).sum();
+    let bar = progress::bar(2 * total as u64, show_progress, "evaluating");
+    let (mut baseline_metrics, mut candidate_metrics, mut measured) = (BTreeMap::new(), BTreeMap::new(), Vec::new());
+    for (name, lines) in sets {
+        if lines.is_empty() {
+            measured.push(Measured { metric: format!("{name}/accuracy"), baseline: None, candidate: None });
+            continue;
+        }
+        let lines = Arc::new(lines.clone());
+        let b = evaluate(baseline, &lines, &bar).await?;
+        let c = evaluate(candidate, &lines, &bar).await?;
+        if name == HELD_OUT_SET {
+            measured.push(Measured { metric: format!("{name}/accuracy"), baseline: b.accuracy, candidate: c.accuracy });
+        } else {
+            for (metric, bv, cv) in [
+                ("intent_accuracy", b.intent_accuracy, c.intent_accuracy),
+                ("decision_accuracy", b.decision_accuracy, c.decision_accuracy),
+                ("oos_recall", b.oos_recall, c.oos_recall),
+            ] {
+                measured.push(Measured { metric: format!("{name}/{metric}"), baseline: bv, candidate: cv });
+            }
+        }
+        baseline_metrics.insert(name.clone(), b);
+        candidate_metrics.insert(name.clone(), c);
+    }
+    bar.finish_and_clear();
+    Ok((baseline_metrics, candidate_metrics, measured))
+}
+
 /// them) and scores the predictions with the `kefu eval` rules.
 async fn evaluate(
     engine: &Arc<Engine>,
