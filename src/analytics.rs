@@ -376,8 +376,47 @@ pub fn build_report(
     settings: &StatsSettings,
     top: usize,
 ) -> StatsReport {
+    let (channels, totals) = channel_stats(data);
+    let turns = totals.turns;
+    let (corrections, corrections_total) = corrections_per_intent(data);
+    StatsReport {
+        from: stamp(period.from),
+        to: stamp(period.to),
+        channel: channel.map(str::to_string),
+        turns,
+        answered: totals.answered,
+        clarified: totals.clarified,
+        handed_off: totals.handed_off,
+        leads: totals.leads,
+        auto_answer_rate: rate(totals.answered, turns),
+        clarify_rate: rate(totals.clarified, turns),
+        handoff_rate: rate(totals.handed_off, turns),
+        handoff_by_reason: handoff_reasons(data, turns),
+        latency_ms: percentiles(data.latencies.iter().map(|(_, ms)| *ms)),
+        channels,
+        questions_distinct: data.questions_distinct,
+        questions_grouped: vectors.len().min(data.questions.len()) as u64,
+        top_questions: group_questions(data, vectors, settings.cluster_threshold, top),
+        not_useful: not_useful_answers(data),
+        corrections_total,
+        corrections,
+    }
+}
+
+/// Turns by decision over all channels.
+#[derive(Default)]
+struct DecisionTotals {
+    turns: u64,
+    answered: u64,
+    clarified: u64,
+    handed_off: u64,
+    leads: u64,
+}
+
+/// Per channel (busiest first) and in all: turns by decision, rates and the channel's median latency.
+fn channel_stats(data: &StatsData) -> (Vec<ChannelStats>, DecisionTotals) {
     let mut channels: BTreeMap<&str, ChannelStats> = BTreeMap::new();
-    let (mut answered, mut clarified, mut handed_off, mut leads) = (0, 0, 0, 0);
+    let mut totals = DecisionTotals::default();
     for row in &data.decisions {
         let c = channels.entry(row.channel.as_str()).or_insert_with(|| ChannelStats {
             channel: row.channel.clone(),
@@ -391,17 +430,17 @@ pub fn build_report(
             latency_ms_p50: None,
         });
         c.turns += row.count;
-        leads += row.leads;
+        totals.turns += row.count;
+        totals.leads += row.leads;
         let (total, per_channel) = match row.decision.as_str() {
-            "answer" => (&mut answered, &mut c.answered),
-            "clarify" => (&mut clarified, &mut c.clarified),
-            "handoff" => (&mut handed_off, &mut c.handed_off),
+            "answer" => (&mut totals.answered, &mut c.answered),
+            "clarify" => (&mut totals.clarified, &mut c.clarified),
+            "handoff" => (&mut totals.handed_off, &mut c.handed_off),
             _ => continue,
         };
         *total += row.count;
         *per_channel += row.count;
     }
-    let turns: u64 = channels.values().map(|c| c.turns).sum();
     let mut latencies: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for (channel, ms) in &data.latencies {
         latencies.entry(channel.as_str()).or_default().push(*ms);
@@ -417,14 +456,22 @@ pub fn build_report(
         })
         .collect();
     channels.sort_by(|a, b| b.turns.cmp(&a.turns).then_with(|| a.channel.cmp(&b.channel)));
+    (channels, totals)
+}
 
-    let mut handoff_by_reason: Vec<ReasonCount> = data
+/// Hand-offs by reason, most frequent first, with their share of all turns.
+fn handoff_reasons(data: &StatsData, turns: u64) -> Vec<ReasonCount> {
+    let mut reasons: Vec<ReasonCount> = data
         .handoff_reasons
         .iter()
         .map(|(reason, count)| ReasonCount { reason: reason.clone(), count: *count, rate: rate(*count, turns) })
         .collect();
-    handoff_by_reason.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
+    reasons.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
+    reasons
+}
 
+/// Intents whose answers were marked not useful, most reported first.
+fn not_useful_answers(data: &StatsData) -> Vec<NotUsefulAnswers> {
     let mut not_useful: Vec<NotUsefulAnswers> = data
         .feedback
         .iter()
@@ -439,7 +486,11 @@ pub fn build_report(
         })
         .collect();
     not_useful.sort_by(|a, b| b.not_useful.cmp(&a.not_useful).then_with(|| a.intent.cmp(&b.intent)));
+    not_useful
+}
 
+/// Corrections per intent (most corrected first), and how many corrections were made in all.
+fn corrections_per_intent(data: &StatsData) -> (Vec<IntentCorrections>, u64) {
     let mut corrections: BTreeMap<&str, IntentCorrections> = BTreeMap::new();
     let blank = |intent: &str| IntentCorrections { intent: intent.to_string(), corrected_to: 0, corrected_from: 0 };
     for (intent, n) in &data.corrected_to {
@@ -448,37 +499,14 @@ pub fn build_report(
     for (intent, n) in &data.corrected_from {
         corrections.entry(intent.as_str()).or_insert_with(|| blank(intent)).corrected_from += n;
     }
-    let corrections_total = data.corrected_to.iter().map(|(_, n)| n).sum();
+    let total = data.corrected_to.iter().map(|(_, n)| n).sum();
     let mut corrections: Vec<IntentCorrections> = corrections.into_values().collect();
     corrections.sort_by(|a, b| {
         (b.corrected_to + b.corrected_from)
             .cmp(&(a.corrected_to + a.corrected_from))
             .then_with(|| a.intent.cmp(&b.intent))
     });
-
-    let top_questions = group_questions(data, vectors, settings.cluster_threshold, top);
-    StatsReport {
-        from: stamp(period.from),
-        to: stamp(period.to),
-        channel: channel.map(str::to_string),
-        turns,
-        answered,
-        clarified,
-        handed_off,
-        leads,
-        auto_answer_rate: rate(answered, turns),
-        clarify_rate: rate(clarified, turns),
-        handoff_rate: rate(handed_off, turns),
-        handoff_by_reason,
-        latency_ms: percentiles(data.latencies.iter().map(|(_, ms)| *ms)),
-        channels,
-        questions_distinct: data.questions_distinct,
-        questions_grouped: vectors.len().min(data.questions.len()) as u64,
-        top_questions,
-        not_useful,
-        corrections_total,
-        corrections,
-    }
+    (corrections, total)
 }
 
 /// Which feedback the "to optimise" queue lists.

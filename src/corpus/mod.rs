@@ -108,7 +108,7 @@ pub struct Corpus {
 pub struct Problem {
     pub file: PathBuf,
     pub line: Option<usize>,
-    /// Which entry, e.g. `intent "return_address"`.
+    /// Which entry, e.g. `intent #2 "shipping_fee"`.
     pub entry: Option<String>,
     pub field: Option<String>,
     pub message: String,

@@ -121,7 +121,7 @@ fn scenarios_of(table: toml::map::Map<String, toml::Value>, problems: &mut Vec<P
 }
 
 /// The queue of a deployment that names none.
-const DEFAULT_QUEUE: &str = "general";
+const DEFAULT_QUEUE: &str = "default";
 
 fn default_queue() -> String {
     DEFAULT_QUEUE.to_string()
