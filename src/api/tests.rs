@@ -26,8 +26,18 @@ struct Harness {
 
 /// The SaaS deployment served from a fresh store; `min_answer_confidence` above 1 makes every scored turn a clarify.
 async fn saas(min_answer_confidence: f32) -> Harness {
+    serve("corpus_examples/saas", min_answer_confidence, false).await
+}
+
+/// The corpus folder `corpus` (relative to the repository) served from a fresh store,
+/// with the seeded demo enterprise systems when `enterprise`.
+async fn serve(corpus: &str, min_answer_confidence: f32, enterprise: bool) -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let corpus = Corpus::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus_examples/saas")).unwrap();
+    let corpus_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(corpus);
+    let catalogue_path = corpus_dir.join("catalogue.toml");
+    let catalogue =
+        if catalogue_path.exists() { Catalogue::load(&catalogue_path).unwrap() } else { Catalogue::empty() };
+    let corpus = Corpus::load(&corpus_dir).unwrap();
     let store = Store::open(&format!("sqlite://{}/kefu.db", dir.path().display())).await.unwrap();
     let encoder = EncoderHandle::spawn(Box::new(HashedNgramEncoder::new(256)), BatchOptions::default());
     let settings = EngineSettings {
@@ -35,14 +45,18 @@ async fn saas(min_answer_confidence: f32) -> Harness {
         ..EngineSettings::default()
     };
     let cache = dir.path().join("cache");
-    let engine = tokio::task::spawn_blocking(move || {
-        Engine::build(corpus, &Catalogue::empty(), encoder, settings, &cache, false)
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let state = AppState::new(store.clone(), ApiSettings::default());
-    state.live.set(Arc::new(engine.with_history(Arc::new(store))));
+    let engine =
+        tokio::task::spawn_blocking(move || Engine::build(corpus, &catalogue, encoder, settings, &cache, false))
+            .await
+            .unwrap()
+            .unwrap();
+    let mut engine = engine.with_history(Arc::new(store.clone()));
+    if enterprise {
+        let url = format!("sqlite://{}/demo.db", dir.path().display());
+        engine = engine.with_connectors(crate::connectors::demo::demo_connectors(&url).await.unwrap());
+    }
+    let state = AppState::new(store, ApiSettings::default());
+    state.live.set(Arc::new(engine));
     Harness { state, _dir: dir }
 }
 
@@ -176,4 +190,27 @@ async fn bad_requests_get_json_errors() {
     assert_eq!((status, err["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_priority")));
     let (status, _) = h.call("GET", "/v1/nowhere", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn an_order_question_continues_when_the_order_number_comes() {
+    // The demo shop with its seeded systems; every confident enough intent is answered.
+    let h = serve("corpus", 0.0, true).await;
+    let now = "2026-06-15T10:00:00+08:00";
+    let ask = async |text: &str| {
+        h.call("POST", "/v1/answer", Some(json!({"text": text, "session_id": "s1", "now": now}))).await.1
+    };
+    let asked = ask("昨天买的 收货地址填错了").await;
+    assert_eq!(
+        (asked["decision"].as_str(), asked["intent"].as_str()),
+        (Some("clarify"), Some("change_address")),
+        "{asked}"
+    );
+    let answered = ask("订单号12345").await;
+    assert_eq!(
+        (answered["decision"].as_str(), answered["intent"].as_str()),
+        (Some("answer"), Some("change_address")),
+        "{answered}"
+    );
+    assert!(answered["answer"].as_str().unwrap().starts_with("你的订单编号是 12345"), "{answered}");
 }
