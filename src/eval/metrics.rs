@@ -149,117 +149,132 @@ pub fn score(lines: &[LabelledLine], predictions: &[Prediction]) -> Result<EvalR
     if lines.is_empty() {
         return Err(EvalError::NothingToScore);
     }
-
-    let mut in_scope = 0;
-    let mut in_scope_correct = 0;
-    let mut oos_gold = 0;
-    let mut oos_predicted = 0;
-    let mut oos_both = 0;
-    let mut classes: BTreeMap<String, ClassStats> = BTreeMap::new();
-    let mut confused: HashMap<(&str, &str), usize> = HashMap::new();
-    let mut decisions: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    let mut slot_counts: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
-    let mut slot_lines = 0;
-
+    let mut tally = Tally::default();
     for (line, pred) in lines.iter().zip(predictions) {
+        tally.add(line, pred);
+    }
+    let mut latencies: Vec<f64> = predictions.iter().map(|p| p.latency_ms).collect();
+    latencies.sort_by(f64::total_cmp);
+    Ok(tally.into_report(&latencies))
+}
+
+/// What the lines scored so far add up to.
+#[derive(Default)]
+struct Tally<'a> {
+    n: usize,
+    in_scope: usize,
+    in_scope_correct: usize,
+    oos_gold: usize,
+    oos_predicted: usize,
+    oos_both: usize,
+    classes: BTreeMap<String, ClassStats>,
+    confused: HashMap<(&'a str, &'a str), usize>,
+    /// Gold decision -> (lines, right).
+    decisions: BTreeMap<String, (usize, usize)>,
+    /// Slot -> (gold, predicted, right).
+    slot_counts: BTreeMap<String, (usize, usize, usize)>,
+    slot_lines: usize,
+}
+
+impl<'a> Tally<'a> {
+    fn add(&mut self, line: &'a LabelledLine, pred: &'a Prediction) {
+        self.n += 1;
         let gold_oos = line.intent == OOS;
         let pred_oos = pred.intent == OOS;
         let right = line.intent == pred.intent;
         if gold_oos {
-            oos_gold += 1;
+            self.oos_gold += 1;
         } else {
-            in_scope += 1;
-            in_scope_correct += usize::from(right);
+            self.in_scope += 1;
+            self.in_scope_correct += usize::from(right);
         }
-        oos_predicted += usize::from(pred_oos);
-        oos_both += usize::from(gold_oos && pred_oos);
+        self.oos_predicted += usize::from(pred_oos);
+        self.oos_both += usize::from(gold_oos && pred_oos);
 
-        classes.entry(line.intent.clone()).or_insert_with(ClassStats::empty).support += 1;
-        let predicted = classes.entry(pred.intent.clone()).or_insert_with(ClassStats::empty);
+        self.classes.entry(line.intent.clone()).or_insert_with(ClassStats::empty).support += 1;
+        let predicted = self.classes.entry(pred.intent.clone()).or_insert_with(ClassStats::empty);
         predicted.predicted += 1;
         predicted.correct += usize::from(right);
         if !right {
-            *confused.entry((line.intent.as_str(), pred.intent.as_str())).or_default() += 1;
+            *self.confused.entry((line.intent.as_str(), pred.intent.as_str())).or_default() += 1;
         }
-
         if let Some(gold) = &line.decision {
-            let entry = decisions.entry(gold.clone()).or_default();
+            let entry = self.decisions.entry(gold.clone()).or_default();
             entry.0 += 1;
             entry.1 += usize::from(decision_right(gold, pred));
         }
-
         if let Some(gold) = &line.slots {
-            slot_lines += 1;
-            count_slots(gold, &pred.slots, &mut slot_counts);
+            self.slot_lines += 1;
+            count_slots(gold, &pred.slots, &mut self.slot_counts);
         }
     }
 
-    for stats in classes.values_mut() {
-        stats.finish();
-    }
-
-    let (tp, pred_total, gold_total) = slot_counts
-        .values()
-        .fold((0, 0, 0), |(t, p, g), &(support, predicted, correct)| (t + correct, p + predicted, g + support));
-    // NOTE: slot-labelled lines that expect nothing and get nothing are a
-    // perfect score, not an undefined one; `{}` lines exist to test exactly that.
-    let slot_f1 = (slot_lines > 0).then(|| {
-        if pred_total + gold_total == 0 {
-            1.0
-        } else {
-            2.0 * tp as f64 / (pred_total + gold_total) as f64
+    /// The report, with the latencies of every line (ascending).
+    fn into_report(mut self, latencies: &[f64]) -> EvalReport {
+        for stats in self.classes.values_mut() {
+            stats.finish();
         }
-    });
-
-    let decision_lines = decisions.values().map(|&(support, _)| support).sum();
-    let decision_correct: usize = decisions.values().map(|&(_, correct)| correct).sum();
-
-    let mut latencies: Vec<f64> = predictions.iter().map(|p| p.latency_ms).collect();
-    latencies.sort_by(f64::total_cmp);
-
-    Ok(EvalReport {
-        n: lines.len(),
-        intent_accuracy: ratio(in_scope_correct, in_scope).unwrap_or(0.0),
-        // NOTE: with gold oos lines but no oos prediction, precision is 0 rather
-        // than null, so the key is numeric whenever the test has oos lines, as
-        // the contract's "null when the test has no oos lines" implies.
-        oos_precision: (oos_gold > 0).then(|| ratio(oos_both, oos_predicted).unwrap_or(0.0)),
-        oos_recall: ratio(oos_both, oos_gold),
-        decision_accuracy: ratio(decision_correct, decision_lines),
-        slot_f1,
-        latency_ms_p50: nearest_rank(&latencies, 50.0),
-        latency_ms_p99: nearest_rank(&latencies, 99.0),
-        in_scope,
-        oos: oos_gold,
-        decision_lines,
-        slot_lines,
-        slot_precision: ratio(tp, pred_total),
-        slot_recall: ratio(tp, gold_total),
-        latency_ms_mean: latencies.iter().sum::<f64>() / latencies.len() as f64,
-        latency_ms_max: latencies.last().copied().unwrap_or(0.0),
-        per_intent: classes,
-        confusions: top_confusions(confused),
-        per_decision: decisions
-            .into_iter()
-            .map(|(label, (support, correct))| {
-                let accuracy = correct as f64 / support as f64;
-                (label, DecisionStats { support, correct, accuracy })
-            })
-            .collect(),
-        per_slot: slot_counts
-            .into_iter()
-            .map(|(name, (support, predicted, correct))| {
-                let stats = SlotStats {
-                    support,
-                    predicted,
-                    correct,
-                    precision: ratio(correct, predicted),
-                    recall: ratio(correct, support),
-                };
-                (name, stats)
-            })
-            .collect(),
-    })
+        let (tp, pred_total, gold_total) = self
+            .slot_counts
+            .values()
+            .fold((0, 0, 0), |(t, p, g), &(support, predicted, correct)| (t + correct, p + predicted, g + support));
+        // NOTE: slot-labelled lines that expect nothing and get nothing are a
+        // perfect score, not an undefined one; `{}` lines exist to test exactly that.
+        let slot_f1 = (self.slot_lines > 0).then(|| {
+            if pred_total + gold_total == 0 {
+                1.0
+            } else {
+                2.0 * tp as f64 / (pred_total + gold_total) as f64
+            }
+        });
+        let decision_lines = self.decisions.values().map(|&(support, _)| support).sum();
+        let decision_correct: usize = self.decisions.values().map(|&(_, correct)| correct).sum();
+        EvalReport {
+            n: self.n,
+            intent_accuracy: ratio(self.in_scope_correct, self.in_scope).unwrap_or(0.0),
+            // NOTE: with gold oos lines but no oos prediction, precision is 0 rather
+            // than null, so the key is numeric whenever the test has oos lines, as
+            // the contract's "null when the test has no oos lines" implies.
+            oos_precision: (self.oos_gold > 0).then(|| ratio(self.oos_both, self.oos_predicted).unwrap_or(0.0)),
+            oos_recall: ratio(self.oos_both, self.oos_gold),
+            decision_accuracy: ratio(decision_correct, decision_lines),
+            slot_f1,
+            latency_ms_p50: nearest_rank(latencies, 50.0),
+            latency_ms_p99: nearest_rank(latencies, 99.0),
+            in_scope: self.in_scope,
+            oos: self.oos_gold,
+            decision_lines,
+            slot_lines: self.slot_lines,
+            slot_precision: ratio(tp, pred_total),
+            slot_recall: ratio(tp, gold_total),
+            latency_ms_mean: latencies.iter().sum::<f64>() / latencies.len() as f64,
+            latency_ms_max: latencies.last().copied().unwrap_or(0.0),
+            per_intent: self.classes,
+            confusions: top_confusions(self.confused),
+            per_decision: self
+                .decisions
+                .into_iter()
+                .map(|(label, (support, correct))| {
+                    let accuracy = correct as f64 / support as f64;
+                    (label, DecisionStats { support, correct, accuracy })
+                })
+                .collect(),
+            per_slot: self
+                .slot_counts
+                .into_iter()
+                .map(|(name, (support, predicted, correct))| {
+                    let stats = SlotStats {
+                        support,
+                        predicted,
+                        correct,
+                        precision: ratio(correct, predicted),
+                        recall: ratio(correct, support),
+                    };
+                    (name, stats)
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The contract's decision rule for one line.
