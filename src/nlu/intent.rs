@@ -219,6 +219,89 @@ struct HeldOut {
     logits: Vec<f32>,
 }
 
+/// A head, index and centroids fitted without the examples they score.
+struct Scorer<'a> {
+    head: &'a SoftmaxHead,
+    index: &'a ExemplarIndex,
+    /// The class of each of the index's exemplars.
+    classes: &'a [usize],
+    centroids: &'a [Vec<f32>],
+    k: usize,
+}
+
+impl Scorer<'_> {
+    /// The evidence on `vector`, whose class is `gold`.
+    fn held_out(&self, vector: &[f32], gold: usize) -> Result<HeldOut, IntentError> {
+        let hits =
+            self.index.search(vector, self.k, None)?.into_iter().map(|h| (self.classes[h.id], h.similarity)).collect();
+        let logits = self.head.logits(vector);
+        Ok(HeldOut {
+            gold,
+            head: softmax(&logits),
+            hits,
+            centroids: centroid_similarities(self.centroids, vector),
+            logits,
+        })
+    }
+}
+
+/// The mix, calibration and threshold chosen on held-out evidence.
+struct Choice {
+    knn_weight: f32,
+    knn_temperature: f32,
+    weights: [f32; FEATURES + 1],
+    fitted: Fitted,
+    /// Top-1 accuracy on the in-scope held-out examples.
+    top1: f32,
+}
+
+/// Picks the kNN/head mix by top-1 accuracy on the in-scope held-out
+/// examples, then fits the calibration and the out-of-scope threshold for it.
+fn choose_calibration(held_out: &[HeldOut], oos_class: Option<usize>, oos_weight: f32) -> Option<Choice> {
+    let mut best: Option<Choice> = None;
+    for knn_weight in [0.0, 0.25, 0.5, 0.75, 1.0] {
+        for temperature in [0.01, 0.03, 0.1] {
+            let evidence: Vec<Evidence> = held_out
+                .iter()
+                .map(|h| {
+                    Evidence::new(
+                        &mix(&h.head, &h.hits, knn_weight, temperature),
+                        &h.hits,
+                        &h.centroids,
+                        &h.logits,
+                        oos_class,
+                    )
+                })
+                .collect();
+            let samples: Vec<([f32; FEATURES], bool)> =
+                evidence.iter().zip(held_out).map(|(e, h)| (e.features(), e.top == h.gold)).collect();
+            let weights = fit_logistic(&samples);
+            let outcomes: Vec<Outcome> = evidence
+                .iter()
+                .zip(held_out)
+                .map(|(e, h)| Outcome {
+                    gold_oos: Some(h.gold) == oos_class,
+                    top_right: e.top == h.gold,
+                    confidence: logistic(&weights, &e.features()),
+                })
+                .collect();
+            let fitted = fit_threshold(&outcomes, oos_weight);
+            // NOTE: the mix is chosen for telling intents apart (top-1 on
+            // in-scope examples); the out-of-scope trade-off only breaks
+            // ties, so that changing it moves the threshold, not the classifier.
+            let in_scope: Vec<&Outcome> = outcomes.iter().filter(|o| !o.gold_oos).collect();
+            let top1 = in_scope.iter().filter(|o| o.top_right).count() as f32 / in_scope.len().max(1) as f32;
+            if best.as_ref().is_none_or(|b| (top1, fitted.score) > (b.top1, b.fitted.score)) {
+                best = Some(Choice { knn_weight, knn_temperature: temperature, weights, fitted, top1 });
+            }
+            if knn_weight == 0.0 {
+                break; // the temperature does not matter without the vote
+            }
+        }
+    }
+    best
+}
+
 /// Mixes head probabilities with a similarity-weighted vote over `hits` (best first).
 fn mix(head: &[f32], hits: &[(usize, f32)], knn_weight: f32, temperature: f32) -> Vec<f32> {
     let mut probs: Vec<f32> = head.iter().map(|p| p * (1.0 - knn_weight)).collect();
@@ -437,18 +520,10 @@ impl IntentModel {
             let head = SoftmaxHead::train(&x, &gold, labels.len(), &opts.head)?;
             let index = ExemplarIndex::build(x.clone(), groups.clone(), IndexParams::default())?;
             progress("scoring the validation examples");
+            let scorer = Scorer { head: &head, index: &index, classes: &gold, centroids: &centroids, k: opts.k };
             for e in &validation {
                 let Some(&label) = class_of.get(&e.label) else { continue };
-                let hits =
-                    index.search(&e.vector, opts.k, None)?.into_iter().map(|h| (gold[h.id], h.similarity)).collect();
-                let logits = head.logits(&e.vector);
-                held_out.push(HeldOut {
-                    gold: label,
-                    head: softmax(&logits),
-                    hits,
-                    centroids: centroid_similarities(&centroids, &e.vector),
-                    logits,
-                });
+                held_out.push(scorer.held_out(&e.vector, label)?);
             }
             final_model = Some((head, index));
         }
@@ -466,64 +541,15 @@ impl IntentModel {
             let centroids = class_centroids(&x, &y, labels.len(), oos_class);
             let index =
                 ExemplarIndex::build(x, train.iter().map(|&i| groups[i].clone()).collect(), IndexParams::default())?;
+            let scorer = Scorer { head: &head, index: &index, classes: &y, centroids: &centroids, k: opts.k };
             for &i in &test {
-                let v = &examples[i].vector;
-                let hits = index.search(v, opts.k, None)?.into_iter().map(|h| (y[h.id], h.similarity)).collect();
-                let logits = head.logits(v);
-                held_out.push(HeldOut {
-                    gold: gold[i],
-                    head: softmax(&logits),
-                    hits,
-                    centroids: centroid_similarities(&centroids, v),
-                    logits,
-                });
+                held_out.push(scorer.held_out(&examples[i].vector, gold[i])?);
             }
         }
 
         progress("fitting thresholds");
-        let mut best: Option<(f32, f32, [f32; FEATURES + 1], Fitted, f32)> = None;
-        for knn_weight in [0.0, 0.25, 0.5, 0.75, 1.0] {
-            for temperature in [0.01, 0.03, 0.1] {
-                let evidence: Vec<Evidence> = held_out
-                    .iter()
-                    .map(|h| {
-                        Evidence::new(
-                            &mix(&h.head, &h.hits, knn_weight, temperature),
-                            &h.hits,
-                            &h.centroids,
-                            &h.logits,
-                            oos_class,
-                        )
-                    })
-                    .collect();
-                let samples: Vec<([f32; FEATURES], bool)> =
-                    evidence.iter().zip(&held_out).map(|(e, h)| (e.features(), e.top == h.gold)).collect();
-                let weights = fit_logistic(&samples);
-                let outcomes: Vec<Outcome> = evidence
-                    .iter()
-                    .zip(&held_out)
-                    .map(|(e, h)| Outcome {
-                        gold_oos: Some(h.gold) == oos_class,
-                        top_right: e.top == h.gold,
-                        confidence: logistic(&weights, &e.features()),
-                    })
-                    .collect();
-                let fitted = fit_threshold(&outcomes, opts.oos_weight);
-                // NOTE: the mix is chosen for telling intents apart (top-1 on
-                // in-scope examples); the out-of-scope trade-off only breaks
-                // ties, so that changing it moves the threshold, not the classifier.
-                let in_scope: Vec<&Outcome> = outcomes.iter().filter(|o| !o.gold_oos).collect();
-                let top1 = in_scope.iter().filter(|o| o.top_right).count() as f32 / in_scope.len().max(1) as f32;
-                let better = best.as_ref().is_none_or(|(_, _, _, b, b_top1)| (top1, fitted.score) > (*b_top1, b.score));
-                if better {
-                    best = Some((knn_weight, temperature, weights, fitted, top1));
-                }
-                if knn_weight == 0.0 {
-                    break; // the temperature does not matter without the vote
-                }
-            }
-        }
-        let (knn_weight, knn_temperature, weights, fitted, _) = best.ok_or(IntentError::Empty)?;
+        let Choice { knn_weight, knn_temperature, weights, fitted, .. } =
+            choose_calibration(&held_out, oos_class, opts.oos_weight).ok_or(IntentError::Empty)?;
 
         let (head, index) = match final_model {
             Some(trained) => trained,
