@@ -150,74 +150,13 @@ pub fn finetune(
     show_progress: bool,
 ) -> Result<FinetuneReport, FinetuneError> {
     let started = Instant::now();
-    if opts.epochs == 0
-        || opts.batch_size < 2
-        || opts.trainable_layers == 0
-        || !opts.learning_rate.is_finite()
-        || opts.learning_rate <= 0.0
-        || opts.max_tokens < 4
-        || !(opts.class_weight.is_finite() && opts.class_weight >= 0.0)
-    {
-        return Err(FinetuneError::InvalidOptions(
-            "epochs, trainable_layers and learning_rate must be positive, batch_size at least 2, max_tokens at least 4, class_weight a number >= 0".into(),
-        ));
-    }
+    check_options(opts)?;
     let base_name = base_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let read = |path: &Path| {
-        std::fs::read(path).map_err(|e| FinetuneError::Read { path: path.to_path_buf(), message: e.to_string() })
-    };
-    let config_path = base_dir.join("config.json");
-    let dims: BertDims = serde_json::from_slice(&read(&config_path)?)
-        .map_err(|e| FinetuneError::Read { path: config_path.clone(), message: e.to_string() })?;
-    if dims.hidden_act.as_deref().is_some_and(|a| a != "gelu") {
-        return Err(FinetuneError::Unsupported {
-            name: base_name,
-            reason: format!("activation {:?} (only gelu)", dims.hidden_act),
-        });
-    }
-    let manifest_path = base_dir.join(MANIFEST_FILE);
-    let manifest: Manifest = serde_json::from_slice(&read(&manifest_path)?)
-        .map_err(|e| FinetuneError::Read { path: manifest_path.clone(), message: e.to_string() })?;
-    if manifest.pooling != Pooling::Mean {
-        return Err(FinetuneError::Unsupported { name: base_name, reason: "only mean pooling is fine-tuned".into() });
-    }
+    let (dims, manifest) = read_base(base_dir, &base_name)?;
     let trainable = opts.trainable_layers.min(dims.num_hidden_layers);
     let frozen = dims.num_hidden_layers - trainable;
-
-    // Anchors need a second example of their intent.
-    let mut intent_of: HashMap<&str, usize> = HashMap::new();
-    let mut members: Vec<Vec<usize>> = Vec::new();
-    let mut oos_rows: Vec<usize> = Vec::new();
-    for (i, (_, label)) in examples.iter().enumerate() {
-        if *label == OOS {
-            oos_rows.push(i);
-            continue;
-        }
-        let next = intent_of.len();
-        let c = *intent_of.entry(label).or_insert(next);
-        if c == members.len() {
-            members.push(Vec::new());
-        }
-        members[c].push(i);
-    }
-    let pairable = members.iter().filter(|m| m.len() >= 2).count();
-    if pairable < 2 {
-        return Err(FinetuneError::TooFewPairs(pairable));
-    }
-
-    let tokenizer_path = base_dir.join("tokenizer.json");
-    let mut tokenizer = Tokenizer::from_file(&tokenizer_path)
-        .map_err(|e| FinetuneError::Read { path: tokenizer_path.clone(), message: e.to_string() })?;
-    tokenizer
-        .with_truncation(Some(TruncationParams {
-            max_length: opts.max_tokens.min(manifest.max_length),
-            ..Default::default()
-        }))
-        .map_err(|e| FinetuneError::Tokenize(e.to_string()))?;
-    tokenizer.with_padding(None);
-    let inputs: Vec<String> = examples.iter().map(|(t, _)| format!("{}{t}", manifest.query_prefix)).collect();
-    let encodings = tokenizer.encode_batch_fast(inputs, true).map_err(|e| FinetuneError::Tokenize(e.to_string()))?;
-    let ids: Vec<Vec<u32>> = encodings.iter().map(|e| e.get_ids().to_vec()).collect();
+    let (members, oos_rows) = group_by_intent(examples)?;
+    let ids = tokenize(base_dir, &manifest, opts.max_tokens, examples)?;
 
     let weights_path = base_dir.join("model.safetensors");
     let device = Device::Cpu;
@@ -268,18 +207,7 @@ pub fn finetune(
             rows.extend(oos_rows.choose_multiple(&mut rng, opts.oos_negatives).copied());
             let pooled =
                 pooled_embeddings(&rows.iter().map(|&i| &lower[i]).collect::<Vec<_>>(), &layers[frozen..], &shape)?;
-            let n = anchors.len();
-            let scores =
-                (pooled.narrow(0, 0, n)?.matmul(&pooled.narrow(0, n, rows.len() - n)?.t()?)? * f64::from(opts.scale))?;
-            let targets = Tensor::from_vec((0..n as u32).collect::<Vec<_>>(), n, &device)?;
-            let mut loss = candle_nn::loss::cross_entropy(&scores, &targets)?;
-            if let Some(prototypes) = &prototypes {
-                let intents: Vec<u32> = anchors.iter().chain(&anchors).map(|&(c, _)| c as u32).collect();
-                let intents = Tensor::from_vec(intents, 2 * n, &device)?;
-                let logits = (pooled.narrow(0, 0, 2 * n)?.matmul(&unit_rows(prototypes.as_tensor())?.t()?)?
-                    * f64::from(opts.scale))?;
-                loss = (loss + (candle_nn::loss::cross_entropy(&logits, &intents)? * f64::from(opts.class_weight))?)?;
-            }
+            let loss = batch_loss(&pooled, &anchors, prototypes.as_ref(), opts)?;
             adam.backward_step(&loss)?;
             let value = loss.to_scalar::<f32>()?;
             losses.push(value);
@@ -310,6 +238,118 @@ pub fn finetune(
         prepare_seconds,
         seconds: started.elapsed().as_secs_f32(),
     })
+}
+
+fn check_options(opts: &FinetuneOptions) -> Result<(), FinetuneError> {
+    let valid = opts.epochs > 0
+        && opts.batch_size >= 2
+        && opts.trainable_layers > 0
+        && opts.learning_rate.is_finite()
+        && opts.learning_rate > 0.0
+        && opts.max_tokens >= 4
+        && opts.class_weight.is_finite()
+        && opts.class_weight >= 0.0;
+    if valid {
+        return Ok(());
+    }
+    Err(FinetuneError::InvalidOptions(
+        "epochs, trainable_layers and learning_rate must be positive, batch_size at least 2, max_tokens at least 4, class_weight a number >= 0".into(),
+    ))
+}
+
+/// The base model's dimensions and manifest, if kefu can fine-tune it (gelu, mean pooling).
+fn read_base(base_dir: &Path, base_name: &str) -> Result<(BertDims, Manifest), FinetuneError> {
+    let read_json = |path: &Path| -> Result<serde_json::Value, FinetuneError> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| FinetuneError::Read { path: path.to_path_buf(), message: e.to_string() })?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| FinetuneError::Read { path: path.to_path_buf(), message: e.to_string() })
+    };
+    let unsupported = |reason: String| FinetuneError::Unsupported { name: base_name.to_string(), reason };
+    let config_path = base_dir.join("config.json");
+    let dims: BertDims = serde_json::from_value(read_json(&config_path)?)
+        .map_err(|e| FinetuneError::Read { path: config_path.clone(), message: e.to_string() })?;
+    if dims.hidden_act.as_deref().is_some_and(|a| a != "gelu") {
+        return Err(unsupported(format!("activation {:?} (only gelu)", dims.hidden_act)));
+    }
+    let manifest_path = base_dir.join(MANIFEST_FILE);
+    let manifest: Manifest = serde_json::from_value(read_json(&manifest_path)?)
+        .map_err(|e| FinetuneError::Read { path: manifest_path.clone(), message: e.to_string() })?;
+    if manifest.pooling != Pooling::Mean {
+        return Err(unsupported("only mean pooling is fine-tuned".into()));
+    }
+    Ok((dims, manifest))
+}
+
+/// The rows of each intent (in order of first appearance) and the out-of-scope
+/// rows. Anchors need a second example of their intent: at least two intents must have one.
+fn group_by_intent(examples: &[(&str, &str)]) -> Result<(Vec<Vec<usize>>, Vec<usize>), FinetuneError> {
+    let mut intent_of: HashMap<&str, usize> = HashMap::new();
+    let mut members: Vec<Vec<usize>> = Vec::new();
+    let mut oos_rows: Vec<usize> = Vec::new();
+    for (i, (_, label)) in examples.iter().enumerate() {
+        if *label == OOS {
+            oos_rows.push(i);
+            continue;
+        }
+        let next = intent_of.len();
+        let c = *intent_of.entry(label).or_insert(next);
+        if c == members.len() {
+            members.push(Vec::new());
+        }
+        members[c].push(i);
+    }
+    let pairable = members.iter().filter(|m| m.len() >= 2).count();
+    if pairable < 2 {
+        return Err(FinetuneError::TooFewPairs(pairable));
+    }
+    Ok((members, oos_rows))
+}
+
+/// Token ids of each example as a query, truncated to `max_tokens`.
+fn tokenize(
+    base_dir: &Path,
+    manifest: &Manifest,
+    max_tokens: usize,
+    examples: &[(&str, &str)],
+) -> Result<Vec<Vec<u32>>, FinetuneError> {
+    let tokenizer_path = base_dir.join("tokenizer.json");
+    let mut tokenizer = Tokenizer::from_file(&tokenizer_path)
+        .map_err(|e| FinetuneError::Read { path: tokenizer_path.clone(), message: e.to_string() })?;
+    tokenizer
+        .with_truncation(Some(TruncationParams {
+            max_length: max_tokens.min(manifest.max_length),
+            ..Default::default()
+        }))
+        .map_err(|e| FinetuneError::Tokenize(e.to_string()))?;
+    tokenizer.with_padding(None);
+    let inputs: Vec<String> = examples.iter().map(|(t, _)| format!("{}{t}", manifest.query_prefix)).collect();
+    let encodings = tokenizer.encode_batch_fast(inputs, true).map_err(|e| FinetuneError::Tokenize(e.to_string()))?;
+    Ok(encodings.iter().map(|e| e.get_ids().to_vec()).collect())
+}
+
+/// The loss of one batch: `pooled` holds the anchors' embeddings, then one
+/// positive per anchor, then out-of-scope negatives. An in-batch ranking loss
+/// (each anchor against every positive), plus the cosine classifier over the
+/// intent prototypes when there are prototypes.
+fn batch_loss(
+    pooled: &Tensor,
+    anchors: &[(usize, usize)],
+    prototypes: Option<&Var>,
+    opts: &FinetuneOptions,
+) -> candle_core::Result<Tensor> {
+    let device = pooled.device();
+    let n = anchors.len();
+    let rows = pooled.dim(0)?;
+    let scores = (pooled.narrow(0, 0, n)?.matmul(&pooled.narrow(0, n, rows - n)?.t()?)? * f64::from(opts.scale))?;
+    let targets = Tensor::from_vec((0..n as u32).collect::<Vec<_>>(), n, device)?;
+    let loss = candle_nn::loss::cross_entropy(&scores, &targets)?;
+    let Some(prototypes) = prototypes else { return Ok(loss) };
+    let intents: Vec<u32> = anchors.iter().chain(anchors).map(|&(c, _)| c as u32).collect();
+    let intents = Tensor::from_vec(intents, 2 * n, device)?;
+    let logits =
+        (pooled.narrow(0, 0, 2 * n)?.matmul(&unit_rows(prototypes.as_tensor())?.t()?)? * f64::from(opts.scale))?;
+    loss + (candle_nn::loss::cross_entropy(&logits, &intents)? * f64::from(opts.class_weight))?
 }
 
 /// Embeddings, layers, and the trainable variables with their tensor names.
