@@ -15,6 +15,7 @@ use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
+use crate::policy::Action;
 use crate::support::percentile::nearest_rank;
 use crate::support::time::stamp;
 use crate::support::vector::cosine;
@@ -143,7 +144,7 @@ pub struct StatsData {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecisionCount {
     pub channel: String,
-    pub decision: String,
+    pub decision: crate::policy::Action,
     pub count: u64,
     /// Of those, turns also routed to sales.
     pub leads: u64,
@@ -432,11 +433,10 @@ fn channel_stats(data: &StatsData) -> (Vec<ChannelStats>, DecisionTotals) {
         c.turns += row.count;
         totals.turns += row.count;
         totals.leads += row.leads;
-        let (total, per_channel) = match row.decision.as_str() {
-            "answer" => (&mut totals.answered, &mut c.answered),
-            "clarify" => (&mut totals.clarified, &mut c.clarified),
-            "handoff" => (&mut totals.handed_off, &mut c.handed_off),
-            _ => continue,
+        let (total, per_channel) = match row.decision {
+            Action::Answer => (&mut totals.answered, &mut c.answered),
+            Action::Clarify => (&mut totals.clarified, &mut c.clarified),
+            Action::Handoff => (&mut totals.handed_off, &mut c.handed_off),
         };
         *total += row.count;
         *per_channel += row.count;
@@ -1005,7 +1005,7 @@ mod tests {
     fn data() -> StatsData {
         let d = |channel: &str, decision: &str, count, leads| DecisionCount {
             channel: channel.into(),
-            decision: decision.into(),
+            decision: decision.parse().unwrap(),
             count,
             leads,
         };

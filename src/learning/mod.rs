@@ -123,7 +123,7 @@ pub struct Retrained {
 }
 
 /// What the candidate was trained on.
-struct Candidate {
+struct CandidateModel {
     model: IntentModel,
     corpus: Corpus,
     corrections: Vec<VersionCorrection>,
@@ -245,7 +245,7 @@ impl Trainer {
         let candidate = tokio::task::spawn_blocking(move || this.fit_candidate(stored, show_progress)).await??;
         let this = self.clone();
         let baseline = Arc::new(tokio::task::spawn_blocking(move || this.current_engine(show_progress)).await??);
-        let Candidate { model, corpus, corrections, training } = candidate;
+        let CandidateModel { model, corpus, corrections, training } = candidate;
         let candidate = Arc::new(Engine::from_model(
             corpus,
             &self.catalogue,
@@ -337,7 +337,7 @@ impl Trainer {
     }
 
     /// Embeds and fits: corpus (embeddings from the cache) plus the accepted corrections. Blocking.
-    fn fit_candidate(&self, stored: Vec<StoredCorrection>, show_progress: bool) -> Result<Candidate, TrainError> {
+    fn fit_candidate(&self, stored: Vec<StoredCorrection>, show_progress: bool) -> Result<CandidateModel, TrainError> {
         let started = Instant::now();
         let corpus = Corpus::load(&self.settings.corpus_dir)?;
         let known = |intent: &str| intent == OOS || corpus.intent(intent).is_some();
@@ -403,7 +403,7 @@ impl Trainer {
             seconds = started.elapsed().as_secs_f32(),
             "fitted a candidate intent model"
         );
-        Ok(Candidate { model, corpus, corrections, training })
+        Ok(CandidateModel { model, corpus, corrections, training })
     }
 }
 

@@ -276,10 +276,10 @@ fn choose_calibration(held_out: &[HeldOut], oos_class: Option<usize>, oos_weight
             let samples: Vec<([f32; FEATURES], bool)> =
                 evidence.iter().zip(held_out).map(|(e, h)| (e.features(), e.top == h.gold)).collect();
             let weights = fit_logistic(&samples);
-            let outcomes: Vec<Outcome> = evidence
+            let outcomes: Vec<HeldOutResult> = evidence
                 .iter()
                 .zip(held_out)
-                .map(|(e, h)| Outcome {
+                .map(|(e, h)| HeldOutResult {
                     gold_oos: Some(h.gold) == oos_class,
                     top_right: e.top == h.gold,
                     confidence: logistic(&weights, &e.features()),
@@ -289,7 +289,7 @@ fn choose_calibration(held_out: &[HeldOut], oos_class: Option<usize>, oos_weight
             // NOTE: the mix is chosen for telling intents apart (top-1 on
             // in-scope examples); the out-of-scope trade-off only breaks
             // ties, so that changing it moves the threshold, not the classifier.
-            let in_scope: Vec<&Outcome> = outcomes.iter().filter(|o| !o.gold_oos).collect();
+            let in_scope: Vec<&HeldOutResult> = outcomes.iter().filter(|o| !o.gold_oos).collect();
             let top1 = in_scope.iter().filter(|o| o.top_right).count() as f32 / in_scope.len().max(1) as f32;
             if best.as_ref().is_none_or(|b| (top1, fitted.score) > (b.top1, b.fitted.score)) {
                 best = Some(Choice { knn_weight, knn_temperature: temperature, weights, fitted, top1 });
@@ -351,8 +351,8 @@ fn centroid_similarities(centroids: &[Vec<f32>], query: &[f32]) -> Vec<f32> {
     centroids.iter().map(|c| c.iter().zip(query).map(|(a, b)| a * b).sum()).collect()
 }
 
-/// Outcome of one held-out example under a candidate calibration.
-struct Outcome {
+/// How one held-out example fares under a candidate calibration.
+struct HeldOutResult {
     gold_oos: bool,
     /// Best in-scope class is the gold one.
     top_right: bool,
@@ -370,7 +370,7 @@ struct Fitted {
 /// Chooses the out-of-scope threshold that maximises in-scope accuracy plus
 /// `oos_weight` times out-of-scope recall. Without out-of-scope examples it keeps
 /// 98% of the right in-scope answers above the threshold.
-fn fit_threshold(outcomes: &[Outcome], oos_weight: f32) -> Fitted {
+fn fit_threshold(outcomes: &[HeldOutResult], oos_weight: f32) -> Fitted {
     let n_in = outcomes.iter().filter(|o| !o.gold_oos).count().max(1) as f32;
     let n_oos = outcomes.iter().filter(|o| o.gold_oos).count();
     let mut scores: Vec<f32> = outcomes.iter().map(|o| o.confidence).collect();
@@ -770,8 +770,8 @@ mod tests {
     fn threshold_separates_oos_from_in_scope() {
         let mut outcomes = Vec::new();
         for i in 0..50 {
-            outcomes.push(Outcome { gold_oos: false, top_right: true, confidence: 0.6 + i as f32 / 200.0 });
-            outcomes.push(Outcome { gold_oos: true, top_right: false, confidence: 0.2 + i as f32 / 200.0 });
+            outcomes.push(HeldOutResult { gold_oos: false, top_right: true, confidence: 0.6 + i as f32 / 200.0 });
+            outcomes.push(HeldOutResult { gold_oos: true, top_right: false, confidence: 0.2 + i as f32 / 200.0 });
         }
         let fitted = fit_threshold(&outcomes, 1.0);
         assert!(fitted.threshold > 0.445 && fitted.threshold <= 0.6, "{}", fitted.threshold);
@@ -781,8 +781,9 @@ mod tests {
 
     #[test]
     fn threshold_without_oos_keeps_most_right_answers() {
-        let outcomes: Vec<Outcome> =
-            (0..100).map(|i| Outcome { gold_oos: false, top_right: true, confidence: i as f32 / 100.0 }).collect();
+        let outcomes: Vec<HeldOutResult> = (0..100)
+            .map(|i| HeldOutResult { gold_oos: false, top_right: true, confidence: i as f32 / 100.0 })
+            .collect();
         let fitted = fit_threshold(&outcomes, 1.0);
         assert!(fitted.in_scope_accuracy >= 0.98);
         assert_eq!(fitted.oos_recall, None);

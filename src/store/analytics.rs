@@ -71,7 +71,7 @@ impl Store {
             .map(|row| {
                 Ok(DecisionCount {
                     channel: row.try_get("channel")?,
-                    decision: row.try_get("decision")?,
+                    decision: super::decoded(row, "decision")?,
                     count: count(row, "n")?,
                     leads: count(row, "leads")?,
                 })
@@ -325,8 +325,11 @@ mod tests {
 
         let period = Period { from: now - Duration::days(7), to: now };
         let data = store.stats_data(period, None, 100).await.unwrap();
-        let mut decisions: Vec<(String, String, u64, u64)> =
-            data.decisions.iter().map(|d| (d.channel.clone(), d.decision.clone(), d.count, d.leads)).collect();
+        let mut decisions: Vec<(String, String, u64, u64)> = data
+            .decisions
+            .iter()
+            .map(|d| (d.channel.clone(), d.decision.as_str().to_string(), d.count, d.leads))
+            .collect();
         decisions.sort();
         let expected =
             [("app", "answer", 1, 1), ("app", "clarify", 1, 0), ("web", "answer", 2, 0), ("web", "handoff", 1, 0)];
