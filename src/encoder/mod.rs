@@ -2,8 +2,10 @@
 //! model-thread handle the rest of the app talks to, the `kefu-model.json`
 //! manifest, and the importer that installs models into `models/`.
 //!
-//! NOTE: this is the only module that imports candle. Everything above it
-//! sees plain `Vec<Vec<f32>>` rows, L2-normalised, one per input text.
+//! NOTE: candle is used here for inference, and besides only where kefu
+//! trains: the softmax head (`nlu/head.rs`) and fine-tuning
+//! (`learning/finetune.rs`). Everything else sees plain `Vec<Vec<f32>>`
+//! rows, L2-normalised, one per input text.
 
 pub mod bert;
 pub mod handle;
