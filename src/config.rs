@@ -25,57 +25,65 @@ pub enum LogFormat {
     Json,
 }
 
-/// Every setting of kefu.
+/// Every setting of kefu: what to serve at the top, then one section per
+/// part of the system. Each section's defaults run the demo.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address the HTTP API listens on.
     pub addr: SocketAddr,
-    /// Folder of the corpus (taxonomy, scenarios, out-of-scope examples, catalogue).
+    /// Folder of the corpus (taxonomy, scenarios, out-of-scope examples, replies, catalogue).
     pub corpus_dir: PathBuf,
     /// Folder holding model directories.
     pub models_dir: PathBuf,
     /// Model directory name under `models_dir`.
     pub model: String,
+    /// Install a known model on start when it is missing.
+    pub fetch_missing_model: bool,
     /// Where fitted intent models are cached (default: `<corpus_dir>/.index`).
     pub cache_dir: Option<PathBuf>,
-    /// Database URL; SQLite by default.
-    pub database_url: String,
-    /// The demo enterprise systems' database (orders, stock, refunds, repairs, CRM),
-    /// seeded on first start; used unless `enterprise_http` is set.
-    pub enterprise_database_url: String,
-    /// Real enterprise systems over HTTP, one `[enterprise_http.<system>]` table each
-    /// (orders, inventory, refunds, after_sales, crm) with base_url, auth_header, timeout_ms, retries, backoff_ms.
-    pub enterprise_http: Option<crate::connectors::http::HttpConnectorSettings>,
+    /// IANA zone that relative dates are read in and days are counted in.
+    pub timezone: String,
+    pub log_format: LogFormat,
+    pub store: StoreConfig,
+    pub enterprise: EnterpriseConfig,
     /// Customer profile tag rules, `[[profile.rules]]` tables of tag, metric,
     /// op (> >= < <=), threshold and optional hint_zh / hint_en; given rules
     /// replace the defaults (vip: spend_12m_cny > 10000; frequent_after_sales:
     /// after_sales_contacts_90d >= 2). See `src/profile.rs`.
     pub profile: crate::profile::ProfileRules,
-    /// Minutes within which a new hand-off ticket must be picked up.
-    pub ticket_sla_minutes: u32,
-    /// A customer's new session (say, on another channel) continues their last
-    /// turn when it is at most this many minutes old.
-    pub conversation_gap_minutes: u32,
-    /// Bearer token for the admin routes (retrain, reload, rollback); they are open when unset.
-    pub admin_token: Option<String>,
-    /// Where overdue tickets are announced (JSON POST, once per ticket); no pushes when unset.
-    /// May carry a secret (user info, token): it is never logged whole.
-    pub sla_webhook_url: Option<String>,
-    /// Seconds between two sweeps for overdue tickets.
-    pub sla_check_interval_secs: u64,
-    /// Retries of a failed webhook POST within one sweep.
-    pub sla_webhook_retries: u32,
-    /// Limit for one webhook POST.
-    pub sla_webhook_timeout_ms: u64,
-    /// Delay before the first retry of a sweep; doubled before each further one.
-    pub sla_webhook_backoff_ms: u64,
-    /// Sweeps that may fail to deliver a ticket before it is given up on.
-    pub sla_webhook_max_attempts: u32,
-    /// Install a known model on start when it is missing.
-    pub fetch_missing_model: bool,
-    /// IANA zone that relative dates are read in.
-    pub timezone: String,
+    pub api: ApiConfig,
+    pub engine: EngineConfig,
+    pub tickets: TicketsConfig,
+    pub overdue: OverdueConfig,
+    pub learning: LearningConfig,
+    pub analytics: AnalyticsConfig,
+}
+
+/// `[store]`: kefu's own database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` (WAL) or `postgres://...`.
+    pub database_url: String,
+}
+
+/// `[enterprise]`: the enterprise systems data answers and profiles read.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnterpriseConfig {
+    /// The demo systems' database (orders, stock, refunds, repairs, CRM),
+    /// seeded on first start; used unless `http` is set.
+    pub database_url: String,
+    /// Real systems over HTTP, one `[enterprise.http.<system>]` table each
+    /// (orders, inventory, refunds, after_sales, crm) with base_url, auth_header, timeout_ms, retries, backoff_ms.
+    pub http: Option<crate::connectors::http::HttpConnectorSettings>,
+}
+
+/// `[api]`: limits of the HTTP API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
     /// Longest accepted message, in bytes.
     pub max_text_bytes: usize,
     /// Largest accepted request body, in bytes.
@@ -84,11 +92,62 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Whole-request timeout.
     pub request_timeout_ms: u64,
+    /// Bearer token for the admin routes (retrain, reload, rollback); they are open when unset.
+    pub admin_token: Option<String>,
+}
+
+/// `[engine]`: how the bot decides, and the model thread.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
     /// Below this calibrated confidence the bot asks instead of answering.
     pub min_answer_confidence: f32,
     /// When fitting the out-of-scope threshold, the weight of out-of-scope
     /// recall against in-scope accuracy (1 = equal).
     pub oos_weight: f32,
+    /// Cosine similarity to an agent-corrected text at or above which the
+    /// correction decides the intent.
+    pub correction_min_similarity: f32,
+    /// Messages waiting for the model thread before callers get 429.
+    pub encoder_queue: usize,
+    /// Most messages embedded in one batch.
+    pub batch_max_requests: usize,
+}
+
+/// `[tickets]`: hand-off deadlines and conversations.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TicketsConfig {
+    /// Minutes within which a new hand-off ticket must be picked up.
+    pub sla_minutes: u32,
+    /// A customer's new session (say, on another channel) continues their last
+    /// turn when it is at most this many minutes old.
+    pub conversation_gap_minutes: u32,
+}
+
+/// `[overdue]`: overdue tickets pushed to a webhook.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OverdueConfig {
+    /// Where overdue tickets are announced (JSON POST, once per ticket); no pushes when unset.
+    /// May carry a secret (user info, token): it is never logged whole.
+    pub webhook_url: Option<String>,
+    /// Seconds between two sweeps for overdue tickets.
+    pub check_interval_secs: u64,
+    /// Retries of a failed webhook POST within one sweep.
+    pub webhook_retries: u32,
+    /// Limit for one webhook POST.
+    pub webhook_timeout_ms: u64,
+    /// Delay before the first retry of a sweep; doubled before each further one.
+    pub webhook_backoff_ms: u64,
+    /// Sweeps that may fail to deliver a ticket before it is given up on.
+    pub webhook_max_attempts: u32,
+}
+
+/// `[learning]`: retrained versions and their gate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LearningConfig {
     /// Where retrained model versions are kept, with their reports and the `current` pointer.
     pub versions_dir: PathBuf,
     /// Largest drop of any gated metric (intent, decision, oos recall, held-out
@@ -96,71 +155,129 @@ pub struct Config {
     pub gate_tolerance: f64,
     /// Labelled sets the eval gate compares versions on (the `kefu eval` formats).
     pub gate_eval_sets: Vec<PathBuf>,
-    /// Cosine similarity to an agent-corrected text at or above which the
-    /// correction decides the intent.
-    pub correction_min_similarity: f32,
     /// Seconds between two looks at the version pointer by a running server
     /// (0: only `POST /v1/admin/reload` switches versions).
     pub versions_poll_secs: u64,
-    /// Messages waiting for the model thread before callers get 429.
-    pub encoder_queue: usize,
-    /// Most messages embedded in one batch.
-    pub batch_max_requests: usize,
-    pub log_format: LogFormat,
-    /// Cosine similarity at or above which questions given the same intent are grouped together in `/v1/stats`.
-    pub stats_cluster_threshold: f32,
-    /// Most distinct question texts (the most recent) grouped per report.
-    pub stats_max_questions: usize,
-    /// Time limit of an analytics request (`/v1/stats`, its export, `/v1/optimise`).
-    pub stats_timeout_ms: u64,
 }
 
+/// `[analytics]`: the weekly review's report.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnalyticsConfig {
+    /// Cosine similarity at or above which questions given the same intent are grouped together.
+    pub cluster_threshold: f32,
+    /// Most distinct question texts (the most recent) grouped per report.
+    pub max_questions: usize,
+    /// Time limit of an analytics request (`/v1/stats`, its export, `/v1/optimise`).
+    pub timeout_ms: u64,
+}
+
+// NOTE: each default that a module also needs is taken from that module's
+// own `Default`, so none is written twice.
+
 impl Default for Config {
-    /// The demo's settings. NOTE: each default that a module also needs is
-    /// taken from that module's own `Default`, so none is written twice.
     fn default() -> Self {
-        let engine = crate::engine::EngineSettings::default();
-        let api = crate::api::ApiSettings::default();
-        let stats = crate::analytics::StatsSettings::default();
-        let batch = crate::encoder::BatchOptions::default();
         Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             corpus_dir: PathBuf::from("corpus"),
             models_dir: PathBuf::from("models"),
             model: "multilingual-e5-small".into(),
-            cache_dir: None,
-            database_url: "sqlite://data/kefu.db".into(),
-            ticket_sla_minutes: api.turns.ticket_sla.num_minutes().try_into().unwrap_or(u32::MAX),
-            conversation_gap_minutes: api.turns.conversation_gap.num_minutes().try_into().unwrap_or(u32::MAX),
-            admin_token: None,
-            sla_webhook_url: None,
-            sla_check_interval_secs: 30,
-            sla_webhook_retries: 3,
-            sla_webhook_timeout_ms: 5_000,
-            sla_webhook_backoff_ms: 500,
-            sla_webhook_max_attempts: 100,
-            enterprise_database_url: "sqlite://data/demo.db".into(),
-            enterprise_http: None,
-            profile: engine.profile.clone(),
             fetch_missing_model: true,
-            timezone: engine.timezone.name().into(),
+            cache_dir: None,
+            timezone: crate::support::time::DEFAULT_TIMEZONE.name().into(),
+            log_format: LogFormat::Text,
+            store: StoreConfig::default(),
+            enterprise: EnterpriseConfig::default(),
+            profile: crate::profile::ProfileRules::default(),
+            api: ApiConfig::default(),
+            engine: EngineConfig::default(),
+            tickets: TicketsConfig::default(),
+            overdue: OverdueConfig::default(),
+            learning: LearningConfig::default(),
+            analytics: AnalyticsConfig::default(),
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { database_url: "sqlite://data/kefu.db".into() }
+    }
+}
+
+impl Default for EnterpriseConfig {
+    fn default() -> Self {
+        EnterpriseConfig { database_url: "sqlite://data/demo.db".into(), http: None }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        let (api, engine) = (crate::api::ApiSettings::default(), crate::engine::EngineSettings::default());
+        ApiConfig {
             max_text_bytes: engine.max_text_bytes,
             max_body_bytes: api.max_body_bytes,
             max_in_flight: api.max_in_flight,
             request_timeout_ms: api.request_timeout.as_millis().try_into().unwrap_or(u64::MAX),
+            admin_token: None,
+        }
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        let (engine, batch) = (crate::engine::EngineSettings::default(), crate::encoder::BatchOptions::default());
+        EngineConfig {
             min_answer_confidence: engine.policy.min_answer_confidence,
             oos_weight: engine.fit.oos_weight,
+            correction_min_similarity: engine.correction_min_similarity,
+            encoder_queue: batch.queue_capacity,
+            batch_max_requests: batch.max_batch_requests,
+        }
+    }
+}
+
+impl Default for TicketsConfig {
+    fn default() -> Self {
+        let turns = crate::api::ApiSettings::default().turns;
+        TicketsConfig {
+            sla_minutes: turns.ticket_sla.num_minutes().try_into().unwrap_or(u32::MAX),
+            conversation_gap_minutes: turns.conversation_gap.num_minutes().try_into().unwrap_or(u32::MAX),
+        }
+    }
+}
+
+impl Default for OverdueConfig {
+    fn default() -> Self {
+        OverdueConfig {
+            webhook_url: None,
+            check_interval_secs: 30,
+            webhook_retries: 3,
+            webhook_timeout_ms: 5_000,
+            webhook_backoff_ms: 500,
+            webhook_max_attempts: 100,
+        }
+    }
+}
+
+impl Default for LearningConfig {
+    fn default() -> Self {
+        LearningConfig {
             versions_dir: PathBuf::from("data/versions"),
             gate_tolerance: 0.01,
             gate_eval_sets: vec![PathBuf::from("eval/dev.jsonl")],
-            correction_min_similarity: engine.correction_min_similarity,
             versions_poll_secs: 5,
-            encoder_queue: batch.queue_capacity,
-            batch_max_requests: batch.max_batch_requests,
-            log_format: LogFormat::Text,
-            stats_cluster_threshold: stats.cluster_threshold,
-            stats_max_questions: stats.max_questions,
-            stats_timeout_ms: stats.timeout.as_millis().try_into().unwrap_or(u64::MAX),
+        }
+    }
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        let stats = crate::analytics::StatsSettings::default();
+        AnalyticsConfig {
+            cluster_threshold: stats.cluster_threshold,
+            max_questions: stats.max_questions,
+            timeout_ms: stats.timeout.as_millis().try_into().unwrap_or(u64::MAX),
         }
     }
 }
@@ -177,57 +294,92 @@ enum Kind {
     Paths,
 }
 
-/// A setting that a flag `--<key-with-dashes>` and a variable `KEFU_<KEY>` can set.
+/// A setting that a flag `--<name-with-dashes>` and a variable `KEFU_<NAME>` can set.
 struct Setting {
-    key: &'static str,
+    /// Where it lives in the file: `section.field`, or `field` at the top.
+    path: &'static str,
+    /// The flag's and variable's name, unique across sections. NOTE: these are
+    /// the flat keys of kefu.toml files written before the sections; such a
+    /// file still works, each key moved to its section.
+    name: &'static str,
     kind: Kind,
     /// Its value is never shown in `--help`.
     secret: bool,
 }
 
-const fn setting(key: &'static str, kind: Kind) -> Setting {
-    Setting { key, kind, secret: false }
+const fn setting(path: &'static str, name: &'static str, kind: Kind) -> Setting {
+    Setting { path, name, kind, secret: false }
 }
 
 /// Every setting of [`Config`] but `addr` (a flag of `serve`) and the tables
-/// (`profile`, `enterprise_http`), which only the file can hold. A unit test
-/// checks that each names a field of [`Config`].
+/// (`profile`, `enterprise.http`), which only the file can hold. A unit test
+/// checks that each lands in a field of [`Config`].
 const SETTINGS: &[Setting] = &[
-    setting("corpus_dir", Kind::Text),
-    setting("models_dir", Kind::Text),
-    setting("model", Kind::Text),
-    setting("cache_dir", Kind::Optional),
-    setting("database_url", Kind::Text),
-    setting("enterprise_database_url", Kind::Text),
-    setting("fetch_missing_model", Kind::Switch),
-    setting("timezone", Kind::Text),
-    setting("log_format", Kind::Text),
-    setting("max_text_bytes", Kind::Number),
-    setting("max_body_bytes", Kind::Number),
-    setting("max_in_flight", Kind::Number),
-    setting("request_timeout_ms", Kind::Number),
-    Setting { key: "admin_token", kind: Kind::Optional, secret: true },
-    setting("min_answer_confidence", Kind::Number),
-    setting("oos_weight", Kind::Number),
-    setting("correction_min_similarity", Kind::Number),
-    setting("encoder_queue", Kind::Number),
-    setting("batch_max_requests", Kind::Number),
-    setting("ticket_sla_minutes", Kind::Number),
-    setting("conversation_gap_minutes", Kind::Number),
-    Setting { key: "sla_webhook_url", kind: Kind::Optional, secret: true },
-    setting("sla_check_interval_secs", Kind::Number),
-    setting("sla_webhook_retries", Kind::Number),
-    setting("sla_webhook_timeout_ms", Kind::Number),
-    setting("sla_webhook_backoff_ms", Kind::Number),
-    setting("sla_webhook_max_attempts", Kind::Number),
-    setting("versions_dir", Kind::Text),
-    setting("gate_tolerance", Kind::Number),
-    setting("gate_eval_sets", Kind::Paths),
-    setting("versions_poll_secs", Kind::Number),
-    setting("stats_cluster_threshold", Kind::Number),
-    setting("stats_max_questions", Kind::Number),
-    setting("stats_timeout_ms", Kind::Number),
+    setting("corpus_dir", "corpus_dir", Kind::Text),
+    setting("models_dir", "models_dir", Kind::Text),
+    setting("model", "model", Kind::Text),
+    setting("fetch_missing_model", "fetch_missing_model", Kind::Switch),
+    setting("cache_dir", "cache_dir", Kind::Optional),
+    setting("timezone", "timezone", Kind::Text),
+    setting("log_format", "log_format", Kind::Text),
+    setting("store.database_url", "database_url", Kind::Text),
+    setting("enterprise.database_url", "enterprise_database_url", Kind::Text),
+    setting("api.max_text_bytes", "max_text_bytes", Kind::Number),
+    setting("api.max_body_bytes", "max_body_bytes", Kind::Number),
+    setting("api.max_in_flight", "max_in_flight", Kind::Number),
+    setting("api.request_timeout_ms", "request_timeout_ms", Kind::Number),
+    Setting { path: "api.admin_token", name: "admin_token", kind: Kind::Optional, secret: true },
+    setting("engine.min_answer_confidence", "min_answer_confidence", Kind::Number),
+    setting("engine.oos_weight", "oos_weight", Kind::Number),
+    setting("engine.correction_min_similarity", "correction_min_similarity", Kind::Number),
+    setting("engine.encoder_queue", "encoder_queue", Kind::Number),
+    setting("engine.batch_max_requests", "batch_max_requests", Kind::Number),
+    setting("tickets.sla_minutes", "ticket_sla_minutes", Kind::Number),
+    setting("tickets.conversation_gap_minutes", "conversation_gap_minutes", Kind::Number),
+    Setting { path: "overdue.webhook_url", name: "sla_webhook_url", kind: Kind::Optional, secret: true },
+    setting("overdue.check_interval_secs", "sla_check_interval_secs", Kind::Number),
+    setting("overdue.webhook_retries", "sla_webhook_retries", Kind::Number),
+    setting("overdue.webhook_timeout_ms", "sla_webhook_timeout_ms", Kind::Number),
+    setting("overdue.webhook_backoff_ms", "sla_webhook_backoff_ms", Kind::Number),
+    setting("overdue.webhook_max_attempts", "sla_webhook_max_attempts", Kind::Number),
+    setting("learning.versions_dir", "versions_dir", Kind::Text),
+    setting("learning.gate_tolerance", "gate_tolerance", Kind::Number),
+    setting("learning.gate_eval_sets", "gate_eval_sets", Kind::Paths),
+    setting("learning.versions_poll_secs", "versions_poll_secs", Kind::Number),
+    setting("analytics.cluster_threshold", "stats_cluster_threshold", Kind::Number),
+    setting("analytics.max_questions", "stats_max_questions", Kind::Number),
+    setting("analytics.timeout_ms", "stats_timeout_ms", Kind::Number),
 ];
+
+/// Sets `value` at `path` (`section.field` or `field`) in `table`, or removes it when `None`.
+fn set_path(table: &mut toml::Table, path: &str, value: Option<toml::Value>) {
+    let (section, field) = match path.split_once('.') {
+        Some((section, field)) => {
+            let entry = table.entry(section).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            // A section given as something else than a table is left for deserialisation to refuse.
+            let Some(section) = entry.as_table_mut() else { return };
+            (section, field)
+        }
+        None => (table, path),
+    };
+    match value {
+        Some(value) => section.insert(field.to_string(), value),
+        None => section.remove(field),
+    };
+}
+
+/// Moves the flat keys of an older kefu.toml (`max_text_bytes = ...`) to their sections.
+fn move_flat_keys(table: &mut toml::Table) {
+    for s in SETTINGS.iter().filter(|s| s.path != s.name) {
+        if let Some(value) = table.remove(s.name) {
+            set_path(table, s.path, Some(value));
+        }
+    }
+    // The HTTP enterprise systems moved from `[enterprise_http]` to `[enterprise.http]`.
+    if let Some(value) = table.remove("enterprise_http") {
+        set_path(table, "enterprise.http", Some(value));
+    }
+}
 
 /// The config file to read and the settings that flags and `KEFU_*`
 /// variables give, which override the file.
@@ -235,7 +387,7 @@ const SETTINGS: &[Setting] = &[
 pub struct ConfigArgs {
     /// TOML config file (default: kefu.toml in the working directory, if present).
     pub config: Option<PathBuf>,
-    /// (setting, text) pairs, in the order given.
+    /// (setting name, text) pairs, in the order given.
     pub overrides: Vec<(&'static str, String)>,
 }
 
@@ -248,12 +400,12 @@ impl clap::Args for ConfigArgs {
             .value_parser(clap::value_parser!(PathBuf))
             .help("TOML config file (default: kefu.toml in the working directory, if present)");
         SETTINGS.iter().fold(cmd.arg(file), |cmd, s| {
-            let arg = clap::Arg::new(s.key)
-                .long(s.key.replace('_', "-"))
-                .env(format!("KEFU_{}", s.key.to_uppercase()))
+            let arg = clap::Arg::new(s.name)
+                .long(s.name.replace('_', "-"))
+                .env(format!("KEFU_{}", s.name.to_uppercase()))
                 .global(true)
                 .hide_env_values(s.secret)
-                .help(format!("Setting `{}` (see the README); overrides the file", s.key));
+                .help(format!("Setting `{}` (see the README); overrides the file", s.path));
             cmd.arg(arg)
         })
     }
@@ -275,9 +427,9 @@ impl clap::FromArgMatches for ConfigArgs {
             self.config = Some(path.clone());
         }
         for s in SETTINGS {
-            if let Some(text) = matches.get_one::<String>(s.key) {
-                self.overrides.retain(|(key, _)| *key != s.key);
-                self.overrides.push((s.key, text.clone()));
+            if let Some(text) = matches.get_one::<String>(s.name) {
+                self.overrides.retain(|(name, _)| *name != s.name);
+                self.overrides.push((s.name, text.clone()));
             }
         }
         Ok(())
@@ -298,12 +450,10 @@ impl ConfigArgs {
             }
             None => toml::Table::new(),
         };
-        for (key, text) in &self.overrides {
-            let kind = SETTINGS.iter().find(|s| s.key == *key).map_or(Kind::Text, |s| s.kind);
-            match setting_value(key, kind, text)? {
-                Some(value) => table.insert(key.to_string(), value),
-                None => table.remove(*key),
-            };
+        move_flat_keys(&mut table);
+        for (name, text) in &self.overrides {
+            let Some(s) = SETTINGS.iter().find(|s| s.name == *name) else { continue };
+            set_path(&mut table, s.path, setting_value(s.name, s.kind, text)?);
         }
         let config: Config = table.try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
             path: file.unwrap_or_else(|| PathBuf::from("<flags and KEFU_* variables>")),
@@ -358,15 +508,15 @@ impl Config {
         self.cache_dir.clone().unwrap_or_else(|| self.corpus_dir.join(".index"))
     }
 
-    /// The SLA webhook; None when no `sla_webhook_url` is set.
+    /// The SLA webhook; None when no `overdue.webhook_url` is set.
     pub fn webhook_settings(&self) -> Result<Option<crate::overdue::WebhookSettings>, ConfigError> {
-        let Some(url) = &self.sla_webhook_url else { return Ok(None) };
+        let Some(url) = &self.overdue.webhook_url else { return Ok(None) };
         Ok(Some(crate::overdue::WebhookSettings {
-            url: parse_http_url("sla_webhook_url", url)?,
-            retries: self.sla_webhook_retries,
-            timeout: std::time::Duration::from_millis(self.sla_webhook_timeout_ms),
-            backoff: std::time::Duration::from_millis(self.sla_webhook_backoff_ms),
-            max_attempts: self.sla_webhook_max_attempts,
+            url: parse_http_url("overdue.webhook_url", url)?,
+            retries: self.overdue.webhook_retries,
+            timeout: std::time::Duration::from_millis(self.overdue.webhook_timeout_ms),
+            backoff: std::time::Duration::from_millis(self.overdue.webhook_backoff_ms),
+            max_attempts: self.overdue.webhook_max_attempts,
             batch: 100,
         }))
     }
@@ -375,9 +525,9 @@ impl Config {
     pub fn stats_settings(&self) -> Result<crate::analytics::StatsSettings, ConfigError> {
         Ok(crate::analytics::StatsSettings {
             timezone: self.tz()?,
-            cluster_threshold: self.stats_cluster_threshold,
-            max_questions: self.stats_max_questions,
-            timeout: std::time::Duration::from_millis(self.stats_timeout_ms),
+            cluster_threshold: self.analytics.cluster_threshold,
+            max_questions: self.analytics.max_questions,
+            timeout: std::time::Duration::from_millis(self.analytics.timeout_ms),
         })
     }
 
@@ -392,62 +542,71 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.tz()?;
         self.profile.validate().map_err(|e| ConfigError::Invalid { field: "profile.rules", message: e.to_string() })?;
-        if !(self.oos_weight >= 0.0 && self.oos_weight.is_finite()) {
-            return Err(ConfigError::Invalid { field: "oos_weight", message: "must be a finite number >= 0".into() });
-        }
-        if !(0.0..=1.0).contains(&self.min_answer_confidence) {
-            return Err(ConfigError::Invalid { field: "min_answer_confidence", message: "must be within 0..1".into() });
-        }
-        for (field, value) in [
-            ("max_in_flight", self.max_in_flight),
-            ("max_text_bytes", self.max_text_bytes),
-            ("encoder_queue", self.encoder_queue),
-            ("batch_max_requests", self.batch_max_requests),
-        ] {
-            if value == 0 {
-                return Err(ConfigError::Invalid { field, message: "must be at least 1".into() });
-            }
-        }
-        if let Some(url) = &self.sla_webhook_url {
-            parse_http_url("sla_webhook_url", url)?;
-        }
-        for (field, value) in [
-            ("sla_check_interval_secs", self.sla_check_interval_secs),
-            ("sla_webhook_timeout_ms", self.sla_webhook_timeout_ms),
-            ("sla_webhook_max_attempts", self.sla_webhook_max_attempts.into()),
-        ] {
-            if value == 0 {
-                return Err(ConfigError::Invalid { field, message: "must be at least 1".into() });
-            }
-        }
-        if !(self.stats_cluster_threshold > 0.0 && self.stats_cluster_threshold <= 1.0) {
+        if !(self.engine.oos_weight >= 0.0 && self.engine.oos_weight.is_finite()) {
             return Err(ConfigError::Invalid {
-                field: "stats_cluster_threshold",
+                field: "engine.oos_weight",
+                message: "must be a finite number >= 0".into(),
+            });
+        }
+        if !(0.0..=1.0).contains(&self.engine.min_answer_confidence) {
+            return Err(ConfigError::Invalid {
+                field: "engine.min_answer_confidence",
+                message: "must be within 0..1".into(),
+            });
+        }
+        for (field, value) in [
+            ("api.max_in_flight", self.api.max_in_flight),
+            ("api.max_text_bytes", self.api.max_text_bytes),
+            ("engine.encoder_queue", self.engine.encoder_queue),
+            ("engine.batch_max_requests", self.engine.batch_max_requests),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid { field, message: "must be at least 1".into() });
+            }
+        }
+        if let Some(url) = &self.overdue.webhook_url {
+            parse_http_url("overdue.webhook_url", url)?;
+        }
+        for (field, value) in [
+            ("overdue.check_interval_secs", self.overdue.check_interval_secs),
+            ("overdue.webhook_timeout_ms", self.overdue.webhook_timeout_ms),
+            ("overdue.webhook_max_attempts", self.overdue.webhook_max_attempts.into()),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid { field, message: "must be at least 1".into() });
+            }
+        }
+        if !(self.analytics.cluster_threshold > 0.0 && self.analytics.cluster_threshold <= 1.0) {
+            return Err(ConfigError::Invalid {
+                field: "analytics.cluster_threshold",
                 message: "must be within (0, 1]".into(),
             });
         }
-        if self.stats_timeout_ms == 0 {
-            return Err(ConfigError::Invalid { field: "stats_timeout_ms", message: "must be at least 1".into() });
+        if self.analytics.timeout_ms == 0 {
+            return Err(ConfigError::Invalid { field: "analytics.timeout_ms", message: "must be at least 1".into() });
         }
-        if !(self.gate_tolerance.is_finite() && (0.0..=1.0).contains(&self.gate_tolerance)) {
-            return Err(ConfigError::Invalid { field: "gate_tolerance", message: "must be within 0..1".into() });
-        }
-        if self.gate_eval_sets.is_empty() {
+        if !(self.learning.gate_tolerance.is_finite() && (0.0..=1.0).contains(&self.learning.gate_tolerance)) {
             return Err(ConfigError::Invalid {
-                field: "gate_eval_sets",
+                field: "learning.gate_tolerance",
+                message: "must be within 0..1".into(),
+            });
+        }
+        if self.learning.gate_eval_sets.is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "learning.gate_eval_sets",
                 message: "the eval gate needs at least one eval set".into(),
             });
         }
-        if !(self.correction_min_similarity > 0.0 && self.correction_min_similarity <= 1.0) {
+        if !(self.engine.correction_min_similarity > 0.0 && self.engine.correction_min_similarity <= 1.0) {
             return Err(ConfigError::Invalid {
-                field: "correction_min_similarity",
+                field: "engine.correction_min_similarity",
                 message: "must be within (0, 1]".into(),
             });
         }
-        if self.max_body_bytes < self.max_text_bytes {
+        if self.api.max_body_bytes < self.api.max_text_bytes {
             return Err(ConfigError::Invalid {
-                field: "max_body_bytes",
-                message: "must be at least max_text_bytes".into(),
+                field: "api.max_body_bytes",
+                message: "must be at least api.max_text_bytes".into(),
             });
         }
         Ok(())
@@ -460,7 +619,10 @@ mod tests {
 
     #[test]
     fn webhook_urls_are_checked_and_errors_never_show_secrets() {
-        let config = |url: &str| Config { sla_webhook_url: Some(url.into()), ..Config::default() };
+        let config = |url: &str| Config {
+            overdue: OverdueConfig { webhook_url: Some(url.into()), ..OverdueConfig::default() },
+            ..Config::default()
+        };
         let settings = config("https://hooks.example.com/kefu").webhook_settings().unwrap().unwrap();
         assert_eq!(
             (settings.url.as_str(), settings.retries, settings.max_attempts),
@@ -484,34 +646,34 @@ mod tests {
         }
         let mut names = std::collections::HashSet::new();
         for s in SETTINGS {
-            assert!(names.insert(s.key), "{} is listed twice", s.key);
+            assert!(names.insert(s.name), "{} is listed twice", s.name);
             // A value of the setting's kind lands in the field of that name, or the parse says which key is unknown.
             let text = match s.kind {
                 Kind::Number => "3",
                 Kind::Switch => "false",
                 Kind::Paths => "a.jsonl,b.jsonl",
-                Kind::Text | Kind::Optional if s.key == "timezone" => "UTC",
-                Kind::Text | Kind::Optional if s.key == "log_format" => "json",
-                Kind::Text | Kind::Optional if s.key == "sla_webhook_url" => "http://127.0.0.1:9/hook",
+                Kind::Text | Kind::Optional if s.name == "timezone" => "UTC",
+                Kind::Text | Kind::Optional if s.name == "log_format" => "json",
+                Kind::Text | Kind::Optional if s.name == "sla_webhook_url" => "http://127.0.0.1:9/hook",
                 Kind::Text | Kind::Optional => "x",
             };
             let mut table = toml::Table::new();
-            table.insert(s.key.into(), setting_value(s.key, s.kind, text).unwrap().unwrap());
+            set_path(&mut table, s.path, setting_value(s.name, s.kind, text).unwrap());
             let parsed: Result<Config, _> = table.try_into();
-            assert!(parsed.is_ok(), "{}: {:?}", s.key, parsed.err());
+            assert!(parsed.is_ok(), "{}: {:?}", s.path, parsed.err());
         }
         // The flag and the variable of a setting that had neither before.
         let matches = Cli::command()
             .try_get_matches_from(["kefu", "--max-text-bytes", "100", "--stats-timeout-ms", "5"])
             .unwrap();
         let config = ConfigArgs::from_arg_matches(&matches).unwrap().resolve().unwrap();
-        assert_eq!((config.max_text_bytes, config.stats_timeout_ms), (100, 5));
+        assert_eq!((config.api.max_text_bytes, config.analytics.timeout_ms), (100, 5));
         let args = ConfigArgs {
             overrides: vec![("encoder_queue", "7".into()), ("sla_webhook_url", "".into())],
             ..Default::default()
         };
         let config = args.resolve().unwrap();
-        assert_eq!((config.encoder_queue, config.sla_webhook_url), (7, None));
+        assert_eq!((config.engine.encoder_queue, config.overdue.webhook_url), (7, None));
         let err = ConfigArgs { overrides: vec![("max_in_flight", "many".into())], ..Default::default() }
             .resolve()
             .unwrap_err();
@@ -521,11 +683,11 @@ mod tests {
     #[test]
     fn defaults_are_the_modules_own() {
         let config = Config::default();
-        assert_eq!(config.encoder_queue, crate::encoder::BatchOptions::default().queue_capacity);
-        assert_eq!(config.max_text_bytes, crate::engine::EngineSettings::default().max_text_bytes);
-        assert_eq!((config.ticket_sla_minutes, config.conversation_gap_minutes), (120, 30));
+        assert_eq!(config.engine.encoder_queue, crate::encoder::BatchOptions::default().queue_capacity);
+        assert_eq!(config.api.max_text_bytes, crate::engine::EngineSettings::default().max_text_bytes);
+        assert_eq!((config.tickets.sla_minutes, config.tickets.conversation_gap_minutes), (120, 30));
         assert_eq!(
-            (config.request_timeout_ms, config.stats_timeout_ms, config.timezone.as_str()),
+            (config.api.request_timeout_ms, config.analytics.timeout_ms, config.timezone.as_str()),
             (10_000, 120_000, "Asia/Shanghai")
         );
     }
@@ -548,7 +710,33 @@ mod tests {
         let config = args.resolve().unwrap();
         assert_eq!(config.model, "all-minilm-l6-v2");
         assert_eq!(config.timezone, "UTC");
-        assert_eq!(config.max_text_bytes, 100);
+        assert_eq!(config.api.max_text_bytes, 100);
+    }
+
+    #[test]
+    fn sections_in_the_file_and_flat_keys_of_older_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kefu.toml");
+        let text =
+            "model = \"m\"\n[api]\nmax_text_bytes = 100\n[overdue]\nwebhook_retries = 7\n[tickets]\nsla_minutes = 9\n";
+        std::fs::write(&path, text).unwrap();
+        let args = ConfigArgs { config: Some(path.clone()), overrides: vec![("ticket_sla_minutes", "11".into())] };
+        let config = args.resolve().unwrap();
+        assert_eq!(
+            (config.api.max_text_bytes, config.overdue.webhook_retries, config.tickets.sla_minutes),
+            (100, 7, 11)
+        );
+        let mut old = String::from("max_text_bytes = 200\nsla_webhook_retries = 1\n");
+        for system in ["orders", "inventory", "refunds", "after_sales", "crm"] {
+            old += &format!("[enterprise_http.{system}]\nbase_url = \"http://127.0.0.1:9\"\n");
+        }
+        std::fs::write(&path, old).unwrap();
+        let config = ConfigArgs { config: Some(path.clone()), ..Default::default() }.resolve().unwrap();
+        assert_eq!((config.api.max_text_bytes, config.overdue.webhook_retries), (200, 1));
+        assert!(config.enterprise.http.is_some());
+        std::fs::write(&path, "[api]\nmax_txt_bytes = 1\n").unwrap();
+        let err = ConfigArgs { config: Some(path), ..Default::default() }.resolve().unwrap_err().to_string();
+        assert!(err.contains("max_txt_bytes"), "{err}");
     }
 
     #[test]
@@ -578,7 +766,7 @@ mod tests {
         assert!(err.to_string().contains("timezone"), "{err}");
         std::fs::write(&path, "sla_webhook_url = \"ftp://ops:hunter2@hooks.example.com/sla\"\n").unwrap();
         let err = ConfigArgs { config: Some(path.clone()), ..Default::default() }.resolve().unwrap_err().to_string();
-        assert!(err.contains("sla_webhook_url") && !err.contains("hunter2"), "{err}");
+        assert!(err.contains("webhook_url") && !err.contains("hunter2"), "{err}");
         std::fs::write(&path, "no_such_setting = 1\n").unwrap();
         let err = ConfigArgs { config: Some(path), ..Default::default() }.resolve().unwrap_err();
         assert!(err.to_string().contains("no_such_setting"), "{err}");

@@ -271,7 +271,7 @@ fn run_index(config: &Config, json: bool) -> Result<()> {
 
 /// `kefu versions`: every model version, newest first.
 fn run_versions(config: &Config, json: bool) -> Result<()> {
-    let store = VersionStore::new(&config.versions_dir);
+    let store = VersionStore::new(&config.learning.versions_dir);
     let (reports, current) = (store.list()?, store.current()?);
     if json {
         println!(
@@ -288,7 +288,7 @@ fn run_versions(config: &Config, json: bool) -> Result<()> {
 
 /// `kefu rollback`: the previous promoted version becomes current.
 fn run_rollback(config: &Config, json: bool) -> Result<()> {
-    let outcome = VersionStore::new(&config.versions_dir).rollback(Utc::now())?;
+    let outcome = VersionStore::new(&config.learning.versions_dir).rollback(Utc::now())?;
     if json {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
     } else {
@@ -296,7 +296,7 @@ fn run_rollback(config: &Config, json: bool) -> Result<()> {
             "rolled back {} -> {}; a running server switches within {}s (or POST /v1/admin/reload)",
             outcome.from,
             kefu::learning::describe(&outcome.to),
-            config.versions_poll_secs
+            config.learning.versions_poll_secs
         );
     }
     Ok(())
@@ -338,9 +338,9 @@ fn trainer(config: &Config, show_progress: bool) -> Result<Trainer> {
     let paths = TrainerSettings {
         corpus_dir: config.corpus_dir.clone(),
         cache_dir: config.cache_dir(),
-        versions_dir: config.versions_dir.clone(),
-        eval_sets: config.gate_eval_sets.clone(),
-        gate_tolerance: config.gate_tolerance,
+        versions_dir: config.learning.versions_dir.clone(),
+        eval_sets: config.learning.gate_eval_sets.clone(),
+        gate_tolerance: config.learning.gate_tolerance,
     };
     Ok(Trainer::new(paths, catalogue, handle, settings))
 }
@@ -348,8 +348,8 @@ fn trainer(config: &Config, show_progress: bool) -> Result<Trainer> {
 /// The model thread's queue and batch limits of the configuration.
 fn batch_options(config: &Config) -> BatchOptions {
     BatchOptions {
-        queue_capacity: config.encoder_queue,
-        max_batch_requests: config.batch_max_requests,
+        queue_capacity: config.engine.encoder_queue,
+        max_batch_requests: config.engine.batch_max_requests,
         ..BatchOptions::default()
     }
 }
@@ -368,11 +368,14 @@ fn engine_parts(
     let catalogue = if catalogue_path.exists() { Catalogue::load(&catalogue_path)? } else { Catalogue::empty() };
     let settings = EngineSettings {
         timezone: config.tz()?,
-        policy: PolicySettings { min_answer_confidence: config.min_answer_confidence, ..PolicySettings::default() },
-        max_text_bytes: config.max_text_bytes,
-        fit: FitOptions { oos_weight: config.oos_weight, ..FitOptions::default() },
+        policy: PolicySettings {
+            min_answer_confidence: config.engine.min_answer_confidence,
+            ..PolicySettings::default()
+        },
+        max_text_bytes: config.api.max_text_bytes,
+        fit: FitOptions { oos_weight: config.engine.oos_weight, ..FitOptions::default() },
         profile: config.profile.clone(),
-        correction_min_similarity: config.correction_min_similarity,
+        correction_min_similarity: config.engine.correction_min_similarity,
         ..EngineSettings::default()
     };
     Ok((handle, catalogue, settings))
@@ -383,22 +386,22 @@ async fn serve(config: Config) -> Result<()> {
     // Overdue pushes need only the store, so they start before the model loads.
     if let Some(webhook) = config.webhook_settings()? {
         let notifier = kefu::overdue::SlaNotifier::new(store.clone(), webhook, Arc::new(kefu::overdue::SystemClock))?;
-        kefu::overdue::spawn(notifier, Duration::from_secs(config.sla_check_interval_secs));
+        kefu::overdue::spawn(notifier, Duration::from_secs(config.overdue.check_interval_secs));
     }
-    if config.admin_token.is_none() {
+    if config.api.admin_token.is_none() {
         tracing::warn!(
             "admin routes (/v1/admin/*) are open: set admin_token (KEFU_ADMIN_TOKEN) outside a trusted network"
         );
     }
     let settings = ApiSettings {
-        max_body_bytes: config.max_body_bytes,
-        max_in_flight: config.max_in_flight,
-        request_timeout: Duration::from_millis(config.request_timeout_ms),
+        max_body_bytes: config.api.max_body_bytes,
+        max_in_flight: config.api.max_in_flight,
+        request_timeout: Duration::from_millis(config.api.request_timeout_ms),
         turns: kefu::service::turn::TurnSettings {
-            ticket_sla: chrono::Duration::minutes(config.ticket_sla_minutes.into()),
-            conversation_gap: chrono::Duration::minutes(config.conversation_gap_minutes.into()),
+            ticket_sla: chrono::Duration::minutes(config.tickets.sla_minutes.into()),
+            conversation_gap: chrono::Duration::minutes(config.tickets.conversation_gap_minutes.into()),
         },
-        admin_token: config.admin_token.clone(),
+        admin_token: config.api.admin_token.clone(),
         stats: config.stats_settings()?,
     };
     let state = AppState::new(store.clone(), settings);
@@ -413,7 +416,7 @@ async fn serve(config: Config) -> Result<()> {
     // Profiles and ticket_status answers read the customer's turns and tickets from the store.
     let history: Arc<dyn kefu::profile::CustomerHistory> = Arc::new(store.clone());
     tokio::spawn(async move {
-        let poll = Duration::from_secs(config.versions_poll_secs);
+        let poll = Duration::from_secs(config.learning.versions_poll_secs);
         match load_and_warm_up(config, history, &store, &loading_state).await {
             Ok(()) => {
                 tracing::info!("ready");
@@ -467,7 +470,7 @@ async fn retrain(config: Config, json: bool, tolerance: Option<f64>) -> Result<(
     }
     let store = open_store(&config).await?;
     let show = !json && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let versions_dir = config.versions_dir.clone();
+    let versions_dir = config.learning.versions_dir.clone();
     let trainer = Arc::new(
         tokio::task::spawn_blocking(move || trainer(&config, show)).await.context("loading the encoder panicked")??,
     );
@@ -483,11 +486,11 @@ async fn retrain(config: Config, json: bool, tolerance: Option<f64>) -> Result<(
 
 /// The enterprise systems data answers use: the HTTP systems when configured, the seeded demo database otherwise.
 async fn enterprise_systems(config: &Config) -> Result<Connectors> {
-    Ok(match &config.enterprise_http {
+    Ok(match &config.enterprise.http {
         Some(http) => connectors::http::http_connectors(http)?,
-        None => connectors::demo::demo_connectors(&config.enterprise_database_url)
+        None => connectors::demo::demo_connectors(&config.enterprise.database_url)
             .await
-            .with_context(|| format!("opening the demo enterprise database {}", config.enterprise_database_url))?,
+            .with_context(|| format!("opening the demo enterprise database {}", config.enterprise.database_url))?,
     })
 }
 
@@ -666,7 +669,7 @@ fn run_eval(config: &Config, args: EvalArgs, runtime: &tokio::runtime::Runtime) 
 
 /// Opens the configured database; errors name it without its password.
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    Store::open(&config.database_url)
+    Store::open(&config.store.database_url)
         .await
-        .with_context(|| format!("opening the database {}", kefu::store::redacted_url(&config.database_url)))
+        .with_context(|| format!("opening the database {}", kefu::store::redacted_url(&config.store.database_url)))
 }
