@@ -236,7 +236,7 @@ async fn answer(
         text: req.text,
         session_id: req.session_id,
         customer_id: req.customer_id,
-        channel: req.channel.unwrap_or_else(|| service::tickets::DEFAULT_CHANNEL.into()),
+        channel: req.channel.unwrap_or_else(|| service::DEFAULT_CHANNEL.into()),
         scenario: req.scenario,
         now,
     };

@@ -10,6 +10,9 @@ pub mod turn;
 use crate::engine::EngineError;
 use crate::store::StoreError;
 
+/// The channel of a message or ticket that names none.
+pub const DEFAULT_CHANNEL: &str = "web";
+
 /// Why a use case failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {

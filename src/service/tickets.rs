@@ -4,7 +4,7 @@
 use chrono::Utc;
 use serde_json::json;
 
-use super::ServiceError;
+use super::{ServiceError, DEFAULT_CHANNEL};
 use crate::corpus::Role;
 use crate::engine::Engine;
 use crate::store::{NewTicket, Store, Ticket, TicketAbout};
@@ -69,9 +69,6 @@ pub async fn open(
     store.create_ticket(&ticket, &about, request.note.as_deref(), now).await?;
     read(store, &ticket.id).await
 }
-
-/// The channel of a message or ticket that names none.
-pub const DEFAULT_CHANNEL: &str = "web";
 
 /// A ticket with its conversation and history.
 pub async fn read(store: &Store, id: &str) -> Result<Ticket, ServiceError> {
