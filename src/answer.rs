@@ -414,7 +414,7 @@ pub async fn ticket_status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{NewTicket, NewTurn, Store};
+    use crate::store::{NewTicket, NewTurn};
     use chrono::DateTime;
 
     fn at(s: &str) -> DateTime<Utc> {
@@ -518,7 +518,7 @@ mod tests {
     #[tokio::test]
     async fn ticket_status_answers_from_the_store() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&format!("sqlite://{}/kefu.db", dir.path().display())).await.unwrap();
+        let store = crate::store::testing::sqlite_store(dir.path()).await;
         let ctx = Ctx { now: Utc::now(), trace_id: "t" };
         let replies = Replies::default();
         let ask = |text: &'static str, customer: Option<&'static str>| {
@@ -548,6 +548,7 @@ mod tests {
                 crate::tickets::Status::Assigned,
                 Some("agent-7"),
                 Some("已派给维修师傅，预计明天上门"),
+                "test",
                 Utc::now(),
             )
             .await

@@ -58,6 +58,7 @@ pub struct Config {
     pub overdue: OverdueConfig,
     pub learning: LearningConfig,
     pub analytics: AnalyticsConfig,
+    pub security: SecurityConfig,
 }
 
 /// `[store]`: kefu's own database.
@@ -92,7 +93,7 @@ pub struct ApiConfig {
     pub max_in_flight: usize,
     /// Whole-request timeout.
     pub request_timeout_ms: u64,
-    /// Bearer token for the admin routes (retrain, reload, rollback); they are open when unset.
+    /// An admin API key given alone (the `admin:<token>` of `security.api_keys`); kept for older files.
     pub admin_token: Option<String>,
 }
 
@@ -172,6 +173,35 @@ pub struct AnalyticsConfig {
     pub timeout_ms: u64,
 }
 
+/// `[security]`: who may call, and the keys of the data at rest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// API keys as comma-separated `role:secret` pairs (roles bot, agent,
+    /// admin), beside those made with `kefu keys add`. With no key at all,
+    /// only loopback clients are served.
+    pub api_keys: Option<String>,
+    /// Data keys sealing personal data at rest, `<id>:<base64 of 32 bytes>`
+    /// pairs, comma-separated, the first current; overrides `data_key_file`.
+    pub data_key: Option<String>,
+    /// File of data keys (one `<id> <base64>` per line, the first current);
+    /// created with a fresh key on first start of a SQLite store.
+    pub data_key_file: PathBuf,
+    /// Requests per second one key or agent may make on average (0: no limit).
+    pub rate_limit_per_second: f64,
+    /// Requests one key or agent may make in a burst.
+    pub rate_limit_burst: f64,
+    /// Hours an agent's login lasts.
+    pub session_hours: u32,
+    /// Failed logins of one agent name or one address before logins pause.
+    pub login_max_failures: u32,
+    /// Minutes logins pause after too many failures.
+    pub login_lockout_minutes: u32,
+    /// PEM certificate chain and private key: `kefu serve` speaks HTTPS itself when both are set.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
 // NOTE: each default that a module also needs is taken from that module's
 // own `Default`, so none is written twice.
 
@@ -195,6 +225,25 @@ impl Default for Config {
             overdue: OverdueConfig::default(),
             learning: LearningConfig::default(),
             analytics: AnalyticsConfig::default(),
+            security: SecurityConfig::default(),
+        }
+    }
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        let auth = crate::service::auth::AuthSettings::default();
+        SecurityConfig {
+            api_keys: None,
+            data_key: None,
+            data_key_file: PathBuf::from("data/kefu.key"),
+            rate_limit_per_second: auth.rate_per_second,
+            rate_limit_burst: auth.rate_burst,
+            session_hours: u32::try_from(auth.session_ttl.num_hours()).unwrap_or(12),
+            login_max_failures: auth.login_max_failures,
+            login_lockout_minutes: u32::try_from(auth.login_lockout.as_secs() / 60).unwrap_or(15),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -349,6 +398,16 @@ const SETTINGS: &[Setting] = &[
     setting("analytics.cluster_threshold", "stats_cluster_threshold", Kind::Number),
     setting("analytics.max_questions", "stats_max_questions", Kind::Number),
     setting("analytics.timeout_ms", "stats_timeout_ms", Kind::Number),
+    Setting { path: "security.api_keys", name: "api_keys", kind: Kind::Optional, secret: true },
+    Setting { path: "security.data_key", name: "data_key", kind: Kind::Optional, secret: true },
+    setting("security.data_key_file", "data_key_file", Kind::Text),
+    setting("security.rate_limit_per_second", "rate_limit_per_second", Kind::Number),
+    setting("security.rate_limit_burst", "rate_limit_burst", Kind::Number),
+    setting("security.session_hours", "session_hours", Kind::Number),
+    setting("security.login_max_failures", "login_max_failures", Kind::Number),
+    setting("security.login_lockout_minutes", "login_lockout_minutes", Kind::Number),
+    setting("security.tls_cert", "tls_cert", Kind::Optional),
+    setting("security.tls_key", "tls_key", Kind::Optional),
 ];
 
 /// Sets `value` at `path` (`section.field` or `field`) in `table`, or removes it when `None`.
@@ -531,6 +590,35 @@ impl Config {
         })
     }
 
+    /// Keys, sessions and limits of the access layer.
+    pub fn auth_settings(&self) -> Result<crate::service::auth::AuthSettings, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid { field: "security.api_keys", message };
+        let mut api_keys = crate::service::auth::parse_api_keys(self.security.api_keys.as_deref().unwrap_or_default())
+            .map_err(invalid)?;
+        if let Some(token) = &self.api.admin_token {
+            api_keys.extend(
+                crate::service::auth::parse_api_keys(&format!("admin:{token}"))
+                    .map_err(|message| ConfigError::Invalid { field: "api.admin_token", message })?,
+            );
+        }
+        Ok(crate::service::auth::AuthSettings {
+            api_keys,
+            rate_per_second: self.security.rate_limit_per_second,
+            rate_burst: self.security.rate_limit_burst,
+            session_ttl: chrono::Duration::hours(i64::from(self.security.session_hours.max(1))),
+            login_max_failures: self.security.login_max_failures.max(1),
+            login_lockout: std::time::Duration::from_secs(u64::from(self.security.login_lockout_minutes) * 60),
+        })
+    }
+
+    /// The data keys: `data_key` when set, else the key file, created on first
+    /// start of a SQLite store. A PostgreSQL store is shared by replicas, which
+    /// must all hold the same keys, so none is made up for it.
+    pub fn vault(&self) -> Result<(crate::privacy::vault::Vault, Option<PathBuf>), crate::privacy::vault::VaultError> {
+        let create = self.store.database_url.starts_with("sqlite:");
+        crate::privacy::vault::Vault::load(self.security.data_key.as_deref(), &self.security.data_key_file, create)
+    }
+
     /// The time zone, parsed.
     pub fn tz(&self) -> Result<chrono_tz::Tz, ConfigError> {
         self.timezone.parse().map_err(|_| ConfigError::Invalid {
@@ -541,6 +629,19 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.tz()?;
+        self.auth_settings()?;
+        if self.security.tls_cert.is_some() != self.security.tls_key.is_some() {
+            return Err(ConfigError::Invalid {
+                field: "security.tls_cert",
+                message: "give both tls_cert and tls_key, or neither".into(),
+            });
+        }
+        if !(self.security.rate_limit_per_second >= 0.0 && self.security.rate_limit_per_second.is_finite()) {
+            return Err(ConfigError::Invalid {
+                field: "security.rate_limit_per_second",
+                message: "must be a finite number >= 0".into(),
+            });
+        }
         self.profile.validate().map_err(|e| ConfigError::Invalid { field: "profile.rules", message: e.to_string() })?;
         if !(self.engine.oos_weight >= 0.0 && self.engine.oos_weight.is_finite()) {
             return Err(ConfigError::Invalid {

@@ -1,6 +1,7 @@
 //! The `kefu` binary: configuration, tracing, engine construction, and the
 //! `serve`, `eval`, `model`, `index`, `load`, `retrain`, `versions`, `rollback` and `stats` commands.
 
+mod access_cli;
 mod loadtest;
 
 use std::path::{Path, PathBuf};
@@ -83,6 +84,16 @@ enum Command {
         /// Print the outcome as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// API keys and data keys: add, list, revoke, rotate, rotate-data.
+    Keys {
+        #[command(subcommand)]
+        command: access_cli::KeysCommand,
+    },
+    /// Agent accounts of the workspace: add, list, disable, passwd.
+    Agent {
+        #[command(subcommand)]
+        command: access_cli::AgentCommand,
     },
     /// Analytics of a period from the configured database (as GET /v1/stats), as a summary, JSON or CSV.
     Stats(StatsArgs),
@@ -198,6 +209,13 @@ fn main() -> Result<()> {
         Command::Model { command: ModelCommand::List } => run_model_list(&config),
         Command::Index { json } => run_index(&config, json),
         Command::Load(args) => runtime.block_on(loadtest::run(args)),
+        Command::Keys { command } => runtime.block_on(async {
+            let store = open_store(&config).await?;
+            access_cli::run_keys(&config, &store, command).await
+        }),
+        Command::Agent { command } => {
+            runtime.block_on(async { access_cli::run_agent(&open_store(&config).await?, command).await })
+        }
         Command::Retrain { json, tolerance } => runtime.block_on(retrain(config, json, tolerance)),
         Command::Stats(args) => run_stats(&config, args, &runtime),
         Command::Versions { json } => run_versions(&config, json),
@@ -388,11 +406,7 @@ async fn serve(config: Config) -> Result<()> {
         let notifier = kefu::overdue::SlaNotifier::new(store.clone(), webhook, Arc::new(kefu::overdue::SystemClock))?;
         kefu::overdue::spawn(notifier, Duration::from_secs(config.overdue.check_interval_secs));
     }
-    if config.api.admin_token.is_none() {
-        tracing::warn!(
-            "admin routes (/v1/admin/*) are open: set admin_token (KEFU_ADMIN_TOKEN) outside a trusted network"
-        );
-    }
+    let auth = config.auth_settings()?;
     let settings = ApiSettings {
         max_body_bytes: config.api.max_body_bytes,
         max_in_flight: config.api.max_in_flight,
@@ -401,13 +415,30 @@ async fn serve(config: Config) -> Result<()> {
             ticket_sla: chrono::Duration::minutes(config.tickets.sla_minutes.into()),
             conversation_gap: chrono::Duration::minutes(config.tickets.conversation_gap_minutes.into()),
         },
-        admin_token: config.api.admin_token.clone(),
+        auth,
+        secure_cookies: config.security.tls_cert.is_some(),
         stats: config.stats_settings()?,
     };
     let state = AppState::new(store.clone(), settings);
-    let listener =
-        tokio::net::TcpListener::bind(config.addr).await.with_context(|| format!("binding {}", config.addr))?;
-    tracing::info!(addr = %listener.local_addr()?, "listening; loading model and index (/readyz turns 200 when done)");
+    if state.protected_mode().await? {
+        tracing::warn!(
+            addr = %config.addr,
+            "protected mode: no API key exists, so only clients on this machine (loopback) are answered; \
+             add keys with `kefu keys add` or api_keys (KEFU_API_KEYS) to serve a network"
+        );
+    }
+    let tls = match (&config.security.tls_cert, &config.security.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .with_context(|| format!("loading the TLS certificate {} and key {}", cert.display(), key.display()))?,
+        ),
+        _ => None,
+    };
+    let listener = std::net::TcpListener::bind(config.addr).with_context(|| format!("binding {}", config.addr))?;
+    listener.set_nonblocking(true)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(addr = %listener.local_addr()?, scheme, "listening; loading model and index (/readyz turns 200 when done)");
 
     // NOTE: the port opens before the model loads so that /healthz answers at
     // once and /readyz reports loading (503) instead of refusing connections.
@@ -429,7 +460,24 @@ async fn serve(config: Config) -> Result<()> {
         }
     });
 
-    let server = axum::serve(listener, api::app(state)).with_graceful_shutdown(shutdown_signal());
+    let app = api::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = async move {
+        match tls {
+            Some(tls) => {
+                let handle = axum_server::Handle::new();
+                let stopper = handle.clone();
+                tokio::spawn(async move {
+                    shutdown_signal().await;
+                    stopper.graceful_shutdown(Some(Duration::from_secs(10)));
+                });
+                axum_server::from_tcp_rustls(listener, tls).handle(handle).serve(app).await
+            }
+            None => {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await
+            }
+        }
+    };
     tokio::select! {
         result = server => result.context("serving HTTP"),
         Ok(err) = &mut failed_rx => Err(err.context("loading the engine")),
@@ -669,7 +717,11 @@ fn run_eval(config: &Config, args: EvalArgs, runtime: &tokio::runtime::Runtime) 
 
 /// Opens the configured database; errors name it without its password.
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    Store::open(&config.store.database_url)
+    let (vault, created) = config.vault().context("loading the data keys")?;
+    if let Some(file) = created {
+        tracing::warn!(file = %file.display(), "made a new data key for personal data at rest; back the file up, without it the stored texts cannot be read");
+    }
+    Store::open(&config.store.database_url, Arc::new(vault))
         .await
         .with_context(|| format!("opening the database {}", kefu::store::redacted_url(&config.store.database_url)))
 }

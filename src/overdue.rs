@@ -431,7 +431,7 @@ mod tests {
 
     async fn temp_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&format!("sqlite://{}/kefu.db", dir.path().display())).await.unwrap();
+        let store = crate::store::testing::sqlite_store(dir.path()).await;
         (dir, store)
     }
 
@@ -516,6 +516,7 @@ mod tests {
                 crate::tickets::Status::Assigned,
                 Some("agent-7"),
                 None,
+                "test",
                 t0() + Minutes::minutes(90),
             )
             .await

@@ -25,7 +25,7 @@ use crate::connectors::fields::repairs_in_90_days;
 use crate::connectors::{Customer, Order, RepairRecord};
 use crate::corpus::{Lang, Role};
 use crate::policy::CustomerFactors;
-use crate::privacy::mask;
+use crate::privacy::{mask, mask_name};
 use crate::tickets::Status;
 
 /// How many recent orders and past questions a profile shows.
@@ -340,14 +340,6 @@ pub struct Profile {
     pub tags: Vec<String>,
     /// Sources that could not be read for this profile.
     pub unavailable: Vec<String>,
-}
-
-/// 张伟 -> 张*, John Smith -> J*** S****: enough for an agent to greet, not to identify.
-pub fn mask_name(name: &str) -> String {
-    name.split(' ')
-        .map(|word| word.chars().enumerate().map(|(i, c)| if i == 0 { c } else { '*' }).collect::<String>())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Distinct days in `tz` of these instants.

@@ -9,17 +9,15 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::Request;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, StatusCode};
-use axum::middleware::{self, Next};
-use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::http::StatusCode;
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{parse_json, ApiError, AppState};
+use super::access::{Access, Routes};
+use super::{parse_json_or_default, ApiError, AppState};
+use crate::access::Role;
 use crate::engine::BASE_VERSION;
 use crate::learning::versions::{VersionError, VersionReport};
 use crate::learning::TrainError;
@@ -28,38 +26,15 @@ use crate::service::live::LiveError;
 /// Largest admin request body: a few settings.
 const MAX_ADMIN_BODY: usize = 4096;
 
-pub(super) fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/v1/admin/retrain", post(retrain))
-        .route("/v1/admin/reload", post(reload))
-        .route("/v1/admin/rollback", post(rollback))
-        .route("/v1/admin/version", get(version))
-        .route("/v1/admin/versions", get(versions))
-        .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin_token))
-}
-
-/// With `admin_token` set, admin routes need `Authorization: Bearer <token>`.
-async fn require_admin_token(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    if let Some(token) = &state.settings.admin_token {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "admin routes need Authorization: Bearer <admin token>",
-            ));
-        }
-    }
-    Ok(next.run(request).await)
+pub(super) fn routes() -> Routes {
+    let admin = Access::Role(Role::Admin);
+    Routes::new()
+        .post("/v1/admin/retrain", admin, retrain)
+        .post("/v1/admin/reload", admin, reload)
+        .post("/v1/admin/rollback", admin, rollback)
+        .get("/v1/admin/version", admin, version)
+        .get("/v1/admin/versions", admin, versions)
+        .wrap(|router| router.layer(DefaultBodyLimit::max(MAX_ADMIN_BODY)))
 }
 
 impl From<LiveError> for ApiError {
@@ -101,10 +76,7 @@ async fn retrain(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<VersionReport>, ApiError> {
-    let req: RetrainRequest = match &body {
-        Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => RetrainRequest::default(),
-        _ => parse_json(body)?,
-    };
+    let req: RetrainRequest = parse_json_or_default(body)?;
     if let Some(t) = req.tolerance {
         if !(t.is_finite() && (0.0..=1.0).contains(&t)) {
             return Err(ApiError::bad_request("invalid_tolerance", "tolerance must be a number within 0..1"));
@@ -166,32 +138,4 @@ async fn versions(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Api
         })
         .collect();
     Ok(Json(json!({"served": state.live.version(), "current": current, "versions": list})))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::ApiSettings;
-    use crate::store::Store;
-    use tower::ServiceExt;
-
-    async fn status_of(router: &Router, auth: Option<&str>) -> StatusCode {
-        let mut request = axum::http::Request::get("/v1/admin/versions");
-        if let Some(auth) = auth {
-            request = request.header(header::AUTHORIZATION, auth);
-        }
-        router.clone().oneshot(request.body(axum::body::Body::empty()).unwrap()).await.unwrap().status()
-    }
-
-    #[tokio::test]
-    async fn admin_routes_need_the_token_when_one_is_set() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&format!("sqlite://{}/kefu.db", dir.path().display())).await.unwrap();
-        let state = AppState::new(store, ApiSettings { admin_token: Some("s3cret".into()), ..ApiSettings::default() });
-        let router = routes(&state).with_state(state);
-        assert_eq!(status_of(&router, None).await, StatusCode::UNAUTHORIZED);
-        assert_eq!(status_of(&router, Some("Bearer wrong")).await, StatusCode::UNAUTHORIZED);
-        // Past the check: no engine is loaded yet, so the route itself answers (not 401).
-        assert_ne!(status_of(&router, Some("Bearer s3cret")).await, StatusCode::UNAUTHORIZED);
-    }
 }

@@ -10,13 +10,14 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{BoxError, Json, Router};
+use axum::{BoxError, Json};
 use chrono::Utc;
 use serde::Deserialize;
 use tower::ServiceBuilder;
 
+use super::access::{Access, Routes};
 use super::{check_id, ApiError, AppState};
+use crate::access::Role;
 use crate::analytics::{
     self as report, OptimiseFilter, OptimiseQueue, Period, PeriodError, StatsReport, StatsSettings,
 };
@@ -30,18 +31,22 @@ const MAX_TOP: usize = 200;
 /// NOTE: merged outside the API's request timeout: grouping a week's
 /// questions embeds up to `max_questions` texts, which takes longer than a
 /// customer's answer may.
-pub(super) fn routes(settings: &StatsSettings) -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/v1/stats", get(get_stats))
-        .route("/v1/stats/export", get(export_stats))
-        .route("/v1/optimise", get(get_optimise))
-        .layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(|err: BoxError| async move {
-                    ApiError::from_middleware(&err, "the report took too long; try a shorter period")
-                }))
-                .timeout(settings.timeout),
-        )
+pub(super) fn routes(settings: &StatsSettings) -> Routes {
+    let agent = Access::Role(Role::Agent);
+    let timeout = settings.timeout;
+    Routes::new()
+        .get("/v1/stats", agent, get_stats)
+        .get("/v1/stats/export", agent, export_stats)
+        .get("/v1/optimise", agent, get_optimise)
+        .wrap(move |router| {
+            router.layer(
+                ServiceBuilder::new()
+                    .layer(HandleErrorLayer::new(|err: BoxError| async move {
+                        ApiError::from_middleware(&err, "the report took too long; try a shorter period")
+                    }))
+                    .timeout(timeout),
+            )
+        })
 }
 
 impl From<PeriodError> for ApiError {

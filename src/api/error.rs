@@ -1,7 +1,7 @@
 //! The one place where errors become HTTP statuses. Clients get a JSON body
 //! `{"error": {"code", "message"}}`; internal details go to the log only.
 
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{BoxError, Json};
 use serde_json::json;
@@ -18,11 +18,17 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds to wait before retrying, sent as `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), retry_after: None }
+    }
+
+    pub fn retry_after(self, seconds: u64) -> Self {
+        ApiError { retry_after: Some(seconds), ..self }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -38,7 +44,7 @@ impl ApiError {
     }
 
     pub fn busy() -> Self {
-        Self::new(StatusCode::TOO_MANY_REQUESTS, "busy", "too many requests in flight; retry shortly")
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "busy", "too many requests in flight; retry shortly").retry_after(1)
     }
 
     /// The answer to a request the middleware failed: `timed_out` when it hit
@@ -59,7 +65,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"error": {"code": self.code, "message": self.message}}))).into_response()
+        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        match self.retry_after {
+            Some(seconds) => (self.status, [(header::RETRY_AFTER, seconds.to_string())], body).into_response(),
+            None => (self.status, body).into_response(),
+        }
     }
 }
 
@@ -93,6 +103,9 @@ impl From<StoreError> for ApiError {
             e @ StoreError::InvalidTransition { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "invalid_transition", e.to_string())
             }
+            e @ StoreError::AlreadyAssigned { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "already_assigned", e.to_string())
+            }
             other => ApiError::internal(&other),
         }
     }
@@ -111,6 +124,12 @@ impl From<ServiceError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "missing_intent", e.to_string())
             }
             e @ ServiceError::UnknownQueue { .. } => ApiError::bad_request("invalid_queue", e.to_string()),
+            e @ ServiceError::AboutNobody => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "missing_customer", e.to_string())
+            }
+            e @ ServiceError::NoAgent => ApiError::bad_request("missing_agent", e.to_string()),
+            e @ ServiceError::NotYours(_) => ApiError::new(StatusCode::FORBIDDEN, "not_assigned_to_you", e.to_string()),
+            e @ ServiceError::NotRevealable(_) => ApiError::bad_request("invalid_field", e.to_string()),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! Handlers translate JSON to engine and store calls and back; they never see
 //! a tensor. See `shared/contract.md` for the shapes callers rely on.
 
+mod access;
 mod admin;
 mod analytics;
 mod error;
@@ -16,8 +17,7 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{BoxError, Json, Router};
+use axum::{BoxError, Extension, Json, Router};
 use chrono::{DateTime, FixedOffset, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -26,13 +26,16 @@ use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 use tower_http::trace::TraceLayer;
 
+pub use access::{Access, RouteSpec, SESSION_COOKIE};
 pub use error::ApiError;
 
+use crate::access::{Caller, Role};
 use crate::engine::{Candidate, Engine};
 use crate::privacy::mask;
+use crate::service::auth::{AuthSettings, Gatekeeper};
 use crate::service::live::LiveEngine;
 use crate::service::{self, turn};
-use crate::store::{Store, Ticket, TicketFilter};
+use crate::store::{AuditFilter, Store, Ticket, TicketFilter};
 use crate::tickets::Status;
 
 /// Limits and settings of the HTTP layer.
@@ -43,8 +46,10 @@ pub struct ApiSettings {
     pub request_timeout: Duration,
     /// Hand-off deadlines and how turns continue a conversation.
     pub turns: turn::TurnSettings,
-    /// Bearer token the admin routes require; open when unset.
-    pub admin_token: Option<String>,
+    /// API keys, sessions, rate limits and login throttling.
+    pub auth: AuthSettings,
+    /// Session cookies carry `Secure` (the server terminates TLS itself).
+    pub secure_cookies: bool,
     /// Time zone, question grouping and caps of the analytics endpoints.
     pub stats: crate::analytics::StatsSettings,
 }
@@ -59,7 +64,8 @@ impl Default for ApiSettings {
                 ticket_sla: chrono::Duration::hours(2),
                 conversation_gap: chrono::Duration::minutes(30),
             },
-            admin_token: None,
+            auth: AuthSettings::default(),
+            secure_cookies: false,
             stats: crate::analytics::StatsSettings::default(),
         }
     }
@@ -70,6 +76,8 @@ pub struct AppState {
     /// The engine served (none until the model and index are loaded) and its learning loop.
     pub live: Arc<LiveEngine>,
     store: Store,
+    /// Who is calling, and whether they may.
+    gate: Gatekeeper,
     in_flight: Arc<Semaphore>,
     settings: ApiSettings,
     /// Question embeddings kept between analytics requests.
@@ -80,6 +88,7 @@ impl AppState {
     pub fn new(store: Store, settings: ApiSettings) -> Arc<AppState> {
         Arc::new(AppState {
             live: Arc::new(LiveEngine::default()),
+            gate: Gatekeeper::new(store.clone(), settings.auth.clone()),
             store,
             in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
             settings,
@@ -90,37 +99,67 @@ impl AppState {
     fn engine(&self) -> Option<Arc<Engine>> {
         self.live.get()
     }
+
+    /// Whether no API key exists, so only loopback clients are answered.
+    pub async fn protected_mode(&self) -> Result<bool, crate::service::auth::AuthError> {
+        self.gate.protected_mode().await
+    }
+}
+
+/// Every route with its access, before the access layer: what the router
+/// serves and what the role matrix test walks.
+fn routes(state: &Arc<AppState>) -> access::Routes {
+    use access::Access::{Public, Role as R};
+    let settings = &state.settings;
+    let (bot, agent, admin) = (R(Role::Bot), R(Role::Agent), R(Role::Admin));
+    access::Routes::new()
+        .get("/healthz", Public, healthz)
+        .get("/readyz", Public, readyz)
+        .get("/openapi.json", Public, openapi)
+        .post("/v1/auth/login", Public, access::login)
+        .post("/v1/auth/logout", Public, access::logout)
+        .get("/v1/auth/me", bot, access::me)
+        .post("/v1/answer", bot, answer)
+        .post("/v1/feedback", bot, feedback)
+        .get("/v1/customers/{id}/conversation", agent, customer_conversation)
+        .get("/v1/tickets", agent, list_tickets)
+        .post("/v1/tickets", agent, create_ticket)
+        .get("/v1/tickets/{id}", agent, get_ticket)
+        .post("/v1/tickets/{id}/notes", agent, add_ticket_note)
+        .post("/v1/tickets/{id}/assign", agent, assign_ticket)
+        .post("/v1/tickets/{id}/status", agent, update_ticket_status)
+        .post("/v1/tickets/{id}/reveal", agent, reveal_ticket)
+        .post("/v1/corrections", agent, correction)
+        .get("/v1/audit", admin, audit)
+        .wrap(|router| {
+            router.layer(DefaultBodyLimit::max(settings.max_body_bytes)).layer(
+                ServiceBuilder::new()
+                    .layer(HandleErrorLayer::new(|err: BoxError| async move {
+                        ApiError::from_middleware(&err, "the request took too long")
+                    }))
+                    .timeout(settings.request_timeout),
+            )
+        })
+        // NOTE: merged after the timeout: a retrain runs for minutes.
+        .merge(admin::routes())
+        .merge(analytics::routes(&settings.stats))
 }
 
 /// The router with its middleware stack.
 pub fn app(state: Arc<AppState>) -> Router {
-    let settings = state.settings.clone();
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/v1/answer", post(answer))
-        .route("/v1/customers/{id}/conversation", get(customer_conversation))
-        .route("/v1/tickets", get(list_tickets).post(create_ticket))
-        .route("/v1/tickets/{id}/notes", post(add_ticket_note))
-        .route("/v1/tickets/{id}", get(get_ticket))
-        .route("/v1/tickets/{id}/assign", post(assign_ticket))
-        .route("/v1/tickets/{id}/status", post(update_ticket_status))
-        .route("/v1/feedback", post(feedback))
-        .route("/v1/corrections", post(correction))
+    routes(&state)
+        .into_router(&state)
         .fallback(|| async { ApiError::not_found("no such route") })
-        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
-        .layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(|err: BoxError| async move {
-                    ApiError::from_middleware(&err, "the request took too long")
-                }))
-                .timeout(settings.request_timeout),
-        )
-        // NOTE: merged after the timeout: a retrain runs for minutes.
-        .merge(admin::routes(&state))
-        .merge(analytics::routes(&settings.stats))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The OpenAPI 3.1 description of this API, as served.
+const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 /// Parses a JSON body ourselves so that every failure is a JSON 4xx.
@@ -134,6 +173,14 @@ fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Resul
         }
     })?;
     serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))
+}
+
+/// [`parse_json`] for requests whose fields are all optional: an empty body is the default.
+fn parse_json_or_default<T: DeserializeOwned + Default>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    match &body {
+        Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Ok(T::default()),
+        _ => parse_json(body),
+    }
 }
 
 async fn healthz() -> Json<Value> {
@@ -284,6 +331,7 @@ struct ConversationQuery {
 /// A customer's one history across sessions and channels.
 async fn customer_conversation(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     query: Result<Query<ConversationQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -292,12 +340,17 @@ async fn customer_conversation(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 1000"));
     }
-    let conversation = state.store.customer_conversation(&id, limit).await?;
+    check_id("customer_id", &Some(id.clone()))?;
+    let conversation = service::tickets::customer_conversation(&state.store, &id, limit, &caller).await?;
     Ok(Json(json!({"customer_id": id, "conversation": conversation})))
 }
 
-async fn get_ticket(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Ticket>, ApiError> {
-    Ok(Json(service::tickets::read(&state.store, &id).await?))
+async fn get_ticket(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Ticket>, ApiError> {
+    Ok(Json(service::tickets::read(&state.store, &id, &caller).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -317,6 +370,7 @@ struct CreateTicketRequest {
 /// Opens a ticket by hand (an agent, or a front-end's own "contact us" form).
 async fn create_ticket(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Ticket>), ApiError> {
     let req: CreateTicketRequest = parse_json(body)?;
@@ -339,7 +393,8 @@ async fn create_ticket(
         queue: req.queue,
         note: req.note,
     };
-    let created = service::tickets::open(&engine, &state.store, state.settings.turns.ticket_sla, request).await?;
+    let created =
+        service::tickets::open(&engine, &state.store, state.settings.turns.ticket_sla, request, &caller).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -351,6 +406,7 @@ struct NoteRequest {
 /// Adds a note to a ticket's history without changing its status.
 async fn add_ticket_note(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Ticket>, ApiError> {
@@ -358,23 +414,82 @@ async fn add_ticket_note(
     if req.note.trim().is_empty() || req.note.len() > 4096 {
         return Err(ApiError::bad_request("invalid_note", "note must be 1 to 4096 bytes"));
     }
-    Ok(Json(service::tickets::add_note(&state.store, &id, &req.note).await?))
+    Ok(Json(service::tickets::add_note(&state.store, &id, &req.note, &caller).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 struct AssignRequest {
-    agent: String,
+    /// The caller when omitted.
+    agent: Option<String>,
     note: Option<String>,
 }
 
 async fn assign_ticket(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Ticket>, ApiError> {
-    let req: AssignRequest = parse_json(body)?;
-    check_id("agent", &Some(req.agent.clone()))?;
-    Ok(Json(service::tickets::assign(&state.store, &id, &req.agent, req.note.as_deref()).await?))
+    let req: AssignRequest = parse_json_or_default(body)?;
+    check_id("agent", &req.agent)?;
+    let ticket = service::tickets::assign(&state.store, &id, req.agent.as_deref(), req.note.as_deref(), &caller);
+    Ok(Json(ticket.await?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevealRequest {
+    /// Among name, phone, address; all when empty.
+    #[serde(default)]
+    fields: Vec<String>,
+}
+
+/// `POST /v1/tickets/{id}/reveal {"fields"?}`: the customer's personal data in
+/// clear, for the agent working the ticket; audited.
+async fn reveal_ticket(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let req: RevealRequest = parse_json_or_default(body)?;
+    Ok(Json(service::tickets::reveal(&state.store, &id, &req.fields, &caller).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    actor: Option<String>,
+    ticket_id: Option<String>,
+    customer_id: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /v1/audit?actor=&ticket_id=&customer_id=&from=&to=&limit=`: who read,
+/// revealed or changed what, newest first.
+async fn audit(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(200);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 1000"));
+    }
+    let time = |t: Option<String>| -> Result<Option<DateTime<Utc>>, ApiError> {
+        t.filter(|t| !t.is_empty()).map(|t| parse_now(Some(&t)).map(|d| d.with_timezone(&Utc))).transpose()
+    };
+    let filter = AuditFilter {
+        from: time(q.from)?,
+        to: time(q.to)?,
+        actor: q.actor.filter(|s| !s.is_empty()),
+        ticket_id: q.ticket_id.filter(|s| !s.is_empty()),
+        customer_id: q.customer_id.filter(|s| !s.is_empty()),
+        limit,
+    };
+    Ok(Json(json!({"entries": state.store.audit(&filter).await?})))
 }
 
 #[derive(Debug, Deserialize)]
@@ -385,12 +500,13 @@ struct StatusRequest {
 
 async fn update_ticket_status(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Ticket>, ApiError> {
     let req: StatusRequest = parse_json(body)?;
     let status: Status = req.status.parse()?;
-    Ok(Json(service::tickets::move_to(&state.store, &id, status, req.note.as_deref()).await?))
+    Ok(Json(service::tickets::move_to(&state.store, &id, status, req.note.as_deref(), &caller).await?))
 }
 
 #[derive(Debug, Deserialize)]

@@ -10,14 +10,14 @@ use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use super::{app, ApiSettings, AppState};
+use super::{app, Access, ApiSettings, AppState, RouteSpec};
+use crate::access::Role;
 use crate::corpus::Corpus;
 use crate::encoder::hashed::HashedNgramEncoder;
 use crate::encoder::{BatchOptions, EncoderHandle};
 use crate::engine::{Engine, EngineSettings};
 use crate::nlu::slots::Catalogue;
 use crate::policy::PolicySettings;
-use crate::store::Store;
 
 struct Harness {
     state: Arc<AppState>,
@@ -32,13 +32,18 @@ async fn saas(min_answer_confidence: f32) -> Harness {
 /// The corpus folder `corpus` (relative to the repository) served from a fresh store,
 /// with the seeded demo enterprise systems when `enterprise`.
 async fn serve(corpus: &str, min_answer_confidence: f32, enterprise: bool) -> Harness {
+    serve_with(corpus, min_answer_confidence, enterprise, ApiSettings::default()).await
+}
+
+async fn serve_with(corpus: &str, min_answer_confidence: f32, enterprise: bool, settings: ApiSettings) -> Harness {
+    let api_settings = settings;
     let dir = tempfile::tempdir().unwrap();
     let corpus_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(corpus);
     let catalogue_path = corpus_dir.join("catalogue.toml");
     let catalogue =
         if catalogue_path.exists() { Catalogue::load(&catalogue_path).unwrap() } else { Catalogue::empty() };
     let corpus = Corpus::load(&corpus_dir).unwrap();
-    let store = Store::open(&format!("sqlite://{}/kefu.db", dir.path().display())).await.unwrap();
+    let store = crate::store::testing::sqlite_store(dir.path()).await;
     let encoder = EncoderHandle::spawn(Box::new(HashedNgramEncoder::new(256)), BatchOptions::default());
     let settings = EngineSettings {
         policy: PolicySettings { min_answer_confidence, ..PolicySettings::default() },
@@ -55,19 +60,44 @@ async fn serve(corpus: &str, min_answer_confidence: f32, enterprise: bool) -> Ha
         let url = format!("sqlite://{}/demo.db", dir.path().display());
         engine = engine.with_connectors(crate::connectors::demo::demo_connectors(&url).await.unwrap());
     }
-    let state = AppState::new(store, ApiSettings::default());
+    let state = AppState::new(store, api_settings);
     state.live.set(Arc::new(engine));
     Harness { state, _dir: dir }
 }
 
 impl Harness {
+    /// A request from a loopback client without credentials (served as admin while no key exists).
     async fn call(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let request = Request::builder().method(method).uri(uri).header("content-type", "application/json");
-        let request = request.body(body.map_or_else(Body::empty, |b| Body::from(b.to_string()))).unwrap();
+        self.call_as(None, method, uri, body).await
+    }
+
+    /// A request with `Authorization: Bearer <token>` when given, from 127.0.0.1.
+    async fn call_as(&self, token: Option<&str>, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let (status, _, body) = self.send(token, "127.0.0.1", method, uri, body).await;
+        (status, body)
+    }
+
+    async fn send(
+        &self,
+        token: Option<&str>,
+        client: &str,
+        method: &str,
+        uri: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let mut request = Request::builder().method(method).uri(uri).header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let client = std::net::SocketAddr::new(client.parse().unwrap(), 40000);
+        let request = request
+            .extension(axum::extract::ConnectInfo(client))
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+            .unwrap();
         let response = app(self.state.clone()).oneshot(request).await.unwrap();
-        let status = response.status();
+        let (status, headers) = (response.status(), response.headers().clone());
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
     async fn ask(&self, text: &str, customer: &str, session: &str) -> Value {
@@ -122,8 +152,9 @@ async fn roles_and_queues_come_from_the_deployment() {
         (StatusCode::CREATED, Some("talk_to_agent"), Some("support")),
         "{manual}"
     );
-    let (status, err) =
-        h.call("POST", "/v1/tickets", Some(json!({"intent": "sso_setup", "queue": "after_sales"}))).await;
+    let (status, err) = h
+        .call("POST", "/v1/tickets", Some(json!({"customer_id": "u6", "intent": "sso_setup", "queue": "after_sales"})))
+        .await;
     assert_eq!((status, err["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_queue")), "{err}");
 }
 
@@ -213,4 +244,275 @@ async fn an_order_question_continues_when_the_order_number_comes() {
         "{answered}"
     );
     assert!(answered["answer"].as_str().unwrap().starts_with("你的订单编号是 12345"), "{answered}");
+}
+
+const BOT_KEY: &str = "bot-secret-for-the-role-matrix";
+const ADMIN_KEY: &str = "admin-secret-for-the-role-matrix";
+const AGENT_PASSWORD: &str = "correct horse battery staple";
+
+/// The demo shop with a bot and an admin key configured, and agent li's account.
+async fn secured() -> Harness {
+    let auth = crate::service::auth::AuthSettings {
+        api_keys: vec![(Role::Bot, BOT_KEY.into()), (Role::Admin, ADMIN_KEY.into())],
+        rate_per_second: 0.0,
+        ..Default::default()
+    };
+    let h = serve_with("corpus", 0.5, true, ApiSettings { auth, ..ApiSettings::default() }).await;
+    crate::service::auth::add_agent(&h.state.store, "li", Role::Agent, AGENT_PASSWORD).await.unwrap();
+    h
+}
+
+impl Harness {
+    async fn login(&self, agent: &str, password: &str) -> String {
+        let (status, body) =
+            self.call("POST", "/v1/auth/login", Some(json!({"agent": agent, "password": password}))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    /// A fresh ticket of customer c1001, assigned to li.
+    async fn ticket_of_li(&self) -> String {
+        let (status, body) = self
+            .call_as(Some(ADMIN_KEY), "POST", "/v1/tickets", Some(json!({"customer_id": "c1001", "note": "致电客户"})))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let id = body["id"].as_str().unwrap().to_string();
+        let (status, body) = self
+            .call_as(Some(ADMIN_KEY), "POST", &format!("/v1/tickets/{id}/assign"), Some(json!({"agent": "li"})))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        id
+    }
+
+    /// A request to `spec`'s route that its callers should see succeed.
+    async fn example(&self, spec: &RouteSpec) -> (String, Option<Value>) {
+        let trace = || async {
+            let (_, body) =
+                self.call_as(Some(BOT_KEY), "POST", "/v1/answer", Some(json!({"text": "退货地址在哪"}))).await;
+            body["trace_id"].as_str().unwrap().to_string()
+        };
+        let uri = if spec.path.contains("{id}") {
+            let id =
+                if spec.path.starts_with("/v1/customers") { "c1001".to_string() } else { self.ticket_of_li().await };
+            spec.path.replace("{id}", &id)
+        } else {
+            spec.path.to_string()
+        };
+        let body = match (spec.method.as_str(), spec.path) {
+            ("POST", "/v1/auth/login") => Some(json!({"agent": "li", "password": AGENT_PASSWORD})),
+            ("POST", "/v1/answer") => Some(json!({"text": "你们几点上班", "customer_id": "c1001"})),
+            ("POST", "/v1/feedback") => Some(json!({"trace_id": trace().await, "useful": false})),
+            ("POST", "/v1/tickets") => Some(json!({"customer_id": "c1002"})),
+            ("POST", "/v1/tickets/{id}/notes") => Some(json!({"note": "已回电"})),
+            ("POST", "/v1/tickets/{id}/assign") => Some(json!({"agent": "li"})),
+            ("POST", "/v1/tickets/{id}/status") => Some(json!({"status": "in_progress"})),
+            ("POST", "/v1/tickets/{id}/reveal") => Some(json!({"fields": ["phone"]})),
+            ("POST", "/v1/corrections") => Some(json!({"text": "包裹寄回哪里", "intent": "return_address"})),
+            _ => None,
+        };
+        (uri, body)
+    }
+}
+
+/// Admin routes of the learning loop that answer `not_ready` in-process,
+/// where no trainer is installed: past the access check all the same.
+const NEEDS_TRAINER: &[&str] = &["/v1/admin/retrain", "/v1/admin/reload", "/v1/admin/rollback", "/v1/admin/versions"];
+
+#[tokio::test]
+async fn role_matrix_every_route_for_every_caller() {
+    let h = secured().await;
+    let agent_session = h.login("li", AGENT_PASSWORD).await;
+    let callers: [(&str, Option<&str>, Option<Role>); 4] = [
+        ("no key", None, None),
+        ("bot", Some(BOT_KEY), Some(Role::Bot)),
+        ("agent", Some(&agent_session), Some(Role::Agent)),
+        ("admin", Some(ADMIN_KEY), Some(Role::Admin)),
+    ];
+    let specs = super::routes(&h.state).specs().to_vec();
+    assert!(specs.len() >= 25, "{} routes", specs.len());
+    let mut checked = 0;
+    for spec in &specs {
+        for (who, token, role) in &callers {
+            if spec.path == "/v1/auth/logout" && *who == "agent" {
+                continue; // would end the session the rest of the matrix uses
+            }
+            let (uri, body) = h.example(spec).await;
+            let (status, answer) = h.call_as(*token, spec.method.as_str(), &uri, body).await;
+            let expected = match (spec.access, role) {
+                (Access::Public, _) => "2xx",
+                (Access::Role(_), None) => "401",
+                (Access::Role(needed), Some(role)) if *role < needed => "403",
+                (Access::Role(_), Some(_)) => "2xx",
+            };
+            let ok = match expected {
+                "401" => status == StatusCode::UNAUTHORIZED,
+                "403" => status == StatusCode::FORBIDDEN && answer["error"]["code"] == "forbidden",
+                _ if NEEDS_TRAINER.contains(&spec.path) => answer["error"]["code"] == "not_ready",
+                _ => status.is_success(),
+            };
+            assert!(ok, "{} {} as {who}: expected {expected}, got {status} {answer}", spec.method, spec.path);
+            checked += 1;
+        }
+    }
+    println!("role matrix: {} routes x 4 callers, {checked} requests checked", specs.len());
+}
+
+#[tokio::test]
+async fn every_route_is_in_the_openapi_document_and_back() {
+    let h = saas(0.5).await;
+    let document: Value = serde_json::from_str(super::OPENAPI).unwrap();
+    assert_eq!(document["openapi"].as_str().map(|v| &v[..3]), Some("3.1"));
+    let documented: std::collections::BTreeSet<(String, String)> = document["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| ops.as_object().unwrap().keys().map(move |m| (m.to_uppercase(), path.clone())))
+        .collect();
+    let served: std::collections::BTreeSet<(String, String)> =
+        super::routes(&h.state).specs().iter().map(|s| (s.method.to_string(), s.path.to_string())).collect();
+    assert_eq!(served, documented, "routes served and documented differ");
+}
+
+#[tokio::test]
+async fn keys_sessions_and_cookies() {
+    let h = secured().await;
+    // A wrong key is 401, the right one passes, whatever the client address.
+    let (status, body) = h.call_as(Some("nope-not-a-key-at-all"), "GET", "/v1/tickets", None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")));
+    let (status, _, _) = h.send(Some(ADMIN_KEY), "203.0.113.9", "GET", "/v1/tickets", None).await;
+    assert_eq!(status, StatusCode::OK);
+    // An agent key made at run time works at once, and stops when revoked.
+    let key = crate::service::auth::create_key(&h.state.store, Role::Agent, None).await.unwrap();
+    assert_eq!(h.call_as(Some(&key.secret), "GET", "/v1/tickets", None).await.0, StatusCode::OK);
+    crate::service::auth::revoke_key(&h.state.store, &key.record.id).await.unwrap();
+    assert_eq!(h.call_as(Some(&key.secret), "GET", "/v1/tickets", None).await.0, StatusCode::UNAUTHORIZED);
+
+    // Login sets an HttpOnly SameSite=Strict cookie; the cookie alone authenticates.
+    let (status, headers, body) = h
+        .send(None, "127.0.0.1", "POST", "/v1/auth/login", Some(json!({"agent": "li", "password": AGENT_PASSWORD})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let cookie = headers["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Max-Age="),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap().to_string();
+    let request = Request::get("/v1/auth/me").header("cookie", &pair).body(Body::empty()).unwrap();
+    let response = app(h.state.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let me: Value =
+        serde_json::from_slice(&axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap()).unwrap();
+    assert_eq!((me["actor"].as_str(), me["role"].as_str()), (Some("agent:li"), Some("agent")));
+    // An agent may not reach admin routes; logout ends the session.
+    let token = body["token"].as_str().unwrap();
+    assert_eq!(h.call_as(Some(token), "GET", "/v1/audit", None).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(h.call_as(Some(token), "POST", "/v1/auth/logout", None).await.0, StatusCode::OK);
+    assert_eq!(h.call_as(Some(token), "GET", "/v1/tickets", None).await.0, StatusCode::UNAUTHORIZED);
+
+    // Wrong passwords are throttled, with Retry-After.
+    let mut last = (StatusCode::OK, axum::http::HeaderMap::new());
+    for _ in 0..6 {
+        let (status, headers, _) = h
+            .send(
+                None,
+                "198.51.100.4",
+                "POST",
+                "/v1/auth/login",
+                Some(json!({"agent": "li", "password": "guess-guess"})),
+            )
+            .await;
+        last = (status, headers);
+    }
+    assert_eq!(last.0, StatusCode::TOO_MANY_REQUESTS);
+    assert!(last.1.get("retry-after").is_some());
+}
+
+#[tokio::test]
+async fn protected_mode_answers_loopback_only() {
+    let h = saas(0.5).await;
+    assert!(h.state.protected_mode().await.unwrap());
+    let (status, _, body) = h.send(None, "127.0.0.1", "GET", "/v1/tickets", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = h.send(None, "::1", "GET", "/v1/tickets", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = h.send(None, "192.168.1.20", "POST", "/v1/answer", Some(json!({"text": "hi"}))).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("protected_mode")));
+    let (status, _, _) = h.send(None, "192.168.1.20", "GET", "/healthz", None).await;
+    assert_eq!(status, StatusCode::OK, "health needs no key");
+}
+
+#[tokio::test]
+async fn a_key_over_its_rate_gets_429_with_retry_after() {
+    let auth = crate::service::auth::AuthSettings {
+        api_keys: vec![(Role::Bot, BOT_KEY.into())],
+        rate_per_second: 1.0,
+        rate_burst: 3.0,
+        ..Default::default()
+    };
+    let h = serve_with("corpus_examples/saas", 0.5, false, ApiSettings { auth, ..ApiSettings::default() }).await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let (status, headers, _) =
+            h.send(Some(BOT_KEY), "127.0.0.1", "POST", "/v1/answer", Some(json!({"text": "hello"}))).await;
+        statuses.push((status.as_u16(), headers.get("retry-after").is_some()));
+    }
+    assert_eq!(&statuses[..3], &[(200, false); 3]);
+    assert_eq!(statuses[3], (429, true));
+}
+
+#[tokio::test]
+async fn personal_data_is_masked_revealed_to_the_owner_and_audited() {
+    let h = secured().await;
+    let li = h.login("li", AGENT_PASSWORD).await;
+    let id = h.ticket_of_li().await;
+    let (status, ticket) = h.call_as(Some(&li), "GET", &format!("/v1/tickets/{id}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let name = ticket["context"]["customer"]["name"].as_str().unwrap();
+    let phone = ticket["context"]["customer"]["phone"].as_str().unwrap();
+    assert!(name.chars().skip(1).all(|c| c == '*') && phone.contains("****"), "masked: {name} {phone}");
+    let address = ticket["context"]["orders"][0]["address"].as_str().unwrap();
+    assert!(address.ends_with("****"), "{address}");
+
+    let (status, revealed) = h
+        .call_as(Some(&li), "POST", &format!("/v1/tickets/{id}/reveal"), Some(json!({"fields": ["phone", "address"]})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{revealed}");
+    let clear_phone = revealed["revealed"]["phone"].as_str().unwrap();
+    assert!(clear_phone.len() == 11 && !clear_phone.contains('*'), "{revealed}");
+    assert!(!revealed["revealed"]["addresses"][0]["address"].as_str().unwrap().contains('*'));
+    assert!(revealed["revealed"].get("name").is_none(), "only what was asked");
+
+    // Another agent, not working the ticket, may not.
+    crate::service::auth::add_agent(&h.state.store, "wang", Role::Agent, AGENT_PASSWORD).await.unwrap();
+    let wang = h.login("wang", AGENT_PASSWORD).await;
+    let (status, body) = h.call_as(Some(&wang), "POST", &format!("/v1/tickets/{id}/reveal"), None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("not_assigned_to_you")));
+    // Nor may wang take li's ticket.
+    let (status, body) = h.call_as(Some(&wang), "POST", &format!("/v1/tickets/{id}/assign"), None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("already_assigned")));
+
+    let (status, audit) = h.call_as(Some(ADMIN_KEY), "GET", &format!("/v1/audit?ticket_id={id}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let lines: Vec<(&str, &str, Option<&str>)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["actor"].as_str().unwrap(), e["action"].as_str().unwrap(), e["detail"].as_str()))
+        .collect();
+    assert!(lines.contains(&("agent:li", "reveal", Some("phone,address"))), "{lines:?}");
+    assert!(lines.contains(&("agent:li", "read_ticket", None)), "{lines:?}");
+    // The ticket's history names who did what.
+    let (_, ticket) = h.call_as(Some(&li), "GET", &format!("/v1/tickets/{id}"), None).await;
+    let actors: Vec<&str> = ticket["history"].as_array().unwrap().iter().filter_map(|e| e["actor"].as_str()).collect();
+    assert!(actors.iter().all(|a| a.starts_with("key:config-admin-")), "{actors:?}");
+}
+
+#[tokio::test]
+async fn an_empty_ticket_is_refused() {
+    let h = saas(0.5).await;
+    let (status, body) = h.call("POST", "/v1/tickets", Some(json!({}))).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("missing_customer")));
+    let (status, _) = h.call("GET", "/v1/tickets", None).await;
+    assert_eq!(status, StatusCode::OK);
 }

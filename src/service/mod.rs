@@ -3,6 +3,7 @@
 //! (answer a customer's message, open or move a ticket); none knows HTTP.
 
 pub mod analytics;
+pub mod auth;
 pub mod live;
 pub mod tickets;
 pub mod turn;
@@ -28,4 +29,12 @@ pub enum ServiceError {
     NoIntent,
     #[error("unknown queue {given:?}; queues: {known}")]
     UnknownQueue { given: String, known: String },
+    #[error("a ticket needs a customer_id or a session_id: whom is it about?")]
+    AboutNobody,
+    #[error("name the agent: only a logged-in agent may assign a ticket to themselves")]
+    NoAgent,
+    #[error("ticket {0:?} is not assigned to you")]
+    NotYours(String),
+    #[error("{0:?} cannot be revealed; ask for name, phone or address")]
+    NotRevealable(String),
 }

@@ -8,10 +8,14 @@ use std::collections::BTreeMap;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{stamp, Store, StoreError};
+use super::{sealed, stamp, Store, StoreError};
 use crate::analytics::{
     DecisionCount, IntentFeedback, NotUsefulReport, OptimiseFilter, Period, QuestionText, StatsData,
 };
+
+/// What makes two questions the same: their keyed hash (rows stored before
+/// texts were sealed have none and group by their clear text).
+const QUESTION: &str = "COALESCE(t.text_key, t.text)";
 
 /// Comments kept per intent among the not-useful answers.
 const COMMENTS_PER_INTENT: usize = 3;
@@ -95,7 +99,7 @@ impl Store {
 
     async fn questions_distinct(&self, scope: &Scope<'_>) -> Result<u64, StoreError> {
         let rows = self
-            .period_rows(&format!("SELECT COUNT(DISTINCT t.text) AS n FROM turns t WHERE {TURNS_IN}"), scope)
+            .period_rows(&format!("SELECT COUNT(DISTINCT {QUESTION}) AS n FROM turns t WHERE {TURNS_IN}"), scope)
             .await?;
         Ok(rows.first().map(|row| count(row, "n")).transpose()?.unwrap_or(0))
     }
@@ -103,12 +107,12 @@ impl Store {
     /// The `max_questions` most recently asked distinct texts, with their counts per intent, newest first.
     async fn recent_questions(&self, scope: &Scope<'_>, max_questions: usize) -> Result<Vec<QuestionText>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT t.text, t.intent, COUNT(*) AS n, MAX(t.created_at) AS last_at
+            "SELECT {QUESTION} AS question, MIN(t.text) AS text, t.intent, COUNT(*) AS n, MAX(t.created_at) AS last_at
              FROM turns t
-             JOIN (SELECT t.text AS text, MAX(t.created_at) AS last_at FROM turns t WHERE {TURNS_IN}
-                   GROUP BY t.text ORDER BY last_at DESC, text LIMIT $4) recent ON recent.text = t.text
+             JOIN (SELECT {QUESTION} AS question, MAX(t.created_at) AS last_at FROM turns t WHERE {TURNS_IN}
+                   GROUP BY {QUESTION} ORDER BY last_at DESC, question LIMIT $4) recent ON recent.question = {QUESTION}
              WHERE {TURNS_IN}
-             GROUP BY t.text, t.intent"
+             GROUP BY {QUESTION}, t.intent"
         ))
         .bind(&scope.from)
         .bind(&scope.to)
@@ -118,11 +122,12 @@ impl Store {
         .await?;
         let mut questions: BTreeMap<String, (QuestionText, String)> = BTreeMap::new();
         for row in &rows {
-            let text: String = row.try_get("text")?;
+            let question: String = row.try_get("question")?;
+            let text = self.opened(row, "text", sealed::TURN_TEXT)?;
             let (intent, n, last_at): (String, u64, String) =
                 (row.try_get("intent")?, count(row, "n")?, row.try_get("last_at")?);
             let (q, latest) = questions
-                .entry(text.clone())
+                .entry(question)
                 .or_insert_with(|| (QuestionText { text, count: 0, intents: Vec::new() }, String::new()));
             q.count += n;
             q.intents.push((intent, n));
@@ -159,7 +164,7 @@ impl Store {
         for row in &self.period_rows(&sql, scope).await? {
             let intent: String = row.try_get("intent")?;
             if let Some(f) = feedback.get_mut(&intent).filter(|f| f.comments.len() < COMMENTS_PER_INTENT) {
-                f.comments.push(row.try_get("comment")?);
+                f.comments.push(self.opened(row, "comment", sealed::FEEDBACK_COMMENT)?);
             }
         }
         for (intent, answer) in self.most_reported_answers(scope).await? {
@@ -173,13 +178,13 @@ impl Store {
     /// Per intent, the answer most often marked not useful.
     async fn most_reported_answers(&self, scope: &Scope<'_>) -> Result<BTreeMap<String, String>, StoreError> {
         let sql = format!(
-            "SELECT t.intent, t.answer, COUNT(*) AS n FROM feedback f JOIN turns t ON t.trace_id = f.trace_id
-             WHERE f.useful = 0 AND t.answer IS NOT NULL AND {TURNS_IN} GROUP BY t.intent, t.answer"
+            "SELECT t.intent, MIN(t.answer) AS answer, COUNT(*) AS n FROM feedback f JOIN turns t ON t.trace_id = f.trace_id
+             WHERE f.useful = 0 AND t.answer IS NOT NULL AND {TURNS_IN} GROUP BY t.intent, COALESCE(t.answer_key, t.answer)"
         );
         let mut most_reported: BTreeMap<String, (u64, String)> = BTreeMap::new();
         for row in &self.period_rows(&sql, scope).await? {
             let (intent, answer, n): (String, String, u64) =
-                (row.try_get("intent")?, row.try_get("answer")?, count(row, "n")?);
+                (row.try_get("intent")?, self.opened(row, "answer", sealed::TURN_ANSWER)?, count(row, "n")?);
             let best = most_reported.entry(intent).or_insert((0, String::new()));
             // Most reported; equal counts go to the first text in order, so the pick is stable.
             if n > best.0 || (n == best.0 && answer < best.1) {
@@ -233,16 +238,15 @@ impl Store {
                 Ok(NotUsefulReport {
                     intent: row.try_get("intent")?,
                     trace_id: row.try_get("trace_id")?,
-                    text: row.try_get("text")?,
-                    answer: row.try_get("answer")?,
+                    text: self.opened(row, "text", sealed::TURN_TEXT)?,
+                    answer: self.opened_optional(row, "answer", sealed::TURN_ANSWER)?,
                     channel: row.try_get("channel")?,
                     asked_at: row.try_get("asked_at")?,
-                    comment: row.try_get("comment")?,
+                    comment: self.opened_optional(row, "comment", sealed::FEEDBACK_COMMENT)?,
                     reported_at: row.try_get("reported_at")?,
                 })
             })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+            .collect()
     }
 }
 

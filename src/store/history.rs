@@ -53,7 +53,7 @@ impl Store {
                     intent: row.try_get("intent")?,
                     channel: row.try_get("channel")?,
                     decision: row.try_get("decision")?,
-                    text: row.try_get("text")?,
+                    text: self.opened(row, "text", super::sealed::TURN_TEXT)?,
                     at: parse_time("created_at", &at)?,
                 })
             })
@@ -97,7 +97,7 @@ impl Store {
                     intent: row.try_get("intent")?,
                     queue: row.try_get("queue")?,
                     assignee: row.try_get("assignee")?,
-                    latest_note: row.try_get("latest_note")?,
+                    latest_note: self.opened_optional(row, "latest_note", super::sealed::EVENT_NOTE)?,
                     latest_note_at: latest_note_at.map(|t| parse_time("latest_note_at", &t)).transpose()?,
                     created_at: parse_time("created_at", &created_at)?,
                     updated_at: parse_time("updated_at", &updated_at)?,
@@ -161,7 +161,7 @@ mod tests {
 
     async fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&format!("sqlite://{}/kefu.db", dir.path().display())).await.unwrap();
+        let store = crate::store::testing::sqlite_store(dir.path()).await;
         (dir, store)
     }
 
@@ -219,6 +219,7 @@ mod tests {
                 crate::tickets::Status::Assigned,
                 Some("agent-7"),
                 Some("已受理"),
+                "test",
                 t0 + TimeDelta::hours(2),
             )
             .await
@@ -229,20 +230,35 @@ mod tests {
                 crate::tickets::Status::InProgress,
                 None,
                 Some("已派给维修师傅，预计明天上门"),
+                "test",
                 t0 + TimeDelta::hours(3),
             )
             .await
             .unwrap();
         store
-            .move_ticket("TB", crate::tickets::Status::Assigned, Some("agent-2"), None, t0 + TimeDelta::hours(2))
+            .move_ticket(
+                "TB",
+                crate::tickets::Status::Assigned,
+                Some("agent-2"),
+                None,
+                "test",
+                t0 + TimeDelta::hours(2),
+            )
             .await
             .unwrap();
         store
-            .move_ticket("TB", crate::tickets::Status::InProgress, None, None, t0 + TimeDelta::hours(3))
+            .move_ticket("TB", crate::tickets::Status::InProgress, None, None, "test", t0 + TimeDelta::hours(3))
             .await
             .unwrap();
         store
-            .move_ticket("TB", crate::tickets::Status::Resolved, None, Some("已补偿优惠券"), t0 + TimeDelta::hours(4))
+            .move_ticket(
+                "TB",
+                crate::tickets::Status::Resolved,
+                None,
+                Some("已补偿优惠券"),
+                "test",
+                t0 + TimeDelta::hours(4),
+            )
             .await
             .unwrap();
 

@@ -33,7 +33,7 @@ impl Store {
         let mut latest: Vec<StoredCorrection> = Vec::with_capacity(rows.len());
         let mut position: HashMap<String, usize> = HashMap::new();
         for row in rows {
-            let text: String = row.try_get::<String, _>("text")?.trim().to_string();
+            let text = self.opened(&row, "text", super::sealed::CORRECTION_TEXT)?.trim().to_string();
             let correction = StoredCorrection {
                 id: row.try_get("id")?,
                 intent: row.try_get("intent")?,
@@ -57,12 +57,10 @@ impl Store {
 mod tests {
     use chrono::{Duration, Utc};
 
-    use super::*;
-
     #[tokio::test]
     async fn the_latest_correction_of_a_text_wins() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&format!("sqlite://{}/kefu.db", dir.path().display())).await.unwrap();
+        let store = crate::store::testing::sqlite_store(dir.path()).await;
         assert!(store.latest_corrections().await.unwrap().is_empty());
         let t0 = Utc::now() - Duration::minutes(10);
         store.add_correction(None, "钱退哪了", "refund_status", None, None, t0).await.unwrap();

@@ -2,12 +2,15 @@
 //! status history, customer feedback and agent corrections. SQLite (WAL) is the
 //! embedded default and PostgreSQL works through the same code (sqlx's `Any`
 //! driver, chosen by the URL scheme). Every text is masked
-//! ([`crate::privacy`]) before it is written.
+//! ([`crate::privacy`]) before it is written, and free texts (what customers
+//! and agents wrote, bot answers, ticket context) are sealed by the
+//! [`Vault`] as well: the database never holds them in clear.
 //!
 //! Portable SQL rules: `$N` placeholders (SQLite accepts them too), TEXT
 //! RFC 3339 timestamps (which sort as strings), BIGINT flags bound as i64,
 //! and `CAST($N AS TEXT) IS NULL` where a parameter's type is otherwise unknown.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -17,13 +20,16 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor, Row};
 
 use crate::policy::Action;
+use crate::privacy::vault::{Vault, VaultError};
 use crate::privacy::{mask, mask_json};
 use crate::tickets::{Priority, Status};
 
+mod access;
 mod analytics;
 mod history;
 mod learning;
 mod overdue;
+pub use access::{AgentAccount, AgentSession, ApiKeyRecord, AuditEntry, AuditFilter, RotatedRows};
 pub use learning::StoredCorrection;
 pub use overdue::{OverduePush, OverduePushState};
 
@@ -41,7 +47,27 @@ pub enum StoreError {
     UnknownTicket(String),
     #[error("a ticket cannot go from {from} to {to}")]
     InvalidTransition { from: Status, to: Status },
+    #[error("ticket {ticket:?} is already assigned to {owner}")]
+    AlreadyAssigned { ticket: String, owner: String },
+    #[error(transparent)]
+    Vault(#[from] VaultError),
 }
+
+/// The sealed columns, named as the vault binds each value to its field.
+pub(crate) mod sealed {
+    pub const TURN_TEXT: &str = "turns.text";
+    pub const TURN_ANSWER: &str = "turns.answer";
+    pub const TICKET_CONTEXT: &str = "tickets.context";
+    pub const EVENT_NOTE: &str = "ticket_events.note";
+    pub const FEEDBACK_COMMENT: &str = "feedback.comment";
+    pub const CORRECTION_TEXT: &str = "corrections.text";
+    pub const CORRECTION_ANSWER: &str = "corrections.answer";
+    pub const CORRECTION_NOTE: &str = "corrections.note";
+}
+
+/// Purposes of the vault's keyed hashes.
+const QUESTION_KEY: &str = "question";
+const ANSWER_KEY: &str = "answer";
 
 /// One answered turn, as it is recorded.
 #[derive(Debug, Clone)]
@@ -91,6 +117,10 @@ pub struct NewTicket {
     pub context: Value,
 }
 
+/// Who did something to a ticket: "agent:<name>", "key:<id>", "local" (a
+/// loopback caller of an unprotected server) or "bot".
+pub type Actor<'a> = &'a str;
+
 /// One line of a conversation as an agent reads it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ConversationLine {
@@ -107,6 +137,8 @@ pub struct ConversationLine {
 pub struct TicketEvent {
     pub status: Status,
     pub note: Option<String>,
+    /// Who made it (see [`Actor`]); none for events older than attribution.
+    pub actor: Option<String>,
     pub at: String,
 }
 
@@ -127,12 +159,18 @@ pub struct Ticket {
     pub assignee: Option<String>,
     pub due_at: String,
     pub overdue: bool,
-    /// Customer profile, orders, repairs and refunds at hand-off time.
+    /// Customer profile, orders, repairs and refunds at hand-off time. Kept
+    /// in clear here (for a reveal) and always shown masked.
+    #[serde(serialize_with = "masked_personal")]
     pub context: Value,
     pub created_at: String,
     pub updated_at: String,
     pub conversation: Vec<ConversationLine>,
     pub history: Vec<TicketEvent>,
+}
+
+fn masked_personal<S: serde::Serializer>(value: &Value, serializer: S) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&crate::privacy::mask_personal(value), serializer)
 }
 
 /// Filters of the ticket list.
@@ -149,6 +187,7 @@ pub struct TicketFilter {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    vault: Arc<Vault>,
 }
 
 /// The database behind a URL.
@@ -186,8 +225,9 @@ pub(crate) use crate::support::time::stamp;
 
 impl Store {
     /// Opens the database at `url` (`sqlite://data/kefu.db`, created if
-    /// needed, or `postgres://user:pass@host/db`) and migrates it.
-    pub async fn open(url: &str) -> Result<Store, StoreError> {
+    /// needed, or `postgres://user:pass@host/db`) and migrates it; `vault`
+    /// seals and opens the free texts.
+    pub async fn open(url: &str, vault: Arc<Vault>) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of(url)?;
         let url = match backend {
@@ -223,7 +263,28 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        Ok(Store { pool })
+        Ok(Store { pool, vault })
+    }
+
+    /// Opens a sealed column of `row` (legacy clear values pass through).
+    pub(super) fn opened(&self, row: &sqlx::any::AnyRow, column: &str, field: &str) -> Result<String, StoreError> {
+        let stored: String = row.try_get(column)?;
+        Ok(self.vault.open(field, &stored)?)
+    }
+
+    /// [`Store::opened`] for a nullable column.
+    pub(super) fn opened_optional(
+        &self,
+        row: &sqlx::any::AnyRow,
+        column: &str,
+        field: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let stored: Option<String> = row.try_get(column)?;
+        Ok(stored.map(|s| self.vault.open(field, &s)).transpose()?)
+    }
+
+    fn seal_optional(&self, field: &str, plain: Option<&str>) -> Option<String> {
+        plain.map(|p| self.vault.seal(field, &mask(p)))
     }
 
     /// Records a turn, and the ticket it opened, in one transaction.
@@ -231,6 +292,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let slots = mask_json(&turn.slots).to_string();
         let at = stamp(turn.at);
+        let text = mask(&turn.text);
+        let answer = turn.answer.as_deref().map(mask);
         if let Some(t) = ticket {
             let about = TicketAbout {
                 customer_id: turn.customer_id.as_deref(),
@@ -239,27 +302,30 @@ impl Store {
                 intent: &turn.intent,
                 slots: &slots,
             };
-            insert_ticket(&mut tx, t, &about, &at, &format!("opened by hand-off: {}", t.reason)).await?;
+            let opened = format!("opened by hand-off: {}", t.reason);
+            self.insert_ticket(&mut tx, t, &about, &at, &opened, "bot").await?;
         }
         sqlx::query(
-            "INSERT INTO turns (trace_id, session_id, customer_id, channel, text, intent, confidence, decision, answer, slots, lead, latency_ms, ticket_id, created_at, options)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+            "INSERT INTO turns (trace_id, session_id, customer_id, channel, text, intent, confidence, decision, answer, slots, lead, latency_ms, ticket_id, created_at, options, text_key, answer_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(&turn.trace_id)
         .bind(&turn.session_id)
         .bind(&turn.customer_id)
         .bind(&turn.channel)
-        .bind(mask(&turn.text).as_ref())
+        .bind(self.vault.seal(sealed::TURN_TEXT, &text))
         .bind(&turn.intent)
         .bind(f64::from(turn.confidence))
         .bind(turn.decision.as_str())
-        .bind(turn.answer.as_deref().map(|a| mask(a).into_owned()))
+        .bind(answer.as_deref().map(|a| self.vault.seal(sealed::TURN_ANSWER, a)))
         .bind(&slots)
         .bind(i64::from(turn.lead))
         .bind(turn.latency_ms)
         .bind(ticket.map(|t| t.id.as_str()))
         .bind(&at)
         .bind((!turn.options.is_empty()).then(|| Value::from(turn.options.clone()).to_string()))
+        .bind(self.vault.blind(QUESTION_KEY, text.trim()))
+        .bind(answer.as_deref().map(|a| self.vault.blind(ANSWER_KEY, a)))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -272,23 +338,30 @@ impl Store {
         ticket: &NewTicket,
         about: &TicketAbout<'_>,
         note: Option<&str>,
+        actor: Actor<'_>,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let note = note.map_or_else(|| "opened by hand".to_string(), |n| mask(n).into_owned());
+        let note = note.unwrap_or("opened by hand");
         let slots = mask(about.slots).into_owned();
-        insert_ticket(&mut tx, ticket, &TicketAbout { slots: &slots, ..*about }, &stamp(at), &note).await?;
+        self.insert_ticket(&mut tx, ticket, &TicketAbout { slots: &slots, ..*about }, &stamp(at), note, actor).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Adds a timestamped note to a ticket's history without moving it.
-    pub async fn add_ticket_note(&self, id: &str, note: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+    pub async fn add_ticket_note(
+        &self,
+        id: &str,
+        note: &str,
+        actor: Actor<'_>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let status = self.status_for_update(&mut tx, id).await?;
+        let (status, _) = self.status_for_update(&mut tx, id).await?;
         let at = stamp(at);
         sqlx::query("UPDATE tickets SET updated_at = $1 WHERE id = $2").bind(&at).bind(id).execute(&mut *tx).await?;
-        insert_event(&mut tx, id, status, Some(&mask(note)), &at).await?;
+        self.insert_event(&mut tx, id, status, Some(note), actor, &at).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -299,16 +372,24 @@ impl Store {
         else {
             return Ok(None);
         };
-        let mut ticket = ticket_from_row(&row, now)?;
+        let mut ticket = self.ticket_from_row(&row, now)?;
         ticket.conversation =
             self.conversation(ticket.session_id.as_deref(), ticket.customer_id.as_deref(), &ticket.id).await?;
-        ticket.history = sqlx::query("SELECT status, note, at FROM ticket_events WHERE ticket_id = $1 ORDER BY at")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| Ok(TicketEvent { status: decoded(r, "status")?, note: r.try_get("note")?, at: r.try_get("at")? }))
-            .collect::<Result<_, StoreError>>()?;
+        ticket.history =
+            sqlx::query("SELECT status, note, actor, at FROM ticket_events WHERE ticket_id = $1 ORDER BY at")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(TicketEvent {
+                        status: decoded(r, "status")?,
+                        note: self.opened_optional(r, "note", sealed::EVENT_NOTE)?,
+                        actor: r.try_get("actor")?,
+                        at: r.try_get("at")?,
+                    })
+                })
+                .collect::<Result<_, StoreError>>()?;
         Ok(Some(ticket))
     }
 
@@ -344,7 +425,7 @@ impl Store {
                 sqlx::query("SELECT * FROM turns WHERE ticket_id = $1").bind(ticket_id).fetch_all(&self.pool).await?
             }
         };
-        conversation_lines(&rows)
+        self.conversation_lines(&rows)
     }
 
     /// A customer's conversation across sessions and channels, oldest first: the last `limit` turns.
@@ -359,7 +440,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.reverse();
-        conversation_lines(&rows)
+        self.conversation_lines(&rows)
     }
 
     /// Tickets matching `filter`, most urgent first (without conversations).
@@ -379,7 +460,7 @@ impl Store {
         .bind(&now_ts)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| ticket_from_row(r, now)).collect()
+        rows.iter().map(|r| self.ticket_from_row(r, now)).collect()
     }
 
     /// The latest turn of a session, with how many unhelpful turns led up to it.
@@ -433,46 +514,71 @@ impl Store {
     }
 
     /// Moves a ticket to `to` (assigning it when `assignee` is given), with a
-    /// timestamped history entry; refuses moves the lifecycle ([`Status::can_move_to`]) does not allow.
+    /// timestamped history entry; refuses moves the lifecycle ([`Status::can_move_to`]) does not allow,
+    /// and taking over a ticket another agent is working on.
     pub async fn move_ticket(
         &self,
         id: &str,
         to: Status,
         assignee: Option<&str>,
         note: Option<&str>,
+        actor: Actor<'_>,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let from = self.status_for_update(&mut tx, id).await?;
+        let (from, owner) = self.status_for_update(&mut tx, id).await?;
         if !from.can_move_to(to) {
             return Err(StoreError::InvalidTransition { from, to });
         }
+        if let (Some(wanted), Some(owner)) = (assignee, &owner) {
+            if wanted != owner && !matches!(from, Status::Resolved | Status::Closed) {
+                return Err(StoreError::AlreadyAssigned { ticket: id.to_string(), owner: owner.clone() });
+            }
+        }
         let at = stamp(at);
-        sqlx::query("UPDATE tickets SET status = $1, assignee = COALESCE(CAST($2 AS TEXT), assignee), updated_at = $3 WHERE id = $4")
-            .bind(to.as_str())
-            .bind(assignee)
-            .bind(&at)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        // NOTE: the owner is checked again in the UPDATE, so two agents claiming
+        // at once cannot both win, even where the read above took no row lock.
+        let updated = sqlx::query(
+            "UPDATE tickets SET status = $1, assignee = COALESCE(CAST($2 AS TEXT), assignee), updated_at = $3
+             WHERE id = $4 AND (assignee IS NULL OR CAST($2 AS TEXT) IS NULL OR assignee = $2 OR $5 = 1)",
+        )
+        .bind(to.as_str())
+        .bind(assignee)
+        .bind(&at)
+        .bind(id)
+        .bind(i64::from(matches!(from, Status::Resolved | Status::Closed)))
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            let owner =
+                sqlx::query_scalar("SELECT assignee FROM tickets WHERE id = $1").bind(id).fetch_one(&mut *tx).await?;
+            return Err(StoreError::AlreadyAssigned {
+                ticket: id.to_string(),
+                owner: Option::<String>::unwrap_or_default(owner),
+            });
+        }
         let note = match (assignee, note) {
             (Some(a), Some(n)) => Some(format!("assigned to {a}: {n}")),
             (Some(a), None) => Some(format!("assigned to {a}")),
             (None, n) => n.map(str::to_string),
         };
-        insert_event(&mut tx, id, to, note.map(|n| mask(&n).into_owned()).as_deref(), &at).await?;
+        self.insert_event(&mut tx, id, to, note.as_deref(), actor, &at).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// A ticket's status, read inside the transaction that changes the ticket.
+    /// A ticket's status and assignee, read inside the transaction that changes the ticket.
     async fn status_for_update(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         id: &str,
-    ) -> Result<Status, StoreError> {
-        let row = sqlx::query("SELECT status FROM tickets WHERE id = $1").bind(id).fetch_optional(&mut **tx).await?;
-        decoded(&row.ok_or_else(|| StoreError::UnknownTicket(id.to_string()))?, "status")
+    ) -> Result<(Status, Option<String>), StoreError> {
+        let row = sqlx::query("SELECT status, assignee FROM tickets WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or_else(|| StoreError::UnknownTicket(id.to_string()))?;
+        Ok((decoded(&row, "status")?, row.try_get("assignee")?))
     }
 
     /// Whether a turn with this trace id was recorded.
@@ -486,11 +592,12 @@ impl Store {
 
     /// The (masked) customer text of a recorded turn.
     pub async fn turn_text(&self, trace_id: &str) -> Result<String, StoreError> {
-        sqlx::query_scalar("SELECT text FROM turns WHERE trace_id = $1")
+        let stored: String = sqlx::query_scalar("SELECT text FROM turns WHERE trace_id = $1")
             .bind(trace_id)
             .fetch_optional(&self.pool)
             .await?
-            .ok_or_else(|| StoreError::UnknownTrace(trace_id.to_string()))
+            .ok_or_else(|| StoreError::UnknownTrace(trace_id.to_string()))?;
+        Ok(self.vault.open(sealed::TURN_TEXT, &stored)?)
     }
 
     /// Stores a customer's verdict on a turn.
@@ -509,7 +616,7 @@ impl Store {
             .bind(&id)
             .bind(trace_id)
             .bind(i64::from(useful))
-            .bind(comment.map(|c| mask(c).into_owned()))
+            .bind(self.seal_optional(sealed::FEEDBACK_COMMENT, comment))
             .bind(stamp(at))
             .execute(&self.pool)
             .await?;
@@ -530,10 +637,10 @@ impl Store {
         sqlx::query("INSERT INTO corrections (id, trace_id, text, intent, answer, note, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(&id)
             .bind(trace_id)
-            .bind(mask(text).as_ref())
+            .bind(self.vault.seal(sealed::CORRECTION_TEXT, &mask(text)))
             .bind(intent)
-            .bind(answer)
-            .bind(note.map(|n| mask(n).into_owned()))
+            .bind(self.seal_optional(sealed::CORRECTION_ANSWER, answer))
+            .bind(self.seal_optional(sealed::CORRECTION_NOTE, note))
             .bind(stamp(at))
             .execute(&self.pool)
             .await?;
@@ -578,101 +685,111 @@ pub fn redacted_url(url: &str) -> String {
     }
 }
 
-async fn insert_ticket(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    t: &NewTicket,
-    about: &TicketAbout<'_>,
-    at: &str,
-    note: &str,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO tickets (id, status, priority, queue, reason, customer_id, session_id, channel, intent, slots, due_at, created_at, updated_at, context)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-    )
-    .bind(&t.id)
-    .bind(Status::New.as_str())
-    .bind(t.priority.as_str())
-    .bind(&t.queue)
-    .bind(&t.reason)
-    .bind(about.customer_id)
-    .bind(about.session_id)
-    .bind(about.channel)
-    .bind(about.intent)
-    .bind(about.slots)
-    .bind(stamp(t.due_at))
-    .bind(at)
-    .bind(at)
-    .bind(mask_json(&t.context).to_string())
-    .execute(&mut **tx)
-    .await?;
-    insert_event(tx, &t.id, Status::New, Some(note), at).await
-}
+impl Store {
+    async fn insert_ticket(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        t: &NewTicket,
+        about: &TicketAbout<'_>,
+        at: &str,
+        note: &str,
+        actor: Actor<'_>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tickets (id, status, priority, queue, reason, customer_id, session_id, channel, intent, slots, due_at, created_at, updated_at, context)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(&t.id)
+        .bind(Status::New.as_str())
+        .bind(t.priority.as_str())
+        .bind(&t.queue)
+        .bind(&t.reason)
+        .bind(about.customer_id)
+        .bind(about.session_id)
+        .bind(about.channel)
+        .bind(about.intent)
+        .bind(about.slots)
+        .bind(stamp(t.due_at))
+        .bind(at)
+        .bind(at)
+        // NOTE: sealed in clear, not masked: an agent working the ticket may reveal it.
+        .bind(self.vault.seal(sealed::TICKET_CONTEXT, &t.context.to_string()))
+        .execute(&mut **tx)
+        .await?;
+        self.insert_event(tx, &t.id, Status::New, Some(note), actor, at).await
+    }
 
-async fn insert_event(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    ticket_id: &str,
-    status: Status,
-    note: Option<&str>,
-    at: &str,
-) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO ticket_events (id, ticket_id, status, note, at) VALUES ($1, $2, $3, $4, $5)")
+    async fn insert_event(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        ticket_id: &str,
+        status: Status,
+        note: Option<&str>,
+        actor: Actor<'_>,
+        at: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO ticket_events (id, ticket_id, status, note, actor, at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
         .bind(uuid::Uuid::new_v4().to_string())
         .bind(ticket_id)
         .bind(status.as_str())
-        .bind(note)
+        .bind(self.seal_optional(sealed::EVENT_NOTE, note))
+        .bind(actor)
         .bind(at)
         .execute(&mut **tx)
         .await?;
-    Ok(())
-}
-
-/// Customer and bot lines of stored turns, in the turns' order.
-fn conversation_lines(rows: &[sqlx::any::AnyRow]) -> Result<Vec<ConversationLine>, StoreError> {
-    let mut lines = Vec::with_capacity(rows.len() * 2);
-    for row in rows {
-        let channel: String = row.try_get("channel")?;
-        let at: String = row.try_get("created_at")?;
-        let trace_id: String = row.try_get("trace_id")?;
-        lines.push(ConversationLine {
-            role: "customer",
-            text: row.try_get("text")?,
-            channel: channel.clone(),
-            at: at.clone(),
-            trace_id: trace_id.clone(),
-        });
-        if let Some(answer) = row.try_get::<Option<String>, _>("answer")? {
-            lines.push(ConversationLine { role: "bot", text: answer, channel, at, trace_id });
-        }
+        Ok(())
     }
-    Ok(lines)
-}
 
-fn ticket_from_row(row: &sqlx::any::AnyRow, now: DateTime<Utc>) -> Result<Ticket, StoreError> {
-    let status: Status = decoded(row, "status")?;
-    let due_at: String = row.try_get("due_at")?;
-    let overdue = status == Status::New && DateTime::parse_from_rfc3339(&due_at).is_ok_and(|d| d < now);
-    let slots: String = row.try_get("slots")?;
-    let context: String = row.try_get("context")?;
-    Ok(Ticket {
-        id: row.try_get("id")?,
-        priority: decoded(row, "priority")?,
-        queue: row.try_get("queue")?,
-        reason: row.try_get("reason")?,
-        assignee: row.try_get("assignee")?,
-        customer_id: row.try_get("customer_id")?,
-        session_id: row.try_get("session_id")?,
-        channel: row.try_get("channel")?,
-        intent: row.try_get("intent")?,
-        slots: serde_json::from_str(&slots).unwrap_or(Value::Null),
-        context: serde_json::from_str(&context).unwrap_or(Value::Null),
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        status,
-        due_at,
-        overdue,
-        conversation: Vec::new(),
-        history: Vec::new(),
-    })
+    /// Customer and bot lines of stored turns, in the turns' order.
+    fn conversation_lines(&self, rows: &[sqlx::any::AnyRow]) -> Result<Vec<ConversationLine>, StoreError> {
+        let mut lines = Vec::with_capacity(rows.len() * 2);
+        for row in rows {
+            let channel: String = row.try_get("channel")?;
+            let at: String = row.try_get("created_at")?;
+            let trace_id: String = row.try_get("trace_id")?;
+            lines.push(ConversationLine {
+                role: "customer",
+                text: self.opened(row, "text", sealed::TURN_TEXT)?,
+                channel: channel.clone(),
+                at: at.clone(),
+                trace_id: trace_id.clone(),
+            });
+            if let Some(answer) = self.opened_optional(row, "answer", sealed::TURN_ANSWER)? {
+                lines.push(ConversationLine { role: "bot", text: answer, channel, at, trace_id });
+            }
+        }
+        Ok(lines)
+    }
+
+    fn ticket_from_row(&self, row: &sqlx::any::AnyRow, now: DateTime<Utc>) -> Result<Ticket, StoreError> {
+        let status: Status = decoded(row, "status")?;
+        let due_at: String = row.try_get("due_at")?;
+        let overdue = status == Status::New && DateTime::parse_from_rfc3339(&due_at).is_ok_and(|d| d < now);
+        let slots: String = row.try_get("slots")?;
+        let context = self.opened(row, "context", sealed::TICKET_CONTEXT)?;
+        Ok(Ticket {
+            id: row.try_get("id")?,
+            priority: decoded(row, "priority")?,
+            queue: row.try_get("queue")?,
+            reason: row.try_get("reason")?,
+            assignee: row.try_get("assignee")?,
+            customer_id: row.try_get("customer_id")?,
+            session_id: row.try_get("session_id")?,
+            channel: row.try_get("channel")?,
+            intent: row.try_get("intent")?,
+            slots: serde_json::from_str(&slots).unwrap_or(Value::Null),
+            context: serde_json::from_str(&context).unwrap_or(Value::Null),
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            status,
+            due_at,
+            overdue,
+            conversation: Vec::new(),
+            history: Vec::new(),
+        })
+    }
 }
 
 /// Stores for tests: a temporary SQLite file always, and a fresh schema in
@@ -730,9 +847,16 @@ pub(crate) mod testing {
         store.record_turn(&turn, Some(&ticket)).await.unwrap();
     }
 
+    /// A store in `dir/kefu.db` sealing with a throw-away key.
+    pub async fn sqlite_store(dir: &std::path::Path) -> Store {
+        Store::open(&format!("sqlite://{}/kefu.db", dir.display()), Arc::new(Vault::ephemeral()))
+            .await
+            .expect("sqlite store")
+    }
+
     pub async fn test_stores() -> Vec<TestStore> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let sqlite = Store::open(&format!("sqlite://{}/kefu.db", dir.path().display())).await.expect("sqlite store");
+        let sqlite = sqlite_store(dir.path()).await;
         let mut stores = vec![TestStore { store: sqlite, backend: "sqlite", _dir: Some(dir), postgres: None }];
         if let Ok(url) = std::env::var("KEFU_TEST_POSTGRES_URL") {
             sqlx::any::install_default_drivers();
@@ -742,7 +866,9 @@ pub(crate) mod testing {
             admin.execute(format!("CREATE SCHEMA {schema}").as_str()).await.expect("create schema");
             let sep = if url.contains('?') { '&' } else { '?' };
             let store =
-                Store::open(&format!("{url}{sep}options=-c%20search_path%3D{schema}")).await.expect("postgres store");
+                Store::open(&format!("{url}{sep}options=-c%20search_path%3D{schema}"), Arc::new(Vault::ephemeral()))
+                    .await
+                    .expect("postgres store");
             stores.push(TestStore { store, backend: "postgres", _dir: None, postgres: Some((url, schema)) });
         }
         stores
@@ -796,7 +922,10 @@ mod tests {
             assert_eq!(texts, ["快递到哪了 电话138****5678", "在路上", "垃圾服务", "在路上"]);
             assert_eq!(got.history.len(), 1);
             assert_eq!(got.slots["phone"], "138****5678");
-            assert_eq!(got.context["customer"]["phone"], "138****5678");
+            // The context is sealed at rest, clear in memory (for a reveal), masked when shown.
+            assert_eq!(got.context["customer"]["phone"], "13812345678");
+            assert_eq!(serde_json::to_value(&got).unwrap()["context"]["customer"]["phone"], "138****5678");
+            assert!(store.all_stored_text().await.unwrap().iter().all(|t| !t.contains("13812345678")));
             let last = store.last_turn("s1").await.unwrap().unwrap();
             assert_eq!(
                 (last.intent.as_str(), last.decision.as_str(), last.unhelpful_streak),
@@ -829,16 +958,28 @@ mod tests {
                 context: serde_json::json!({}),
             };
             store.record_turn(&turn("a", "s", "转人工", Utc::now()), Some(&ticket)).await.unwrap();
-            store.move_ticket("T9", crate::tickets::Status::Assigned, Some("agent-7"), None, Utc::now()).await.unwrap();
             store
-                .move_ticket("T9", crate::tickets::Status::InProgress, None, Some("called 13812345678"), Utc::now())
+                .move_ticket("T9", crate::tickets::Status::Assigned, Some("agent-7"), None, "test", Utc::now())
                 .await
                 .unwrap();
-            let err =
-                store.move_ticket("T9", crate::tickets::Status::Closed, None, None, Utc::now()).await.unwrap_err();
+            store
+                .move_ticket(
+                    "T9",
+                    crate::tickets::Status::InProgress,
+                    None,
+                    Some("called 13812345678"),
+                    "test",
+                    Utc::now(),
+                )
+                .await
+                .unwrap();
+            let err = store
+                .move_ticket("T9", crate::tickets::Status::Closed, None, None, "test", Utc::now())
+                .await
+                .unwrap_err();
             assert!(matches!(err, StoreError::InvalidTransition { .. }), "{err}");
             assert!(matches!(
-                store.move_ticket("nope", crate::tickets::Status::Assigned, None, None, Utc::now()).await,
+                store.move_ticket("nope", crate::tickets::Status::Assigned, None, None, "test", Utc::now()).await,
                 Err(StoreError::UnknownTicket(_))
             ));
             let got = store.ticket("T9", Utc::now()).await.unwrap().unwrap();

@@ -206,7 +206,14 @@ mod tests {
         open_handoff_ticket(store, "T2", t0).await;
         open_handoff_ticket(store, "T3", t0 + Duration::minutes(5)).await;
         store
-            .move_ticket("T2", crate::tickets::Status::Assigned, Some("agent-1"), None, t0 + Duration::minutes(30))
+            .move_ticket(
+                "T2",
+                crate::tickets::Status::Assigned,
+                Some("agent-1"),
+                None,
+                "test",
+                t0 + Duration::minutes(30),
+            )
             .await
             .unwrap();
         let now = t0 + Duration::hours(3);

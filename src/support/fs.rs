@@ -25,11 +25,31 @@ fn sibling(path: &Path) -> PathBuf {
 
 /// Writes `bytes` to a temporary file beside `path` and renames it into place.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
+    write_new(path, bytes, false)
+}
+
+/// [`write_atomically`] for secrets: the file is readable by its owner only,
+/// from the moment it is created.
+pub fn write_private_atomically(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
+    write_new(path, bytes, true)
+}
+
+fn write_new(path: &Path, bytes: &[u8], private: bool) -> Result<(), FsError> {
+    use std::io::Write as _;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(at(parent))?;
     }
     let tmp = sibling(path);
-    if let Err(e) = std::fs::write(&tmp, bytes) {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    if let Err(e) = options.open(&tmp).and_then(|mut file| file.write_all(bytes)) {
         let _ = std::fs::remove_file(&tmp);
         return Err(at(&tmp)(e));
     }

@@ -1,5 +1,9 @@
-//! Masking of personal numbers (mobile phones, ID cards, bank cards) before
-//! any text is logged or stored: 13812345678 -> 138****5678.
+//! Personal data: masking of personal numbers (mobile phones, ID cards, bank
+//! cards) before any text is logged or stored (13812345678 -> 138****5678),
+//! masking of names and addresses in what the API shows, and the [`vault`]
+//! that encrypts what the store keeps.
+
+pub mod vault;
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -79,6 +83,59 @@ pub fn mask_json(value: &serde_json::Value) -> serde_json::Value {
     }
 }
 
+/// 张伟 -> 张*, John Smith -> J*** S****: enough for an agent to greet, not to identify.
+pub fn mask_name(name: &str) -> String {
+    name.split(' ')
+        .map(|word| word.chars().enumerate().map(|(i, c)| if i == 0 { c } else { '*' }).collect::<String>())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// An address cut to its district: 北京市朝阳区建国路88号 -> 北京市朝阳区****.
+/// Without a district or county, the city; without either, the first two characters.
+pub fn mask_address(address: &str) -> String {
+    let cut = ['区', '县', '旗']
+        .iter()
+        .filter_map(|c| address.find(*c).map(|i| i + c.len_utf8()))
+        .min()
+        .or_else(|| address.find('市').map(|i| i + '市'.len_utf8()))
+        .unwrap_or_else(|| address.char_indices().nth(2).map_or(address.len(), |(i, _)| i));
+    if cut >= address.len() {
+        return address.to_string();
+    }
+    format!("{}****", &address[..cut])
+}
+
+/// JSON keys whose string values are personal data, and how each is shown.
+fn personal_mask(key: &str) -> Option<fn(&str) -> String> {
+    match key {
+        "name" | "customer_name" | "contact_name" => Some(mask_name),
+        "address" | "shipping_address" => Some(mask_address),
+        _ => None,
+    }
+}
+
+/// `value` as the API shows it by default: personal numbers masked in every
+/// string, names and addresses masked under their keys.
+pub fn mask_personal(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let shown = match (personal_mask(k), v) {
+                        (Some(hide), Value::String(s)) => Value::String(hide(s)),
+                        _ => mask_personal(v),
+                    };
+                    (k.clone(), shown)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(mask_personal).collect()),
+        other => mask_json(other),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +168,24 @@ mod tests {
     fn masks_inside_json() {
         let v = serde_json::json!({"phone": "13812345678", "n": 1, "list": ["tel 13912345678"]});
         assert_eq!(mask_json(&v), serde_json::json!({"phone": "138****5678", "n": 1, "list": ["tel 139****5678"]}));
+    }
+
+    #[test]
+    fn masks_names_and_addresses_under_their_keys() {
+        let v = serde_json::json!({
+            "customer": {"name": "王小明", "phone": "13812345678"},
+            "orders": [{"id": "A1", "address": "北京市朝阳区建国路88号", "product_name": "冰箱"}],
+        });
+        assert_eq!(
+            mask_personal(&v),
+            serde_json::json!({
+                "customer": {"name": "王**", "phone": "138****5678"},
+                "orders": [{"id": "A1", "address": "北京市朝阳区****", "product_name": "冰箱"}],
+            })
+        );
+        assert_eq!(mask_address("上海市浦东新区世纪大道1号"), "上海市浦东新区****");
+        assert_eq!(mask_address("杭州市西湖路1号"), "杭州市****");
+        assert_eq!(mask_address("12 Baker Street"), "12****");
+        assert_eq!(mask_address("北京"), "北京");
     }
 }

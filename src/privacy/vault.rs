@@ -1,0 +1,291 @@
+//! Encryption at rest of what the store keeps of customers: AES-256-GCM under
+//! named data keys, and keyed hashes (HMAC-SHA256) for what must still be
+//! compared or grouped (the same question asked twice, a phone number looked up).
+//!
+//! A sealed value reads `enc1:<key id>:<base64 of nonce and ciphertext>`. The
+//! first key of the key set seals; every key listed opens, so after a new key
+//! is put first the old rows stay readable until `kefu keys rotate-data`
+//! re-seals them. The field a value belongs to is bound in as associated data:
+//! a value copied into another column does not open.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+
+/// Prefix of a sealed value; values without it are legacy clear text.
+const SEALED_PREFIX: &str = "enc1:";
+const NONCE_BYTES: usize = 12;
+const KEY_BYTES: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("data key {id:?}: {message}")]
+    BadKey { id: String, message: String },
+    #[error("no data key given: set KEFU_DATA_KEY or data_key_file")]
+    NoKey,
+    #[error("cannot read data key file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot write data key file {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("a stored value is sealed with data key {0:?}, which is not in the key set")]
+    UnknownKey(String),
+    #[error("a stored value of {field} does not open: damaged, or sealed for another field")]
+    Damaged { field: String },
+}
+
+struct DataKey {
+    id: String,
+    cipher: Aes256Gcm,
+}
+
+/// The data keys and the blind-index key derived from the current one.
+pub struct Vault {
+    /// The first seals; all open.
+    keys: Vec<DataKey>,
+    by_id: HashMap<String, usize>,
+    blind: Hmac<Sha256>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<&str> = self.keys.iter().map(|k| k.id.as_str()).collect();
+        f.debug_struct("Vault").field("key_ids", &ids).finish_non_exhaustive()
+    }
+}
+
+impl Vault {
+    /// Keys from text: one `<id> <base64 of 32 bytes>` per line or comma-separated
+    /// `<id>:<base64>` pairs; the first is current. `#` starts a comment line.
+    pub fn parse(text: &str) -> Result<Vault, VaultError> {
+        let mut raw = Vec::new();
+        let lines = text.lines().map(str::trim).filter(|line| !line.starts_with('#'));
+        for entry in lines.flat_map(|line| line.split(',')).map(str::trim).filter(|e| !e.is_empty()) {
+            let (id, key) = entry
+                .split_once([' ', ':', '\t'])
+                .map(|(id, key)| (id.trim(), key.trim()))
+                .ok_or_else(|| bad_key(entry.split_whitespace().next().unwrap_or(""), "write <id> <base64 key>"))?;
+            if id.is_empty() || id.len() > 32 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(bad_key(id, "ids are 1 to 32 letters, digits, '-' or '_'"));
+            }
+            let bytes = BASE64.decode(key).map_err(|e| bad_key(id, &format!("not base64: {e}")))?;
+            if bytes.len() != KEY_BYTES {
+                return Err(bad_key(id, &format!("is {} bytes; AES-256 needs {KEY_BYTES}", bytes.len())));
+            }
+            raw.push((id.to_string(), bytes));
+        }
+        Self::from_raw(raw)
+    }
+
+    fn from_raw(raw: Vec<(String, Vec<u8>)>) -> Result<Vault, VaultError> {
+        let (_, current) = raw.first().ok_or(VaultError::NoKey)?;
+        // NOTE: HMAC takes keys of any length; this cannot fail.
+        let mut blind = <Hmac<Sha256> as Mac>::new_from_slice(current).expect("HMAC accepts any key length");
+        blind.update(b"kefu blind index v1");
+        let blind_key = blind.finalize().into_bytes();
+        let blind = <Hmac<Sha256> as Mac>::new_from_slice(&blind_key).expect("HMAC accepts any key length");
+        let mut by_id = HashMap::new();
+        let mut keys = Vec::with_capacity(raw.len());
+        for (i, (id, bytes)) in raw.into_iter().enumerate() {
+            if by_id.insert(id.clone(), i).is_some() {
+                return Err(bad_key(&id, "is listed twice"));
+            }
+            let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|e| bad_key(&id, &e.to_string()))?;
+            keys.push(DataKey { id, cipher });
+        }
+        Ok(Vault { keys, by_id, blind })
+    }
+
+    /// The key set of `KEFU_DATA_KEY`-style text when given, else of the key
+    /// file, which is created with a fresh key when `create` allows and it is missing.
+    pub fn load(text: Option<&str>, file: &Path, create: bool) -> Result<(Vault, Option<PathBuf>), VaultError> {
+        if let Some(text) = text.filter(|t| !t.trim().is_empty()) {
+            return Ok((Vault::parse(text)?, None));
+        }
+        match std::fs::read_to_string(file) {
+            Ok(text) => Ok((Vault::parse(&text)?, None)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+                add_key_to_file(file)?;
+                let text =
+                    std::fs::read_to_string(file).map_err(|source| VaultError::Read { path: file.into(), source })?;
+                Ok((Vault::parse(&text)?, Some(file.to_path_buf())))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(VaultError::NoKey),
+            Err(source) => Err(VaultError::Read { path: file.into(), source }),
+        }
+    }
+
+    /// A vault with one random key, for tests and throw-away stores.
+    pub fn ephemeral() -> Vault {
+        Self::from_raw(vec![("ephemeral".into(), random_key().to_vec())]).expect("a fresh key is valid")
+    }
+
+    /// Id of the key that seals.
+    pub fn current_key_id(&self) -> &str {
+        &self.keys[0].id
+    }
+
+    /// `plain` sealed for `field` (a `table.column` name) under the current key.
+    pub fn seal(&self, field: &str, plain: &str) -> String {
+        let key = &self.keys[0];
+        let mut nonce = [0u8; NONCE_BYTES];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        // NOTE: AES-GCM encryption fails only past 64 GiB of plaintext.
+        let sealed = key
+            .cipher
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plain.as_bytes(), aad: field.as_bytes() })
+            .expect("AES-GCM seals any text a store holds");
+        let mut bytes = Vec::with_capacity(NONCE_BYTES + sealed.len());
+        bytes.extend_from_slice(&nonce);
+        bytes.extend_from_slice(&sealed);
+        format!("{SEALED_PREFIX}{}:{}", key.id, BASE64.encode(bytes))
+    }
+
+    /// The clear text of a stored value of `field`; legacy clear values come back as they are.
+    pub fn open(&self, field: &str, stored: &str) -> Result<String, VaultError> {
+        let Some(rest) = stored.strip_prefix(SEALED_PREFIX) else { return Ok(stored.to_string()) };
+        let damaged = || VaultError::Damaged { field: field.to_string() };
+        let (id, data) = rest.split_once(':').ok_or_else(damaged)?;
+        let key = self.by_id.get(id).map(|&i| &self.keys[i]).ok_or_else(|| VaultError::UnknownKey(id.into()))?;
+        let bytes = BASE64.decode(data).map_err(|_| damaged())?;
+        if bytes.len() < NONCE_BYTES {
+            return Err(damaged());
+        }
+        let (nonce, sealed) = bytes.split_at(NONCE_BYTES);
+        let plain = key
+            .cipher
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: field.as_bytes() })
+            .map_err(|_| damaged())?;
+        String::from_utf8(plain).map_err(|_| damaged())
+    }
+
+    /// Whether a stored value is sealed under the current key (rotation skips those).
+    pub fn is_current(&self, stored: &str) -> bool {
+        stored
+            .strip_prefix(SEALED_PREFIX)
+            .and_then(|rest| rest.split_once(':'))
+            .is_some_and(|(id, _)| id == self.keys[0].id)
+    }
+
+    /// A keyed hash of `text` for `purpose`: equal texts give equal hashes, and
+    /// nobody without the data key can test a guess against it.
+    pub fn blind(&self, purpose: &str, text: &str) -> String {
+        let mut mac = self.blind.clone();
+        mac.update(purpose.as_bytes());
+        mac.update(&[0]);
+        mac.update(text.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+}
+
+fn bad_key(id: &str, message: &str) -> VaultError {
+    VaultError::BadKey { id: id.to_string(), message: message.to_string() }
+}
+
+fn random_key() -> [u8; KEY_BYTES] {
+    let mut key = [0u8; KEY_BYTES];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    key
+}
+
+/// Puts a fresh key first in the key file (creating it, readable by its owner
+/// only), so it seals from now on while the older keys still open; returns its id.
+pub fn add_key_to_file(file: &Path) -> Result<String, VaultError> {
+    let old = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(source) => return Err(VaultError::Read { path: file.into(), source }),
+    };
+    let id = format!("k{}-{:06x}", chrono::Utc::now().format("%Y%m%d"), rand::random::<u32>() & 0xff_ffff);
+    let text = format!(
+        "# kefu data keys: the first seals, all open. Back this file up; without it the stored customer data is lost.\n{id} {}\n{}",
+        BASE64.encode(random_key()),
+        old.lines().filter(|l| !l.starts_with("# kefu data keys")).map(|l| format!("{l}\n")).collect::<String>()
+    );
+    crate::support::fs::write_private_atomically(file, text.as_bytes())
+        .map_err(|e| VaultError::Write { path: e.path, source: e.source })?;
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_line(id: &str) -> String {
+        format!("{id} {}", BASE64.encode(random_key()))
+    }
+
+    #[test]
+    fn seals_and_opens_bound_to_the_field() {
+        let vault = Vault::ephemeral();
+        let sealed = vault.seal("turns.text", "我叫王小明，电话13812345678");
+        assert!(sealed.starts_with("enc1:ephemeral:"));
+        assert!(!sealed.contains("王小明"));
+        assert_eq!(vault.open("turns.text", &sealed).unwrap(), "我叫王小明，电话13812345678");
+        assert!(matches!(vault.open("turns.answer", &sealed), Err(VaultError::Damaged { .. })));
+        assert_ne!(vault.seal("turns.text", "x"), vault.seal("turns.text", "x"), "nonces differ");
+        assert_eq!(vault.open("turns.text", "legacy clear").unwrap(), "legacy clear");
+    }
+
+    #[test]
+    fn older_keys_still_open_after_a_new_key_goes_first() {
+        let old_line = key_line("old");
+        let old = Vault::parse(&old_line).unwrap();
+        let sealed = old.seal("tickets.context", "{}");
+        let both = Vault::parse(&format!("{}\n{old_line}", key_line("new"))).unwrap();
+        assert_eq!(both.current_key_id(), "new");
+        assert_eq!(both.open("tickets.context", &sealed).unwrap(), "{}");
+        assert!(!both.is_current(&sealed));
+        assert!(both.is_current(&both.seal("tickets.context", "{}")));
+        let only_new = Vault::parse(&key_line("new")).unwrap();
+        assert!(matches!(only_new.open("tickets.context", &sealed), Err(VaultError::UnknownKey(id)) if id == "old"));
+    }
+
+    #[test]
+    fn blind_hashes_are_stable_and_keyed() {
+        let line = key_line("a");
+        let (a, again) = (Vault::parse(&line).unwrap(), Vault::parse(&line).unwrap());
+        assert_eq!(a.blind("phone", "13812345678"), again.blind("phone", "13812345678"));
+        assert_ne!(a.blind("phone", "13812345678"), a.blind("text", "13812345678"));
+        assert_ne!(a.blind("phone", "13812345678"), Vault::ephemeral().blind("phone", "13812345678"));
+    }
+
+    #[test]
+    fn bad_key_text_is_a_clear_error() {
+        for (text, says) in
+            [("k1 notbase64!", "not base64"), ("k1 AAAA", "needs 32"), ("bad/id AAAA", "ids are"), ("", "no data key")]
+        {
+            let err = Vault::parse(text).unwrap_err().to_string();
+            assert!(err.contains(says), "{text:?}: {err}");
+        }
+        let line = key_line("same");
+        assert!(Vault::parse(&format!("{line},{line}")).unwrap_err().to_string().contains("twice"));
+    }
+
+    #[test]
+    fn the_key_file_is_created_and_grows_at_the_front() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keys/kefu.key");
+        #[cfg(unix)]
+        let mode =
+            |f: &Path| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(f).unwrap().permissions()) & 0o777;
+        assert!(matches!(Vault::load(None, &file, false), Err(VaultError::NoKey)));
+        let (first, created) = Vault::load(None, &file, true).unwrap();
+        assert_eq!(created.as_deref(), Some(file.as_path()));
+        #[cfg(unix)]
+        assert_eq!(mode(&file), 0o600);
+        let sealed = first.seal("f", "v");
+        let id = add_key_to_file(&file).unwrap();
+        let (second, created) = Vault::load(None, &file, true).unwrap();
+        assert!(created.is_none());
+        assert_eq!(second.current_key_id(), id);
+        assert_eq!(second.open("f", &sealed).unwrap(), "v");
+    }
+}
