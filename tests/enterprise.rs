@@ -1,7 +1,7 @@
 //! Answers with the customer's own data over real HTTP: the seeded demo
 //! enterprise database, multi-turn order questions, hand-off context, and
-//! enterprise systems that time out or fail. Also: personal numbers never
-//! reach the log or the database in clear.
+//! enterprise systems that time out or fail. (Personal data in logs and the
+//! database: tests/privacy.rs.)
 
 mod common;
 
@@ -105,32 +105,6 @@ async fn demo_data_answers_end_to_end() {
     assert_eq!(r["decision"], "clarify", "{r}");
     let r = ask(base, json!({"text": "今天股票行情怎么样", "session_id": session, "now": NOW})).await;
     assert_eq!((r["decision"].as_str(), r["handoff"]["reason"].as_str()), (Some("handoff"), Some("unresolved")), "{r}");
-}
-
-#[tokio::test]
-async fn phone_numbers_never_reach_logs_or_storage_in_clear() {
-    assert!(model_installed(), "model missing");
-    let mut server = Server::start(&[]).await;
-    let base = server.base.clone();
-    for text in
-        ["我手机号 13912345678，订单到哪了", "call me on +86 139-1234-5678, I want to complain", "转人工 13912345678"]
-    {
-        let r = ask(&base, json!({"text": text, "session_id": "s-privacy", "now": NOW})).await;
-        if r["decision"] == "handoff" {
-            let (_, ticket) = get(&base, &format!("/v1/tickets/{}", r["handoff"]["ticket_id"].as_str().unwrap())).await;
-            assert!(!ticket.to_string().contains("13912345678"), "{ticket}");
-        }
-    }
-    server.kill();
-    let log = server.log_text();
-    assert!(log.contains("139****5678"), "the masked number should be logged:\n{log}");
-    for clear in ["13912345678", "139-1234-5678"] {
-        assert!(!log.contains(clear), "{clear} in the log");
-        for file in ["kefu.db", "kefu.db-wal"] {
-            let bytes = std::fs::read(server.dir.path().join(file)).unwrap_or_default();
-            assert!(!bytes.windows(clear.len()).any(|w| w == clear.as_bytes()), "{clear} stored in {file}");
-        }
-    }
 }
 
 /// Enterprise systems that answer slowly (past the timeout) or with errors.

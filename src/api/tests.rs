@@ -516,3 +516,75 @@ async fn an_empty_ticket_is_refused() {
     let (status, _) = h.call("GET", "/v1/tickets", None).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// Arbitrary JSON: what a confused or hostile client may send.
+fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<String>().prop_map(Value::from),
+        "[a-z_]{0,12}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(3, 24, 6, |inner| {
+        let keys = prop_oneof![
+            "[a-z_]{1,12}",
+            prop::sample::select(vec![
+                "text", "trace_id", "useful", "customer_id", "session_id", "channel", "intent", "note", "status",
+                "agent", "fields", "priority", "queue", "now", "scenario", "comment", "answer", "password",
+            ])
+            .prop_map(str::to_string),
+        ];
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            prop::collection::btree_map(keys, inner, 0..6).prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Request bodies of every POST route, as arbitrary JSON and arbitrary bytes:
+/// each gets an answer below 500, a JSON error when it is refused.
+#[test]
+fn request_bodies_never_fail_the_server() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let h = rt.block_on(serve("corpus", 0.5, true));
+    let ticket = rt.block_on(async {
+        let (_, t) = h.call("POST", "/v1/tickets", Some(json!({"customer_id": "c1001"}))).await;
+        t["id"].as_str().unwrap().to_string()
+    });
+    let posts: Vec<String> = super::routes(&h.state)
+        .specs()
+        .iter()
+        .filter(|s| s.method == axum::http::Method::POST && !s.path.starts_with("/v1/admin/"))
+        .map(|s| s.path.replace("{id}", &ticket))
+        .collect();
+    let cases: u32 = std::env::var("KEFU_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let bodies = prop_oneof![
+        3 => any_json().prop_map(|v| v.to_string().into_bytes()),
+        1 => prop::collection::vec(any::<u8>(), 0..256),
+    ];
+    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+    runner
+        .run(&(prop::sample::select(posts.clone()), bodies), |(path, body)| {
+            let request = Request::post(path.as_str())
+                .header("content-type", "application/json")
+                .extension(axum::extract::ConnectInfo(std::net::SocketAddr::from(([127, 0, 0, 1], 1))))
+                .body(Body::from(body.clone()))
+                .unwrap();
+            let response = rt.block_on(app(h.state.clone()).oneshot(request)).unwrap();
+            let status = response.status();
+            let bytes = rt.block_on(axum::body::to_bytes(response.into_body(), 1 << 20)).unwrap();
+            prop_assert!(status.as_u16() < 500, "{path} {:?} -> {status} {:?}", String::from_utf8_lossy(&body), bytes);
+            if !status.is_success() {
+                let error: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                prop_assert!(error["error"]["code"].is_string(), "{path}: {status} without a JSON error");
+            }
+            Ok(())
+        })
+        .unwrap();
+    println!("fuzz request bodies: {cases} requests over {} routes, 0 server errors", posts.len());
+}

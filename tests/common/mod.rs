@@ -42,6 +42,7 @@ fn spawn(dir: &Path, env: &[(String, String)], starts: usize) -> (Child, String,
         .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
         .env("KEFU_DATABASE_URL", format!("sqlite://{}/kefu.db", dir.display()))
         .env("KEFU_ENTERPRISE_DATABASE_URL", format!("sqlite://{}/demo.db", dir.display()))
+        .env("KEFU_DATA_KEY_FILE", dir.join("kefu.key"))
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log file"));
