@@ -24,7 +24,7 @@ cleanup() {
 trap cleanup EXIT
 
 KEFU_DATABASE_URL="sqlite://$work/kefu.db" KEFU_ENTERPRISE_DATABASE_URL="sqlite://$work/demo.db" \
-  KEFU_DATA_KEY_FILE="$work/kefu.key" KEFU_API_KEYS="admin:$key" KEFU_RATE_LIMIT_PER_SECOND=0 \
+  KEFU_API_KEYS="admin:$key" KEFU_RATE_LIMIT_PER_SECOND=0 \
   KEFU_VERSIONS_DIR="$work/versions" \
   target/debug/kefu serve --addr "127.0.0.1:$port" >"$work/server.log" 2>&1 &
 server=$!

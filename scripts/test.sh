@@ -25,3 +25,5 @@ fi
 target/debug/kefu index
 target/debug/kefu --corpus-dir corpus_examples/saas index
 cargo test "$@"
+# Schema-driven fuzzing of a real server's API (schemathesis from PyPI).
+scripts/api-fuzz.sh 50

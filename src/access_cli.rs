@@ -135,9 +135,10 @@ async fn rotate_data(config: &Config, store: &Store, new_key: bool, json: bool) 
         if config.security.data_key.is_some() {
             bail!("--new-key writes the key file, but data_key (KEFU_DATA_KEY) overrides it: put the new key first in data_key instead");
         }
-        let id = kefu::privacy::vault::add_key_to_file(&config.security.data_key_file)?;
+        let file = config.data_key_file().context("no data key file to add a key to: set data_key_file")?;
+        let id = kefu::privacy::vault::add_key_to_file(&file)?;
         if !json {
-            println!("new data key {id} is first in {}", config.security.data_key_file.display());
+            println!("new data key {id} is first in {}", file.display());
         }
         // Reopened so the new key seals.
         super::open_store(config).await?

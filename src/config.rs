@@ -184,9 +184,9 @@ pub struct SecurityConfig {
     /// Data keys sealing personal data at rest, `<id>:<base64 of 32 bytes>`
     /// pairs, comma-separated, the first current; overrides `data_key_file`.
     pub data_key: Option<String>,
-    /// File of data keys (one `<id> <base64>` per line, the first current);
-    /// created with a fresh key on first start of a SQLite store.
-    pub data_key_file: PathBuf,
+    /// File of data keys (one `<id> <base64>` per line, the first current).
+    /// Default: `kefu.key` beside a SQLite database, made on first start.
+    pub data_key_file: Option<PathBuf>,
     /// Requests per second one key or agent may make on average (0: no limit).
     pub rate_limit_per_second: f64,
     /// Requests one key or agent may make in a burst.
@@ -236,7 +236,7 @@ impl Default for SecurityConfig {
         SecurityConfig {
             api_keys: None,
             data_key: None,
-            data_key_file: PathBuf::from("data/kefu.key"),
+            data_key_file: None,
             rate_limit_per_second: auth.rate_per_second,
             rate_limit_burst: auth.rate_burst,
             session_hours: u32::try_from(auth.session_ttl.num_hours()).unwrap_or(12),
@@ -400,7 +400,7 @@ const SETTINGS: &[Setting] = &[
     setting("analytics.timeout_ms", "stats_timeout_ms", Kind::Number),
     Setting { path: "security.api_keys", name: "api_keys", kind: Kind::Optional, secret: true },
     Setting { path: "security.data_key", name: "data_key", kind: Kind::Optional, secret: true },
-    setting("security.data_key_file", "data_key_file", Kind::Text),
+    setting("security.data_key_file", "data_key_file", Kind::Optional),
     setting("security.rate_limit_per_second", "rate_limit_per_second", Kind::Number),
     setting("security.rate_limit_burst", "rate_limit_burst", Kind::Number),
     setting("security.session_hours", "session_hours", Kind::Number),
@@ -611,12 +611,25 @@ impl Config {
         })
     }
 
-    /// The data keys: `data_key` when set, else the key file, created on first
-    /// start of a SQLite store. A PostgreSQL store is shared by replicas, which
-    /// must all hold the same keys, so none is made up for it.
+    /// The data key file: the configured one, else `kefu.key` beside a SQLite
+    /// database (so every command on that database finds it). A PostgreSQL
+    /// store is shared by replicas, which must hold the same keys: it has none.
+    pub fn data_key_file(&self) -> Option<PathBuf> {
+        self.security.data_key_file.clone().or_else(|| {
+            let path = self.store.database_url.strip_prefix("sqlite://")?.split('?').next()?;
+            Some(Path::new(path).with_file_name("kefu.key"))
+        })
+    }
+
+    /// The data keys: `data_key` when set, else the key file, made with a
+    /// fresh key when it is the default one beside a SQLite database.
     pub fn vault(&self) -> Result<(crate::privacy::vault::Vault, Option<PathBuf>), crate::privacy::vault::VaultError> {
-        let create = self.store.database_url.starts_with("sqlite:");
-        crate::privacy::vault::Vault::load(self.security.data_key.as_deref(), &self.security.data_key_file, create)
+        use crate::privacy::vault::{Vault, VaultError};
+        if let Some(text) = self.security.data_key.as_deref().filter(|t| !t.trim().is_empty()) {
+            return Ok((Vault::parse(text)?, None));
+        }
+        let file = self.data_key_file().ok_or(VaultError::NoKey)?;
+        Vault::load(&file, self.security.data_key_file.is_none())
     }
 
     /// The time zone, parsed.

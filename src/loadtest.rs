@@ -42,6 +42,10 @@ pub struct LoadArgs {
     /// File of messages, one per line (default: built-in short Chinese messages).
     #[arg(long)]
     texts: Option<PathBuf>,
+    /// API key sent as a bearer token (an agent or admin key, since the
+    /// hand-off tickets are read back); none is needed against a server without keys.
+    #[arg(long, env = "KEFU_LOAD_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -100,7 +104,13 @@ pub async fn run(args: LoadArgs) -> Result<()> {
     if texts.is_empty() {
         bail!("no messages to send");
     }
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(key) = &args.api_key {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).context("--api-key")?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).default_headers(headers).build()?;
     let answer_url = url.join("/v1/answer")?;
     let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
     let budget = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(args.max_requests.unwrap_or(usize::MAX)));

@@ -43,7 +43,6 @@ fn add_agent(server: &Server, name: &str) {
         .current_dir(repo())
         .args(["agent", "add", name, "--role", "agent"])
         .env("KEFU_DATABASE_URL", format!("sqlite://{}/kefu.db", dir.display()))
-        .env("KEFU_DATA_KEY_FILE", dir.join("kefu.key"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -198,7 +198,8 @@ pub(super) async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMa
     if let Some(token) = credentials(&headers) {
         state.gate.logout(&token).await?;
     }
-    let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    let secure = if state.settings.secure_cookies { "; Secure" } else { "" };
+    let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}");
     Ok(with_cookie(Json(json!({"logged_out": true})).into_response(), &cookie))
 }
 

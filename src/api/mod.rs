@@ -520,6 +520,7 @@ struct TicketQuery {
 
 async fn list_tickets(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     query: Result<Query<TicketQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
@@ -530,7 +531,7 @@ async fn list_tickets(
         priority: empty_is_none(q.priority).as_deref().map(str::parse).transpose()?,
         overdue: q.overdue,
     };
-    let tickets = state.store.tickets(&filter, Utc::now()).await?;
+    let tickets = service::tickets::list(&state.store, &filter, &caller).await?;
     Ok(Json(json!({"tickets": tickets})))
 }
 

@@ -532,8 +532,24 @@ fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
         let keys = prop_oneof![
             "[a-z_]{1,12}",
             prop::sample::select(vec![
-                "text", "trace_id", "useful", "customer_id", "session_id", "channel", "intent", "note", "status",
-                "agent", "fields", "priority", "queue", "now", "scenario", "comment", "answer", "password",
+                "text",
+                "trace_id",
+                "useful",
+                "customer_id",
+                "session_id",
+                "channel",
+                "intent",
+                "note",
+                "status",
+                "agent",
+                "fields",
+                "priority",
+                "queue",
+                "now",
+                "scenario",
+                "comment",
+                "answer",
+                "password",
             ])
             .prop_map(str::to_string),
         ];

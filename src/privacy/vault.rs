@@ -5,11 +5,14 @@
 //! A sealed value reads `enc1:<key id>:<base64 of nonce and ciphertext>`. The
 //! first key of the key set seals; every key listed opens, so after a new key
 //! is put first the old rows stay readable until `kefu keys rotate-data`
-//! re-seals them. The field a value belongs to is bound in as associated data:
-//! a value copied into another column does not open.
+//! re-seals them. A vault read from a key file reads it again when it meets a
+//! value sealed under a key it does not hold, so running servers open what a
+//! rotation sealed under the new key. The field a value belongs to is bound in
+//! as associated data: a value copied into another column does not open.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -28,7 +31,7 @@ const KEY_BYTES: usize = 32;
 pub enum VaultError {
     #[error("data key {id:?}: {message}")]
     BadKey { id: String, message: String },
-    #[error("no data key given: set KEFU_DATA_KEY or data_key_file")]
+    #[error("no data key: set data_key (KEFU_DATA_KEY) or data_key_file (KEFU_DATA_KEY_FILE); none is made for a PostgreSQL store, whose replicas must share theirs")]
     NoKey,
     #[error("cannot read data key file {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
@@ -46,24 +49,29 @@ struct DataKey {
 }
 
 /// The data keys and the blind-index key derived from the current one.
-pub struct Vault {
+struct KeySet {
     /// The first seals; all open.
     keys: Vec<DataKey>,
     by_id: HashMap<String, usize>,
     blind: Hmac<Sha256>,
 }
 
+/// A key set, and the file it was read from.
+pub struct Vault {
+    set: RwLock<Arc<KeySet>>,
+    source: Option<PathBuf>,
+}
+
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ids: Vec<&str> = self.keys.iter().map(|k| k.id.as_str()).collect();
-        f.debug_struct("Vault").field("key_ids", &ids).finish_non_exhaustive()
+        let set = self.keys();
+        let ids: Vec<&str> = set.keys.iter().map(|k| k.id.as_str()).collect();
+        f.debug_struct("Vault").field("key_ids", &ids).field("source", &self.source).finish()
     }
 }
 
-impl Vault {
-    /// Keys from text: one `<id> <base64 of 32 bytes>` per line or comma-separated
-    /// `<id>:<base64>` pairs; the first is current. `#` starts a comment line.
-    pub fn parse(text: &str) -> Result<Vault, VaultError> {
+impl KeySet {
+    fn parse(text: &str) -> Result<KeySet, VaultError> {
         let mut raw = Vec::new();
         let lines = text.lines().map(str::trim).filter(|line| !line.starts_with('#'));
         for entry in lines.flat_map(|line| line.split(',')).map(str::trim).filter(|e| !e.is_empty()) {
@@ -84,7 +92,7 @@ impl Vault {
         Self::from_raw(raw)
     }
 
-    fn from_raw(raw: Vec<(String, Vec<u8>)>) -> Result<Vault, VaultError> {
+    fn from_raw(raw: Vec<(String, Vec<u8>)>) -> Result<KeySet, VaultError> {
         let (_, current) = raw.first().ok_or(VaultError::NoKey)?;
         // NOTE: HMAC takes keys of any length; this cannot fail.
         let mut blind = <Hmac<Sha256> as Mac>::new_from_slice(current).expect("HMAC accepts any key length");
@@ -100,22 +108,35 @@ impl Vault {
             let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|e| bad_key(&id, &e.to_string()))?;
             keys.push(DataKey { id, cipher });
         }
-        Ok(Vault { keys, by_id, blind })
+        Ok(KeySet { keys, by_id, blind })
+    }
+}
+
+impl Vault {
+    fn new(set: KeySet, source: Option<PathBuf>) -> Vault {
+        Vault { set: RwLock::new(Arc::new(set)), source }
     }
 
-    /// The key set of `KEFU_DATA_KEY`-style text when given, else of the key
-    /// file, which is created with a fresh key when `create` allows and it is missing.
-    pub fn load(text: Option<&str>, file: &Path, create: bool) -> Result<(Vault, Option<PathBuf>), VaultError> {
-        if let Some(text) = text.filter(|t| !t.trim().is_empty()) {
-            return Ok((Vault::parse(text)?, None));
-        }
+    /// Keys from text: one `<id> <base64 of 32 bytes>` per line or comma-separated
+    /// `<id>:<base64>` pairs; the first is current. `#` starts a comment line.
+    pub fn parse(text: &str) -> Result<Vault, VaultError> {
+        Ok(Vault::new(KeySet::parse(text)?, None))
+    }
+
+    fn keys(&self) -> Arc<KeySet> {
+        self.set.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The key set of a key file, which is created with a fresh key when
+    /// `create` allows and it is missing; the path comes back when it was created.
+    pub fn load(file: &Path, create: bool) -> Result<(Vault, Option<PathBuf>), VaultError> {
         match std::fs::read_to_string(file) {
-            Ok(text) => Ok((Vault::parse(&text)?, None)),
+            Ok(text) => Ok((Vault::new(KeySet::parse(&text)?, Some(file.into())), None)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
                 add_key_to_file(file)?;
                 let text =
                     std::fs::read_to_string(file).map_err(|source| VaultError::Read { path: file.into(), source })?;
-                Ok((Vault::parse(&text)?, Some(file.to_path_buf())))
+                Ok((Vault::new(KeySet::parse(&text)?, Some(file.into())), Some(file.to_path_buf())))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(VaultError::NoKey),
             Err(source) => Err(VaultError::Read { path: file.into(), source }),
@@ -124,17 +145,19 @@ impl Vault {
 
     /// A vault with one random key, for tests and throw-away stores.
     pub fn ephemeral() -> Vault {
-        Self::from_raw(vec![("ephemeral".into(), random_key().to_vec())]).expect("a fresh key is valid")
+        let set = KeySet::from_raw(vec![("ephemeral".into(), random_key().to_vec())]).expect("a fresh key is valid");
+        Vault::new(set, None)
     }
 
     /// Id of the key that seals.
-    pub fn current_key_id(&self) -> &str {
-        &self.keys[0].id
+    pub fn current_key_id(&self) -> String {
+        self.keys().keys[0].id.clone()
     }
 
     /// `plain` sealed for `field` (a `table.column` name) under the current key.
     pub fn seal(&self, field: &str, plain: &str) -> String {
-        let key = &self.keys[0];
+        let set = self.keys();
+        let key = &set.keys[0];
         let mut nonce = [0u8; NONCE_BYTES];
         rand::thread_rng().fill_bytes(&mut nonce);
         // NOTE: AES-GCM encryption fails only past 64 GiB of plaintext.
@@ -153,7 +176,11 @@ impl Vault {
         let Some(rest) = stored.strip_prefix(SEALED_PREFIX) else { return Ok(stored.to_string()) };
         let damaged = || VaultError::Damaged { field: field.to_string() };
         let (id, data) = rest.split_once(':').ok_or_else(damaged)?;
-        let key = self.by_id.get(id).map(|&i| &self.keys[i]).ok_or_else(|| VaultError::UnknownKey(id.into()))?;
+        let mut set = self.keys();
+        if !set.by_id.contains_key(id) {
+            set = self.reload()?;
+        }
+        let key = set.by_id.get(id).map(|&i| &set.keys[i]).ok_or_else(|| VaultError::UnknownKey(id.into()))?;
         let bytes = BASE64.decode(data).map_err(|_| damaged())?;
         if bytes.len() < NONCE_BYTES {
             return Err(damaged());
@@ -166,18 +193,26 @@ impl Vault {
         String::from_utf8(plain).map_err(|_| damaged())
     }
 
+    /// The key file read again (a rotation put a new key in it); the key set as it was without a file.
+    fn reload(&self) -> Result<Arc<KeySet>, VaultError> {
+        let Some(file) = &self.source else { return Ok(self.keys()) };
+        let text = std::fs::read_to_string(file).map_err(|source| VaultError::Read { path: file.clone(), source })?;
+        let set = Arc::new(KeySet::parse(&text)?);
+        *self.set.write().unwrap_or_else(|e| e.into_inner()) = set.clone();
+        tracing::info!(file = %file.display(), current = %set.keys[0].id, "data keys read again");
+        Ok(set)
+    }
+
     /// Whether a stored value is sealed under the current key (rotation skips those).
     pub fn is_current(&self, stored: &str) -> bool {
-        stored
-            .strip_prefix(SEALED_PREFIX)
-            .and_then(|rest| rest.split_once(':'))
-            .is_some_and(|(id, _)| id == self.keys[0].id)
+        let current = self.current_key_id();
+        stored.strip_prefix(SEALED_PREFIX).and_then(|rest| rest.split_once(':')).is_some_and(|(id, _)| id == current)
     }
 
     /// A keyed hash of `text` for `purpose`: equal texts give equal hashes, and
     /// nobody without the data key can test a guess against it.
     pub fn blind(&self, purpose: &str, text: &str) -> String {
-        let mut mac = self.blind.clone();
+        let mut mac = self.keys().blind.clone();
         mac.update(purpose.as_bytes());
         mac.update(&[0]);
         mac.update(text.as_bytes());
@@ -276,16 +311,23 @@ mod tests {
         #[cfg(unix)]
         let mode =
             |f: &Path| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(f).unwrap().permissions()) & 0o777;
-        assert!(matches!(Vault::load(None, &file, false), Err(VaultError::NoKey)));
-        let (first, created) = Vault::load(None, &file, true).unwrap();
+        assert!(matches!(Vault::load(&file, false), Err(VaultError::NoKey)));
+        let (first, created) = Vault::load(&file, true).unwrap();
         assert_eq!(created.as_deref(), Some(file.as_path()));
         #[cfg(unix)]
         assert_eq!(mode(&file), 0o600);
         let sealed = first.seal("f", "v");
         let id = add_key_to_file(&file).unwrap();
-        let (second, created) = Vault::load(None, &file, true).unwrap();
+        let (second, created) = Vault::load(&file, true).unwrap();
         assert!(created.is_none());
         assert_eq!(second.current_key_id(), id);
         assert_eq!(second.open("f", &sealed).unwrap(), "v");
+
+        // A vault loaded before a rotation opens what the rotation sealed, reading the file again.
+        add_key_to_file(&file).unwrap();
+        let (rotated, _) = Vault::load(&file, false).unwrap();
+        let under_new_key = rotated.seal("f", "w");
+        assert_eq!(second.open("f", &under_new_key).unwrap(), "w");
+        assert_eq!(second.current_key_id(), rotated.current_key_id(), "and seals with the new key from then on");
     }
 }

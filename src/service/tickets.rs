@@ -10,7 +10,7 @@ use super::{ServiceError, DEFAULT_CHANNEL};
 use crate::access::{Caller, Role};
 use crate::corpus::Role as IntentRole;
 use crate::engine::Engine;
-use crate::store::{NewTicket, Store, Ticket, TicketAbout};
+use crate::store::{NewTicket, Store, Ticket, TicketAbout, TicketFilter};
 use crate::tickets::{self, Priority, Status, MANUAL_REASON};
 
 /// A ticket an agent or a "contact us" form opens.
@@ -164,6 +164,14 @@ async fn audit(
     let (ticket_id, customer_id) = (ticket.map(|t| t.id.as_str()), ticket.and_then(|t| t.customer_id.as_deref()));
     store.add_audit(&caller.actor(), action, ticket_id, customer_id, detail, Utc::now()).await?;
     Ok(())
+}
+
+/// Tickets matching `filter`, most urgent first (personal data masked); the read is audited.
+pub async fn list(store: &Store, filter: &TicketFilter, caller: &Caller) -> Result<Vec<Ticket>, ServiceError> {
+    let tickets = store.tickets(filter, Utc::now()).await?;
+    let detail = format!("{} tickets", tickets.len());
+    store.add_audit(&caller.actor(), "list_tickets", None, None, Some(&detail), Utc::now()).await?;
+    Ok(tickets)
 }
 
 /// A customer's conversation across channels; the read is audited.

@@ -27,22 +27,24 @@ pub struct Server {
     pub log: PathBuf,
     env: Vec<(String, String)>,
     starts: usize,
+    /// The address it listens on, without the port.
+    host: String,
 }
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
-/// Starts `kefu serve` on a free port with its databases in `dir`; returns the child, its base URL and log path.
-fn spawn(dir: &Path, env: &[(String, String)], starts: usize) -> (Child, String, PathBuf) {
+/// Starts `kefu serve` on `host` and a free port with its databases in `dir`;
+/// returns the child, its base URL (on loopback) and log path.
+fn spawn(host: &str, dir: &Path, env: &[(String, String)], starts: usize) -> (Child, String, PathBuf) {
     let port = free_port();
     let log = dir.join(format!("server-{starts}.log"));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kefu"));
     cmd.current_dir(repo())
-        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .args(["serve", "--addr", &format!("{host}:{port}")])
         .env("KEFU_DATABASE_URL", format!("sqlite://{}/kefu.db", dir.display()))
         .env("KEFU_ENTERPRISE_DATABASE_URL", format!("sqlite://{}/demo.db", dir.display()))
-        .env("KEFU_DATA_KEY_FILE", dir.join("kefu.key"))
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log file"));
@@ -55,10 +57,15 @@ fn spawn(dir: &Path, env: &[(String, String)], starts: usize) -> (Child, String,
 impl Server {
     /// Starts a server on the shipped corpus with extra environment settings.
     pub async fn start(env: &[(&str, &str)]) -> Server {
+        Self::start_on("127.0.0.1", env).await
+    }
+
+    /// [`Server::start`] listening on `host` (say 0.0.0.0) instead of loopback only.
+    pub async fn start_on(host: &str, env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let (child, base, log) = spawn(dir.path(), &env, 0);
-        let server = Server { child, base, dir, log, env, starts: 1 };
+        let (child, base, log) = spawn(host, dir.path(), &env, 0);
+        let server = Server { child, base, dir, log, env, starts: 1, host: host.to_string() };
         server.wait_ready(Duration::from_secs(900)).await;
         server
     }
@@ -66,7 +73,7 @@ impl Server {
     /// Kills the server with SIGKILL (no graceful shutdown) and starts it again on the same databases.
     pub async fn restart(&mut self) {
         self.kill();
-        let (child, base, log) = spawn(self.dir.path(), &self.env, self.starts);
+        let (child, base, log) = spawn(&self.host, self.dir.path(), &self.env, self.starts);
         (self.child, self.base, self.log) = (child, base, log);
         self.starts += 1;
         self.wait_ready(Duration::from_secs(900)).await;
@@ -75,6 +82,21 @@ impl Server {
     /// The process id, to signal the server from a test.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// [`Server::start`] for a server speaking HTTPS (`env` gives its
+    /// certificate and key): ready once its log says so.
+    pub async fn start_tls(env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let (child, base, log) = spawn("127.0.0.1", dir.path(), &env, 0);
+        let server = Server { child, base, dir, log, env, starts: 1, host: "127.0.0.1".into() };
+        let started = Instant::now();
+        while !server.log_text().contains(" ready") {
+            assert!(started.elapsed() < Duration::from_secs(900), "not ready; log:\n{}", server.log_text());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        server
     }
 
     pub async fn wait_ready(&self, limit: Duration) {
