@@ -7,6 +7,11 @@ ALTER TABLE turns ADD COLUMN text_key TEXT;
 ALTER TABLE turns ADD COLUMN answer_key TEXT;
 CREATE INDEX turns_by_text_key ON turns (text_key);
 
+-- Keyed hash of the customer's phone (from the ticket's sealed context), so
+-- an agent can find a caller's tickets by phone without it stored in clear.
+ALTER TABLE tickets ADD COLUMN phone_key TEXT;
+CREATE INDEX tickets_by_phone_key ON tickets (phone_key);
+
 -- Who made a ticket event: "agent:<name>", "key:<id>", "local" or "bot".
 ALTER TABLE ticket_events ADD COLUMN actor TEXT;
 

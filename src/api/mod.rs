@@ -514,6 +514,8 @@ struct TicketQuery {
     status: Option<String>,
     queue: Option<String>,
     priority: Option<String>,
+    /// The customer's phone number, in any spelling.
+    phone: Option<String>,
     #[serde(default)]
     overdue: bool,
 }
@@ -530,6 +532,7 @@ async fn list_tickets(
         queue: empty_is_none(q.queue),
         priority: empty_is_none(q.priority).as_deref().map(str::parse).transpose()?,
         overdue: q.overdue,
+        phone: empty_is_none(q.phone),
     };
     let tickets = service::tickets::list(&state.store, &filter, &caller).await?;
     Ok(Json(json!({"tickets": tickets})))

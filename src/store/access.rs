@@ -72,7 +72,7 @@ pub struct RotatedRows {
     pub resealed: u64,
     /// Values already under the current key.
     pub current: u64,
-    /// Question and answer keys computed again.
+    /// Question, answer and phone keys computed again.
     pub rekeyed: u64,
 }
 
@@ -355,6 +355,19 @@ impl Store {
                 progress(done);
             }
         }
+        let tickets = sqlx::query("SELECT id, context FROM tickets").fetch_all(&self.pool).await?;
+        for row in tickets {
+            let context = self.opened(&row, "context", sealed::TICKET_CONTEXT)?;
+            let context = serde_json::from_str(&context).unwrap_or_default();
+            sqlx::query("UPDATE tickets SET phone_key = $1 WHERE id = $2")
+                .bind(self.context_phone_key(&context))
+                .bind(row.try_get::<String, _>("id")?)
+                .execute(&self.pool)
+                .await?;
+            rotated.rekeyed += 1;
+            done += 1;
+            progress(done);
+        }
         let turns = sqlx::query("SELECT trace_id, text, answer FROM turns").fetch_all(&self.pool).await?;
         for row in turns {
             let text = self.opened(&row, "text", sealed::TURN_TEXT)?;
@@ -380,7 +393,9 @@ impl Store {
                 .fetch_one(&self.pool)
                 .await?;
         }
-        n += sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM turns").fetch_one(&self.pool).await?;
+        for table in ["turns", "tickets"] {
+            n += sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&self.pool).await?;
+        }
         Ok(u64::try_from(n).unwrap_or(0))
     }
 }
