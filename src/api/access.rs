@@ -140,8 +140,15 @@ async fn authorise(
     next: Next,
 ) -> Result<Response, ApiError> {
     let path = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_default();
-    let access = table.iter().find(|s| s.method == request.method() && s.path == path).map(|s| s.access);
-    let Some(access) = access else {
+    // HEAD is served by the GET route.
+    let method = if request.method() == Method::HEAD { Method::GET } else { request.method().clone() };
+    let on_path: Vec<&RouteSpec> = table.iter().filter(|s| s.path == path).collect();
+    let Some(access) = on_path.iter().find(|s| s.method == method).map(|s| s.access) else {
+        if !on_path.is_empty() {
+            let allowed: Vec<&str> = on_path.iter().map(|s| s.method.as_str()).collect();
+            let message = format!("{path} takes {}", allowed.join(", "));
+            return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", message));
+        }
         // Routes are only added with their access, so this is a bug; refuse rather than serve it open.
         tracing::error!(%path, "route without a declared access");
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this route declares no access"));

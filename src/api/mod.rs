@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 pub use access::{Access, RouteSpec, SESSION_COOKIE};
 pub use error::ApiError;
@@ -150,7 +150,9 @@ pub fn app(state: Arc<AppState>) -> Router {
     routes(&state)
         .into_router(&state)
         .fallback(|| async { ApiError::not_found("no such route") })
-        .layer(TraceLayer::new_for_http())
+        // NOTE: 5xx answers the API means (loading, timed out) are warnings; an
+        // internal error is logged as an error where it happens, with its cause.
+        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)))
         .with_state(state)
 }
 

@@ -509,6 +509,15 @@ async fn personal_data_is_masked_revealed_to_the_owner_and_audited() {
 }
 
 #[tokio::test]
+async fn an_unknown_method_on_a_route_is_405() {
+    let h = saas(0.5).await;
+    let (status, body) = h.call("PUT", "/v1/answer", Some(json!({"text": "hi"}))).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed")));
+    assert_eq!(h.call("HEAD", "/healthz", None).await.0, StatusCode::OK);
+    assert_eq!(h.call("DELETE", "/v1/nowhere", None).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn an_empty_ticket_is_refused() {
     let h = saas(0.5).await;
     let (status, body) = h.call("POST", "/v1/tickets", Some(json!({}))).await;

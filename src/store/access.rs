@@ -197,7 +197,7 @@ impl Store {
         password_hash: &str,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("UPDATE agents SET password_hash = $1 WHERE name = $2")
             .bind(password_hash)
             .bind(name)
@@ -210,7 +210,7 @@ impl Store {
 
     /// Disables an account and ends its sessions; false for an unknown or already disabled name.
     pub async fn disable_agent(&self, name: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("UPDATE agents SET disabled_at = $1 WHERE name = $2 AND disabled_at IS NULL")
             .bind(stamp(at))
             .bind(name)

@@ -196,6 +196,7 @@ pub struct TicketFilter {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    backend: Backend,
     vault: Arc<Vault>,
 }
 
@@ -272,7 +273,18 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        Ok(Store { pool, vault })
+        Ok(Store { pool, backend, vault })
+    }
+
+    /// A transaction that will write. On SQLite it takes the write lock at
+    /// once (BEGIN IMMEDIATE): a transaction that reads first and upgrades
+    /// later fails at once, whatever the busy timeout, when another connection
+    /// wrote in between.
+    pub(super) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     /// Opens a sealed column of `row` (legacy clear values pass through).
@@ -308,7 +320,7 @@ impl Store {
 
     /// Records a turn, and the ticket it opened, in one transaction.
     pub async fn record_turn(&self, turn: &NewTurn, ticket: Option<&NewTicket>) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let slots = mask_json(&turn.slots).to_string();
         let at = stamp(turn.at);
         let text = mask(&turn.text);
@@ -360,7 +372,7 @@ impl Store {
         actor: Actor<'_>,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let note = note.unwrap_or("opened by hand");
         let slots = mask(about.slots).into_owned();
         self.insert_ticket(&mut tx, ticket, &TicketAbout { slots: &slots, ..*about }, &stamp(at), note, actor).await?;
@@ -376,7 +388,7 @@ impl Store {
         actor: Actor<'_>,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let (status, _) = self.status_for_update(&mut tx, id).await?;
         let at = stamp(at);
         sqlx::query("UPDATE tickets SET updated_at = $1 WHERE id = $2").bind(&at).bind(id).execute(&mut *tx).await?;
@@ -546,7 +558,7 @@ impl Store {
         actor: Actor<'_>,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let (from, owner) = self.status_for_update(&mut tx, id).await?;
         if !from.can_move_to(to) {
             return Err(StoreError::InvalidTransition { from, to });
@@ -1017,6 +1029,54 @@ mod tests {
             assert_eq!(got.history[2].note.as_deref(), Some("called 138****5678"));
             t.cleanup().await;
         }
+    }
+
+    /// Found by schemathesis with two workers: notes and assignments written at
+    /// once, each reading the ticket before writing, must all land.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_ticket_changes_all_land() {
+        for t in testing::test_stores().await {
+            let store = &t.store;
+            for i in 0..4 {
+                testing::open_handoff_ticket(store, &format!("T{i}"), Utc::now()).await;
+            }
+            let writers: Vec<_> = (0..32)
+                .map(|n| {
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        let id = format!("T{}", n % 4);
+                        if n % 8 == 0 {
+                            store
+                                .move_ticket(
+                                    &id,
+                                    crate::tickets::Status::Assigned,
+                                    Some("li"),
+                                    None,
+                                    "test",
+                                    Utc::now(),
+                                )
+                                .await
+                        } else {
+                            store.add_ticket_note(&id, &format!("note {n}"), "test", Utc::now()).await
+                        }
+                    })
+                })
+                .collect();
+            for writer in writers {
+                writer.await.unwrap().unwrap_or_else(|e| panic!("{}: {e}", t.backend));
+            }
+            let events = events_of_four_tickets(store).await;
+            assert_eq!(events, 4 + 32, "{}: every change has its event", t.backend);
+            t.cleanup().await;
+        }
+    }
+
+    async fn events_of_four_tickets(store: &Store) -> usize {
+        let mut n = 0;
+        for i in 0..4 {
+            n += store.ticket(&format!("T{i}"), Utc::now()).await.unwrap().unwrap().history.len();
+        }
+        n
     }
 
     #[tokio::test]
