@@ -1,5 +1,5 @@
 //! The `kefu` binary: configuration, tracing, engine construction, and the
-//! `serve`, `eval`, `model`, `index`, `load`, `retrain`, `versions`, `rollback` and `stats` commands.
+//! `serve`, `eval`, `model`, `index`, `load`, `retrain`, `versions`, `rollback`, `stats`, `keys` and `agent` commands.
 
 mod access_cli;
 mod loadtest;
