@@ -135,12 +135,13 @@ pub async fn create_key(store: &Store, role: Role, label: Option<&str>) -> Resul
     let secret = random_secret(KEY_PREFIX);
     let now = Utc::now();
     store.add_api_key(&id, role, &secret_hash(&secret), label, now).await?;
-    let record = store
-        .api_keys()
-        .await?
-        .into_iter()
-        .find(|k| k.id == id)
-        .ok_or_else(|| AuthError::Unknown { what: "key", id: id.clone() })?;
+    let record = ApiKeyRecord {
+        id,
+        role,
+        label: label.map(str::to_string),
+        created_at: crate::support::time::stamp(now),
+        revoked_at: None,
+    };
     Ok(NewKey { record, secret })
 }
 
