@@ -28,6 +28,8 @@ const KEY_PREFIX: &str = "kefu_";
 /// Prefix of session tokens.
 const SESSION_PREFIX: &str = "kefus_";
 const SHORTEST_PASSWORD: usize = 10;
+/// Names and addresses with failed logins remembered before expired ones are dropped.
+const MAX_TRACKED_LOGINS: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -356,6 +358,10 @@ impl Gatekeeper {
     fn record_failure(&self, keys: &[String]) {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let lockout = self.settings.login_lockout;
+        // Guessing from many names or addresses must not grow the map without bound.
+        if failures.len() >= MAX_TRACKED_LOGINS {
+            failures.retain(|_, f| f.since.elapsed() < lockout);
+        }
         for key in keys {
             let f = failures.entry(key.clone()).or_insert(Failures { count: 0, since: Instant::now() });
             if f.since.elapsed() >= lockout {
