@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{decoded, sealed, stamp, Store, StoreError, ANSWER_KEY, QUESTION_KEY};
+use super::{decoded, sealed, stamp, Store, StoreError};
 use crate::access::Role;
 
 /// An API key as it is listed: never its secret.
@@ -373,8 +373,8 @@ impl Store {
             let text = self.opened(&row, "text", sealed::TURN_TEXT)?;
             let answer = self.opened_optional(&row, "answer", sealed::TURN_ANSWER)?;
             sqlx::query("UPDATE turns SET text_key = $1, answer_key = $2 WHERE trace_id = $3")
-                .bind(self.vault.blind(QUESTION_KEY, text.trim()))
-                .bind(answer.map(|a| self.vault.blind(ANSWER_KEY, &a)))
+                .bind(self.question_key(&text))
+                .bind(answer.map(|a| self.answer_key(&a)))
                 .bind(row.try_get::<String, _>("trace_id")?)
                 .execute(&self.pool)
                 .await?;

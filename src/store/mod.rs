@@ -304,6 +304,16 @@ impl Store {
         Ok(stored.map(|s| self.vault.open(field, &s)).transpose()?)
     }
 
+    /// The keyed hash that makes two (masked) questions the same for analytics.
+    fn question_key(&self, text: &str) -> String {
+        self.vault.blind(QUESTION_KEY, text.trim())
+    }
+
+    /// The keyed hash that makes two (masked) answers the same for analytics.
+    fn answer_key(&self, answer: &str) -> String {
+        self.vault.blind(ANSWER_KEY, answer)
+    }
+
     /// The keyed hash a phone number is looked up by.
     fn phone_key(&self, phone: &str) -> String {
         self.vault.blind(PHONE_KEY, &phone_digits(phone))
@@ -355,8 +365,8 @@ impl Store {
         .bind(ticket.map(|t| t.id.as_str()))
         .bind(&at)
         .bind((!turn.options.is_empty()).then(|| Value::from(turn.options.clone()).to_string()))
-        .bind(self.vault.blind(QUESTION_KEY, text.trim()))
-        .bind(answer.as_deref().map(|a| self.vault.blind(ANSWER_KEY, a)))
+        .bind(self.question_key(&text))
+        .bind(answer.as_deref().map(|a| self.answer_key(a)))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
