@@ -70,6 +70,30 @@ pub enum AgentCommand {
     Passwd { name: String },
 }
 
+#[derive(Subcommand)]
+pub enum WidgetCommand {
+    /// Print a customer token (HS256 JWT signed with widget.customer_token_secret) naming CUSTOMER_ID.
+    Token {
+        customer_id: String,
+        /// Hours until it expires.
+        #[arg(long, default_value_t = 24)]
+        hours: u32,
+    },
+}
+
+pub fn run_widget(config: &Config, command: WidgetCommand) -> Result<()> {
+    match command {
+        WidgetCommand::Token { customer_id, hours } => {
+            let Some(secret) = config.widget_settings().customer_token_secret else {
+                bail!("set widget.customer_token_secret (KEFU_WIDGET_SECRET) first: the token is signed with it");
+            };
+            let expires = chrono::Utc::now().timestamp() + i64::from(hours) * 3600;
+            println!("{}", kefu::service::widget::mint_customer_token(&secret, &customer_id, expires));
+        }
+    }
+    Ok(())
+}
+
 /// One line of standard input: a password is never a flag, so it stays out
 /// of shell history and the process list.
 fn read_password() -> Result<String> {

@@ -404,7 +404,7 @@ pub async fn ticket_status(
         });
     }
     let customer = customer_id?;
-    match history.open_tickets(customer).await {
+    match history.current_tickets(customer).await {
         Err(e) => failed(e),
         Ok(tickets) if tickets.is_empty() => Some(replies.render(ReplyKey::TicketNone, lang, &[("answer", general)])),
         Ok(tickets) => Some(ticket_status_text(&tickets, wording)),

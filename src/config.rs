@@ -59,6 +59,19 @@ pub struct Config {
     pub learning: LearningConfig,
     pub analytics: AnalyticsConfig,
     pub security: SecurityConfig,
+    pub widget: WidgetConfig,
+}
+
+/// `[widget]`: the website chat.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WidgetConfig {
+    /// Secret the shop's backend signs customer tokens with (HS256 JWT, `sub`
+    /// = customer id, `exp`); none: only anonymous visitors.
+    pub customer_token_secret: Option<String>,
+    /// Origins of the pages that embed the widget from another host,
+    /// comma-separated (`https://shop.example`); none: same origin only.
+    pub allowed_origins: Option<String>,
 }
 
 /// `[store]`: kefu's own database.
@@ -226,6 +239,7 @@ impl Default for Config {
             learning: LearningConfig::default(),
             analytics: AnalyticsConfig::default(),
             security: SecurityConfig::default(),
+            widget: WidgetConfig::default(),
         }
     }
 }
@@ -408,6 +422,8 @@ const SETTINGS: &[Setting] = &[
     setting("security.login_lockout_minutes", "login_lockout_minutes", Kind::Number),
     setting("security.tls_cert", "tls_cert", Kind::Optional),
     setting("security.tls_key", "tls_key", Kind::Optional),
+    Setting { path: "widget.customer_token_secret", name: "widget_secret", kind: Kind::Optional, secret: true },
+    setting("widget.allowed_origins", "widget_allowed_origins", Kind::Optional),
 ];
 
 /// Sets `value` at `path` (`section.field` or `field`) in `table`, or removes it when `None`.
@@ -591,6 +607,15 @@ impl Config {
     }
 
     /// Keys, sessions and limits of the access layer.
+    /// The website chat's customer-token secret and embedding origins.
+    pub fn widget_settings(&self) -> crate::api::WidgetSettings {
+        let origins = self.widget.allowed_origins.as_deref().unwrap_or_default();
+        crate::api::WidgetSettings {
+            customer_token_secret: self.widget.customer_token_secret.clone().filter(|s| !s.is_empty()),
+            allowed_origins: origins.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_string).collect(),
+        }
+    }
+
     pub fn auth_settings(&self) -> Result<crate::service::auth::AuthSettings, ConfigError> {
         let invalid = |message: String| ConfigError::Invalid { field: "security.api_keys", message };
         let mut api_keys = crate::service::auth::parse_api_keys(self.security.api_keys.as_deref().unwrap_or_default())

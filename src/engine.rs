@@ -165,6 +165,14 @@ pub struct Outcome {
     pub hints: Vec<String>,
 }
 
+/// A hand-off's context with the hints for the agent who takes it.
+fn with_hints(mut context: serde_json::Value, hints: &[String]) -> serde_json::Value {
+    if let Some(map) = context.as_object_mut() {
+        map.insert("agent_hints".into(), hints.into());
+    }
+    context
+}
+
 /// Everything needed to answer messages; cheap to share behind an `Arc`.
 pub struct Engine {
     corpus: Corpus,
@@ -422,9 +430,12 @@ impl Engine {
         let ctx = Ctx { now, trace_id };
         let records = self.customer_records(Some(customer_id), &ctx).await?;
         let profile = self.profile_of(&records, now);
+        // NOTE: a ticket opened by hand has no turn to take a language from; the workspace reads Chinese first.
+        let hints = profile.hints(&self.settings.profile, Lang::Zh, now, &|id, lang| self.product_name(id, lang));
         let slots = Slots::default();
         let subject = Subject { customer_id: Some(customer_id), slots: &slots, tz: self.settings.timezone };
-        Some(answer::handoff_context(self.connectors.as_ref(), &records, Some(&profile), &subject, &ctx).await)
+        let context = answer::handoff_context(self.connectors.as_ref(), &records, Some(&profile), &subject, &ctx).await;
+        Some(with_hints(context, &hints))
     }
 
     fn profile_of(&self, records: &answer::CustomerRecords, now: DateTime<Utc>) -> Profile {
@@ -533,7 +544,8 @@ impl Engine {
         }
         let context = match (verdict.action, &records) {
             (Action::Handoff, Some(r)) => {
-                Some(answer::handoff_context(self.connectors.as_ref(), r, profile.as_ref(), &subject, &ctx).await)
+                let context = answer::handoff_context(self.connectors.as_ref(), r, profile.as_ref(), &subject, &ctx);
+                Some(with_hints(context.await, &hints))
             }
             _ => None,
         };

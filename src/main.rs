@@ -97,6 +97,11 @@ enum Command {
     },
     /// Analytics of a period from the configured database (as GET /v1/stats), as a summary, JSON or CSV.
     Stats(StatsArgs),
+    /// The website chat: mint a customer token as a shop's backend would (for the demo and tests).
+    Widget {
+        #[command(subcommand)]
+        command: access_cli::WidgetCommand,
+    },
 }
 
 #[derive(clap::Args)]
@@ -218,6 +223,7 @@ fn main() -> Result<()> {
         }
         Command::Retrain { json, tolerance } => runtime.block_on(retrain(config, json, tolerance)),
         Command::Stats(args) => run_stats(&config, args, &runtime),
+        Command::Widget { command } => access_cli::run_widget(&config, command),
         Command::Versions { json } => run_versions(&config, json),
         Command::Rollback { json } => run_rollback(&config, json),
     }
@@ -418,6 +424,7 @@ async fn serve(config: Config) -> Result<()> {
         auth,
         secure_cookies: config.security.tls_cert.is_some(),
         stats: config.stats_settings()?,
+        widget: config.widget_settings(),
     };
     let state = AppState::new(store.clone(), settings);
     if state.protected_mode().await? {

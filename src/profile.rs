@@ -82,8 +82,9 @@ impl TicketSummary {
 pub trait CustomerHistory: Send + Sync {
     /// The customer's turns at or after `since`, newest first (bounded by the implementation).
     fn past_turns<'a>(&'a self, customer_id: &'a str, since: DateTime<Utc>) -> HistoryFuture<'a, Vec<PastTurn>>;
-    /// The customer's tickets that are neither resolved nor closed, newest first.
-    fn open_tickets<'a>(&'a self, customer_id: &'a str) -> HistoryFuture<'a, Vec<TicketSummary>>;
+    /// The tickets a customer asking about theirs means: open ones, and those
+    /// resolved in the last week (so they can read how it ended), newest first.
+    fn current_tickets<'a>(&'a self, customer_id: &'a str) -> HistoryFuture<'a, Vec<TicketSummary>>;
     /// One ticket by id, whatever its status; None when there is no such ticket.
     fn ticket_summary<'a>(&'a self, ticket_id: &'a str) -> HistoryFuture<'a, Option<TicketSummary>>;
 }

@@ -178,6 +178,9 @@ impl HandoffReason {
     }
 }
 
+/// Why the bot did not answer a message: an agent owns the conversation.
+pub const AGENT_ACTIVE_REASON: &str = "agent_active";
+
 /// The reason of a ticket an agent or a form opened by hand, unless it gives its own.
 pub const MANUAL_REASON: &str = "manual";
 

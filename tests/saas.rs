@@ -62,6 +62,13 @@ async fn the_saas_deployment_hands_off_and_answers_by_its_own_roles() {
     )
     .await;
     assert_eq!(status, 200);
+    // While the agent works on it the bot stays silent; once the work is done it answers again.
+    let silent = ask("我之前报的那个问题处理得怎么样了", "acme-3").await;
+    assert_eq!(silent["handoff"]["reason"], "agent_active", "{silent}");
+    for status in ["in_progress", "resolved"] {
+        let (code, _) = post(&server.base, &format!("/v1/tickets/{ticket}/status"), json!({"status": status})).await;
+        assert_eq!(code, 200);
+    }
     let status_answer = ask("我之前报的那个问题处理得怎么样了", "acme-3").await;
     assert_eq!(status_answer["intent"], "case_followup", "{status_answer}");
     let text = status_answer["answer"].as_str().unwrap();

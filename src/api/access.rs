@@ -25,6 +25,7 @@ use serde_json::{json, Value};
 use super::{parse_json, ApiError, AppState};
 use crate::access::{Caller, Role};
 use crate::service::auth::AuthError;
+use crate::service::widget::{Visitor, WidgetError};
 
 /// Name of the workspace's session cookie.
 pub const SESSION_COOKIE: &str = "kefu_session";
@@ -36,6 +37,10 @@ pub enum Access {
     Public,
     /// Callers with at least this role.
     Role(Role),
+    /// A web chat visitor: a visitor token kefu signed (`X-Kefu-Visitor`
+    /// header, or `visitor` in the query for `EventSource`), and the shop's
+    /// customer token when logged in (`X-Kefu-Customer`, `customer_token`).
+    Visitor,
 }
 
 /// One route as declared.
@@ -153,7 +158,16 @@ async fn authorise(
         tracing::error!(%path, "route without a declared access");
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this route declares no access"));
     };
-    let Access::Role(needed) = access else { return Ok(next.run(request).await) };
+    let needed = match access {
+        Access::Public => return Ok(next.run(request).await),
+        Access::Visitor => {
+            let visitor = visitor(&state, &request)?;
+            state.gate.spend_as(&format!("visitor:{}", visitor.visitor_id))?;
+            request.extensions_mut().insert(visitor);
+            return Ok(next.run(request).await);
+        }
+        Access::Role(needed) => needed,
+    };
     let caller = match credentials(request.headers()) {
         Some(token) => state.gate.caller(&token).await?,
         None => state.gate.anonymous(client_ip(&request)).await?,
@@ -170,6 +184,21 @@ async fn authorise(
     request.extensions_mut().insert(caller);
     Ok(next.run(request).await)
 }
+
+/// The web chat visitor a request names, its tokens checked.
+fn visitor(state: &AppState, request: &Request) -> Result<Visitor, ApiError> {
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let query: Vec<(String, String)> =
+        url::form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes()).into_owned().collect();
+    let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let token = header(VISITOR_HEADER).or_else(|| param("visitor")).ok_or(WidgetError::BadVisitor)?;
+    let customer = header(CUSTOMER_HEADER).or_else(|| param("customer_token"));
+    Ok(state.widgets.identify(&token, customer.as_deref(), chrono::Utc::now().timestamp())?)
+}
+
+/// Headers the web chat names its visitor and customer with.
+pub const VISITOR_HEADER: &str = "x-kefu-visitor";
+pub const CUSTOMER_HEADER: &str = "x-kefu-customer";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::encoder::EncoderError;
 use crate::engine::{EngineError, InvalidInput, InvalidKind};
+use crate::service::widget::WidgetError;
 use crate::service::ServiceError;
 use crate::store::StoreError;
 use crate::tickets::UnknownValue;
@@ -130,6 +131,9 @@ impl From<ServiceError> for ApiError {
             e @ ServiceError::NoAgent => ApiError::bad_request("missing_agent", e.to_string()),
             e @ ServiceError::NotYours(_) => ApiError::new(StatusCode::FORBIDDEN, "not_assigned_to_you", e.to_string()),
             e @ ServiceError::NotRevealable(_) => ApiError::bad_request("invalid_field", e.to_string()),
+            e @ ServiceError::InvalidReply(_) => ApiError::bad_request("invalid_reply", e.to_string()),
+            e @ ServiceError::TicketClosed(_) => ApiError::new(StatusCode::CONFLICT, "ticket_closed", e.to_string()),
+            ServiceError::Widget(e) => e.into(),
         }
     }
 }
@@ -143,5 +147,16 @@ impl From<UnknownValue> for ApiError {
             _ => "invalid_field",
         };
         ApiError::bad_request(code, e.to_string())
+    }
+}
+
+impl From<WidgetError> for ApiError {
+    fn from(e: WidgetError) -> Self {
+        let code = match e {
+            WidgetError::BadVisitor => "bad_visitor",
+            WidgetError::BadCustomerToken(_) | WidgetError::NoCustomerTokens => "bad_customer_token",
+            WidgetError::ExpiredCustomerToken => "expired_customer_token",
+        };
+        ApiError::new(StatusCode::UNAUTHORIZED, code, e.to_string())
     }
 }

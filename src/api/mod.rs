@@ -6,8 +6,12 @@ mod access;
 mod admin;
 mod analytics;
 mod error;
+mod events;
+mod pages;
 #[cfg(test)]
 mod tests;
+mod widget;
+mod workspace;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +38,7 @@ use crate::engine::{Candidate, Engine};
 use crate::privacy::mask;
 use crate::service::auth::{AuthSettings, Gatekeeper};
 use crate::service::live::LiveEngine;
+use crate::service::widget::WidgetGate;
 use crate::service::{self, turn};
 use crate::store::{AuditFilter, Store, Ticket, TicketFilter};
 use crate::tickets::Status;
@@ -52,6 +57,16 @@ pub struct ApiSettings {
     pub secure_cookies: bool,
     /// Time zone, question grouping and caps of the analytics endpoints.
     pub stats: crate::analytics::StatsSettings,
+    pub widget: WidgetSettings,
+}
+
+/// The website chat: who may embed it and how shops name their customers.
+#[derive(Debug, Clone, Default)]
+pub struct WidgetSettings {
+    /// Secret of the shop's customer tokens (HS256 JWT); none: anonymous visitors only.
+    pub customer_token_secret: Option<String>,
+    /// Origins allowed to call the widget's routes from their pages (CORS).
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for ApiSettings {
@@ -67,6 +82,7 @@ impl Default for ApiSettings {
             auth: AuthSettings::default(),
             secure_cookies: false,
             stats: crate::analytics::StatsSettings::default(),
+            widget: WidgetSettings::default(),
         }
     }
 }
@@ -82,11 +98,14 @@ pub struct AppState {
     settings: ApiSettings,
     /// Question embeddings kept between analytics requests.
     question_vectors: service::analytics::QuestionVectors,
+    /// Checks the website chat's visitor and customer tokens.
+    widgets: WidgetGate,
 }
 
 impl AppState {
     pub fn new(store: Store, settings: ApiSettings) -> Arc<AppState> {
         Arc::new(AppState {
+            widgets: WidgetGate::new(store.vault(), settings.widget.customer_token_secret.clone()),
             live: Arc::new(LiveEngine::default()),
             gate: Gatekeeper::new(store.clone(), settings.auth.clone()),
             store,
@@ -131,6 +150,8 @@ fn routes(state: &Arc<AppState>) -> access::Routes {
         .post("/v1/tickets/{id}/reveal", agent, reveal_ticket)
         .post("/v1/corrections", agent, correction)
         .get("/v1/audit", admin, audit)
+        .merge(workspace::routes())
+        .merge(widget::routes())
         .wrap(|router| {
             router.layer(DefaultBodyLimit::max(settings.max_body_bytes)).layer(
                 ServiceBuilder::new()
@@ -143,6 +164,9 @@ fn routes(state: &Arc<AppState>) -> access::Routes {
         // NOTE: merged after the timeout: a retrain runs for minutes.
         .merge(admin::routes())
         .merge(analytics::routes(&settings.stats))
+        .merge(workspace::streams())
+        .merge(widget::streams())
+        .merge(pages::routes())
 }
 
 /// The router with its middleware stack.
@@ -244,6 +268,20 @@ struct ClarifyOption {
     title: String,
 }
 
+/// A clarifying question's options, numbered as the answer numbers them.
+fn clarify_options(engine: &Engine, outcome: &crate::engine::Outcome) -> Vec<ClarifyOption> {
+    outcome
+        .options
+        .iter()
+        .enumerate()
+        .map(|(n, id)| ClarifyOption {
+            number: n + 1,
+            intent: id.clone(),
+            title: engine.corpus().intent(id).map(|i| i.title(outcome.lang).to_string()).unwrap_or_default(),
+        })
+        .collect()
+}
+
 /// Ids callers pass through: short, printable, no spaces.
 fn check_id(field: &'static str, value: &Option<String>) -> Result<(), ApiError> {
     match value {
@@ -290,39 +328,66 @@ async fn answer(
         now,
     };
     let turn = turn::answer(&engine, &state.store, &state.in_flight, &state.settings.turns, message, started).await?;
-    let outcome = turn.outcome;
-    let options = outcome
-        .options
-        .iter()
-        .enumerate()
-        .map(|(n, id)| ClarifyOption {
-            number: n + 1,
-            intent: id.clone(),
-            title: engine.corpus().intent(id).map(|i| i.title(outcome.lang).to_string()).unwrap_or_default(),
-        })
-        .collect();
-    let handoff = turn.handoff.map(|h| HandoffInfo {
-        reason: h.reason.as_str(),
-        priority: h.priority.as_str(),
-        ticket_id: h.ticket_id,
-        queue: h.queue,
-    });
-    Ok(Json(AnswerResponse {
-        decision: outcome.action.as_str(),
-        intent: Some(outcome.intent),
-        confidence: outcome.confidence,
-        answer: outcome.answer,
-        slots: outcome.slots.to_json(),
-        candidates: outcome.candidates,
-        handoff,
-        lead: outcome.lead,
-        trace_id: turn.trace_id,
-        lang: outcome.lang,
-        latency_ms: turn.latency_ms,
-        profile: outcome.profile,
-        agent_hints: outcome.hints,
-        options,
-    }))
+    Ok(Json(AnswerResponse::of(turn, &engine)))
+}
+
+impl AnswerResponse {
+    fn of(turn: turn::Turn, engine: &Engine) -> AnswerResponse {
+        let turn = match turn {
+            turn::Turn::Answered(turn) => turn,
+            turn::Turn::Forwarded(forwarded) => return AnswerResponse::forwarded(forwarded),
+        };
+        let options = clarify_options(engine, &turn.outcome);
+        let outcome = turn.outcome;
+        let handoff = turn.handoff.map(|h| HandoffInfo {
+            reason: h.reason.as_str(),
+            priority: h.priority.as_str(),
+            ticket_id: h.ticket_id,
+            queue: h.queue,
+        });
+        AnswerResponse {
+            decision: outcome.action.as_str(),
+            intent: Some(outcome.intent),
+            confidence: outcome.confidence,
+            answer: outcome.answer,
+            slots: outcome.slots.to_json(),
+            candidates: outcome.candidates,
+            handoff,
+            lead: outcome.lead,
+            trace_id: turn.trace_id,
+            lang: outcome.lang,
+            latency_ms: turn.latency_ms,
+            profile: outcome.profile,
+            agent_hints: outcome.hints,
+            options,
+        }
+    }
+
+    /// An agent owns the conversation: no answer, the ticket that took the message.
+    fn forwarded(forwarded: turn::ForwardedMessage) -> AnswerResponse {
+        let ticket = forwarded.ticket;
+        AnswerResponse {
+            decision: crate::policy::Action::Handoff.as_str(),
+            intent: None,
+            confidence: 0.0,
+            answer: None,
+            slots: serde_json::Map::new(),
+            candidates: Vec::new(),
+            handoff: Some(HandoffInfo {
+                reason: crate::tickets::AGENT_ACTIVE_REASON,
+                priority: ticket.priority.as_str(),
+                ticket_id: ticket.id,
+                queue: ticket.queue,
+            }),
+            lead: false,
+            trace_id: forwarded.message_id,
+            lang: forwarded.lang,
+            latency_ms: forwarded.latency_ms,
+            profile: None,
+            agent_hints: Vec::new(),
+            options: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -403,6 +468,13 @@ async fn create_ticket(
 #[derive(Debug, Deserialize)]
 struct NoteRequest {
     note: String,
+    /// Whether the customer sees it when asking how the ticket is going; private notes are for agents.
+    #[serde(default = "default_true")]
+    public: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// Adds a note to a ticket's history without changing its status.
@@ -416,7 +488,7 @@ async fn add_ticket_note(
     if req.note.trim().is_empty() || req.note.len() > 4096 {
         return Err(ApiError::bad_request("invalid_note", "note must be 1 to 4096 bytes"));
     }
-    Ok(Json(service::tickets::add_note(&state.store, &id, &req.note, &caller).await?))
+    Ok(Json(service::tickets::add_note(&state.store, &id, &req.note, req.public, &caller).await?))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -520,6 +592,14 @@ struct TicketQuery {
     phone: Option<String>,
     #[serde(default)]
     overdue: bool,
+    /// An agent's name, or `me` for the calling agent.
+    assignee: Option<String>,
+    /// Only tickets nobody is working on.
+    #[serde(default)]
+    unassigned: bool,
+    channel: Option<String>,
+    customer_id: Option<String>,
+    limit: Option<i64>,
 }
 
 async fn list_tickets(
@@ -535,6 +615,19 @@ async fn list_tickets(
         priority: empty_is_none(q.priority).as_deref().map(str::parse).transpose()?,
         overdue: q.overdue,
         phone: empty_is_none(q.phone),
+        assignee: match empty_is_none(q.assignee) {
+            Some(me) if me == "me" => Some(caller.agent_name().ok_or(service::ServiceError::NoAgent)?.to_string()),
+            other => other,
+        },
+        unassigned: q.unassigned,
+        channel: empty_is_none(q.channel),
+        customer_id: empty_is_none(q.customer_id),
+        limit: match q.limit {
+            Some(n) if !(1..=1000).contains(&n) => {
+                return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 1000"))
+            }
+            other => other,
+        },
     };
     let tickets = service::tickets::list(&state.store, &filter, &caller).await?;
     Ok(Json(json!({"tickets": tickets})))

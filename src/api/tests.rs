@@ -85,9 +85,22 @@ impl Harness {
         uri: &str,
         body: Option<Value>,
     ) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let auth = token.map(|t| ("authorization", format!("Bearer {t}")));
+        self.send_with(auth.as_slice(), client, method, uri, body).await
+    }
+
+    /// [`Harness::send`] with any headers. An event stream's body is not read (it never ends).
+    async fn send_with(
+        &self,
+        headers: &[(&str, String)],
+        client: &str,
+        method: &str,
+        uri: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
         let mut request = Request::builder().method(method).uri(uri).header("content-type", "application/json");
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
+        for (name, value) in headers {
+            request = request.header(*name, value);
         }
         let client = std::net::SocketAddr::new(client.parse().unwrap(), 40000);
         let request = request
@@ -96,6 +109,9 @@ impl Harness {
             .unwrap();
         let response = app(self.state.clone()).oneshot(request).await.unwrap();
         let (status, headers) = (response.status(), response.headers().clone());
+        if headers.get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream")) {
+            return (status, headers, Value::Null);
+        }
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
         (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
@@ -167,11 +183,12 @@ async fn ticket_status_in_the_deployments_words() {
         .call("POST", &format!("/v1/tickets/{ticket_id}/assign"), Some(json!({"agent": "li", "note": "在查日志"})))
         .await;
     assert_eq!(status, StatusCode::OK);
+    // While the agent owns the conversation the bot is silent: the question goes to the agent.
     let follow = h.ask("我的工单怎么样了", "u7", "s8").await;
-    let answer = follow["answer"].as_str().unwrap();
-    assert!(
-        answer.starts_with("查到了：工单 ") && answer.contains(&ticket_id) && answer.contains("在查日志"),
-        "{follow}"
+    assert_eq!((follow["decision"].as_str(), follow["answer"].as_str()), (Some("handoff"), None), "{follow}");
+    assert_eq!(
+        (follow["handoff"]["reason"].as_str(), follow["handoff"]["ticket_id"].as_str()),
+        (Some("agent_active"), Some(ticket_id.as_str()))
     );
     let (status, err) =
         h.call("POST", &format!("/v1/tickets/{ticket_id}/status"), Some(json!({"status": "done"}))).await;
@@ -179,6 +196,18 @@ async fn ticket_status_in_the_deployments_words() {
     let (status, err) =
         h.call("POST", &format!("/v1/tickets/{ticket_id}/status"), Some(json!({"status": "closed"}))).await;
     assert_eq!((status, err["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("invalid_transition")));
+    // Resolved, the bot answers again, in the deployment's words, with the agent's public note.
+    for status in ["in_progress", "resolved"] {
+        let (code, _) =
+            h.call("POST", &format!("/v1/tickets/{ticket_id}/status"), Some(json!({"status": status}))).await;
+        assert_eq!(code, StatusCode::OK);
+    }
+    let follow = h.ask("我的工单怎么样了", "u7", "s9").await;
+    let answer = follow["answer"].as_str().unwrap();
+    assert!(
+        answer.starts_with("查到了：工单 ") && answer.contains(&ticket_id) && answer.contains("在查日志"),
+        "{follow}"
+    );
 }
 
 #[tokio::test]
@@ -308,6 +337,9 @@ impl Harness {
             ("POST", "/v1/tickets/{id}/status") => Some(json!({"status": "in_progress"})),
             ("POST", "/v1/tickets/{id}/reveal") => Some(json!({"fields": ["phone"]})),
             ("POST", "/v1/corrections") => Some(json!({"text": "包裹寄回哪里", "intent": "return_address"})),
+            ("POST", "/v1/tickets/{id}/messages") => Some(json!({"text": "您好，我来跟进"})),
+            ("POST", "/v1/widget/session") => Some(json!({})),
+            ("POST", "/v1/widget/messages") => Some(json!({"text": "退货地址在哪"})),
             _ => None,
         };
         (uri, body)
@@ -340,6 +372,8 @@ async fn role_matrix_every_route_for_every_caller() {
             let (status, answer) = h.call_as(*token, spec.method.as_str(), &uri, body).await;
             let expected = match (spec.access, role) {
                 (Access::Public, _) => "2xx",
+                // Keys and sessions are not a web chat visitor's identity.
+                (Access::Visitor, _) => "401",
                 (Access::Role(_), None) => "401",
                 (Access::Role(needed), Some(role)) if *role < needed => "403",
                 (Access::Role(_), Some(_)) => "2xx",
@@ -354,7 +388,21 @@ async fn role_matrix_every_route_for_every_caller() {
             checked += 1;
         }
     }
-    println!("role matrix: {} routes x 4 callers, {checked} requests checked", specs.len());
+    // With a visitor token the web chat's routes answer.
+    let visitor = h.state.widgets.new_visitor_token();
+    let header = [(crate::api::access::VISITOR_HEADER, visitor.clone())];
+    let (_, _, turn) =
+        h.send_with(&header, "127.0.0.1", "POST", "/v1/widget/messages", Some(json!({"text": "退货地址在哪"}))).await;
+    for spec in specs.iter().filter(|s| s.access == Access::Visitor) {
+        let body = match spec.path {
+            "/v1/widget/feedback" => Some(json!({"trace_id": turn["trace_id"], "useful": true})),
+            _ => h.example(spec).await.1,
+        };
+        let (status, _, answer) = h.send_with(&header, "127.0.0.1", spec.method.as_str(), spec.path, body).await;
+        assert!(status.is_success(), "{} {} as a visitor: {status} {answer}", spec.method, spec.path);
+        checked += 1;
+    }
+    println!("role matrix: {} routes x 4 callers and visitors, {checked} requests checked", specs.len());
 }
 
 #[tokio::test]

@@ -31,6 +31,9 @@ const SHORTEST_PASSWORD: usize = 10;
 /// Names and addresses with failed logins remembered before expired ones are dropped.
 const MAX_TRACKED_LOGINS: usize = 10_000;
 
+/// Rate buckets kept before idle ones are dropped (web chat visitors each have one).
+const MAX_BUCKETS: usize = 10_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("{0}")]
@@ -297,13 +300,26 @@ impl Gatekeeper {
 
     /// Takes one request from the caller's bucket.
     pub fn spend(&self, caller: &Caller) -> Result<(), AuthError> {
-        if *caller == Caller::Local || self.settings.rate_per_second <= 0.0 {
+        if *caller == Caller::Local {
+            return Ok(());
+        }
+        self.spend_as(&caller.actor())
+    }
+
+    /// Takes one request from the bucket named `key` (a caller, a web chat visitor, an address).
+    pub fn spend_as(&self, key: &str) -> Result<(), AuthError> {
+        if self.settings.rate_per_second <= 0.0 {
             return Ok(());
         }
         let (rate, burst) = (self.settings.rate_per_second, self.settings.rate_burst.max(1.0));
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let bucket = buckets.entry(caller.actor()).or_insert(Bucket { tokens: burst, at: now });
+        if buckets.len() >= MAX_BUCKETS {
+            // A bucket idle long enough to have refilled is the same as none.
+            let refill = std::time::Duration::from_secs_f64(burst / rate);
+            buckets.retain(|_, b| now.duration_since(b.at) < refill);
+        }
+        let bucket = buckets.entry(key.to_string()).or_insert(Bucket { tokens: burst, at: now });
         bucket.tokens = (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * rate).min(burst);
         bucket.at = now;
         if bucket.tokens >= 1.0 {

@@ -7,6 +7,8 @@ pub mod auth;
 pub mod live;
 pub mod tickets;
 pub mod turn;
+pub mod widget;
+pub mod workspace;
 
 use crate::engine::EngineError;
 use crate::store::StoreError;
@@ -37,4 +39,10 @@ pub enum ServiceError {
     NotYours(String),
     #[error("{0:?} cannot be revealed; ask for name, phone or address")]
     NotRevealable(String),
+    #[error("a reply needs text, at most {0} characters")]
+    InvalidReply(usize),
+    #[error("ticket {0:?} is resolved or closed; reopen it to reply")]
+    TicketClosed(String),
+    #[error(transparent)]
+    Widget(#[from] widget::WidgetError),
 }

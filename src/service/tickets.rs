@@ -77,7 +77,7 @@ pub async fn open(
     fetch(store, &ticket.id).await
 }
 
-async fn fetch(store: &Store, id: &str) -> Result<Ticket, ServiceError> {
+pub(super) async fn fetch(store: &Store, id: &str) -> Result<Ticket, ServiceError> {
     store.ticket(id, Utc::now()).await?.ok_or_else(|| crate::store::StoreError::UnknownTicket(id.to_string()).into())
 }
 
@@ -113,9 +113,16 @@ pub async fn move_to(
     fetch(store, id).await
 }
 
-/// Adds a note to a ticket's history without moving it.
-pub async fn add_note(store: &Store, id: &str, note: &str, caller: &Caller) -> Result<Ticket, ServiceError> {
-    store.add_ticket_note(id, note, &caller.actor(), Utc::now()).await?;
+/// Adds a note to a ticket's history without moving it; a public note is
+/// shown to the customer who asks how the ticket is going.
+pub async fn add_note(
+    store: &Store,
+    id: &str,
+    note: &str,
+    public: bool,
+    caller: &Caller,
+) -> Result<Ticket, ServiceError> {
+    store.add_ticket_note(id, note, public, &caller.actor(), Utc::now()).await?;
     fetch(store, id).await
 }
 

@@ -1,6 +1,8 @@
 //! One customer message end to end: the conversation so far (from the
 //! store, so any replica can take the next message), the engine's answer, and
-//! the turn and any hand-off ticket stored before the reply goes out.
+//! the turn and any hand-off ticket stored before the reply goes out. While
+//! an agent owns the customer's conversation the bot stays silent: the
+//! message goes to the agent's ticket instead.
 
 use std::time::Instant;
 
@@ -9,9 +11,10 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
 use super::ServiceError;
+use crate::corpus::Lang;
 use crate::engine::{Engine, Outcome, PreviousTurn, Query};
-use crate::store::{NewTicket, NewTurn, Store};
-use crate::tickets::{self, HandoffReason, Priority};
+use crate::store::{ActiveTicket, Delivery, MessageRole, NewMessage, NewTicket, NewTurn, Store};
+use crate::tickets::{self, HandoffReason, Priority, Status};
 
 /// How turns are tied together and hand-offs timed.
 #[derive(Debug, Clone, Copy)]
@@ -54,7 +57,27 @@ pub struct AnsweredTurn {
     pub latency_ms: f64,
 }
 
-/// Answers one message and stores the turn (and the hand-off's ticket).
+/// A message an agent's ticket took instead of the bot.
+#[derive(Debug)]
+pub struct ForwardedMessage {
+    pub ticket: ActiveTicket,
+    pub message_id: String,
+    /// The language the customer wrote in.
+    pub lang: Lang,
+    pub latency_ms: f64,
+}
+
+/// What became of a customer's message.
+#[derive(Debug)]
+pub enum Turn {
+    /// The bot answered it.
+    Answered(Box<AnsweredTurn>),
+    /// An agent owns the conversation: the message joined their ticket.
+    Forwarded(ForwardedMessage),
+}
+
+/// Answers one message and stores the turn (and the hand-off's ticket), or
+/// forwards it to the agent who owns the customer's conversation.
 /// `admission` bounds the turns in model work at once: none free is [`ServiceError::Busy`].
 pub async fn answer(
     engine: &Engine,
@@ -63,19 +86,23 @@ pub async fn answer(
     settings: &TurnSettings,
     message: Message,
     started: Instant,
-) -> Result<AnsweredTurn, ServiceError> {
+) -> Result<Turn, ServiceError> {
     let trace_id = uuid::Uuid::new_v4().simple().to_string();
-    let previous =
-        previous_turn(store, settings, message.session_id.as_deref(), message.customer_id.as_deref()).await?;
-    let query = Query {
+    let (customer, session) = (message.customer_id.as_deref(), message.session_id.as_deref());
+    let mut query = Query {
         text: &message.text,
         scenario: message.scenario.as_deref(),
         now: message.now,
-        customer_id: message.customer_id.as_deref(),
-        previous: previous.as_ref(),
+        customer_id: customer,
+        previous: None,
         trace_id: &trace_id,
     };
     engine.validate(&query).map_err(crate::engine::EngineError::from)?;
+    if let Some(ticket) = store.active_ticket(customer, session).await? {
+        return forward(store, &message, ticket, started).await.map(Turn::Forwarded);
+    }
+    let previous = previous_turn(store, settings, session, customer).await?;
+    query.previous = previous.as_ref();
     let _permit = admission.try_acquire().map_err(|_| ServiceError::Busy)?;
     let outcome = engine.answer(query).await?;
     let handoff = outcome.handoff.map(|(reason, priority)| OpenedHandoff {
@@ -123,7 +150,35 @@ pub async fn answer(
         latency_ms,
         "answered"
     );
-    Ok(AnsweredTurn { trace_id, outcome, handoff, latency_ms })
+    Ok(Turn::Answered(Box::new(AnsweredTurn { trace_id, outcome, handoff, latency_ms })))
+}
+
+/// Stores a customer's message in the ticket of the agent who owns the
+/// conversation; a ticket waiting for the customer goes back to work.
+async fn forward(
+    store: &Store,
+    message: &Message,
+    ticket: ActiveTicket,
+    started: Instant,
+) -> Result<ForwardedMessage, ServiceError> {
+    let stored = NewMessage {
+        ticket_id: Some(&ticket.id),
+        customer_id: message.customer_id.as_deref(),
+        session_id: message.session_id.as_deref(),
+        channel: &message.channel,
+        role: MessageRole::Customer,
+        author: None,
+        text: &message.text,
+        delivery: Delivery::Received,
+    };
+    let (_, message_id) = store.add_message(&stored, Utc::now()).await?;
+    if ticket.status == Status::WaitingCustomer {
+        let note = "the customer replied";
+        store.move_ticket(&ticket.id, Status::InProgress, None, Some(note), "customer", Utc::now()).await?;
+    }
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(ticket = %ticket.id, chars = message.text.chars().count(), latency_ms, "forwarded to the agent");
+    Ok(ForwardedMessage { ticket, message_id, lang: Lang::detect(&message.text), latency_ms })
 }
 
 /// The turn this one follows: the session's last, or, for a session without

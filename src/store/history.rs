@@ -11,16 +11,20 @@ use crate::profile::{CustomerHistory, HistoryError, HistoryFuture, PastTurn, Tic
 /// Most turns a profile reads: enough for 90 days of a frequent customer, bounded for the rest.
 const MAX_PAST_TURNS: i64 = 500;
 
-/// Most open tickets listed for one customer.
+/// Days a resolved ticket is still shown to a customer asking about their tickets.
+const RESOLVED_SHOWN_DAYS: i64 = 7;
+
+/// Most current tickets listed for one customer.
 const MAX_OPEN_TICKETS: i64 = 10;
 
-/// A ticket with its newest agent note. The hand-off's own opening event
-/// (status `new`) is the system's note, not news for the customer.
+/// A ticket with its newest public agent note. The hand-off's own opening
+/// event (status `new`) is the system's note, not news for the customer, and
+/// private notes are for agents only.
 const TICKET_SUMMARY: &str =
     "SELECT t.id, t.customer_id, t.status, t.priority, t.intent, t.queue, t.assignee, t.created_at, t.updated_at,
-        (SELECT e.note FROM ticket_events e WHERE e.ticket_id = t.id AND e.status <> 'new' AND e.note IS NOT NULL
+        (SELECT e.note FROM ticket_events e WHERE e.ticket_id = t.id AND e.status <> 'new' AND e.public = 1 AND e.note IS NOT NULL
           ORDER BY e.at DESC LIMIT 1) AS latest_note,
-        (SELECT e.at FROM ticket_events e WHERE e.ticket_id = t.id AND e.status <> 'new' AND e.note IS NOT NULL
+        (SELECT e.at FROM ticket_events e WHERE e.ticket_id = t.id AND e.status <> 'new' AND e.public = 1 AND e.note IS NOT NULL
           ORDER BY e.at DESC LIMIT 1) AS latest_note_at
  FROM tickets t";
 
@@ -60,14 +64,18 @@ impl Store {
             .collect()
     }
 
-    /// The customer's tickets not yet resolved or closed, newest first.
-    pub async fn open_tickets_of(&self, customer_id: &str) -> Result<Vec<TicketSummary>, StoreError> {
-        self.ticket_summaries(
-            "t.customer_id = $1 AND t.status NOT IN ('resolved', 'closed')",
-            customer_id,
-            MAX_OPEN_TICKETS,
-        )
-        .await
+    /// The customer's tickets not yet resolved or closed, and those resolved
+    /// in the last week, newest first.
+    pub async fn current_tickets_of(&self, customer_id: &str) -> Result<Vec<TicketSummary>, StoreError> {
+        let week_ago = stamp(Utc::now() - chrono::Duration::days(RESOLVED_SHOWN_DAYS));
+        let sql = format!(
+            "{TICKET_SUMMARY} WHERE t.customer_id = $1
+               AND (t.status NOT IN ('resolved', 'closed') OR (t.status = 'resolved' AND t.updated_at >= $3))
+             ORDER BY t.created_at DESC LIMIT $2"
+        );
+        let rows =
+            sqlx::query(&sql).bind(customer_id).bind(MAX_OPEN_TICKETS).bind(week_ago).fetch_all(&self.pool).await?;
+        self.summaries_from(&rows)
     }
 
     /// One ticket's summary, whatever its status.
@@ -84,6 +92,10 @@ impl Store {
     ) -> Result<Vec<TicketSummary>, StoreError> {
         let sql = format!("{TICKET_SUMMARY} WHERE {condition} ORDER BY t.created_at DESC LIMIT $2");
         let rows = sqlx::query(&sql).bind(value).bind(limit).fetch_all(&self.pool).await?;
+        self.summaries_from(&rows)
+    }
+
+    fn summaries_from(&self, rows: &[sqlx::any::AnyRow]) -> Result<Vec<TicketSummary>, StoreError> {
         rows.iter()
             .map(|row| {
                 let created_at: String = row.try_get("created_at")?;
@@ -112,8 +124,8 @@ impl CustomerHistory for Store {
         Box::pin(async move { Ok(self.past_turns_of(customer_id, since).await?) })
     }
 
-    fn open_tickets<'a>(&'a self, customer_id: &'a str) -> HistoryFuture<'a, Vec<TicketSummary>> {
-        Box::pin(async move { Ok(self.open_tickets_of(customer_id).await?) })
+    fn current_tickets<'a>(&'a self, customer_id: &'a str) -> HistoryFuture<'a, Vec<TicketSummary>> {
+        Box::pin(async move { Ok(self.current_tickets_of(customer_id).await?) })
     }
 
     fn ticket_summary<'a>(&'a self, ticket_id: &'a str) -> HistoryFuture<'a, Option<TicketSummary>> {
@@ -194,7 +206,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn open_tickets_carry_the_latest_agent_note_and_closed_ones_drop_out() {
+    async fn current_tickets_carry_the_latest_public_note_and_closed_ones_drop_out() {
         let (_dir, store) = store().await;
         let t0 = Utc::now() - TimeDelta::hours(5);
         store
@@ -206,7 +218,7 @@ mod tests {
         store.record_turn(&turn("c", Some("c2"), "complaint", "handoff", t1), Some(&ticket("TC", t1))).await.unwrap();
 
         // A fresh ticket has no agent note yet: the hand-off's own note is not one.
-        let open = store.open_tickets("c1").await.unwrap();
+        let open = store.current_tickets("c1").await.unwrap();
         assert_eq!(open.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["TB", "TA"]);
         assert_eq!(
             (open[1].status.as_str(), open[1].latest_note.as_deref(), open[1].assignee.as_deref()),
@@ -262,7 +274,15 @@ mod tests {
             .await
             .unwrap();
 
-        let open = store.open_tickets("c1").await.unwrap();
+        // Resolved, a ticket still shows for a week, so the customer can read how it ended.
+        let current = store.current_tickets("c1").await.unwrap();
+        assert_eq!(current.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["TB", "TA"]);
+        assert_eq!((current[0].status.as_str(), current[0].latest_note.as_deref()), ("resolved", Some("已补偿优惠券")));
+        store
+            .move_ticket("TB", crate::tickets::Status::Closed, None, None, "test", t0 + TimeDelta::hours(4))
+            .await
+            .unwrap();
+        let open = store.current_tickets("c1").await.unwrap();
         assert_eq!(open.len(), 1);
         let ta = &open[0];
         assert_eq!(
@@ -276,11 +296,11 @@ mod tests {
             ("repair_request", "after_sales", Some("c1"))
         );
 
-        // A resolved ticket is still found by id.
+        // A closed ticket is still found by id.
         let tb = store.ticket_summary("TB").await.unwrap().unwrap();
         assert_eq!(
             (tb.status.as_str(), tb.latest_note.as_deref(), tb.is_open()),
-            ("resolved", Some("已补偿优惠券"), false)
+            ("closed", Some("已补偿优惠券"), false)
         );
         assert!(store.ticket_summary("T-none").await.unwrap().is_none());
     }

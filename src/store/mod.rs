@@ -29,9 +29,12 @@ mod analytics;
 mod history;
 mod learning;
 mod overdue;
+mod workspace;
 pub use access::{AgentAccount, AgentSession, ApiKeyRecord, AuditEntry, AuditFilter, RotatedRows};
 pub use learning::StoredCorrection;
 pub use overdue::{OverduePush, OverduePushState};
+use workspace::feed;
+pub use workspace::{ActiveTicket, Delivery, FeedEntry, MessageRole, NewMessage, StoredMessage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -63,6 +66,7 @@ pub(crate) mod sealed {
     pub const CORRECTION_TEXT: &str = "corrections.text";
     pub const CORRECTION_ANSWER: &str = "corrections.answer";
     pub const CORRECTION_NOTE: &str = "corrections.note";
+    pub const MESSAGE_TEXT: &str = "messages.text";
 }
 
 /// Purposes of the vault's keyed hashes.
@@ -108,6 +112,9 @@ pub struct LastTurn {
     pub unhelpful_streak: usize,
 }
 
+/// Most turns a ticket's conversation shows.
+const CONVERSATION_LIMIT: i64 = 200;
+
 /// Turns looked at when counting unhelpful turns in a row.
 const STREAK_WINDOW: i64 = 3;
 
@@ -131,12 +138,24 @@ pub type Actor<'a> = &'a str;
 /// One line of a conversation as an agent reads it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ConversationLine {
-    /// "customer" or "bot".
+    /// "customer", "bot" or "agent".
     pub role: &'static str,
     pub text: String,
     pub channel: String,
     pub at: String,
-    pub trace_id: String,
+    /// The turn of a customer's or the bot's line (what a correction names).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// What the bot understood the turn as, how sure it was, and what it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+    /// The agent who wrote an agent's line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
 }
 
 /// One step of a ticket's status history.
@@ -144,6 +163,8 @@ pub struct ConversationLine {
 pub struct TicketEvent {
     pub status: Status,
     pub note: Option<String>,
+    /// Whether the customer sees the note (ticket progress); private notes are for agents.
+    pub public: bool,
     /// Who made it (see [`Actor`]); none for events older than attribution.
     pub actor: Option<String>,
     pub at: String,
@@ -174,6 +195,9 @@ pub struct Ticket {
     pub updated_at: String,
     pub conversation: Vec<ConversationLine>,
     pub history: Vec<TicketEvent>,
+    /// In lists: the conversation's latest line, so a queue shows what the customer said last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_message: Option<ConversationLine>,
 }
 
 fn masked_personal<S: serde::Serializer>(value: &Value, serializer: S) -> Result<S::Ok, S::Error> {
@@ -190,6 +214,14 @@ pub struct TicketFilter {
     pub overdue: bool,
     /// Only tickets of the customer with this phone number (compared by keyed hash).
     pub phone: Option<String>,
+    /// Only tickets of this agent.
+    pub assignee: Option<String>,
+    /// Only tickets nobody is working on (no agent, not resolved or closed).
+    pub unassigned: bool,
+    pub channel: Option<String>,
+    pub customer_id: Option<String>,
+    /// At most this many (all when unset).
+    pub limit: Option<i64>,
 }
 
 /// A handle on the database; cheap to clone.
@@ -198,6 +230,8 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     vault: Arc<Vault>,
+    /// Moves after each change live streams show (see [`Store::changes`]).
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// The database behind a URL.
@@ -273,7 +307,12 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        Ok(Store { pool, backend, vault })
+        Ok(Store { pool, backend, vault, changes: Arc::new(tokio::sync::watch::Sender::new(0)) })
+    }
+
+    /// The vault sealing this store's texts (its keyed hashes sign other things too).
+    pub fn vault(&self) -> Arc<Vault> {
+        self.vault.clone()
     }
 
     /// A transaction that will write. On SQLite it takes the write lock at
@@ -370,6 +409,9 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        if ticket.is_some() {
+            self.announce_change();
+        }
         Ok(())
     }
 
@@ -387,14 +429,17 @@ impl Store {
         let slots = mask(about.slots).into_owned();
         self.insert_ticket(&mut tx, ticket, &TicketAbout { slots: &slots, ..*about }, &stamp(at), note, actor).await?;
         tx.commit().await?;
+        self.announce_change();
         Ok(())
     }
 
-    /// Adds a timestamped note to a ticket's history without moving it.
+    /// Adds a timestamped note to a ticket's history without moving it;
+    /// a public note is news for the customer, a private one for agents only.
     pub async fn add_ticket_note(
         &self,
         id: &str,
         note: &str,
+        public: bool,
         actor: Actor<'_>,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
@@ -402,8 +447,10 @@ impl Store {
         let (status, _) = self.status_for_update(&mut tx, id).await?;
         let at = stamp(at);
         sqlx::query("UPDATE tickets SET updated_at = $1 WHERE id = $2").bind(&at).bind(id).execute(&mut *tx).await?;
-        self.insert_event(&mut tx, id, status, Some(note), actor, &at).await?;
+        self.insert_event(&mut tx, id, status, Some(note), public, actor, &at).await?;
+        self.insert_feed(&mut tx, id, feed::NOTE, &at).await?;
         tx.commit().await?;
+        self.announce_change();
         Ok(())
     }
 
@@ -417,7 +464,7 @@ impl Store {
         ticket.conversation =
             self.conversation(ticket.session_id.as_deref(), ticket.customer_id.as_deref(), &ticket.id).await?;
         ticket.history =
-            sqlx::query("SELECT status, note, actor, at FROM ticket_events WHERE ticket_id = $1 ORDER BY at")
+            sqlx::query("SELECT status, note, public, actor, at FROM ticket_events WHERE ticket_id = $1 ORDER BY at")
                 .bind(id)
                 .fetch_all(&self.pool)
                 .await?
@@ -426,6 +473,7 @@ impl Store {
                     Ok(TicketEvent {
                         status: decoded(r, "status")?,
                         note: self.opened_optional(r, "note", sealed::EVENT_NOTE)?,
+                        public: r.try_get::<i64, _>("public")? != 0,
                         actor: r.try_get("actor")?,
                         at: r.try_get("at")?,
                     })
@@ -434,54 +482,78 @@ impl Store {
         Ok(Some(ticket))
     }
 
-    /// The turns that led to a ticket: the customer's turns across channels
-    /// when known, the session's otherwise, up to the hand-off.
+    /// A ticket's conversation: its customer's turns and messages across
+    /// channels when the customer is known, the session's otherwise.
     async fn conversation(
         &self,
         session_id: Option<&str>,
         customer_id: Option<&str>,
         ticket_id: &str,
     ) -> Result<Vec<ConversationLine>, StoreError> {
-        let until: Option<String> = sqlx::query_scalar("SELECT created_at FROM turns WHERE ticket_id = $1")
-            .bind(ticket_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        let until = until.unwrap_or_else(|| stamp(Utc::now()));
-        let rows = match (customer_id, session_id) {
-            (Some(c), _) => {
-                sqlx::query("SELECT * FROM turns WHERE customer_id = $1 AND created_at <= $2 ORDER BY created_at")
-                    .bind(c)
-                    .bind(&until)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            (None, Some(s)) => {
-                sqlx::query("SELECT * FROM turns WHERE session_id = $1 AND created_at <= $2 ORDER BY created_at")
-                    .bind(s)
-                    .bind(&until)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
+        match (customer_id, session_id) {
+            (Some(c), _) => self.conversation_of("customer_id", c, CONVERSATION_LIMIT).await,
+            (None, Some(s)) => self.conversation_of("session_id", s, CONVERSATION_LIMIT).await,
             (None, None) => {
-                sqlx::query("SELECT * FROM turns WHERE ticket_id = $1").bind(ticket_id).fetch_all(&self.pool).await?
+                let rows = sqlx::query("SELECT * FROM turns WHERE ticket_id = $1")
+                    .bind(ticket_id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                self.conversation_lines(&rows)
             }
-        };
-        self.conversation_lines(&rows)
+        }
     }
 
-    /// A customer's conversation across sessions and channels, oldest first: the last `limit` turns.
+    /// A customer's conversation across sessions and channels, oldest first:
+    /// the last `limit` turns and the messages exchanged with agents since.
     pub async fn customer_conversation(
         &self,
         customer_id: &str,
         limit: i64,
     ) -> Result<Vec<ConversationLine>, StoreError> {
-        let mut rows = sqlx::query("SELECT * FROM turns WHERE customer_id = $1 ORDER BY created_at DESC LIMIT $2")
-            .bind(customer_id)
+        self.conversation_of("customer_id", customer_id, limit).await
+    }
+
+    /// The last `limit` turns where `key` (a column name of ours, never input)
+    /// is `value`, with the messages since the first of them, in time order.
+    async fn conversation_of(
+        &self,
+        key: &'static str,
+        value: &str,
+        limit: i64,
+    ) -> Result<Vec<ConversationLine>, StoreError> {
+        let mut rows = sqlx::query(&format!("SELECT * FROM turns WHERE {key} = $1 ORDER BY created_at DESC LIMIT $2"))
+            .bind(value)
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
         rows.reverse();
-        self.conversation_lines(&rows)
+        let mut lines = self.conversation_lines(&rows)?;
+        // A full page of turns starts where its first turn does; a shorter one holds every turn.
+        let since = match lines.first() {
+            Some(first) if rows.len() as i64 == limit => first.at.clone(),
+            _ => String::new(),
+        };
+        let (customer, session) = if key == "customer_id" { (Some(value), None) } else { (None, Some(value)) };
+        for m in self.messages_since(customer, session, &since).await? {
+            let role = match m.role {
+                MessageRole::Customer => "customer",
+                MessageRole::Agent => "agent",
+            };
+            lines.push(ConversationLine {
+                role,
+                text: m.text,
+                channel: m.channel,
+                at: m.at,
+                trace_id: None,
+                intent: None,
+                confidence: None,
+                decision: None,
+                agent: m.agent,
+            });
+        }
+        // Stable: a turn's question stays before its answer.
+        lines.sort_by(|a, b| a.at.cmp(&b.at));
+        Ok(lines)
     }
 
     /// Tickets matching `filter`, most urgent first (without conversations).
@@ -493,7 +565,11 @@ impl Store {
                AND (CAST($3 AS TEXT) IS NULL OR priority = $3)
                AND ($4 = 0 OR (status = 'new' AND due_at < $5))
                AND (CAST($6 AS TEXT) IS NULL OR phone_key = $6)
-             ORDER BY due_at",
+               AND (CAST($7 AS TEXT) IS NULL OR assignee = $7)
+               AND ($8 = 0 OR (assignee IS NULL AND status NOT IN ('resolved', 'closed')))
+               AND (CAST($9 AS TEXT) IS NULL OR channel = $9)
+               AND (CAST($10 AS TEXT) IS NULL OR customer_id = $10)
+             ORDER BY due_at LIMIT $11",
         )
         .bind(filter.status.map(Status::as_str))
         .bind(&filter.queue)
@@ -501,9 +577,23 @@ impl Store {
         .bind(i64::from(filter.overdue))
         .bind(&now_ts)
         .bind(filter.phone.as_deref().map(|p| self.phone_key(p)))
+        .bind(&filter.assignee)
+        .bind(i64::from(filter.unassigned))
+        .bind(&filter.channel)
+        .bind(&filter.customer_id)
+        .bind(filter.limit.unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| self.ticket_from_row(r, now)).collect()
+        let mut tickets = rows.iter().map(|r| self.ticket_from_row(r, now)).collect::<Result<Vec<_>, _>>()?;
+        for ticket in &mut tickets {
+            let lines = match (&ticket.customer_id, &ticket.session_id) {
+                (Some(c), _) => self.conversation_of("customer_id", c, 1).await?,
+                (None, Some(s)) => self.conversation_of("session_id", s, 1).await?,
+                (None, None) => Vec::new(),
+            };
+            ticket.last_message = lines.into_iter().last();
+        }
+        Ok(tickets)
     }
 
     /// The latest turn of a session, with how many unhelpful turns led up to it.
@@ -605,8 +695,10 @@ impl Store {
             (Some(a), None) => Some(format!("assigned to {a}")),
             (None, n) => n.map(str::to_string),
         };
-        self.insert_event(&mut tx, id, to, note.as_deref(), actor, &at).await?;
+        self.insert_event(&mut tx, id, to, note.as_deref(), true, actor, &at).await?;
+        self.insert_feed(&mut tx, id, feed::CHANGED, &at).await?;
         tx.commit().await?;
+        self.announce_change();
         Ok(())
     }
 
@@ -760,25 +852,29 @@ impl Store {
         .bind(self.context_phone_key(&t.context))
         .execute(&mut **tx)
         .await?;
-        self.insert_event(tx, &t.id, Status::New, Some(note), actor, at).await
+        self.insert_event(tx, &t.id, Status::New, Some(note), false, actor, at).await?;
+        self.insert_feed(tx, &t.id, feed::OPENED, at).await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn insert_event(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         ticket_id: &str,
         status: Status,
         note: Option<&str>,
+        public: bool,
         actor: Actor<'_>,
         at: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO ticket_events (id, ticket_id, status, note, actor, at) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO ticket_events (id, ticket_id, status, note, public, actor, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(uuid::Uuid::new_v4().to_string())
         .bind(ticket_id)
         .bind(status.as_str())
         .bind(self.seal_optional(sealed::EVENT_NOTE, note))
+        .bind(i64::from(public))
         .bind(actor)
         .bind(at)
         .execute(&mut **tx)
@@ -790,19 +886,21 @@ impl Store {
     fn conversation_lines(&self, rows: &[sqlx::any::AnyRow]) -> Result<Vec<ConversationLine>, StoreError> {
         let mut lines = Vec::with_capacity(rows.len() * 2);
         for row in rows {
-            let channel: String = row.try_get("channel")?;
-            let at: String = row.try_get("created_at")?;
-            let trace_id: String = row.try_get("trace_id")?;
-            lines.push(ConversationLine {
+            let customer = ConversationLine {
                 role: "customer",
                 text: self.opened(row, "text", sealed::TURN_TEXT)?,
-                channel: channel.clone(),
-                at: at.clone(),
-                trace_id: trace_id.clone(),
-            });
-            if let Some(answer) = self.opened_optional(row, "answer", sealed::TURN_ANSWER)? {
-                lines.push(ConversationLine { role: "bot", text: answer, channel, at, trace_id });
-            }
+                channel: row.try_get("channel")?,
+                at: row.try_get("created_at")?,
+                trace_id: Some(row.try_get("trace_id")?),
+                intent: Some(row.try_get("intent")?),
+                confidence: Some(row.try_get::<f64, _>("confidence")? as f32),
+                decision: Some(row.try_get("decision")?),
+                agent: None,
+            };
+            let answer = self.opened_optional(row, "answer", sealed::TURN_ANSWER)?;
+            let bot = answer.map(|text| ConversationLine { role: "bot", text, ..customer.clone() });
+            lines.push(customer);
+            lines.extend(bot);
         }
         Ok(lines)
     }
@@ -832,6 +930,7 @@ impl Store {
             overdue,
             conversation: Vec::new(),
             history: Vec::new(),
+            last_message: None,
         })
     }
 }
@@ -1067,7 +1166,7 @@ mod tests {
                                 )
                                 .await
                         } else {
-                            store.add_ticket_note(&id, &format!("note {n}"), "test", Utc::now()).await
+                            store.add_ticket_note(&id, &format!("note {n}"), true, "test", Utc::now()).await
                         }
                     })
                 })
