@@ -1,6 +1,9 @@
 //! `kefu load`: a bounded load test of a running server's `/v1/answer`, for
 //! the latency and throughput figures (p50/p99, requests per second) and a
-//! check that every hand-off's ticket can be read back.
+//! check that every hand-off's ticket can be read back; with `--pilot`, web
+//! chat visitors and workspace agents at once ([`pilot`]).
+
+mod pilot;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -49,6 +52,15 @@ pub struct LoadArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+    /// The pilot instead: web chat visitors and workspace agents talking to each other.
+    #[arg(long)]
+    pilot: bool,
+    /// With --pilot: concurrent web chat visitors.
+    #[arg(long, default_value_t = 50)]
+    visitors: usize,
+    /// With --pilot: workspace agents as `name:password` pairs, comma-separated.
+    #[arg(long, env = "KEFU_LOAD_AGENTS", hide_env_values = true)]
+    agents: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -75,13 +87,8 @@ struct Sample {
 const CUSTOMERS: [Option<&str>; 3] = [Some("c1001"), Some("c1002"), None];
 const CHANNELS: [&str; 4] = ["web", "app", "wechat", "douyin"];
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    kefu::support::percentile::nearest_rank(sorted, p).unwrap_or(0.0)
-}
-
-pub async fn run(args: LoadArgs) -> Result<()> {
-    let url = reqwest::Url::parse(&args.url).context("parsing --url")?;
-    // NOTE: a load test must never be pointed at someone else's machine by mistake.
+/// A load test must never be pointed at someone else's machine by mistake.
+fn check_loopback(url: &reqwest::Url) -> Result<()> {
     let loopback = match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
@@ -90,6 +97,20 @@ pub async fn run(args: LoadArgs) -> Result<()> {
     };
     if !loopback {
         bail!("--url must be a loopback address (127.0.0.1, ::1 or localhost), got {url}");
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    kefu::support::percentile::nearest_rank(sorted, p).unwrap_or(0.0)
+}
+
+pub async fn run(args: LoadArgs) -> Result<()> {
+    let url = reqwest::Url::parse(&args.url).context("parsing --url")?;
+    check_loopback(&url)?;
+    if args.pilot {
+        return pilot::run(url, args.visitors, args.agents.as_deref().unwrap_or_default(), args.seconds, args.json)
+            .await;
     }
     let texts: Vec<String> = match &args.texts {
         Some(path) => std::fs::read_to_string(path)
