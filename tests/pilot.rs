@@ -383,6 +383,36 @@ async fn pilot_in_a_real_browser() {
     assert!(progress.contains(&ticket) && progress.contains("补偿券"), "{progress}");
     screenshot(&widget, "widget-progress.png").await;
 
+    step(13);
+    // 13. Bad input gets a clear error in the widget: an oversize message, then an expired customer token.
+    run(&widget, "document.getElementById('kefu-input').value = '退'.repeat(3000); document.getElementById('kefu-form').requestSubmit(); return true").await;
+    let error = wait_for(
+        &widget,
+        "the oversize error",
+        "var e = document.querySelector('.kefu-error'); return e ? e.textContent : null",
+    )
+    .await;
+    assert!(error.as_str().unwrap().contains("limit"), "{error}");
+    let expired = kefu::service::widget::mint_customer_token(SHOP_SECRET, "c1001", expires - 7200);
+    widget.goto(&format!("{base}/chat?customer_token={expired}")).await.unwrap();
+    let error = wait_for(
+        &widget,
+        "the expired token error",
+        "var e = document.querySelector('.kefu-error'); return e ? e.textContent : null",
+    )
+    .await;
+    assert!(error.as_str().unwrap().contains("expired"), "{error}");
+    let forged = kefu::service::widget::mint_customer_token("not-the-shop-secret", "c1002", expires);
+    widget.goto(&format!("{base}/chat?customer_token={forged}")).await.unwrap();
+    let error = wait_for(
+        &widget,
+        "the forged token error",
+        "var e = document.querySelector('.kefu-error'); return e ? e.textContent : null",
+    )
+    .await;
+    assert!(error.as_str().unwrap().contains("not valid"), "{error}");
+    screenshot(&widget, "widget-error.png").await;
+
     let (to_customer, to_agent) = (median(to_customer), median(to_agent));
     println!("LATENCY agent reply -> widget: median {to_customer:.0} ms over 20");
     println!("LATENCY customer message -> console: median {to_agent:.0} ms over 20");

@@ -661,3 +661,220 @@ fn request_bodies_never_fail_the_server() {
         .unwrap();
     println!("fuzz request bodies: {cases} requests over {} routes, 0 server errors", posts.len());
 }
+
+// --- The pilot: ownership, live streams and the web chat ---------------------
+
+impl Harness {
+    /// The first `n` events of a live stream at `uri`, resuming after `last_event_id` when given.
+    async fn events(&self, token: &str, uri: &str, last_event_id: Option<i64>, n: usize) -> Vec<(i64, Value)> {
+        use futures_util::StreamExt;
+        let mut request = Request::builder().uri(uri).header("authorization", format!("Bearer {token}"));
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id.to_string());
+        }
+        let client = std::net::SocketAddr::from(([127, 0, 0, 1], 40000));
+        let request = request.extension(axum::extract::ConnectInfo(client)).body(Body::empty()).unwrap();
+        let response = app(self.state.clone()).oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut body = response.into_body().into_data_stream();
+        let (mut text, mut events) = (String::new(), Vec::new());
+        while events.len() < n {
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), body.next()).await;
+            text.push_str(&String::from_utf8_lossy(&chunk.expect("an event in time").unwrap().unwrap()));
+            while let Some(end) = text.find("\n\n") {
+                let frame: String = text.drain(..end + 2).collect();
+                let field = |name: &str| frame.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
+                if let (Some(id), Some(data)) = (field("id:"), field("data:")) {
+                    events.push((id.parse().unwrap(), serde_json::from_str(data).unwrap()));
+                }
+            }
+        }
+        events
+    }
+
+    /// A ticket of `customer` opened by hand (an admin), unassigned.
+    async fn open_ticket(&self, customer: &str) -> String {
+        let (status, body) =
+            self.call_as(Some(ADMIN_KEY), "POST", "/v1/tickets", Some(json!({"customer_id": customer}))).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().to_string()
+    }
+}
+
+#[tokio::test]
+async fn an_agent_owns_the_conversation_until_it_goes_back_to_the_bot() {
+    let h = secured().await;
+    crate::service::auth::add_agent(&h.state.store, "wu", Role::Agent, AGENT_PASSWORD).await.unwrap();
+    let (li, wu) = (h.login("li", AGENT_PASSWORD).await, h.login("wu", AGENT_PASSWORD).await);
+    let id = h.open_ticket("c1002").await;
+    let h = &h;
+    let ask = |text: &'static str| async move {
+        let body = json!({"text": text, "customer_id": "c1002"});
+        h.call_as(Some(BOT_KEY), "POST", "/v1/answer", Some(body)).await.1
+    };
+
+    // The bot answers until an agent claims the ticket; a second claim is refused.
+    assert_ne!(ask("退货地址在哪").await["handoff"]["reason"], "agent_active");
+    let (status, claimed) = h.call_as(Some(&li), "POST", &format!("/v1/tickets/{id}/assign"), Some(json!({}))).await;
+    assert_eq!((status, claimed["assignee"].as_str()), (StatusCode::OK, Some("li")), "{claimed}");
+    let (status, refused) = h.call_as(Some(&wu), "POST", &format!("/v1/tickets/{id}/assign"), Some(json!({}))).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("already_assigned")));
+
+    // Now the customer's message goes to li's ticket, not to the bot.
+    let silent = ask("我的快递还没到").await;
+    assert_eq!((silent["decision"].as_str(), silent["answer"].as_str()), (Some("handoff"), None), "{silent}");
+    assert_eq!(silent["handoff"]["reason"], "agent_active");
+    assert_eq!(silent["handoff"]["ticket_id"], id.as_str());
+    let (_, ticket) = h.call_as(Some(&li), "GET", &format!("/v1/tickets/{id}"), None).await;
+    let last = ticket["conversation"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!((last["role"].as_str(), last["text"].as_str()), (Some("customer"), Some("我的快递还没到")), "{ticket}");
+
+    // Only the owner replies; the reply goes out on the customer's channel and into the conversation.
+    let reply = json!({"text": "您好，我来查一下物流"});
+    let (status, body) = h.call_as(Some(&wu), "POST", &format!("/v1/tickets/{id}/messages"), Some(reply.clone())).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("not_assigned_to_you")));
+    let (status, sent) = h.call_as(Some(&li), "POST", &format!("/v1/tickets/{id}/messages"), Some(reply)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    assert_eq!((sent["channel"].as_str(), sent["delivery"].as_str()), (Some("web"), Some("sent")));
+    let (status, _) =
+        h.call_as(Some(&li), "POST", &format!("/v1/tickets/{id}/messages"), Some(json!({"text": " "}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let replies = h.state.store.agent_messages_after(Some("c1002"), None, 0, 10).await.unwrap();
+    assert_eq!(
+        replies.iter().map(|m| (m.text.as_str(), m.agent.as_deref())).collect::<Vec<_>>(),
+        [("您好，我来查一下物流", Some("li"))]
+    );
+
+    // A private note stays with the agents; a public one is what the customer reads.
+    for (note, public) in [("内部：客户催了三次", false), ("已联系快递加急", true)] {
+        let (status, _) = h
+            .call_as(
+                Some(&li),
+                "POST",
+                &format!("/v1/tickets/{id}/notes"),
+                Some(json!({"note": note, "public": public})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    // Handed back, the bot answers again, and the ticket waits in its queue.
+    let (status, released) = h.call_as(Some(&li), "POST", &format!("/v1/tickets/{id}/release"), None).await;
+    assert_eq!(
+        (status, released["status"].as_str(), &released["assignee"]),
+        (StatusCode::OK, Some("new"), &Value::Null)
+    );
+    let progress = ask("我的工单处理得怎么样了").await;
+    let answer = progress["answer"].as_str().unwrap_or_default();
+    assert!(answer.contains(&id) && answer.contains("已联系快递加急") && !answer.contains("催了三次"), "{progress}");
+}
+
+#[tokio::test]
+async fn the_live_feed_replays_every_change_after_a_cursor() {
+    let h = secured().await;
+    let li = h.login("li", AGENT_PASSWORD).await;
+    let id = h.open_ticket("c1001").await;
+    let cursor = h.state.store.latest_feed_seq().await.unwrap();
+    h.call_as(Some(&li), "POST", &format!("/v1/tickets/{id}/assign"), Some(json!({}))).await;
+    h.call_as(Some(&li), "POST", &format!("/v1/tickets/{id}/notes"), Some(json!({"note": "已回电", "public": false})))
+        .await;
+    h.call_as(Some(&li), "POST", &format!("/v1/tickets/{id}/messages"), Some(json!({"text": "您好"}))).await;
+
+    // A client that was away since `cursor` gets the three changes, in order.
+    let events = h.events(&li, "/v1/events", Some(cursor), 3).await;
+    let kinds: Vec<&str> = events.iter().map(|(_, e)| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["changed", "note", "agent_message"]);
+    assert!(events.iter().all(|(_, e)| e["ticket_id"] == id.as_str()));
+    assert!(events.windows(2).all(|w| w[0].0 < w[1].0), "ids increase");
+    // Resuming after the second one replays only the third, then follows live.
+    let resumed = h.events(&li, "/v1/events", Some(events[1].0), 1).await;
+    assert_eq!(resumed[0].0, events[2].0);
+    let live = {
+        let h = &h;
+        let follow = h.events(&li, "/v1/events?after=0", Some(events[2].0), 1);
+        let change = async {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            h.call_as(Some(&li), "POST", &format!("/v1/tickets/{id}/status"), Some(json!({"status": "in_progress"})))
+                .await
+        };
+        tokio::join!(follow, change).0
+    };
+    assert_eq!(live[0].1["kind"], "changed", "a change made while listening arrives");
+}
+
+#[tokio::test]
+async fn the_web_chat_checks_its_tokens_and_refuses_bad_input_clearly() {
+    use crate::service::widget::mint_customer_token;
+    let settings = ApiSettings {
+        widget: super::WidgetSettings { customer_token_secret: Some("shop-secret".into()), ..Default::default() },
+        ..ApiSettings::default()
+    };
+    let h = &serve_with("corpus", 0.5, true, settings).await;
+    let session = |body: Value| async move { h.call("POST", "/v1/widget/session", Some(body)).await };
+    let now = chrono::Utc::now().timestamp();
+
+    let (status, anonymous) = session(json!({})).await;
+    assert_eq!((status, anonymous["signed_in"].as_bool()), (StatusCode::OK, Some(false)), "{anonymous}");
+    let visitor = anonymous["visitor"].as_str().unwrap().to_string();
+    let (_, again) = session(json!({"visitor": visitor})).await;
+    assert_eq!(again["visitor"], visitor.as_str(), "a returning visitor keeps their id");
+
+    let good = mint_customer_token("shop-secret", "c1001", now + 600);
+    let (status, signed) = session(json!({"visitor": visitor, "customer_token": good})).await;
+    assert_eq!((status, signed["signed_in"].as_bool()), (StatusCode::OK, Some(true)), "{signed}");
+    for (token, code) in [
+        (mint_customer_token("guessed", "c1001", now + 600), "bad_customer_token"),
+        (mint_customer_token("shop-secret", "c1001", now - 3600), "expired_customer_token"),
+        ("not.a-token".to_string(), "bad_customer_token"),
+    ] {
+        let (status, body) = session(json!({"customer_token": token})).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some(code)), "{body}");
+    }
+
+    let as_visitor = |token: String, body: Body| {
+        Request::builder()
+            .method("POST")
+            .uri("/v1/widget/messages")
+            .header("content-type", "application/json")
+            .header("x-kefu-visitor", token)
+            .extension(axum::extract::ConnectInfo(std::net::SocketAddr::from(([127, 0, 0, 1], 40000))))
+            .body(body)
+            .unwrap()
+    };
+    let call = |request: Request<Body>| async {
+        let response = app(h.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null))
+    };
+    let huge = json!({"text": "退".repeat(3000)}).to_string();
+    let cases = [
+        (visitor.clone(), huge, StatusCode::PAYLOAD_TOO_LARGE, "text_too_long"),
+        (visitor.clone(), "{\"text\": ".to_string(), StatusCode::BAD_REQUEST, "invalid_json"),
+        (visitor.clone(), json!({"text": "  "}).to_string(), StatusCode::BAD_REQUEST, "empty_text"),
+        (
+            format!("v1.{}.{}", "0".repeat(32), "f".repeat(32)),
+            json!({"text": "你好"}).to_string(),
+            StatusCode::UNAUTHORIZED,
+            "bad_visitor",
+        ),
+    ];
+    for (token, body, status, code) in cases {
+        let (got, answer) = call(as_visitor(token, Body::from(body))).await;
+        assert_eq!((got, answer["error"]["code"].as_str()), (status, Some(code)), "{answer}");
+        assert!(!answer["error"]["message"].as_str().unwrap().is_empty());
+    }
+
+    // A visitor rates only their own answers.
+    let (_, answered) =
+        call(as_visitor(visitor.clone(), Body::from(json!({"text": "退货地址在哪"}).to_string()))).await;
+    let (_, other) = session(json!({})).await;
+    let rate = |token: &str| {
+        let body = json!({"trace_id": answered["trace_id"], "useful": false}).to_string();
+        let mut request = as_visitor(token.to_string(), Body::from(body));
+        *request.uri_mut() = "/v1/widget/feedback".parse().unwrap();
+        request
+    };
+    assert_eq!(call(rate(other["visitor"].as_str().unwrap())).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(call(rate(&visitor)).await.0, StatusCode::CREATED);
+}

@@ -361,3 +361,70 @@ impl Store {
         row.map(|r| Ok((r.try_get("customer_id")?, r.try_get("session_id")?))).transpose()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::{open_handoff_ticket, test_stores};
+
+    #[tokio::test]
+    async fn messages_ownership_and_the_feed_on_every_backend() {
+        for t in test_stores().await {
+            let (store, backend) = (&t.store, t.backend);
+            let now = Utc::now();
+            let feed_start = store.latest_feed_seq().await.unwrap();
+            open_handoff_ticket(store, "TW1", now).await;
+            let mut changes = store.changes();
+            assert_eq!(store.active_ticket(Some("c1001"), None).await.unwrap(), None, "{backend}: nobody owns it yet");
+
+            store.move_ticket("TW1", Status::Assigned, Some("li"), None, "agent:li", now).await.unwrap();
+            assert!(changes.has_changed().unwrap(), "{backend}: live streams are woken");
+            let active = store.active_ticket(Some("c1001"), None).await.unwrap().unwrap();
+            assert_eq!((active.id.as_str(), active.assignee.as_str()), ("TW1", "li"), "{backend}");
+            assert_eq!(store.latest_channel(Some("c1001"), None).await.unwrap().as_deref(), Some("wechat"));
+
+            let to_agent = NewMessage {
+                ticket_id: Some("TW1"),
+                customer_id: Some("c1001"),
+                session_id: Some("session-TW1"),
+                channel: "web",
+                role: MessageRole::Customer,
+                author: None,
+                text: "我的电话是13812345678",
+                delivery: Delivery::Received,
+            };
+            let later = now + chrono::Duration::seconds(1);
+            let (first, _) = store.add_message(&to_agent, later).await.unwrap();
+            assert_eq!(store.latest_channel(Some("c1001"), None).await.unwrap().as_deref(), Some("web"), "{backend}");
+            let reply = NewMessage {
+                role: MessageRole::Agent,
+                author: Some("agent:li"),
+                text: "收到",
+                delivery: Delivery::Sent,
+                ..to_agent
+            };
+            let (second, _) = store.add_message(&reply, later).await.unwrap();
+            assert!(second > first, "{backend}: sequence numbers grow");
+            let replies = store.agent_messages_after(Some("c1001"), None, 0, 10).await.unwrap();
+            assert_eq!(
+                replies.iter().map(|m| (m.text.as_str(), m.agent.as_deref())).collect::<Vec<_>>(),
+                [("收到", Some("li"))]
+            );
+            assert!(store.agent_messages_after(Some("c1001"), None, second, 10).await.unwrap().is_empty());
+            let conversation = store.customer_conversation("c1001", 10).await.unwrap();
+            let customer_message = conversation.iter().find(|l| l.role == "customer" && l.trace_id.is_none()).unwrap();
+            assert_eq!(customer_message.text, "我的电话是138****5678", "{backend}: masked");
+
+            store.release_ticket("TW1", "agent:li", now).await.unwrap();
+            assert_eq!(store.active_ticket(Some("c1001"), None).await.unwrap(), None, "{backend}: released");
+            assert!(matches!(
+                store.release_ticket("TW1", "agent:li", now).await,
+                Err(StoreError::InvalidTransition { .. })
+            ));
+            let kinds: Vec<String> =
+                store.feed_after(feed_start, 10).await.unwrap().into_iter().map(|e| e.kind).collect();
+            assert_eq!(kinds, ["opened", "changed", "customer_message", "agent_message", "changed"], "{backend}");
+            t.cleanup().await;
+        }
+    }
+}
