@@ -374,7 +374,7 @@ mod tests {
             let now = Utc::now();
             let feed_start = store.latest_feed_seq().await.unwrap();
             open_handoff_ticket(store, "TW1", now).await;
-            let mut changes = store.changes();
+            let changes = store.changes();
             assert_eq!(store.active_ticket(Some("c1001"), None).await.unwrap(), None, "{backend}: nobody owns it yet");
 
             store.move_ticket("TW1", Status::Assigned, Some("li"), None, "agent:li", now).await.unwrap();
