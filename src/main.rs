@@ -3,6 +3,7 @@
 
 mod access_cli;
 mod loadtest;
+mod practice;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -97,6 +98,9 @@ enum Command {
     },
     /// Analytics of a period from the configured database (as GET /v1/stats), as a summary, JSON or CSV.
     Stats(StatsArgs),
+    /// Send realistic demo customers (a VIP with a repeat fault, an angry parcel
+    /// chaser, a sales lead) to a running server's practice channel, for agents to rehearse on.
+    Practice(practice::PracticeArgs),
     /// The website chat: mint a customer token as a shop's backend would (for the demo and tests).
     Widget {
         #[command(subcommand)]
@@ -214,6 +218,7 @@ fn main() -> Result<()> {
         Command::Model { command: ModelCommand::List } => run_model_list(&config),
         Command::Index { json } => run_index(&config, json),
         Command::Load(args) => runtime.block_on(loadtest::run(args)),
+        Command::Practice(args) => runtime.block_on(practice::run(args)),
         Command::Keys { command } => runtime.block_on(async {
             let store = open_store(&config).await?;
             access_cli::run_keys(&config, &store, command).await

@@ -16,6 +16,9 @@ use crate::store::StoreError;
 /// The channel of a message or ticket that names none.
 pub const DEFAULT_CHANNEL: &str = "web";
 
+/// The channel of `kefu practice`'s rehearsal customers: the workspace's sandbox queue.
+pub const PRACTICE_CHANNEL: &str = "practice";
+
 /// Why a use case failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {

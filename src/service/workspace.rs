@@ -5,7 +5,7 @@
 use chrono::Utc;
 use serde::Serialize;
 
-use super::{ServiceError, DEFAULT_CHANNEL};
+use super::{ServiceError, DEFAULT_CHANNEL, PRACTICE_CHANNEL};
 use crate::access::{Caller, Role};
 use crate::store::{Delivery, MessageRole, NewMessage, Store, Ticket};
 use crate::tickets::Status;
@@ -13,8 +13,9 @@ use crate::tickets::Status;
 /// Longest reply an agent may send, in characters.
 pub const MAX_REPLY_CHARS: usize = 2000;
 
-/// Channels whose customers read replies from kefu itself (the web chat's live stream).
-const READ_FROM_KEFU: [&str; 1] = [DEFAULT_CHANNEL];
+/// Channels whose customers read replies from kefu itself: the web chat's
+/// live stream, and the practice customers of `kefu practice`.
+const READ_FROM_KEFU: [&str; 2] = [DEFAULT_CHANNEL, PRACTICE_CHANNEL];
 
 /// A reply on its way to the customer.
 #[derive(Debug, Clone, Serialize)]
