@@ -239,6 +239,7 @@ async fn pilot_in_a_real_browser() {
     wait_for(&console, "the login form", "return !document.getElementById('login').hidden").await;
     console.find(Locator::Id("login-agent")).await.unwrap().send_keys("alice").await.unwrap();
     console.find(Locator::Id("login-password")).await.unwrap().send_keys("alice-password-1").await.unwrap();
+    screenshot(&console, "console-login.png").await;
     console.find(Locator::Css("#login-form button[type=submit]")).await.unwrap().click().await.unwrap();
     wait_for(&console, "the workspace", "return !document.getElementById('app').hidden").await;
     console.find(Locator::Css("#tabs [data-tab=unassigned]")).await.unwrap().click().await.unwrap();
@@ -282,6 +283,16 @@ async fn pilot_in_a_real_browser() {
     assert_eq!((status, body["error"]["code"].as_str()), (409, Some("already_assigned")), "{body}");
     let (_, shown) = api(&base, &bob, reqwest::Method::GET, &format!("/v1/tickets/{ticket}"), None).await;
     assert_eq!(shown["assignee"], "alice");
+    // The owner may see the customer's phone in clear (audited); the panel shows it masked until then.
+    let reveal = "document.querySelector('#profile .reveal').click(); return true";
+    wait_for(&console, "the reveal button", "return document.querySelector('#profile .reveal') !== null").await;
+    run(&console, reveal).await;
+    wait_for(
+        &console,
+        "the phone in clear",
+        "return document.getElementById('profile').textContent.includes('13812345678')",
+    )
+    .await;
 
     step(8);
     // 8. Agent replies reach the widget live; latency over 20 replies (page clocks of one machine).

@@ -171,13 +171,34 @@ fn routes(state: &Arc<AppState>) -> access::Routes {
 
 /// The router with its middleware stack.
 pub fn app(state: Arc<AppState>) -> Router {
+    let cors = widget_cors(&state.settings.widget);
     routes(&state)
         .into_router(&state)
         .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(tower::util::option_layer(cors))
         // NOTE: 5xx answers the API means (loading, timed out) are warnings; an
         // internal error is logged as an error where it happens, with its cause.
         .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)))
         .with_state(state)
+}
+
+/// Lets the pages of `allowed_origins` call the web chat's routes from the
+/// browser. Only the chat's headers are allowed, never `Authorization` or
+/// cookies, so a page elsewhere can act as a visitor and as nothing else.
+fn widget_cors(settings: &WidgetSettings) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{header, HeaderName, HeaderValue, Method};
+    let origins: Vec<HeaderValue> =
+        settings.allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    (!origins.is_empty()).then(|| {
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                HeaderName::from_static(access::VISITOR_HEADER),
+                HeaderName::from_static(access::CUSTOMER_HEADER),
+            ])
+    })
 }
 
 /// The OpenAPI 3.1 description of this API, as served.

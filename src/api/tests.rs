@@ -806,7 +806,10 @@ async fn the_live_feed_replays_every_change_after_a_cursor() {
 async fn the_web_chat_checks_its_tokens_and_refuses_bad_input_clearly() {
     use crate::service::widget::mint_customer_token;
     let settings = ApiSettings {
-        widget: super::WidgetSettings { customer_token_secret: Some("shop-secret".into()), ..Default::default() },
+        widget: super::WidgetSettings {
+            customer_token_secret: Some("shop-secret".into()),
+            allowed_origins: vec!["https://shop.example".into()],
+        },
         ..ApiSettings::default()
     };
     let h = &serve_with("corpus", 0.5, true, settings).await;
@@ -864,6 +867,22 @@ async fn the_web_chat_checks_its_tokens_and_refuses_bad_input_clearly() {
         assert_eq!((got, answer["error"]["code"].as_str()), (status, Some(code)), "{answer}");
         assert!(!answer["error"]["message"].as_str().unwrap().is_empty());
     }
+
+    // A page of an allowed origin may call the chat from the browser; others may not.
+    let preflight = |origin: &str| {
+        Request::builder()
+            .method("OPTIONS")
+            .uri("/v1/widget/messages")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type,x-kefu-visitor")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let allowed = app(h.state.clone()).oneshot(preflight("https://shop.example")).await.unwrap();
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://shop.example");
+    let other = app(h.state.clone()).oneshot(preflight("https://evil.example")).await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
 
     // A visitor rates only their own answers.
     let (_, answered) =

@@ -18,7 +18,7 @@
       queued: "已排队：", noted: "已添加备注", released: "已交还机器人", moved: "状态已更新",
       profile: "顾客资料", tags: "标签", hints: "提示", orders: "订单", repairs: "维修", refunds: "退款",
       earlier: "以往工单", none: "无", customer: "顾客", bot: "机器人", agent: "客服", reported: "次标记没用",
-      nothing: "没有工单", loginFailed: "登录失败：", confidence: "置信度",
+      nothing: "没有工单", loginFailed: "登录失败：", confidence: "置信度", reveal: "查看完整信息（会记录）",
       status: { new: "待处理", assigned: "已认领", in_progress: "处理中", waiting_customer: "等待顾客",
         resolved: "已解决", closed: "已关闭" },
       priority: { normal: "普通", high: "高", urgent: "紧急" }
@@ -39,7 +39,7 @@
       released: "Handed back to the bot", moved: "Status updated", profile: "Customer", tags: "Tags",
       hints: "Hints", orders: "Orders", repairs: "Repairs", refunds: "Refunds", earlier: "Earlier tickets",
       none: "None", customer: "Customer", bot: "Bot", agent: "Agent", reported: " not-useful reports",
-      nothing: "No tickets", loginFailed: "Login failed: ", confidence: "confidence",
+      nothing: "No tickets", loginFailed: "Login failed: ", confidence: "confidence", reveal: "Show in full (audited)",
       status: { new: "New", assigned: "Assigned", in_progress: "In progress", waiting_customer: "Waiting for customer",
         resolved: "Resolved", closed: "Closed" },
       priority: { normal: "Normal", high: "High", urgent: "Urgent" }
@@ -313,6 +313,20 @@
     box.appendChild(el("h3", null, t.profile));
     box.appendChild(el("p", null, customerName(ticket)));
     if (p.phone) box.appendChild(el("p", "muted", p.phone));
+    if (me && ticket.assignee === me.name) {
+      // The owner may see the personal data in clear; each reveal is audited.
+      var reveal = el("button", "reveal", t.reveal);
+      reveal.addEventListener("click", function () {
+        api("POST", "/v1/tickets/" + ticket.id + "/reveal", {}).then(function (r) {
+          var shown = el("div", "hint");
+          var v = r.revealed || {};
+          var lines = [v.name, v.phone].concat((v.addresses || []).map(function (a) { return a.order_id + ": " + (a.address || ""); }));
+          shown.textContent = lines.filter(Boolean).join("\n");
+          reveal.replaceWith(shown);
+        }).catch(function (err) { toast(err.message, true); });
+      });
+      box.appendChild(reveal);
+    }
     var tags = el("div", "tags");
     (p.tags || []).forEach(function (tag) { tags.appendChild(el("span", null, tag)); });
     box.appendChild(el("h3", null, t.tags));
