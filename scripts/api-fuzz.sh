@@ -6,6 +6,7 @@
 # Usage: scripts/api-fuzz.sh [max examples per operation, default 30]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/serve-lib.sh
 
 examples="${1:-30}"
 venv=.venv-fuzz
@@ -28,12 +29,7 @@ KEFU_DATABASE_URL="sqlite://$work/kefu.db" KEFU_ENTERPRISE_DATABASE_URL="sqlite:
   KEFU_VERSIONS_DIR="$work/versions" RUST_LOG="${RUST_LOG:-info}" \
   target/debug/kefu serve --addr "127.0.0.1:$port" >"$work/server.log" 2>&1 &
 server=$!
-for _ in $(seq 1 240); do
-  curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
-  kill -0 "$server" 2>/dev/null || { cat "$work/server.log"; exit 1; }
-  sleep 0.5
-done
-curl -sf "http://127.0.0.1:$port/readyz" >/dev/null || { echo "server not ready" >&2; tail -20 "$work/server.log"; exit 1; }
+wait_ready "$port" "$server" "$work/server.log"
 
 # NOTE: retrain is left out: each accepted call fits a new model version for
 # minutes; so are the live event streams, which never end (the in-process and

@@ -6,6 +6,7 @@
 # Usage: scripts/pilot-load.sh [visitors, default 50] [seconds, default 60] [--json]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/serve-lib.sh
 
 visitors="${1:-50}"
 seconds="${2:-60}"
@@ -28,11 +29,7 @@ for n in 1 2 3 4 5; do
 done
 RUST_LOG="${RUST_LOG:-warn}" target/debug/kefu serve --addr "127.0.0.1:$port" >"$work/server.log" 2>&1 &
 server=$!
-for _ in $(seq 1 240); do
-  curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
-  kill -0 "$server" 2>/dev/null || { cat "$work/server.log"; exit 1; }
-  sleep 0.5
-done
+wait_ready "$port" "$server" "$work/server.log"
 KEFU_LOAD_AGENTS="$agents" target/debug/kefu load --pilot --url "http://127.0.0.1:$port" \
   --visitors "$visitors" --seconds "$seconds" $json
 echo "server RSS: $(ps -o rss= -p "$server" | awk '{printf "%.0f MB", $1/1024}')"

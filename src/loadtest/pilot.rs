@@ -38,6 +38,9 @@ struct PilotSummary {
     errors: usize,
     answer_ms_p50: f64,
     answer_ms_p99: f64,
+    /// The same for the messages the bot answered, and for those handed to an agent.
+    bot_answer_ms_p99: f64,
+    to_agent_ms_p99: f64,
     tickets_claimed: usize,
     claim_conflicts: usize,
     agent_replies_sent: usize,
@@ -49,6 +52,8 @@ struct PilotSummary {
 #[derive(Default)]
 struct Tally {
     latencies: Vec<f64>,
+    bot_latencies: Vec<f64>,
+    agent_latencies: Vec<f64>,
     errors: usize,
     replies_sent: HashSet<String>,
     replies_received: HashSet<String>,
@@ -144,8 +149,12 @@ pub async fn run(base: reqwest::Url, visitors: usize, agents: &str, seconds: f64
         in_tickets += usize::from(conversations[ticket].contains(text));
     }
     let t = tally(&shared);
-    let mut latencies = t.latencies.clone();
-    latencies.sort_by(f64::total_cmp);
+    let sorted = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let latencies = sorted(&t.latencies);
     let summary = PilotSummary {
         visitors,
         agents: agents.len(),
@@ -154,6 +163,8 @@ pub async fn run(base: reqwest::Url, visitors: usize, agents: &str, seconds: f64
         errors: t.errors,
         answer_ms_p50: percentile(&latencies, 50.0),
         answer_ms_p99: percentile(&latencies, 99.0),
+        bot_answer_ms_p99: percentile(&sorted(&t.bot_latencies), 99.0),
+        to_agent_ms_p99: percentile(&sorted(&t.agent_latencies), 99.0),
         tickets_claimed: t.claimed.len(),
         claim_conflicts: t.conflicts,
         agent_replies_sent: t.replies_sent.len(),
@@ -165,7 +176,8 @@ pub async fn run(base: reqwest::Url, visitors: usize, agents: &str, seconds: f64
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         println!(
-            "{} visitors and {} agents for {:.0}s: {} visitor messages, {} errors, answer p50 {:.1} ms, p99 {:.1} ms; \
+            "{} visitors and {} agents for {:.0}s: {} visitor messages, {} errors, answer p50 {:.1} ms, p99 {:.1} ms \
+             (bot answers p99 {:.1} ms, to agents p99 {:.1} ms); \
              {} tickets claimed ({} conflicts refused); agent replies {} sent, {} received; \
              customer messages to agents {} sent, {} in their tickets",
             summary.visitors,
@@ -175,6 +187,8 @@ pub async fn run(base: reqwest::Url, visitors: usize, agents: &str, seconds: f64
             summary.errors,
             summary.answer_ms_p50,
             summary.answer_ms_p99,
+            summary.bot_answer_ms_p99,
+            summary.to_agent_ms_p99,
             summary.tickets_claimed,
             summary.claim_conflicts,
             summary.agent_replies_sent,
@@ -245,8 +259,9 @@ async fn visitor(
                 Some(reply) if reply["reason"] == "agent_active" => {
                     let ticket = reply["ticket_id"].as_str().unwrap_or_default().to_string();
                     t.forwarded.push((ticket, text));
+                    t.agent_latencies.push(latency);
                 }
-                Some(_) => {}
+                Some(_) => t.bot_latencies.push(latency),
                 None => t.errors += 1,
             }
         }
