@@ -95,6 +95,13 @@ async fn personal_data_reaches_neither_log_nor_database_in_clear() {
         let (status, body) = call(&base, &li, "POST", &path, Some(body)).await;
         assert_eq!(status, 200, "{path}: {body}");
     }
+    // Now li owns the conversation: the customer's message goes to her, and she replies.
+    let (status, forwarded) =
+        call(&base, BOT, "POST", "/v1/answer", Some(json!({"text": pii, "customer_id": "c1001"}))).await;
+    assert_eq!((status, forwarded["handoff"]["reason"].as_str()), (200, Some("agent_active")), "{forwarded}");
+    let (status, body) =
+        call(&base, &li, "POST", &format!("/v1/tickets/{id}/messages"), Some(json!({"text": pii}))).await;
+    assert_eq!(status, 202, "{body}");
     let (status, shown) = call(&base, &li, "GET", &format!("/v1/tickets/{id}"), None).await;
     assert_eq!(status, 200);
     for number in [PHONE, ID_CARD, BANK_CARD] {
@@ -111,6 +118,17 @@ async fn personal_data_reaches_neither_log_nor_database_in_clear() {
     )
     .await;
     assert_eq!(status, 201, "{body}");
+    // A website chat visitor writes it too.
+    let (status, session) = call(&base, "", "POST", "/v1/widget/session", Some(json!({}))).await;
+    assert_eq!(status, 200, "{session}");
+    let chat = reqwest::Client::new()
+        .post(format!("{base}/v1/widget/messages"))
+        .header("x-kefu-visitor", session["visitor"].as_str().unwrap())
+        .json(&json!({"text": pii}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chat.status(), 200);
     // A failed login with personal data as the name.
     let (status, _) = call(&base, "", "POST", "/v1/auth/login", Some(json!({"agent": NAME, "password": PHONE}))).await;
     assert_eq!(status, 401);

@@ -103,23 +103,31 @@ async fn profiles_tags_hints_priority_and_ticket_status() {
     let (status, _) =
         post(base, &format!("/v1/tickets/{ticket_id}/status"), json!({"status": "in_progress", "note": note})).await;
     assert_eq!(status, 200);
+    // While agent-7 works on it, the customer's messages go to them, not to the bot.
     let r = ask(base, json!({"text": "帮我看看我那个工单", "customer_id": "c1001", "now": NOW})).await;
-    let answer = r["answer"].as_str().unwrap();
-    assert!(
-        answer.contains(&ticket_id) && answer.contains("处理中") && answer.contains("agent-7") && answer.contains(note),
-        "{answer}"
+    assert_eq!(
+        (r["handoff"]["reason"].as_str(), r["handoff"]["ticket_id"].as_str()),
+        (Some("agent_active"), Some(ticket_id.as_str())),
+        "{r}"
     );
-    let r = ask(base, json!({"text": "what's the status of my ticket", "customer_id": "c1001", "now": NOW})).await;
-    let answer = r["answer"].as_str().unwrap();
-    assert!(answer.contains(&ticket_id) && answer.contains("in progress") && answer.contains(note), "{answer}");
 
     // Named by id, even without a customer id.
     let r = ask(base, json!({"text": format!("工单号 {ticket_id} 现在什么状态"), "now": NOW})).await;
     assert_eq!(r["intent"], "ticket_status", "{r}");
-    assert!(r["answer"].as_str().unwrap().contains(note), "{r}");
+    let answer = r["answer"].as_str().unwrap();
+    assert!(answer.contains("处理中") && answer.contains("agent-7") && answer.contains(note), "{r}");
 
-    // Resolved tickets are no longer open.
+    // Resolved, the ticket still shows for a week, in either language, with the latest note.
     assert_eq!(post(base, &format!("/v1/tickets/{ticket_id}/status"), json!({"status": "resolved"})).await.0, 200);
+    let r = ask(base, json!({"text": "帮我看看我那个工单", "customer_id": "c1001", "now": NOW})).await;
+    let answer = r["answer"].as_str().unwrap();
+    assert!(answer.contains(&ticket_id) && answer.contains("已解决") && answer.contains(note), "{answer}");
+    let r = ask(base, json!({"text": "what's the status of my ticket", "customer_id": "c1001", "now": NOW})).await;
+    let answer = r["answer"].as_str().unwrap();
+    assert!(answer.contains(&ticket_id) && answer.contains("resolved") && answer.contains(note), "{answer}");
+
+    // Closed tickets drop out.
+    assert_eq!(post(base, &format!("/v1/tickets/{ticket_id}/status"), json!({"status": "closed"})).await.0, 200);
     let r = ask(base, json!({"text": "帮我看看我那个工单", "customer_id": "c1001", "now": NOW})).await;
     assert!(r["answer"].as_str().unwrap().starts_with("目前没有查到你未完成的工单"), "{r}");
 }
