@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +61,49 @@ pub struct Config {
     pub analytics: AnalyticsConfig,
     pub security: SecurityConfig,
     pub widget: WidgetConfig,
+    pub channels: ChannelsConfig,
+}
+
+/// `[channels]`: the messaging platforms kefu receives from and replies to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelsConfig {
+    /// How long a platform's callback waits for the bot before the reply
+    /// goes through the outbox instead (WeChat gives up after 5 s); 0 sends
+    /// every reply through the outbox.
+    pub passive_reply_ms: u64,
+    /// Retries of a reply a platform did not take (network, busy), before it is marked failed.
+    pub send_retries: u32,
+    /// Wait before the first retry; each next one doubles.
+    pub send_backoff_ms: u64,
+    /// Timeout of one call to a platform's API.
+    pub send_timeout_ms: u64,
+    /// WeChat Official Accounts, one `[channels.wechat.<account>]` table each;
+    /// the callback URL is `/v1/channels/wechat/<account>`.
+    pub wechat: std::collections::BTreeMap<String, WechatAccountConfig>,
+}
+
+/// `[channels.wechat.<account>]`: one Official Account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WechatAccountConfig {
+    /// The callback token set in WeChat's console.
+    pub token: String,
+    /// 43 characters; safe mode (encrypted messages) when set.
+    pub encoding_aes_key: Option<String>,
+    pub app_id: String,
+    pub app_secret: String,
+    /// Where WeChat's API lives (tests point it at a loopback fake).
+    #[serde(default = "wechat_api_base")]
+    pub api_base: String,
+    /// Hand-offs go to WeChat's own customer-service desk (transfer_customer_service)
+    /// instead of kefu's workspace.
+    #[serde(default)]
+    pub transfer_to_wechat_desk: bool,
+}
+
+fn wechat_api_base() -> String {
+    "https://api.weixin.qq.com".into()
 }
 
 /// `[widget]`: the website chat.
@@ -240,6 +284,20 @@ impl Default for Config {
             analytics: AnalyticsConfig::default(),
             security: SecurityConfig::default(),
             widget: WidgetConfig::default(),
+            channels: ChannelsConfig::default(),
+        }
+    }
+}
+
+impl Default for ChannelsConfig {
+    fn default() -> Self {
+        let settings = crate::service::channels::ChannelSettings::default();
+        ChannelsConfig {
+            passive_reply_ms: settings.passive_window.as_millis().try_into().unwrap_or(u64::MAX),
+            send_retries: settings.backoff.retries,
+            send_backoff_ms: settings.backoff.first.as_millis().try_into().unwrap_or(u64::MAX),
+            send_timeout_ms: 5000,
+            wechat: Default::default(),
         }
     }
 }
@@ -424,6 +482,10 @@ const SETTINGS: &[Setting] = &[
     setting("security.tls_key", "tls_key", Kind::Optional),
     Setting { path: "widget.customer_token_secret", name: "widget_secret", kind: Kind::Optional, secret: true },
     setting("widget.allowed_origins", "widget_allowed_origins", Kind::Optional),
+    setting("channels.passive_reply_ms", "passive_reply_ms", Kind::Number),
+    setting("channels.send_retries", "send_retries", Kind::Number),
+    setting("channels.send_backoff_ms", "send_backoff_ms", Kind::Number),
+    setting("channels.send_timeout_ms", "send_timeout_ms", Kind::Number),
 ];
 
 /// Sets `value` at `path` (`section.field` or `field`) in `table`, or removes it when `None`.
@@ -616,6 +678,54 @@ impl Config {
         }
     }
 
+    /// The messaging platform accounts, their API clients built.
+    pub fn channel_accounts(&self) -> Result<crate::service::channels::ChannelAccounts, ConfigError> {
+        use crate::channels::wechat::{api::WechatApi, CallbackKeys, MessageCrypto};
+        use crate::service::channels::{ChannelAccounts, ChannelSettings, WechatAccount};
+        let c = &self.channels;
+        let timeout = std::time::Duration::from_millis(c.send_timeout_ms);
+        let mut wechat = std::collections::BTreeMap::new();
+        for (name, account) in &c.wechat {
+            let invalid = |message: String| ConfigError::Invalid {
+                field: "channels.wechat",
+                message: format!("account {name:?}: {message}"),
+            };
+            if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
+                return Err(invalid("account names are letters, digits, - and _ (they are URL segments)".into()));
+            }
+            if account.token.is_empty() {
+                return Err(invalid("token is empty".into()));
+            }
+            let crypto = account
+                .encoding_aes_key
+                .as_deref()
+                .filter(|k| !k.is_empty())
+                .map(|key| MessageCrypto::new(key, &account.app_id))
+                .transpose()
+                .map_err(|e| invalid(e.to_string()))?;
+            let base = parse_http_url("channels.wechat.api_base", &account.api_base)?;
+            let api = WechatApi::new(base, &account.app_id, &account.app_secret, timeout)
+                .map_err(|e| invalid(format!("cannot build its HTTP client: {e}")))?;
+            let keys = CallbackKeys { token: account.token.clone(), crypto };
+            wechat.insert(
+                name.clone(),
+                Arc::new(WechatAccount { keys, api, transfer_to_desk: account.transfer_to_wechat_desk }),
+            );
+        }
+        let defaults = ChannelSettings::default();
+        Ok(ChannelAccounts {
+            wechat,
+            settings: ChannelSettings {
+                passive_window: std::time::Duration::from_millis(c.passive_reply_ms),
+                backoff: crate::support::retry::Backoff::doubling(
+                    c.send_retries,
+                    std::time::Duration::from_millis(c.send_backoff_ms.max(1)),
+                ),
+                ..defaults
+            },
+        })
+    }
+
     pub fn auth_settings(&self) -> Result<crate::service::auth::AuthSettings, ConfigError> {
         let invalid = |message: String| ConfigError::Invalid { field: "security.api_keys", message };
         let mut api_keys = crate::service::auth::parse_api_keys(self.security.api_keys.as_deref().unwrap_or_default())
@@ -667,6 +777,7 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.tz()?;
+        self.channel_accounts()?;
         self.auth_settings()?;
         if self.security.tls_cert.is_some() != self.security.tls_key.is_some() {
             return Err(ConfigError::Invalid {

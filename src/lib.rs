@@ -9,6 +9,7 @@ pub mod access;
 pub mod analytics;
 pub mod answer;
 pub mod api;
+pub mod channels;
 pub mod config;
 pub mod connectors;
 pub mod corpus;
@@ -30,7 +31,7 @@ pub mod tickets;
 /// The module order, lowest first: a module may use only those before it.
 /// - helpers without domain words: support, privacy;
 /// - the deployment's data and the model: corpus, encoder, index, nlu;
-/// - enterprise systems: connectors;
+/// - outside systems: connectors (the enterprise's), channels (messaging platforms);
 /// - pure business rules: tickets, policy, profile, analytics (the weekly figures);
 /// - persistence: store;
 /// - the engine and what runs it: answer, engine, eval, learning (retrain, gate, versions);
@@ -44,6 +45,7 @@ pub const LAYERS: &[&str] = &[
     "index",
     "nlu",
     "connectors",
+    "channels",
     "tickets",
     "access",
     "policy",

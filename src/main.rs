@@ -430,8 +430,11 @@ async fn serve(config: Config) -> Result<()> {
         secure_cookies: config.security.tls_cert.is_some(),
         stats: config.stats_settings()?,
         widget: config.widget_settings(),
+        channels: config.channel_accounts()?,
     };
     let state = AppState::new(store.clone(), settings);
+    // Replies to messaging platforms leave from the outbox, whatever the model's state.
+    tokio::spawn(state.channels().run_sender());
     if state.protected_mode().await? {
         tracing::warn!(
             addr = %config.addr,

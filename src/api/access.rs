@@ -41,6 +41,9 @@ pub enum Access {
     /// header, or `visitor` in the query for `EventSource`), and the shop's
     /// customer token when logged in (`X-Kefu-Customer`, `customer_token`).
     Visitor,
+    /// A messaging platform's callback: the platform's own signature, which
+    /// the handler checks (API keys and sessions grant nothing here).
+    Platform,
 }
 
 /// One route as declared.
@@ -159,7 +162,7 @@ async fn authorise(
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this route declares no access"));
     };
     let needed = match access {
-        Access::Public => return Ok(next.run(request).await),
+        Access::Public | Access::Platform => return Ok(next.run(request).await),
         Access::Visitor => {
             let visitor = visitor(&state, &request)?;
             state.gate.spend_as(&format!("visitor:{}", visitor.visitor_id))?;

@@ -6,8 +6,10 @@ use axum::response::{IntoResponse, Response};
 use axum::{BoxError, Json};
 use serde_json::json;
 
+use crate::channels::wechat::WechatError;
 use crate::encoder::EncoderError;
 use crate::engine::{EngineError, InvalidInput, InvalidKind};
+use crate::service::channels::ChannelError;
 use crate::service::widget::WidgetError;
 use crate::service::ServiceError;
 use crate::store::StoreError;
@@ -134,6 +136,8 @@ impl From<ServiceError> for ApiError {
             e @ ServiceError::InvalidReply(_) => ApiError::bad_request("invalid_reply", e.to_string()),
             e @ ServiceError::TicketClosed(_) => ApiError::new(StatusCode::CONFLICT, "ticket_closed", e.to_string()),
             ServiceError::Widget(e) => e.into(),
+            ServiceError::Loading => ApiError::not_ready(),
+            ServiceError::Channel(e) => e.into(),
         }
     }
 }
@@ -158,5 +162,21 @@ impl From<WidgetError> for ApiError {
             WidgetError::ExpiredCustomerToken => "expired_customer_token",
         };
         ApiError::new(StatusCode::UNAUTHORIZED, code, e.to_string())
+    }
+}
+
+/// A platform callback refused: unknown account 404, bad signature or
+/// replayed timestamp 403, anything that is not the platform's message 400.
+impl From<ChannelError> for ApiError {
+    fn from(e: ChannelError) -> Self {
+        match &e {
+            ChannelError::UnknownAccount { .. } => ApiError::not_found(e.to_string()),
+            ChannelError::Wechat(WechatError::BadSignature | WechatError::StaleTimestamp) => {
+                ApiError::new(StatusCode::FORBIDDEN, "bad_signature", e.to_string())
+            }
+            ChannelError::Wechat(WechatError::BadXml(_) | WechatError::Crypto(_) | WechatError::NotInSafeMode) => {
+                ApiError::bad_request("bad_message", e.to_string())
+            }
+        }
     }
 }

@@ -5,6 +5,7 @@
 mod access;
 mod admin;
 mod analytics;
+mod channels;
 mod error;
 mod events;
 mod pages;
@@ -37,6 +38,7 @@ use crate::access::{Caller, Role};
 use crate::engine::{Candidate, Engine};
 use crate::privacy::mask;
 use crate::service::auth::{AuthSettings, Gatekeeper};
+use crate::service::channels::{ChannelAccounts, ChannelHub};
 use crate::service::live::LiveEngine;
 use crate::service::widget::WidgetGate;
 use crate::service::{self, turn};
@@ -58,6 +60,8 @@ pub struct ApiSettings {
     /// Time zone, question grouping and caps of the analytics endpoints.
     pub stats: crate::analytics::StatsSettings,
     pub widget: WidgetSettings,
+    /// Messaging platform accounts and how their replies are timed.
+    pub channels: ChannelAccounts,
 }
 
 /// The website chat: who may embed it and how shops name their customers.
@@ -83,6 +87,7 @@ impl Default for ApiSettings {
             secure_cookies: false,
             stats: crate::analytics::StatsSettings::default(),
             widget: WidgetSettings::default(),
+            channels: ChannelAccounts::default(),
         }
     }
 }
@@ -100,16 +105,23 @@ pub struct AppState {
     question_vectors: service::analytics::QuestionVectors,
     /// Checks the website chat's visitor and customer tokens.
     widgets: WidgetGate,
+    /// Messaging platforms' callbacks and the outbox of replies to them.
+    channels: Arc<ChannelHub>,
 }
 
 impl AppState {
     pub fn new(store: Store, settings: ApiSettings) -> Arc<AppState> {
+        let live = Arc::new(LiveEngine::default());
+        let in_flight = Arc::new(Semaphore::new(settings.max_in_flight));
+        let channels =
+            ChannelHub::new(store.clone(), live.clone(), in_flight.clone(), settings.turns, settings.channels.clone());
         Arc::new(AppState {
             widgets: WidgetGate::new(store.vault(), settings.widget.customer_token_secret.clone()),
-            live: Arc::new(LiveEngine::default()),
+            live,
             gate: Gatekeeper::new(store.clone(), settings.auth.clone()),
             store,
-            in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
+            in_flight,
+            channels,
             settings,
             question_vectors: service::analytics::QuestionVectors::default(),
         })
@@ -117,6 +129,11 @@ impl AppState {
 
     fn engine(&self) -> Option<Arc<Engine>> {
         self.live.get()
+    }
+
+    /// The platforms' callbacks and outbox, whose sender the server runs.
+    pub fn channels(&self) -> Arc<ChannelHub> {
+        self.channels.clone()
     }
 
     /// Whether no API key exists, so only loopback clients are answered.
@@ -152,6 +169,7 @@ fn routes(state: &Arc<AppState>) -> access::Routes {
         .get("/v1/audit", admin, audit)
         .merge(workspace::routes())
         .merge(widget::routes())
+        .merge(channels::routes())
         .wrap(|router| {
             router.layer(DefaultBodyLimit::max(settings.max_body_bytes)).layer(
                 ServiceBuilder::new()
@@ -347,6 +365,7 @@ async fn answer(
         channel: req.channel.unwrap_or_else(|| service::DEFAULT_CHANNEL.into()),
         scenario: req.scenario,
         now,
+        origin: None,
     };
     let turn = turn::answer(&engine, &state.store, &state.in_flight, &state.settings.turns, message, started).await?;
     Ok(Json(AnswerResponse::of(turn, &engine)))

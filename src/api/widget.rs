@@ -139,6 +139,7 @@ async fn send_message(
         channel: WEB.to_string(),
         scenario: None,
         now: parse_now(req.now.as_deref())?,
+        origin: None,
     };
     let turn = turn::answer(&engine, &state.store, &state.in_flight, &state.settings.turns, message, started).await?;
     Ok(Json(match turn {

@@ -47,7 +47,7 @@ async fn send_message(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<SentReply>), ApiError> {
     let req: MessageRequest = parse_json(body)?;
-    let sent = workspace::reply(&state.store, &id, &req.text, &caller).await?;
+    let sent = workspace::reply(&state.store, &state.channels, &id, &req.text, &caller).await?;
     Ok((StatusCode::ACCEPTED, Json(sent)))
 }
 

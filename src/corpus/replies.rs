@@ -38,10 +38,14 @@ pub enum ReplyKey {
     TicketNone,
     /// The ticket named is not found: `{id}`, `{answer}`.
     TicketNotFound,
+    /// A customer followed the account on a messaging platform.
+    Welcome,
+    /// A picture, voice message or location the bot cannot read.
+    TextOnly,
 }
 
 impl ReplyKey {
-    const ALL: [ReplyKey; 11] = [
+    const ALL: [ReplyKey; 13] = [
         ReplyKey::Rephrase,
         ReplyKey::Clarify,
         ReplyKey::Holding,
@@ -53,6 +57,8 @@ impl ReplyKey {
         ReplyKey::TicketMore,
         ReplyKey::TicketNone,
         ReplyKey::TicketNotFound,
+        ReplyKey::Welcome,
+        ReplyKey::TextOnly,
     ];
 
     /// Its table name in `replies.toml`.
@@ -69,13 +75,20 @@ impl ReplyKey {
             ReplyKey::TicketMore => "ticket_more",
             ReplyKey::TicketNone => "ticket_none",
             ReplyKey::TicketNotFound => "ticket_not_found",
+            ReplyKey::Welcome => "welcome",
+            ReplyKey::TextOnly => "text_only",
         }
     }
 
     /// Placeholders the text must carry (what the customer needs to read), then those it may.
     fn placeholders(self) -> (&'static [&'static str], &'static [&'static str]) {
         match self {
-            ReplyKey::Rephrase | ReplyKey::Holding | ReplyKey::HoldingAngry | ReplyKey::AskOrderNumber => (&[], &[]),
+            ReplyKey::Rephrase
+            | ReplyKey::Holding
+            | ReplyKey::HoldingAngry
+            | ReplyKey::AskOrderNumber
+            | ReplyKey::Welcome
+            | ReplyKey::TextOnly => (&[], &[]),
             ReplyKey::Clarify => (&["options"], &[]),
             ReplyKey::WhichOrder => (&["orders"], &[]),
             ReplyKey::TicketFound => (&["ticket"], &[]),
@@ -117,6 +130,14 @@ impl ReplyKey {
             ReplyKey::TicketMore => ("\n另有 {more} 个未列出。", "\n{more} more are not listed."),
             ReplyKey::TicketNone => ("目前没有查到你未完成的工单。{answer}", "I can't find any open ticket of yours right now. {answer}"),
             ReplyKey::TicketNotFound => ("没有查到工单 {id}，麻烦核对一下工单号。{answer}", "I couldn't find ticket {id}; please check the number. {answer}"),
+            ReplyKey::Welcome => (
+                "你好，我是智能客服，有什么可以帮你？直接发消息问我就好，需要人工时回复“转人工”。",
+                "Hi, I'm the support assistant. What can I help you with? Just send me a message, or type \"agent\" to reach a person.",
+            ),
+            ReplyKey::TextOnly => (
+                "我暂时只能看懂文字消息，麻烦用文字描述一下你的问题。",
+                "I can only read text messages for now; please describe your question in words.",
+            ),
         }
     }
 

@@ -4,6 +4,7 @@
 
 pub mod analytics;
 pub mod auth;
+pub mod channels;
 pub mod live;
 pub mod tickets;
 pub mod turn;
@@ -19,6 +20,11 @@ pub const DEFAULT_CHANNEL: &str = "web";
 /// The channel of `kefu practice`'s rehearsal customers: the workspace's sandbox queue.
 pub const PRACTICE_CHANNEL: &str = "practice";
 
+/// A fresh random id (trace ids, message ids, outbox ids, visitor ids).
+fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
 /// Why a use case failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -28,6 +34,8 @@ pub enum ServiceError {
     Store(#[from] StoreError),
     #[error("too many requests in flight")]
     Busy,
+    #[error("the model is still loading")]
+    Loading,
     #[error("{0:?} is not an intent of the taxonomy")]
     UnknownIntent(String),
     #[error("give the intent the ticket is about: this deployment has no intent with the human_request role")]
@@ -48,4 +56,6 @@ pub enum ServiceError {
     TicketClosed(String),
     #[error(transparent)]
     Widget(#[from] widget::WidgetError),
+    #[error(transparent)]
+    Channel(#[from] channels::ChannelError),
 }

@@ -11,9 +11,12 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
 use super::ServiceError;
+use crate::channels::ReplyRoute;
 use crate::corpus::Lang;
 use crate::engine::{Engine, Outcome, PreviousTurn, Query};
-use crate::store::{ActiveTicket, Delivery, MessageRole, NewMessage, NewTicket, NewTurn, Store};
+use crate::store::{
+    ActiveTicket, ChannelWrite, Delivery, MessageRole, NewMessage, NewOutbound, NewTicket, NewTurn, Store,
+};
 use crate::tickets::{self, HandoffReason, Priority, Status};
 
 /// How turns are tied together and hand-offs timed.
@@ -36,6 +39,35 @@ pub struct Message {
     pub scenario: Option<String>,
     /// Reference time for relative dates.
     pub now: DateTime<FixedOffset>,
+    /// Set for a message from a messaging platform.
+    pub origin: Option<PlatformOrigin>,
+}
+
+/// Where a platform's message came from and where its reply goes.
+#[derive(Debug, Clone)]
+pub struct PlatformOrigin {
+    /// The stored received message: settled with the turn, whose trace id it becomes.
+    pub inbound_id: String,
+    pub route: ReplyRoute,
+    /// The id the bot's reply gets in the outbox.
+    pub reply_id: String,
+    /// The outbox holds the reply until then, while the platform's callback may still answer it.
+    pub reply_not_before: DateTime<Utc>,
+}
+
+impl PlatformOrigin {
+    fn write(&self, reply: Option<&str>) -> ChannelWrite<'_> {
+        ChannelWrite {
+            route: &self.route,
+            inbound_id: Some(&self.inbound_id),
+            reply: reply.map(|text| NewOutbound {
+                id: self.reply_id.clone(),
+                route: self.route.clone(),
+                text: text.to_string(),
+                not_before: self.reply_not_before,
+            }),
+        }
+    }
 }
 
 /// The ticket a hand-off opened.
@@ -87,7 +119,10 @@ pub async fn answer(
     message: Message,
     started: Instant,
 ) -> Result<Turn, ServiceError> {
-    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let trace_id = match &message.origin {
+        Some(origin) => origin.inbound_id.clone(),
+        None => super::new_id(),
+    };
     let (customer, session) = (message.customer_id.as_deref(), message.session_id.as_deref());
     let mut query = Query {
         text: &message.text,
@@ -138,7 +173,8 @@ pub async fn answer(
         due_at: tickets::due_at(at, settings.ticket_sla),
         context: outcome.context.clone().unwrap_or_else(|| json!({})),
     });
-    store.record_turn(&turn, ticket.as_ref()).await?;
+    let channel = message.origin.as_ref().map(|o| o.write(outcome.answer.as_deref()));
+    store.record_turn_with(&turn, ticket.as_ref(), channel.as_ref()).await?;
     // NOTE: no text: a message may name a person or an address, which no mask
     // finds; the trace id leads to the (sealed) turn.
     tracing::info!(
@@ -171,7 +207,8 @@ async fn forward(
         text: &message.text,
         delivery: Delivery::Received,
     };
-    let (_, message_id) = store.add_message(&stored, Utc::now()).await?;
+    let channel = message.origin.as_ref().map(|o| o.write(None));
+    let (_, message_id) = store.add_message_with(&stored, channel.as_ref(), Utc::now()).await?;
     if ticket.status == Status::WaitingCustomer {
         let note = "the customer replied";
         store.move_ticket(&ticket.id, Status::InProgress, None, Some(note), "customer", Utc::now()).await?;

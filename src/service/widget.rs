@@ -79,7 +79,7 @@ impl WidgetGate {
 
     /// A new visitor's signed token.
     pub fn new_visitor_token(&self) -> String {
-        let id = uuid::Uuid::new_v4().simple().to_string();
+        let id = super::new_id();
         format!("v1.{id}.{}", self.vault.blind(VISITOR_PURPOSE, &id))
     }
 
@@ -90,7 +90,7 @@ impl WidgetGate {
             (Some("v1"), Some(id), Some(mac), None)
                 if id.len() == 32
                     && id.bytes().all(|b| b.is_ascii_hexdigit())
-                    && same_secret(&self.vault.blind(VISITOR_PURPOSE, id), mac) =>
+                    && crate::support::same_secret(&self.vault.blind(VISITOR_PURPOSE, id), mac) =>
             {
                 Ok(id.to_string())
             }
@@ -145,11 +145,6 @@ impl WidgetGate {
         }
         Ok(claims.sub)
     }
-}
-
-/// Compares two MACs in time independent of where they differ.
-fn same_secret(expected: &str, given: &str) -> bool {
-    expected.len() == given.len() && expected.bytes().zip(given.bytes()).fold(0, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
 /// A customer token as a shop's backend mints it (HS256 JWT): for the demo

@@ -5,9 +5,10 @@
 use chrono::Utc;
 use serde::Serialize;
 
+use super::channels::ChannelHub;
 use super::{ServiceError, DEFAULT_CHANNEL, PRACTICE_CHANNEL};
 use crate::access::{Caller, Role};
-use crate::store::{Delivery, MessageRole, NewMessage, Store, Ticket};
+use crate::store::{ChannelWrite, Delivery, MessageRole, NewMessage, NewOutbound, Store, Ticket};
 use crate::tickets::Status;
 
 /// Longest reply an agent may send, in characters.
@@ -32,7 +33,13 @@ pub struct SentReply {
 /// Sends an agent's reply to the ticket's customer on the channel of their
 /// latest message. An unowned ticket is claimed by the replying agent first
 /// (so the bot falls silent); another agent's ticket is refused.
-pub async fn reply(store: &Store, id: &str, text: &str, caller: &Caller) -> Result<SentReply, ServiceError> {
+pub async fn reply(
+    store: &Store,
+    channels: &ChannelHub,
+    id: &str,
+    text: &str,
+    caller: &Caller,
+) -> Result<SentReply, ServiceError> {
     let text = text.trim();
     if text.is_empty() || text.chars().count() > MAX_REPLY_CHARS {
         return Err(ServiceError::InvalidReply(MAX_REPLY_CHARS));
@@ -46,12 +53,31 @@ pub async fn reply(store: &Store, id: &str, text: &str, caller: &Caller) -> Resu
         store.move_ticket(id, Status::Assigned, Some(agent), None, &caller.actor(), Utc::now()).await?;
     }
     let (customer, session) = (ticket.customer_id.as_deref(), ticket.session_id.as_deref());
-    let channel = store.latest_channel(customer, session).await?.unwrap_or_else(|| ticket.channel.clone());
-    // NOTE: the channels' senders (WeChat, WeCom, Douyin) take queued replies from
-    // this outbox; until one is configured for a channel the reply waits here.
-    let delivery = if READ_FROM_KEFU.contains(&channel.as_str()) { Delivery::Sent } else { Delivery::Queued };
-    let reason = (delivery == Delivery::Queued)
-        .then(|| format!("no sender for channel {channel:?} yet: the reply waits in the outbox"));
+    let latest = store.latest_channel(customer, session).await?;
+    let channel = latest.as_ref().map_or_else(|| ticket.channel.clone(), |l| l.channel.clone());
+    let now = Utc::now();
+    // A platform's customer gets the reply through the outbox, when the
+    // platform's reply window is open; the agent is told when it is not.
+    let (delivery, outbound) = match latest.and_then(|l| l.route) {
+        Some(route) => match channels.closed_window(&route).await? {
+            Some(why) => (Delivery::Failed(why), None),
+            None => {
+                let reply = NewOutbound { id: super::new_id(), route, text: text.to_string(), not_before: now };
+                (Delivery::Queued, Some(reply))
+            }
+        },
+        None if READ_FROM_KEFU.contains(&channel.as_str()) => (Delivery::Sent, None),
+        // NOTE: a channel named by a front-end calling /v1/answer has no sender
+        // in kefu: the reply waits in the conversation for that front-end.
+        None => (Delivery::Queued, None),
+    };
+    let reason = match &delivery {
+        Delivery::Failed(why) => Some(why.clone()),
+        Delivery::Queued if outbound.is_none() => {
+            Some(format!("kefu has no sender for channel {channel:?}: the reply waits in the conversation"))
+        }
+        _ => None,
+    };
     let message = NewMessage {
         ticket_id: Some(id),
         customer_id: customer,
@@ -62,7 +88,15 @@ pub async fn reply(store: &Store, id: &str, text: &str, caller: &Caller) -> Resu
         text,
         delivery: delivery.clone(),
     };
-    let (_, message_id) = store.add_message(&message, Utc::now()).await?;
+    let write = outbound.as_ref().map(|reply| ChannelWrite {
+        route: &reply.route,
+        inbound_id: None,
+        reply: Some(reply.clone()),
+    });
+    let (_, message_id) = store.add_message_with(&message, write.as_ref(), now).await?;
+    if write.is_some() {
+        channels.queued();
+    }
     Ok(SentReply { message_id, channel, delivery: delivery.as_str(), reason })
 }
 

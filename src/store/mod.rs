@@ -26,11 +26,13 @@ use crate::tickets::{Priority, Status};
 
 mod access;
 mod analytics;
+mod channels;
 mod history;
 mod learning;
 mod overdue;
 mod workspace;
 pub use access::{AgentAccount, AgentSession, ApiKeyRecord, AuditEntry, AuditFilter, RotatedRows};
+pub use channels::{ChannelWrite, Identity, LatestChannel, Linked, NewInbound, NewOutbound, Outbound, PendingInbound};
 pub use learning::StoredCorrection;
 pub use overdue::{OverduePush, OverduePushState};
 use workspace::feed;
@@ -67,6 +69,8 @@ pub(crate) mod sealed {
     pub const CORRECTION_ANSWER: &str = "corrections.answer";
     pub const CORRECTION_NOTE: &str = "corrections.note";
     pub const MESSAGE_TEXT: &str = "messages.text";
+    pub const INBOUND_TEXT: &str = "channel_inbound.text";
+    pub const OUTBOX_TEXT: &str = "outbox.text";
 }
 
 /// Purposes of the vault's keyed hashes.
@@ -369,6 +373,17 @@ impl Store {
 
     /// Records a turn, and the ticket it opened, in one transaction.
     pub async fn record_turn(&self, turn: &NewTurn, ticket: Option<&NewTicket>) -> Result<(), StoreError> {
+        self.record_turn_with(turn, ticket, None).await
+    }
+
+    /// [`Store::record_turn`] with what a platform's turn carries: its route,
+    /// the received message it answers and the reply to queue.
+    pub async fn record_turn_with(
+        &self,
+        turn: &NewTurn,
+        ticket: Option<&NewTicket>,
+        channel: Option<&ChannelWrite<'_>>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         let slots = mask_json(&turn.slots).to_string();
         let at = stamp(turn.at);
@@ -386,8 +401,8 @@ impl Store {
             self.insert_ticket(&mut tx, t, &about, &at, &opened, "bot").await?;
         }
         sqlx::query(
-            "INSERT INTO turns (trace_id, session_id, customer_id, channel, text, intent, confidence, decision, answer, slots, lead, latency_ms, ticket_id, created_at, options, text_key, answer_key)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+            "INSERT INTO turns (trace_id, session_id, customer_id, channel, text, intent, confidence, decision, answer, slots, lead, latency_ms, ticket_id, created_at, options, text_key, answer_key, route)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
         )
         .bind(&turn.trace_id)
         .bind(&turn.session_id)
@@ -406,8 +421,12 @@ impl Store {
         .bind((!turn.options.is_empty()).then(|| Value::from(turn.options.clone()).to_string()))
         .bind(self.question_key(&text))
         .bind(answer.as_deref().map(|a| self.answer_key(a)))
+        .bind(channel.map(|c| channels::route_json(c.route)))
         .execute(&mut *tx)
         .await?;
+        if let Some(channel) = channel {
+            self.write_channel(&mut tx, channel, None, &at).await?;
+        }
         tx.commit().await?;
         if ticket.is_some() {
             self.announce_change();

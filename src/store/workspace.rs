@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
+use super::channels::{route_json, ChannelWrite};
 use super::{decoded, sealed, stamp, Actor, Store, StoreError};
 use crate::privacy::mask;
 use crate::tickets::{Priority, Status};
@@ -151,12 +152,23 @@ impl Store {
 
     /// Stores a message (masked and sealed) and its feed entry; returns its sequence number and id.
     pub async fn add_message(&self, message: &NewMessage<'_>, at: DateTime<Utc>) -> Result<(i64, String), StoreError> {
+        self.add_message_with(message, None, at).await
+    }
+
+    /// [`Store::add_message`] with what a platform's message carries: its
+    /// route, the received message it settles, a reply to queue (linked to it).
+    pub async fn add_message_with(
+        &self,
+        message: &NewMessage<'_>,
+        channel: Option<&ChannelWrite<'_>>,
+        at: DateTime<Utc>,
+    ) -> Result<(i64, String), StoreError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let at = stamp(at);
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO messages (id, ticket_id, customer_id, session_id, channel, role, author, text, delivery, delivery_error, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "INSERT INTO messages (id, ticket_id, customer_id, session_id, channel, role, author, text, delivery, delivery_error, created_at, route)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&id)
         .bind(message.ticket_id)
@@ -169,8 +181,12 @@ impl Store {
         .bind(message.delivery.as_str())
         .bind(message.delivery.reason())
         .bind(&at)
+        .bind(channel.map(|c| route_json(c.route)))
         .execute(&mut *tx)
         .await?;
+        if let Some(channel) = channel {
+            self.write_channel(&mut tx, channel, Some(&id), &at).await?;
+        }
         let seq: i64 =
             sqlx::query_scalar("SELECT seq FROM messages WHERE id = $1").bind(&id).fetch_one(&mut *tx).await?;
         if let Some(ticket) = message.ticket_id {
@@ -282,28 +298,6 @@ impl Store {
         .transpose()
     }
 
-    /// The channel of the customer's latest message or turn: where a reply goes.
-    pub async fn latest_channel(
-        &self,
-        customer_id: Option<&str>,
-        session_id: Option<&str>,
-    ) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query(
-            "SELECT channel, created_at FROM (
-                SELECT channel, created_at FROM turns
-                 WHERE customer_id = $1 OR (CAST($1 AS TEXT) IS NULL AND session_id = $2)
-                UNION ALL
-                SELECT channel, created_at FROM messages
-                 WHERE role = 'customer' AND (customer_id = $1 OR (CAST($1 AS TEXT) IS NULL AND session_id = $2))
-             ) latest ORDER BY created_at DESC LIMIT 1",
-        )
-        .bind(customer_id)
-        .bind(session_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| r.try_get("channel")).transpose()?)
-    }
-
     /// Hands a conversation back to the bot: the ticket leaves its agent and
     /// waits in its queue again, and the bot answers the customer meanwhile.
     pub async fn release_ticket(&self, id: &str, actor: Actor<'_>, at: DateTime<Utc>) -> Result<(), StoreError> {
@@ -381,7 +375,10 @@ mod tests {
             assert!(changes.has_changed().unwrap(), "{backend}: live streams are woken");
             let active = store.active_ticket(Some("c1001"), None).await.unwrap().unwrap();
             assert_eq!((active.id.as_str(), active.assignee.as_str()), ("TW1", "li"), "{backend}");
-            assert_eq!(store.latest_channel(Some("c1001"), None).await.unwrap().as_deref(), Some("wechat"));
+            assert_eq!(
+                store.latest_channel(Some("c1001"), None).await.unwrap().map(|c| c.channel).as_deref(),
+                Some("wechat")
+            );
 
             let to_agent = NewMessage {
                 ticket_id: Some("TW1"),
@@ -395,7 +392,11 @@ mod tests {
             };
             let later = now + chrono::Duration::seconds(1);
             let (first, _) = store.add_message(&to_agent, later).await.unwrap();
-            assert_eq!(store.latest_channel(Some("c1001"), None).await.unwrap().as_deref(), Some("web"), "{backend}");
+            assert_eq!(
+                store.latest_channel(Some("c1001"), None).await.unwrap().map(|c| c.channel).as_deref(),
+                Some("web"),
+                "{backend}"
+            );
             let reply = NewMessage {
                 role: MessageRole::Agent,
                 author: Some("agent:li"),

@@ -1,6 +1,7 @@
 //! Small helpers without domain words, each written once: atomic file and
 //! folder replacement, retry with backoff, nearest-rank percentiles, vector
-//! arithmetic, the one timestamp format and progress bars.
+//! arithmetic, the one timestamp format, progress bars and a constant-time
+//! comparison of secrets.
 
 pub mod fs;
 pub mod percentile;
@@ -8,3 +9,8 @@ pub mod progress;
 pub mod retry;
 pub mod time;
 pub mod vector;
+
+/// Compares two secrets (MACs, signatures) in time independent of where they differ.
+pub fn same_secret(expected: &str, given: &str) -> bool {
+    expected.len() == given.len() && expected.bytes().zip(given.bytes()).fold(0, |acc, (a, b)| acc | (a ^ b)) == 0
+}

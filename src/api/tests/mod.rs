@@ -19,6 +19,9 @@ use crate::engine::{Engine, EngineSettings};
 use crate::nlu::slots::Catalogue;
 use crate::policy::PolicySettings;
 
+mod channels;
+use channels::wechat_demo_account;
+
 struct Harness {
     state: Arc<AppState>,
     _dir: tempfile::TempDir,
@@ -286,7 +289,8 @@ async fn secured() -> Harness {
         rate_per_second: 0.0,
         ..Default::default()
     };
-    let h = serve_with("corpus", 0.5, true, ApiSettings { auth, ..ApiSettings::default() }).await;
+    let settings = ApiSettings { auth, channels: wechat_demo_account("http://127.0.0.1:9"), ..ApiSettings::default() };
+    let h = serve_with("corpus", 0.5, true, settings).await;
     crate::service::auth::add_agent(&h.state.store, "li", Role::Agent, AGENT_PASSWORD).await.unwrap();
     h
 }
@@ -320,7 +324,9 @@ impl Harness {
                 self.call_as(Some(BOT_KEY), "POST", "/v1/answer", Some(json!({"text": "退货地址在哪"}))).await;
             body["trace_id"].as_str().unwrap().to_string()
         };
-        let uri = if spec.path.contains("{id}") {
+        let uri = if spec.path.contains("{account}") {
+            spec.path.replace("{account}", "demo")
+        } else if spec.path.contains("{id}") {
             let id =
                 if spec.path.starts_with("/v1/customers") { "c1001".to_string() } else { self.ticket_of_li().await };
             spec.path.replace("{id}", &id)
@@ -340,6 +346,9 @@ impl Harness {
             ("POST", "/v1/tickets/{id}/messages") => Some(json!({"text": "您好，我来跟进"})),
             ("POST", "/v1/widget/session") => Some(json!({})),
             ("POST", "/v1/widget/messages") => Some(json!({"text": "退货地址在哪"})),
+            ("POST", "/v1/customers/{id}/identities") => {
+                Some(json!({"channel": "wechat", "account": "demo", "external_id": "o-matrix"}))
+            }
             _ => None,
         };
         (uri, body)
@@ -372,6 +381,8 @@ async fn role_matrix_every_route_for_every_caller() {
             let (status, answer) = h.call_as(*token, spec.method.as_str(), &uri, body).await;
             let expected = match (spec.access, role) {
                 (Access::Public, _) => "2xx",
+                // Only the platform's own signature opens a callback.
+                (Access::Platform, _) => "platform",
                 // Keys and sessions are not a web chat visitor's identity.
                 (Access::Visitor, _) => "401",
                 (Access::Role(_), None) => "401",
@@ -381,6 +392,7 @@ async fn role_matrix_every_route_for_every_caller() {
             let ok = match expected {
                 "401" => status == StatusCode::UNAUTHORIZED,
                 "403" => status == StatusCode::FORBIDDEN && answer["error"]["code"] == "forbidden",
+                "platform" => status == StatusCode::FORBIDDEN && answer["error"]["code"] == "bad_signature",
                 _ if NEEDS_TRAINER.contains(&spec.path) => answer["error"]["code"] == "not_ready",
                 _ => status.is_success(),
             };

@@ -1,0 +1,100 @@
+//! Messaging platforms' callbacks (`/v1/channels/wechat/{account}`) and the
+//! customers' platform identities. A callback is authenticated by the
+//! platform's signature, which the channel service checks before it reads
+//! anything else; it never needs an API key.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::access::{Access, Routes};
+use super::{check_id, parse_json, ApiError, AppState};
+use crate::access::{Caller, Role};
+use crate::channels::wechat::CallbackQuery;
+use crate::channels::ReplyRoute;
+use crate::service::channels::WECHAT_SUCCESS;
+
+pub(super) fn routes() -> Routes {
+    let agent = Access::Role(Role::Agent);
+    Routes::new()
+        .get("/v1/channels/wechat/{account}", Access::Platform, wechat_verify)
+        .post("/v1/channels/wechat/{account}", Access::Platform, wechat_message)
+        .get("/v1/customers/{id}", agent, customer)
+        .post("/v1/customers/{id}/identities", agent, link_identity)
+}
+
+fn callback_query(query: Result<Query<CallbackQuery>, QueryRejection>) -> Result<CallbackQuery, ApiError> {
+    query.map(|Query(q)| q).map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+}
+
+/// `GET`: WeChat checks the URL; the `echostr` goes back as it came.
+async fn wechat_verify(
+    State(state): State<Arc<AppState>>,
+    Path(account): Path<String>,
+    query: Result<Query<CallbackQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let echo = state.channels.wechat_verify(&account, &callback_query(query)?)?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], echo).into_response())
+}
+
+/// `POST`: a customer's message or action; the answer is a passive reply
+/// (sealed in safe mode) or `success` when the reply comes later.
+async fn wechat_message(
+    State(state): State<Arc<AppState>>,
+    Path(account): Path<String>,
+    query: Result<Query<CallbackQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let query = callback_query(query)?;
+    let body = body.map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
+    let body = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("bad_message", "the body is not UTF-8"))?;
+    let reply = state.channels.wechat_message(&account, &query, body).await?;
+    let kind = if reply == WECHAT_SUCCESS { "text/plain; charset=utf-8" } else { "application/xml; charset=utf-8" };
+    Ok(([(header::CONTENT_TYPE, kind)], reply).into_response())
+}
+
+/// `GET /v1/customers/{id}`: the customer and their identities on messaging platforms.
+async fn customer(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    check_id("customer_id", &Some(id.clone()))?;
+    let identities = crate::service::channels::identities(&state.store, &id, &caller).await?;
+    Ok(Json(json!({"customer_id": id, "identities": identities})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkRequest {
+    channel: String,
+    account: String,
+    external_id: String,
+}
+
+/// `POST /v1/customers/{id}/identities {"channel", "account", "external_id"}`:
+/// this platform identity is this customer from now on; the history kefu kept
+/// for the identity alone merges into the customer's.
+async fn link_identity(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let req: LinkRequest = parse_json(body)?;
+    for (field, value) in
+        [("customer_id", &id), ("channel", &req.channel), ("account", &req.account), ("external_id", &req.external_id)]
+    {
+        check_id(field, &Some(value.clone()))?;
+    }
+    let route = ReplyRoute { channel: req.channel, account: req.account, user: req.external_id };
+    let linked = crate::service::channels::link_identity(&state.store, &route, &id, &caller).await?;
+    Ok(Json(json!({"customer_id": id, "previous_customer_id": linked.previous, "merged": linked.merged})))
+}

@@ -1,0 +1,384 @@
+//! The WeChat callback in process, against a loopback fake of WeChat's API:
+//! passive replies, retries answered once, safe mode, replies through the
+//! outbox with retries, reply windows, identity links, and hostile input.
+//! (tests/channels.rs drives a real server with wechatpy, and kills it.)
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::*;
+use crate::channels::wechat::{crypto, CallbackKeys, MessageCrypto};
+use crate::channels::ReplyRoute;
+use crate::service::channels::{ChannelAccounts, ChannelSettings, WechatAccount};
+use crate::support::retry::Backoff;
+
+const TOKEN: &str = "tok";
+const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+const APP_ID: &str = "wxdemo";
+
+/// One account, "demo", whose API lives at `api_base`; quick retries.
+pub(super) fn wechat_demo_account(api_base: &str) -> ChannelAccounts {
+    let api = crate::channels::wechat::api::WechatApi::new(
+        url::Url::parse(api_base).unwrap(),
+        APP_ID,
+        "secret",
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    let keys = CallbackKeys { token: TOKEN.into(), crypto: Some(MessageCrypto::new(AES_KEY, APP_ID).unwrap()) };
+    let account = WechatAccount { keys, api, transfer_to_desk: false };
+    ChannelAccounts {
+        wechat: [("demo".to_string(), Arc::new(account))].into(),
+        settings: ChannelSettings {
+            backoff: Backoff::doubling(2, Duration::from_millis(20)),
+            recover_after: Duration::from_millis(200),
+            poll: Duration::from_millis(50),
+            ..ChannelSettings::default()
+        },
+    }
+}
+
+/// WeChat's API as a loopback fake: tokens, and customer-service sends it
+/// records or fails with the error codes queued in `failures`.
+#[derive(Default)]
+struct FakeWechat {
+    tokens: AtomicUsize,
+    sends: Mutex<Vec<Value>>,
+    failures: Mutex<VecDeque<i64>>,
+}
+
+async fn fake_wechat() -> (String, Arc<FakeWechat>) {
+    async fn token(State(fake): State<Arc<FakeWechat>>) -> Json<Value> {
+        let n = fake.tokens.fetch_add(1, Ordering::SeqCst);
+        Json(json!({"access_token": format!("T{n}"), "expires_in": 7200}))
+    }
+    async fn send(State(fake): State<Arc<FakeWechat>>, Json(body): Json<Value>) -> Json<Value> {
+        if let Some(code) = fake.failures.lock().unwrap().pop_front() {
+            return Json(json!({"errcode": code, "errmsg": "fake failure"}));
+        }
+        fake.sends.lock().unwrap().push(body);
+        Json(json!({"errcode": 0, "errmsg": "ok"}))
+    }
+    let fake = Arc::new(FakeWechat::default());
+    let app = axum::Router::new()
+        .route("/cgi-bin/token", axum::routing::get(token))
+        .route("/cgi-bin/message/custom/send", axum::routing::post(send))
+        .with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, fake)
+}
+
+impl FakeWechat {
+    fn sent_to(&self, openid: &str) -> Vec<String> {
+        let sends = self.sends.lock().unwrap();
+        sends.iter().filter(|s| s["touser"] == openid).map(|s| s["text"]["content"].as_str().unwrap().into()).collect()
+    }
+}
+
+/// A harness on the demo corpus with the "demo" account talking to a fake WeChat, its sender running.
+async fn wechat_harness(passive_window: Duration) -> (Harness, Arc<FakeWechat>) {
+    let (base, fake) = fake_wechat().await;
+    let mut channels = wechat_demo_account(&base);
+    channels.settings.passive_window = passive_window;
+    let h = serve_with("corpus", 0.5, true, ApiSettings { channels, ..ApiSettings::default() }).await;
+    tokio::spawn(h.state.channels().run_sender());
+    (h, fake)
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// The query of a plaintext callback signed with the account's token.
+fn signed(nonce: &str, at: i64) -> String {
+    let at = at.to_string();
+    format!("signature={}&timestamp={at}&nonce={nonce}", crypto::signature(&[TOKEN, &at, nonce]))
+}
+
+fn text_message(openid: &str, msg_id: u64, content: &str) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[gh_demo]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName><CreateTime>{}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{content}]]></Content><MsgId>{msg_id}</MsgId></xml>",
+        now()
+    )
+}
+
+/// The text of an XML element, for reading replies.
+fn field(xml: &str, name: &str) -> String {
+    let document = roxmltree::Document::parse(xml).unwrap();
+    let node = document.root_element().children().find(|n| n.has_tag_name(name));
+    node.map(|n| n.descendants().filter(|d| d.is_text()).filter_map(|d| d.text()).collect()).unwrap_or_default()
+}
+
+impl Harness {
+    /// POSTs a raw body to `uri`; the answer's status, content type and text.
+    async fn post_raw(&self, uri: &str, body: impl Into<Body>) -> (StatusCode, String, String) {
+        let client = std::net::SocketAddr::from(([203, 0, 113, 7], 40000));
+        let request = Request::post(uri)
+            .header("content-type", "text/xml")
+            .extension(axum::extract::ConnectInfo(client))
+            .body(body.into())
+            .unwrap();
+        let response = app(self.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let kind = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, kind, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    async fn customer_turns(&self, customer: &str) -> usize {
+        let lines = self.state.store.customer_conversation(customer, 100).await.unwrap();
+        lines.iter().filter(|l| l.role == "customer").count()
+    }
+}
+
+/// Polls `check` for up to five seconds.
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    for _ in 0..100 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn a_text_message_gets_a_passive_reply_and_retries_are_answered_once() {
+    let (h, fake) = wechat_harness(Duration::from_secs(4)).await;
+    let route = ReplyRoute { channel: "wechat".into(), account: "demo".into(), user: "o-alice".into() };
+    h.state.store.link_identity(&route, "c2001", chrono::Utc::now()).await.unwrap();
+    let uri = format!("/v1/channels/wechat/demo?{}", signed("n1", now()));
+    let message = text_message("o-alice", 1001, "退货地址是哪里");
+    let (status, kind, reply) = h.post_raw(&uri, message.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert!(kind.starts_with("application/xml"), "{kind}");
+    assert_eq!((field(&reply, "ToUserName"), field(&reply, "FromUserName")), ("o-alice".into(), "gh_demo".into()));
+    assert!(field(&reply, "Content").contains("退货"), "{reply}");
+    // WeChat's retries of the same MsgId: acknowledged, not answered again.
+    for _ in 0..2 {
+        let (status, _, again) = h.post_raw(&uri, message.clone()).await;
+        assert_eq!((status, again.as_str()), (StatusCode::OK, "success"));
+    }
+    assert_eq!(h.customer_turns("c2001").await, 1, "one stored turn");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(fake.sent_to("o-alice").is_empty(), "the passive reply was the only one");
+    let counts = h.state.store.outbox_counts().await.unwrap();
+    assert_eq!(counts, [("passive".to_string(), 1)]);
+}
+
+#[tokio::test]
+async fn safe_mode_messages_are_decrypted_and_replies_sealed() {
+    let (h, _) = wechat_harness(Duration::from_secs(4)).await;
+    let crypto = MessageCrypto::new(AES_KEY, APP_ID).unwrap();
+    let (at, nonce) = (now().to_string(), "n2");
+    let encrypted = crypto.encrypt(&text_message("o-bob", 2001, "你们几点上班"), rand::random());
+    let body =
+        format!("<xml><ToUserName><![CDATA[gh_demo]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>");
+    let msg_signature = crypto::signature(&[TOKEN, &at, nonce, &encrypted]);
+    let uri = format!(
+        "/v1/channels/wechat/demo?{}&encrypt_type=aes&msg_signature={msg_signature}",
+        signed(nonce, at.parse().unwrap())
+    );
+    let (status, _, reply) = h.post_raw(&uri, body.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let sealed = field(&reply, "Encrypt");
+    let expected = crypto::signature(&[TOKEN, &field(&reply, "TimeStamp"), &field(&reply, "Nonce"), &sealed]);
+    assert_eq!(field(&reply, "MsgSignature"), expected);
+    let inner = crypto.decrypt(&sealed).unwrap();
+    assert_eq!(field(&inner, "ToUserName"), "o-bob");
+    assert!(!field(&inner, "Content").is_empty(), "{inner}");
+    // Another app's key, or a forged signature, is refused.
+    let forged = uri.replace(&msg_signature, &"0".repeat(40));
+    let (status, _, refused) = h.post_raw(&forged, body).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+}
+
+#[tokio::test]
+async fn a_slow_bot_replies_through_the_outbox_with_retries() {
+    // A zero passive window: every reply takes the customer-service API.
+    let (h, fake) = wechat_harness(Duration::ZERO).await;
+    fake.failures.lock().unwrap().extend([-1, 42001]);
+    let uri = format!("/v1/channels/wechat/demo?{}", signed("n3", now()));
+    let (status, _, reply) = h.post_raw(&uri, text_message("o-carol", 3001, "退货地址是哪里")).await;
+    assert_eq!((status, reply.as_str()), (StatusCode::OK, "success"));
+    eventually("the reply after a busy error and an expired token", || fake.sent_to("o-carol").len() == 1).await;
+    assert!(fake.sent_to("o-carol")[0].contains("退货"));
+    assert_eq!(fake.tokens.load(Ordering::SeqCst), 2, "one token, renewed once when WeChat called it expired");
+    // A refusal is not retried: the reply is marked failed with WeChat's error.
+    fake.failures.lock().unwrap().push_back(45015);
+    let uri = format!("/v1/channels/wechat/demo?{}", signed("n4", now()));
+    h.post_raw(&uri, text_message("o-carol", 3002, "你们几点上班")).await;
+    let store = h.state.store.clone();
+    for _ in 0..100 {
+        if store.outbox_counts().await.unwrap().contains(&("failed".to_string(), 1)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.outbox_counts().await.unwrap(), [("failed".to_string(), 1), ("sent".to_string(), 1)]);
+    assert_eq!(fake.sent_to("o-carol").len(), 1);
+}
+
+#[tokio::test]
+async fn agents_reply_on_wechat_within_its_window_and_quota() {
+    let (h, fake) = wechat_harness(Duration::from_secs(4)).await;
+    let uri = format!("/v1/channels/wechat/demo?{}", signed("n5", now()));
+    let (_, _, reply) = h.post_raw(&uri, text_message("o-dave", 4001, "我要投诉，东西坏了三次了，转人工")).await;
+    assert!(!field(&reply, "Content").is_empty(), "the holding message: {reply}");
+    let (_, tickets) = h.call("GET", "/v1/tickets?status=new", None).await;
+    let ticket =
+        tickets["tickets"].as_array().unwrap().iter().find(|t| t["channel"] == "wechat").expect("a WeChat ticket");
+    let id = ticket["id"].as_str().unwrap();
+    h.call("POST", &format!("/v1/tickets/{id}/assign"), Some(json!({"agent": "li"}))).await;
+    let mut deliveries = Vec::new();
+    for n in 1..=6 {
+        let (status, sent) =
+            h.call("POST", &format!("/v1/tickets/{id}/messages"), Some(json!({"text": format!("第{n}条回复")}))).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+        assert_eq!(sent["channel"], "wechat");
+        deliveries.push(sent["delivery"].as_str().unwrap().to_string());
+        if n == 6 {
+            assert!(sent["reason"].as_str().unwrap().contains("5"), "the agent is told why: {sent}");
+        }
+    }
+    assert_eq!(deliveries, ["queued", "queued", "queued", "queued", "queued", "failed"]);
+    eventually("five replies on WeChat", || fake.sent_to("o-dave").len() == 5).await;
+    assert_eq!(fake.sent_to("o-dave")[0], "第1条回复", "in order");
+    assert_eq!(fake.tokens.load(Ordering::SeqCst), 1, "one access token for every send");
+    // The customer writes again: the window reopens, and the message joins the agent's ticket.
+    let uri = format!("/v1/channels/wechat/demo?{}", signed("n6", now()));
+    let (_, _, silent) = h.post_raw(&uri, text_message("o-dave", 4002, "好的，我等你们消息")).await;
+    assert_eq!(silent, "success", "the bot is silent while an agent owns the conversation");
+    let (_, sent) = h.call("POST", &format!("/v1/tickets/{id}/messages"), Some(json!({"text": "收到"}))).await;
+    assert_eq!(sent["delivery"], "queued", "{sent}");
+    // The stored messages follow their delivery.
+    eventually("the seventh reply", || fake.sent_to("o-dave").len() == 6).await;
+    let (_, ticket) = h.call("GET", &format!("/v1/tickets/{id}"), None).await;
+    let customer = ticket["customer_id"].as_str().unwrap().to_string();
+    let lines = h.state.store.customer_conversation(&customer, 100).await.unwrap();
+    assert!(lines.iter().any(|l| l.role == "customer" && l.text.contains("我等你们消息")), "{lines:?}");
+}
+
+#[tokio::test]
+async fn linked_identities_share_one_history_and_replies_follow_the_latest_channel() {
+    let (h, fake) = wechat_harness(Duration::from_secs(4)).await;
+    let uri = format!("/v1/channels/wechat/demo?{}", signed("n7", now()));
+    h.post_raw(&uri, text_message("o-erin", 5001, "我的快递到哪了")).await;
+    let route = ReplyRoute { channel: "wechat".into(), account: "demo".into(), user: "o-erin".into() };
+    let made = h.state.store.customer_of(&route, "unused", chrono::Utc::now()).await.unwrap();
+    assert!(made.starts_with("wechat-"), "{made}");
+    assert_eq!(h.customer_turns(&made).await, 1);
+    // The customer binds their shop account: the identity joins c1001 and brings its history.
+    let (status, linked) = h
+        .call(
+            "POST",
+            "/v1/customers/c1001/identities",
+            Some(json!({"channel": "wechat", "account": "demo", "external_id": "o-erin"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{linked}");
+    assert_eq!(
+        (linked["previous_customer_id"].as_str(), linked["merged"].as_bool()),
+        (Some(made.as_str()), Some(true))
+    );
+    assert_eq!(h.customer_turns("c1001").await, 1);
+    let (_, customer) = h.call("GET", "/v1/customers/c1001", None).await;
+    assert_eq!(customer["identities"][0]["external_id"], "o-erin", "{customer}");
+    // A hand-off from WeChat; the agent's reply goes to WeChat ...
+    let uri = format!("/v1/channels/wechat/demo?{}", signed("n8", now()));
+    h.post_raw(&uri, text_message("o-erin", 5002, "转人工")).await;
+    let (_, tickets) = h.call("GET", "/v1/tickets?customer_id=c1001", None).await;
+    let id = tickets["tickets"][0]["id"].as_str().unwrap().to_string();
+    h.call("POST", &format!("/v1/tickets/{id}/assign"), Some(json!({"agent": "li"}))).await;
+    let (_, sent) =
+        h.call("POST", &format!("/v1/tickets/{id}/messages"), Some(json!({"text": "您好，我是客服"}))).await;
+    assert_eq!(sent["channel"], "wechat", "{sent}");
+    eventually("the reply on WeChat", || fake.sent_to("o-erin").len() == 1).await;
+    // ... and after the customer writes in the web chat, to the web chat.
+    h.call("POST", "/v1/answer", Some(json!({"text": "我在网页上了", "customer_id": "c1001", "channel": "web"}))).await;
+    let (_, sent) = h.call("POST", &format!("/v1/tickets/{id}/messages"), Some(json!({"text": "好的"}))).await;
+    assert_eq!((sent["channel"].as_str(), sent["delivery"].as_str()), (Some("web"), Some("sent")), "{sent}");
+    assert_eq!(fake.sent_to("o-erin").len(), 1);
+}
+
+#[tokio::test]
+async fn events_and_pictures_get_sensible_replies() {
+    let (h, _) = wechat_harness(Duration::from_secs(4)).await;
+    let event = |kind: &str, extra: &str| {
+        format!("<xml><ToUserName>gh_demo</ToUserName><FromUserName>o-frank</FromUserName><CreateTime>{}</CreateTime><MsgType>{kind}</MsgType>{extra}</xml>", now())
+    };
+    let cases = [
+        (event("event", "<Event>subscribe</Event>"), "你好"),
+        (event("image", "<PicUrl>http://x/y.jpg</PicUrl><MsgId>6001</MsgId>"), "文字"),
+        (event("voice", "<MediaId>m</MediaId><MsgId>6002</MsgId>"), "文字"),
+        (event("location", "<Location_X>1</Location_X><MsgId>6003</MsgId>"), "文字"),
+    ];
+    for (n, (body, expected)) in cases.into_iter().enumerate() {
+        let uri = format!("/v1/channels/wechat/demo?{}", signed(&format!("e{n}"), now()));
+        let (status, _, reply) = h.post_raw(&uri, body).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(field(&reply, "Content").contains(expected), "{reply}");
+    }
+    let uri = format!("/v1/channels/wechat/demo?{}", signed("e9", now()));
+    let (_, _, reply) = h.post_raw(&uri, event("event", "<Event>unsubscribe</Event>")).await;
+    assert_eq!(reply, "success");
+}
+
+#[tokio::test]
+async fn bad_callbacks_get_clear_refusals() {
+    let (h, _) = wechat_harness(Duration::from_secs(4)).await;
+    let good = text_message("o-gina", 7001, "你好");
+    let cases: Vec<(String, Body, StatusCode)> = vec![
+        ("/v1/channels/wechat/nobody?".to_string() + &signed("b1", now()), good.clone().into(), StatusCode::NOT_FOUND),
+        (
+            "/v1/channels/wechat/demo?signature=00&timestamp=1&nonce=x".into(),
+            good.clone().into(),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "/v1/channels/wechat/demo?".to_string() + &signed("b2", now() - 3600),
+            good.clone().into(),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "/v1/channels/wechat/demo?".to_string() + &signed("b3", now()),
+            "<!DOCTYPE xml [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><xml><Content>&x;</Content></xml>".into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/channels/wechat/demo?".to_string() + &signed("b4", now()),
+            vec![0xff, 0xfe, 0x00].into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/channels/wechat/demo?".to_string() + &signed("b5", now()),
+            format!("<xml>{}</xml>", "<a>1</a>".repeat(20_000)).into(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            "/v1/channels/wechat/demo?".to_string() + &signed("b6", now()) + "&encrypt_type=aes&msg_signature=00",
+            "<xml><Encrypt>AAAA</Encrypt></xml>".into(),
+            StatusCode::FORBIDDEN,
+        ),
+    ];
+    for (uri, body, expected) in cases {
+        let (status, _, answer) = h.post_raw(&uri, body).await;
+        assert_eq!(status, expected, "{uri}: {answer}");
+        assert!(answer.contains("\"error\""), "a JSON error: {answer}");
+    }
+    // The URL check: echostr back only with the right signature.
+    let at = now();
+    let (status, _, _) = h
+        .send(None, "203.0.113.7", "GET", &format!("/v1/channels/wechat/demo?{}&echostr=hello", signed("v", at)), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -1,0 +1,46 @@
+//! The messaging platforms kefu speaks natively: their wire formats,
+//! signatures and crypto, and clients of their send APIs. Nothing here knows
+//! the engine or the store: the service layer turns inbound messages into
+//! turns and sends replies from the outbox through these clients.
+
+pub mod tokens;
+pub mod wechat;
+
+use serde::{Deserialize, Serialize};
+
+/// The channel name of WeChat Official Account messages.
+pub const WECHAT: &str = "wechat";
+
+/// Where a reply to a customer goes: the channel and account they wrote on,
+/// who they are there and, for platforms with threads, which thread.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ReplyRoute {
+    pub channel: String,
+    /// The configured account name (the last segment of the webhook URL).
+    pub account: String,
+    /// The customer's id on the platform (openid, external_userid, open_id).
+    pub user: String,
+}
+
+/// Why a platform did not take a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Worth another try later: the network, a timeout, the platform busy.
+    #[error("{0}")]
+    Retryable(String),
+    /// The platform refused for good: a closed reply window, an unknown user.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl SendError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, SendError::Retryable(_))
+    }
+}
+
+/// A request error of a platform client: timeouts and connection failures may pass.
+fn transport_error(platform: &str, err: reqwest::Error) -> SendError {
+    // NOTE: without the URL: it carries the access token.
+    SendError::Retryable(format!("{platform} unreachable: {}", err.without_url()))
+}
