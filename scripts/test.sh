@@ -28,6 +28,12 @@ fi
 # deployment once, so the servers the tests start load them from the cache.
 target/debug/kefu index
 target/debug/kefu --corpus-dir corpus_examples/saas index
+# wechatpy (PyPI), an independent implementation of WeChat's signing and
+# crypto, plays WeChat's servers in tests/channels.rs.
+if ! .venv-wechat/bin/python -c 'import wechatpy' 2>/dev/null; then
+  python3 -m venv .venv-wechat
+  .venv-wechat/bin/pip install --quiet "wechatpy[cryptography]==1.8.18"
+fi
 cargo test "$@"
 # Schema-driven fuzzing of a real server's API (schemathesis from PyPI).
 scripts/api-fuzz.sh 50

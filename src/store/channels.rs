@@ -101,7 +101,64 @@ mod state {
     pub const FAILED: &str = "failed";
 }
 
+/// Rows claimed with a lease.
+#[derive(Debug, Clone, Copy)]
+enum Leased {
+    /// A received message no turn answered yet.
+    Inbound,
+    /// A reply due to be sent; each claim counts as a try.
+    Outbound,
+}
+
+/// A row's platform route (its channel, account and external_id columns).
+fn route_of(row: &sqlx::any::AnyRow) -> Result<ReplyRoute, StoreError> {
+    Ok(ReplyRoute {
+        channel: row.try_get("channel")?,
+        account: row.try_get("account")?,
+        user: row.try_get("external_id")?,
+    })
+}
+
 impl Store {
+    /// The candidate `rows` whose lease this claimant took, each as `build` makes it.
+    async fn claim_rows<T>(
+        &self,
+        what: Leased,
+        rows: Vec<sqlx::any::AnyRow>,
+        now: &str,
+        lease: DateTime<Utc>,
+        build: impl Fn(&sqlx::any::AnyRow, String) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut claimed = Vec::new();
+        for row in rows {
+            let id: String = row.try_get("id")?;
+            if self.lease_row(what, &id, now, lease).await? {
+                claimed.push(build(&row, id)?);
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Takes the lease on a row still waiting and free (no lease, or one
+    /// expired before `now`); false when another claimant has it.
+    async fn lease_row(&self, what: Leased, id: &str, now: &str, lease: DateTime<Utc>) -> Result<bool, StoreError> {
+        let (table, waiting, also) = match what {
+            Leased::Inbound => ("channel_inbound", "received", ""),
+            Leased::Outbound => ("outbox", state::PENDING, ", attempts = attempts + 1"),
+        };
+        let taken = sqlx::query(&format!(
+            "UPDATE {table} SET claimed_until = $1{also}
+             WHERE id = $2 AND state = $3 AND (claimed_until IS NULL OR claimed_until < $4)"
+        ))
+        .bind(stamp(lease))
+        .bind(id)
+        .bind(waiting)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(taken.rows_affected() == 1)
+    }
+
     /// The customer of a platform identity; an unknown identity becomes `new_customer`.
     pub async fn customer_of(
         &self,
@@ -245,32 +302,15 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        let mut claimed = Vec::new();
-        for row in rows {
-            let id: String = row.try_get("id")?;
-            let taken = sqlx::query(
-                "UPDATE channel_inbound SET claimed_until = $1
-                 WHERE id = $2 AND state = 'received' AND (claimed_until IS NULL OR claimed_until < $3)",
-            )
-            .bind(stamp(lease))
-            .bind(&id)
-            .bind(&now)
-            .execute(&self.pool)
-            .await?;
-            if taken.rows_affected() == 1 {
-                claimed.push(PendingInbound {
-                    route: ReplyRoute {
-                        channel: row.try_get("channel")?,
-                        account: row.try_get("account")?,
-                        user: row.try_get("external_id")?,
-                    },
-                    customer_id: row.try_get("customer_id")?,
-                    text: self.opened(&row, "text", sealed::INBOUND_TEXT)?,
-                    id,
-                });
-            }
-        }
-        Ok(claimed)
+        self.claim_rows(Leased::Inbound, rows, &now, lease, |row, id| {
+            Ok(PendingInbound {
+                route: route_of(row)?,
+                customer_id: row.try_get("customer_id")?,
+                text: self.opened(row, "text", sealed::INBOUND_TEXT)?,
+                id,
+            })
+        })
+        .await
     }
 
     /// Marks a received message answered without a turn (a duplicate turn, an event).
@@ -358,32 +398,15 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        let mut claimed = Vec::new();
-        for row in rows {
-            let id: String = row.try_get("id")?;
-            let taken = sqlx::query(
-                "UPDATE outbox SET claimed_until = $1, attempts = attempts + 1
-                 WHERE id = $2 AND state = 'pending' AND (claimed_until IS NULL OR claimed_until < $3)",
-            )
-            .bind(stamp(lease))
-            .bind(&id)
-            .bind(&now)
-            .execute(&self.pool)
-            .await?;
-            if taken.rows_affected() == 1 {
-                claimed.push(Outbound {
-                    route: ReplyRoute {
-                        channel: row.try_get("channel")?,
-                        account: row.try_get("account")?,
-                        user: row.try_get("external_id")?,
-                    },
-                    text: self.opened(&row, "text", sealed::OUTBOX_TEXT)?,
-                    attempts: row.try_get::<i64, _>("attempts")? + 1,
-                    id,
-                });
-            }
-        }
-        Ok(claimed)
+        self.claim_rows(Leased::Outbound, rows, &now, lease, |row, id| {
+            Ok(Outbound {
+                route: route_of(row)?,
+                text: self.opened(row, "text", sealed::OUTBOX_TEXT)?,
+                attempts: row.try_get::<i64, _>("attempts")? + 1,
+                id,
+            })
+        })
+        .await
     }
 
     /// Records a claimed reply's outcome: sent, failed for good (`retry_at`

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses its own subset of these helpers
 
+pub mod fake_wechat;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

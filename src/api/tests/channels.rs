@@ -3,21 +3,25 @@
 //! outbox with retries, reply windows, identity links, and hostile input.
 //! (tests/channels.rs drives a real server with wechatpy, and kills it.)
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::*;
 use crate::channels::wechat::{crypto, CallbackKeys, MessageCrypto};
 use crate::channels::ReplyRoute;
 use crate::service::channels::{ChannelAccounts, ChannelSettings, WechatAccount};
 use crate::support::retry::Backoff;
+use fake_wechat::FakeWechat;
+
+// NOTE: the integration tests' fake, shared as source: a crate's unit tests
+// cannot use what its tests/ folder defines.
+#[path = "../../../tests/common/fake_wechat.rs"]
+#[allow(dead_code)] // the integration tests use the rest of it
+mod fake_wechat;
 
 const TOKEN: &str = "tok";
 const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
@@ -45,48 +49,9 @@ pub(super) fn wechat_demo_account(api_base: &str) -> ChannelAccounts {
     }
 }
 
-/// WeChat's API as a loopback fake: tokens, and customer-service sends it
-/// records or fails with the error codes queued in `failures`.
-#[derive(Default)]
-struct FakeWechat {
-    tokens: AtomicUsize,
-    sends: Mutex<Vec<Value>>,
-    failures: Mutex<VecDeque<i64>>,
-}
-
-async fn fake_wechat() -> (String, Arc<FakeWechat>) {
-    async fn token(State(fake): State<Arc<FakeWechat>>) -> Json<Value> {
-        let n = fake.tokens.fetch_add(1, Ordering::SeqCst);
-        Json(json!({"access_token": format!("T{n}"), "expires_in": 7200}))
-    }
-    async fn send(State(fake): State<Arc<FakeWechat>>, Json(body): Json<Value>) -> Json<Value> {
-        if let Some(code) = fake.failures.lock().unwrap().pop_front() {
-            return Json(json!({"errcode": code, "errmsg": "fake failure"}));
-        }
-        fake.sends.lock().unwrap().push(body);
-        Json(json!({"errcode": 0, "errmsg": "ok"}))
-    }
-    let fake = Arc::new(FakeWechat::default());
-    let app = axum::Router::new()
-        .route("/cgi-bin/token", axum::routing::get(token))
-        .route("/cgi-bin/message/custom/send", axum::routing::post(send))
-        .with_state(fake.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (base, fake)
-}
-
-impl FakeWechat {
-    fn sent_to(&self, openid: &str) -> Vec<String> {
-        let sends = self.sends.lock().unwrap();
-        sends.iter().filter(|s| s["touser"] == openid).map(|s| s["text"]["content"].as_str().unwrap().into()).collect()
-    }
-}
-
 /// A harness on the demo corpus with the "demo" account talking to a fake WeChat, its sender running.
 async fn wechat_harness(passive_window: Duration) -> (Harness, Arc<FakeWechat>) {
-    let (base, fake) = fake_wechat().await;
+    let (base, fake) = FakeWechat::start().await;
     let mut channels = wechat_demo_account(&base);
     channels.settings.passive_window = passive_window;
     let h = serve_with("corpus", 0.5, true, ApiSettings { channels, ..ApiSettings::default() }).await;

@@ -1,0 +1,142 @@
+//! A real `kefu serve` with a WeChat Official Account, driven by wechatpy (an
+//! independent implementation of WeChat's scheme, from PyPI) and replying
+//! through a loopback fake of WeChat's API: round trips in plain and safe
+//! mode, retries answered once, passive-reply latency under 20 concurrent
+//! senders, and a SIGKILL with 100 replies pending in the outbox.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::fake_wechat::FakeWechat;
+use common::Server;
+use serde_json::Value;
+
+const TOKEN: &str = "kefu-test-token";
+const AES_KEY: &str = "kefu0test0key0abcdefghijklmnopqrstuvwxyz012";
+const APP_ID: &str = "wx5f1e0c0ffee0d00d";
+
+/// A config file with the account "demo" whose API is `api_base`.
+fn config(dir: &Path, api_base: &str, passive_reply_ms: u64, retries: u32) -> PathBuf {
+    let path = dir.join("kefu.toml");
+    let text = format!(
+        "[channels]\npassive_reply_ms = {passive_reply_ms}\nsend_retries = {retries}\nsend_backoff_ms = 300\n\n\
+         [channels.wechat.demo]\ntoken = \"{TOKEN}\"\nencoding_aes_key = \"{AES_KEY}\"\napp_id = \"{APP_ID}\"\n\
+         app_secret = \"not-a-real-secret\"\napi_base = \"{api_base}\"\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The Python with wechatpy that scripts/test.sh installs, if there is one.
+fn wechatpy() -> Option<PathBuf> {
+    let python = common::repo().join(".venv-wechat/bin/python");
+    if python.exists() {
+        return Some(python);
+    }
+    let message = "wechatpy is not installed (.venv-wechat): run scripts/test.sh, which installs it from PyPI";
+    assert!(std::env::var("CI").is_err(), "{message}");
+    eprintln!("SKIPPED: {message}");
+    None
+}
+
+/// Runs the wechatpy client against the account's callback URL; its JSON summary.
+fn client(python: &Path, server: &Server, args: &[&str]) -> Value {
+    let url = format!("{}/v1/channels/wechat/demo", server.base);
+    let output = std::process::Command::new(python)
+        .arg(common::repo().join("tests/wechat/wechatpy_client.py"))
+        .args([url.as_str(), TOKEN, AES_KEY, APP_ID])
+        .args(args)
+        .output()
+        .expect("run the wechatpy client");
+    assert!(
+        output.status.success(),
+        "wechatpy client {args:?} failed:\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        server.log_text()
+    );
+    serde_json::from_slice(&output.stdout).expect("the client's JSON summary")
+}
+
+async fn eventually(what: &str, limit: Duration, check: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn wechatpy_round_trips_and_passive_reply_latency() {
+    let Some(python) = wechatpy() else { return };
+    if !common::model_installed() {
+        return;
+    }
+    let (api, fake) = FakeWechat::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &api, 4000, 5);
+    let server = Server::start(&[("KEFU_CONFIG", config.to_str().unwrap())]).await;
+
+    let summary = client(&python, &server, &["roundtrip"]);
+    println!("WECHATPY round trips: {summary}");
+    assert_eq!(summary["url_checks"], 2, "{summary}");
+    assert_eq!((summary["plain"].as_u64(), summary["safe"].as_u64()), (Some(24), Some(24)), "{summary}");
+    assert!(summary["safe_long_padding"].as_u64().unwrap() >= 5, "paddings above 16 bytes: {summary}");
+    assert_eq!((summary["retries_answered_once"].as_u64(), summary["forged_refused"].as_u64()), (Some(1), Some(1)));
+
+    // 20 customers at once, half of them in safe mode.
+    let load = client(&python, &server, &["load", "20", "10"]);
+    let fallbacks = load["async_fallbacks"].as_u64().unwrap() as usize;
+    println!(
+        "WECHAT passive replies under 20 concurrent senders: {} replies, p50 {} ms, p99 {} ms, max {} ms, {fallbacks} ({:.1}%) fell back to the customer-service API",
+        load["replies"], load["p50_ms"], load["p99_ms"], load["max_ms"],
+        100.0 * fallbacks as f64 / load["replies"].as_f64().unwrap()
+    );
+    assert_eq!(load["replies"], 200);
+    // Every reply that missed the window reaches the customer through the API, once.
+    let sent_to_load =
+        || fake.sends_per_user().iter().filter(|(u, _)| u.starts_with("o-load-")).map(|(_, n)| n).sum::<usize>();
+    eventually("the fallback replies", Duration::from_secs(30), || sent_to_load() == fallbacks).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(sent_to_load(), fallbacks);
+    assert!(fake.tokens.load(Ordering::SeqCst) <= 1, "one access token for all sends");
+}
+
+#[tokio::test]
+async fn sigkill_with_100_replies_pending_delivers_each_once_after_restart() {
+    let Some(python) = wechatpy() else { return };
+    if !common::model_installed() {
+        return;
+    }
+    let (api, fake) = FakeWechat::start().await;
+    fake.failing.store(true, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    // Every reply through the outbox, retried (almost) forever while WeChat is down.
+    let config = config(dir.path(), &api, 0, 1000);
+    let mut server = Server::start(&[("KEFU_CONFIG", config.to_str().unwrap())]).await;
+    let burst = client(&python, &server, &["burst", "100"]);
+    assert_eq!(burst["sent"], 100);
+    // Each of the 100 replies is in the outbox once WeChat has refused it.
+    eventually("100 replies tried and refused", Duration::from_secs(120), || fake.attempted_users() == 100).await;
+    assert!(fake.sends.lock().unwrap().is_empty());
+    server.kill();
+    fake.failing.store(false, Ordering::SeqCst);
+    let restarted = Instant::now();
+    server.restart().await;
+    eventually("100 replies after the restart", Duration::from_secs(120), || fake.sends.lock().unwrap().len() >= 100)
+        .await;
+    let delivered_in = restarted.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let per_user = fake.sends_per_user();
+    println!(
+        "OUTBOX after SIGKILL with 100 pending: {} replies to {} customers, the most to one customer {}, all within {:.1} s of the restart",
+        per_user.values().sum::<usize>(),
+        per_user.len(),
+        per_user.values().max().unwrap_or(&0),
+        delivered_in.as_secs_f64()
+    );
+    assert_eq!(per_user.len(), 100, "every customer got their reply");
+    assert!(per_user.values().all(|&n| n == 1), "exactly once each: {per_user:?}");
+}
