@@ -81,6 +81,38 @@ pub struct ChannelsConfig {
     /// WeChat Official Accounts, one `[channels.wechat.<account>]` table each;
     /// the callback URL is `/v1/channels/wechat/<account>`.
     pub wechat: std::collections::BTreeMap<String, WechatAccountConfig>,
+    /// WeCom 微信客服 accounts, one `[channels.wecom.<account>]` table each;
+    /// the callback URL is `/v1/channels/wecom/<account>`.
+    pub wecom: std::collections::BTreeMap<String, WecomAccountConfig>,
+}
+
+/// `[channels.wecom.<account>]`: one WeCom 微信客服 account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WecomAccountConfig {
+    /// The callback's Token and EncodingAESKey (43 characters) from WeCom's console.
+    pub token: String,
+    pub encoding_aes_key: String,
+    pub corp_id: String,
+    /// The 微信客服 application's secret.
+    pub secret: String,
+    /// The customer-service account (wk...).
+    pub open_kfid: String,
+    /// Where WeCom's API lives (tests point it at a loopback fake).
+    #[serde(default = "wecom_api_base")]
+    pub api_base: String,
+    /// Where a hand-off sends the customer: `workspace` (kefu's, the
+    /// default), `queue` (WeCom's servicers' queue) or `servicer:<userid>`.
+    #[serde(default = "workspace_handoff")]
+    pub handoff: String,
+}
+
+fn wecom_api_base() -> String {
+    "https://qyapi.weixin.qq.com".into()
+}
+
+fn workspace_handoff() -> String {
+    "workspace".into()
 }
 
 /// `[channels.wechat.<account>]`: one Official Account.
@@ -100,6 +132,14 @@ pub struct WechatAccountConfig {
     /// instead of kefu's workspace.
     #[serde(default)]
     pub transfer_to_wechat_desk: bool,
+}
+
+/// Account names are URL segments: letters, digits, - and _.
+fn check_account_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
+        return Err("account names are letters, digits, - and _ (they are URL segments)".into());
+    }
+    Ok(())
 }
 
 fn wechat_api_base() -> String {
@@ -298,6 +338,7 @@ impl Default for ChannelsConfig {
             send_backoff_ms: settings.backoff.first.as_millis().try_into().unwrap_or(u64::MAX),
             send_timeout_ms: 5000,
             wechat: Default::default(),
+            wecom: Default::default(),
         }
     }
 }
@@ -681,7 +722,8 @@ impl Config {
     /// The messaging platform accounts, their API clients built.
     pub fn channel_accounts(&self) -> Result<crate::service::channels::ChannelAccounts, ConfigError> {
         use crate::channels::wechat::{api::WechatApi, CallbackKeys, MessageCrypto};
-        use crate::service::channels::{ChannelAccounts, ChannelSettings, WechatAccount};
+        use crate::channels::wecom::{Handoff, KfApi};
+        use crate::service::channels::{ChannelAccounts, ChannelSettings, WechatAccount, WecomAccount};
         let c = &self.channels;
         let timeout = std::time::Duration::from_millis(c.send_timeout_ms);
         let mut wechat = std::collections::BTreeMap::new();
@@ -690,9 +732,7 @@ impl Config {
                 field: "channels.wechat",
                 message: format!("account {name:?}: {message}"),
             };
-            if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
-                return Err(invalid("account names are letters, digits, - and _ (they are URL segments)".into()));
-            }
+            check_account_name(name).map_err(invalid)?;
             if account.token.is_empty() {
                 return Err(invalid("token is empty".into()));
             }
@@ -712,9 +752,35 @@ impl Config {
                 Arc::new(WechatAccount { keys, api, transfer_to_desk: account.transfer_to_wechat_desk }),
             );
         }
+        let mut wecom = std::collections::BTreeMap::new();
+        for (name, account) in &c.wecom {
+            let invalid = |message: String| ConfigError::Invalid {
+                field: "channels.wecom",
+                message: format!("account {name:?}: {message}"),
+            };
+            check_account_name(name).map_err(invalid)?;
+            let crypto =
+                MessageCrypto::new(&account.encoding_aes_key, &account.corp_id).map_err(|e| invalid(e.to_string()))?;
+            let base = parse_http_url("channels.wecom.api_base", &account.api_base)?;
+            let api = KfApi::new(base, &account.corp_id, &account.secret, &account.open_kfid, timeout)
+                .map_err(|e| invalid(format!("cannot build its HTTP client: {e}")))?;
+            let handoff = match account.handoff.as_str() {
+                "workspace" => Handoff::Workspace,
+                "queue" => Handoff::Queue,
+                other => match other.strip_prefix("servicer:").filter(|id| !id.is_empty()) {
+                    Some(userid) => Handoff::Servicer(userid.to_string()),
+                    None => {
+                        return Err(invalid(format!("handoff {other:?}: use workspace, queue or servicer:<userid>")))
+                    }
+                },
+            };
+            let keys = CallbackKeys { token: account.token.clone(), crypto: Some(crypto) };
+            wecom.insert(name.clone(), Arc::new(WecomAccount::new(keys, api, handoff)));
+        }
         let defaults = ChannelSettings::default();
         Ok(ChannelAccounts {
             wechat,
+            wecom,
             settings: ChannelSettings {
                 passive_window: std::time::Duration::from_millis(c.passive_reply_ms),
                 backoff: crate::support::retry::Backoff::doubling(

@@ -17,14 +17,18 @@ use serde_json::Value;
 const TOKEN: &str = "kefu-test-token";
 const AES_KEY: &str = "kefu0test0key0abcdefghijklmnopqrstuvwxyz012";
 const APP_ID: &str = "wx5f1e0c0ffee0d00d";
+const CORP_ID: &str = "ww0c0ffee0d00d0001";
 
-/// A config file with the account "demo" whose API is `api_base`.
+/// A config file with the WeChat account "demo" and the WeCom account "kf",
+/// whose APIs are at `api_base`.
 fn config(dir: &Path, api_base: &str, passive_reply_ms: u64, retries: u32) -> PathBuf {
     let path = dir.join("kefu.toml");
     let text = format!(
         "[channels]\npassive_reply_ms = {passive_reply_ms}\nsend_retries = {retries}\nsend_backoff_ms = 300\n\n\
          [channels.wechat.demo]\ntoken = \"{TOKEN}\"\nencoding_aes_key = \"{AES_KEY}\"\napp_id = \"{APP_ID}\"\n\
-         app_secret = \"not-a-real-secret\"\napi_base = \"{api_base}\"\n"
+         app_secret = \"not-a-real-secret\"\napi_base = \"{api_base}\"\n\n\
+         [channels.wecom.kf]\ntoken = \"{TOKEN}\"\nencoding_aes_key = \"{AES_KEY}\"\ncorp_id = \"{CORP_ID}\"\n\
+         secret = \"not-a-real-secret\"\nopen_kfid = \"wk-test\"\napi_base = \"{api_base}\"\n"
     );
     std::fs::write(&path, text).unwrap();
     path
@@ -42,12 +46,14 @@ fn wechatpy() -> Option<PathBuf> {
     None
 }
 
-/// Runs the wechatpy client against the account's callback URL; its JSON summary.
+/// Runs the wechatpy client against the WeChat account's callback URL (the
+/// WeCom account's for `wecom`); its JSON summary.
 fn client(python: &Path, server: &Server, args: &[&str]) -> Value {
-    let url = format!("{}/v1/channels/wechat/demo", server.base);
+    let (path, receiver) = if args[0] == "wecom" { ("wecom/kf", CORP_ID) } else { ("wechat/demo", APP_ID) };
+    let url = format!("{}/v1/channels/{path}", server.base);
     let output = std::process::Command::new(python)
         .arg(common::repo().join("tests/wechat/wechatpy_client.py"))
-        .args([url.as_str(), TOKEN, AES_KEY, APP_ID])
+        .args([url.as_str(), TOKEN, AES_KEY, receiver])
         .args(args)
         .output()
         .expect("run the wechatpy client");
@@ -102,6 +108,21 @@ async fn wechatpy_round_trips_and_passive_reply_latency() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(sent_to_load(), fallbacks);
     assert!(fake.tokens.load(Ordering::SeqCst) <= 1, "one access token for all sends");
+
+    // WeCom: wechatpy rings the doorbell; kefu pulls what the customers wrote and answers each once.
+    for (n, user) in ["wm-1", "wm-2", "wm-3"].iter().enumerate() {
+        fake.kf_customer_says(&format!("kf-{n}-a"), user, "退货地址是哪里");
+        fake.kf_customer_says(&format!("kf-{n}-b"), user, "你们几点上班");
+    }
+    let wecom = client(&python, &server, &["wecom", "12"]);
+    println!("WECHATPY WeCom: {wecom}");
+    assert_eq!((wecom["url_checks"].as_u64(), wecom["doorbells"].as_u64()), (Some(1), Some(12)), "{wecom}");
+    assert!(wecom["long_padding"].as_u64().unwrap() >= 3, "{wecom}");
+    assert_eq!(wecom["forged_refused"], 1);
+    let answered = || ["wm-1", "wm-2", "wm-3"].iter().map(|u| fake.sent_to(u).len()).sum::<usize>();
+    eventually("WeCom replies", Duration::from_secs(30), || answered() == 6).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(answered(), 6, "twelve doorbells, six messages, six replies");
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
--- Messaging platforms (WeChat, ...): who a customer is on each, the messages
--- received from them (the dedupe key of platform retries, and work a crash
--- must not lose), and the outbox of replies on their way to them.
+-- Messaging platforms (WeChat, WeCom, ...): who a customer is on each, the
+-- messages received from them (the dedupe key of platform retries, and work a
+-- crash must not lose), the outbox of replies on their way to them, and where
+-- a pulled message stream was read up to.
 
 -- One customer per platform identity; several identities may share a customer.
 CREATE TABLE channel_identities (
@@ -37,7 +38,9 @@ CREATE TABLE outbox (
     channel       TEXT NOT NULL,
     account       TEXT NOT NULL,
     external_id   TEXT NOT NULL,
+    kind          TEXT NOT NULL,         -- text, or transfer (hand the customer to the platform's own agents)
     text          TEXT NOT NULL,         -- sealed; emptied once sent
+    options       TEXT,                  -- JSON [{id, title}]: a clarifying question's choices, for platforms with menus
     message_id    TEXT,                  -- messages.id of an agent's reply
     state         TEXT NOT NULL,         -- pending, passive (answered in the callback), sent or failed
     attempts      INTEGER NOT NULL DEFAULT 0,
@@ -49,6 +52,15 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_due ON outbox (state, not_before);
 CREATE INDEX outbox_by_user ON outbox (channel, account, external_id, created_at);
+
+-- Where a pull-based platform's message stream was read up to (WeCom's sync_msg cursor).
+CREATE TABLE channel_cursors (
+    channel     TEXT NOT NULL,
+    account     TEXT NOT NULL,
+    cursor      TEXT NOT NULL,
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (channel, account)
+);
 
 -- Where a reply to the turn or message goes (JSON: channel, account, user).
 ALTER TABLE turns ADD COLUMN route TEXT;

@@ -1,4 +1,4 @@
-//! Messaging platforms' callbacks (`/v1/channels/wechat/{account}`) and the
+//! Messaging platforms' callbacks (`/v1/channels/wechat|wecom/{account}`) and the
 //! customers' platform identities. A callback is authenticated by the
 //! platform's signature, which the channel service checks before it reads
 //! anything else; it never needs an API key.
@@ -26,6 +26,8 @@ pub(super) fn routes() -> Routes {
     Routes::new()
         .get("/v1/channels/wechat/{account}", Access::Platform, wechat_verify)
         .post("/v1/channels/wechat/{account}", Access::Platform, wechat_message)
+        .get("/v1/channels/wecom/{account}", Access::Platform, wecom_verify)
+        .post("/v1/channels/wecom/{account}", Access::Platform, wecom_event)
         .get("/v1/customers/{id}", agent, customer)
         .post("/v1/customers/{id}/identities", agent, link_identity)
 }
@@ -53,11 +55,39 @@ async fn wechat_message(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let query = callback_query(query)?;
-    let body = body.map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
-    let body = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("bad_message", "the body is not UTF-8"))?;
-    let reply = state.channels.wechat_message(&account, &query, body).await?;
+    let body = utf8_body(body)?;
+    let reply = state.channels.wechat_message(&account, &query, &body).await?;
     let kind = if reply == WECHAT_SUCCESS { "text/plain; charset=utf-8" } else { "application/xml; charset=utf-8" };
     Ok(([(header::CONTENT_TYPE, kind)], reply).into_response())
+}
+
+/// `GET`: WeCom checks the URL; the `echostr` goes back decrypted.
+async fn wecom_verify(
+    State(state): State<Arc<AppState>>,
+    Path(account): Path<String>,
+    query: Result<Query<CallbackQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let echo = state.channels.wecom_verify(&account, &callback_query(query)?)?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], echo).into_response())
+}
+
+/// `POST`: WeCom's doorbell; kefu pulls the messages and answers `success` at once.
+async fn wecom_event(
+    State(state): State<Arc<AppState>>,
+    Path(account): Path<String>,
+    query: Result<Query<CallbackQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let query = callback_query(query)?;
+    let body = utf8_body(body)?;
+    let reply = state.channels.wecom_event(&account, &query, &body).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], reply).into_response())
+}
+
+/// A callback's body as text: too large 413, not UTF-8 400.
+fn utf8_body(body: Result<Bytes, BytesRejection>) -> Result<String, ApiError> {
+    let body = body.map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
+    String::from_utf8(body.to_vec()).map_err(|_| ApiError::bad_request("bad_message", "the body is not UTF-8"))
 }
 
 /// `GET /v1/customers/{id}`: the customer and their identities on messaging platforms.

@@ -138,6 +138,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Widget(e) => e.into(),
             ServiceError::Loading => ApiError::not_ready(),
             ServiceError::Channel(e) => e.into(),
+            e @ ServiceError::Platform(_) => ApiError::new(StatusCode::BAD_GATEWAY, "platform_failed", e.to_string()),
         }
     }
 }

@@ -1,15 +1,20 @@
-//! The messaging platforms kefu speaks natively: their wire formats,
+//! The messaging platforms kefu speaks natively (WeChat Official Accounts,
+//! WeCom 微信客服): their wire formats,
 //! signatures and crypto, and clients of their send APIs. Nothing here knows
 //! the engine or the store: the service layer turns inbound messages into
 //! turns and sends replies from the outbox through these clients.
 
 pub mod tokens;
 pub mod wechat;
+pub mod wecom;
 
 use serde::{Deserialize, Serialize};
 
 /// The channel name of WeChat Official Account messages.
 pub const WECHAT: &str = "wechat";
+
+/// The channel name of WeCom 微信客服 messages.
+pub const WECOM: &str = "wecom";
 
 /// Where a reply to a customer goes: the channel and account they wrote on,
 /// who they are there and, for platforms with threads, which thread.
@@ -20,6 +25,22 @@ pub struct ReplyRoute {
     pub account: String,
     /// The customer's id on the platform (openid, external_userid, open_id).
     pub user: String,
+}
+
+/// A choice of a clarifying question, for platforms that show menus.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MenuOption {
+    pub id: String,
+    pub title: String,
+}
+
+/// What a queued outbound message asks of the platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    /// A text, with a clarifying question's choices where the platform shows menus.
+    Text { text: String, options: Vec<MenuOption> },
+    /// Hand the customer to the platform's own agents.
+    Transfer,
 }
 
 /// Why a platform did not take a message.

@@ -58,4 +58,6 @@ pub enum ServiceError {
     Widget(#[from] widget::WidgetError),
     #[error(transparent)]
     Channel(#[from] channels::ChannelError),
+    #[error("the messaging platform failed: {0}")]
+    Platform(crate::channels::SendError),
 }

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
 use super::ServiceError;
-use crate::channels::ReplyRoute;
+use crate::channels::{MenuOption, Outgoing, ReplyRoute};
 use crate::corpus::Lang;
 use crate::engine::{Engine, Outcome, PreviousTurn, Query};
 use crate::store::{
@@ -53,20 +53,41 @@ pub struct PlatformOrigin {
     pub reply_id: String,
     /// The outbox holds the reply until then, while the platform's callback may still answer it.
     pub reply_not_before: DateTime<Utc>,
+    /// A hand-off also passes the customer to the platform's own agents.
+    pub transfer_on_handoff: bool,
 }
 
 impl PlatformOrigin {
-    fn write(&self, reply: Option<&str>) -> ChannelWrite<'_> {
-        ChannelWrite {
-            route: &self.route,
-            inbound_id: Some(&self.inbound_id),
-            reply: reply.map(|text| NewOutbound {
-                id: self.reply_id.clone(),
-                route: self.route.clone(),
-                text: text.to_string(),
-                not_before: self.reply_not_before,
-            }),
+    /// The turn's channel write: its route, the received message settled,
+    /// and the bot's reply (with a clarifying question's choices) queued.
+    fn write(&self, engine: &Engine, outcome: Option<&Outcome>) -> ChannelWrite<'_> {
+        let mut replies = Vec::new();
+        if let Some(outcome) = outcome {
+            if let Some(text) = &outcome.answer {
+                let options = outcome
+                    .options
+                    .iter()
+                    .filter_map(|id| engine.corpus().intent(id))
+                    .map(|intent| MenuOption { id: intent.id.clone(), title: intent.title(outcome.lang).to_string() })
+                    .collect();
+                let outgoing = Outgoing::Text { text: text.clone(), options };
+                replies.push(NewOutbound {
+                    id: self.reply_id.clone(),
+                    route: self.route.clone(),
+                    outgoing,
+                    not_before: self.reply_not_before,
+                });
+            }
+            if outcome.handoff.is_some() && self.transfer_on_handoff {
+                replies.push(NewOutbound {
+                    id: super::new_id(),
+                    route: self.route.clone(),
+                    outgoing: Outgoing::Transfer,
+                    not_before: self.reply_not_before,
+                });
+            }
         }
+        ChannelWrite { route: &self.route, inbound_id: Some(&self.inbound_id), replies }
     }
 }
 
@@ -134,7 +155,7 @@ pub async fn answer(
     };
     engine.validate(&query).map_err(crate::engine::EngineError::from)?;
     if let Some(ticket) = store.active_ticket(customer, session).await? {
-        return forward(store, &message, ticket, started).await.map(Turn::Forwarded);
+        return forward(engine, store, &message, ticket, started).await.map(Turn::Forwarded);
     }
     let previous = previous_turn(store, settings, session, customer).await?;
     query.previous = previous.as_ref();
@@ -173,7 +194,7 @@ pub async fn answer(
         due_at: tickets::due_at(at, settings.ticket_sla),
         context: outcome.context.clone().unwrap_or_else(|| json!({})),
     });
-    let channel = message.origin.as_ref().map(|o| o.write(outcome.answer.as_deref()));
+    let channel = message.origin.as_ref().map(|o| o.write(engine, Some(&outcome)));
     store.record_turn_with(&turn, ticket.as_ref(), channel.as_ref()).await?;
     // NOTE: no text: a message may name a person or an address, which no mask
     // finds; the trace id leads to the (sealed) turn.
@@ -192,6 +213,7 @@ pub async fn answer(
 /// Stores a customer's message in the ticket of the agent who owns the
 /// conversation; a ticket waiting for the customer goes back to work.
 async fn forward(
+    engine: &Engine,
     store: &Store,
     message: &Message,
     ticket: ActiveTicket,
@@ -207,7 +229,7 @@ async fn forward(
         text: &message.text,
         delivery: Delivery::Received,
     };
-    let channel = message.origin.as_ref().map(|o| o.write(None));
+    let channel = message.origin.as_ref().map(|o| o.write(engine, None));
     let (_, message_id) = store.add_message_with(&stored, channel.as_ref(), Utc::now()).await?;
     if ticket.status == Status::WaitingCustomer {
         let note = "the customer replied";

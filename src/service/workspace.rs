@@ -62,7 +62,7 @@ pub async fn reply(
         Some(route) => match channels.closed_window(&route).await? {
             Some(why) => (Delivery::Failed(why), None),
             None => {
-                let reply = NewOutbound { id: super::new_id(), route, text: text.to_string(), not_before: now };
+                let reply = NewOutbound::text(super::new_id(), route, text, now);
                 (Delivery::Queued, Some(reply))
             }
         },
@@ -91,7 +91,7 @@ pub async fn reply(
     let write = outbound.as_ref().map(|reply| ChannelWrite {
         route: &reply.route,
         inbound_id: None,
-        reply: Some(reply.clone()),
+        replies: vec![reply.clone()],
     });
     let (_, message_id) = store.add_message_with(&message, write.as_ref(), now).await?;
     if write.is_some() {

@@ -9,7 +9,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::{sealed, stamp, Store, StoreError};
-use crate::channels::ReplyRoute;
+use crate::channels::{MenuOption, Outgoing, ReplyRoute};
 
 /// A customer's identity on a platform.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -56,9 +56,16 @@ pub struct PendingInbound {
 pub struct NewOutbound {
     pub id: String,
     pub route: ReplyRoute,
-    pub text: String,
+    pub outgoing: Outgoing,
     /// Not sent before this (a bot reply waits while the callback may still answer passively).
     pub not_before: DateTime<Utc>,
+}
+
+impl NewOutbound {
+    /// A text without choices.
+    pub fn text(id: String, route: ReplyRoute, text: &str, not_before: DateTime<Utc>) -> NewOutbound {
+        NewOutbound { id, route, outgoing: Outgoing::Text { text: text.to_string(), options: Vec::new() }, not_before }
+    }
 }
 
 /// A queued reply, claimed for sending.
@@ -66,7 +73,7 @@ pub struct NewOutbound {
 pub struct Outbound {
     pub id: String,
     pub route: ReplyRoute,
-    pub text: String,
+    pub outgoing: Outgoing,
     /// Tries, this one included.
     pub attempts: i64,
 }
@@ -78,8 +85,8 @@ pub struct ChannelWrite<'a> {
     pub route: &'a ReplyRoute,
     /// The received message this answers: marked done.
     pub inbound_id: Option<&'a str>,
-    /// A reply to queue.
-    pub reply: Option<NewOutbound>,
+    /// Replies to queue, in order.
+    pub replies: Vec<NewOutbound>,
 }
 
 /// The channel, and the route when it was a platform, of a customer's latest message.
@@ -313,11 +320,42 @@ impl Store {
         .await
     }
 
-    /// Marks a received message answered without a turn (a duplicate turn, an event).
-    pub async fn finish_inbound(&self, id: &str) -> Result<(), StoreError> {
+    /// Marks a received message answered without a turn (a picture, a
+    /// message the engine refuses), queueing `replies` with it.
+    pub async fn finish_inbound(&self, id: &str, replies: Vec<NewOutbound>) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        self.finish_inbound_in(&mut tx, id).await?;
+        let Some(route) = replies.first().map(|r| r.route.clone()) else {
+            self.finish_inbound_in(&mut tx, id).await?;
+            tx.commit().await?;
+            return Ok(());
+        };
+        let write = ChannelWrite { route: &route, inbound_id: Some(id), replies };
+        self.write_channel(&mut tx, &write, None, &stamp(Utc::now())).await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// Where a pulled message stream of `route`'s channel and account was read up to.
+    pub async fn channel_cursor(&self, channel: &str, account: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT cursor FROM channel_cursors WHERE channel = $1 AND account = $2")
+            .bind(channel)
+            .bind(account)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Records how far a pulled message stream was read.
+    pub async fn set_channel_cursor(&self, channel: &str, account: &str, cursor: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO channel_cursors (channel, account, cursor, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (channel, account) DO UPDATE SET cursor = $3, updated_at = $4",
+        )
+        .bind(channel)
+        .bind(account)
+        .bind(cursor)
+        .bind(stamp(Utc::now()))
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -340,16 +378,26 @@ impl Store {
         if let Some(id) = write.inbound_id {
             self.finish_inbound_in(tx, id).await?;
         }
-        if let Some(reply) = &write.reply {
+        for reply in &write.replies {
+            let (kind, text, options) = match &reply.outgoing {
+                Outgoing::Text { text, options } => {
+                    let options =
+                        (!options.is_empty()).then(|| serde_json::to_string(options).expect("menu options serialise"));
+                    ("text", text.as_str(), options)
+                }
+                Outgoing::Transfer => ("transfer", "", None),
+            };
             sqlx::query(
-                "INSERT INTO outbox (id, channel, account, external_id, text, message_id, state, not_before, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8)",
+                "INSERT INTO outbox (id, channel, account, external_id, kind, text, options, message_id, state, not_before, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10)",
             )
             .bind(&reply.id)
             .bind(&reply.route.channel)
             .bind(&reply.route.account)
             .bind(&reply.route.user)
-            .bind(self.vault.seal(sealed::OUTBOX_TEXT, &reply.text))
+            .bind(kind)
+            .bind(self.vault.seal(sealed::OUTBOX_TEXT, text))
+            .bind(options)
             .bind(message_id)
             .bind(stamp(reply.not_before))
             .bind(at)
@@ -399,12 +447,19 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         self.claim_rows(Leased::Outbound, rows, &now, lease, |row, id| {
-            Ok(Outbound {
-                route: route_of(row)?,
-                text: self.opened(row, "text", sealed::OUTBOX_TEXT)?,
-                attempts: row.try_get::<i64, _>("attempts")? + 1,
-                id,
-            })
+            let kind: String = row.try_get("kind")?;
+            let outgoing = if kind == "transfer" {
+                Outgoing::Transfer
+            } else {
+                let options: Option<String> = row.try_get("options")?;
+                let options: Vec<MenuOption> = options
+                    .map(|o| serde_json::from_str(&o))
+                    .transpose()
+                    .map_err(|e| super::decode_error("options", e))?
+                    .unwrap_or_default();
+                Outgoing::Text { text: self.opened(row, "text", sealed::OUTBOX_TEXT)?, options }
+            };
+            Ok(Outbound { route: route_of(row)?, outgoing, attempts: row.try_get::<i64, _>("attempts")? + 1, id })
         })
         .await
     }
@@ -593,7 +648,7 @@ mod tests {
             [("in-1", "退货 13812345678")]
         );
         assert!(store.claim_unanswered(later, later, lease, 10).await.unwrap().is_empty(), "claimed");
-        store.finish_inbound("in-1").await.unwrap();
+        store.finish_inbound("in-1", Vec::new()).await.unwrap();
         let after_lease = lease + Duration::seconds(1);
         assert!(store.claim_unanswered(after_lease, after_lease, after_lease, 10).await.unwrap().is_empty(), "done");
     }
@@ -602,8 +657,8 @@ mod tests {
         let now = Utc::now();
         let mut tx = store.begin_write().await.unwrap();
         for (id, user, not_before) in [("r1", "o4", now), ("r2", "o4", now), ("r3", "o5", now + Duration::seconds(5))] {
-            let reply = NewOutbound { id: id.into(), route: route(user), text: format!("reply {id}"), not_before };
-            let write = ChannelWrite { route: &reply.route.clone(), inbound_id: None, reply: Some(reply) };
+            let reply = NewOutbound::text(id.into(), route(user), &format!("reply {id}"), not_before);
+            let write = ChannelWrite { route: &reply.route.clone(), inbound_id: None, replies: vec![reply] };
             store.write_channel(&mut tx, &write, None, &stamp(now)).await.unwrap();
         }
         tx.commit().await.unwrap();

@@ -1,6 +1,8 @@
-//! WeChat's API as a loopback fake, for tests in and out of the crate:
-//! access tokens, and customer-service sends it records, or fails with the
-//! error codes queued in `failures`, or all ("system busy") while `failing`.
+//! The APIs of WeChat and WeCom 微信客服 as one loopback fake, for tests in
+//! and out of the crate: access tokens; sends (WeChat's customer-service
+//! messages, WeCom's send_msg) it records, or fails with the error codes
+//! queued in `failures`, or all ("system busy") while `failing`; WeCom's
+//! sync_msg serving `kf_inbox` from a cursor; and WeCom's transfers.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,6 +21,10 @@ pub struct FakeWechat {
     pub attempts: Mutex<Vec<String>>,
     /// The bodies of the sends taken.
     pub sends: Mutex<Vec<Value>>,
+    /// Messages WeCom's sync_msg hands out, in order (the cursor is an index).
+    pub kf_inbox: Mutex<Vec<Value>>,
+    /// The bodies of WeCom's service_state/trans calls.
+    pub transfers: Mutex<Vec<Value>>,
 }
 
 impl FakeWechat {
@@ -28,6 +34,10 @@ impl FakeWechat {
         let app = axum::Router::new()
             .route("/cgi-bin/token", axum::routing::get(token))
             .route("/cgi-bin/message/custom/send", axum::routing::post(send))
+            .route("/cgi-bin/gettoken", axum::routing::get(token))
+            .route("/cgi-bin/kf/send_msg", axum::routing::post(send))
+            .route("/cgi-bin/kf/sync_msg", axum::routing::post(sync_msg))
+            .route("/cgi-bin/kf/service_state/trans", axum::routing::post(transfer))
             .with_state(fake.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -35,10 +45,19 @@ impl FakeWechat {
         (base, fake)
     }
 
-    /// The texts sent to `openid`, in order.
-    pub fn sent_to(&self, openid: &str) -> Vec<String> {
+    /// The texts sent to `user` (a menu's head text), in order.
+    pub fn sent_to(&self, user: &str) -> Vec<String> {
         let sends = self.sends.lock().unwrap();
-        sends.iter().filter(|s| s["touser"] == openid).map(|s| s["text"]["content"].as_str().unwrap().into()).collect()
+        let text =
+            |s: &Value| s["text"]["content"].as_str().or(s["msgmenu"]["head_content"].as_str()).unwrap().to_string();
+        sends.iter().filter(|s| s["touser"] == user).map(text).collect()
+    }
+
+    /// Queues a customer's text for WeCom's sync_msg.
+    pub fn kf_customer_says(&self, msgid: &str, user: &str, text: &str) {
+        let message = json!({"msgid": msgid, "open_kfid": "wk-test", "external_userid": user, "send_time": 1,
+                             "origin": 3, "msgtype": "text", "text": {"content": text}});
+        self.kf_inbox.lock().unwrap().push(message);
     }
 
     /// How many sends each customer received.
@@ -72,4 +91,18 @@ async fn send(State(fake): State<Arc<FakeWechat>>, Json(body): Json<Value>) -> J
             Json(json!({"errcode": 0, "errmsg": "ok"}))
         }
     }
+}
+
+async fn sync_msg(State(fake): State<Arc<FakeWechat>>, Json(body): Json<Value>) -> Json<Value> {
+    let from: usize = body["cursor"].as_str().and_then(|c| c.parse().ok()).unwrap_or(0);
+    let inbox = fake.kf_inbox.lock().unwrap();
+    let page: Vec<Value> = inbox.iter().skip(from).take(2).cloned().collect();
+    let next = from + page.len();
+    Json(json!({"errcode": 0, "errmsg": "ok", "next_cursor": next.to_string(),
+                "has_more": i64::from(next < inbox.len()), "msg_list": page}))
+}
+
+async fn transfer(State(fake): State<Arc<FakeWechat>>, Json(body): Json<Value>) -> Json<Value> {
+    fake.transfers.lock().unwrap().push(body);
+    Json(json!({"errcode": 0, "errmsg": "ok"}))
 }

@@ -5,9 +5,14 @@ Signs (and in safe mode encrypts) messages the way WeChat's servers do, POSTs
 them to kefu, and checks kefu's replies with wechatpy: signature, AppId and
 decryption in safe mode, then parse_message. Prints one JSON summary.
 
+WeCom 微信客服 (wecom): the URL check with an encrypted echostr, and
+doorbells (kf_msg_or_event) encrypted with wechatpy's WeCom crypto; kefu then
+pulls the messages from the test's fake WeCom API.
+
 Usage: wechatpy_client.py URL TOKEN AES_KEY APP_ID roundtrip
        wechatpy_client.py URL TOKEN AES_KEY APP_ID load SENDERS MESSAGES
        wechatpy_client.py URL TOKEN AES_KEY APP_ID burst COUNT
+       wechatpy_client.py URL TOKEN AES_KEY CORP_ID wecom DOORBELLS
 """
 
 import concurrent.futures
@@ -23,6 +28,7 @@ import urllib.request
 import xmltodict
 from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
+from wechatpy.enterprise.crypto import WeChatCrypto as WeComCrypto
 from wechatpy.utils import WeChatSigner
 
 URL, TOKEN, AES_KEY, APP_ID, COMMAND = sys.argv[1:6]
@@ -163,10 +169,40 @@ def burst(count):
     return {"sent": answered}
 
 
+def wecom(doorbells):
+    """The URL check, then `doorbells` doorbells (tokens of varied lengths, so
+    paddings of every size occur); kefu must answer each with success."""
+    crypto = WeComCrypto(TOKEN, AES_KEY, APP_ID)
+    summary = {"url_checks": 0, "doorbells": 0, "long_padding": 0, "forged_refused": 0}
+    timestamp, n, echo = str(int(time.time())), nonce(), "echo-" + nonce()
+    envelope = xmltodict.parse(crypto.encrypt_message(echo, n, timestamp))["xml"]
+    status, body = request("GET", {"msg_signature": envelope["MsgSignature"], "timestamp": timestamp, "nonce": n,
+                                   "echostr": envelope["Encrypt"]})
+    assert (status, body) == (200, echo), (status, body)
+    summary["url_checks"] += 1
+    for i in range(doorbells):
+        event = (f"<xml><ToUserName><![CDATA[{APP_ID}]]></ToUserName><CreateTime>{int(time.time())}</CreateTime>"
+                 f"<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[kf_msg_or_event]]></Event>"
+                 f"<Token><![CDATA[ENC{'x' * i}]]></Token><OpenKfId><![CDATA[wk-test]]></OpenKfId></xml>")
+        timestamp, n = str(int(time.time())), nonce()
+        sealed = crypto.encrypt_message(event, n, timestamp)
+        signature_of = xmltodict.parse(sealed)["xml"]["MsgSignature"]
+        status, body = request("POST", {"msg_signature": signature_of, "timestamp": timestamp, "nonce": n}, sealed)
+        assert (status, body) == (200, "success"), (status, body)
+        summary["doorbells"] += 1
+        length = 16 + 4 + len(event.encode()) + len(APP_ID)
+        summary["long_padding"] += int(32 - length % 32 > 16)
+    status, _ = request("POST", {"msg_signature": "0" * 40, "timestamp": timestamp, "nonce": n}, sealed)
+    summary["forged_refused"] = int(status == 403)
+    return summary
+
+
 if COMMAND == "roundtrip":
     print(json.dumps(roundtrip()))
 elif COMMAND == "load":
     print(json.dumps(load(int(ARGS[0]), int(ARGS[1]))))
+elif COMMAND == "wecom":
+    print(json.dumps(wecom(int(ARGS[0]))))
 elif COMMAND == "burst":
     print(json.dumps(burst(int(ARGS[0]))))
 else:

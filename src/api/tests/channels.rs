@@ -12,8 +12,9 @@ use serde_json::json;
 
 use super::*;
 use crate::channels::wechat::{crypto, CallbackKeys, MessageCrypto};
+use crate::channels::wecom::{Handoff, KfApi};
 use crate::channels::ReplyRoute;
-use crate::service::channels::{ChannelAccounts, ChannelSettings, WechatAccount};
+use crate::service::channels::{ChannelAccounts, ChannelSettings, WechatAccount, WecomAccount};
 use crate::support::retry::Backoff;
 use fake_wechat::FakeWechat;
 
@@ -26,6 +27,7 @@ mod fake_wechat;
 const TOKEN: &str = "tok";
 const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 const APP_ID: &str = "wxdemo";
+const CORP_ID: &str = "wwcorp0001";
 
 /// One account, "demo", whose API lives at `api_base`; quick retries.
 pub(super) fn wechat_demo_account(api_base: &str) -> ChannelAccounts {
@@ -38,8 +40,13 @@ pub(super) fn wechat_demo_account(api_base: &str) -> ChannelAccounts {
     .unwrap();
     let keys = CallbackKeys { token: TOKEN.into(), crypto: Some(MessageCrypto::new(AES_KEY, APP_ID).unwrap()) };
     let account = WechatAccount { keys, api, transfer_to_desk: false };
+    let kf_api =
+        KfApi::new(url::Url::parse(api_base).unwrap(), CORP_ID, "secret", "wk-test", Duration::from_secs(2)).unwrap();
+    let kf_keys = CallbackKeys { token: TOKEN.into(), crypto: Some(MessageCrypto::new(AES_KEY, CORP_ID).unwrap()) };
+    let kf = WecomAccount::new(kf_keys, kf_api, Handoff::Queue);
     ChannelAccounts {
         wechat: [("demo".to_string(), Arc::new(account))].into(),
+        wecom: [("kf".to_string(), Arc::new(kf))].into(),
         settings: ChannelSettings {
             backoff: Backoff::doubling(2, Duration::from_millis(20)),
             recover_after: Duration::from_millis(200),
@@ -346,4 +353,83 @@ async fn bad_callbacks_get_clear_refusals() {
         .send(None, "203.0.113.7", "GET", &format!("/v1/channels/wechat/demo?{}&echostr=hello", signed("v", at)), None)
         .await;
     assert_eq!(status, StatusCode::OK);
+}
+
+/// An encrypted WeCom callback of `xml`: its query and body.
+fn wecom_callback(xml: &str, nonce: &str) -> (String, String) {
+    let crypto = MessageCrypto::new(AES_KEY, CORP_ID).unwrap();
+    let (at, encrypted) = (now().to_string(), crypto.encrypt(xml, rand::random()));
+    let signature = crypto::signature(&[TOKEN, &at, nonce, &encrypted]);
+    let body = format!("<xml><ToUserName><![CDATA[{CORP_ID}]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt><AgentID>1</AgentID></xml>");
+    (format!("msg_signature={signature}&timestamp={at}&nonce={nonce}"), body)
+}
+
+fn doorbell(nonce: &str) -> (String, String) {
+    let xml = format!("<xml><ToUserName><![CDATA[{CORP_ID}]]></ToUserName><CreateTime>{}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[kf_msg_or_event]]></Event><Token><![CDATA[ENCtoken]]></Token><OpenKfId><![CDATA[wk-test]]></OpenKfId></xml>", now());
+    wecom_callback(&xml, nonce)
+}
+
+#[tokio::test]
+async fn wecom_messages_are_pulled_answered_once_and_handed_to_the_queue() {
+    let (h, fake) = wechat_harness(Duration::from_secs(4)).await;
+    // The URL check: echostr comes encrypted and goes back in clear.
+    let crypto = MessageCrypto::new(AES_KEY, CORP_ID).unwrap();
+    let (at, echo) = (now().to_string(), crypto.encrypt("echo-4711", rand::random()));
+    let signature = crypto::signature(&[TOKEN, &at, "v1", &echo]);
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([("msg_signature", signature.as_str()), ("timestamp", &at), ("nonce", "v1"), ("echostr", &echo)])
+        .finish();
+    let (status, headers, _) =
+        h.send(None, "203.0.113.7", "GET", &format!("/v1/channels/wecom/kf?{query}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{headers:?}");
+
+    fake.kf_customer_says("m1", "wm-ann", "退货地址是哪里");
+    fake.kf_customer_says("m2", "wm-ann", "我要投诉，转人工");
+    fake.kf_inbox.lock().unwrap().push(json!({"msgid": "m3", "external_userid": "wm-ann", "origin": 3, "msgtype": "image", "image": {"media_id": "x"}}));
+    let (query, body) = doorbell("d1");
+    let (status, _, answer) = h.post_raw(&format!("/v1/channels/wecom/kf?{query}"), body).await;
+    assert_eq!((status, answer.as_str()), (StatusCode::OK, "success"));
+    eventually("three replies and a transfer", || {
+        fake.sent_to("wm-ann").len() == 3 && fake.transfers.lock().unwrap().len() == 1
+    })
+    .await;
+    let sent = fake.sent_to("wm-ann");
+    assert!(sent[0].contains("退货"), "{sent:?}");
+    assert!(sent[2].contains("文字"), "a picture gets the text-only reply: {sent:?}");
+    assert_eq!(fake.transfers.lock().unwrap()[0]["service_state"], 2, "the hand-off goes to WeCom's queue");
+    let msgids: Vec<String> =
+        fake.sends.lock().unwrap().iter().map(|s| s["msgid"].as_str().unwrap().to_string()).collect();
+    assert!(msgids.iter().all(|id| id.len() <= 32), "{msgids:?}");
+    // The same messages pulled again (a doorbell twice, a cursor lost) are not answered twice.
+    fake.kf_customer_says("m1", "wm-ann", "退货地址是哪里");
+    fake.kf_customer_says("m4", "wm-ann", "你们几点上班");
+    let (query, body) = doorbell("d2");
+    h.post_raw(&format!("/v1/channels/wecom/kf?{query}"), body).await;
+    eventually("the new message's reply", || fake.sent_to("wm-ann").len() == 4).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fake.sent_to("wm-ann").len(), 4);
+    assert_eq!(h.state.store.channel_cursor("wecom", "kf").await.unwrap().as_deref(), Some("5"));
+    // A forged doorbell is refused.
+    let (query, body) = doorbell("d3");
+    let forged = query.replace("msg_signature=", "msg_signature=0");
+    let (status, _, _) = h.post_raw(&format!("/v1/channels/wecom/kf?{forged}"), body).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn wecom_shows_a_clarifying_question_as_a_menu() {
+    let (base, fake) = FakeWechat::start().await;
+    let api =
+        KfApi::new(url::Url::parse(&base).unwrap(), CORP_ID, "secret", "wk-test", Duration::from_secs(2)).unwrap();
+    let options = [
+        crate::channels::MenuOption { id: "return_address".into(), title: "退货地址".into() },
+        crate::channels::MenuOption { id: "refund_status".into(), title: "退款进度".into() },
+    ];
+    api.send_text("wm-bo", "你是想问哪一个？", &options, "reply0001").await.unwrap();
+    api.send_text("wm-bo", "好的", &[], "reply0002").await.unwrap();
+    let sends = fake.sends.lock().unwrap().clone();
+    assert_eq!(sends[0]["msgtype"], "msgmenu");
+    assert_eq!(sends[0]["msgmenu"]["list"][1]["click"], json!({"id": "refund_status", "content": "退款进度"}));
+    assert_eq!((sends[1]["msgtype"].as_str(), sends[1]["msgid"].as_str()), (Some("text"), Some("reply0002")));
+    assert_eq!(fake.tokens.load(Ordering::SeqCst), 1);
 }

@@ -325,7 +325,8 @@ impl Harness {
             body["trace_id"].as_str().unwrap().to_string()
         };
         let uri = if spec.path.contains("{account}") {
-            spec.path.replace("{account}", "demo")
+            // The accounts wechat_demo_account configures.
+            spec.path.replace("{account}", if spec.path.contains("wecom") { "kf" } else { "demo" })
         } else if spec.path.contains("{id}") {
             let id =
                 if spec.path.starts_with("/v1/customers") { "c1001".to_string() } else { self.ticket_of_li().await };

@@ -1,53 +1,43 @@
-//! The Official Account API kefu calls: an access token (cached for all
-//! senders) and the customer-service message send, for replies that miss the
-//! passive window and for agents' replies.
+//! The JSON APIs of WeChat's family (Official Accounts, WeCom): an access
+//! token in the query (cached for all senders, renewed once when the platform
+//! calls it expired), `errcode` 0 for success, and codes that another try
+//! cannot fix. [`WechatApi`] is the Official Account's customer-service send.
 
 use std::time::Duration;
 
-use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 use url::Url;
 
 use crate::channels::tokens::TokenCache;
 use crate::channels::{transport_error, SendError};
 
-/// WeChat's error codes for an access token that is invalid or expired:
-/// fetch a new one and try once more.
+/// Error codes for an access token that is invalid or expired: fetch a new one and try once more.
 const TOKEN_ERRORS: [i64; 3] = [40001, 40014, 42001];
 
-/// Codes that another try cannot fix: the 48-hour window or its message quota
-/// is spent, the user unfollowed or is unknown, the content was refused.
-const REFUSALS: [i64; 6] = [45015, 45047, 43004, 40003, 45002, 87014];
-
-/// One Official Account's API credentials and where its API lives.
+/// One account's API: where it lives, how its token is fetched, and which
+/// error codes are refusals.
 #[derive(Debug)]
-pub struct WechatApi {
+pub struct ApiClient {
+    platform: &'static str,
     base: Url,
-    app_id: String,
-    app_secret: String,
+    token_path: &'static str,
+    token_query: Vec<(&'static str, String)>,
+    refusals: fn(i64) -> bool,
     http: reqwest::Client,
     token: TokenCache,
 }
 
-#[derive(Debug, Deserialize)]
-struct Reply {
-    #[serde(default)]
-    errcode: i64,
-    #[serde(default)]
-    errmsg: String,
-    access_token: Option<String>,
-    expires_in: Option<u64>,
-}
-
-impl WechatApi {
-    pub fn new(base: Url, app_id: &str, app_secret: &str, timeout: Duration) -> Result<WechatApi, reqwest::Error> {
-        Ok(WechatApi {
-            base,
-            app_id: app_id.to_string(),
-            app_secret: app_secret.to_string(),
-            http: reqwest::Client::builder().timeout(timeout).build()?,
-            token: TokenCache::default(),
-        })
+impl ApiClient {
+    pub fn new(
+        platform: &'static str,
+        base: Url,
+        token_path: &'static str,
+        token_query: Vec<(&'static str, String)>,
+        refusals: fn(i64) -> bool,
+        timeout: Duration,
+    ) -> Result<ApiClient, reqwest::Error> {
+        let http = reqwest::Client::builder().timeout(timeout).build()?;
+        Ok(ApiClient { platform, base, token_path, token_query, refusals, http, token: TokenCache::default() })
     }
 
     fn url(&self, path: &str) -> Url {
@@ -56,59 +46,88 @@ impl WechatApi {
         url
     }
 
-    async fn call(&self, request: reqwest::RequestBuilder) -> Result<Reply, SendError> {
-        let response = request.send().await.map_err(|e| transport_error("WeChat", e))?;
+    async fn call(&self, request: reqwest::RequestBuilder) -> Result<Value, SendError> {
+        let response = request.send().await.map_err(|e| transport_error(self.platform, e))?;
         let status = response.status();
         if !status.is_success() {
-            return Err(SendError::Retryable(format!("WeChat answered HTTP {status}")));
+            return Err(SendError::Retryable(format!("{} answered HTTP {status}", self.platform)));
         }
         response
             .json()
             .await
-            .map_err(|e| SendError::Retryable(format!("WeChat's reply is not JSON: {}", e.without_url())))
+            .map_err(|e| SendError::Retryable(format!("{}'s reply is not JSON: {}", self.platform, e.without_url())))
     }
 
     async fn access_token(&self) -> Result<String, SendError> {
         self.token
             .get(|| async {
-                let request = self.http.get(self.url("/cgi-bin/token")).query(&[
-                    ("grant_type", "client_credential"),
-                    ("appid", &self.app_id),
-                    ("secret", &self.app_secret),
-                ]);
-                let reply = self.call(request).await?;
-                match reply.access_token {
-                    Some(token) if reply.errcode == 0 => {
-                        Ok((token, Duration::from_secs(reply.expires_in.unwrap_or(7200))))
+                let reply = self.call(self.http.get(self.url(self.token_path)).query(&self.token_query)).await?;
+                match reply["access_token"].as_str() {
+                    Some(token) if errcode(&reply) == 0 => {
+                        Ok((token.to_string(), Duration::from_secs(reply["expires_in"].as_u64().unwrap_or(7200))))
                     }
                     _ => Err(SendError::Retryable(format!(
-                        "WeChat refused an access token: {} {}",
-                        reply.errcode, reply.errmsg
+                        "{} refused an access token: {} {}",
+                        self.platform,
+                        errcode(&reply),
+                        reply["errmsg"].as_str().unwrap_or_default()
                     ))),
                 }
             })
             .await
     }
 
-    /// Sends `text` to `openid` as a customer-service message.
-    pub async fn send_text(&self, openid: &str, text: &str) -> Result<(), SendError> {
-        let body = json!({"touser": openid, "msgtype": "text", "text": {"content": text}});
+    /// POSTs `body` to `path` with the access token; the reply when `errcode` is 0.
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, SendError> {
         let mut renewed = false;
         loop {
             let token = self.access_token().await?;
-            let request = self.http.post(self.url("/cgi-bin/message/custom/send")).query(&[("access_token", &token)]);
-            let reply = self.call(request.json(&body)).await?;
-            match reply.errcode {
-                0 => return Ok(()),
+            let request = self.http.post(self.url(path)).query(&[("access_token", &token)]).json(body);
+            let reply = self.call(request).await?;
+            let code = errcode(&reply);
+            let why = || format!("{} {code} {}", self.platform, reply["errmsg"].as_str().unwrap_or_default());
+            match code {
+                0 => return Ok(reply),
                 code if TOKEN_ERRORS.contains(&code) && !renewed => {
                     self.token.invalidate(&token).await;
                     renewed = true;
                 }
-                code if REFUSALS.contains(&code) => {
-                    return Err(SendError::Refused(format!("WeChat refused the message: {code} {}", reply.errmsg)))
-                }
-                code => return Err(SendError::Retryable(format!("WeChat failed: {code} {}", reply.errmsg))),
+                code if (self.refusals)(code) => return Err(SendError::Refused(format!("refused: {}", why()))),
+                _ => return Err(SendError::Retryable(format!("failed: {}", why()))),
             }
         }
+    }
+}
+
+fn errcode(reply: &Value) -> i64 {
+    reply["errcode"].as_i64().unwrap_or(0)
+}
+
+/// An Official Account's customer-service message API.
+#[derive(Debug)]
+pub struct WechatApi {
+    client: ApiClient,
+}
+
+/// Codes another try cannot fix: the 48-hour window or its message quota is
+/// spent, the user unfollowed or is unknown, the content was refused.
+fn wechat_refusal(code: i64) -> bool {
+    [45015, 45047, 43004, 40003, 45002, 87014].contains(&code)
+}
+
+impl WechatApi {
+    pub fn new(base: Url, app_id: &str, app_secret: &str, timeout: Duration) -> Result<WechatApi, reqwest::Error> {
+        let query = vec![
+            ("grant_type", "client_credential".to_string()),
+            ("appid", app_id.into()),
+            ("secret", app_secret.into()),
+        ];
+        Ok(WechatApi { client: ApiClient::new("WeChat", base, "/cgi-bin/token", query, wechat_refusal, timeout)? })
+    }
+
+    /// Sends `text` to `openid` as a customer-service message.
+    pub async fn send_text(&self, openid: &str, text: &str) -> Result<(), SendError> {
+        let body = json!({"touser": openid, "msgtype": "text", "text": {"content": text}});
+        self.client.post("/cgi-bin/message/custom/send", &body).await.map(drop)
     }
 }

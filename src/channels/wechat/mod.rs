@@ -1,6 +1,7 @@
 //! WeChat Official Accounts (公众号): the callback's signature check, its XML
 //! messages in plain or safe mode, passive replies, and (in [`api`]) the
 //! customer-service message API for replies that miss the 5-second window.
+//! WeCom shares the callback scheme (always encrypted) and the API style.
 
 pub mod api;
 pub mod crypto;
@@ -117,15 +118,35 @@ impl CallbackKeys {
             self.check_plain_signature(query, now)?;
             return inbound(&parse_fields(body)?, false);
         }
+        inbound(&self.open_encrypted(query, body, now)?, true)
+    }
+
+    /// The fields of an encrypted callback (safe mode; every WeCom callback),
+    /// once `msg_signature` over its `Encrypt` matches.
+    pub fn open_encrypted(&self, query: &CallbackQuery, body: &str, now: i64) -> Result<Fields, WechatError> {
         let crypto = self.crypto.as_ref().ok_or(WechatError::NotInSafeMode)?;
         check_timestamp(&query.timestamp, now)?;
         let fields = parse_fields(body)?;
         let encrypted = fields.get("Encrypt").ok_or_else(|| WechatError::BadXml("no Encrypt field".into()))?;
+        self.check_msg_signature(query, encrypted)?;
+        parse_fields(&crypto.decrypt(encrypted)?)
+    }
+
+    /// WeCom's URL check: `echostr` comes encrypted and goes back decrypted.
+    pub fn decrypt_echo(&self, query: &CallbackQuery, now: i64) -> Result<String, WechatError> {
+        let crypto = self.crypto.as_ref().ok_or(WechatError::NotInSafeMode)?;
+        check_timestamp(&query.timestamp, now)?;
+        let echo = query.echostr.as_deref().unwrap_or_default();
+        self.check_msg_signature(query, echo)?;
+        Ok(crypto.decrypt(echo)?)
+    }
+
+    fn check_msg_signature(&self, query: &CallbackQuery, encrypted: &str) -> Result<(), WechatError> {
         let given = query.msg_signature.as_deref().unwrap_or_default();
         if !crypto::signature_matches(given, &[self.token.as_str(), &query.timestamp, &query.nonce, encrypted]) {
             return Err(WechatError::BadSignature);
         }
-        inbound(&parse_fields(&crypto.decrypt(encrypted)?)?, true)
+        Ok(())
     }
 
     /// A passive reply's body: `xml` as is, or in safe mode's signed envelope.
@@ -151,9 +172,12 @@ fn check_timestamp(timestamp: &str, now: i64) -> Result<(), WechatError> {
     }
 }
 
+/// The child elements of a flat `<xml>` document, by name.
+pub type Fields = BTreeMap<String, String>;
+
 /// The child elements of a flat `<xml>` document. DTDs (and so entity
 /// tricks) are refused by the parser.
-fn parse_fields(text: &str) -> Result<BTreeMap<String, String>, WechatError> {
+fn parse_fields(text: &str) -> Result<Fields, WechatError> {
     let document = roxmltree::Document::parse(text).map_err(|e| WechatError::BadXml(e.to_string()))?;
     let root = document.root_element();
     if root.tag_name().name() != "xml" {
@@ -170,7 +194,7 @@ fn parse_fields(text: &str) -> Result<BTreeMap<String, String>, WechatError> {
     Ok(fields)
 }
 
-fn inbound(fields: &BTreeMap<String, String>, encrypted: bool) -> Result<Inbound, WechatError> {
+fn inbound(fields: &Fields, encrypted: bool) -> Result<Inbound, WechatError> {
     let field = |name: &str| {
         fields.get(name).filter(|v| !v.is_empty()).cloned().ok_or_else(|| WechatError::BadXml(format!("no {name}")))
     };
