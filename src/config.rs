@@ -84,6 +84,19 @@ pub struct ChannelsConfig {
     /// WeCom 微信客服 accounts, one `[channels.wecom.<account>]` table each;
     /// the callback URL is `/v1/channels/wecom/<account>`.
     pub wecom: std::collections::BTreeMap<String, WecomAccountConfig>,
+    /// Signed webhook gateway accounts (the company's own app, bridges), one
+    /// `[channels.gateway.<account>]` table each; the URL is `/v1/channels/gateway/<account>`.
+    pub gateway: std::collections::BTreeMap<String, GatewayAccountConfig>,
+}
+
+/// `[channels.gateway.<account>]`: one sender through the signed webhook gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayAccountConfig {
+    /// Signs both directions (HMAC-SHA256); at least 16 characters.
+    pub secret: String,
+    /// Where kefu posts the replies.
+    pub callback_url: String,
 }
 
 /// `[channels.wecom.<account>]`: one WeCom 微信客服 account.
@@ -339,6 +352,7 @@ impl Default for ChannelsConfig {
             send_timeout_ms: 5000,
             wechat: Default::default(),
             wecom: Default::default(),
+            gateway: Default::default(),
         }
     }
 }
@@ -721,9 +735,10 @@ impl Config {
 
     /// The messaging platform accounts, their API clients built.
     pub fn channel_accounts(&self) -> Result<crate::service::channels::ChannelAccounts, ConfigError> {
+        use crate::channels::gateway::GatewayClient;
         use crate::channels::wechat::{api::WechatApi, CallbackKeys, MessageCrypto};
         use crate::channels::wecom::{Handoff, KfApi};
-        use crate::service::channels::{ChannelAccounts, ChannelSettings, WechatAccount, WecomAccount};
+        use crate::service::channels::{ChannelAccounts, ChannelSettings, GatewayAccount, WechatAccount, WecomAccount};
         let c = &self.channels;
         let timeout = std::time::Duration::from_millis(c.send_timeout_ms);
         let mut wechat = std::collections::BTreeMap::new();
@@ -777,10 +792,26 @@ impl Config {
             let keys = CallbackKeys { token: account.token.clone(), crypto: Some(crypto) };
             wecom.insert(name.clone(), Arc::new(WecomAccount::new(keys, api, handoff)));
         }
+        let mut gateway = std::collections::BTreeMap::new();
+        for (name, account) in &c.gateway {
+            let invalid = |message: String| ConfigError::Invalid {
+                field: "channels.gateway",
+                message: format!("account {name:?}: {message}"),
+            };
+            check_account_name(name).map_err(invalid)?;
+            if account.secret.chars().count() < 16 {
+                return Err(invalid("the secret needs at least 16 characters".into()));
+            }
+            let callback = parse_http_url("channels.gateway.callback_url", &account.callback_url)?;
+            let client = GatewayClient::new(callback, &account.secret, timeout)
+                .map_err(|e| invalid(format!("cannot build its HTTP client: {e}")))?;
+            gateway.insert(name.clone(), Arc::new(GatewayAccount { secret: account.secret.clone(), client }));
+        }
         let defaults = ChannelSettings::default();
         Ok(ChannelAccounts {
             wechat,
             wecom,
+            gateway,
             settings: ChannelSettings {
                 passive_window: std::time::Duration::from_millis(c.passive_reply_ms),
                 backoff: crate::support::retry::Backoff::doubling(

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -17,9 +17,10 @@ use serde_json::{json, Value};
 use super::access::{Access, Routes};
 use super::{check_id, parse_json, ApiError, AppState};
 use crate::access::{Caller, Role};
+use crate::channels::gateway;
 use crate::channels::wechat::CallbackQuery;
 use crate::channels::ReplyRoute;
-use crate::service::channels::WECHAT_SUCCESS;
+use crate::service::channels::{Accepted, WECHAT_SUCCESS};
 
 pub(super) fn routes() -> Routes {
     let agent = Access::Role(Role::Agent);
@@ -28,6 +29,7 @@ pub(super) fn routes() -> Routes {
         .post("/v1/channels/wechat/{account}", Access::Platform, wechat_message)
         .get("/v1/channels/wecom/{account}", Access::Platform, wecom_verify)
         .post("/v1/channels/wecom/{account}", Access::Platform, wecom_event)
+        .post("/v1/channels/gateway/{account}", Access::Platform, gateway_message)
         .get("/v1/customers/{id}", agent, customer)
         .post("/v1/customers/{id}/identities", agent, link_identity)
 }
@@ -82,6 +84,27 @@ async fn wecom_event(
     let body = utf8_body(body)?;
     let reply = state.channels.wecom_event(&account, &query, &body).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], reply).into_response())
+}
+
+/// `POST`: a signed message from the company's own app or a bridge; 200
+/// `{"status": "answered" | "duplicate"}`, the reply posted to the callback URL.
+async fn gateway_message(
+    State(state): State<Arc<AppState>>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let body = body.map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
+    let accepted = state
+        .channels
+        .gateway_message(&account, &header(gateway::TIMESTAMP_HEADER), &header(gateway::SIGNATURE_HEADER), &body)
+        .await?;
+    let status = match accepted {
+        Accepted::Answered => "answered",
+        Accepted::Duplicate => "duplicate",
+    };
+    Ok(Json(json!({"status": status})))
 }
 
 /// A callback's body as text: too large 413, not UTF-8 400.

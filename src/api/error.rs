@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{BoxError, Json};
 use serde_json::json;
 
+use crate::channels::gateway::GatewayError;
 use crate::channels::wechat::WechatError;
 use crate::encoder::EncoderError;
 use crate::engine::{EngineError, InvalidInput, InvalidKind};
@@ -178,6 +179,10 @@ impl From<ChannelError> for ApiError {
             ChannelError::Wechat(WechatError::BadXml(_) | WechatError::Crypto(_) | WechatError::NotInSafeMode) => {
                 ApiError::bad_request("bad_message", e.to_string())
             }
+            ChannelError::Gateway(GatewayError::BadSignature | GatewayError::StaleTimestamp) => {
+                ApiError::new(StatusCode::FORBIDDEN, "bad_signature", e.to_string())
+            }
+            ChannelError::Gateway(GatewayError::BadMessage(_)) => ApiError::bad_request("bad_message", e.to_string()),
         }
     }
 }

@@ -1,9 +1,10 @@
 //! The messaging platforms kefu speaks natively (WeChat Official Accounts,
-//! WeCom 微信客服): their wire formats,
+//! WeCom 微信客服) and the signed webhook gateway for the rest: their wire formats,
 //! signatures and crypto, and clients of their send APIs. Nothing here knows
 //! the engine or the store: the service layer turns inbound messages into
 //! turns and sends replies from the outbox through these clients.
 
+pub mod gateway;
 pub mod tokens;
 pub mod wechat;
 pub mod wecom;
@@ -15,6 +16,9 @@ pub const WECHAT: &str = "wechat";
 
 /// The channel name of WeCom 微信客服 messages.
 pub const WECOM: &str = "wecom";
+
+/// The channel name of messages through the signed webhook gateway.
+pub const GATEWAY: &str = "gateway";
 
 /// Where a reply to a customer goes: the channel and account they wrote on,
 /// who they are there and, for platforms with threads, which thread.

@@ -2,7 +2,8 @@
 //! and out of the crate: access tokens; sends (WeChat's customer-service
 //! messages, WeCom's send_msg) it records, or fails with the error codes
 //! queued in `failures`, or all ("system busy") while `failing`; WeCom's
-//! sync_msg serving `kf_inbox` from a cursor; and WeCom's transfers.
+//! sync_msg serving `kf_inbox` from a cursor; WeCom's transfers; and a
+//! gateway account's callback URL.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -25,6 +26,8 @@ pub struct FakeWechat {
     pub kf_inbox: Mutex<Vec<Value>>,
     /// The bodies of WeCom's service_state/trans calls.
     pub transfers: Mutex<Vec<Value>>,
+    /// What the gateway posted to `/gateway/callback`: timestamp, signature, body.
+    pub callbacks: Mutex<Vec<(String, String, String)>>,
 }
 
 impl FakeWechat {
@@ -38,6 +41,7 @@ impl FakeWechat {
             .route("/cgi-bin/kf/send_msg", axum::routing::post(send))
             .route("/cgi-bin/kf/sync_msg", axum::routing::post(sync_msg))
             .route("/cgi-bin/kf/service_state/trans", axum::routing::post(transfer))
+            .route("/gateway/callback", axum::routing::post(callback))
             .with_state(fake.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -105,4 +109,10 @@ async fn sync_msg(State(fake): State<Arc<FakeWechat>>, Json(body): Json<Value>) 
 async fn transfer(State(fake): State<Arc<FakeWechat>>, Json(body): Json<Value>) -> Json<Value> {
     fake.transfers.lock().unwrap().push(body);
     Json(json!({"errcode": 0, "errmsg": "ok"}))
+}
+
+async fn callback(State(fake): State<Arc<FakeWechat>>, headers: axum::http::HeaderMap, body: String) -> &'static str {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    fake.callbacks.lock().unwrap().push((header("x-kefu-timestamp"), header("x-kefu-signature"), body));
+    "ok"
 }

@@ -11,10 +11,11 @@ use axum::http::StatusCode;
 use serde_json::json;
 
 use super::*;
+use crate::channels::gateway::GatewayClient;
 use crate::channels::wechat::{crypto, CallbackKeys, MessageCrypto};
 use crate::channels::wecom::{Handoff, KfApi};
 use crate::channels::ReplyRoute;
-use crate::service::channels::{ChannelAccounts, ChannelSettings, WechatAccount, WecomAccount};
+use crate::service::channels::{ChannelAccounts, ChannelSettings, GatewayAccount, WechatAccount, WecomAccount};
 use crate::support::retry::Backoff;
 use fake_wechat::FakeWechat;
 
@@ -28,6 +29,7 @@ const TOKEN: &str = "tok";
 const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 const APP_ID: &str = "wxdemo";
 const CORP_ID: &str = "wwcorp0001";
+const GATEWAY_SECRET: &str = "gateway-secret-0123456789";
 
 /// One account, "demo", whose API lives at `api_base`; quick retries.
 pub(super) fn wechat_demo_account(api_base: &str) -> ChannelAccounts {
@@ -44,9 +46,15 @@ pub(super) fn wechat_demo_account(api_base: &str) -> ChannelAccounts {
         KfApi::new(url::Url::parse(api_base).unwrap(), CORP_ID, "secret", "wk-test", Duration::from_secs(2)).unwrap();
     let kf_keys = CallbackKeys { token: TOKEN.into(), crypto: Some(MessageCrypto::new(AES_KEY, CORP_ID).unwrap()) };
     let kf = WecomAccount::new(kf_keys, kf_api, Handoff::Queue);
+    let callback = url::Url::parse(&format!("{api_base}/gateway/callback")).unwrap();
+    let app = GatewayAccount {
+        secret: GATEWAY_SECRET.into(),
+        client: GatewayClient::new(callback, GATEWAY_SECRET, Duration::from_secs(2)).unwrap(),
+    };
     ChannelAccounts {
         wechat: [("demo".to_string(), Arc::new(account))].into(),
         wecom: [("kf".to_string(), Arc::new(kf))].into(),
+        gateway: [("app".to_string(), Arc::new(app))].into(),
         settings: ChannelSettings {
             backoff: Backoff::doubling(2, Duration::from_millis(20)),
             recover_after: Duration::from_millis(200),
@@ -432,4 +440,60 @@ async fn wecom_shows_a_clarifying_question_as_a_menu() {
     assert_eq!(sends[0]["msgmenu"]["list"][1]["click"], json!({"id": "refund_status", "content": "退款进度"}));
     assert_eq!((sends[1]["msgtype"].as_str(), sends[1]["msgid"].as_str()), (Some("text"), Some("reply0002")));
     assert_eq!(fake.tokens.load(Ordering::SeqCst), 1);
+}
+
+/// A gateway message's headers, signed with HMAC-SHA256 as docs/gateway.md says (computed here by hand).
+fn gateway_headers(body: &str, at: i64, secret: &str) -> Vec<(&'static str, String)> {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{at}.{body}").as_bytes());
+    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    vec![("x-kefu-timestamp", at.to_string()), ("x-kefu-signature", signature)]
+}
+
+#[tokio::test]
+async fn the_gateway_answers_signed_messages_once_and_posts_signed_replies() {
+    let (h, fake) = wechat_harness(Duration::from_secs(4)).await;
+    let post = |body: Value, at: i64, secret: &'static str| {
+        let h = &h;
+        async move {
+            let text = body.to_string();
+            let headers = gateway_headers(&text, at, secret);
+            h.send_with(&headers, "203.0.113.9", "POST", "/v1/channels/gateway/app", Some(body)).await
+        }
+    };
+    let message = json!({"message_id": "app-1", "user_id": "u-77", "text": "退货地址是哪里"});
+    let (status, _, answer) = post(message.clone(), now(), GATEWAY_SECRET).await;
+    assert_eq!((status, answer["status"].as_str()), (StatusCode::OK, Some("answered")), "{answer}");
+    let (status, _, again) = post(message.clone(), now(), GATEWAY_SECRET).await;
+    assert_eq!((status, again["status"].as_str()), (StatusCode::OK, Some("duplicate")));
+    let (_, _, handoff) =
+        post(json!({"message_id": "app-2", "user_id": "u-77", "text": "我要投诉，转人工"}), now(), GATEWAY_SECRET)
+            .await;
+    assert_eq!(handoff["status"], "answered");
+    eventually("three signed replies", || fake.callbacks.lock().unwrap().len() == 3).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let callbacks = fake.callbacks.lock().unwrap().clone();
+    assert_eq!(callbacks.len(), 3, "the duplicate is not answered again");
+    for (at, signature, body) in &callbacks {
+        let expected = &gateway_headers(body, at.parse().unwrap(), GATEWAY_SECRET)[1].1;
+        assert_eq!(signature, expected, "replies are signed like messages");
+    }
+    let replies: Vec<Value> = callbacks.iter().map(|(_, _, b)| serde_json::from_str(b).unwrap()).collect();
+    assert!(replies[0]["text"].as_str().unwrap().contains("退货"), "{replies:?}");
+    assert_eq!((replies[0]["user_id"].as_str(), replies[0]["kind"].as_str()), (Some("u-77"), Some("text")));
+    assert_eq!(replies[2]["kind"], "handoff", "{replies:?}");
+    // Refused: another secret, a replayed timestamp, a body that is not a message, an unknown account.
+    let (status, _, body) =
+        post(json!({"message_id": "app-3", "user_id": "u", "text": "x"}), now(), "not-the-secret-at-all").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("bad_signature")));
+    let (status, _, _) =
+        post(json!({"message_id": "app-3", "user_id": "u", "text": "x"}), now() - 3600, GATEWAY_SECRET).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, body) = post(json!({"id": 1}), now(), GATEWAY_SECRET).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_message")));
+    let headers = gateway_headers("{}", now(), GATEWAY_SECRET);
+    let (status, _, _) =
+        h.send_with(&headers, "203.0.113.9", "POST", "/v1/channels/gateway/nobody", Some(json!({}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

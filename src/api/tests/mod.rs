@@ -326,7 +326,12 @@ impl Harness {
         };
         let uri = if spec.path.contains("{account}") {
             // The accounts wechat_demo_account configures.
-            spec.path.replace("{account}", if spec.path.contains("wecom") { "kf" } else { "demo" })
+            let account = match spec.path {
+                p if p.contains("wecom") => "kf",
+                p if p.contains("gateway") => "app",
+                _ => "demo",
+            };
+            spec.path.replace("{account}", account)
         } else if spec.path.contains("{id}") {
             let id =
                 if spec.path.starts_with("/v1/customers") { "c1001".to_string() } else { self.ticket_of_li().await };

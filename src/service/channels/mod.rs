@@ -10,7 +10,10 @@
 //! reply queued in the outbox and the message's settlement commit together;
 //! so a crash anywhere loses nothing and a restart answers each message once.
 
+mod gateway;
 mod outbox;
+
+pub use gateway::Accepted;
 mod wechat;
 mod wecom;
 
@@ -25,9 +28,10 @@ use super::live::LiveEngine;
 use super::turn::{self, PlatformOrigin, Turn, TurnSettings};
 use super::{new_id, ServiceError};
 use crate::access::Caller;
+use crate::channels::gateway::{GatewayClient, GatewayError};
 use crate::channels::wechat::{api::WechatApi, CallbackKeys, WechatError};
 use crate::channels::wecom::{Handoff, KfApi};
-use crate::channels::{ReplyRoute, WECHAT, WECOM};
+use crate::channels::{ReplyRoute, GATEWAY, WECHAT, WECOM};
 use crate::corpus::{Lang, ReplyKey};
 use crate::engine::EngineError;
 use crate::store::{Identity, Linked, NewInbound, NewOutbound, PendingInbound, Store};
@@ -52,6 +56,8 @@ pub enum ChannelError {
     UnknownAccount { channel: &'static str, account: String },
     #[error(transparent)]
     Wechat(#[from] WechatError),
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
 }
 
 /// How platform replies are timed and retried.
@@ -106,12 +112,22 @@ impl WecomAccount {
     }
 }
 
+/// One account of the signed webhook gateway.
+#[derive(Debug)]
+pub struct GatewayAccount {
+    /// Signs both directions.
+    pub secret: String,
+    /// Where replies are posted.
+    pub client: GatewayClient,
+}
+
 /// The configured platform accounts and how their replies are timed.
 #[derive(Debug, Clone, Default)]
 pub struct ChannelAccounts {
     /// By account name (the webhook URL's last segment).
     pub wechat: BTreeMap<String, Arc<WechatAccount>>,
     pub wecom: BTreeMap<String, Arc<WecomAccount>>,
+    pub gateway: BTreeMap<String, Arc<GatewayAccount>>,
     pub settings: ChannelSettings,
 }
 
@@ -121,13 +137,19 @@ impl ChannelAccounts {
         match route.channel.as_str() {
             WECHAT => self.wechat.contains_key(&route.account),
             WECOM => self.wecom.contains_key(&route.account),
+            GATEWAY => self.gateway.contains_key(&route.account),
             _ => false,
         }
     }
 
-    /// Whether a hand-off on `route` also passes the customer to the platform's own agents.
+    /// Whether a hand-off on `route` is also sent on: to the platform's own
+    /// agents (WeCom, when configured), or as a `handoff` reply (the gateway).
     fn transfers_on_handoff(&self, route: &ReplyRoute) -> bool {
-        route.channel == WECOM && self.wecom.get(&route.account).is_some_and(|a| a.handoff != Handoff::Workspace)
+        match route.channel.as_str() {
+            WECOM => self.wecom.get(&route.account).is_some_and(|a| a.handoff != Handoff::Workspace),
+            GATEWAY => true,
+            _ => false,
+        }
     }
 }
 
@@ -138,6 +160,27 @@ enum Wait {
     Callback(Duration),
     /// A pulled stream: each message's turn before the next.
     InOrder,
+}
+
+/// What became of a platform's message.
+#[derive(Debug)]
+enum Received {
+    /// The platform sent it before: not answered again.
+    Duplicate,
+    /// The bot's reply, for the callback to carry.
+    Reply(BotReply),
+    /// Nothing to say in the callback: the reply (if any: an agent may own
+    /// the conversation) leaves through the outbox.
+    Later,
+}
+
+impl Received {
+    fn reply(self) -> Option<BotReply> {
+        match self {
+            Received::Reply(reply) => Some(reply),
+            Received::Duplicate | Received::Later => None,
+        }
+    }
 }
 
 /// The bot's reply to a platform's message.
@@ -171,30 +214,29 @@ impl ChannelHub {
 
     /// Stores a customer's message and answers it. `Callback(window)`: the
     /// reply, when the bot is done within the window, for the platform's
-    /// callback to carry; else `None` and the outbox sends it (as it does
-    /// for a zero window). `InOrder`: the turn is done before this returns,
-    /// so a pulled stream's messages are answered in their order. `None` too
-    /// for a retry and while an agent owns the conversation.
+    /// callback to carry; else the outbox sends it (as it does for a zero
+    /// window). `InOrder`: the turn is done before this returns, so a pulled
+    /// stream's messages are answered in their order.
     async fn receive(
         self: &Arc<Self>,
         route: &ReplyRoute,
         message_key: &str,
         text: &str,
         wait: Wait,
-    ) -> Result<Option<BotReply>, ServiceError> {
+    ) -> Result<Received, ServiceError> {
         let received = Utc::now();
         let customer = self.store.customer_of(route, &identity_id(route, &self.store), received).await?;
         let pending = PendingInbound { id: new_id(), route: route.clone(), customer_id: customer, text: text.into() };
         let stored = NewInbound { id: &pending.id, route, message_key, customer_id: &pending.customer_id, text };
         if !self.store.receive(&stored, received).await? {
             tracing::info!(channel = %route.channel, account = %route.account, "a platform's retry of a message already received");
-            return Ok(None);
+            return Ok(Received::Duplicate);
         }
         let window = match wait {
             Wait::InOrder => {
                 self.answer(&pending, self.origin(&pending, received)).await?;
                 self.wake.notify_one();
-                return Ok(None);
+                return Ok(Received::Later);
             }
             Wait::Callback(window) => window,
         };
@@ -217,11 +259,11 @@ impl ChannelHub {
             }
         });
         if window.is_zero() {
-            return Ok(None);
+            return Ok(Received::Later);
         }
         match tokio::time::timeout(window, answered).await {
-            Ok(Ok(reply)) if self.store.mark_passive(&reply_id).await? => Ok(Some(reply)),
-            _ => Ok(None),
+            Ok(Ok(reply)) if self.store.mark_passive(&reply_id).await? => Ok(Received::Reply(reply)),
+            _ => Ok(Received::Later),
         }
     }
 
@@ -306,6 +348,10 @@ impl ChannelHub {
     pub async fn closed_window(&self, route: &ReplyRoute) -> Result<Option<String>, ServiceError> {
         if !self.accounts.knows(route) {
             return Ok(Some(format!("no {} account {:?} is configured to send with", route.channel, route.account)));
+        }
+        // The gateway's own app has no reply window.
+        if route.channel == GATEWAY {
+            return Ok(None);
         }
         let (last, sent) = self.store.reply_window(route).await?;
         Ok(match last {

@@ -10,7 +10,8 @@ use chrono::Utc;
 use futures_util::StreamExt;
 
 use super::{ChannelHub, CLAIM_LEASE};
-use crate::channels::{Outgoing, ReplyRoute, SendError, WECHAT, WECOM};
+use crate::channels::gateway::GatewayReply;
+use crate::channels::{Outgoing, ReplyRoute, SendError, GATEWAY, WECHAT, WECOM};
 use crate::service::ServiceError;
 use crate::store::Outbound;
 
@@ -77,6 +78,15 @@ impl ChannelHub {
             (WECOM, Outgoing::Text { text, options }) => {
                 let account = accounts.wecom.get(&route.account).ok_or_else(unknown)?;
                 account.api.send_text(&route.user, text, options, &reply.id).await
+            }
+            (GATEWAY, outgoing) => {
+                let account = accounts.gateway.get(&route.account).ok_or_else(unknown)?;
+                let (kind, text, options) = match outgoing {
+                    Outgoing::Text { text, options } => ("text", text.as_str(), options.as_slice()),
+                    Outgoing::Transfer => ("handoff", "", [].as_slice()),
+                };
+                let reply = GatewayReply { reply_id: &reply.id, user_id: &route.user, kind, text, options };
+                account.client.send(&reply, Utc::now().timestamp()).await
             }
             (WECOM, Outgoing::Transfer) => {
                 let account = accounts.wecom.get(&route.account).ok_or_else(unknown)?;

@@ -39,7 +39,7 @@ impl ChannelHub {
         let window = Wait::Callback(self.accounts.settings.passive_window);
         let reply = match &inbound.content {
             Content::Text(text) if !text.trim().is_empty() => {
-                self.receive(&route, &inbound.dedupe_key(), text, window).await?.map(|reply| {
+                self.receive(&route, &inbound.dedupe_key(), text, window).await?.reply().map(|reply| {
                     if reply.handoff && account.transfer_to_desk {
                         transfer_reply(&inbound, now)
                     } else {
@@ -51,6 +51,7 @@ impl ChannelHub {
             Content::Event { event, key: Some(key) } if event == "CLICK" => self
                 .receive(&route, &inbound.dedupe_key(), key, window)
                 .await?
+                .reply()
                 .map(|r| text_reply(&inbound, &r.text, now)),
             Content::Event { event, .. } if event == "subscribe" || event == "SCAN" => self
                 .canned(&route, &inbound.dedupe_key(), ReplyKey::Welcome, false)
