@@ -87,6 +87,27 @@ pub struct ChannelsConfig {
     /// Signed webhook gateway accounts (the company's own app, bridges), one
     /// `[channels.gateway.<account>]` table each; the URL is `/v1/channels/gateway/<account>`.
     pub gateway: std::collections::BTreeMap<String, GatewayAccountConfig>,
+    /// Douyin enterprise accounts, one `[channels.douyin.<account>]` table
+    /// each; the webhook URL is `/v1/channels/douyin/<account>`.
+    pub douyin: std::collections::BTreeMap<String, DouyinAccountConfig>,
+}
+
+/// `[channels.douyin.<account>]`: one Douyin enterprise account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DouyinAccountConfig {
+    pub client_key: String,
+    /// Signs the webhooks and fetches the client token.
+    pub client_secret: String,
+    /// The enterprise account's own open_id, which reply calls name.
+    pub open_id: String,
+    /// Where Douyin's API lives (tests point it at a loopback fake).
+    #[serde(default = "douyin_api_base")]
+    pub api_base: String,
+}
+
+fn douyin_api_base() -> String {
+    "https://open.douyin.com".into()
 }
 
 /// `[channels.gateway.<account>]`: one sender through the signed webhook gateway.
@@ -353,6 +374,7 @@ impl Default for ChannelsConfig {
             wechat: Default::default(),
             wecom: Default::default(),
             gateway: Default::default(),
+            douyin: Default::default(),
         }
     }
 }
@@ -735,10 +757,13 @@ impl Config {
 
     /// The messaging platform accounts, their API clients built.
     pub fn channel_accounts(&self) -> Result<crate::service::channels::ChannelAccounts, ConfigError> {
+        use crate::channels::douyin::DouyinApi;
         use crate::channels::gateway::GatewayClient;
         use crate::channels::wechat::{api::WechatApi, CallbackKeys, MessageCrypto};
         use crate::channels::wecom::{Handoff, KfApi};
-        use crate::service::channels::{ChannelAccounts, ChannelSettings, GatewayAccount, WechatAccount, WecomAccount};
+        use crate::service::channels::{
+            ChannelAccounts, ChannelSettings, DouyinAccount, GatewayAccount, WechatAccount, WecomAccount,
+        };
         let c = &self.channels;
         let timeout = std::time::Duration::from_millis(c.send_timeout_ms);
         let mut wechat = std::collections::BTreeMap::new();
@@ -807,11 +832,27 @@ impl Config {
                 .map_err(|e| invalid(format!("cannot build its HTTP client: {e}")))?;
             gateway.insert(name.clone(), Arc::new(GatewayAccount { secret: account.secret.clone(), client }));
         }
+        let mut douyin = std::collections::BTreeMap::new();
+        for (name, account) in &c.douyin {
+            let invalid = |message: String| ConfigError::Invalid {
+                field: "channels.douyin",
+                message: format!("account {name:?}: {message}"),
+            };
+            check_account_name(name).map_err(invalid)?;
+            if account.client_secret.is_empty() {
+                return Err(invalid("client_secret is empty".into()));
+            }
+            let base = parse_http_url("channels.douyin.api_base", &account.api_base)?;
+            let api = DouyinApi::new(base, &account.client_key, &account.client_secret, &account.open_id, timeout)
+                .map_err(|e| invalid(format!("cannot build its HTTP client: {e}")))?;
+            douyin.insert(name.clone(), Arc::new(DouyinAccount { client_secret: account.client_secret.clone(), api }));
+        }
         let defaults = ChannelSettings::default();
         Ok(ChannelAccounts {
             wechat,
             wecom,
             gateway,
+            douyin,
             settings: ChannelSettings {
                 passive_window: std::time::Duration::from_millis(c.passive_reply_ms),
                 backoff: crate::support::retry::Backoff::doubling(

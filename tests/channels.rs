@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::fake_wechat::FakeWechat;
+use common::fake_platforms::FakePlatforms;
 use common::Server;
 use serde_json::Value;
 
@@ -80,7 +80,7 @@ async fn wechatpy_round_trips_and_passive_reply_latency() {
     if !common::model_installed() {
         return;
     }
-    let (api, fake) = FakeWechat::start().await;
+    let (api, fake) = FakePlatforms::start().await;
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), &api, 4000, 5);
     let server = Server::start(&[("KEFU_CONFIG", config.to_str().unwrap())]).await;
@@ -131,7 +131,7 @@ async fn sigkill_with_100_replies_pending_delivers_each_once_after_restart() {
     if !common::model_installed() {
         return;
     }
-    let (api, fake) = FakeWechat::start().await;
+    let (api, fake) = FakePlatforms::start().await;
     fake.failing.store(true, Ordering::SeqCst);
     let dir = tempfile::tempdir().unwrap();
     // Every reply through the outbox, retried (almost) forever while WeChat is down.

@@ -22,6 +22,7 @@ CREATE TABLE channel_inbound (
     account       TEXT NOT NULL,
     message_key   TEXT NOT NULL,         -- the platform's message id
     external_id   TEXT NOT NULL,
+    thread        TEXT,                  -- where on the platform (a Douyin chat or comment)
     customer_id   TEXT NOT NULL,
     text          TEXT NOT NULL,         -- sealed; emptied once answered
     state         TEXT NOT NULL,         -- received or done
@@ -38,6 +39,7 @@ CREATE TABLE outbox (
     channel       TEXT NOT NULL,
     account       TEXT NOT NULL,
     external_id   TEXT NOT NULL,
+    thread        TEXT,
     kind          TEXT NOT NULL,         -- text, or transfer (hand the customer to the platform's own agents)
     text          TEXT NOT NULL,         -- sealed; emptied once sent
     options       TEXT,                  -- JSON [{id, title}]: a clarifying question's choices, for platforms with menus

@@ -1,4 +1,4 @@
-//! Messaging platforms' callbacks (`/v1/channels/wechat|wecom/{account}`) and the
+//! Messaging platforms' callbacks (`/v1/channels/<platform>/{account}`) and the
 //! customers' platform identities. A callback is authenticated by the
 //! platform's signature, which the channel service checks before it reads
 //! anything else; it never needs an API key.
@@ -17,9 +17,9 @@ use serde_json::{json, Value};
 use super::access::{Access, Routes};
 use super::{check_id, parse_json, ApiError, AppState};
 use crate::access::{Caller, Role};
-use crate::channels::gateway;
 use crate::channels::wechat::CallbackQuery;
 use crate::channels::ReplyRoute;
+use crate::channels::{douyin, gateway};
 use crate::service::channels::{Accepted, WECHAT_SUCCESS};
 
 pub(super) fn routes() -> Routes {
@@ -29,6 +29,7 @@ pub(super) fn routes() -> Routes {
         .post("/v1/channels/wechat/{account}", Access::Platform, wechat_message)
         .get("/v1/channels/wecom/{account}", Access::Platform, wecom_verify)
         .post("/v1/channels/wecom/{account}", Access::Platform, wecom_event)
+        .post("/v1/channels/douyin/{account}", Access::Platform, douyin_event)
         .post("/v1/channels/gateway/{account}", Access::Platform, gateway_message)
         .get("/v1/customers/{id}", agent, customer)
         .post("/v1/customers/{id}/identities", agent, link_identity)
@@ -107,6 +108,21 @@ async fn gateway_message(
     Ok(Json(json!({"status": status})))
 }
 
+/// `POST`: a Douyin webhook (signed with the client secret); the challenge
+/// answered, messages and comments acknowledged at once and answered later.
+async fn douyin_event(
+    State(state): State<Arc<AppState>>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let body = body.map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
+    let signature = header(douyin::SIGNATURE_HEADER).unwrap_or_default();
+    let delivery = header(douyin::MESSAGE_ID_HEADER);
+    Ok(Json(state.channels.douyin_event(&account, &signature, delivery.as_deref(), &body).await?))
+}
+
 /// A callback's body as text: too large 413, not UTF-8 400.
 fn utf8_body(body: Result<Bytes, BytesRejection>) -> Result<String, ApiError> {
     let body = body.map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
@@ -147,7 +163,7 @@ async fn link_identity(
     {
         check_id(field, &Some(value.clone()))?;
     }
-    let route = ReplyRoute { channel: req.channel, account: req.account, user: req.external_id };
+    let route = ReplyRoute::new(&req.channel, &req.account, &req.external_id);
     let linked = crate::service::channels::link_identity(&state.store, &route, &id, &caller).await?;
     Ok(Json(json!({"customer_id": id, "previous_customer_id": linked.previous, "merged": linked.merged})))
 }

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{BoxError, Json};
 use serde_json::json;
 
+use crate::channels::douyin::DouyinError;
 use crate::channels::gateway::GatewayError;
 use crate::channels::wechat::WechatError;
 use crate::encoder::EncoderError;
@@ -183,6 +184,10 @@ impl From<ChannelError> for ApiError {
                 ApiError::new(StatusCode::FORBIDDEN, "bad_signature", e.to_string())
             }
             ChannelError::Gateway(GatewayError::BadMessage(_)) => ApiError::bad_request("bad_message", e.to_string()),
+            ChannelError::Douyin(DouyinError::BadSignature) => {
+                ApiError::new(StatusCode::FORBIDDEN, "bad_signature", e.to_string())
+            }
+            ChannelError::Douyin(DouyinError::BadEvent(_)) => ApiError::bad_request("bad_message", e.to_string()),
         }
     }
 }

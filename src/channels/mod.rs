@@ -1,9 +1,10 @@
 //! The messaging platforms kefu speaks natively (WeChat Official Accounts,
-//! WeCom 微信客服) and the signed webhook gateway for the rest: their wire formats,
+//! WeCom 微信客服, Douyin) and the signed webhook gateway for the rest: their wire formats,
 //! signatures and crypto, and clients of their send APIs. Nothing here knows
 //! the engine or the store: the service layer turns inbound messages into
 //! turns and sends replies from the outbox through these clients.
 
+pub mod douyin;
 pub mod gateway;
 pub mod tokens;
 pub mod wechat;
@@ -17,6 +18,9 @@ pub const WECHAT: &str = "wechat";
 /// The channel name of WeCom 微信客服 messages.
 pub const WECOM: &str = "wecom";
 
+/// The channel name of Douyin private messages and comments.
+pub const DOUYIN: &str = "douyin";
+
 /// The channel name of messages through the signed webhook gateway.
 pub const GATEWAY: &str = "gateway";
 
@@ -29,6 +33,16 @@ pub struct ReplyRoute {
     pub account: String,
     /// The customer's id on the platform (openid, external_userid, open_id).
     pub user: String,
+    /// Where on the platform, for platforms with threads (a Douyin chat or comment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<String>,
+}
+
+impl ReplyRoute {
+    /// A route without a thread.
+    pub fn new(channel: &str, account: &str, user: &str) -> ReplyRoute {
+        ReplyRoute { channel: channel.into(), account: account.into(), user: user.into(), thread: None }
+    }
 }
 
 /// A choice of a clarifying question, for platforms that show menus.

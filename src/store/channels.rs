@@ -117,12 +117,13 @@ enum Leased {
     Outbound,
 }
 
-/// A row's platform route (its channel, account and external_id columns).
+/// A row's platform route (its channel, account, external_id and thread columns).
 fn route_of(row: &sqlx::any::AnyRow) -> Result<ReplyRoute, StoreError> {
     Ok(ReplyRoute {
         channel: row.try_get("channel")?,
         account: row.try_get("account")?,
         user: row.try_get("external_id")?,
+        thread: row.try_get("thread")?,
     })
 }
 
@@ -272,8 +273,8 @@ impl Store {
     /// Stores a received message; false when the platform sent it before (a retry).
     pub async fn receive(&self, inbound: &NewInbound<'_>, at: DateTime<Utc>) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "INSERT INTO channel_inbound (id, channel, account, message_key, external_id, customer_id, text, state, received_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'received', $8)
+            "INSERT INTO channel_inbound (id, channel, account, message_key, external_id, customer_id, text, state, received_at, thread)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'received', $8, $9)
              ON CONFLICT (channel, account, message_key) DO NOTHING",
         )
         .bind(inbound.id)
@@ -284,6 +285,7 @@ impl Store {
         .bind(inbound.customer_id)
         .bind(self.vault.seal(sealed::INBOUND_TEXT, inbound.text))
         .bind(stamp(at))
+        .bind(&inbound.route.thread)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -388,8 +390,8 @@ impl Store {
                 Outgoing::Transfer => ("transfer", "", None),
             };
             sqlx::query(
-                "INSERT INTO outbox (id, channel, account, external_id, kind, text, options, message_id, state, not_before, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10)",
+                "INSERT INTO outbox (id, channel, account, external_id, kind, text, options, message_id, state, not_before, created_at, thread)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $11)",
             )
             .bind(&reply.id)
             .bind(&reply.route.channel)
@@ -401,6 +403,7 @@ impl Store {
             .bind(message_id)
             .bind(stamp(reply.not_before))
             .bind(at)
+            .bind(&reply.route.thread)
             .execute(&mut **tx)
             .await?;
         }
@@ -580,7 +583,7 @@ mod tests {
     use crate::store::testing::test_stores;
 
     fn route(user: &str) -> ReplyRoute {
-        ReplyRoute { channel: "wechat".into(), account: "demo".into(), user: user.into() }
+        ReplyRoute::new("wechat", "demo", user)
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses its own subset of these helpers
 
-pub mod fake_wechat;
+pub mod fake_platforms;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -15,21 +15,24 @@ use crate::channels::gateway::GatewayClient;
 use crate::channels::wechat::{crypto, CallbackKeys, MessageCrypto};
 use crate::channels::wecom::{Handoff, KfApi};
 use crate::channels::ReplyRoute;
-use crate::service::channels::{ChannelAccounts, ChannelSettings, GatewayAccount, WechatAccount, WecomAccount};
+use crate::service::channels::{
+    ChannelAccounts, ChannelSettings, DouyinAccount, GatewayAccount, WechatAccount, WecomAccount,
+};
 use crate::support::retry::Backoff;
-use fake_wechat::FakeWechat;
+use fake_platforms::FakePlatforms;
 
 // NOTE: the integration tests' fake, shared as source: a crate's unit tests
 // cannot use what its tests/ folder defines.
-#[path = "../../../tests/common/fake_wechat.rs"]
+#[path = "../../../tests/common/fake_platforms.rs"]
 #[allow(dead_code)] // the integration tests use the rest of it
-mod fake_wechat;
+mod fake_platforms;
 
 const TOKEN: &str = "tok";
 const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 const APP_ID: &str = "wxdemo";
 const CORP_ID: &str = "wwcorp0001";
 const GATEWAY_SECRET: &str = "gateway-secret-0123456789";
+const DOUYIN_SECRET: &str = "douyin-client-secret";
 
 /// One account, "demo", whose API lives at `api_base`; quick retries.
 pub(super) fn wechat_demo_account(api_base: &str) -> ChannelAccounts {
@@ -51,7 +54,17 @@ pub(super) fn wechat_demo_account(api_base: &str) -> ChannelAccounts {
         secret: GATEWAY_SECRET.into(),
         client: GatewayClient::new(callback, GATEWAY_SECRET, Duration::from_secs(2)).unwrap(),
     };
+    let douyin_api = crate::channels::douyin::DouyinApi::new(
+        url::Url::parse(api_base).unwrap(),
+        "dy-key",
+        DOUYIN_SECRET,
+        "biz-open-id",
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    let douyin = DouyinAccount { client_secret: DOUYIN_SECRET.into(), api: douyin_api };
     ChannelAccounts {
+        douyin: [("shop".to_string(), Arc::new(douyin))].into(),
         wechat: [("demo".to_string(), Arc::new(account))].into(),
         wecom: [("kf".to_string(), Arc::new(kf))].into(),
         gateway: [("app".to_string(), Arc::new(app))].into(),
@@ -65,8 +78,8 @@ pub(super) fn wechat_demo_account(api_base: &str) -> ChannelAccounts {
 }
 
 /// A harness on the demo corpus with the "demo" account talking to a fake WeChat, its sender running.
-async fn wechat_harness(passive_window: Duration) -> (Harness, Arc<FakeWechat>) {
-    let (base, fake) = FakeWechat::start().await;
+async fn wechat_harness(passive_window: Duration) -> (Harness, Arc<FakePlatforms>) {
+    let (base, fake) = FakePlatforms::start().await;
     let mut channels = wechat_demo_account(&base);
     channels.settings.passive_window = passive_window;
     let h = serve_with("corpus", 0.5, true, ApiSettings { channels, ..ApiSettings::default() }).await;
@@ -134,7 +147,7 @@ async fn eventually(what: &str, check: impl Fn() -> bool) {
 #[tokio::test]
 async fn a_text_message_gets_a_passive_reply_and_retries_are_answered_once() {
     let (h, fake) = wechat_harness(Duration::from_secs(4)).await;
-    let route = ReplyRoute { channel: "wechat".into(), account: "demo".into(), user: "o-alice".into() };
+    let route = ReplyRoute::new("wechat", "demo", "o-alice");
     h.state.store.link_identity(&route, "c2001", chrono::Utc::now()).await.unwrap();
     let uri = format!("/v1/channels/wechat/demo?{}", signed("n1", now()));
     let message = text_message("o-alice", 1001, "退货地址是哪里");
@@ -253,7 +266,7 @@ async fn linked_identities_share_one_history_and_replies_follow_the_latest_chann
     let (h, fake) = wechat_harness(Duration::from_secs(4)).await;
     let uri = format!("/v1/channels/wechat/demo?{}", signed("n7", now()));
     h.post_raw(&uri, text_message("o-erin", 5001, "我的快递到哪了")).await;
-    let route = ReplyRoute { channel: "wechat".into(), account: "demo".into(), user: "o-erin".into() };
+    let route = ReplyRoute::new("wechat", "demo", "o-erin");
     let made = h.state.store.customer_of(&route, "unused", chrono::Utc::now()).await.unwrap();
     assert!(made.starts_with("wechat-"), "{made}");
     assert_eq!(h.customer_turns(&made).await, 1);
@@ -426,7 +439,7 @@ async fn wecom_messages_are_pulled_answered_once_and_handed_to_the_queue() {
 
 #[tokio::test]
 async fn wecom_shows_a_clarifying_question_as_a_menu() {
-    let (base, fake) = FakeWechat::start().await;
+    let (base, fake) = FakePlatforms::start().await;
     let api =
         KfApi::new(url::Url::parse(&base).unwrap(), CORP_ID, "secret", "wk-test", Duration::from_secs(2)).unwrap();
     let options = [
@@ -496,4 +509,48 @@ async fn the_gateway_answers_signed_messages_once_and_posts_signed_replies() {
     let (status, _, _) =
         h.send_with(&headers, "203.0.113.9", "POST", "/v1/channels/gateway/nobody", Some(json!({}))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// A Douyin webhook of `event`, signed with the client secret.
+async fn douyin_post(h: &Harness, event: &Value, delivery: &str, secret: &str) -> (StatusCode, Value) {
+    use sha1::Digest;
+    let body = event.to_string();
+    let signature = hex::encode(sha1::Sha1::digest(format!("{secret}{body}").as_bytes()));
+    let headers = [("x-douyin-signature", signature), ("msg-id", delivery.to_string())];
+    let (status, _, answer) =
+        h.send_with(&headers, "203.0.113.8", "POST", "/v1/channels/douyin/shop", Some(event.clone())).await;
+    (status, answer)
+}
+
+#[tokio::test]
+async fn douyin_messages_and_comments_are_answered_in_their_thread() {
+    let (h, fake) = wechat_harness(Duration::from_secs(4)).await;
+    let verify = json!({"event": "verify_webhook", "client_key": "dy-key", "content": {"challenge": 4242}});
+    assert_eq!(douyin_post(&h, &verify, "v-1", DOUYIN_SECRET).await, (StatusCode::OK, json!({"challenge": 4242})));
+    // A private message, its content as a JSON string as Douyin sometimes sends it; delivered twice.
+    let content = json!({"conversation_short_id": "7001", "server_message_id": "9001", "message_type": "text", "text": "退货地址是哪里"});
+    let message = json!({"event": "im_receive_msg", "from_user_id": "dy-user-1", "to_user_id": "biz-open-id", "content": content.to_string()});
+    for _ in 0..2 {
+        assert_eq!(douyin_post(&h, &message, "delivery-1", DOUYIN_SECRET).await.0, StatusCode::OK);
+    }
+    let comment = json!({"event": "item_comment_reply", "from_user_id": "dy-user-2",
+        "content": {"comment_id": "c-55", "comment_user_id": "dy-user-2", "content": "你们几点上班", "reply_to_item_id": "video-8"}});
+    assert_eq!(douyin_post(&h, &comment, "delivery-2", DOUYIN_SECRET).await.0, StatusCode::OK);
+    eventually("a private reply and a comment reply", || fake.douyin.lock().unwrap().len() == 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let replies = fake.douyin.lock().unwrap().clone();
+    assert_eq!(replies.len(), 2, "the repeated delivery is answered once: {replies:?}");
+    let im = replies.iter().find(|r| r.0 == "/im/send/msg/").expect("a private message reply");
+    assert_eq!((im.1.as_str(), im.2.as_str()), ("biz-open-id", "DOUYIN0"));
+    assert_eq!(
+        (im.3["conversation_id"].as_str(), im.3["to_user_id"].as_str(), im.3["msg_id"].as_str()),
+        (Some("7001"), Some("dy-user-1"), Some("9001"))
+    );
+    assert!(im.3["content"]["text"]["text"].as_str().unwrap().contains("退货"), "{im:?}");
+    let reply = replies.iter().find(|r| r.0 == "/item/comment/reply/").expect("a comment reply");
+    assert_eq!((reply.3["item_id"].as_str(), reply.3["comment_id"].as_str()), (Some("video-8"), Some("c-55")));
+    assert_eq!(fake.tokens.load(Ordering::SeqCst), 1, "one client token for both");
+    // A forged signature and a body that is not an event are refused.
+    assert_eq!(douyin_post(&h, &message, "delivery-3", "not-the-secret").await.0, StatusCode::FORBIDDEN);
+    assert_eq!(douyin_post(&h, &json!({"content": {}}), "delivery-4", DOUYIN_SECRET).await.0, StatusCode::BAD_REQUEST);
 }

@@ -329,6 +329,7 @@ impl Harness {
             let account = match spec.path {
                 p if p.contains("wecom") => "kf",
                 p if p.contains("gateway") => "app",
+                p if p.contains("douyin") => "shop",
                 _ => "demo",
             };
             spec.path.replace("{account}", account)

@@ -40,7 +40,7 @@ impl ChannelHub {
         let account = self.gateway_account(name)?;
         let message = gateway::open(&account.secret, timestamp, signature, body, Utc::now().timestamp())
             .map_err(ChannelError::from)?;
-        let route = ReplyRoute { channel: GATEWAY.into(), account: name.into(), user: message.user_id.clone() };
+        let route = ReplyRoute::new(GATEWAY, name, &message.user_id);
         match self.receive(&route, &message.message_id, &message.text, Wait::InOrder).await? {
             Received::Duplicate => Ok(Accepted::Duplicate),
             Received::Reply(_) | Received::Later => Ok(Accepted::Answered),

@@ -10,6 +10,7 @@
 //! reply queued in the outbox and the message's settlement commit together;
 //! so a crash anywhere loses nothing and a restart answers each message once.
 
+mod douyin;
 mod gateway;
 mod outbox;
 
@@ -28,10 +29,11 @@ use super::live::LiveEngine;
 use super::turn::{self, PlatformOrigin, Turn, TurnSettings};
 use super::{new_id, ServiceError};
 use crate::access::Caller;
+use crate::channels::douyin::{DouyinApi, DouyinError};
 use crate::channels::gateway::{GatewayClient, GatewayError};
 use crate::channels::wechat::{api::WechatApi, CallbackKeys, WechatError};
 use crate::channels::wecom::{Handoff, KfApi};
-use crate::channels::{ReplyRoute, GATEWAY, WECHAT, WECOM};
+use crate::channels::{ReplyRoute, DOUYIN, GATEWAY, WECHAT, WECOM};
 use crate::corpus::{Lang, ReplyKey};
 use crate::engine::EngineError;
 use crate::store::{Identity, Linked, NewInbound, NewOutbound, PendingInbound, Store};
@@ -58,6 +60,8 @@ pub enum ChannelError {
     Wechat(#[from] WechatError),
     #[error(transparent)]
     Gateway(#[from] GatewayError),
+    #[error(transparent)]
+    Douyin(#[from] DouyinError),
 }
 
 /// How platform replies are timed and retried.
@@ -112,6 +116,14 @@ impl WecomAccount {
     }
 }
 
+/// One Douyin enterprise account.
+#[derive(Debug)]
+pub struct DouyinAccount {
+    /// Signs the webhooks.
+    pub client_secret: String,
+    pub api: DouyinApi,
+}
+
 /// One account of the signed webhook gateway.
 #[derive(Debug)]
 pub struct GatewayAccount {
@@ -127,6 +139,7 @@ pub struct ChannelAccounts {
     /// By account name (the webhook URL's last segment).
     pub wechat: BTreeMap<String, Arc<WechatAccount>>,
     pub wecom: BTreeMap<String, Arc<WecomAccount>>,
+    pub douyin: BTreeMap<String, Arc<DouyinAccount>>,
     pub gateway: BTreeMap<String, Arc<GatewayAccount>>,
     pub settings: ChannelSettings,
 }
@@ -137,6 +150,7 @@ impl ChannelAccounts {
         match route.channel.as_str() {
             WECHAT => self.wechat.contains_key(&route.account),
             WECOM => self.wecom.contains_key(&route.account),
+            DOUYIN => self.douyin.contains_key(&route.account),
             GATEWAY => self.gateway.contains_key(&route.account),
             _ => false,
         }
@@ -349,8 +363,9 @@ impl ChannelHub {
         if !self.accounts.knows(route) {
             return Ok(Some(format!("no {} account {:?} is configured to send with", route.channel, route.account)));
         }
-        // The gateway's own app has no reply window.
-        if route.channel == GATEWAY {
+        // NOTE: the gateway's own app has no reply window; Douyin documents none
+        // for its enterprise accounts' replies.
+        if route.channel == GATEWAY || route.channel == DOUYIN {
             return Ok(None);
         }
         let (last, sent) = self.store.reply_window(route).await?;

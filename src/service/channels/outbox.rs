@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 
 use super::{ChannelHub, CLAIM_LEASE};
 use crate::channels::gateway::GatewayReply;
-use crate::channels::{Outgoing, ReplyRoute, SendError, GATEWAY, WECHAT, WECOM};
+use crate::channels::{Outgoing, ReplyRoute, SendError, DOUYIN, GATEWAY, WECHAT, WECOM};
 use crate::service::ServiceError;
 use crate::store::Outbound;
 
@@ -78,6 +78,10 @@ impl ChannelHub {
             (WECOM, Outgoing::Text { text, options }) => {
                 let account = accounts.wecom.get(&route.account).ok_or_else(unknown)?;
                 account.api.send_text(&route.user, text, options, &reply.id).await
+            }
+            (DOUYIN, Outgoing::Text { text, .. }) => {
+                let account = accounts.douyin.get(&route.account).ok_or_else(unknown)?;
+                account.api.reply(&route.user, route.thread.as_deref().unwrap_or_default(), text).await
             }
             (GATEWAY, outgoing) => {
                 let account = accounts.gateway.get(&route.account).ok_or_else(unknown)?;

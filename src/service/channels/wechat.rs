@@ -35,7 +35,7 @@ impl ChannelHub {
         let account = self.wechat_account(name)?.clone();
         let now = Utc::now().timestamp();
         let inbound = account.keys.open(query, body, now).map_err(ChannelError::from)?;
-        let route = ReplyRoute { channel: WECHAT.into(), account: name.into(), user: inbound.openid.clone() };
+        let route = ReplyRoute::new(WECHAT, name, &inbound.openid);
         let window = Wait::Callback(self.accounts.settings.passive_window);
         let reply = match &inbound.content {
             Content::Text(text) if !text.trim().is_empty() => {

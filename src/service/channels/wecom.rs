@@ -75,7 +75,7 @@ impl ChannelHub {
     }
 
     async fn receive_wecom(self: &Arc<Self>, name: &str, message: &KfMessage) -> Result<(), ServiceError> {
-        let route = ReplyRoute { channel: WECOM.into(), account: name.into(), user: message.external_userid.clone() };
+        let route = ReplyRoute::new(WECOM, name, &message.external_userid);
         let text = message.text.as_ref().map(|t| t.content.trim()).filter(|t| !t.is_empty());
         match (message.msgtype.as_str(), text) {
             ("text", Some(text)) => {

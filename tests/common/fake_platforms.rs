@@ -1,9 +1,10 @@
-//! The APIs of WeChat and WeCom 微信客服 as one loopback fake, for tests in
-//! and out of the crate: access tokens; sends (WeChat's customer-service
-//! messages, WeCom's send_msg) it records, or fails with the error codes
-//! queued in `failures`, or all ("system busy") while `failing`; WeCom's
-//! sync_msg serving `kf_inbox` from a cursor; WeCom's transfers; and a
-//! gateway account's callback URL.
+//! The APIs of WeChat, WeCom 微信客服 and Douyin as one loopback fake, for
+//! tests in and out of the crate: access tokens; sends (WeChat's
+//! customer-service messages, WeCom's send_msg) it records, or fails with the
+//! error codes queued in `failures`, or all ("system busy") while `failing`;
+//! WeCom's sync_msg serving `kf_inbox` from a cursor; WeCom's transfers;
+//! Douyin's private messages and comment replies; and a gateway account's
+//! callback URL.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,7 +15,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 #[derive(Default)]
-pub struct FakeWechat {
+pub struct FakePlatforms {
     pub failing: AtomicBool,
     pub failures: Mutex<VecDeque<i64>>,
     pub tokens: AtomicUsize,
@@ -28,12 +29,14 @@ pub struct FakeWechat {
     pub transfers: Mutex<Vec<Value>>,
     /// What the gateway posted to `/gateway/callback`: timestamp, signature, body.
     pub callbacks: Mutex<Vec<(String, String, String)>>,
+    /// Douyin's replies: path, the account's open_id, the access-token header and the body.
+    pub douyin: Mutex<Vec<(String, String, String, Value)>>,
 }
 
-impl FakeWechat {
+impl FakePlatforms {
     /// Starts the fake on a free loopback port; its base URL.
-    pub async fn start() -> (String, Arc<FakeWechat>) {
-        let fake = Arc::new(FakeWechat::default());
+    pub async fn start() -> (String, Arc<FakePlatforms>) {
+        let fake = Arc::new(FakePlatforms::default());
         let app = axum::Router::new()
             .route("/cgi-bin/token", axum::routing::get(token))
             .route("/cgi-bin/message/custom/send", axum::routing::post(send))
@@ -42,6 +45,9 @@ impl FakeWechat {
             .route("/cgi-bin/kf/sync_msg", axum::routing::post(sync_msg))
             .route("/cgi-bin/kf/service_state/trans", axum::routing::post(transfer))
             .route("/gateway/callback", axum::routing::post(callback))
+            .route("/oauth/client_token/", axum::routing::post(douyin_token))
+            .route("/im/send/msg/", axum::routing::post(douyin_reply))
+            .route("/item/comment/reply/", axum::routing::post(douyin_reply))
             .with_state(fake.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -80,12 +86,12 @@ impl FakeWechat {
     }
 }
 
-async fn token(State(fake): State<Arc<FakeWechat>>) -> Json<Value> {
+async fn token(State(fake): State<Arc<FakePlatforms>>) -> Json<Value> {
     let n = fake.tokens.fetch_add(1, Ordering::SeqCst);
     Json(json!({"access_token": format!("ACCESS{n}"), "expires_in": 7200}))
 }
 
-async fn send(State(fake): State<Arc<FakeWechat>>, Json(body): Json<Value>) -> Json<Value> {
+async fn send(State(fake): State<Arc<FakePlatforms>>, Json(body): Json<Value>) -> Json<Value> {
     fake.attempts.lock().unwrap().push(body["touser"].as_str().unwrap_or_default().to_string());
     let queued = fake.failures.lock().unwrap().pop_front();
     match queued.or_else(|| fake.failing.load(Ordering::SeqCst).then_some(-1)) {
@@ -97,7 +103,7 @@ async fn send(State(fake): State<Arc<FakeWechat>>, Json(body): Json<Value>) -> J
     }
 }
 
-async fn sync_msg(State(fake): State<Arc<FakeWechat>>, Json(body): Json<Value>) -> Json<Value> {
+async fn sync_msg(State(fake): State<Arc<FakePlatforms>>, Json(body): Json<Value>) -> Json<Value> {
     let from: usize = body["cursor"].as_str().and_then(|c| c.parse().ok()).unwrap_or(0);
     let inbox = fake.kf_inbox.lock().unwrap();
     let page: Vec<Value> = inbox.iter().skip(from).take(2).cloned().collect();
@@ -106,13 +112,36 @@ async fn sync_msg(State(fake): State<Arc<FakeWechat>>, Json(body): Json<Value>) 
                 "has_more": i64::from(next < inbox.len()), "msg_list": page}))
 }
 
-async fn transfer(State(fake): State<Arc<FakeWechat>>, Json(body): Json<Value>) -> Json<Value> {
+async fn transfer(State(fake): State<Arc<FakePlatforms>>, Json(body): Json<Value>) -> Json<Value> {
     fake.transfers.lock().unwrap().push(body);
     Json(json!({"errcode": 0, "errmsg": "ok"}))
 }
 
-async fn callback(State(fake): State<Arc<FakeWechat>>, headers: axum::http::HeaderMap, body: String) -> &'static str {
+async fn callback(
+    State(fake): State<Arc<FakePlatforms>>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> &'static str {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     fake.callbacks.lock().unwrap().push((header("x-kefu-timestamp"), header("x-kefu-signature"), body));
     "ok"
+}
+
+async fn douyin_token(State(fake): State<Arc<FakePlatforms>>) -> Json<Value> {
+    let n = fake.tokens.fetch_add(1, Ordering::SeqCst);
+    Json(
+        json!({"data": {"access_token": format!("DOUYIN{n}"), "expires_in": 7200, "error_code": 0}, "message": "success"}),
+    )
+}
+
+async fn douyin_reply(
+    State(fake): State<Arc<FakePlatforms>>,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    Json(body): Json<Value>,
+) -> Json<Value> {
+    let open_id = uri.query().unwrap_or_default().trim_start_matches("open_id=").to_string();
+    let token = headers.get("access-token").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    fake.douyin.lock().unwrap().push((uri.path().to_string(), open_id, token, body));
+    Json(json!({"data": {"error_code": 0, "description": ""}}))
 }
