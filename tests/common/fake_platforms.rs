@@ -18,6 +18,8 @@ use serde_json::{json, Value};
 pub struct FakePlatforms {
     pub failing: AtomicBool,
     pub failures: Mutex<VecDeque<i64>>,
+    /// Sends to hold this long before answering, one each (a platform timing out).
+    pub stalls: Mutex<VecDeque<std::time::Duration>>,
     pub tokens: AtomicUsize,
     /// The `touser` of every send tried, refused ones too.
     pub attempts: Mutex<Vec<String>>,
@@ -93,6 +95,10 @@ async fn token(State(fake): State<Arc<FakePlatforms>>) -> Json<Value> {
 
 async fn send(State(fake): State<Arc<FakePlatforms>>, Json(body): Json<Value>) -> Json<Value> {
     fake.attempts.lock().unwrap().push(body["touser"].as_str().unwrap_or_default().to_string());
+    let stall = fake.stalls.lock().unwrap().pop_front();
+    if let Some(stall) = stall {
+        tokio::time::sleep(stall).await;
+    }
     let queued = fake.failures.lock().unwrap().pop_front();
     match queued.or_else(|| fake.failing.load(Ordering::SeqCst).then_some(-1)) {
         Some(code) => Json(json!({"errcode": code, "errmsg": "fake failure"})),

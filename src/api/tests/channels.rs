@@ -69,7 +69,7 @@ pub(super) fn wechat_demo_account(api_base: &str) -> ChannelAccounts {
         wecom: [("kf".to_string(), Arc::new(kf))].into(),
         gateway: [("app".to_string(), Arc::new(app))].into(),
         settings: ChannelSettings {
-            backoff: Backoff::doubling(2, Duration::from_millis(20)),
+            backoff: Backoff::doubling(5, Duration::from_millis(20)),
             recover_after: Duration::from_millis(200),
             poll: Duration::from_millis(50),
             ..ChannelSettings::default()
@@ -199,11 +199,16 @@ async fn safe_mode_messages_are_decrypted_and_replies_sealed() {
 async fn a_slow_bot_replies_through_the_outbox_with_retries() {
     // A zero passive window: every reply takes the customer-service API.
     let (h, fake) = wechat_harness(Duration::ZERO).await;
-    fake.failures.lock().unwrap().extend([-1, 42001]);
+    // WeChat busy, rate-limited, calling the token expired, then timing out (the client waits 2 s).
+    fake.failures.lock().unwrap().extend([-1, 45009, 42001]);
+    fake.stalls.lock().unwrap().extend([Duration::ZERO, Duration::ZERO, Duration::ZERO, Duration::from_secs(3)]);
     let uri = format!("/v1/channels/wechat/demo?{}", signed("n3", now()));
     let (status, _, reply) = h.post_raw(&uri, text_message("o-carol", 3001, "退货地址是哪里")).await;
     assert_eq!((status, reply.as_str()), (StatusCode::OK, "success"));
-    eventually("the reply after a busy error and an expired token", || fake.sent_to("o-carol").len() == 1).await;
+    eventually("the reply after busy, rate-limit, expired-token and time-out failures", || {
+        fake.sent_to("o-carol").len() == 1
+    })
+    .await;
     assert!(fake.sent_to("o-carol")[0].contains("退货"));
     assert_eq!(fake.tokens.load(Ordering::SeqCst), 2, "one token, renewed once when WeChat called it expired");
     // A refusal is not retried: the reply is marked failed with WeChat's error.
@@ -553,4 +558,27 @@ async fn douyin_messages_and_comments_are_answered_in_their_thread() {
     // A forged signature and a body that is not an event are refused.
     assert_eq!(douyin_post(&h, &message, "delivery-3", "not-the-secret").await.0, StatusCode::FORBIDDEN);
     assert_eq!(douyin_post(&h, &json!({"content": {}}), "delivery-4", DOUYIN_SECRET).await.0, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_hand_off_can_go_to_wechats_own_agent_desk() {
+    let (base, _fake) = FakePlatforms::start().await;
+    let mut channels = wechat_demo_account(&base);
+    let api = crate::channels::wechat::api::WechatApi::new(
+        url::Url::parse(&base).unwrap(),
+        APP_ID,
+        "secret",
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    let keys = CallbackKeys { token: TOKEN.into(), crypto: None };
+    channels.wechat.insert("desk".into(), Arc::new(WechatAccount { keys, api, transfer_to_desk: true }));
+    let h = serve_with("corpus", 0.5, true, ApiSettings { channels, ..ApiSettings::default() }).await;
+    let uri = format!("/v1/channels/wechat/desk?{}", signed("t1", now()));
+    let (_, _, reply) = h.post_raw(&uri, text_message("o-hank", 8001, "我要投诉，转人工")).await;
+    assert_eq!(field(&reply, "MsgType"), "transfer_customer_service", "{reply}");
+    assert_eq!(field(&reply, "ToUserName"), "o-hank");
+    let uri = format!("/v1/channels/wechat/desk?{}", signed("t2", now()));
+    let (_, _, reply) = h.post_raw(&uri, text_message("o-hank", 8002, "你们几点上班")).await;
+    assert_eq!(field(&reply, "MsgType"), "text", "other questions the bot still answers: {reply}");
 }

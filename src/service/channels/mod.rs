@@ -4,7 +4,8 @@
 //! quick enough (WeChat), else through the outbox. The outbox's sender
 //! ([`outbox`]) also carries agents' replies, retries with backoff, and
 //! answers messages whose process died before their turn was stored. Each
-//! platform's own protocol steps are in its file ([`wechat`], [`wecom`]).
+//! platform's own protocol steps are in its file (wechat, wecom, douyin,
+//! gateway).
 //!
 //! Every received message is stored before it is answered, and its turn, the
 //! reply queued in the outbox and the message's settlement commit together;
@@ -13,10 +14,10 @@
 mod douyin;
 mod gateway;
 mod outbox;
-
-pub use gateway::Accepted;
 mod wechat;
 mod wecom;
+
+pub use gateway::Accepted;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -43,7 +44,7 @@ use crate::support::retry::Backoff;
 pub const WECHAT_SUCCESS: &str = "success";
 
 /// The reply window of WeChat and WeCom after a customer's message, and the
-/// replies each allows in it.
+/// replies each allows in it (both document 48 hours and 5 messages).
 const REPLY_WINDOW: chrono::Duration = chrono::Duration::hours(48);
 const REPLY_QUOTA: i64 = 5;
 
