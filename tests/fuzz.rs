@@ -1,5 +1,5 @@
 //! Property-based fuzzing of every parser that takes outside input but the
-//! HTTP request bodies (those run in-process, in `src/api/tests.rs`): the slot
+//! HTTP request bodies (those run in-process, in `src/api/tests/`): the slot
 //! extractors, the corpus files (taxonomy, catalogue), answer templates, the
 //! personal-number mask and the data-key parser. Each runs the seed inputs in
 //! tests/fuzz-seeds/ and then generated ones (mutations of the seeds and of
