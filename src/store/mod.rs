@@ -160,6 +160,11 @@ pub struct ConversationLine {
     /// The agent who wrote an agent's line.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    /// Where an agent's reply stands on its channel: sent, queued or failed, and why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery_error: Option<String>,
 }
 
 /// One step of a ticket's status history.
@@ -567,6 +572,8 @@ impl Store {
                 intent: None,
                 confidence: None,
                 decision: None,
+                delivery: (m.role == MessageRole::Agent).then_some(m.delivery),
+                delivery_error: m.delivery_error,
                 agent: m.agent,
             });
         }
@@ -915,6 +922,8 @@ impl Store {
                 confidence: Some(row.try_get::<f64, _>("confidence")? as f32),
                 decision: Some(row.try_get("decision")?),
                 agent: None,
+                delivery: None,
+                delivery_error: None,
             };
             let answer = self.opened_optional(row, "answer", sealed::TURN_ANSWER)?;
             let bot = answer.map(|text| ConversationLine { role: "bot", text, ..customer.clone() });

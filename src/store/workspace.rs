@@ -92,6 +92,11 @@ pub struct StoredMessage {
     pub channel: String,
     pub ticket_id: Option<String>,
     pub at: String,
+    /// Where an agent's reply stands (received for a customer's message), and why it failed.
+    #[serde(skip)]
+    pub delivery: String,
+    #[serde(skip)]
+    pub delivery_error: Option<String>,
 }
 
 /// The ticket a person owns for a customer: the bot stays silent meanwhile.
@@ -264,6 +269,8 @@ impl Store {
             channel: row.try_get("channel")?,
             ticket_id: row.try_get("ticket_id")?,
             at: row.try_get("created_at")?,
+            delivery: row.try_get("delivery")?,
+            delivery_error: row.try_get("delivery_error")?,
         })
     }
 

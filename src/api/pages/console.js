@@ -15,7 +15,7 @@
       anyPriority: "全部优先级", overdue: "已超时", left: "剩余 ", owner: "处理人：", nobody: "无人认领",
       botOwns: "机器人在回答", youOwn: "你在处理，机器人已静音", fix: "机器人没听懂", oos: "不在服务范围",
       fixed: "已纠正：下次同样的问题会按“{0}”回答", claimed: "已认领", sent: "已发送给顾客",
-      queued: "已排队：", noted: "已添加备注", released: "已交还机器人", moved: "状态已更新",
+      queued: "已交给渠道发送", failed: "没有送达：", pending: "待发送", noted: "已添加备注", released: "已交还机器人", moved: "状态已更新",
       profile: "顾客资料", tags: "标签", hints: "提示", orders: "订单", repairs: "维修", refunds: "退款",
       earlier: "以往工单", none: "无", customer: "顾客", bot: "机器人", agent: "客服", reported: "次标记没用",
       nothing: "没有工单", loginFailed: "登录失败：", confidence: "置信度", reveal: "查看完整信息（会记录）",
@@ -35,7 +35,8 @@
       anyStatus: "Any status", anyPriority: "Any priority", overdue: "Overdue", left: "",
       owner: "Owner: ", nobody: "Unclaimed", botOwns: "The bot is answering", youOwn: "You have it; the bot is silent",
       fix: "Bot did not understand", oos: "Not something we serve", fixed: "Corrected: the same question now gets \u201c{0}\u201d",
-      claimed: "Claimed", sent: "Sent to the customer", queued: "Queued: ", noted: "Note added",
+      claimed: "Claimed", sent: "Sent to the customer", queued: "Handed to the channel", failed: "Not delivered: ",
+      pending: "Waiting to go out", noted: "Note added",
       released: "Handed back to the bot", moved: "Status updated", profile: "Customer", tags: "Tags",
       hints: "Hints", orders: "Orders", repairs: "Repairs", refunds: "Refunds", earlier: "Earlier tickets",
       none: "None", customer: "Customer", bot: "Bot", agent: "Agent", reported: " not-useful reports",
@@ -271,6 +272,9 @@
       if (line.role === "customer" && line.intent) {
         tag.appendChild(el("span", "badge status", line.intent + " · " + t.confidence + " " + Number(line.confidence).toFixed(2)));
       }
+      // An agent's reply on a platform: whether it went out, and why not.
+      if (line.delivery === "queued") tag.appendChild(el("span", "badge sla-amber", t.pending));
+      if (line.delivery === "failed") tag.appendChild(el("span", "badge sla-red", t.failed + (line.delivery_error || "")));
       if (line.role === "bot" && line.trace_id) {
         var b = el("button", "fix", t.fix);
         b.addEventListener("click", function () { fix(line.trace_id, questionOf(ticket, line.trace_id)); });
@@ -380,7 +384,8 @@
     if (!text || !current) return;
     api("POST", "/v1/tickets/" + current.id + "/messages", { text: text }).then(function (r) {
       $("reply").value = "";
-      toast(r.delivery === "sent" ? t.sent : t.queued + (r.reason || r.delivery), r.delivery === "failed");
+      var said = { sent: t.sent, queued: t.queued, failed: t.failed }[r.delivery] || r.delivery;
+      toast(said + (r.reason && r.delivery === "failed" ? r.reason : ""), r.delivery === "failed");
       open(current.id);
       load();
     }).catch(function (err) { toast(err.message, true); });

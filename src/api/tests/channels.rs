@@ -262,8 +262,23 @@ async fn agents_reply_on_wechat_within_its_window_and_quota() {
     eventually("the seventh reply", || fake.sent_to("o-dave").len() == 6).await;
     let (_, ticket) = h.call("GET", &format!("/v1/tickets/{id}"), None).await;
     let customer = ticket["customer_id"].as_str().unwrap().to_string();
-    let lines = h.state.store.customer_conversation(&customer, 100).await.unwrap();
-    assert!(lines.iter().any(|l| l.role == "customer" && l.text.contains("我等你们消息")), "{lines:?}");
+    // The agent sees where each reply stands: six sent, the one past the quota failed with why.
+    let mut agent = Vec::new();
+    for _ in 0..50 {
+        let lines = h.state.store.customer_conversation(&customer, 100).await.unwrap();
+        assert!(lines.iter().any(|l| l.role == "customer" && l.text.contains("我等你们消息")), "{lines:?}");
+        agent = lines
+            .iter()
+            .filter(|l| l.role == "agent")
+            .map(|l| (l.delivery.clone().unwrap_or_default(), l.delivery_error.is_some()))
+            .collect::<Vec<_>>();
+        if agent.iter().filter(|(d, _)| d == "sent").count() == 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(agent.iter().filter(|(d, e)| d == "sent" && !e).count(), 6, "{agent:?}");
+    assert_eq!(agent.iter().filter(|(d, e)| d == "failed" && *e).count(), 1, "{agent:?}");
 }
 
 #[tokio::test]
