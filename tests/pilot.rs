@@ -395,32 +395,38 @@ async fn pilot_in_a_real_browser() {
     screenshot(&widget, "widget-progress.png").await;
 
     step(13);
-    // 13. Bad input gets a clear error in the widget: an oversize message, then an expired customer token.
+    // 13. Bad input gets a clear error in the widget, in the customer's language (the server's
+    // detail on hover): an oversize message, then an expired and a forged customer token.
     run(&widget, "document.getElementById('kefu-input').value = '退'.repeat(3000); document.getElementById('kefu-form').requestSubmit(); return true").await;
     let error = wait_for(
         &widget,
         "the oversize error",
-        "var e = document.querySelector('.kefu-error'); return e ? e.textContent : null",
+        "var e = document.querySelector('.kefu-error'); return e ? e.textContent + ' | ' + e.title : null",
     )
     .await;
-    assert!(error.as_str().unwrap().contains("limit"), "{error}");
+    assert!(error.as_str().unwrap().contains("消息太长了") && error.as_str().unwrap().contains("limit"), "{error}");
     let expired = kefu::service::widget::mint_customer_token(SHOP_SECRET, "c1001", expires - 7200);
     widget.goto(&format!("{base}/chat?customer_token={expired}")).await.unwrap();
     let error = wait_for(
         &widget,
         "the expired token error",
-        "var e = document.querySelector('.kefu-error'); return e ? e.textContent : null",
+        "var e = document.querySelector('.kefu-error'); return e ? e.textContent + ' | ' + e.title : null",
     )
     .await;
+    assert!(error.as_str().unwrap().starts_with("登录已过期，请刷新页面后再试。 | "), "{error}");
     assert!(error.as_str().unwrap().contains("expired"), "{error}");
     let forged = kefu::service::widget::mint_customer_token("not-the-shop-secret", "c1002", expires);
     widget.goto(&format!("{base}/chat?customer_token={forged}")).await.unwrap();
     let error = wait_for(
         &widget,
         "the forged token error",
-        "var e = document.querySelector('.kefu-error'); return e ? e.textContent : null",
+        "var e = document.querySelectorAll('.kefu-error'); return e.length ? [e.length, e[0].textContent, e[0].title].join(' | ') : null",
     )
     .await;
+    assert!(
+        error.as_str().unwrap().starts_with("1 | 登录信息无效，请重新登录后再试。 | "),
+        "one notice, in Chinese: {error}"
+    );
     assert!(error.as_str().unwrap().contains("not valid"), "{error}");
     screenshot(&widget, "widget-error.png").await;
 

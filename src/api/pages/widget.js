@@ -15,11 +15,24 @@
   var words = {
     zh: { title: "在线客服", open: "在线客服", placeholder: "请输入你的问题…", send: "发送", useful: "有用",
           useless: "没用", thanks: "谢谢你的反馈", handoff: "已为你转接人工客服，工单号 ", toAgent: "已转给客服 ",
-          agent: "客服", close: "关闭", error: "消息没有发出：", offline: "连接中断，正在重连…" },
+          agent: "客服", close: "关闭", offline: "连接中断，正在重连…",
+          errors: { text_too_long: "消息太长了，请分几条发送。", empty_text: "请先输入内容。",
+            expired_customer_token: "登录已过期，请刷新页面后再试。", bad_customer_token: "登录信息无效，请重新登录后再试。",
+            bad_visitor: "会话已失效，请刷新页面。", rate_limited: "发得太快了，请稍等几秒再发。",
+            busy: "客服有点忙，请稍等几秒再发。", not_ready: "客服系统正在启动，请稍后再试。",
+            timeout: "网络有点慢，消息没有发出，请再试一次。", other: "消息没有发出，请稍后再试。" } },
     en: { title: "Customer service", open: "Chat with us", placeholder: "Type your question…", send: "Send",
           useful: "Helpful", useless: "Not helpful", thanks: "Thanks for your feedback",
           handoff: "An agent will take over. Ticket ", toAgent: "Sent to agent ", agent: "Agent",
-          close: "Close", error: "Not sent: ", offline: "Connection lost, reconnecting…" }
+          close: "Close", offline: "Connection lost, reconnecting…",
+          errors: { text_too_long: "That message is too long; please send it in parts.", empty_text: "Please type a message first.",
+            expired_customer_token: "Your login has expired; please reload the page.",
+            bad_customer_token: "Your login is not valid; please log in again.",
+            bad_visitor: "This chat has expired; please reload the page.",
+            rate_limited: "Too fast; please wait a few seconds.", busy: "We are busy; please try again in a few seconds.",
+            not_ready: "The service is starting; please try again shortly.",
+            timeout: "The network is slow and the message was not sent; please try again.",
+            other: "The message was not sent; please try again later." } }
   }[lang];
 
   var css = "" +
@@ -86,7 +99,7 @@
     panel.classList.add("kefu-open");
     launcher.style.display = "none";
     input.focus();
-    start();
+    start().catch(function () {});
   }
 
   function el(tag, attrs, text) {
@@ -120,12 +133,26 @@
     return h;
   }
 
+  // A failed answer as an error carrying the server's code; its detail stays for support.
+  function checked(r, json) {
+    if (r.ok) return json;
+    var err = new Error((json.error && json.error.message) || ("HTTP " + r.status));
+    err.code = (json.error && json.error.code) || "other";
+    throw err;
+  }
+
+  // What the customer reads about a failure: a sentence in their language, the detail on hover.
+  function failed(err) {
+    if (err.shown) return;
+    err.shown = true;
+    var row = note(words.errors[err.code] || words.errors.other, "kefu-error");
+    row.title = err.message;
+    row.dataset.code = err.code || "other";
+  }
+
   function call(path, body) {
     return fetch(base + path, { method: "POST", headers: headers(), body: JSON.stringify(body) }).then(function (r) {
-      return r.json().catch(function () { return {}; }).then(function (json) {
-        if (!r.ok) throw new Error((json.error && json.error.message) || ("HTTP " + r.status));
-        return json;
-      });
+      return r.json().catch(function () { return {}; }).then(function (json) { return checked(r, json); });
     });
   }
 
@@ -135,10 +162,7 @@
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ visitor: visitor || null, customer_token: customerToken || null })
     }).then(function (r) {
-      return r.json().then(function (json) {
-        if (!r.ok) throw new Error((json.error && json.error.message) || ("HTTP " + r.status));
-        return json;
-      });
+      return r.json().catch(function () { return {}; }).then(function (json) { return checked(r, json); });
     }).then(function (session) {
       visitor = session.visitor;
       localStorage.setItem(storageKey, visitor);
@@ -151,7 +175,8 @@
       listen(session.cursor);
     }).catch(function (err) {
       started = null;
-      note(words.error + err.message, "kefu-error");
+      failed(err);
+      throw err;
     });
     return started;
   }
@@ -185,7 +210,7 @@
           call("/v1/widget/feedback", { trace_id: traceId, useful: pair[1] }).then(function () {
             actions.querySelectorAll(".kefu-rate").forEach(function (x) { x.remove(); });
             actions.appendChild(el("span", { "class": "kefu-who" }, words.thanks));
-          }).catch(function (err) { note(words.error + err.message, "kefu-error"); });
+          }).catch(failed);
         });
         actions.appendChild(b);
       });
@@ -204,8 +229,6 @@
       }
       if (reply.answer) botLine(reply.answer, reply.trace_id, reply.options);
       if (reply.decision === "handoff" && reply.ticket_id) note(words.handoff + reply.ticket_id);
-    }).catch(function (err) {
-      note(words.error + err.message, "kefu-error");
-    });
+    }).catch(failed);
   }
 })();
