@@ -35,6 +35,11 @@ pub(super) fn routes() -> Routes {
         .post("/v1/customers/{id}/identities", agent, link_identity)
 }
 
+/// A platform's plain-text answer (an echo, `success`).
+fn plain_text(text: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+}
+
 fn callback_query(query: Result<Query<CallbackQuery>, QueryRejection>) -> Result<CallbackQuery, ApiError> {
     query.map(|Query(q)| q).map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
 }
@@ -45,8 +50,7 @@ async fn wechat_verify(
     Path(account): Path<String>,
     query: Result<Query<CallbackQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let echo = state.channels.wechat_verify(&account, &callback_query(query)?)?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], echo).into_response())
+    Ok(plain_text(state.channels.wechat_verify(&account, &callback_query(query)?)?))
 }
 
 /// `POST`: a customer's message or action; the answer is a passive reply
@@ -60,8 +64,10 @@ async fn wechat_message(
     let query = callback_query(query)?;
     let body = utf8_body(body)?;
     let reply = state.channels.wechat_message(&account, &query, &body).await?;
-    let kind = if reply == WECHAT_SUCCESS { "text/plain; charset=utf-8" } else { "application/xml; charset=utf-8" };
-    Ok(([(header::CONTENT_TYPE, kind)], reply).into_response())
+    if reply == WECHAT_SUCCESS {
+        return Ok(plain_text(reply));
+    }
+    Ok(([(header::CONTENT_TYPE, "application/xml; charset=utf-8")], reply).into_response())
 }
 
 /// `GET`: WeCom checks the URL; the `echostr` goes back decrypted.
@@ -70,8 +76,7 @@ async fn wecom_verify(
     Path(account): Path<String>,
     query: Result<Query<CallbackQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let echo = state.channels.wecom_verify(&account, &callback_query(query)?)?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], echo).into_response())
+    Ok(plain_text(state.channels.wecom_verify(&account, &callback_query(query)?)?))
 }
 
 /// `POST`: WeCom's doorbell; kefu pulls the messages and answers `success` at once.
@@ -83,8 +88,7 @@ async fn wecom_event(
 ) -> Result<Response, ApiError> {
     let query = callback_query(query)?;
     let body = utf8_body(body)?;
-    let reply = state.channels.wecom_event(&account, &query, &body).await?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], reply).into_response())
+    Ok(plain_text(state.channels.wecom_event(&account, &query, &body).await?))
 }
 
 /// `POST`: a signed message from the company's own app or a bridge; 200
