@@ -90,6 +90,22 @@ pub struct ChannelsConfig {
     /// Douyin enterprise accounts, one `[channels.douyin.<account>]` table
     /// each; the webhook URL is `/v1/channels/douyin/<account>`.
     pub douyin: std::collections::BTreeMap<String, DouyinAccountConfig>,
+    /// Chatwoot inboxes whose agent bot kefu is, one `[channels.chatwoot.<account>]`
+    /// table each; the bot's outgoing URL is `/v1/channels/chatwoot/<account>`.
+    pub chatwoot: std::collections::BTreeMap<String, ChatwootAccountConfig>,
+}
+
+/// `[channels.chatwoot.<account>]`: one Chatwoot agent bot.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatwootAccountConfig {
+    /// Chatwoot's base URL (tests point it at a loopback fake).
+    pub api_base: String,
+    /// The agent bot's access token (`api_access_token`).
+    pub api_token: String,
+    /// The webhook secret; when set, events must carry a valid `X-Chatwoot-Signature`.
+    #[serde(default)]
+    pub secret: Option<String>,
 }
 
 /// `[channels.douyin.<account>]`: one Douyin enterprise account.
@@ -168,6 +184,22 @@ pub struct WechatAccountConfig {
     pub transfer_to_wechat_desk: bool,
 }
 
+/// The accounts of one `[channels.<platform>.*]` section, each name checked
+/// and each built by `build`, which names problems through `invalid`.
+fn accounts<C, A>(
+    field: &'static str,
+    configs: &std::collections::BTreeMap<String, C>,
+    build: impl Fn(&C, &dyn Fn(String) -> ConfigError) -> Result<A, ConfigError>,
+) -> Result<std::collections::BTreeMap<String, Arc<A>>, ConfigError> {
+    let mut built = std::collections::BTreeMap::new();
+    for (name, config) in configs {
+        let invalid = |message: String| ConfigError::Invalid { field, message: format!("account {name:?}: {message}") };
+        check_account_name(name).map_err(invalid)?;
+        built.insert(name.clone(), Arc::new(build(config, &invalid)?));
+    }
+    Ok(built)
+}
+
 /// Account names are URL segments: letters, digits, - and _.
 fn check_account_name(name: &str) -> Result<(), String> {
     if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
@@ -226,6 +258,8 @@ pub struct ApiConfig {
     pub request_timeout_ms: u64,
     /// An admin API key given alone (the `admin:<token>` of `security.api_keys`); kept for older files.
     pub admin_token: Option<String>,
+    /// The intent name the Rasa-compatible `/model/parse` gives out-of-scope messages.
+    pub rasa_fallback_intent: String,
 }
 
 /// `[engine]`: how the bot decides, and the model thread.
@@ -375,6 +409,7 @@ impl Default for ChannelsConfig {
             wecom: Default::default(),
             gateway: Default::default(),
             douyin: Default::default(),
+            chatwoot: Default::default(),
         }
     }
 }
@@ -418,6 +453,7 @@ impl Default for ApiConfig {
             max_in_flight: api.max_in_flight,
             request_timeout_ms: api.request_timeout.as_millis().try_into().unwrap_or(u64::MAX),
             admin_token: None,
+            rasa_fallback_intent: api.rasa_fallback_intent,
         }
     }
 }
@@ -527,6 +563,7 @@ const SETTINGS: &[Setting] = &[
     setting("api.max_in_flight", "max_in_flight", Kind::Number),
     setting("api.request_timeout_ms", "request_timeout_ms", Kind::Number),
     Setting { path: "api.admin_token", name: "admin_token", kind: Kind::Optional, secret: true },
+    setting("api.rasa_fallback_intent", "rasa_fallback_intent", Kind::Text),
     setting("engine.min_answer_confidence", "min_answer_confidence", Kind::Number),
     setting("engine.oos_weight", "oos_weight", Kind::Number),
     setting("engine.correction_min_similarity", "correction_min_similarity", Kind::Number),
@@ -757,22 +794,19 @@ impl Config {
 
     /// The messaging platform accounts, their API clients built.
     pub fn channel_accounts(&self) -> Result<crate::service::channels::ChannelAccounts, ConfigError> {
+        use crate::channels::chatwoot::ChatwootApi;
         use crate::channels::douyin::DouyinApi;
         use crate::channels::gateway::GatewayClient;
         use crate::channels::wechat::{api::WechatApi, CallbackKeys, MessageCrypto};
         use crate::channels::wecom::{Handoff, KfApi};
         use crate::service::channels::{
-            ChannelAccounts, ChannelSettings, DouyinAccount, GatewayAccount, WechatAccount, WecomAccount,
+            ChannelAccounts, ChannelSettings, ChatwootAccount, DouyinAccount, GatewayAccount, WechatAccount,
+            WecomAccount,
         };
         let c = &self.channels;
         let timeout = std::time::Duration::from_millis(c.send_timeout_ms);
-        let mut wechat = std::collections::BTreeMap::new();
-        for (name, account) in &c.wechat {
-            let invalid = |message: String| ConfigError::Invalid {
-                field: "channels.wechat",
-                message: format!("account {name:?}: {message}"),
-            };
-            check_account_name(name).map_err(invalid)?;
+        let no_client = |e: reqwest::Error| format!("cannot build its HTTP client: {e}");
+        let wechat = accounts("channels.wechat", &c.wechat, |account, invalid| {
             if account.token.is_empty() {
                 return Err(invalid("token is empty".into()));
             }
@@ -785,25 +819,16 @@ impl Config {
                 .map_err(|e| invalid(e.to_string()))?;
             let base = parse_http_url("channels.wechat.api_base", &account.api_base)?;
             let api = WechatApi::new(base, &account.app_id, &account.app_secret, timeout)
-                .map_err(|e| invalid(format!("cannot build its HTTP client: {e}")))?;
+                .map_err(|e| invalid(no_client(e)))?;
             let keys = CallbackKeys { token: account.token.clone(), crypto };
-            wechat.insert(
-                name.clone(),
-                Arc::new(WechatAccount { keys, api, transfer_to_desk: account.transfer_to_wechat_desk }),
-            );
-        }
-        let mut wecom = std::collections::BTreeMap::new();
-        for (name, account) in &c.wecom {
-            let invalid = |message: String| ConfigError::Invalid {
-                field: "channels.wecom",
-                message: format!("account {name:?}: {message}"),
-            };
-            check_account_name(name).map_err(invalid)?;
+            Ok(WechatAccount { keys, api, transfer_to_desk: account.transfer_to_wechat_desk })
+        })?;
+        let wecom = accounts("channels.wecom", &c.wecom, |account, invalid| {
             let crypto =
                 MessageCrypto::new(&account.encoding_aes_key, &account.corp_id).map_err(|e| invalid(e.to_string()))?;
             let base = parse_http_url("channels.wecom.api_base", &account.api_base)?;
             let api = KfApi::new(base, &account.corp_id, &account.secret, &account.open_kfid, timeout)
-                .map_err(|e| invalid(format!("cannot build its HTTP client: {e}")))?;
+                .map_err(|e| invalid(no_client(e)))?;
             let handoff = match account.handoff.as_str() {
                 "workspace" => Handoff::Workspace,
                 "queue" => Handoff::Queue,
@@ -815,44 +840,41 @@ impl Config {
                 },
             };
             let keys = CallbackKeys { token: account.token.clone(), crypto: Some(crypto) };
-            wecom.insert(name.clone(), Arc::new(WecomAccount::new(keys, api, handoff)));
-        }
-        let mut gateway = std::collections::BTreeMap::new();
-        for (name, account) in &c.gateway {
-            let invalid = |message: String| ConfigError::Invalid {
-                field: "channels.gateway",
-                message: format!("account {name:?}: {message}"),
-            };
-            check_account_name(name).map_err(invalid)?;
+            Ok(WecomAccount::new(keys, api, handoff))
+        })?;
+        let gateway = accounts("channels.gateway", &c.gateway, |account, invalid| {
             if account.secret.chars().count() < 16 {
                 return Err(invalid("the secret needs at least 16 characters".into()));
             }
             let callback = parse_http_url("channels.gateway.callback_url", &account.callback_url)?;
-            let client = GatewayClient::new(callback, &account.secret, timeout)
-                .map_err(|e| invalid(format!("cannot build its HTTP client: {e}")))?;
-            gateway.insert(name.clone(), Arc::new(GatewayAccount { secret: account.secret.clone(), client }));
-        }
-        let mut douyin = std::collections::BTreeMap::new();
-        for (name, account) in &c.douyin {
-            let invalid = |message: String| ConfigError::Invalid {
-                field: "channels.douyin",
-                message: format!("account {name:?}: {message}"),
-            };
-            check_account_name(name).map_err(invalid)?;
+            let client = GatewayClient::new(callback, &account.secret, timeout).map_err(|e| invalid(no_client(e)))?;
+            Ok(GatewayAccount { secret: account.secret.clone(), client })
+        })?;
+        let douyin = accounts("channels.douyin", &c.douyin, |account, invalid| {
             if account.client_secret.is_empty() {
                 return Err(invalid("client_secret is empty".into()));
             }
             let base = parse_http_url("channels.douyin.api_base", &account.api_base)?;
             let api = DouyinApi::new(base, &account.client_key, &account.client_secret, &account.open_id, timeout)
-                .map_err(|e| invalid(format!("cannot build its HTTP client: {e}")))?;
-            douyin.insert(name.clone(), Arc::new(DouyinAccount { client_secret: account.client_secret.clone(), api }));
-        }
+                .map_err(|e| invalid(no_client(e)))?;
+            Ok(DouyinAccount { client_secret: account.client_secret.clone(), api })
+        })?;
+        let chatwoot = accounts("channels.chatwoot", &c.chatwoot, |account, invalid| {
+            if account.api_token.is_empty() {
+                return Err(invalid("api_token (the agent bot's access token) is empty".into()));
+            }
+            let secret = account.secret.clone().filter(|s| !s.is_empty());
+            let base = parse_http_url("channels.chatwoot.api_base", &account.api_base)?;
+            let api = ChatwootApi::new(base, &account.api_token, timeout).map_err(|e| invalid(no_client(e)))?;
+            Ok(ChatwootAccount { secret, api })
+        })?;
         let defaults = ChannelSettings::default();
         Ok(ChannelAccounts {
             wechat,
             wecom,
             gateway,
             douyin,
+            chatwoot,
             settings: ChannelSettings {
                 passive_window: std::time::Duration::from_millis(c.passive_reply_ms),
                 backoff: crate::support::retry::Backoff::doubling(
@@ -951,6 +973,12 @@ impl Config {
             if value == 0 {
                 return Err(ConfigError::Invalid { field, message: "must be at least 1".into() });
             }
+        }
+        if self.api.rasa_fallback_intent.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "api.rasa_fallback_intent",
+                message: "must not be empty".into(),
+            });
         }
         if let Some(url) = &self.overdue.webhook_url {
             parse_http_url("overdue.webhook_url", url)?;

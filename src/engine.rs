@@ -18,11 +18,12 @@ use crate::encoder::{EncoderError, EncoderHandle, TextKind};
 use crate::nlu::corrections::{apply_authority, Taught, TaughtExemplar};
 use crate::nlu::intent::{FitOptions, IntentError, IntentModel, Scored, TrainingExample};
 use crate::nlu::signals::SignalDetector;
-use crate::nlu::slots::{Catalogue, SlotExtractor, Slots};
+use crate::nlu::slots::{Catalogue, LocatedSlots, SlotExtractor, Slots};
 use crate::policy::{self, Action, HandoffReason, PolicySettings, Priority, Reply, Verdict};
 use crate::profile::{CustomerHistory, Profile, ProfileInputs, ProfileRules};
 use crate::support::fs::{replace_dir, write_atomically, FsError};
 use crate::support::progress;
+use crate::telemetry;
 
 /// The version an engine built from the corpus alone serves (no retrained version promoted).
 pub const BASE_VERSION: &str = "base";
@@ -279,6 +280,16 @@ impl Engine {
         &self.version
     }
 
+    /// The encoder's weights fingerprint.
+    pub fn fingerprint(&self) -> String {
+        self.encoder.fingerprint()
+    }
+
+    /// The slots of `text` with where each was read, `now` as the request's reference time.
+    pub fn locate_slots(&self, text: &str, now: DateTime<FixedOffset>) -> LocatedSlots {
+        self.slots.locate(text, now.with_timezone(&self.settings.timezone))
+    }
+
     /// Scores a query embedding: the intent model, then the authority of agent-taught exemplars.
     fn score(&self, vector: &[f32], scenario: Option<&str>) -> Result<Scored, EngineError> {
         let mut scored = self.model.read().unwrap_or_else(PoisonError::into_inner).score(vector, scenario)?;
@@ -509,11 +520,21 @@ impl Engine {
         let text = query.text.trim();
         let ctx = Ctx { now: query.now.with_timezone(&Utc), trace_id: query.trace_id };
         // The customer's records do not depend on the question: fetch them while the encoder works.
+        let started = Instant::now();
         let (embedded, records) = tokio::join!(
-            self.encoder.embed(vec![text.to_string()], TextKind::Query),
-            self.customer_records(query.customer_id, &ctx)
+            async {
+                let embedded = self.encoder.embed(vec![text.to_string()], TextKind::Query).await;
+                telemetry::stage("embed", started);
+                embedded
+            },
+            async {
+                let records = self.customer_records(query.customer_id, &ctx).await;
+                telemetry::stage("customer_records", started);
+                records
+            }
         );
         let vector = embedded?.pop().ok_or_else(|| EncoderError::Inference("the encoder returned no vector".into()))?;
+        let understood = Instant::now();
         let scored = self.score(&vector, query.scenario)?;
         let tz = self.settings.timezone;
         let mut slots = self.slots.extract(text, query.now.with_timezone(&tz));
@@ -526,6 +547,8 @@ impl Engine {
             None => false,
         };
         let lang = Lang::detect(text);
+        telemetry::stage("understand", understood);
+        let composed = Instant::now();
         let subject = Subject { customer_id: query.customer_id, slots: &slots, tz };
         let mut answer = match self.data_answer(&mut verdict, lang, &subject, &ctx).await {
             Some(answer) => answer,
@@ -555,6 +578,7 @@ impl Engine {
             }
             _ => Vec::new(),
         };
+        telemetry::stage("compose", composed);
         Ok(Outcome {
             options,
             answer: Some(answer),

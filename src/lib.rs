@@ -26,10 +26,11 @@ pub mod profile;
 pub mod service;
 pub mod store;
 pub mod support;
+pub mod telemetry;
 pub mod tickets;
 
 /// The module order, lowest first: a module may use only those before it.
-/// - helpers without domain words: support, privacy;
+/// - helpers without domain words: support, privacy; the metrics every layer records: telemetry;
 /// - the deployment's data and the model: corpus, encoder, index, nlu;
 /// - outside systems: connectors (the enterprise's), channels (messaging platforms);
 /// - pure business rules: tickets, policy, profile, analytics (the weekly figures);
@@ -40,6 +41,7 @@ pub mod tickets;
 pub const LAYERS: &[&str] = &[
     "support",
     "privacy",
+    "telemetry",
     "corpus",
     "encoder",
     "index",

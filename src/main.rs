@@ -411,6 +411,8 @@ fn engine_parts(
 }
 
 async fn serve(config: Config) -> Result<()> {
+    // Metrics recorded before the recorder is installed would be lost.
+    kefu::telemetry::exporter();
     let store = open_store(&config).await?;
     // Overdue pushes need only the store, so they start before the model loads.
     if let Some(webhook) = config.webhook_settings()? {
@@ -431,10 +433,12 @@ async fn serve(config: Config) -> Result<()> {
         stats: config.stats_settings()?,
         widget: config.widget_settings(),
         channels: config.channel_accounts()?,
+        rasa_fallback_intent: config.api.rasa_fallback_intent.clone(),
     };
     let state = AppState::new(store.clone(), settings);
     // Replies to messaging platforms leave from the outbox, whatever the model's state.
     tokio::spawn(state.channels().run_sender());
+    tokio::spawn(kefu::telemetry::run_upkeep());
     if state.protected_mode().await? {
         tracing::warn!(
             addr = %config.addr,

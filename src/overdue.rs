@@ -220,6 +220,7 @@ impl SlaNotifier {
             match self.deliver(&notice).await {
                 Ok(()) => {
                     self.store.mark_overdue_pushed(&ticket.id, self.clock.now()).await?;
+                    crate::telemetry::overdue_push("sent");
                     tracing::info!(ticket_id = %ticket.id, overdue_minutes = notice.overdue_minutes, "overdue ticket pushed to the SLA webhook");
                     report.delivered += 1;
                 }
@@ -227,7 +228,9 @@ impl SlaNotifier {
                     let attempts = self.store.record_overdue_push_failure(&ticket.id, &err.to_string()).await?;
                     report.failed += 1;
                     let webhook = redact_url(&self.settings.url);
-                    if attempts >= i64::from(self.settings.max_attempts) {
+                    let gave_up = attempts >= i64::from(self.settings.max_attempts);
+                    crate::telemetry::overdue_push(if gave_up { "failed" } else { "retry" });
+                    if gave_up {
                         report.gave_up += 1;
                         tracing::error!(ticket_id = %ticket.id, %webhook, attempts, error = %err, "giving up pushing an overdue ticket");
                     } else {

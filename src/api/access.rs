@@ -52,6 +52,9 @@ pub struct RouteSpec {
     pub method: Method,
     pub path: &'static str,
     pub access: Access,
+    /// The API key may also come as `?token=` or as the JSON body's
+    /// `"token"`, as Rasa's clients send it. Such URLs must never be logged whole.
+    pub rasa_token: bool,
 }
 
 type AppRouter = Router<Arc<AppState>>;
@@ -69,7 +72,15 @@ impl Routes {
 
     fn add(mut self, method: Method, path: &'static str, access: Access, route: MethodRouter<Arc<AppState>>) -> Routes {
         self.router = self.router.route(path, route);
-        self.specs.push(RouteSpec { method, path, access });
+        self.specs.push(RouteSpec { method, path, access, rasa_token: false });
+        self
+    }
+
+    /// Lets the route added last take its API key the way Rasa's clients send it too.
+    pub fn rasa_token(mut self) -> Routes {
+        if let Some(spec) = self.specs.last_mut() {
+            spec.rasa_token = true;
+        }
         self
     }
 
@@ -109,7 +120,10 @@ impl Routes {
     /// The router with every route behind [`authorise`].
     pub fn into_router(self, state: &Arc<AppState>) -> AppRouter {
         let table = Arc::new(self.specs);
-        self.router.route_layer(middleware::from_fn_with_state((state.clone(), table), authorise))
+        self.router
+            .route_layer(middleware::from_fn_with_state((state.clone(), table), authorise))
+            // Outermost, so refusals and time-outs are counted too.
+            .route_layer(middleware::from_fn(super::metrics::record))
     }
 }
 
@@ -151,7 +165,7 @@ async fn authorise(
     // HEAD is served by the GET route.
     let method = if request.method() == Method::HEAD { Method::GET } else { request.method().clone() };
     let on_path: Vec<&RouteSpec> = table.iter().filter(|s| s.path == path).collect();
-    let Some(access) = on_path.iter().find(|s| s.method == method).map(|s| s.access) else {
+    let Some(spec) = on_path.iter().find(|s| s.method == method) else {
         if !on_path.is_empty() {
             let allowed: Vec<&str> = on_path.iter().map(|s| s.method.as_str()).collect();
             let message = format!("{path} takes {}", allowed.join(", "));
@@ -161,7 +175,7 @@ async fn authorise(
         tracing::error!(%path, "route without a declared access");
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this route declares no access"));
     };
-    let needed = match access {
+    let needed = match spec.access {
         Access::Public | Access::Platform => return Ok(next.run(request).await),
         Access::Visitor => {
             let visitor = visitor(&state, &request)?;
@@ -171,7 +185,13 @@ async fn authorise(
         }
         Access::Role(needed) => needed,
     };
-    let caller = match credentials(request.headers()) {
+    let mut token = credentials(request.headers());
+    if token.is_none() && spec.rasa_token {
+        let rasa;
+        (rasa, request) = rasa_token(request, state.settings.max_body_bytes).await?;
+        token = rasa;
+    }
+    let caller = match token {
         Some(token) => state.gate.caller(&token).await?,
         None => state.gate.anonymous(client_ip(&request)).await?,
     };
@@ -188,12 +208,32 @@ async fn authorise(
     Ok(next.run(request).await)
 }
 
+/// The key of a Rasa client: `?token=` (Rasa's server convention) or the
+/// JSON body's `"token"` (what Rasa's NLU client posts); the request is
+/// rebuilt around the body it read.
+async fn rasa_token(request: Request, max_body_bytes: usize) -> Result<(Option<String>, Request), ApiError> {
+    if let Some(token) = query_param(&request, "token") {
+        return Ok((Some(token), request));
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, max_body_bytes)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "bad_body", "the body is too large"))?;
+    let token = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["token"].as_str().map(str::to_string));
+    Ok((token, Request::from_parts(parts, axum::body::Body::from(bytes))))
+}
+
+/// The value of a query parameter of `request`.
+fn query_param(request: &Request, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
 /// The web chat visitor a request names, its tokens checked.
 fn visitor(state: &AppState, request: &Request) -> Result<Visitor, ApiError> {
     let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let query: Vec<(String, String)> =
-        url::form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes()).into_owned().collect();
-    let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let param = |name: &str| query_param(request, name);
     let token = header(VISITOR_HEADER).or_else(|| param("visitor")).ok_or(WidgetError::BadVisitor)?;
     let customer = header(CUSTOMER_HEADER).or_else(|| param("customer_token"));
     Ok(state.widgets.identify(&token, customer.as_deref(), chrono::Utc::now().timestamp())?)

@@ -19,8 +19,8 @@ use super::{check_id, parse_json, ApiError, AppState};
 use crate::access::{Caller, Role};
 use crate::channels::wechat::CallbackQuery;
 use crate::channels::ReplyRoute;
-use crate::channels::{douyin, gateway};
-use crate::service::channels::{Accepted, WECHAT_SUCCESS};
+use crate::channels::{chatwoot, douyin, gateway};
+use crate::service::channels::{Accepted, ChatwootOutcome, WECHAT_SUCCESS};
 
 pub(super) fn routes() -> Routes {
     let agent = Access::Role(Role::Agent);
@@ -31,6 +31,7 @@ pub(super) fn routes() -> Routes {
         .post("/v1/channels/wecom/{account}", Access::Platform, wecom_event)
         .post("/v1/channels/douyin/{account}", Access::Platform, douyin_event)
         .post("/v1/channels/gateway/{account}", Access::Platform, gateway_message)
+        .post("/v1/channels/chatwoot/{account}", Access::Platform, chatwoot_event)
         .get("/v1/customers/{id}", agent, customer)
         .post("/v1/customers/{id}/identities", agent, link_identity)
 }
@@ -125,6 +126,26 @@ async fn douyin_event(
     let signature = header(douyin::SIGNATURE_HEADER).unwrap_or_default();
     let delivery = header(douyin::MESSAGE_ID_HEADER);
     Ok(Json(state.channels.douyin_event(&account, &signature, delivery.as_deref(), &body).await?))
+}
+
+/// `POST`: a Chatwoot agent-bot event (signed when the account has a
+/// secret); 200 at once with `{"status": "accepted" | "duplicate" |
+/// "ignored"}`, the reply posted through Chatwoot's API afterwards.
+async fn chatwoot_event(
+    State(state): State<Arc<AppState>>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let body = body.map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
+    let (timestamp, signature) = (header(chatwoot::TIMESTAMP_HEADER), header(chatwoot::SIGNATURE_HEADER));
+    let outcome = state.channels.chatwoot_event(&account, timestamp, signature, &body).await?;
+    Ok(Json(match outcome {
+        ChatwootOutcome::Accepted => json!({"status": "accepted"}),
+        ChatwootOutcome::Duplicate => json!({"status": "duplicate"}),
+        ChatwootOutcome::Ignored(why) => json!({"status": "ignored", "reason": why}),
+    }))
 }
 
 /// A callback's body as text: too large 413, not UTF-8 400.

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{BoxError, Json};
 use serde_json::json;
 
+use crate::channels::chatwoot::ChatwootError;
 use crate::channels::douyin::DouyinError;
 use crate::channels::gateway::GatewayError;
 use crate::channels::wechat::WechatError;
@@ -188,6 +189,10 @@ impl From<ChannelError> for ApiError {
                 ApiError::new(StatusCode::FORBIDDEN, "bad_signature", e.to_string())
             }
             ChannelError::Douyin(DouyinError::BadEvent(_)) => ApiError::bad_request("bad_message", e.to_string()),
+            ChannelError::Chatwoot(ChatwootError::BadSignature | ChatwootError::StaleTimestamp) => {
+                ApiError::new(StatusCode::FORBIDDEN, "bad_signature", e.to_string())
+            }
+            ChannelError::Chatwoot(ChatwootError::BadEvent(_)) => ApiError::bad_request("bad_message", e.to_string()),
         }
     }
 }

@@ -8,7 +8,9 @@ mod analytics;
 mod channels;
 mod error;
 mod events;
+mod metrics;
 mod pages;
+mod rasa;
 #[cfg(test)]
 mod tests;
 mod widget;
@@ -62,6 +64,8 @@ pub struct ApiSettings {
     pub widget: WidgetSettings,
     /// Messaging platform accounts and how their replies are timed.
     pub channels: ChannelAccounts,
+    /// The intent name `/model/parse` gives out-of-scope messages (Rasa's FallbackClassifier's).
+    pub rasa_fallback_intent: String,
 }
 
 /// The website chat: who may embed it and how shops name their customers.
@@ -88,6 +92,7 @@ impl Default for ApiSettings {
             stats: crate::analytics::StatsSettings::default(),
             widget: WidgetSettings::default(),
             channels: ChannelAccounts::default(),
+            rasa_fallback_intent: "nlu_fallback".into(),
         }
     }
 }
@@ -111,6 +116,8 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Store, settings: ApiSettings) -> Arc<AppState> {
+        // Installed before anything is recorded: a metric recorded earlier would be lost.
+        crate::telemetry::exporter();
         let live = Arc::new(LiveEngine::default());
         let in_flight = Arc::new(Semaphore::new(settings.max_in_flight));
         let channels =
@@ -170,6 +177,7 @@ fn routes(state: &Arc<AppState>) -> access::Routes {
         .merge(workspace::routes())
         .merge(widget::routes())
         .merge(channels::routes())
+        .merge(rasa::routes())
         .wrap(|router| {
             router.layer(DefaultBodyLimit::max(settings.max_body_bytes)).layer(
                 ServiceBuilder::new()
@@ -185,6 +193,7 @@ fn routes(state: &Arc<AppState>) -> access::Routes {
         .merge(workspace::streams())
         .merge(widget::streams())
         .merge(pages::routes())
+        .merge(metrics::routes())
 }
 
 /// The router with its middleware stack.
@@ -196,7 +205,14 @@ pub fn app(state: Arc<AppState>) -> Router {
         .layer(tower::util::option_layer(cors))
         // NOTE: 5xx answers the API means (loading, timed out) are warnings; an
         // internal error is logged as an error where it happens, with its cause.
-        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)))
+        .layer(
+            TraceLayer::new_for_http()
+                // NOTE: the path alone: a query may carry a key (`?token=`) or a visitor token.
+                .make_span_with(|request: &axum::http::Request<_>| {
+                    tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+                })
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
+        )
         .with_state(state)
 }
 
@@ -736,6 +752,7 @@ async fn correction(
             Utc::now(),
         )
         .await?;
+    crate::telemetry::correction();
     // The correction takes effect at once. The engine is read after storing,
     // so one swapped in meanwhile learns it from the store instead. The masked
     // text is taught, as stored, so a restart replays exactly the same exemplar.

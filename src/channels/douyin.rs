@@ -16,7 +16,7 @@ use sha1::{Digest, Sha1};
 use url::Url;
 
 use super::tokens::TokenCache;
-use super::{transport_error, SendError};
+use super::SendError;
 
 /// The header carrying the webhook's signature.
 pub const SIGNATURE_HEADER: &str = "x-douyin-signature";
@@ -132,21 +132,11 @@ impl DouyinApi {
     }
 
     fn url(&self, path: &str) -> Url {
-        let mut url = self.base.clone();
-        url.set_path(&format!("{}{path}", self.base.path().trim_end_matches('/')));
-        url
+        super::api_url(&self.base, path)
     }
 
     async fn call(&self, request: reqwest::RequestBuilder) -> Result<Value, SendError> {
-        let response = request.send().await.map_err(|e| transport_error("Douyin", e))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(SendError::Retryable(format!("Douyin answered HTTP {status}")));
-        }
-        let reply: Value = response
-            .json()
-            .await
-            .map_err(|e| SendError::Retryable(format!("Douyin's reply is not JSON: {}", e.without_url())))?;
+        let reply = super::json_reply("Douyin", request).await?;
         // Errors come as data.error_code or err_no, by API generation.
         let code = reply["data"]["error_code"].as_i64().or(reply["err_no"].as_i64()).unwrap_or(0);
         match code {

@@ -7,19 +7,17 @@
 
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use url::Url;
 
-use super::{transport_error, MenuOption, SendError};
+use super::{
+    check_timestamped, timestamped_signature, transport_error, MenuOption, SendError, SignatureFault,
+    REPLAY_WINDOW_SECS,
+};
 
 /// Header names of both directions.
 pub const TIMESTAMP_HEADER: &str = "x-kefu-timestamp";
 pub const SIGNATURE_HEADER: &str = "x-kefu-signature";
-
-/// How far a timestamp may stray from our clock.
-pub const REPLAY_WINDOW_SECS: i64 = 300;
 
 /// Longest id a caller may give (message and user ids), in bytes.
 const MAX_ID_BYTES: usize = 128;
@@ -59,24 +57,12 @@ pub struct GatewayReply<'a> {
     pub options: &'a [MenuOption],
 }
 
-/// `sha256=<hex>` of the signed string.
-pub fn signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
-    mac.update(timestamp.as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
 /// The message in `body`, its timestamp and signature checked first.
 pub fn open(secret: &str, timestamp: &str, given: &str, body: &[u8], now: i64) -> Result<GatewayMessage, GatewayError> {
-    match timestamp.trim().parse::<i64>() {
-        Ok(at) if (now - at).abs() <= REPLAY_WINDOW_SECS => {}
-        _ => return Err(GatewayError::StaleTimestamp),
-    }
-    if !crate::support::same_secret(&signature(secret, timestamp.trim(), body), given.trim()) {
-        return Err(GatewayError::BadSignature);
-    }
+    check_timestamped(secret, timestamp, given, body, now).map_err(|fault| match fault {
+        SignatureFault::Stale => GatewayError::StaleTimestamp,
+        SignatureFault::Mismatch => GatewayError::BadSignature,
+    })?;
     let message: GatewayMessage = serde_json::from_slice(body).map_err(|e| GatewayError::BadMessage(e.to_string()))?;
     for (field, value) in [("message_id", &message.message_id), ("user_id", &message.user_id)] {
         if value.is_empty() || value.len() > MAX_ID_BYTES || value.chars().any(char::is_control) {
@@ -111,7 +97,7 @@ impl GatewayClient {
             .post(self.callback.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(TIMESTAMP_HEADER, &timestamp)
-            .header(SIGNATURE_HEADER, signature(&self.secret, &timestamp, &body))
+            .header(SIGNATURE_HEADER, timestamped_signature(&self.secret, &timestamp, &body))
             .body(body)
             .send()
             .await
@@ -128,12 +114,15 @@ impl GatewayClient {
 
 #[cfg(test)]
 mod tests {
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
+
     use super::*;
 
     #[test]
     fn messages_are_signed_fresh_and_well_formed() {
         let body = r#"{"message_id":"m1","user_id":"u1","text":"退货地址"}"#.as_bytes();
-        let signed = signature("s3cret", "1700000000", body);
+        let signed = timestamped_signature("s3cret", "1700000000", body);
         // The same HMAC as any library computes (here: the hmac crate by hand, over "<ts>.<body>").
         let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").unwrap();
         mac.update(&[b"1700000000.".as_slice(), body].concat());
@@ -144,7 +133,7 @@ mod tests {
         assert_eq!(open("s3cret", "1700000000", &signed, body, 1_700_001_000), Err(GatewayError::StaleTimestamp));
         assert_eq!(open("s3cret", "soon", &signed, body, 1_700_000_000), Err(GatewayError::StaleTimestamp));
         let bad = r#"{"message_id":"","user_id":"u1","text":"x"}"#.as_bytes();
-        let signed = signature("s3cret", "1700000000", bad);
+        let signed = timestamped_signature("s3cret", "1700000000", bad);
         assert!(matches!(open("s3cret", "1700000000", &signed, bad, 1_700_000_000), Err(GatewayError::BadMessage(_))));
     }
 }

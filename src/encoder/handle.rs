@@ -7,9 +7,11 @@
 //! reported at once as `EncoderError::Busy` (the API's 429) instead of growing
 //! without bound.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::thread;
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 
@@ -56,6 +58,8 @@ impl Job {
 #[derive(Clone)]
 pub struct EncoderHandle {
     tx: SyncSender<Job>,
+    /// Requests sent and not yet taken by the model thread (the queue depth metric).
+    waiting: Arc<AtomicUsize>,
     dim: usize,
     fingerprint: Arc<str>,
 }
@@ -66,24 +70,30 @@ impl EncoderHandle {
         let dim = encoder.dim();
         let fingerprint: Arc<str> = Arc::from(encoder.fingerprint());
         let (tx, rx) = mpsc::sync_channel(opts.queue_capacity.max(1));
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let queue = Queue { rx, waiting: waiting.clone() };
         // NOTE: a plain OS thread, not spawn_blocking: inference saturates the
         // CPU for its whole life and must not occupy a tokio blocking slot.
-        let started = thread::Builder::new().name("kefu-encoder".into()).spawn(move || run(encoder, rx, opts));
+        let started = thread::Builder::new().name("kefu-encoder".into()).spawn(move || run(encoder, queue, opts));
         if let Err(e) = started {
             // The closure, and `rx` with it, is dropped: every call answers
             // `Closed`, which callers report like any other model failure.
             tracing::error!("cannot start the encoder thread: {e}");
         }
-        Self { tx, dim, fingerprint }
+        Self { tx, waiting, dim, fingerprint }
     }
 
     /// Embed `texts`, waiting asynchronously for the model thread.
     /// Answers `Busy` at once when the queue is full.
     pub async fn embed(&self, texts: Vec<String>, kind: TextKind) -> Reply {
         let (reply, rx) = oneshot::channel();
-        self.tx.try_send(Job { texts, kind, reply }).map_err(|e| match e {
-            TrySendError::Full(_) => EncoderError::Busy,
-            TrySendError::Disconnected(_) => EncoderError::Closed,
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        self.tx.try_send(Job { texts, kind, reply }).map_err(|e| {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            match e {
+                TrySendError::Full(_) => EncoderError::Busy,
+                TrySendError::Disconnected(_) => EncoderError::Closed,
+            }
         })?;
         rx.await.map_err(|_| EncoderError::Closed)?
     }
@@ -96,7 +106,11 @@ impl EncoderHandle {
     /// (tokio panics on blocking receives there); use `embed` in async code.
     pub fn embed_blocking(&self, texts: Vec<String>, kind: TextKind) -> Reply {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Job { texts, kind, reply }).map_err(|_| EncoderError::Closed)?;
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        self.tx.send(Job { texts, kind, reply }).map_err(|_| {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            EncoderError::Closed
+        })?;
         rx.blocking_recv().map_err(|_| EncoderError::Closed)?
     }
 
@@ -142,22 +156,44 @@ impl EncoderHandle {
     }
 }
 
+/// The model thread's end of the queue, counting what it takes.
+struct Queue {
+    rx: Receiver<Job>,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl Queue {
+    fn taken(&self, job: Job) -> Job {
+        let before = self.waiting.fetch_sub(1, Ordering::Relaxed);
+        crate::telemetry::encoder_queue(before.saturating_sub(1));
+        job
+    }
+
+    fn recv(&self) -> Option<Job> {
+        self.rx.recv().ok().map(|job| self.taken(job))
+    }
+
+    fn try_recv(&self) -> Result<Job, TryRecvError> {
+        self.rx.try_recv().map(|job| self.taken(job))
+    }
+}
+
 /// The model thread: take one job (blocking), add whatever else is already
 /// waiting within the budget, run the batch, repeat until all senders drop.
-fn run(encoder: Box<dyn Encoder>, rx: Receiver<Job>, opts: BatchOptions) {
+fn run(encoder: Box<dyn Encoder>, queue: Queue, opts: BatchOptions) {
     let mut carry: Option<Job> = None;
     loop {
         let first = match carry.take() {
             Some(job) => job,
-            None => match rx.recv() {
-                Ok(job) => job,
-                Err(_) => return,
+            None => match queue.recv() {
+                Some(job) => job,
+                None => return,
             },
         };
         let mut chars = first.chars();
         let mut batch = vec![first];
         while batch.len() < opts.max_batch_requests.max(1) {
-            match rx.try_recv() {
+            match queue.try_recv() {
                 Ok(job) => {
                     let c = job.chars();
                     if chars + c > opts.max_batch_chars {
@@ -184,7 +220,10 @@ fn run(encoder: Box<dyn Encoder>, rx: Receiver<Job>, opts: BatchOptions) {
 /// Encode the texts of same-kind jobs in one call and split the rows back.
 fn run_group(encoder: &dyn Encoder, jobs: Vec<Job>, kind: TextKind) {
     let texts: Vec<&str> = jobs.iter().flat_map(|j| j.texts.iter().map(String::as_str)).collect();
-    match encoder.encode(&texts, kind) {
+    let started = Instant::now();
+    let encoded = encoder.encode(&texts, kind);
+    crate::telemetry::encoder_batch(texts.len(), started.elapsed());
+    match encoded {
         Ok(rows) => {
             let mut rows = rows.into_iter();
             for job in jobs {

@@ -11,7 +11,7 @@ use chrono::Utc;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::engine::{Engine, BASE_VERSION};
-use crate::learning::versions::{Rollback, VersionReport};
+use crate::learning::versions::{Rollback, VersionReport, VersionStatus};
 use crate::learning::{self, TrainError, Trainer};
 use crate::store::Store;
 
@@ -81,7 +81,13 @@ impl LiveEngine {
             }
             Ok::<_, TrainError>(retrained.report)
         });
-        Ok(task.await.map_err(|e| TrainError::Task(e.to_string()))??)
+        let report = task.await.map_err(|e| TrainError::Task(e.to_string()))?;
+        crate::telemetry::retrain(match &report {
+            Ok(r) if r.status == VersionStatus::Promoted => "promoted",
+            Ok(_) => "rejected",
+            Err(_) => "failed",
+        });
+        Ok(report?)
     }
 
     /// Serves the version the pointer names; true when the engine changed.

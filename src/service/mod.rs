@@ -6,6 +6,7 @@ pub mod analytics;
 pub mod auth;
 pub mod channels;
 pub mod live;
+pub mod nlu;
 pub mod tickets;
 pub mod turn;
 pub mod widget;

@@ -17,6 +17,7 @@ use crate::engine::{Engine, Outcome, PreviousTurn, Query};
 use crate::store::{
     ActiveTicket, ChannelWrite, Delivery, MessageRole, NewMessage, NewOutbound, NewTicket, NewTurn, Store,
 };
+use crate::telemetry;
 use crate::tickets::{self, HandoffReason, Priority, Status};
 
 /// How turns are tied together and hand-offs timed.
@@ -78,17 +79,39 @@ impl PlatformOrigin {
                     not_before: self.reply_not_before,
                 });
             }
-            if outcome.handoff.is_some() && self.transfer_on_handoff {
+            if let (Some(handoff), true) = (outcome.handoff, self.transfer_on_handoff) {
                 replies.push(NewOutbound {
                     id: super::new_id(),
                     route: self.route.clone(),
-                    outgoing: Outgoing::Transfer,
+                    outgoing: Outgoing::Transfer { note: handoff_note(outcome, handoff) },
                     not_before: self.reply_not_before,
                 });
             }
         }
         ChannelWrite { route: &self.route, inbound_id: Some(&self.inbound_id), replies }
     }
+}
+
+/// What the platform's agents read when the bot hands a customer over: why,
+/// the intent, the (masked) profile and the hints for the agent.
+fn handoff_note(outcome: &Outcome, (reason, priority): (HandoffReason, Priority)) -> String {
+    let mut lines = vec![
+        format!("kefu 转人工 hand-off: {} · {}", reason.as_str(), priority.as_str()),
+        format!("意图 intent: {}", outcome.intent),
+    ];
+    if let Some(profile) = &outcome.profile {
+        let who: Vec<&str> = [profile.name.as_deref(), profile.phone.as_deref()].into_iter().flatten().collect();
+        let mut line = format!("客户 customer: {}", profile.customer_id);
+        if !who.is_empty() {
+            line.push_str(&format!(" ({})", who.join(", ")));
+        }
+        if !profile.tags.is_empty() {
+            line.push_str(&format!(" · {}", profile.tags.join(", ")));
+        }
+        lines.push(line);
+    }
+    lines.extend(outcome.hints.iter().map(|hint| format!("- {hint}")));
+    lines.join("\n")
 }
 
 /// The ticket a hand-off opened.
@@ -195,7 +218,14 @@ pub async fn answer(
         context: outcome.context.clone().unwrap_or_else(|| json!({})),
     });
     let channel = message.origin.as_ref().map(|o| o.write(engine, Some(&outcome)));
+    let storing = Instant::now();
     store.record_turn_with(&turn, ticket.as_ref(), channel.as_ref()).await?;
+    telemetry::stage("store", storing);
+    let scenario = engine.corpus().taxonomy.intent(&outcome.intent).map_or("none", |d| d.scenario.as_str());
+    telemetry::turn(outcome.action.as_str(), scenario, &turn.channel);
+    if let Some(handoff) = &handoff {
+        telemetry::handoff(handoff.reason.as_str());
+    }
     // NOTE: no text: a message may name a person or an address, which no mask
     // finds; the trace id leads to the (sealed) turn.
     tracing::info!(
@@ -235,6 +265,7 @@ async fn forward(
         let note = "the customer replied";
         store.move_ticket(&ticket.id, Status::InProgress, None, Some(note), "customer", Utc::now()).await?;
     }
+    telemetry::forwarded(&message.channel);
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     tracing::info!(ticket = %ticket.id, chars = message.text.chars().count(), latency_ms, "forwarded to the agent");
     Ok(ForwardedMessage { ticket, message_id, lang: Lang::detect(&message.text), latency_ms })

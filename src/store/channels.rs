@@ -387,7 +387,7 @@ impl Store {
                         (!options.is_empty()).then(|| serde_json::to_string(options).expect("menu options serialise"));
                     ("text", text.as_str(), options)
                 }
-                Outgoing::Transfer => ("transfer", "", None),
+                Outgoing::Transfer { note } => ("transfer", note.as_str(), None),
             };
             sqlx::query(
                 "INSERT INTO outbox (id, channel, account, external_id, kind, text, options, message_id, state, not_before, created_at, thread)
@@ -452,7 +452,7 @@ impl Store {
         self.claim_rows(Leased::Outbound, rows, &now, lease, |row, id| {
             let kind: String = row.try_get("kind")?;
             let outgoing = if kind == "transfer" {
-                Outgoing::Transfer
+                Outgoing::Transfer { note: self.opened(row, "text", sealed::OUTBOX_TEXT)? }
             } else {
                 let options: Option<String> = row.try_get("options")?;
                 let options: Vec<MenuOption> = options

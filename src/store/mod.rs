@@ -34,7 +34,7 @@ mod workspace;
 pub use access::{AgentAccount, AgentSession, ApiKeyRecord, AuditEntry, AuditFilter, RotatedRows};
 pub use channels::{ChannelWrite, Identity, LatestChannel, Linked, NewInbound, NewOutbound, Outbound, PendingInbound};
 pub use learning::StoredCorrection;
-pub use overdue::{OverduePush, OverduePushState};
+pub use overdue::{OverduePush, OverduePushState, QueueLoad};
 use workspace::feed;
 pub use workspace::{ActiveTicket, Delivery, FeedEntry, MessageRole, NewMessage, StoredMessage};
 

@@ -41,7 +41,36 @@ pub struct OverduePushState {
     pub last_error: Option<String>,
 }
 
+/// The unresolved tickets of one queue, and how many of them are past their pick-up deadline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueLoad {
+    pub queue: String,
+    pub open: u64,
+    pub overdue: u64,
+}
+
 impl Store {
+    /// Per queue with tickets not resolved or closed: how many, and how many
+    /// are still new past their due time (as the overdue pushes count them).
+    pub async fn queue_load(&self, now: DateTime<Utc>) -> Result<Vec<QueueLoad>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT queue, COUNT(*) AS open, COUNT(CASE WHEN status = $1 AND due_at < $2 THEN 1 END) AS overdue
+             FROM tickets WHERE status NOT IN ($3, $4) GROUP BY queue ORDER BY queue",
+        )
+        .bind(Status::New.as_str())
+        .bind(stamp(now))
+        .bind(Status::Resolved.as_str())
+        .bind(Status::Closed.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let count = |col: &str| row.try_get::<i64, _>(col).map(|n| n.max(0) as u64);
+                Ok(QueueLoad { queue: row.try_get("queue")?, open: count("open")?, overdue: count("overdue")? })
+            })
+            .collect()
+    }
+
     /// Tickets still new past their deadline at `now`, not pushed yet, with
     /// fewer than `max_attempts` failed rounds and not claimed by another
     /// sweep; most overdue first, at most `limit`.

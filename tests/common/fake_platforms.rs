@@ -3,8 +3,8 @@
 //! customer-service messages, WeCom's send_msg) it records, or fails with the
 //! error codes queued in `failures`, or all ("system busy") while `failing`;
 //! WeCom's sync_msg serving `kf_inbox` from a cursor; WeCom's transfers;
-//! Douyin's private messages and comment replies; and a gateway account's
-//! callback URL.
+//! Douyin's private messages and comment replies; a gateway account's
+//! callback URL; and Chatwoot's conversations (status, messages, toggle_status).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -33,6 +33,11 @@ pub struct FakePlatforms {
     pub callbacks: Mutex<Vec<(String, String, String)>>,
     /// Douyin's replies: path, the account's open_id, the access-token header and the body.
     pub douyin: Mutex<Vec<(String, String, String, Value)>>,
+    /// Chatwoot conversations' statuses by conversation id (pending when unset).
+    pub chatwoot_status: Mutex<HashMap<u64, String>>,
+    /// Chatwoot API calls taken: conversation id, `messages` or `toggle_status`,
+    /// the `api_access_token` header and the body.
+    pub chatwoot: Mutex<Vec<(u64, String, String, Value)>>,
 }
 
 impl FakePlatforms {
@@ -50,6 +55,8 @@ impl FakePlatforms {
             .route("/oauth/client_token/", axum::routing::post(douyin_token))
             .route("/im/send/msg/", axum::routing::post(douyin_reply))
             .route("/item/comment/reply/", axum::routing::post(douyin_reply))
+            .route("/api/v1/accounts/{account}/conversations/{id}", axum::routing::get(chatwoot_conversation))
+            .route("/api/v1/accounts/{account}/conversations/{id}/{call}", axum::routing::post(chatwoot_call))
             .with_state(fake.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -63,6 +70,12 @@ impl FakePlatforms {
         let text =
             |s: &Value| s["text"]["content"].as_str().or(s["msgmenu"]["head_content"].as_str()).unwrap().to_string();
         sends.iter().filter(|s| s["touser"] == user).map(text).collect()
+    }
+
+    /// The Chatwoot calls made in conversation `id`: the call and its body.
+    pub fn chatwoot_calls(&self, id: u64) -> Vec<(String, Value)> {
+        let calls = self.chatwoot.lock().unwrap();
+        calls.iter().filter(|c| c.0 == id).map(|c| (c.1.clone(), c.3.clone())).collect()
     }
 
     /// Queues a customer's text for WeCom's sync_msg.
@@ -150,4 +163,28 @@ async fn douyin_reply(
     let token = headers.get("access-token").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     fake.douyin.lock().unwrap().push((uri.path().to_string(), open_id, token, body));
     Json(json!({"data": {"error_code": 0, "description": ""}}))
+}
+
+async fn chatwoot_conversation(
+    State(fake): State<Arc<FakePlatforms>>,
+    axum::extract::Path((_, id)): axum::extract::Path<(u64, u64)>,
+) -> Json<Value> {
+    let status = fake.chatwoot_status.lock().unwrap().get(&id).cloned().unwrap_or_else(|| "pending".into());
+    Json(json!({"id": id, "status": status, "meta": {"assignee": null}}))
+}
+
+async fn chatwoot_call(
+    State(fake): State<Arc<FakePlatforms>>,
+    axum::extract::Path((_, id, call)): axum::extract::Path<(u64, u64, String)>,
+    headers: axum::http::HeaderMap,
+    Json(body): Json<Value>,
+) -> Json<Value> {
+    let token = headers.get("api_access_token").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    if call == "toggle_status" {
+        let status = body["status"].as_str().unwrap_or_default().to_string();
+        fake.chatwoot_status.lock().unwrap().insert(id, status);
+    }
+    let mut calls = fake.chatwoot.lock().unwrap();
+    calls.push((id, call, token, body));
+    Json(json!({"id": calls.len()}))
 }

@@ -11,12 +11,13 @@ use axum::http::StatusCode;
 use serde_json::json;
 
 use super::*;
+use crate::channels::chatwoot::ChatwootApi;
 use crate::channels::gateway::GatewayClient;
 use crate::channels::wechat::{crypto, CallbackKeys, MessageCrypto};
 use crate::channels::wecom::{Handoff, KfApi};
 use crate::channels::ReplyRoute;
 use crate::service::channels::{
-    ChannelAccounts, ChannelSettings, DouyinAccount, GatewayAccount, WechatAccount, WecomAccount,
+    ChannelAccounts, ChannelSettings, ChatwootAccount, DouyinAccount, GatewayAccount, WechatAccount, WecomAccount,
 };
 use crate::support::retry::Backoff;
 use fake_platforms::FakePlatforms;
@@ -33,6 +34,8 @@ const APP_ID: &str = "wxdemo";
 const CORP_ID: &str = "wwcorp0001";
 const GATEWAY_SECRET: &str = "gateway-secret-0123456789";
 const DOUYIN_SECRET: &str = "douyin-client-secret";
+const CHATWOOT_SECRET: &str = "chatwoot-webhook-secret";
+const CHATWOOT_TOKEN: &str = "chatwoot-bot-token";
 
 /// One account, "demo", whose API lives at `api_base`; quick retries.
 pub(super) fn wechat_demo_account(api_base: &str) -> ChannelAccounts {
@@ -63,7 +66,11 @@ pub(super) fn wechat_demo_account(api_base: &str) -> ChannelAccounts {
     )
     .unwrap();
     let douyin = DouyinAccount { client_secret: DOUYIN_SECRET.into(), api: douyin_api };
+    let chatwoot_api =
+        ChatwootApi::new(url::Url::parse(api_base).unwrap(), CHATWOOT_TOKEN, Duration::from_secs(2)).unwrap();
+    let desk = ChatwootAccount { secret: Some(CHATWOOT_SECRET.into()), api: chatwoot_api };
     ChannelAccounts {
+        chatwoot: [("desk".to_string(), Arc::new(desk))].into(),
         douyin: [("shop".to_string(), Arc::new(douyin))].into(),
         wechat: [("demo".to_string(), Arc::new(account))].into(),
         wecom: [("kf".to_string(), Arc::new(kf))].into(),
@@ -596,4 +603,98 @@ async fn a_hand_off_can_go_to_wechats_own_agent_desk() {
     let uri = format!("/v1/channels/wechat/desk?{}", signed("t2", now()));
     let (_, _, reply) = h.post_raw(&uri, text_message("o-hank", 8002, "你们几点上班")).await;
     assert_eq!(field(&reply, "MsgType"), "text", "other questions the bot still answers: {reply}");
+}
+
+/// Chatwoot's documented agent-bot payload (tests/fixtures/chatwoot), as message `id`
+/// of a contact in conversation `conversation` with this status and text.
+fn chatwoot_event(id: u64, conversation: u64, status: &str, text: &str) -> Value {
+    let mut event: Value =
+        serde_json::from_str(include_str!("../../../tests/fixtures/chatwoot/message_created.json")).unwrap();
+    event["id"] = json!(id);
+    event["content"] = json!(text);
+    event["conversation"]["id"] = json!(conversation);
+    event["conversation"]["status"] = json!(status);
+    event["sender"]["id"] = json!(conversation + 1000);
+    event
+}
+
+/// Posts an agent-bot event signed as Chatwoot signs webhooks.
+async fn chatwoot_post(h: &Harness, event: &Value, secret: &str) -> (StatusCode, Value) {
+    let [(_, at), (_, signature)]: [(&str, String); 2] =
+        gateway_headers(&event.to_string(), now(), secret).try_into().unwrap();
+    let headers = [("x-chatwoot-timestamp", at), ("x-chatwoot-signature", signature)];
+    let (status, _, answer) =
+        h.send_with(&headers, "203.0.113.10", "POST", "/v1/channels/chatwoot/desk", Some(event.clone())).await;
+    (status, answer)
+}
+
+#[tokio::test]
+async fn chatwoot_agent_bot_answers_pending_conversations_and_hands_over() {
+    let (h, fake) = wechat_harness(Duration::from_secs(4)).await;
+    // A question: acknowledged at once, answered through Chatwoot's API with the bot's token; a redelivery is not.
+    let question = chatwoot_event(1, 7, "pending", "退货地址是哪里");
+    assert_eq!(chatwoot_post(&h, &question, CHATWOOT_SECRET).await, (StatusCode::OK, json!({"status": "accepted"})));
+    assert_eq!(chatwoot_post(&h, &question, CHATWOOT_SECRET).await.1["status"], "duplicate");
+    eventually("the answer in conversation 7", || fake.chatwoot_calls(7).len() == 1).await;
+    let (call, body) = fake.chatwoot_calls(7).remove(0);
+    assert_eq!((call.as_str(), body["message_type"].as_str()), ("messages", Some("outgoing")), "{body}");
+    assert!(body["content"].as_str().unwrap().contains("退货"), "{body}");
+    assert!(fake.chatwoot.lock().unwrap().iter().all(|c| c.2 == CHATWOOT_TOKEN), "api_access_token on every call");
+
+    // A hand-off: the holding answer, a private note for the agents, then the conversation opened.
+    let angry = chatwoot_event(3, 9, "pending", "我要投诉，马上转人工");
+    assert_eq!(chatwoot_post(&h, &angry, CHATWOOT_SECRET).await.1["status"], "accepted");
+    eventually("answer, note and toggle", || fake.chatwoot_calls(9).len() == 3).await;
+    let calls = fake.chatwoot_calls(9);
+    assert_eq!(calls[0].1["private"], Value::Null, "the customer's answer is public: {calls:?}");
+    assert_eq!((calls[1].0.as_str(), calls[1].1["private"].as_bool()), ("messages", Some(true)), "{calls:?}");
+    assert!(calls[1].1["content"].as_str().unwrap().contains("hand-off"), "{calls:?}");
+    assert_eq!((calls[2].0.as_str(), &calls[2].1), ("toggle_status", &json!({"status": "open"})));
+    assert_eq!(fake.chatwoot_status.lock().unwrap().get(&9).map(String::as_str), Some("open"));
+
+    // People hold the conversation: the bot ignores the event, and never talks over an agent who took it meanwhile.
+    let open = chatwoot_event(4, 9, "open", "还在吗");
+    assert_eq!(chatwoot_post(&h, &open, CHATWOOT_SECRET).await.1["status"], "ignored");
+    fake.chatwoot_status.lock().unwrap().insert(10, "open".into());
+    let raced = chatwoot_event(5, 10, "pending", "你们几点上班");
+    assert_eq!(chatwoot_post(&h, &raced, CHATWOOT_SECRET).await.1["status"], "accepted");
+    let mut outgoing = chatwoot_event(6, 11, "pending", "hi");
+    outgoing["message_type"] = json!("outgoing");
+    assert_eq!(chatwoot_post(&h, &outgoing, CHATWOOT_SECRET).await.1["status"], "ignored");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(fake.chatwoot_calls(10).is_empty() && fake.chatwoot_calls(11).is_empty(), "{:?}", fake.chatwoot);
+    assert_eq!(fake.chatwoot_calls(9).len(), 3);
+
+    // Unsigned or wrongly signed events are refused.
+    let (status, body) = chatwoot_post(&h, &chatwoot_event(7, 12, "pending", "hi"), "not-the-secret").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("bad_signature")));
+    let (status, _, _) = h
+        .send_with(
+            &[],
+            "203.0.113.10",
+            "POST",
+            "/v1/channels/chatwoot/desk",
+            Some(chatwoot_event(8, 12, "pending", "hi")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn chatwoot_shows_a_clarifying_question_as_input_select() {
+    let (base, fake) = FakePlatforms::start().await;
+    let api = ChatwootApi::new(url::Url::parse(&base).unwrap(), CHATWOOT_TOKEN, Duration::from_secs(2)).unwrap();
+    let to = crate::channels::chatwoot::ConversationRef { account_id: 3, conversation_id: 8 };
+    let options = [
+        crate::channels::MenuOption { id: "order_status".into(), title: "查订单".into() },
+        crate::channels::MenuOption { id: "refund_status".into(), title: "退款进度".into() },
+    ];
+    api.send_text(to, "想确认一下，你指的是哪一项？", &options).await.unwrap();
+    let (call, body) = fake.chatwoot_calls(8).remove(0);
+    assert_eq!(call, "messages");
+    assert_eq!(body["content_type"], "input_select", "{body}");
+    assert_eq!(
+        body["content_attributes"]["items"],
+        json!([{"title": "查订单", "value": "order_status"}, {"title": "退款进度", "value": "refund_status"}])
+    );
 }

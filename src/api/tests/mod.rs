@@ -20,6 +20,7 @@ use crate::nlu::slots::Catalogue;
 use crate::policy::PolicySettings;
 
 mod channels;
+mod ecosystem;
 use channels::wechat_demo_account;
 
 struct Harness {
@@ -330,6 +331,7 @@ impl Harness {
                 p if p.contains("wecom") => "kf",
                 p if p.contains("gateway") => "app",
                 p if p.contains("douyin") => "shop",
+                p if p.contains("chatwoot") => "desk",
                 _ => "demo",
             };
             spec.path.replace("{account}", account)
@@ -353,6 +355,7 @@ impl Harness {
             ("POST", "/v1/tickets/{id}/messages") => Some(json!({"text": "您好，我来跟进"})),
             ("POST", "/v1/widget/session") => Some(json!({})),
             ("POST", "/v1/widget/messages") => Some(json!({"text": "退货地址在哪"})),
+            ("POST", "/model/parse") => Some(json!({"text": "退货地址在哪", "message_id": "m1"})),
             ("POST", "/v1/customers/{id}/identities") => {
                 Some(json!({"channel": "wechat", "account": "demo", "external_id": "o-matrix"}))
             }

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use url::Url;
 
 use crate::channels::tokens::TokenCache;
-use crate::channels::{transport_error, SendError};
+use crate::channels::{api_url, json_reply, SendError};
 
 /// Error codes for an access token that is invalid or expired: fetch a new one and try once more.
 const TOKEN_ERRORS: [i64; 3] = [40001, 40014, 42001];
@@ -41,21 +41,11 @@ impl ApiClient {
     }
 
     fn url(&self, path: &str) -> Url {
-        let mut url = self.base.clone();
-        url.set_path(&format!("{}{path}", self.base.path().trim_end_matches('/')));
-        url
+        api_url(&self.base, path)
     }
 
     async fn call(&self, request: reqwest::RequestBuilder) -> Result<Value, SendError> {
-        let response = request.send().await.map_err(|e| transport_error(self.platform, e))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(SendError::Retryable(format!("{} answered HTTP {status}", self.platform)));
-        }
-        response
-            .json()
-            .await
-            .map_err(|e| SendError::Retryable(format!("{}'s reply is not JSON: {}", self.platform, e.without_url())))
+        json_reply(self.platform, request).await
     }
 
     async fn access_token(&self) -> Result<String, SendError> {

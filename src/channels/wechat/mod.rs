@@ -12,9 +12,8 @@ use serde::Deserialize;
 
 pub use crypto::{CryptoError, MessageCrypto};
 
-/// How far a callback's timestamp may stray from our clock before it is
-/// taken for a replay (WeChat's retries come within seconds).
-pub const REPLAY_WINDOW_SECS: i64 = 300;
+// WeChat's retries come within seconds: an older timestamp is a replay.
+use super::REPLAY_WINDOW_SECS;
 
 /// Fields of one message are short; a body with more of them is not WeChat's.
 const MAX_FIELDS: usize = 64;

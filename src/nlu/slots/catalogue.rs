@@ -216,13 +216,13 @@ impl Catalogue {
     /// ignoring matches that overlap a `reserved` byte span (an order id or
     /// phone number already taken) and matches that merely label a phone
     /// number starting in `labelled` ("手机 138 1234 5678", "phone: +86 ...").
-    /// Returns the canonical id.
+    /// Returns the canonical id and the byte span that named it.
     pub(crate) fn find_product(
         &self,
         text: &str,
         reserved: &[(usize, usize)],
         labelled: &[(usize, usize)],
-    ) -> Option<&str> {
+    ) -> Option<(&str, (usize, usize))> {
         let mut found: Vec<(usize, usize, Target)> = self
             .automaton
             .find_overlapping_iter(text)
@@ -247,7 +247,7 @@ impl Catalogue {
                 continue;
             }
             match target {
-                Target::Product(i) => return Some(self.types[i].id.as_str()),
+                Target::Product(i) => return Some((self.types[i].id.as_str(), (start, end))),
                 Target::Exclude => covered_to = end,
             }
         }
@@ -318,39 +318,39 @@ mod tests {
     #[test]
     fn longest_at_first_position_wins() {
         let c = small();
-        assert_eq!(c.find_product("我的智能手机坏了", &[], &[]), Some("phone"));
-        assert_eq!(c.find_product("空调和手机都坏了", &[], &[]), Some("air_conditioner"));
-        assert_eq!(c.find_product("my phone and the AC", &[], &[]), Some("phone"));
+        assert_eq!(c.find_product("我的智能手机坏了", &[], &[]).map(|(id, _)| id), Some("phone"));
+        assert_eq!(c.find_product("空调和手机都坏了", &[], &[]).map(|(id, _)| id), Some("air_conditioner"));
+        assert_eq!(c.find_product("my phone and the AC", &[], &[]).map(|(id, _)| id), Some("phone"));
     }
 
     #[test]
     fn exclusions_claim_their_span() {
         let c = small();
-        assert_eq!(c.find_product("我的手机号是多少", &[], &[]), None);
-        assert_eq!(c.find_product("手机号138，空调坏了", &[], &[]), Some("air_conditioner"));
-        assert_eq!(c.find_product("my phone number changed", &[], &[]), None);
-        assert_eq!(c.find_product("My PHONE broke", &[], &[]), Some("phone"));
+        assert_eq!(c.find_product("我的手机号是多少", &[], &[]).map(|(id, _)| id), None);
+        assert_eq!(c.find_product("手机号138，空调坏了", &[], &[]).map(|(id, _)| id), Some("air_conditioner"));
+        assert_eq!(c.find_product("my phone number changed", &[], &[]).map(|(id, _)| id), None);
+        assert_eq!(c.find_product("My PHONE broke", &[], &[]).map(|(id, _)| id), Some("phone"));
     }
 
     #[test]
     fn english_word_boundaries() {
         let c = small();
-        assert_eq!(c.find_product("I want to go back", &[], &[]), None);
-        assert_eq!(c.find_product("headphones", &[], &[]), None);
-        assert_eq!(c.find_product("two ACs please", &[], &[]), Some("air_conditioner"));
-        assert_eq!(c.find_product("the AC.", &[], &[]), Some("air_conditioner"));
-        assert_eq!(c.find_product("买了AC", &[], &[]), Some("air_conditioner"));
+        assert_eq!(c.find_product("I want to go back", &[], &[]).map(|(id, _)| id), None);
+        assert_eq!(c.find_product("headphones", &[], &[]).map(|(id, _)| id), None);
+        assert_eq!(c.find_product("two ACs please", &[], &[]).map(|(id, _)| id), Some("air_conditioner"));
+        assert_eq!(c.find_product("the AC.", &[], &[]).map(|(id, _)| id), Some("air_conditioner"));
+        assert_eq!(c.find_product("买了AC", &[], &[]).map(|(id, _)| id), Some("air_conditioner"));
     }
 
     #[test]
     fn reserved_spans_are_skipped() {
         let c = small();
         let text = "AC12345 phone";
-        assert_eq!(c.find_product(text, &[(0, 7)], &[]), Some("phone"));
+        assert_eq!(c.find_product(text, &[(0, 7)], &[]).map(|(id, _)| id), Some("phone"));
         let labelled = "手机: 13812345678";
-        assert_eq!(c.find_product(labelled, &[(8, 19)], &[(8, 19)]), None);
+        assert_eq!(c.find_product(labelled, &[(8, 19)], &[(8, 19)]).map(|(id, _)| id), None);
         let excluded = "手机号13812345678";
-        assert_eq!(c.find_product(excluded, &[(9, 20)], &[(9, 20)]), None);
+        assert_eq!(c.find_product(excluded, &[(9, 20)], &[(9, 20)]).map(|(id, _)| id), None);
     }
 
     #[test]

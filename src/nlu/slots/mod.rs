@@ -116,12 +116,50 @@ impl SlotExtractor {
     /// the deployment's zone (default Asia/Shanghai); relative dates are
     /// resolved against its local date.
     pub fn extract(&self, text: &str, now: DateTime<Tz>) -> Slots {
+        self.locate(text, now).slots
+    }
+
+    /// [`SlotExtractor::extract`], with where in `text` each slot was read.
+    pub fn locate(&self, text: &str, now: DateTime<Tz>) -> LocatedSlots {
         let text = normalise_width(text);
         let numbers = numbers::extract(&text);
-        let product = self.catalogue.find_product(&text, &numbers.taken, &numbers.phones).map(str::to_owned);
+        let product = self.catalogue.find_product(&text, &numbers.taken, &numbers.phones);
         let time = time::extract(&text, now.date_naive(), &numbers.taken);
-        Slots { order_id: numbers.order_id, phone: numbers.phone, product, time }
+        // NOTE: width normalising maps each char to one char, so char
+        // offsets in the normalised text are those of the original.
+        let chars = |(start, end): (usize, usize)| (text[..start].chars().count(), text[..end].chars().count());
+        let spans = [
+            ("order_id", numbers.order_span),
+            ("phone", numbers.phone_span),
+            ("product", product.map(|(_, span)| span)),
+            ("time", time.map(|(_, span)| span)),
+        ]
+        .into_iter()
+        .filter_map(|(slot, span)| span.map(|span| SlotSpan { slot, chars: chars(span) }))
+        .collect();
+        let slots = Slots {
+            order_id: numbers.order_id,
+            phone: numbers.phone,
+            product: product.map(|(id, _)| id.to_owned()),
+            time: time.map(|(range, _)| range),
+        };
+        LocatedSlots { slots, spans }
     }
+}
+
+/// Slots with the stretch of the message each was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocatedSlots {
+    pub slots: Slots,
+    pub spans: Vec<SlotSpan>,
+}
+
+/// Where one slot was read: `[start, end)` in characters of the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotSpan {
+    /// The slot's name as in the JSON form (`order_id`, `phone`, `product`, `time`).
+    pub slot: &'static str,
+    pub chars: (usize, usize),
 }
 
 /// Full-width ASCII forms (１３８, ＃, ：, Ｔ恤) and the ideographic space
@@ -182,6 +220,21 @@ mod tests {
         );
         assert_eq!(json("你好"), serde_json::json!({}));
         assert!(extractor().extract("你好", now()).is_empty());
+    }
+
+    #[test]
+    fn spans_are_char_offsets_of_the_original_text() {
+        let text = "订单号１２３４５，手机13812345678，昨天买的连衣裙";
+        let located = extractor().locate(text, now());
+        let read = |slot: &str| {
+            let span = located.spans.iter().find(|s| s.slot == slot).unwrap().chars;
+            text.chars().skip(span.0).take(span.1 - span.0).collect::<String>()
+        };
+        assert_eq!(read("order_id"), "１２３４５");
+        assert_eq!(read("phone"), "13812345678");
+        assert_eq!(read("time"), "昨天");
+        assert_eq!(read("product"), "连衣裙");
+        assert_eq!(located.slots, extractor().extract(text, now()));
     }
 
     #[test]

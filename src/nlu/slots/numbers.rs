@@ -33,6 +33,9 @@ pub(crate) type Span = (usize, usize);
 pub(crate) struct Numbers {
     pub order_id: Option<String>,
     pub phone: Option<String>,
+    /// Where `order_id` and `phone` were read.
+    pub order_span: Option<Span>,
+    pub phone_span: Option<Span>,
     /// Spans of every id and phone number found.
     pub taken: Vec<Span>,
     /// Spans of the phone numbers alone (a subset of `taken`).
@@ -156,6 +159,7 @@ pub(crate) fn extract(text: &str) -> Numbers {
         let length = value.bytes().filter(u8::is_ascii_alphanumeric).count();
         if out.order_id.is_none() && (5..=20).contains(&length) {
             out.order_id = Some(value);
+            out.order_span = Some(span);
             out.taken.push(span);
         }
     }
@@ -168,6 +172,7 @@ pub(crate) fn extract(text: &str) -> Numbers {
         if free && !touches_alnum(text, span) {
             if out.phone.is_none() {
                 out.phone = Some(format!("{}{}{}", &caps[1], &caps[2], &caps[3]));
+                out.phone_span = Some(span);
             }
             // Every phone-shaped number is reserved, so a second one is never
             // mistaken for a bare order id.
@@ -187,6 +192,7 @@ pub(crate) fn extract(text: &str) -> Numbers {
             }
             if looks_like_bare_order(text, span) {
                 out.order_id = Some(m.as_str().to_ascii_uppercase());
+                out.order_span = Some(span);
                 out.taken.push(span);
                 break;
             }

@@ -210,7 +210,7 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
 
 /// The first purchase / report time in `text`, ignoring spans already taken
 /// by an order id or phone number.
-pub(crate) fn extract(text: &str, today: NaiveDate, taken: &[Span]) -> Option<DateRange> {
+pub(crate) fn extract(text: &str, today: NaiveDate, taken: &[Span]) -> Option<(DateRange, Span)> {
     let mut found: Vec<(usize, usize, DateRange, Tense)> = Vec::new();
     for (regex, rule) in RULES.iter() {
         for caps in regex.captures_iter(text) {
@@ -235,7 +235,7 @@ pub(crate) fn extract(text: &str, today: NaiveDate, taken: &[Span]) -> Option<Da
         covered_to = end;
         let forward = tense == Tense::Open && looks_forward(text, start, end);
         if range.start <= today && !forward {
-            return Some(range);
+            return Some((range, (start, end)));
         }
     }
     None
@@ -586,7 +586,7 @@ mod tests {
     }
 
     fn at(today: NaiveDate, text: &str) -> Option<(String, String)> {
-        extract(text, today, &[]).map(|r| (r.start.to_string(), r.end.to_string()))
+        extract(text, today, &[]).map(|(r, _)| (r.start.to_string(), r.end.to_string()))
     }
 
     fn range(a: &str, b: &str) -> Option<(String, String)> {

@@ -11,12 +11,14 @@
 //! reply queued in the outbox and the message's settlement commit together;
 //! so a crash anywhere loses nothing and a restart answers each message once.
 
+mod chatwoot;
 mod douyin;
 mod gateway;
 mod outbox;
 mod wechat;
 mod wecom;
 
+pub use chatwoot::ChatwootOutcome;
 pub use gateway::Accepted;
 
 use std::collections::BTreeMap;
@@ -30,11 +32,12 @@ use super::live::LiveEngine;
 use super::turn::{self, PlatformOrigin, Turn, TurnSettings};
 use super::{new_id, ServiceError};
 use crate::access::Caller;
+use crate::channels::chatwoot::{ChatwootApi, ChatwootError};
 use crate::channels::douyin::{DouyinApi, DouyinError};
 use crate::channels::gateway::{GatewayClient, GatewayError};
 use crate::channels::wechat::{api::WechatApi, CallbackKeys, WechatError};
 use crate::channels::wecom::{Handoff, KfApi};
-use crate::channels::{ReplyRoute, DOUYIN, GATEWAY, WECHAT, WECOM};
+use crate::channels::{ReplyRoute, CHATWOOT, DOUYIN, GATEWAY, WECHAT, WECOM};
 use crate::corpus::{Lang, ReplyKey};
 use crate::engine::EngineError;
 use crate::store::{Identity, Linked, NewInbound, NewOutbound, PendingInbound, Store};
@@ -63,6 +66,8 @@ pub enum ChannelError {
     Gateway(#[from] GatewayError),
     #[error(transparent)]
     Douyin(#[from] DouyinError),
+    #[error(transparent)]
+    Chatwoot(#[from] ChatwootError),
 }
 
 /// How platform replies are timed and retried.
@@ -134,6 +139,14 @@ pub struct GatewayAccount {
     pub client: GatewayClient,
 }
 
+/// One Chatwoot inbox's agent bot.
+#[derive(Debug)]
+pub struct ChatwootAccount {
+    /// Signs the events, when set; unsigned events are refused then.
+    pub secret: Option<String>,
+    pub api: ChatwootApi,
+}
+
 /// The configured platform accounts and how their replies are timed.
 #[derive(Debug, Clone, Default)]
 pub struct ChannelAccounts {
@@ -142,6 +155,7 @@ pub struct ChannelAccounts {
     pub wecom: BTreeMap<String, Arc<WecomAccount>>,
     pub douyin: BTreeMap<String, Arc<DouyinAccount>>,
     pub gateway: BTreeMap<String, Arc<GatewayAccount>>,
+    pub chatwoot: BTreeMap<String, Arc<ChatwootAccount>>,
     pub settings: ChannelSettings,
 }
 
@@ -153,16 +167,17 @@ impl ChannelAccounts {
             WECOM => self.wecom.contains_key(&route.account),
             DOUYIN => self.douyin.contains_key(&route.account),
             GATEWAY => self.gateway.contains_key(&route.account),
+            CHATWOOT => self.chatwoot.contains_key(&route.account),
             _ => false,
         }
     }
 
     /// Whether a hand-off on `route` is also sent on: to the platform's own
-    /// agents (WeCom, when configured), or as a `handoff` reply (the gateway).
+    /// agents (WeCom when configured, Chatwoot always), or as a `handoff` reply (the gateway).
     fn transfers_on_handoff(&self, route: &ReplyRoute) -> bool {
         match route.channel.as_str() {
             WECOM => self.wecom.get(&route.account).is_some_and(|a| a.handoff != Handoff::Workspace),
-            GATEWAY => true,
+            GATEWAY | CHATWOOT => true,
             _ => false,
         }
     }
@@ -364,9 +379,9 @@ impl ChannelHub {
         if !self.accounts.knows(route) {
             return Ok(Some(format!("no {} account {:?} is configured to send with", route.channel, route.account)));
         }
-        // NOTE: the gateway's own app has no reply window; Douyin documents none
-        // for its enterprise accounts' replies.
-        if route.channel == GATEWAY || route.channel == DOUYIN {
+        // NOTE: the gateway's own app and Chatwoot have no reply window; Douyin
+        // documents none for its enterprise accounts' replies.
+        if [GATEWAY, DOUYIN, CHATWOOT].contains(&route.channel.as_str()) {
             return Ok(None);
         }
         let (last, sent) = self.store.reply_window(route).await?;

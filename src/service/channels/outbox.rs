@@ -10,8 +10,9 @@ use chrono::Utc;
 use futures_util::StreamExt;
 
 use super::{ChannelHub, CLAIM_LEASE};
+use crate::channels::chatwoot::ConversationRef;
 use crate::channels::gateway::GatewayReply;
-use crate::channels::{Outgoing, ReplyRoute, SendError, DOUYIN, GATEWAY, WECHAT, WECOM};
+use crate::channels::{Outgoing, ReplyRoute, SendError, CHATWOOT, DOUYIN, GATEWAY, WECHAT, WECOM};
 use crate::service::ServiceError;
 use crate::store::Outbound;
 
@@ -87,12 +88,22 @@ impl ChannelHub {
                 let account = accounts.gateway.get(&route.account).ok_or_else(unknown)?;
                 let (kind, text, options) = match outgoing {
                     Outgoing::Text { text, options } => ("text", text.as_str(), options.as_slice()),
-                    Outgoing::Transfer => ("handoff", "", [].as_slice()),
+                    Outgoing::Transfer { .. } => ("handoff", "", [].as_slice()),
                 };
                 let reply = GatewayReply { reply_id: &reply.id, user_id: &route.user, kind, text, options };
                 account.client.send(&reply, Utc::now().timestamp()).await
             }
-            (WECOM, Outgoing::Transfer) => {
+            (CHATWOOT, outgoing) => {
+                let account = accounts.chatwoot.get(&route.account).ok_or_else(unknown)?;
+                let thread = route.thread.as_deref().unwrap_or_default();
+                let to = ConversationRef::from_thread(thread)
+                    .ok_or_else(|| SendError::Refused(format!("{thread:?} names no Chatwoot conversation")))?;
+                match outgoing {
+                    Outgoing::Text { text, options } => account.api.send_text(to, text, options).await,
+                    Outgoing::Transfer { note } => account.api.hand_over(to, note).await,
+                }
+            }
+            (WECOM, Outgoing::Transfer { .. }) => {
                 let account = accounts.wecom.get(&route.account).ok_or_else(unknown)?;
                 account.api.transfer(&route.user, &account.handoff).await
             }
@@ -112,12 +123,17 @@ impl ChannelHub {
             }
             Err(err) => (Some(err.to_string()), None),
         };
+        let channel = &reply.route.channel;
         match (&error, retry_at) {
-            (None, _) => {}
+            (None, _) => crate::telemetry::outbound(channel, "sent"),
             (Some(error), Some(_)) => {
-                tracing::info!(channel = %reply.route.channel, %error, "a reply will be tried again")
+                crate::telemetry::outbound(channel, "retry");
+                tracing::info!(%channel, %error, "a reply will be tried again")
             }
-            (Some(error), None) => tracing::warn!(channel = %reply.route.channel, %error, "a reply failed for good"),
+            (Some(error), None) => {
+                crate::telemetry::outbound(channel, "failed");
+                tracing::warn!(%channel, %error, "a reply failed for good")
+            }
         }
         self.store.settle_outbound(&reply.id, error.as_deref().map_or(Ok(()), Err), retry_at, Utc::now()).await?;
         Ok(())
