@@ -28,11 +28,14 @@ fi
 # deployment once, so the servers the tests start load them from the cache.
 target/debug/kefu index
 target/debug/kefu --corpus-dir corpus_examples/saas index
-# wechatpy (PyPI), an independent implementation of WeChat's signing and
-# crypto, plays WeChat's servers in tests/channels.rs.
-if ! .venv-wechat/bin/python -c 'import wechatpy' 2>/dev/null; then
-  python3 -m venv .venv-wechat
-  .venv-wechat/bin/pip install --quiet "wechatpy[cryptography]==1.8.18"
+# Independent clients from PyPI the integration tests drive kefu with:
+# wechatpy plays WeChat's servers (tests/channels.rs); prometheus-client's
+# parser reads /metrics, and jsonschema + PyYAML check /model/parse against
+# Rasa's published schema (tests/ecosystem.rs).
+if ! .venv-clients/bin/python -c 'import wechatpy, prometheus_client, jsonschema, yaml' 2>/dev/null; then
+  python3 -m venv .venv-clients
+  .venv-clients/bin/pip install --quiet "wechatpy[cryptography]==1.8.18" "prometheus-client==0.26.0" \
+    "jsonschema==4.26.0" "pyyaml==6.0.3"
 fi
 cargo test "$@"
 # Schema-driven fuzzing of a real server's API (schemathesis from PyPI).

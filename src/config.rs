@@ -260,6 +260,8 @@ pub struct ApiConfig {
     pub admin_token: Option<String>,
     /// The intent name the Rasa-compatible `/model/parse` gives out-of-scope messages.
     pub rasa_fallback_intent: String,
+    /// Prometheus metrics at `/metrics`; off, nothing is recorded and the route answers 404.
+    pub metrics: bool,
 }
 
 /// `[engine]`: how the bot decides, and the model thread.
@@ -454,6 +456,7 @@ impl Default for ApiConfig {
             request_timeout_ms: api.request_timeout.as_millis().try_into().unwrap_or(u64::MAX),
             admin_token: None,
             rasa_fallback_intent: api.rasa_fallback_intent,
+            metrics: true,
         }
     }
 }
@@ -564,6 +567,7 @@ const SETTINGS: &[Setting] = &[
     setting("api.request_timeout_ms", "request_timeout_ms", Kind::Number),
     Setting { path: "api.admin_token", name: "admin_token", kind: Kind::Optional, secret: true },
     setting("api.rasa_fallback_intent", "rasa_fallback_intent", Kind::Text),
+    setting("api.metrics", "metrics", Kind::Switch),
     setting("engine.min_answer_confidence", "min_answer_confidence", Kind::Number),
     setting("engine.oos_weight", "oos_weight", Kind::Number),
     setting("engine.correction_min_similarity", "correction_min_similarity", Kind::Number),

@@ -412,7 +412,9 @@ fn engine_parts(
 
 async fn serve(config: Config) -> Result<()> {
     // Metrics recorded before the recorder is installed would be lost.
-    kefu::telemetry::exporter();
+    if config.api.metrics {
+        tokio::spawn(kefu::telemetry::run_upkeep(kefu::telemetry::install()));
+    }
     let store = open_store(&config).await?;
     // Overdue pushes need only the store, so they start before the model loads.
     if let Some(webhook) = config.webhook_settings()? {
@@ -438,7 +440,6 @@ async fn serve(config: Config) -> Result<()> {
     let state = AppState::new(store.clone(), settings);
     // Replies to messaging platforms leave from the outbox, whatever the model's state.
     tokio::spawn(state.channels().run_sender());
-    tokio::spawn(kefu::telemetry::run_upkeep());
     if state.protected_mode().await? {
         tracing::warn!(
             addr = %config.addr,

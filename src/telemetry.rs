@@ -40,10 +40,12 @@ pub const OVERDUE_PUSHES: &str = "kefu_overdue_pushes_total";
 pub const BUILD_INFO: &str = "kefu_build_info";
 pub const MODEL_INFO: &str = "kefu_model_info";
 
-/// The process's recorder, installed on first use. Several servers in one
-/// process (the tests) share it, as they would share any global registry.
-pub fn exporter() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process's recorder (once; later calls return it). Metrics
+/// recorded before are lost, so servers install it first. Several servers in
+/// one process (the tests) share it, as they would share any global registry.
+pub fn install() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
             .set_buckets(SECONDS_BUCKETS)
@@ -87,13 +89,18 @@ fn describe() {
     describe_gauge!(MODEL_INFO, "The model version served (1) and versions served before (0).");
 }
 
+/// The recorder, if installed; without it every metric is a no-op.
+pub fn exporter() -> Option<&'static PrometheusHandle> {
+    HANDLE.get()
+}
+
 /// Drains histogram samples into their buckets now and then, so an unscraped
 /// server does not hold every sample.
-pub async fn run_upkeep() {
+pub async fn run_upkeep(exporter: &'static PrometheusHandle) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
-        exporter().run_upkeep();
+        exporter.run_upkeep();
     }
 }
 

@@ -34,18 +34,6 @@ fn config(dir: &Path, api_base: &str, passive_reply_ms: u64, retries: u32) -> Pa
     path
 }
 
-/// The Python with wechatpy that scripts/test.sh installs, if there is one.
-fn wechatpy() -> Option<PathBuf> {
-    let python = common::repo().join(".venv-wechat/bin/python");
-    if python.exists() {
-        return Some(python);
-    }
-    let message = "wechatpy is not installed (.venv-wechat): run scripts/test.sh, which installs it from PyPI";
-    assert!(std::env::var("CI").is_err(), "{message}");
-    eprintln!("SKIPPED: {message}");
-    None
-}
-
 /// Runs the wechatpy client against the WeChat account's callback URL (the
 /// WeCom account's for `wecom`); its JSON summary.
 fn client(python: &Path, server: &Server, args: &[&str]) -> Value {
@@ -76,7 +64,7 @@ async fn eventually(what: &str, limit: Duration, check: impl Fn() -> bool) {
 
 #[tokio::test]
 async fn wechatpy_round_trips_and_passive_reply_latency() {
-    let Some(python) = wechatpy() else { return };
+    let Some(python) = common::client_python() else { return };
     if !common::model_installed() {
         return;
     }
@@ -127,7 +115,7 @@ async fn wechatpy_round_trips_and_passive_reply_latency() {
 
 #[tokio::test]
 async fn sigkill_with_100_replies_pending_delivers_each_once_after_restart() {
-    let Some(python) = wechatpy() else { return };
+    let Some(python) = common::client_python() else { return };
     if !common::model_installed() {
         return;
     }

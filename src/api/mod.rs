@@ -116,8 +116,6 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Store, settings: ApiSettings) -> Arc<AppState> {
-        // Installed before anything is recorded: a metric recorded earlier would be lost.
-        crate::telemetry::exporter();
         let live = Arc::new(LiveEngine::default());
         let in_flight = Arc::new(Semaphore::new(settings.max_in_flight));
         let channels =

@@ -22,6 +22,20 @@ pub fn model_installed() -> bool {
     ok
 }
 
+/// The Python with the independent clients (wechatpy, prometheus-client,
+/// jsonschema) that scripts/test.sh installs, if there is one; CI must have it.
+pub fn client_python() -> Option<PathBuf> {
+    let python = repo().join(".venv-clients/bin/python");
+    if python.exists() {
+        return Some(python);
+    }
+    let message =
+        "the test clients are not installed (.venv-clients): run scripts/test.sh, which installs them from PyPI";
+    assert!(std::env::var("CI").is_err(), "{message}");
+    eprintln!("SKIPPED: {message}");
+    None
+}
+
 pub struct Server {
     child: Child,
     pub base: String,

@@ -283,8 +283,10 @@ const BOT_KEY: &str = "bot-secret-for-the-role-matrix";
 const ADMIN_KEY: &str = "admin-secret-for-the-role-matrix";
 const AGENT_PASSWORD: &str = "correct horse battery staple";
 
-/// The demo shop with a bot and an admin key configured, and agent li's account.
+/// The demo shop with a bot and an admin key configured, and agent li's
+/// account; metrics recorded, as `kefu serve` does by default.
 async fn secured() -> Harness {
+    crate::telemetry::install();
     let auth = crate::service::auth::AuthSettings {
         api_keys: vec![(Role::Bot, BOT_KEY.into()), (Role::Admin, ADMIN_KEY.into())],
         rate_per_second: 0.0,
