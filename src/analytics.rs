@@ -139,6 +139,25 @@ pub struct StatsData {
     pub corrected_to: Vec<(String, u64)>,
     /// Corrections per intent the engine had given the corrected turn.
     pub corrected_from: Vec<(String, u64)>,
+    /// Turns per UTC hour (`YYYY-MM-DDTHH`, as stored) and decision.
+    pub hourly: Vec<(String, Action, u64)>,
+    /// Turns per intent and decision.
+    pub intent_decisions: Vec<(String, Action, u64)>,
+    /// The hand-off tickets opened in the period, as agents worked them.
+    pub tickets: Vec<TicketTiming>,
+}
+
+/// How one ticket was worked: who holds it and when things happened (stored stamps).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketTiming {
+    pub assignee: Option<String>,
+    pub created_at: String,
+    /// The first reply an agent sent the customer.
+    pub first_reply_at: Option<String>,
+    /// When it was first resolved or closed.
+    pub resolved_at: Option<String>,
+    /// It went back to work after being resolved.
+    pub reopened: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -204,6 +223,56 @@ pub struct StatsReport {
     pub corrections_total: u64,
     /// Agent corrections per intent, most corrected first.
     pub corrections: Vec<IntentCorrections>,
+    /// Every day of the period (in the report's time zone), oldest first.
+    pub daily: Vec<DayStats>,
+    /// Per scenario of the taxonomy (`none` for out of scope), busiest first.
+    pub scenarios: Vec<ScenarioStats>,
+    /// Of the hand-off tickets opened in the period: time to an agent's first
+    /// reply and to resolution, in minutes.
+    pub first_response_minutes: Percentiles,
+    pub resolution_minutes: Percentiles,
+    /// Per agent holding tickets opened in the period, most tickets first.
+    pub agents: Vec<AgentStats>,
+}
+
+/// One day's turns by decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DayStats {
+    /// `YYYY-MM-DD` in the report's time zone.
+    pub day: String,
+    pub turns: u64,
+    pub answered: u64,
+    pub clarified: u64,
+    pub handed_off: u64,
+    pub auto_answer_rate: Option<f64>,
+    pub handoff_rate: Option<f64>,
+}
+
+/// One scenario's turns by decision, and its answers marked not useful.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioStats {
+    pub scenario: String,
+    pub turns: u64,
+    pub answered: u64,
+    pub clarified: u64,
+    pub handed_off: u64,
+    pub auto_answer_rate: Option<f64>,
+    pub handoff_rate: Option<f64>,
+    pub not_useful: u64,
+}
+
+/// How one agent worked the tickets they hold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentStats {
+    pub agent: String,
+    pub tickets: u64,
+    pub resolved: u64,
+    /// Medians, in minutes, of the tickets that got a reply / were resolved.
+    pub first_response_minutes_p50: Option<f64>,
+    pub resolution_minutes_p50: Option<f64>,
+    pub reopened: u64,
+    /// Of the resolved tickets, the share reopened.
+    pub reopen_rate: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -369,6 +438,7 @@ fn group_questions(data: &StatsData, vectors: &[Vec<f32>], threshold: f32, top: 
 
 /// Builds the report from the store's figures and the embeddings of
 /// [`questions_to_embed`] (an empty slice leaves `top_questions` empty).
+/// `scenario_of` names an intent's scenario (`None` out of scope or unknown).
 pub fn build_report(
     period: Period,
     channel: Option<&str>,
@@ -376,7 +446,9 @@ pub fn build_report(
     vectors: &[Vec<f32>],
     settings: &StatsSettings,
     top: usize,
+    scenario_of: &dyn Fn(&str) -> Option<String>,
 ) -> StatsReport {
+    let timings = TicketTimes::of(&data.tickets);
     let (channels, totals) = channel_stats(data);
     let turns = totals.turns;
     let (corrections, corrections_total) = corrections_per_intent(data);
@@ -401,7 +473,139 @@ pub fn build_report(
         not_useful: not_useful_answers(data),
         corrections_total,
         corrections,
+        daily: daily_stats(period, data, settings.timezone),
+        scenarios: scenario_stats(data, scenario_of),
+        first_response_minutes: percentiles(timings.iter().filter_map(|t| t.first_response)),
+        resolution_minutes: percentiles(timings.iter().filter_map(|t| t.resolution)),
+        agents: agent_stats(&timings),
     }
+}
+
+/// Every local day of the period with its turns by decision.
+fn daily_stats(period: Period, data: &StatsData, tz: Tz) -> Vec<DayStats> {
+    let day_of = |at: DateTime<Utc>| at.with_timezone(&tz).date_naive();
+    let mut days: BTreeMap<NaiveDate, [u64; 3]> = BTreeMap::new();
+    let (first, last) = (day_of(period.from), day_of(period.to - Duration::microseconds(1)));
+    let mut day = first;
+    while day <= last {
+        days.insert(day, [0; 3]);
+        day = day.succ_opt().unwrap_or(last + Duration::days(1));
+    }
+    for (hour, decision, count) in &data.hourly {
+        // NOTE: hours are UTC: a zone whose offset is not whole hours counts a turn near midnight a day off.
+        let Ok(at) = DateTime::parse_from_rfc3339(&format!("{hour}:00:00Z")) else { continue };
+        let counts = days.entry(day_of(at.with_timezone(&Utc))).or_default();
+        counts[decision_slot(*decision)] += count;
+    }
+    days.into_iter()
+        .map(|(day, [answered, clarified, handed_off])| {
+            let turns = answered + clarified + handed_off;
+            DayStats {
+                day: day.to_string(),
+                turns,
+                answered,
+                clarified,
+                handed_off,
+                auto_answer_rate: rate(answered, turns),
+                handoff_rate: rate(handed_off, turns),
+            }
+        })
+        .collect()
+}
+
+fn decision_slot(decision: Action) -> usize {
+    match decision {
+        Action::Answer => 0,
+        Action::Clarify => 1,
+        Action::Handoff => 2,
+    }
+}
+
+/// Turns by decision and not-useful answers per scenario, busiest first.
+fn scenario_stats(data: &StatsData, scenario_of: &dyn Fn(&str) -> Option<String>) -> Vec<ScenarioStats> {
+    let name = |intent: &str| scenario_of(intent).unwrap_or_else(|| "none".to_string());
+    let mut scenarios: BTreeMap<String, ([u64; 3], u64)> = BTreeMap::new();
+    for (intent, decision, count) in &data.intent_decisions {
+        scenarios.entry(name(intent)).or_default().0[decision_slot(*decision)] += count;
+    }
+    for feedback in &data.feedback {
+        scenarios.entry(name(&feedback.intent)).or_default().1 += feedback.not_useful;
+    }
+    let mut scenarios: Vec<ScenarioStats> = scenarios
+        .into_iter()
+        .map(|(scenario, ([answered, clarified, handed_off], not_useful))| {
+            let turns = answered + clarified + handed_off;
+            ScenarioStats {
+                scenario,
+                turns,
+                answered,
+                clarified,
+                handed_off,
+                auto_answer_rate: rate(answered, turns),
+                handoff_rate: rate(handed_off, turns),
+                not_useful,
+            }
+        })
+        .collect();
+    scenarios.sort_by(|a, b| b.turns.cmp(&a.turns).then_with(|| a.scenario.cmp(&b.scenario)));
+    scenarios
+}
+
+/// One ticket's times in minutes.
+struct TicketTimes<'a> {
+    assignee: Option<&'a str>,
+    first_response: Option<f64>,
+    resolution: Option<f64>,
+    reopened: bool,
+}
+
+impl TicketTimes<'_> {
+    fn of(tickets: &[TicketTiming]) -> Vec<TicketTimes<'_>> {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc));
+        tickets
+            .iter()
+            .filter_map(|t| {
+                let created = at(&t.created_at)?;
+                let minutes = |later: &Option<String>| {
+                    later.as_deref().and_then(at).map(|l| (l - created).num_milliseconds().max(0) as f64 / 60_000.0)
+                };
+                Some(TicketTimes {
+                    assignee: t.assignee.as_deref(),
+                    first_response: minutes(&t.first_reply_at),
+                    resolution: minutes(&t.resolved_at),
+                    reopened: t.reopened,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Per agent: tickets held, resolved, reopened, and median times; most tickets first.
+fn agent_stats(timings: &[TicketTimes<'_>]) -> Vec<AgentStats> {
+    let mut agents: BTreeMap<&str, Vec<&TicketTimes<'_>>> = BTreeMap::new();
+    for t in timings {
+        if let Some(agent) = t.assignee {
+            agents.entry(agent).or_default().push(t);
+        }
+    }
+    let mut agents: Vec<AgentStats> = agents
+        .into_iter()
+        .map(|(agent, tickets)| {
+            let resolved = tickets.iter().filter(|t| t.resolution.is_some()).count() as u64;
+            let reopened = tickets.iter().filter(|t| t.reopened).count() as u64;
+            AgentStats {
+                agent: agent.to_string(),
+                tickets: tickets.len() as u64,
+                resolved,
+                first_response_minutes_p50: percentiles(tickets.iter().filter_map(|t| t.first_response)).p50,
+                resolution_minutes_p50: percentiles(tickets.iter().filter_map(|t| t.resolution)).p50,
+                reopened,
+                reopen_rate: rate(reopened, resolved),
+            }
+        })
+        .collect();
+    agents.sort_by(|a, b| b.tickets.cmp(&a.tickets).then_with(|| a.agent.cmp(&b.agent)));
+    agents
 }
 
 /// Turns by decision over all channels.
@@ -643,13 +847,17 @@ struct CsvRow<'a> {
 /// and per `channel`), `channel` (turns, answered, clarified, handed_off per
 /// channel), `handoff_reason`, `top_question` (key = rank; representative in
 /// `text`, examples joined by " | "), `not_useful` (key = intent; count = not
-/// useful, value = rated, answer in `text`, comments in `examples`) and
-/// `corrections` (key = corrected_to / corrected_from).
+/// useful, value = rated, answer in `text`, comments in `examples`),
+/// `corrections` (key = corrected_to / corrected_from), `day` (key = the
+/// day; count = turns, rate = auto-answer rate, value = hand-off rate),
+/// `scenario` (likewise per scenario), `agent` (key = the agent; count =
+/// tickets, rate = reopen rate, value = median first response in minutes)
+/// and `agent_work` (`first_response_minutes` / `resolution_minutes`, p50/p90/p99 in `value`).
 pub fn write_csv<W: std::io::Write>(report: &StatsReport, out: W) -> Result<(), csv::Error> {
     let mut w = csv::Writer::from_writer(out);
     w.write_record(CSV_HEADER)?;
     let num = |v: Option<f64>| v.map(|x| format!("{}", (x * 1e6).round() / 1e6)).unwrap_or_default();
-    let rows = [totals_rows(report), channel_rows(report), ranking_rows(report)];
+    let rows = [totals_rows(report), channel_rows(report), ranking_rows(report), trend_rows(report)];
     for r in rows.into_iter().flatten() {
         w.write_record([
             r.section,
@@ -665,6 +873,31 @@ pub fn write_csv<W: std::io::Write>(report: &StatsReport, out: W) -> Result<(), 
     }
     w.flush()?;
     Ok(())
+}
+
+/// The `day`, `scenario`, `agent` and `agent_work` sections.
+fn trend_rows(report: &StatsReport) -> Vec<CsvRow<'_>> {
+    let mut rows = Vec::new();
+    for d in &report.daily {
+        let (count, rate, value) = (Some(d.turns), d.auto_answer_rate, d.handoff_rate);
+        rows.push(CsvRow { section: "day", key: d.day.clone(), count, rate, value, ..Default::default() });
+    }
+    for s in &report.scenarios {
+        let (count, rate, value) = (Some(s.turns), s.auto_answer_rate, s.handoff_rate);
+        rows.push(CsvRow { section: "scenario", key: s.scenario.clone(), count, rate, value, ..Default::default() });
+    }
+    for a in &report.agents {
+        let (count, rate, value) = (Some(a.tickets), a.reopen_rate, a.first_response_minutes_p50);
+        rows.push(CsvRow { section: "agent", key: a.agent.clone(), count, rate, value, ..Default::default() });
+    }
+    for (name, p) in
+        [("first_response_minutes", &report.first_response_minutes), ("resolution_minutes", &report.resolution_minutes)]
+    {
+        for (key, value) in [("p50", p.p50), ("p90", p.p90), ("p99", p.p99)] {
+            rows.push(CsvRow { section: "agent_work", key: format!("{name}_{key}"), value, ..Default::default() });
+        }
+    }
+    rows
 }
 
 /// The `period` and `totals` sections.
@@ -1063,7 +1296,90 @@ mod tests {
             ],
             corrected_to: vec![("return_policy".into(), 2), ("order_tracking".into(), 1)],
             corrected_from: vec![("return_address".into(), 2)],
+            hourly: vec![
+                // 15:00 UTC is 23:00 in Shanghai (June 8); 16:00 UTC is midnight, June 9.
+                ("2026-06-08T15".into(), Action::Answer, 3),
+                ("2026-06-08T16".into(), Action::Answer, 4),
+                ("2026-06-08T16".into(), Action::Handoff, 2),
+                ("2026-06-10T02".into(), Action::Clarify, 1),
+            ],
+            intent_decisions: vec![
+                ("return_address".into(), Action::Answer, 5),
+                ("order_tracking".into(), Action::Answer, 2),
+                ("human".into(), Action::Handoff, 2),
+                ("oos".into(), Action::Clarify, 1),
+            ],
+            tickets: vec![
+                timing(
+                    Some("li"),
+                    "2026-06-09T01:00:00Z",
+                    Some("2026-06-09T01:04:00Z"),
+                    Some("2026-06-09T01:30:00Z"),
+                    false,
+                ),
+                timing(
+                    Some("li"),
+                    "2026-06-09T02:00:00Z",
+                    Some("2026-06-09T02:10:00Z"),
+                    Some("2026-06-09T03:00:00Z"),
+                    true,
+                ),
+                timing(Some("wang"), "2026-06-09T04:00:00Z", None, None, false),
+                timing(None, "2026-06-09T05:00:00Z", None, None, false),
+            ],
         }
+    }
+
+    fn timing(
+        agent: Option<&str>,
+        created: &str,
+        reply: Option<&str>,
+        resolved: Option<&str>,
+        reopened: bool,
+    ) -> TicketTiming {
+        TicketTiming {
+            assignee: agent.map(str::to_string),
+            created_at: created.into(),
+            first_reply_at: reply.map(str::to_string),
+            resolved_at: resolved.map(str::to_string),
+            reopened,
+        }
+    }
+
+    #[test]
+    fn days_scenarios_and_how_agents_worked() {
+        let period = Period { from: utc("2026-06-07T16:00:00Z"), to: utc("2026-06-10T16:00:00Z") };
+        let scenario_of = |intent: &str| match intent {
+            "return_address" => Some("after_sales".to_string()),
+            "order_tracking" | "human" => Some("orders".to_string()),
+            _ => None,
+        };
+        let report = build_report(period, None, &data(), &[], &StatsSettings::default(), 10, &scenario_of);
+        let days: Vec<(&str, u64, u64, Option<f64>)> =
+            report.daily.iter().map(|d| (d.day.as_str(), d.turns, d.handed_off, d.auto_answer_rate)).collect();
+        assert_eq!(
+            days,
+            [("2026-06-08", 3, 0, Some(1.0)), ("2026-06-09", 6, 2, Some(4.0 / 6.0)), ("2026-06-10", 1, 0, Some(0.0)),],
+            "every local day of the period, a day without turns too"
+        );
+        let scenarios: Vec<(&str, u64, u64, u64)> =
+            report.scenarios.iter().map(|s| (s.scenario.as_str(), s.turns, s.handed_off, s.not_useful)).collect();
+        assert_eq!(scenarios, [("after_sales", 5, 0, 2), ("orders", 4, 2, 0), ("none", 1, 0, 0)]);
+        let li = &report.agents[0];
+        assert_eq!((li.agent.as_str(), li.tickets, li.resolved, li.reopened), ("li", 2, 2, 1));
+        assert_eq!(
+            (li.first_response_minutes_p50, li.resolution_minutes_p50, li.reopen_rate),
+            (Some(4.0), Some(30.0), Some(0.5))
+        );
+        let wang = &report.agents[1];
+        assert_eq!((wang.agent.as_str(), wang.tickets, wang.resolved, wang.reopen_rate), ("wang", 1, 0, None));
+        assert_eq!(report.agents.len(), 2, "unassigned tickets belong to nobody");
+        assert_eq!((report.first_response_minutes.p50, report.first_response_minutes.p99), (Some(4.0), Some(10.0)));
+        let mut csv = Vec::new();
+        write_csv(&report, &mut csv).unwrap();
+        let csv = String::from_utf8(csv).unwrap();
+        assert!(csv.contains("day,2026-06-09,,,6,0.666667,0.333333"), "{csv}");
+        assert!(csv.contains("agent,li,,,2,0.5,4,"), "{csv}");
     }
 
     #[test]
@@ -1080,7 +1396,7 @@ mod tests {
             vec![0.0, 0.0, 1.0],
             vec![0.1, 0.97, 0.0],
         ];
-        let report = build_report(period, None, &data, &vectors, &StatsSettings::default(), 10);
+        let report = build_report(period, None, &data, &vectors, &StatsSettings::default(), 10, &|_| None);
 
         assert_eq!(
             (report.turns, report.answered, report.clarified, report.handed_off, report.leads),
@@ -1124,11 +1440,14 @@ mod tests {
         assert_eq!(corrections, [("return_address", 0, 2), ("return_policy", 2, 0), ("order_tracking", 1, 0)]);
 
         // Without embeddings there are no groups, and the rest is unchanged.
-        let bare = build_report(period, None, &data, &[], &StatsSettings::default(), 10);
+        let bare = build_report(period, None, &data, &[], &StatsSettings::default(), 10, &|_| None);
         assert!(bare.top_questions.is_empty());
         assert_eq!((bare.turns, bare.questions_grouped), (10, 0));
         // `top` caps the groups.
-        assert_eq!(build_report(period, None, &data, &vectors, &StatsSettings::default(), 1).top_questions.len(), 1);
+        assert_eq!(
+            build_report(period, None, &data, &vectors, &StatsSettings::default(), 1, &|_| None).top_questions.len(),
+            1
+        );
     }
 
     #[test]
@@ -1161,7 +1480,8 @@ mod tests {
     #[test]
     fn an_empty_period_has_null_rates() {
         let period = Period { from: utc("2026-06-08T00:00:00Z"), to: utc("2026-06-15T00:00:00Z") };
-        let report = build_report(period, Some("web"), &StatsData::default(), &[], &StatsSettings::default(), 10);
+        let report =
+            build_report(period, Some("web"), &StatsData::default(), &[], &StatsSettings::default(), 10, &|_| None);
         assert_eq!((report.turns, report.auto_answer_rate, report.latency_ms.p50), (0, None, None));
         assert_eq!(report.channel.as_deref(), Some("web"));
         let mut csv = Vec::new();
@@ -1180,7 +1500,7 @@ mod tests {
             vec![0.0, 0.0, 1.0],
             vec![0.0, 1.0, 0.0],
         ];
-        let report = build_report(period, None, &data, &vectors, &StatsSettings::default(), 10);
+        let report = build_report(period, None, &data, &vectors, &StatsSettings::default(), 10, &|_| None);
         let mut out = Vec::new();
         write_csv(&report, &mut out).unwrap();
         let mut reader = csv::Reader::from_reader(out.as_slice());

@@ -615,11 +615,13 @@ fn run_stats(config: &Config, args: StatsArgs, runtime: &tokio::runtime::Runtime
         }
         None => Ok(Vec::new()),
     };
+    // The corpus names each intent's scenario.
+    let taxonomy = Corpus::load(&config.corpus_dir)?.taxonomy;
     let report = runtime.block_on(async {
         let store = open_store(config).await?;
+        let channel = args.channel.as_deref();
         anyhow::Ok(
-            kefu::service::analytics::report(&store, &settings, period, args.channel.as_deref(), args.top, embed)
-                .await?,
+            kefu::service::analytics::report(&store, &settings, period, channel, args.top, &taxonomy, embed).await?,
         )
     })?;
     let bytes = analytics::render(&report, format)?;

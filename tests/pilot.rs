@@ -436,3 +436,127 @@ async fn pilot_in_a_real_browser() {
     widget.close().await.unwrap();
     console.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn dashboard_draws_the_weeks_figures_in_a_real_browser() {
+    if !model_installed() || !browser_installed() {
+        return;
+    }
+    let bot = "dashboard-bot-key-0123456789";
+    let keys = format!("bot:{bot},admin:dashboard-admin-key-0123456789");
+    let server = Server::start(&[("KEFU_API_KEYS", &keys)]).await;
+    let base = server.base.clone();
+    add_agent(&server, "carol", "carol-password-1");
+    // Seeded turns: answers, a clarifying question, hand-offs; an answer marked not useful.
+    let mut traces = Vec::new();
+    for (n, text) in [
+        "退货地址在哪",
+        "你们几点上班",
+        "运费谁出",
+        "我要投诉，马上转人工",
+        "我的快递到哪了",
+        "转人工",
+        "退货地址是哪里",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let body = json!({"text": text, "customer_id": format!("c-dash-{n}"), "channel": if n % 2 == 0 { "web" } else { "app" }});
+        let (status, turn) = api(&base, bot, reqwest::Method::POST, "/v1/answer", Some(body)).await;
+        assert_eq!(status, 200, "{turn}");
+        traces.push(turn);
+    }
+    let (status, _) = api(
+        &base,
+        bot,
+        reqwest::Method::POST,
+        "/v1/feedback",
+        Some(json!({"trace_id": traces[0]["trace_id"], "useful": false, "comment": "地址不对"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    // Carol works one hand-off: claims, replies, resolves.
+    let carol = api_login(&base, "carol", "carol-password-1").await;
+    let ticket = traces.iter().find_map(|t| t["handoff"]["ticket_id"].as_str()).expect("a hand-off").to_string();
+    for (path, body) in [
+        (format!("/v1/tickets/{ticket}/assign"), json!({})),
+        (format!("/v1/tickets/{ticket}/messages"), json!({"text": "您好，我来处理"})),
+        (format!("/v1/tickets/{ticket}/status"), json!({"status": "in_progress"})),
+        (format!("/v1/tickets/{ticket}/status"), json!({"status": "resolved"})),
+    ] {
+        let (status, answer) = api(&base, &carol, reqwest::Method::POST, &path, Some(body)).await;
+        assert!((200..300).contains(&status), "{path}: {status} {answer}");
+    }
+
+    let driver = start_driver().await;
+    let page = browser(&driver).await;
+    // Without a session the page says to log in first.
+    page.goto(&format!("{base}/console/dashboard")).await.unwrap();
+    wait_for(&page, "the login notice", "return !document.getElementById('signin').hidden").await;
+    page.goto(&format!("{base}/console")).await.unwrap();
+    wait_for(&page, "the login form", "return !document.getElementById('login').hidden").await;
+    page.find(Locator::Id("login-agent")).await.unwrap().send_keys("carol").await.unwrap();
+    page.find(Locator::Id("login-password")).await.unwrap().send_keys("carol-password-1").await.unwrap();
+    page.find(Locator::Css("#login-form button[type=submit]")).await.unwrap().click().await.unwrap();
+    wait_for(&page, "the workspace", "return !document.getElementById('app').hidden").await;
+    page.find(Locator::Id("to-dashboard")).await.unwrap().click().await.unwrap();
+    let figures = wait_for(
+        &page,
+        "the charts",
+        "if (document.getElementById('board').getAttribute('aria-busy')) return null;
+         var k = function (n) { var e = document.querySelector('[data-figure=' + n + '] .value'); return e && e.textContent; };
+         var days = [].map.call(document.querySelectorAll('#daily g.day'), function (g) { return [g.dataset.day, +g.dataset.turns]; });
+         if (!days.length) return null;
+         return {turns: k('turns'), auto: k('autoRate'), handoff: k('handoffRate'), days: days,
+           bars: document.querySelectorAll('#daily rect').length,
+           reasons: [].map.call(document.querySelectorAll('#reasons .bar-row'), function (g) { return [g.dataset.key, +g.dataset.value]; }),
+           scenarios: [].map.call(document.querySelectorAll('#scenarios tbody tr'), function (r) { return [r.dataset.key, +r.cells[1].textContent]; }),
+           channels: [].map.call(document.querySelectorAll('#channels tbody tr'), function (r) { return [r.dataset.key, +r.cells[1].textContent]; }),
+           agents: [].map.call(document.querySelectorAll('#agents tbody tr'), function (r) { return [r.dataset.key, +r.cells[1].textContent, +r.cells[2].textContent]; }),
+           notUseful: [].map.call(document.querySelectorAll('#not-useful tbody tr'), function (r) { return [r.dataset.key, r.querySelector('a').getAttribute('href')]; }),
+           csv: document.getElementById('csv').getAttribute('href'),
+           from: document.getElementById('from').value, to: document.getElementById('to').value};",
+    )
+    .await;
+    screenshot(&page, "dashboard.png").await;
+    run(&page, "document.getElementById('agents').scrollIntoView()").await;
+    screenshot(&page, "dashboard-agents.png").await;
+
+    // The figures shown are the API's for the same period.
+    let query = format!("/v1/stats?from={}&to={}", figures["from"].as_str().unwrap(), figures["to"].as_str().unwrap());
+    let (status, report) = api(&base, &carol, reqwest::Method::GET, &query, None).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["turns"], 7);
+    assert_eq!(figures["turns"], report["turns"].to_string());
+    let pct = |rate: &Value| format!("{:.1}%", rate.as_f64().unwrap() * 100.0);
+    assert_eq!(figures["auto"].as_str(), Some(pct(&report["auto_answer_rate"]).as_str()));
+    assert_eq!(figures["handoff"].as_str(), Some(pct(&report["handoff_rate"]).as_str()));
+    let days: Vec<Value> = report["daily"].as_array().unwrap().iter().map(|d| json!([d["day"], d["turns"]])).collect();
+    assert_eq!(figures["days"], json!(days), "one bar per day of the period");
+    assert_eq!(days.len(), 7);
+    let reasons: Vec<Value> =
+        report["handoff_by_reason"].as_array().unwrap().iter().map(|r| json!([r["reason"], r["count"]])).collect();
+    assert!(!reasons.is_empty());
+    assert_eq!(figures["reasons"], json!(reasons));
+    let scenarios: Vec<Value> =
+        report["scenarios"].as_array().unwrap().iter().map(|s| json!([s["scenario"], s["turns"]])).collect();
+    assert_eq!(figures["scenarios"], json!(scenarios));
+    let channels: Vec<Value> =
+        report["channels"].as_array().unwrap().iter().map(|c| json!([c["channel"], c["turns"]])).collect();
+    assert_eq!(figures["channels"], json!(channels));
+    assert_eq!(figures["agents"], json!([["carol", 1, 1]]), "carol holds and resolved one ticket");
+    assert_eq!(report["agents"][0]["resolved"], 1);
+    assert!(report["first_response_minutes"]["p50"].is_number(), "{report}");
+    let not_useful = &figures["notUseful"][0];
+    assert_eq!(not_useful[0], report["not_useful"][0]["intent"]);
+    assert!(not_useful[1].as_str().unwrap().starts_with("/console?tab=optimise"), "{not_useful}");
+    // The CSV export of the same period, with the session the page has.
+    let csv = figures["csv"].as_str().unwrap();
+    let body = run(&page, &format!("return fetch('{csv}').then(function (r) {{ return r.text(); }})")).await;
+    let body = body.as_str().unwrap();
+    assert!(body.starts_with("section,") && body.contains("\nday,") && body.contains("\nagent,carol,"), "{body}");
+    // The link back to correct answers opens the workspace's "to improve" tab.
+    page.goto(&format!("{base}{}", not_useful[1].as_str().unwrap())).await.unwrap();
+    wait_for(&page, "the optimise tab", "var b = document.querySelector('#tabs [data-tab=optimise]'); return b && b.getAttribute('aria-selected') === 'true'").await;
+    page.close().await.unwrap();
+}

@@ -87,7 +87,8 @@ async fn report(state: &AppState, q: StatsQuery) -> Result<StatsReport, ApiError
     // NOTE: checked before the store work: grouping questions needs the encoder.
     let engine = state.engine().ok_or_else(ApiError::not_ready)?;
     let embed = async |texts: &[String]| state.question_vectors.embed(&engine, texts, settings.max_questions).await;
-    Ok(analytics::report(&state.store, settings, period, channel.as_deref(), top, embed).await?)
+    let taxonomy = &engine.corpus().taxonomy;
+    Ok(analytics::report(&state.store, settings, period, channel.as_deref(), top, taxonomy, embed).await?)
 }
 
 /// `GET /v1/stats?from=&to=&channel=&top=`: the weekly review's figures.

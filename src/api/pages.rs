@@ -1,6 +1,6 @@
 //! The pages kefu serves from its binary (plain HTML, CSS and JS; nothing
 //! loaded from elsewhere): the web chat widget and its demo shop page, and
-//! the agents' workspace.
+//! the agents' workspace and its dashboard for managers.
 
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -20,6 +20,15 @@ pub(super) fn routes() -> Routes {
             workspace("text/javascript; charset=utf-8", include_str!("pages/console.js"))
         })
         .get("/console.css", Access::Public, || workspace("text/css; charset=utf-8", include_str!("pages/console.css")))
+        .get("/console/dashboard", Access::Public, || {
+            workspace("text/html; charset=utf-8", include_str!("pages/dashboard.html"))
+        })
+        .get("/dashboard.js", Access::Public, || {
+            workspace("text/javascript; charset=utf-8", include_str!("pages/dashboard.js"))
+        })
+        .get("/dashboard.css", Access::Public, || {
+            workspace("text/css; charset=utf-8", include_str!("pages/dashboard.css"))
+        })
 }
 
 /// A page, revalidated on every load so an upgrade shows at once.

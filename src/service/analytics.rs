@@ -8,23 +8,27 @@ use std::sync::{Arc, Mutex, Weak};
 
 use super::ServiceError;
 use crate::analytics::{build_report, questions_to_embed, Period, StatsReport, StatsSettings};
+use crate::corpus::Taxonomy;
 use crate::engine::{Engine, EngineError};
 use crate::store::Store;
 
 /// The report of `period` (one channel's when given), listing `top` question
-/// groups; `embed` turns the question texts into vectors for grouping.
+/// groups; `embed` turns the question texts into vectors for grouping, and
+/// the deployment's `taxonomy` gives each intent its scenario.
 pub async fn report(
     store: &Store,
     settings: &StatsSettings,
     period: Period,
     channel: Option<&str>,
     top: usize,
+    taxonomy: &Taxonomy,
     embed: impl AsyncFnOnce(&[String]) -> Result<Vec<Vec<f32>>, EngineError>,
 ) -> Result<StatsReport, ServiceError> {
     let data = store.stats_data(period, channel, settings.max_questions).await?;
     let texts = questions_to_embed(&data);
     let vectors = if texts.is_empty() { Vec::new() } else { embed(&texts).await? };
-    Ok(build_report(period, channel, &data, &vectors, settings, top))
+    let scenario_of = |intent: &str| taxonomy.intent(intent).map(|i| i.scenario.clone());
+    Ok(build_report(period, channel, &data, &vectors, settings, top, &scenario_of))
 }
 
 /// Embeddings of the question texts of earlier reports, so that asking again

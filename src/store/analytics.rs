@@ -10,8 +10,9 @@ use sqlx::Row;
 
 use super::{sealed, stamp, Store, StoreError};
 use crate::analytics::{
-    DecisionCount, IntentFeedback, NotUsefulReport, OptimiseFilter, Period, QuestionText, StatsData,
+    DecisionCount, IntentFeedback, NotUsefulReport, OptimiseFilter, Period, QuestionText, StatsData, TicketTiming,
 };
+use crate::policy::Action;
 
 /// What makes two questions the same: their keyed hash (rows stored before
 /// texts were sealed have none and group by their clear text).
@@ -62,7 +63,57 @@ impl Store {
             feedback: self.feedback(&scope).await?,
             corrected_to,
             corrected_from,
+            hourly: self.hourly(&scope).await?,
+            intent_decisions: self.intent_decisions(&scope).await?,
+            tickets: self.ticket_timings(&scope).await?,
         })
+    }
+
+    /// Turns per UTC hour (the stamp's first 13 characters) and decision.
+    async fn hourly(&self, scope: &Scope<'_>) -> Result<Vec<(String, Action, u64)>, StoreError> {
+        let sql = format!(
+            "SELECT SUBSTR(t.created_at, 1, 13) AS hour, t.decision, COUNT(*) AS n
+             FROM turns t WHERE {TURNS_IN} GROUP BY SUBSTR(t.created_at, 1, 13), t.decision"
+        );
+        let rows = self.period_rows(&sql, scope).await?;
+        rows.iter().map(|row| Ok((row.try_get("hour")?, super::decoded(row, "decision")?, count(row, "n")?))).collect()
+    }
+
+    async fn intent_decisions(&self, scope: &Scope<'_>) -> Result<Vec<(String, Action, u64)>, StoreError> {
+        let sql = format!(
+            "SELECT t.intent, t.decision, COUNT(*) AS n FROM turns t WHERE {TURNS_IN} GROUP BY t.intent, t.decision"
+        );
+        let rows = self.period_rows(&sql, scope).await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("intent")?, super::decoded(row, "decision")?, count(row, "n")?)))
+            .collect()
+    }
+
+    /// The tickets opened in the period (on the channel, when given): their
+    /// holder, first agent reply, first resolution and whether work resumed after it.
+    async fn ticket_timings(&self, scope: &Scope<'_>) -> Result<Vec<TicketTiming>, StoreError> {
+        let done = "e.status IN ('resolved', 'closed')";
+        let sql = format!(
+            "SELECT k.assignee, k.created_at,
+                    (SELECT MIN(m.created_at) FROM messages m WHERE m.ticket_id = k.id AND m.role = 'agent') AS first_reply_at,
+                    (SELECT MIN(e.at) FROM ticket_events e WHERE e.ticket_id = k.id AND {done}) AS resolved_at,
+                    (SELECT COUNT(*) FROM ticket_events r WHERE r.ticket_id = k.id AND r.status NOT IN ('resolved', 'closed')
+                       AND r.at > (SELECT MIN(e.at) FROM ticket_events e WHERE e.ticket_id = k.id AND {done})) AS reopens
+             FROM tickets k
+             WHERE k.created_at >= $1 AND k.created_at < $2 AND (CAST($3 AS TEXT) IS NULL OR k.channel = $3)"
+        );
+        let rows = self.period_rows(&sql, scope).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(TicketTiming {
+                    assignee: row.try_get("assignee")?,
+                    created_at: row.try_get("created_at")?,
+                    first_reply_at: row.try_get("first_reply_at")?,
+                    resolved_at: row.try_get("resolved_at")?,
+                    reopened: count(row, "reopens")? > 0,
+                })
+            })
+            .collect()
     }
 
     async fn decisions(&self, scope: &Scope<'_>) -> Result<Vec<DecisionCount>, StoreError> {
@@ -319,6 +370,23 @@ mod tests {
             .record_turn(&turn("e", "web", "我要投诉", "complaint", "handoff", 50.0, t(10)), Some(&ticket))
             .await
             .unwrap();
+        // Li takes T1, answers 2 minutes after it opened, resolves it, and the customer reopens it.
+        use crate::tickets::Status;
+        store.move_ticket("T1", Status::Assigned, Some("li"), None, "li", t(9)).await.unwrap();
+        let reply = crate::store::NewMessage {
+            ticket_id: Some("T1"),
+            customer_id: None,
+            session_id: None,
+            channel: "web",
+            role: crate::store::MessageRole::Agent,
+            author: Some("li"),
+            text: "您好",
+            delivery: crate::store::Delivery::Sent,
+        };
+        store.add_message(&reply, t(8)).await.unwrap();
+        for (status, at) in [(Status::InProgress, t(8)), (Status::Resolved, t(7)), (Status::InProgress, t(6))] {
+            store.move_ticket("T1", status, None, None, "li", at).await.unwrap();
+        }
         store.add_feedback("a", false, Some("地址不对"), t(9)).await.unwrap();
         store.add_feedback("b", false, None, t(8)).await.unwrap();
         store.add_feedback("b", false, Some("没用"), t(7)).await.unwrap();
@@ -339,6 +407,15 @@ mod tests {
             [("app", "answer", 1, 1), ("app", "clarify", 1, 0), ("web", "answer", 2, 0), ("web", "handoff", 1, 0)];
         assert_eq!(decisions, expected.map(|(c, d, n, l)| (c.to_string(), d.to_string(), n, l)));
         assert_eq!(data.latencies.len(), 5);
+        let hourly: u64 = data.hourly.iter().map(|(_, _, n)| n).sum();
+        assert_eq!(hourly, 5, "every turn of the period in some hour");
+        assert!(data.hourly.iter().all(|(hour, _, _)| hour.len() == 13 && hour.as_bytes()[10] == b'T'));
+        assert!(data.intent_decisions.contains(&("return_address".to_string(), crate::policy::Action::Answer, 2)));
+        let [ticket] = data.tickets.as_slice() else { panic!("{:?}", data.tickets) };
+        assert_eq!(ticket.assignee.as_deref(), Some("li"));
+        assert!(ticket.first_reply_at.as_deref() == Some(crate::support::time::stamp(t(8)).as_str()), "{ticket:?}");
+        assert_eq!(ticket.resolved_at.as_deref(), Some(crate::support::time::stamp(t(7)).as_str()));
+        assert!(ticket.reopened);
         assert_eq!(data.handoff_reasons, [("complaint".to_string(), 1)]);
         assert_eq!(data.questions_distinct, 4);
         // Most recently asked first; the repeated question counts both turns.

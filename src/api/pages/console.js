@@ -6,7 +6,7 @@
   var T = {
     zh: {
       loginTitle: "客服工作台登录", agentName: "客服账号", password: "密码", login: "登录", logout: "退出",
-      workspace: "客服工作台", mine: "我的", unassigned: "待认领", all: "全部", optimise: "待优化",
+      workspace: "客服工作台", dashboard: "数据看板", mine: "我的", unassigned: "待认领", all: "全部", optimise: "待优化",
       pick: "从左侧选择一个工单（j / k 上下，回车打开）", claim: "认领", inProgress: "处理中", waiting: "等待顾客",
       resolve: "已解决", close: "关闭", release: "交还机器人", reply: "回复顾客", publicNote: "公开备注",
       privateNote: "内部备注", history: "工单记录", fixTitle: "机器人没听懂", fixIntent: "顾客想问的是",
@@ -25,7 +25,7 @@
     },
     en: {
       loginTitle: "Workspace login", agentName: "Agent", password: "Password", login: "Log in", logout: "Log out",
-      workspace: "Workspace", mine: "Mine", unassigned: "Unassigned", all: "All", optimise: "To improve",
+      workspace: "Workspace", dashboard: "Dashboard", mine: "Mine", unassigned: "Unassigned", all: "All", optimise: "To improve",
       pick: "Pick a ticket on the left (j / k to move, Enter to open)", claim: "Claim", inProgress: "In progress",
       waiting: "Waiting for customer", resolve: "Resolve", close: "Close", release: "Back to the bot",
       reply: "Reply", publicNote: "Public note", privateNote: "Private note", history: "Ticket history",
@@ -50,7 +50,10 @@
   var lang = localStorage.getItem("kefu_console_lang") === "en" ? "en" : "zh";
   var t = T[lang];
   var me = null;
-  var tab = "mine";
+  // The dashboard links here with ?tab=optimise.
+  var TABS = ["mine", "unassigned", "all", "optimise"];
+  var tab = TABS.indexOf(new URLSearchParams(location.search).get("tab")) >= 0
+    ? new URLSearchParams(location.search).get("tab") : "mine";
   var tickets = [];
   var selected = null;
   var current = null;
