@@ -150,6 +150,7 @@ pub struct StatsData {
 /// How one ticket was worked: who holds it and when things happened (stored stamps).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TicketTiming {
+    pub queue: String,
     pub assignee: Option<String>,
     pub created_at: String,
     /// The first reply an agent sent the customer.
@@ -232,7 +233,9 @@ pub struct StatsReport {
     pub first_response_minutes: Percentiles,
     pub resolution_minutes: Percentiles,
     /// Per agent holding tickets opened in the period, most tickets first.
-    pub agents: Vec<AgentStats>,
+    pub agents: Vec<WorkStats>,
+    /// Per queue of the tickets opened in the period, most tickets first.
+    pub queues: Vec<WorkStats>,
 }
 
 /// One day's turns by decision.
@@ -261,10 +264,11 @@ pub struct ScenarioStats {
     pub not_useful: u64,
 }
 
-/// How one agent worked the tickets they hold.
+/// How the tickets of one agent (or one queue) were worked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AgentStats {
-    pub agent: String,
+pub struct WorkStats {
+    /// The agent's or the queue's name.
+    pub name: String,
     pub tickets: u64,
     pub resolved: u64,
     /// Medians, in minutes, of the tickets that got a reply / were resolved.
@@ -477,7 +481,8 @@ pub fn build_report(
         scenarios: scenario_stats(data, scenario_of),
         first_response_minutes: percentiles(timings.iter().filter_map(|t| t.first_response)),
         resolution_minutes: percentiles(timings.iter().filter_map(|t| t.resolution)),
-        agents: agent_stats(&timings),
+        agents: work_stats(&timings, |t| t.assignee),
+        queues: work_stats(&timings, |t| Some(t.queue)),
     }
 }
 
@@ -553,6 +558,7 @@ fn scenario_stats(data: &StatsData, scenario_of: &dyn Fn(&str) -> Option<String>
 
 /// One ticket's times in minutes.
 struct TicketTimes<'a> {
+    queue: &'a str,
     assignee: Option<&'a str>,
     first_response: Option<f64>,
     resolution: Option<f64>,
@@ -570,6 +576,7 @@ impl TicketTimes<'_> {
                     later.as_deref().and_then(at).map(|l| (l - created).num_milliseconds().max(0) as f64 / 60_000.0)
                 };
                 Some(TicketTimes {
+                    queue: &t.queue,
                     assignee: t.assignee.as_deref(),
                     first_response: minutes(&t.first_reply_at),
                     resolution: minutes(&t.resolved_at),
@@ -580,21 +587,22 @@ impl TicketTimes<'_> {
     }
 }
 
-/// Per agent: tickets held, resolved, reopened, and median times; most tickets first.
-fn agent_stats(timings: &[TicketTimes<'_>]) -> Vec<AgentStats> {
-    let mut agents: BTreeMap<&str, Vec<&TicketTimes<'_>>> = BTreeMap::new();
+/// Per `key` (an agent, a queue; tickets without one are left out):
+/// tickets, resolved, reopened, and median times; most tickets first.
+fn work_stats<'a>(timings: &'a [TicketTimes<'a>], key: impl Fn(&TicketTimes<'a>) -> Option<&'a str>) -> Vec<WorkStats> {
+    let mut groups: BTreeMap<&str, Vec<&TicketTimes<'_>>> = BTreeMap::new();
     for t in timings {
-        if let Some(agent) = t.assignee {
-            agents.entry(agent).or_default().push(t);
+        if let Some(name) = key(t) {
+            groups.entry(name).or_default().push(t);
         }
     }
-    let mut agents: Vec<AgentStats> = agents
+    let mut groups: Vec<WorkStats> = groups
         .into_iter()
-        .map(|(agent, tickets)| {
+        .map(|(name, tickets)| {
             let resolved = tickets.iter().filter(|t| t.resolution.is_some()).count() as u64;
             let reopened = tickets.iter().filter(|t| t.reopened).count() as u64;
-            AgentStats {
-                agent: agent.to_string(),
+            WorkStats {
+                name: name.to_string(),
                 tickets: tickets.len() as u64,
                 resolved,
                 first_response_minutes_p50: percentiles(tickets.iter().filter_map(|t| t.first_response)).p50,
@@ -604,8 +612,8 @@ fn agent_stats(timings: &[TicketTimes<'_>]) -> Vec<AgentStats> {
             }
         })
         .collect();
-    agents.sort_by(|a, b| b.tickets.cmp(&a.tickets).then_with(|| a.agent.cmp(&b.agent)));
-    agents
+    groups.sort_by(|a, b| b.tickets.cmp(&a.tickets).then_with(|| a.name.cmp(&b.name)));
+    groups
 }
 
 /// Turns by decision over all channels.
@@ -850,8 +858,8 @@ struct CsvRow<'a> {
 /// useful, value = rated, answer in `text`, comments in `examples`),
 /// `corrections` (key = corrected_to / corrected_from), `day` (key = the
 /// day; count = turns, rate = auto-answer rate, value = hand-off rate),
-/// `scenario` (likewise per scenario), `agent` (key = the agent; count =
-/// tickets, rate = reopen rate, value = median first response in minutes)
+/// `scenario` (likewise per scenario), `agent` and `queue` (key = the agent
+/// or queue; count = tickets, rate = reopen rate, value = median first response in minutes)
 /// and `agent_work` (`first_response_minutes` / `resolution_minutes`, p50/p90/p99 in `value`).
 pub fn write_csv<W: std::io::Write>(report: &StatsReport, out: W) -> Result<(), csv::Error> {
     let mut w = csv::Writer::from_writer(out);
@@ -875,7 +883,7 @@ pub fn write_csv<W: std::io::Write>(report: &StatsReport, out: W) -> Result<(), 
     Ok(())
 }
 
-/// The `day`, `scenario`, `agent` and `agent_work` sections.
+/// The `day`, `scenario`, `agent`, `queue` and `agent_work` sections.
 fn trend_rows(report: &StatsReport) -> Vec<CsvRow<'_>> {
     let mut rows = Vec::new();
     for d in &report.daily {
@@ -886,9 +894,11 @@ fn trend_rows(report: &StatsReport) -> Vec<CsvRow<'_>> {
         let (count, rate, value) = (Some(s.turns), s.auto_answer_rate, s.handoff_rate);
         rows.push(CsvRow { section: "scenario", key: s.scenario.clone(), count, rate, value, ..Default::default() });
     }
-    for a in &report.agents {
-        let (count, rate, value) = (Some(a.tickets), a.reopen_rate, a.first_response_minutes_p50);
-        rows.push(CsvRow { section: "agent", key: a.agent.clone(), count, rate, value, ..Default::default() });
+    for (section, groups) in [("agent", &report.agents), ("queue", &report.queues)] {
+        for g in groups {
+            let (count, rate, value) = (Some(g.tickets), g.reopen_rate, g.first_response_minutes_p50);
+            rows.push(CsvRow { section, key: g.name.clone(), count, rate, value, ..Default::default() });
+        }
     }
     for (name, p) in
         [("first_response_minutes", &report.first_response_minutes), ("resolution_minutes", &report.resolution_minutes)]
@@ -1338,6 +1348,7 @@ mod tests {
         reopened: bool,
     ) -> TicketTiming {
         TicketTiming {
+            queue: if agent == Some("wang") { "vip".into() } else { "general".into() },
             assignee: agent.map(str::to_string),
             created_at: created.into(),
             first_reply_at: reply.map(str::to_string),
@@ -1366,14 +1377,17 @@ mod tests {
             report.scenarios.iter().map(|s| (s.scenario.as_str(), s.turns, s.handed_off, s.not_useful)).collect();
         assert_eq!(scenarios, [("after_sales", 5, 0, 2), ("orders", 4, 2, 0), ("none", 1, 0, 0)]);
         let li = &report.agents[0];
-        assert_eq!((li.agent.as_str(), li.tickets, li.resolved, li.reopened), ("li", 2, 2, 1));
+        assert_eq!((li.name.as_str(), li.tickets, li.resolved, li.reopened), ("li", 2, 2, 1));
         assert_eq!(
             (li.first_response_minutes_p50, li.resolution_minutes_p50, li.reopen_rate),
             (Some(4.0), Some(30.0), Some(0.5))
         );
         let wang = &report.agents[1];
-        assert_eq!((wang.agent.as_str(), wang.tickets, wang.resolved, wang.reopen_rate), ("wang", 1, 0, None));
+        assert_eq!((wang.name.as_str(), wang.tickets, wang.resolved, wang.reopen_rate), ("wang", 1, 0, None));
         assert_eq!(report.agents.len(), 2, "unassigned tickets belong to nobody");
+        let queues: Vec<(&str, u64, Option<f64>)> =
+            report.queues.iter().map(|q| (q.name.as_str(), q.tickets, q.first_response_minutes_p50)).collect();
+        assert_eq!(queues, [("general", 3, Some(4.0)), ("vip", 1, None)], "every ticket counts in its queue");
         assert_eq!((report.first_response_minutes.p50, report.first_response_minutes.p99), (Some(4.0), Some(10.0)));
         let mut csv = Vec::new();
         write_csv(&report, &mut csv).unwrap();

@@ -40,6 +40,27 @@ pub const OVERDUE_PUSHES: &str = "kefu_overdue_pushes_total";
 pub const BUILD_INFO: &str = "kefu_build_info";
 pub const MODEL_INFO: &str = "kefu_model_info";
 
+/// Every metric kefu exports.
+pub const ALL: [&str; 17] = [
+    HTTP_REQUESTS,
+    HTTP_SECONDS,
+    TURNS,
+    HANDOFFS,
+    FORWARDED,
+    STAGE_SECONDS,
+    ENCODER_QUEUE,
+    ENCODER_BATCH,
+    ENCODER_SECONDS,
+    TICKETS_OPEN,
+    TICKETS_OVERDUE,
+    CORRECTIONS,
+    RETRAINS,
+    OUTBOUND,
+    OVERDUE_PUSHES,
+    BUILD_INFO,
+    MODEL_INFO,
+];
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process's recorder (once; later calls return it). Metrics
@@ -212,6 +233,23 @@ pub fn model(version: &str, fingerprint: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_grafana_dashboard_reads_only_metrics_kefu_exports() {
+        let dashboard = include_str!("../deploy/grafana/kefu-dashboard.json");
+        let names = regex::Regex::new(r"kefu_[a-z_]+").unwrap();
+        let used: std::collections::BTreeSet<&str> = names
+            .find_iter(dashboard)
+            .map(|m| m.as_str())
+            .map(|name| {
+                ["_bucket", "_sum", "_count"].iter().fold(name, |n, suffix| n.strip_suffix(suffix).unwrap_or(n))
+            })
+            .collect();
+        assert!(used.len() >= 10, "{used:?}");
+        for name in used {
+            assert!(ALL.contains(&name), "the dashboard reads {name}, which kefu does not export");
+        }
+    }
 
     #[test]
     fn free_form_labels_are_bounded() {

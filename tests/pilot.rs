@@ -513,6 +513,7 @@ async fn dashboard_draws_the_weeks_figures_in_a_real_browser() {
            scenarios: [].map.call(document.querySelectorAll('#scenarios tbody tr'), function (r) { return [r.dataset.key, +r.cells[1].textContent]; }),
            channels: [].map.call(document.querySelectorAll('#channels tbody tr'), function (r) { return [r.dataset.key, +r.cells[1].textContent]; }),
            agents: [].map.call(document.querySelectorAll('#agents tbody tr'), function (r) { return [r.dataset.key, +r.cells[1].textContent, +r.cells[2].textContent]; }),
+           queues: [].map.call(document.querySelectorAll('#queues tbody tr'), function (r) { return r.dataset.key; }),
            notUseful: [].map.call(document.querySelectorAll('#not-useful tbody tr'), function (r) { return [r.dataset.key, r.querySelector('a').getAttribute('href')]; }),
            csv: document.getElementById('csv').getAttribute('href'),
            from: document.getElementById('from').value, to: document.getElementById('to').value};",
@@ -546,6 +547,7 @@ async fn dashboard_draws_the_weeks_figures_in_a_real_browser() {
     assert_eq!(figures["channels"], json!(channels));
     assert_eq!(figures["agents"], json!([["carol", 1, 1]]), "carol holds and resolved one ticket");
     assert_eq!(report["agents"][0]["resolved"], 1);
+    assert_eq!(figures["queues"].as_array().unwrap().len(), report["queues"].as_array().unwrap().len());
     assert!(report["first_response_minutes"]["p50"].is_number(), "{report}");
     let not_useful = &figures["notUseful"][0];
     assert_eq!(not_useful[0], report["not_useful"][0]["intent"]);

@@ -94,7 +94,7 @@ impl Store {
     async fn ticket_timings(&self, scope: &Scope<'_>) -> Result<Vec<TicketTiming>, StoreError> {
         let done = "e.status IN ('resolved', 'closed')";
         let sql = format!(
-            "SELECT k.assignee, k.created_at,
+            "SELECT k.queue, k.assignee, k.created_at,
                     (SELECT MIN(m.created_at) FROM messages m WHERE m.ticket_id = k.id AND m.role = 'agent') AS first_reply_at,
                     (SELECT MIN(e.at) FROM ticket_events e WHERE e.ticket_id = k.id AND {done}) AS resolved_at,
                     (SELECT COUNT(*) FROM ticket_events r WHERE r.ticket_id = k.id AND r.status NOT IN ('resolved', 'closed')
@@ -106,6 +106,7 @@ impl Store {
         rows.iter()
             .map(|row| {
                 Ok(TicketTiming {
+                    queue: row.try_get("queue")?,
                     assignee: row.try_get("assignee")?,
                     created_at: row.try_get("created_at")?,
                     first_reply_at: row.try_get("first_reply_at")?,

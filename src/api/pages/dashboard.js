@@ -12,7 +12,7 @@
       loading: "加载中…", failed: "加载失败：", turns: "咨询量", autoRate: "自动解决率", clarifyRate: "追问率",
       handoffRate: "转人工率", p50: "中位响应", p99: "P99 响应", answered: "自动回答", clarified: "追问",
       handedOff: "转人工", scenario: "场景", channelCol: "渠道", notUsefulCol: "没用", agent: "客服",
-      tickets: "工单", resolved: "已解决", firstResponse: "首次回复（分钟，中位）", resolution: "解决用时（分钟，中位）",
+      queue: "队列", tickets: "工单", resolved: "已解决", firstResponse: "首次回复（分钟，中位）", resolution: "解决用时（分钟，中位）",
       reopen: "重开率", intent: "意图", count: "次数", rate: "比例", answer: "回答", comments: "顾客留言",
       fix: "去纠正", none: "没有数据", askedTimes: "次", agentWork: "全部工单：首次回复 P50 {0} / P90 {1} 分钟，解决用时 P50 {2} / P90 {3} 分钟",
       reason: { human_requested: "要求人工", complaint: "投诉", angry_customer: "情绪激动", agent_intent: "需人工处理",
@@ -27,7 +27,7 @@
       failed: "Could not load: ", turns: "Messages", autoRate: "Auto-answer rate", clarifyRate: "Clarify rate",
       handoffRate: "Hand-off rate", p50: "Median response", p99: "P99 response", answered: "Answered",
       clarified: "Clarified", handedOff: "Handed off", scenario: "Scenario", channelCol: "Channel",
-      notUsefulCol: "Not useful", agent: "Agent", tickets: "Tickets", resolved: "Resolved",
+      notUsefulCol: "Not useful", agent: "Agent", queue: "Queue", tickets: "Tickets", resolved: "Resolved",
       firstResponse: "First reply (min, median)", resolution: "Resolution (min, median)", reopen: "Reopen rate",
       intent: "Intent", count: "Count", rate: "Rate", answer: "Answer", comments: "Comments", fix: "Correct it",
       none: "No data", askedTimes: "×", agentWork: "All tickets: first reply P50 {0} / P90 {1} min, resolution P50 {2} / P90 {3} min",
@@ -35,7 +35,7 @@
         agent_intent: "Needs a person", unresolved: "Not resolved" }
     }
   };
-  var COLORS = { answered: "#2da44e", clarified: "#d4a72c", handed_off: "#cf222e" };
+  var COLORS = { answered: "#2da44e", clarified: "#d4a72c", handed_off: "#cf222e", rate: "#1f6feb" };
   var SVG = "http://www.w3.org/2000/svg";
 
   var lang = localStorage.getItem("kefu_console_lang") === "en" ? "en" : "zh";
@@ -137,15 +137,17 @@
     var box = $("daily");
     box.textContent = "";
     var days = report.daily;
-    var width = 900, height = 220, left = 36, bottom = 22, top = 8;
+    // Turns on the left axis, the auto-answer rate on the right.
+    var width = 900, height = 220, left = 36, right = 40, bottom = 22, top = 8;
     var max = Math.max(1, Math.max.apply(null, days.map(function (d) { return d.turns; })));
     var chart = svg("svg", { viewBox: "0 0 " + width + " " + height, role: "img", "aria-label": t.trend });
-    var step = (width - left) / Math.max(1, days.length);
+    var step = (width - left - right) / Math.max(1, days.length);
     var scale = (height - bottom - top) / max;
     [0, 0.5, 1].forEach(function (f) {
       var y = height - bottom - f * max * scale;
-      chart.appendChild(svg("line", { x1: left, x2: width, y1: y, y2: y, stroke: "#eaeef2" }));
+      chart.appendChild(svg("line", { x1: left, x2: width - right, y1: y, y2: y, stroke: "#eaeef2" }));
       chart.appendChild(svg("text", { x: left - 4, y: y + 4, "text-anchor": "end" }, String(Math.round(f * max))));
+      chart.appendChild(svg("text", { x: width - right + 4, y: y + 4, fill: COLORS.rate }, f * 100 + "%"));
     });
     days.forEach(function (d, i) {
       var x = left + i * step + step * 0.15, w = step * 0.7, y = height - bottom;
@@ -163,10 +165,19 @@
       }
       chart.appendChild(group);
     });
+    // The auto-answer rate of each day with turns, on a 0-100% scale.
+    var points = [];
+    days.forEach(function (d, i) {
+      if (d.auto_answer_rate === null) return;
+      var x = left + i * step + step / 2, y = height - bottom - d.auto_answer_rate * (height - bottom - top);
+      points.push(x + "," + y);
+      chart.appendChild(svg("circle", { cx: x, cy: y, r: 3, fill: COLORS.rate, "class": "rate-point", "data-rate": d.auto_answer_rate }));
+    });
+    if (points.length > 1) chart.appendChild(svg("polyline", { points: points.join(" "), fill: "none", stroke: COLORS.rate, "stroke-width": 2 }));
     box.appendChild(chart);
     var legend = $("daily-legend");
     legend.textContent = "";
-    [["answered", "answered"], ["clarified", "clarified"], ["handed_off", "handedOff"]].forEach(function (k) {
+    [["answered", "answered"], ["clarified", "clarified"], ["handed_off", "handedOff"], ["rate", "autoRate"]].forEach(function (k) {
       var item = el("span");
       // NOTE: SVG attributes, not inline styles, which the page's CSP forbids.
       var swatch = item.appendChild(svg("svg", { width: 10, height: 10, "class": "swatch" }));
@@ -204,7 +215,7 @@
   function latency() {
     var l = report.latency_ms;
     bars($("latency"), [["p50", l.p50], ["p90", l.p90], ["p99", l.p99]].filter(function (p) { return p[1] !== null; })
-      .map(function (p) { return { key: p[0], label: p[0].toUpperCase(), value: p[1], text: num(p[1], 1) + " ms" }; }), "#1f6feb");
+      .map(function (p) { return { key: p[0], label: p[0].toUpperCase(), value: p[1], text: num(p[1], 1) + " ms" }; }), COLORS.rate);
   }
 
   function table(box, head, rows) {
@@ -253,11 +264,15 @@
     $("agent-work").textContent = fill(t.agentWork, [num(f.p50, 1), num(f.p90, 1), num(r.p50, 1), num(r.p90, 1)]);
     // A first reply slower than twice the team's median stands out.
     var slow = f.p50 === null ? Infinity : 2 * f.p50;
-    table($("agents"), [["agent"], ["tickets", 1], ["resolved", 1], ["firstResponse", 1], ["resolution", 1], ["reopen", 1]],
-      report.agents.map(function (a) {
-        var first = el("span", { "class": a.first_response_minutes_p50 > slow ? "slow" : "" }, num(a.first_response_minutes_p50, 1));
-        return { key: a.agent, values: [a.agent, a.tickets, a.resolved, first, num(a.resolution_minutes_p50, 1), pct(a.reopen_rate)] };
-      }));
+    var rows = function (groups) {
+      return groups.map(function (g) {
+        var first = el("span", { "class": g.first_response_minutes_p50 > slow ? "slow" : "" }, num(g.first_response_minutes_p50, 1));
+        return { key: g.name, values: [g.name, g.tickets, g.resolved, first, num(g.resolution_minutes_p50, 1), pct(g.reopen_rate)] };
+      });
+    };
+    var head = [["tickets", 1], ["resolved", 1], ["firstResponse", 1], ["resolution", 1], ["reopen", 1]];
+    table($("agents"), [["agent"]].concat(head), rows(report.agents));
+    table($("queues"), [["queue"]].concat(head), rows(report.queues));
   }
 
   function questions() {
