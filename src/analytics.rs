@@ -238,11 +238,9 @@ pub struct StatsReport {
     pub queues: Vec<WorkStats>,
 }
 
-/// One day's turns by decision.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DayStats {
-    /// `YYYY-MM-DD` in the report's time zone.
-    pub day: String,
+/// Turns by decision, with the rates of answers and hand-offs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Outcomes {
     pub turns: u64,
     pub answered: u64,
     pub clarified: u64,
@@ -251,16 +249,36 @@ pub struct DayStats {
     pub handoff_rate: Option<f64>,
 }
 
+impl Outcomes {
+    /// From the counts per decision, indexed by [`decision_slot`].
+    fn of([answered, clarified, handed_off]: [u64; 3]) -> Outcomes {
+        let turns = answered + clarified + handed_off;
+        Outcomes {
+            turns,
+            answered,
+            clarified,
+            handed_off,
+            auto_answer_rate: rate(answered, turns),
+            handoff_rate: rate(handed_off, turns),
+        }
+    }
+}
+
+/// One day's turns by decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DayStats {
+    /// `YYYY-MM-DD` in the report's time zone.
+    pub day: String,
+    #[serde(flatten)]
+    pub outcomes: Outcomes,
+}
+
 /// One scenario's turns by decision, and its answers marked not useful.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScenarioStats {
     pub scenario: String,
-    pub turns: u64,
-    pub answered: u64,
-    pub clarified: u64,
-    pub handed_off: u64,
-    pub auto_answer_rate: Option<f64>,
-    pub handoff_rate: Option<f64>,
+    #[serde(flatten)]
+    pub outcomes: Outcomes,
     pub not_useful: u64,
 }
 
@@ -502,20 +520,7 @@ fn daily_stats(period: Period, data: &StatsData, tz: Tz) -> Vec<DayStats> {
         let counts = days.entry(day_of(at.with_timezone(&Utc))).or_default();
         counts[decision_slot(*decision)] += count;
     }
-    days.into_iter()
-        .map(|(day, [answered, clarified, handed_off])| {
-            let turns = answered + clarified + handed_off;
-            DayStats {
-                day: day.to_string(),
-                turns,
-                answered,
-                clarified,
-                handed_off,
-                auto_answer_rate: rate(answered, turns),
-                handoff_rate: rate(handed_off, turns),
-            }
-        })
-        .collect()
+    days.into_iter().map(|(day, counts)| DayStats { day: day.to_string(), outcomes: Outcomes::of(counts) }).collect()
 }
 
 fn decision_slot(decision: Action) -> usize {
@@ -538,21 +543,9 @@ fn scenario_stats(data: &StatsData, scenario_of: &dyn Fn(&str) -> Option<String>
     }
     let mut scenarios: Vec<ScenarioStats> = scenarios
         .into_iter()
-        .map(|(scenario, ([answered, clarified, handed_off], not_useful))| {
-            let turns = answered + clarified + handed_off;
-            ScenarioStats {
-                scenario,
-                turns,
-                answered,
-                clarified,
-                handed_off,
-                auto_answer_rate: rate(answered, turns),
-                handoff_rate: rate(handed_off, turns),
-                not_useful,
-            }
-        })
+        .map(|(scenario, (counts, not_useful))| ScenarioStats { scenario, outcomes: Outcomes::of(counts), not_useful })
         .collect();
-    scenarios.sort_by(|a, b| b.turns.cmp(&a.turns).then_with(|| a.scenario.cmp(&b.scenario)));
+    scenarios.sort_by(|a, b| b.outcomes.turns.cmp(&a.outcomes.turns).then_with(|| a.scenario.cmp(&b.scenario)));
     scenarios
 }
 
@@ -886,13 +879,10 @@ pub fn write_csv<W: std::io::Write>(report: &StatsReport, out: W) -> Result<(), 
 /// The `day`, `scenario`, `agent`, `queue` and `agent_work` sections.
 fn trend_rows(report: &StatsReport) -> Vec<CsvRow<'_>> {
     let mut rows = Vec::new();
-    for d in &report.daily {
-        let (count, rate, value) = (Some(d.turns), d.auto_answer_rate, d.handoff_rate);
-        rows.push(CsvRow { section: "day", key: d.day.clone(), count, rate, value, ..Default::default() });
-    }
-    for s in &report.scenarios {
-        let (count, rate, value) = (Some(s.turns), s.auto_answer_rate, s.handoff_rate);
-        rows.push(CsvRow { section: "scenario", key: s.scenario.clone(), count, rate, value, ..Default::default() });
+    let outcomes = report.daily.iter().map(|d| ("day", &d.day, &d.outcomes));
+    for (section, key, o) in outcomes.chain(report.scenarios.iter().map(|s| ("scenario", &s.scenario, &s.outcomes))) {
+        let (count, rate, value) = (Some(o.turns), o.auto_answer_rate, o.handoff_rate);
+        rows.push(CsvRow { section, key: key.clone(), count, rate, value, ..Default::default() });
     }
     for (section, groups) in [("agent", &report.agents), ("queue", &report.queues)] {
         for g in groups {
@@ -1366,15 +1356,21 @@ mod tests {
             _ => None,
         };
         let report = build_report(period, None, &data(), &[], &StatsSettings::default(), 10, &scenario_of);
-        let days: Vec<(&str, u64, u64, Option<f64>)> =
-            report.daily.iter().map(|d| (d.day.as_str(), d.turns, d.handed_off, d.auto_answer_rate)).collect();
+        let days: Vec<(&str, u64, u64, Option<f64>)> = report
+            .daily
+            .iter()
+            .map(|d| (d.day.as_str(), d.outcomes.turns, d.outcomes.handed_off, d.outcomes.auto_answer_rate))
+            .collect();
         assert_eq!(
             days,
             [("2026-06-08", 3, 0, Some(1.0)), ("2026-06-09", 6, 2, Some(4.0 / 6.0)), ("2026-06-10", 1, 0, Some(0.0)),],
             "every local day of the period, a day without turns too"
         );
-        let scenarios: Vec<(&str, u64, u64, u64)> =
-            report.scenarios.iter().map(|s| (s.scenario.as_str(), s.turns, s.handed_off, s.not_useful)).collect();
+        let scenarios: Vec<(&str, u64, u64, u64)> = report
+            .scenarios
+            .iter()
+            .map(|s| (s.scenario.as_str(), s.outcomes.turns, s.outcomes.handed_off, s.not_useful))
+            .collect();
         assert_eq!(scenarios, [("after_sales", 5, 0, 2), ("orders", 4, 2, 0), ("none", 1, 0, 0)]);
         let li = &report.agents[0];
         assert_eq!((li.name.as_str(), li.tickets, li.resolved, li.reopened), ("li", 2, 2, 1));

@@ -39,19 +39,8 @@ fn config(dir: &Path, api_base: &str, passive_reply_ms: u64, retries: u32) -> Pa
 fn client(python: &Path, server: &Server, args: &[&str]) -> Value {
     let (path, receiver) = if args[0] == "wecom" { ("wecom/kf", CORP_ID) } else { ("wechat/demo", APP_ID) };
     let url = format!("{}/v1/channels/{path}", server.base);
-    let output = std::process::Command::new(python)
-        .arg(common::repo().join("tests/wechat/wechatpy_client.py"))
-        .args([url.as_str(), TOKEN, AES_KEY, receiver])
-        .args(args)
-        .output()
-        .expect("run the wechatpy client");
-    assert!(
-        output.status.success(),
-        "wechatpy client {args:?} failed:\n{}\nserver log:\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        server.log_text()
-    );
-    serde_json::from_slice(&output.stdout).expect("the client's JSON summary")
+    let args: Vec<&str> = [url.as_str(), TOKEN, AES_KEY, receiver].into_iter().chain(args.iter().copied()).collect();
+    common::run_client(python, "wechatpy_client.py", &args, server)
 }
 
 async fn eventually(what: &str, limit: Duration, check: impl Fn() -> bool) {

@@ -6,28 +6,11 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::Server;
+use common::{run_client, Server};
 use serde_json::{json, Value};
 
 const BOT_KEY: &str = "ecosystem-bot-key-0123456789";
 const ADMIN_KEY: &str = "ecosystem-admin-key-0123456789";
-
-fn run(python: &Path, script: &str, args: &[&str], server: &Server) -> Value {
-    let output = std::process::Command::new(python)
-        .arg(common::repo().join("tests/clients").join(script))
-        .args(args)
-        .output()
-        .expect("run the client");
-    assert!(
-        output.status.success(),
-        "{script} failed:\n{}\nserver log:\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        server.log_text()
-    );
-    serde_json::from_slice(&output.stdout).expect("the client's JSON")
-}
 
 /// The value of the sample `name` whose labels include `labels`, summed over the rest (0 when absent).
 fn sample(scrape: &Value, name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -56,7 +39,7 @@ async fn prometheus_and_rasa_clients_read_kefu() {
     let keys = format!("bot:{BOT_KEY},admin:{ADMIN_KEY}");
     let server = Server::start(&[("KEFU_API_KEYS", &keys)]).await;
     let metrics_url = format!("{}/metrics", server.base);
-    let scrape = || run(&python, "prometheus_scrape.py", &[&metrics_url], &server);
+    let scrape = || run_client(&python, "prometheus_scrape.py", &[&metrics_url], &server);
 
     // Metrics: the counters move by exactly the requests made.
     let before = scrape();
@@ -88,7 +71,7 @@ async fn prometheus_and_rasa_clients_read_kefu() {
     let text = "订单号１２３４５昨天买的连衣裙，退货地址在哪";
     let args =
         [server.base.as_str(), BOT_KEY, schema.to_str().unwrap(), text, "我要投诉，马上转人工", "明天北京会下雨吗"];
-    let answers = run(&python, "rasa_nlu_client.py", &args, &server);
+    let answers = run_client(&python, "rasa_nlu_client.py", &args, &server);
     let first = &answers[0];
     assert_eq!(first["message_id"], "sender-0");
     let chars: Vec<char> = text.chars().collect();

@@ -36,6 +36,23 @@ pub fn client_python() -> Option<PathBuf> {
     None
 }
 
+/// Runs the client `script` of tests/clients with `args` against `server`;
+/// the JSON it prints. A failure shows the client's errors and the server's log.
+pub fn run_client(python: &Path, script: &str, args: &[&str], server: &Server) -> serde_json::Value {
+    let output = Command::new(python)
+        .arg(repo().join("tests/clients").join(script))
+        .args(args)
+        .output()
+        .expect("run the client");
+    assert!(
+        output.status.success(),
+        "{script} {args:?} failed:\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        server.log_text()
+    );
+    serde_json::from_slice(&output.stdout).expect("the client's JSON")
+}
+
 pub struct Server {
     child: Child,
     pub base: String,
