@@ -7,7 +7,7 @@
 //! distinct values and fold the rest into `other`. No label carries a
 //! customer, a text or an intent's free text.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -190,10 +190,18 @@ pub fn encoder_batch(texts: usize, elapsed: Duration) {
     histogram!(ENCODER_SECONDS).record(elapsed.as_secs_f64());
 }
 
-/// Unresolved and overdue tickets of one queue, as counted at a scrape.
-pub fn tickets(queue: &str, open: u64, overdue: u64) {
-    gauge!(TICKETS_OPEN, "queue" => queue.to_string()).set(open as f64);
-    gauge!(TICKETS_OVERDUE, "queue" => queue.to_string()).set(overdue as f64);
+/// Unresolved and overdue tickets per queue `(queue, open, overdue)`, as
+/// counted at a scrape; a queue counted before and without tickets now reads 0.
+pub fn tickets(loads: &[(&str, u64, u64)]) {
+    static QUEUES: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    let mut known = QUEUES.lock().unwrap_or_else(|e| e.into_inner());
+    let emptied: Vec<String> = known.iter().filter(|q| loads.iter().all(|l| l.0 != q.as_str())).cloned().collect();
+    let counts = emptied.into_iter().map(|q| (q, 0, 0)).chain(loads.iter().map(|&(q, o, d)| (q.to_string(), o, d)));
+    for (queue, open, overdue) in counts {
+        gauge!(TICKETS_OPEN, "queue" => queue.clone()).set(open as f64);
+        gauge!(TICKETS_OVERDUE, "queue" => queue.clone()).set(overdue as f64);
+        known.insert(queue);
+    }
 }
 
 pub fn correction() {
@@ -249,6 +257,17 @@ mod tests {
         for name in used {
             assert!(ALL.contains(&name), "the dashboard reads {name}, which kefu does not export");
         }
+    }
+
+    #[test]
+    fn a_queue_that_empties_reads_zero() {
+        let exporter = install();
+        tickets(&[("telemetry-test-queue", 2, 1)]);
+        assert!(exporter.render().contains(r#"kefu_tickets_open{queue="telemetry-test-queue"} 2"#));
+        tickets(&[]);
+        let text = exporter.render();
+        assert!(text.contains(r#"kefu_tickets_open{queue="telemetry-test-queue"} 0"#), "{text}");
+        assert!(text.contains(r#"kefu_tickets_overdue{queue="telemetry-test-queue"} 0"#), "{text}");
     }
 
     #[test]

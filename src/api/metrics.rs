@@ -32,9 +32,8 @@ pub(super) async fn record(request: Request, next: Next) -> Response {
 /// The exposition, with the figures read at scrape time (ticket load, model) brought up to date.
 async fn render(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let exporter = telemetry::exporter().ok_or_else(|| ApiError::not_found("metrics are off (api.metrics = false)"))?;
-    for load in state.store.queue_load(Utc::now()).await? {
-        telemetry::tickets(&load.queue, load.open, load.overdue);
-    }
+    let loads = state.store.queue_load(Utc::now()).await?;
+    telemetry::tickets(&loads.iter().map(|l| (l.queue.as_str(), l.open, l.overdue)).collect::<Vec<_>>());
     if let Some(engine) = state.engine() {
         telemetry::model(engine.version(), &engine.fingerprint());
     }
