@@ -416,6 +416,8 @@ async fn serve(config: Config) -> Result<()> {
         tokio::spawn(kefu::telemetry::run_upkeep(kefu::telemetry::install()));
     }
     let store = open_store(&config).await?;
+    // Other replicas on the same PostgreSQL signal their corrections and changes.
+    tokio::spawn(store.clone().listen_to_replicas());
     // Overdue pushes need only the store, so they start before the model loads.
     if let Some(webhook) = config.webhook_settings()? {
         let notifier = kefu::overdue::SlaNotifier::new(store.clone(), webhook, Arc::new(kefu::overdue::SystemClock))?;
@@ -471,7 +473,9 @@ async fn serve(config: Config) -> Result<()> {
         match load_and_warm_up(config, history, &store, &loading_state).await {
             Ok(()) => {
                 tracing::info!("ready");
-                // Follows `kefu rollback` / `kefu retrain` run beside the server.
+                // Learns the corrections other replicas store, and follows
+                // `kefu rollback` / `kefu retrain` run beside the server or on another replica.
+                tokio::spawn(loading_state.live.clone().follow_corrections(store.clone()));
                 if !poll.is_zero() {
                     tokio::spawn(loading_state.live.clone().follow_current_version(store, poll));
                 }
@@ -537,6 +541,10 @@ async fn retrain(config: Config, json: bool, tolerance: Option<f64>) -> Result<(
         }
     }
     let store = open_store(&config).await?;
+    let _learning = store
+        .try_learning_lock()
+        .await?
+        .context("another kefu is retraining or rolling back on this database; try again when it is done")?;
     let show = !json && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let versions_dir = config.learning.versions_dir.clone();
     let trainer = Arc::new(

@@ -43,6 +43,7 @@ impl From<LiveError> for ApiError {
             LiveError::NotReady => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string()),
             LiveError::Busy => ApiError::new(StatusCode::CONFLICT, "learning_busy", e.to_string()),
             LiveError::Learning(e) => e.into(),
+            LiveError::Store(e) => e.into(),
         }
     }
 }

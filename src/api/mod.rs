@@ -268,9 +268,12 @@ async fn healthz() -> Json<Value> {
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let engine = state.engine().ok_or_else(ApiError::not_ready)?;
-    Ok(Json(
-        json!({"status": "ready", "version": engine.version(), "exemplars": engine.model().exemplars(), "intents": engine.corpus().intents.len()}),
-    ))
+    let mut ready = json!({"status": "ready", "version": engine.version(), "exemplars": engine.model().exemplars(), "intents": engine.corpus().intents.len()});
+    // Still serving (so still ready), but not the version every other replica serves.
+    if let Some(lag) = state.live.behind() {
+        ready["behind"] = json!(lag);
+    }
+    Ok(Json(ready))
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,8 +1,9 @@
 //! The engine in service and its lifecycle: installing a loaded engine,
 //! retraining and rolling back behind one lock, swapping versions hot, and
 //! following the version pointer that `kefu rollback` or `kefu retrain`
-//! beside a running server move. Requests hold an `Arc` of the engine they
-//! started with, so a swap never drops or fails one.
+//! beside a running server (or another replica) move, and the corrections
+//! other replicas store. Requests hold an `Arc` of the engine they started
+//! with, so a swap never drops or fails one.
 
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
@@ -13,7 +14,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use crate::engine::{Engine, BASE_VERSION};
 use crate::learning::versions::{Rollback, VersionReport, VersionStatus};
 use crate::learning::{self, TrainError, Trainer};
-use crate::store::Store;
+use crate::store::{ClusterLock, Store, StoreError};
 
 /// The served engine (none until the model and index are loaded) and the learning loop around it.
 #[derive(Default)]
@@ -23,6 +24,15 @@ pub struct LiveEngine {
     trainer: OnceLock<Arc<Trainer>>,
     /// Held by a retrain, reload or rollback: one engine swap at a time.
     swapping: Arc<Mutex<()>>,
+    /// The version the pointer names when this replica could not load it.
+    behind: RwLock<Option<VersionLag>>,
+}
+
+/// A version this replica should serve but cannot, and why.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct VersionLag {
+    pub wanted: String,
+    pub error: String,
 }
 
 /// Why a learning-loop request cannot run now.
@@ -32,6 +42,8 @@ pub enum LiveError {
     NotReady,
     #[error("a retrain, reload or rollback is already running")]
     Busy,
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error(transparent)]
     Learning(#[from] TrainError),
 }
@@ -68,9 +80,29 @@ impl LiveEngine {
         Ok((trainer, guard))
     }
 
+    /// [`Self::exclusive`], and the database's learning lock: a retrain or
+    /// rollback moves the version pointer every replica follows.
+    async fn exclusive_everywhere(
+        &self,
+        store: &Store,
+    ) -> Result<(Arc<Trainer>, (OwnedMutexGuard<()>, ClusterLock)), LiveError> {
+        let (trainer, guard) = self.exclusive()?;
+        let lock = store.try_learning_lock().await?.ok_or(LiveError::Busy)?;
+        Ok((trainer, (guard, lock)))
+    }
+
+    /// The version this replica fails to load, if any (shown by /readyz).
+    pub fn behind(&self) -> Option<VersionLag> {
+        self.behind.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn set_behind(&self, lag: Option<VersionLag>) {
+        *self.behind.write().unwrap_or_else(PoisonError::into_inner) = lag;
+    }
+
     /// Fits, gates and saves a new version, and serves it when promoted.
     pub async fn retrain(self: Arc<Self>, store: Store, tolerance: Option<f64>) -> Result<VersionReport, LiveError> {
-        let (trainer, guard) = self.exclusive()?;
+        let (trainer, guard) = self.exclusive_everywhere(&store).await?;
         // NOTE: the work runs in its own task, so a caller that goes away does not
         // abandon a retrain half-way (between saving a version and serving it).
         let task = tokio::spawn(async move {
@@ -98,7 +130,7 @@ impl LiveEngine {
 
     /// Makes the previous promoted version (or the corpus model) current and serves it.
     pub async fn rollback(&self, store: &Store) -> Result<Rollback, LiveError> {
-        let (trainer, _guard) = self.exclusive()?;
+        let (trainer, _guard) = self.exclusive_everywhere(store).await?;
         let t = trainer.clone();
         let rolled = tokio::task::spawn_blocking(move || t.versions().rollback(Utc::now()))
             .await
@@ -165,13 +197,32 @@ impl LiveEngine {
             let Ok(_guard) = self.swapping.clone().try_lock_owned() else { continue };
             let named = pointer.as_deref().unwrap_or(BASE_VERSION);
             match self.reload_current(&store, &trainer).await {
-                Ok(true) => tracing::info!(version = named, "followed the version pointer"),
-                Ok(false) => {}
+                Ok(changed) => {
+                    if changed {
+                        tracing::info!(version = named, "followed the version pointer");
+                    }
+                    self.set_behind(None);
+                }
                 Err(err) => {
-                    tracing::error!(version = named, error = %err, "cannot serve the version the pointer names; keeping the current one")
+                    tracing::error!(version = named, error = %err, "cannot serve the version the pointer names; keeping the current one");
+                    self.set_behind(Some(VersionLag { wanted: named.to_string(), error: err.to_string() }));
                 }
             }
             last_seen = Some(pointer);
+        }
+    }
+
+    /// Teaches the served engine each correction another replica stores, as
+    /// soon as the store hears of it. Runs until the process ends.
+    pub async fn follow_corrections(self: Arc<Self>, store: Store) {
+        let mut stored = store.corrections_changed();
+        while stored.changed().await.is_ok() {
+            let Some(engine) = self.get() else { continue };
+            match learning::sync_corrections(&engine, &store).await {
+                Ok(0) => {}
+                Ok(taught) => tracing::info!(taught, "learned corrections stored by another replica"),
+                Err(err) => tracing::warn!(error = %err, "cannot learn the latest corrections; trying at the next one"),
+            }
         }
     }
 }

@@ -30,11 +30,13 @@ mod channels;
 mod history;
 mod learning;
 mod overdue;
+mod replicas;
 mod workspace;
 pub use access::{AgentAccount, AgentSession, ApiKeyRecord, AuditEntry, AuditFilter, RotatedRows};
 pub use channels::{ChannelWrite, Identity, LatestChannel, Linked, NewInbound, NewOutbound, Outbound, PendingInbound};
 pub use learning::StoredCorrection;
 pub use overdue::{OverduePush, OverduePushState, QueueLoad};
+pub use replicas::ClusterLock;
 use workspace::feed;
 pub use workspace::{ActiveTicket, Delivery, FeedEntry, MessageRole, NewMessage, StoredMessage};
 
@@ -239,8 +241,12 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     vault: Arc<Vault>,
+    /// The PostgreSQL URL, for listening to the other replicas.
+    url: Option<Arc<str>>,
     /// Moves after each change live streams show (see [`Store::changes`]).
     changes: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Moves after each stored correction (see [`Store::corrections_changed`]).
+    corrections: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// The database behind a URL.
@@ -316,7 +322,14 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        Ok(Store { pool, backend, vault, changes: Arc::new(tokio::sync::watch::Sender::new(0)) })
+        Ok(Store {
+            pool,
+            backend,
+            vault,
+            url: (backend == Backend::Postgres).then(|| url.into()),
+            changes: Arc::new(tokio::sync::watch::Sender::new(0)),
+            corrections: Arc::new(tokio::sync::watch::Sender::new(0)),
+        })
     }
 
     /// The vault sealing this store's texts (its keyed hashes sign other things too).
@@ -805,6 +818,7 @@ impl Store {
             .bind(stamp(at))
             .execute(&self.pool)
             .await?;
+        self.announce_correction();
         Ok(id)
     }
 
@@ -972,12 +986,19 @@ pub(crate) mod testing {
 
     pub struct TestStore {
         pub store: Store,
+        /// What the store was opened with.
+        pub url: String,
         pub backend: &'static str,
         _dir: Option<tempfile::TempDir>,
         postgres: Option<(String, String)>,
     }
 
     impl TestStore {
+        /// Another server's handle on the same database.
+        pub async fn replica(&self) -> Store {
+            Store::open(&self.url, self.store.vault()).await.expect("second handle")
+        }
+
         /// Drops the PostgreSQL schema (the SQLite file goes with its temp dir).
         pub async fn cleanup(self) {
             if let Some((url, schema)) = self.postgres {
@@ -1028,7 +1049,8 @@ pub(crate) mod testing {
     pub async fn test_stores() -> Vec<TestStore> {
         let dir = tempfile::tempdir().expect("temp dir");
         let sqlite = sqlite_store(dir.path()).await;
-        let mut stores = vec![TestStore { store: sqlite, backend: "sqlite", _dir: Some(dir), postgres: None }];
+        let url = format!("sqlite://{}/kefu.db", dir.path().display());
+        let mut stores = vec![TestStore { store: sqlite, url, backend: "sqlite", _dir: Some(dir), postgres: None }];
         if let Ok(url) = std::env::var("KEFU_TEST_POSTGRES_URL") {
             sqlx::any::install_default_drivers();
             let schema = format!("kefu_test_{}", uuid::Uuid::new_v4().simple());
@@ -1036,11 +1058,15 @@ pub(crate) mod testing {
                 AnyPoolOptions::new().max_connections(1).connect(&url).await.expect("KEFU_TEST_POSTGRES_URL reachable");
             admin.execute(format!("CREATE SCHEMA {schema}").as_str()).await.expect("create schema");
             let sep = if url.contains('?') { '&' } else { '?' };
-            let store =
-                Store::open(&format!("{url}{sep}options=-c%20search_path%3D{schema}"), Arc::new(Vault::ephemeral()))
-                    .await
-                    .expect("postgres store");
-            stores.push(TestStore { store, backend: "postgres", _dir: None, postgres: Some((url, schema)) });
+            let schema_url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+            let store = Store::open(&schema_url, Arc::new(Vault::ephemeral())).await.expect("postgres store");
+            stores.push(TestStore {
+                store,
+                url: schema_url,
+                backend: "postgres",
+                _dir: None,
+                postgres: Some((url, schema)),
+            });
         }
         stores
     }

@@ -135,10 +135,6 @@ impl Store {
         self.changes.subscribe()
     }
 
-    pub(super) fn announce_change(&self) {
-        self.changes.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
     pub(super) async fn insert_feed(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
