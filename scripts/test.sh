@@ -37,6 +37,20 @@ if ! .venv-clients/bin/python -c 'import wechatpy, prometheus_client, jsonschema
   .venv-clients/bin/pip install --quiet "wechatpy[cryptography]==1.8.18" "prometheus-client==0.26.0" \
     "jsonschema==4.26.0" "pyyaml==6.0.3"
 fi
+# PostgreSQL for the replica test (tests/replicas.rs) and the store's
+# PostgreSQL cases: a throw-away cluster, installed first if need be.
+if [ -z "${KEFU_TEST_POSTGRES_URL:-}" ]; then
+  if postgres="$(scripts/postgres.sh start)"; then
+    eval "$postgres"
+    trap 'scripts/postgres.sh stop' EXIT
+  elif [ "${CI:-}" = true ]; then
+    exit 1
+  else
+    echo "!!! no PostgreSQL: the replica test and the store's PostgreSQL cases are skipped" >&2
+  fi
+fi
 cargo test "$@"
 # Schema-driven fuzzing of a real server's API (schemathesis from PyPI).
 scripts/api-fuzz.sh 50
+# The Dockerfile, compose, nginx and Kubernetes files, with their own tools.
+scripts/check-deploy.sh

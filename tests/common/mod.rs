@@ -68,12 +68,18 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
+/// The binary servers run: this build's, or `KEFU_TEST_BIN` (say a release
+/// build, to measure throughput with the tests' scenarios).
+fn kefu_binary() -> PathBuf {
+    std::env::var_os("KEFU_TEST_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kefu")), PathBuf::from)
+}
+
 /// Starts `kefu serve` on `host` and a free port with its databases in `dir`;
 /// returns the child, its base URL (on loopback) and log path.
 fn spawn(host: &str, dir: &Path, env: &[(String, String)], starts: usize) -> (Child, String, PathBuf) {
     let port = free_port();
     let log = dir.join(format!("server-{starts}.log"));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kefu"));
+    let mut cmd = Command::new(kefu_binary());
     cmd.current_dir(repo())
         .args(["serve", "--addr", &format!("{host}:{port}")])
         .env("KEFU_DATABASE_URL", format!("sqlite://{}/kefu.db", dir.display()))
