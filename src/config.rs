@@ -1057,6 +1057,21 @@ mod tests {
     }
 
     #[test]
+    fn the_deployment_files_set_only_real_settings() {
+        let known: std::collections::HashSet<String> =
+            SETTINGS.iter().map(|s| format!("KEFU_{}", s.name.to_uppercase())).collect();
+        let variable = regex::Regex::new(r"\bKEFU_[A-Z_]+\b").unwrap();
+        for file in ["Dockerfile", "deploy/compose.yaml", "deploy/k8s/kefu.yaml"] {
+            let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+            let named: Vec<&str> = variable.find_iter(&text).map(|m| m.as_str()).collect();
+            assert!(!named.is_empty(), "{file} configures kefu");
+            for name in named {
+                assert!(known.contains(name), "{file} sets {name}, which is no setting of kefu");
+            }
+        }
+    }
+
+    #[test]
     fn every_setting_reaches_its_field_by_flag_and_variable() {
         use clap::{CommandFactory, FromArgMatches, Parser};
         #[derive(Parser)]
