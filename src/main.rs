@@ -410,6 +410,9 @@ fn engine_parts(
     Ok((handle, catalogue, settings))
 }
 
+/// How often a server re-reads the corrections in case another replica's signal was lost.
+const CORRECTIONS_CATCH_UP: Duration = Duration::from_secs(30);
+
 async fn serve(config: Config) -> Result<()> {
     // Metrics recorded before the recorder is installed would be lost.
     if config.api.metrics {
@@ -475,7 +478,7 @@ async fn serve(config: Config) -> Result<()> {
                 tracing::info!("ready");
                 // Learns the corrections other replicas store, and follows
                 // `kefu rollback` / `kefu retrain` run beside the server or on another replica.
-                tokio::spawn(loading_state.live.clone().follow_corrections(store.clone()));
+                tokio::spawn(loading_state.live.clone().follow_corrections(store.clone(), CORRECTIONS_CATCH_UP));
                 if !poll.is_zero() {
                     tokio::spawn(loading_state.live.clone().follow_current_version(store, poll));
                 }

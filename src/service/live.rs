@@ -213,10 +213,14 @@ impl LiveEngine {
     }
 
     /// Teaches the served engine each correction another replica stores, as
-    /// soon as the store hears of it. Runs until the process ends.
-    pub async fn follow_corrections(self: Arc<Self>, store: Store) {
+    /// soon as the store hears of it, and every `catch_up` in case a signal
+    /// was lost. Runs until the process ends.
+    pub async fn follow_corrections(self: Arc<Self>, store: Store, catch_up: Duration) {
         let mut stored = store.corrections_changed();
-        while stored.changed().await.is_ok() {
+        loop {
+            if let Ok(Err(_)) = tokio::time::timeout(catch_up, stored.changed()).await {
+                return; // the store is gone
+            }
             let Some(engine) = self.get() else { continue };
             match learning::sync_corrections(&engine, &store).await {
                 Ok(0) => {}

@@ -40,7 +40,7 @@ impl Store {
         self.corrections.subscribe()
     }
 
-    pub(super) fn signal(&self, channel: &'static str) {
+    fn signal(&self, channel: &'static str) {
         let local = if channel == CHANGES { &self.changes } else { &self.corrections };
         local.send_modify(|n| *n = n.wrapping_add(1));
         if self.backend == Backend::Postgres {
@@ -66,7 +66,7 @@ impl Store {
     /// Wakes this replica's watchers on the other replicas' signals, for as
     /// long as the process runs. Returns at once on SQLite.
     pub async fn listen_to_replicas(self) {
-        let Some(url) = self.url.clone().filter(|_| self.backend == Backend::Postgres) else { return };
+        let Some(url) = self.url.clone() else { return };
         let wake_all = || {
             self.changes.send_modify(|n| *n = n.wrapping_add(1));
             self.corrections.send_modify(|n| *n = n.wrapping_add(1));
