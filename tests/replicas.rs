@@ -3,7 +3,8 @@
 //! others within a second; under a mixed load one replica is killed with
 //! SIGKILL and nothing acknowledged is lost and no request to the survivors
 //! fails; each overdue ticket reaches the webhook once; a retrain promoted
-//! through one replica is served by all, a restarted one included; a ticket
+//! through one replica is served by all, a restarted one included, and one
+//! they cannot load leaves them serving the last and saying so; a ticket
 //! opened through one replica reaches a workspace connected to another at once.
 //!
 //! PostgreSQL comes from `KEFU_TEST_POSTGRES_URL`, which scripts/test.sh sets
@@ -419,6 +420,40 @@ async fn three_replicas_on_one_postgres_behave_as_one_service() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let switch_ms = waited.elapsed().as_millis();
+
+    // A version the replicas cannot load (its model is missing): they keep
+    // serving the promoted one and /readyz says what they are behind on.
+    let pointer = versions.path().join("current");
+    let point_at = |id: &str| {
+        let staged = versions.path().join("current.staged");
+        std::fs::write(&staged, format!("{id}\n")).unwrap();
+        std::fs::rename(&staged, &pointer).unwrap();
+    };
+    let unreadable = versions.path().join("v-unreadable");
+    std::fs::create_dir(&unreadable).unwrap();
+    std::fs::copy(versions.path().join(&promoted).join("report.json"), unreadable.join("report.json")).unwrap();
+    point_at("v-unreadable");
+    let readiness = |base: String| {
+        let client = client.clone();
+        async move { client.get(format!("{base}/readyz")).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let waited = Instant::now();
+    loop {
+        let ready = readiness(bases[0].clone()).await;
+        if ready["behind"]["wanted"] == "v-unreadable" {
+            assert_eq!(ready["version"], promoted.as_str(), "{ready}");
+            break;
+        }
+        assert!(waited.elapsed() < Duration::from_secs(30), "no lag reported: {ready}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(version_of(&client, &bases[1]).await.as_deref(), Some(promoted.as_str()));
+    point_at(&promoted);
+    let waited = Instant::now();
+    while readiness(bases[0].clone()).await.get("behind").is_some() {
+        assert!(waited.elapsed() < Duration::from_secs(30), "the lag never cleared");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // The killed replica comes back on the promoted version, with the load's corrections.
     replicas[2].restart().await;

@@ -175,19 +175,26 @@ impl Trainer {
     /// the corpus (fitted once, then cached). Without connectors or live
     /// corrections. Blocking.
     pub fn current_engine(&self, show_progress: bool) -> Result<Engine, TrainError> {
-        let corpus = Corpus::load(&self.settings.corpus_dir)?;
-        match self.versions.current() {
-            Ok(Some(id)) => match self.version_engine(&corpus, &id) {
-                Ok(engine) => return Ok(engine),
-                Err(err) => {
-                    tracing::warn!(version = %id, error = %err, "cannot serve the current version; serving the model built from the corpus")
-                }
-            },
-            Ok(None) => {}
+        match self.named_engine(show_progress) {
+            Ok(engine) => Ok(engine),
             Err(err) => {
-                tracing::warn!(error = %err, "cannot read the current version; serving the model built from the corpus")
+                tracing::warn!(error = %err, "cannot serve the current version; serving the model built from the corpus");
+                self.corpus_engine(Corpus::load(&self.settings.corpus_dir)?, show_progress)
             }
         }
+    }
+
+    /// The engine of the version the pointer names (the corpus model when it
+    /// names none), or why that version cannot be served. Blocking.
+    pub fn named_engine(&self, show_progress: bool) -> Result<Engine, TrainError> {
+        let corpus = Corpus::load(&self.settings.corpus_dir)?;
+        match self.versions.current()? {
+            Some(id) => self.version_engine(&corpus, &id),
+            None => self.corpus_engine(corpus, show_progress),
+        }
+    }
+
+    fn corpus_engine(&self, corpus: Corpus, show_progress: bool) -> Result<Engine, TrainError> {
         Ok(Engine::build(
             corpus,
             &self.catalogue,

@@ -166,7 +166,9 @@ impl LiveEngine {
             return Ok(false);
         }
         let t = trainer.clone();
-        let engine = tokio::task::spawn_blocking(move || t.current_engine(false)).await??;
+        // A version this replica cannot load is an error here, not the corpus
+        // model: the engine served now stays until the pointer names one it can.
+        let engine = tokio::task::spawn_blocking(move || t.named_engine(false)).await??;
         if self.version().as_deref() == Some(engine.version()) {
             return Ok(false);
         }
@@ -204,8 +206,14 @@ impl LiveEngine {
                     self.set_behind(None);
                 }
                 Err(err) => {
-                    tracing::error!(version = named, error = %err, "cannot serve the version the pointer names; keeping the current one");
-                    self.set_behind(Some(VersionLag { wanted: named.to_string(), error: err.to_string() }));
+                    let lag = VersionLag { wanted: named.to_string(), error: err.to_string() };
+                    if self.behind().as_ref() != Some(&lag) {
+                        tracing::error!(version = named, error = %err, "cannot serve the version the pointer names; keeping the current one");
+                    }
+                    self.set_behind(Some(lag));
+                    // Tried again next time: a shared directory may not show every file yet.
+                    last_seen = None;
+                    continue;
                 }
             }
             last_seen = Some(pointer);
