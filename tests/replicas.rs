@@ -51,18 +51,19 @@ fn postgres_server() -> Option<String> {
     }
 }
 
-/// A fresh database on `server` for this run; its URL.
-async fn fresh_database(server: &str) -> String {
+/// A fresh database on `server` for this run: its name and URL.
+async fn fresh_database(server: &str) -> (String, String) {
     let admin = sqlx::PgPool::connect(server).await.expect("KEFU_TEST_POSTGRES_URL reachable");
     let name = format!("kefu_replicas_{}", uuid::Uuid::new_v4().simple());
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.expect("create database");
     admin.close().await;
     let (base, query) = server.split_once('?').map_or((server, None), |(b, q)| (b, Some(q)));
     let base = base.rsplit_once('/').map_or(base, |(host, _)| host);
-    match query {
+    let url = match query {
         Some(q) => format!("{base}/{name}?{q}"),
         None => format!("{base}/{name}"),
-    }
+    };
+    (name, url)
 }
 
 /// Ticket ids each overdue notice named, in arrival order.
@@ -244,7 +245,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn three_replicas_on_one_postgres_behave_as_one_service() {
     assert!(model_installed(), "model missing");
     let Some(server) = postgres_server() else { return };
-    let database = fresh_database(&server).await;
+    let (database_name, database) = fresh_database(&server).await;
     let versions = tempfile::tempdir().unwrap();
     let (webhook_url, webhook) = start_webhook().await;
     let versions_dir = versions.path().display().to_string();
@@ -497,4 +498,10 @@ async fn three_replicas_on_one_postgres_behave_as_one_service() {
     );
     assert!(propagation_max <= 1000.0, "a correction took {propagation_max:.0} ms to reach another replica");
     assert!(feed_max < 1000.0, "a ticket took {feed_max:.0} ms to reach another replica's live feed");
+
+    // The database goes with the replicas (FORCE: connections may linger a moment).
+    drop(replicas);
+    db.close().await;
+    let admin = sqlx::PgPool::connect(&server).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE {database_name} WITH (FORCE)")).execute(&admin).await.unwrap();
 }
