@@ -208,9 +208,41 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
     ]
 });
 
+/// A month and day named together (6月3号, June 3, 3rd of June).
+static MONTH_DAY: LazyLock<Vec<Regex>> = LazyLock::new(|| {
+    let w = |p: &str| format!(r"(?i)(?-u:\b){p}(?-u:\b)");
+    vec![
+        re(&format!(r"(?P<m>[0-9]{{1,2}}|[一二三四五六七八九十]{{1,2}})\s*月\s*(?P<d>{CN_DIGITS})\s*[号日]")),
+        re(&w(&format!(r"(?P<mon>{MONTHS})\.?\s*(?P<d>[0-9]{{1,2}})(?:st|nd|rd|th)?"))),
+        re(&w(&format!(r"(?P<d>[0-9]{{1,2}})(?:st|nd|rd|th)?\s*(?:of\s+)?(?P<mon>{MONTHS})"))),
+    ]
+});
+
+/// Spans naming a month and day no calendar has (2月30日, 13月1号, April 31).
+/// They name no date, and no shorter reading inside them ("30日", the 30th
+/// of this month) may invent one.
+fn impossible_dates(text: &str) -> Vec<Span> {
+    let exists = |month: u32, day: u32| NaiveDate::from_ymd_opt(2024, month, day).is_some(); // 2024: a leap year
+    MONTH_DAY
+        .iter()
+        .flat_map(|regex| regex.captures_iter(text))
+        .filter_map(|caps| {
+            let month = match (caps.name("m"), caps.name("mon")) {
+                (Some(m), _) => cn_number(m.as_str())?,
+                (None, Some(name)) => month_named(name.as_str())?,
+                (None, None) => return None,
+            };
+            let day = cn_number(caps.name("d")?.as_str())?;
+            let whole = caps.get(0)?;
+            (!exists(month, day)).then_some((whole.start(), whole.end()))
+        })
+        .collect()
+}
+
 /// The first purchase / report time in `text`, ignoring spans already taken
 /// by an order id or phone number.
 pub(crate) fn extract(text: &str, today: NaiveDate, taken: &[Span]) -> Option<(DateRange, Span)> {
+    let taken: Vec<Span> = taken.iter().copied().chain(impossible_dates(text)).collect();
     let mut found: Vec<(usize, usize, DateRange, Tense)> = Vec::new();
     for (regex, rule) in RULES.iter() {
         for caps in regex.captures_iter(text) {
@@ -681,6 +713,24 @@ mod tests {
         assert_eq!(at(t, "二十五号买的"), day("2026-05-25"));
         assert_eq!(at(t, "6.3号买的"), day("2026-06-03"));
         assert_eq!(at(t, "6/3买的"), day("2026-06-03"));
+    }
+
+    #[test]
+    fn impossible_dates_name_no_time() {
+        let t = d("2026-06-15");
+        for text in [
+            "2月30日买的手机",
+            "4月31号下的单坏了",
+            "13月1号买的",
+            "二月三十号买的",
+            "bought it on April 31",
+            "the 30th of February",
+        ] {
+            assert_eq!(at(t, text), None, "{text}");
+        }
+        // A real date beside an impossible one is still read, and 2月29日 exists in leap years.
+        assert_eq!(at(t, "不是2月30日，是6月3号买的"), day("2026-06-03"));
+        assert_eq!(at(t, "2月29日买的"), day("2024-02-29"));
     }
 
     #[test]
