@@ -26,6 +26,9 @@ pub enum Resolution {
     WhichOrder(Vec<String>),
     /// No matching order for a known customer: ask for the order number (clarify).
     AskOrderNumber,
+    /// The order number the customer gave is not theirs or does not exist:
+    /// say so, rather than asking for the number again (clarify).
+    OrderNotFound(String),
     /// Nothing to look up, or the system failed: use the intent's general answer.
     General,
 }
@@ -103,7 +106,12 @@ pub async fn resolve(
             Err(e) => return logged(e, ctx, "order"),
             Ok(None) => return Resolution::General,
             Ok(Some(orders)) => match prefer_open(orders).as_slice() {
-                [] => return Resolution::AskOrderNumber,
+                [] => {
+                    return match &subject.slots.order_id {
+                        Some(id) => Resolution::OrderNotFound(id.clone()),
+                        None => Resolution::AskOrderNumber,
+                    }
+                }
                 [order] => fields.extend(template::fields_of_order(order, subject.tz, lang)),
                 several => {
                     let listed = several

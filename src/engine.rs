@@ -701,6 +701,10 @@ impl Engine {
                 verdict.action = Action::Clarify;
                 Some(self.corpus.replies.render(ReplyKey::AskOrderNumber, lang, &[]))
             }
+            Resolution::OrderNotFound(id) => {
+                verdict.action = Action::Clarify;
+                Some(self.corpus.replies.render(ReplyKey::OrderNotFound, lang, &[("order_id", &id)]))
+            }
             Resolution::General => None,
         }
     }

@@ -82,6 +82,15 @@ async fn demo_data_answers_end_to_end() {
     assert_eq!((r["decision"].as_str(), r["intent"].as_str()), (Some("answer"), Some("cancel_order")), "{r}");
     assert!(r["answer"].as_str().unwrap().contains("23456"), "{r}");
 
+    // A number that is not found is named in the reply, not asked for again.
+    let session = json!("s-not-found");
+    ask(base, json!({"text": "上个月买的沙发能取消吗", "customer_id": "c1002", "session_id": session, "now": NOW}))
+        .await;
+    let r = ask(base, json!({"text": "99999", "customer_id": "c1002", "session_id": session, "now": NOW})).await;
+    assert_eq!((r["decision"].as_str(), r["intent"].as_str()), (Some("clarify"), Some("cancel_order")), "{r}");
+    let reply = r["answer"].as_str().unwrap();
+    assert!(reply.contains("没有查到订单 99999") && !reply.contains("发一下订单号"), "{r}");
+
     // Anonymous: a specific purchase needs its number; a how-to question is answered in general.
     let session = json!("s-anon");
     let r = ask(base, json!({"text": "我昨天买的裙子能改地址吗", "session_id": session, "now": NOW})).await;

@@ -33,12 +33,14 @@ pub enum Lang {
 }
 
 impl Lang {
-    /// Chinese when the text holds any CJK ideograph, English otherwise.
+    /// Chinese when the text holds any CJK ideograph, English when it holds
+    /// Latin letters, and Chinese (the first language) when it holds neither:
+    /// a bare order number "99999" is no English sentence.
     pub fn detect(text: &str) -> Lang {
         let cjk = text
             .chars()
             .any(|c| matches!(c, '\u{4E00}'..='\u{9FFF}' | '\u{3400}'..='\u{4DBF}' | '\u{F900}'..='\u{FAFF}'));
-        if cjk {
+        if cjk || !text.chars().any(|c| c.is_ascii_alphabetic()) {
             Lang::Zh
         } else {
             Lang::En
@@ -781,5 +783,6 @@ slots = ["product"]
     fn detects_language() {
         assert_eq!(Lang::detect("app里怎么改地址"), Lang::Zh);
         assert_eq!(Lang::detect("where is my order 12345"), Lang::En);
+        assert_eq!(Lang::detect("99999"), Lang::Zh, "no letters: the first language");
     }
 }

@@ -28,6 +28,8 @@ pub enum ReplyKey {
     WhichOrder,
     /// No matching order: ask for its number.
     AskOrderNumber,
+    /// The order number given is not found: `{order_id}`.
+    OrderNotFound,
     /// One ticket found: `{ticket}`.
     TicketFound,
     /// Several open tickets: `{count}`, `{tickets}` (numbered lines) and `{more}` (the `ticket_more` text or nothing).
@@ -45,13 +47,14 @@ pub enum ReplyKey {
 }
 
 impl ReplyKey {
-    const ALL: [ReplyKey; 13] = [
+    const ALL: [ReplyKey; 14] = [
         ReplyKey::Rephrase,
         ReplyKey::Clarify,
         ReplyKey::Holding,
         ReplyKey::HoldingAngry,
         ReplyKey::WhichOrder,
         ReplyKey::AskOrderNumber,
+        ReplyKey::OrderNotFound,
         ReplyKey::TicketFound,
         ReplyKey::TicketList,
         ReplyKey::TicketMore,
@@ -70,6 +73,7 @@ impl ReplyKey {
             ReplyKey::HoldingAngry => "holding_angry",
             ReplyKey::WhichOrder => "which_order",
             ReplyKey::AskOrderNumber => "ask_order_number",
+            ReplyKey::OrderNotFound => "order_not_found",
             ReplyKey::TicketFound => "ticket_found",
             ReplyKey::TicketList => "ticket_list",
             ReplyKey::TicketMore => "ticket_more",
@@ -91,6 +95,7 @@ impl ReplyKey {
             | ReplyKey::TextOnly => (&[], &[]),
             ReplyKey::Clarify => (&["options"], &[]),
             ReplyKey::WhichOrder => (&["orders"], &[]),
+            ReplyKey::OrderNotFound => (&["order_id"], &[]),
             ReplyKey::TicketFound => (&["ticket"], &[]),
             ReplyKey::TicketList => (&["tickets"], &["count", "more"]),
             ReplyKey::TicketMore => (&["more"], &[]),
@@ -124,6 +129,10 @@ impl ReplyKey {
             ReplyKey::AskOrderNumber => (
                 "没有找到对应的订单，麻烦发一下订单号，我马上帮你查。",
                 "I couldn't find that order. Please send me the order number and I'll check right away.",
+            ),
+            ReplyKey::OrderNotFound => (
+                "没有查到订单 {order_id}，麻烦核对一下订单号是否完整；如果是别的账号下的订单，回复“转人工”，客服帮你查。",
+                "I couldn't find order {order_id}. Please check the number is complete; if the order is on another account, type \"agent\" and a person will look it up.",
             ),
             ReplyKey::TicketFound => ("帮你查到了：{ticket}。", "Here is what I found. {ticket}."),
             ReplyKey::TicketList => ("你有 {count} 个未完成的工单：\n{tickets}{more}", "You have {count} open tickets:\n{tickets}{more}"),
