@@ -196,6 +196,8 @@ pub struct IntentFeedback {
 pub struct StatsReport {
     pub from: String,
     pub to: String,
+    /// The zone days are counted in (`daily`, `YYYY-MM-DD` bounds), e.g. Asia/Shanghai.
+    pub timezone: String,
     /// The channel the figures are restricted to, if any.
     pub channel: Option<String>,
     pub turns: u64,
@@ -477,6 +479,7 @@ pub fn build_report(
     StatsReport {
         from: stamp(period.from),
         to: stamp(period.to),
+        timezone: settings.timezone.name().to_string(),
         channel: channel.map(str::to_string),
         turns,
         answered: totals.answered,

@@ -66,11 +66,24 @@
     return d.toISOString().slice(0, 10);
   }
 
+  // The deployment's zone, once a report has named it: "today" is the
+  // deployment's today (the server reads dates there), not the browser's.
+  var zone = null;
+  // The preset the period inputs hold (7 or 30 days), none once edited by hand.
+  var presetDays = 7;
+
+  function today() {
+    if (!zone) return day(new Date());
+    return new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" })
+      .format(new Date());
+  }
+
   function setPeriod(days) {
-    var to = new Date();
+    presetDays = days;
+    var to = new Date(today() + "T00:00:00Z");
     var from = new Date(to.getTime() - (days - 1) * 86400000);
-    $("from").value = day(from);
-    $("to").value = day(to);
+    $("from").value = from.toISOString().slice(0, 10);
+    $("to").value = to.toISOString().slice(0, 10);
   }
 
   function query() {
@@ -85,7 +98,10 @@
     $("lang").textContent = lang === "zh" ? "English" : "中文";
   }
 
+  var loads = 0;
+
   function load() {
+    var mine = ++loads;
     var q = query();
     var csv = new URLSearchParams(q);
     csv.set("format", "csv");
@@ -99,12 +115,21 @@
         return json;
       });
     }).then(function (json) {
+      if (mine !== loads) return;
+      if (!zone && json.timezone) {
+        // The first report names the deployment's zone; when its today is not
+        // the browser's, the default period moves to the deployment's days.
+        var shown = $("from").value + $("to").value;
+        zone = json.timezone;
+        if (presetDays) setPeriod(presetDays);
+        if ($("from").value + $("to").value !== shown) return load();
+      }
       report = json;
       render();
       $("state").textContent = "";
     }).catch(function (err) {
       $("state").textContent = t.failed + err.message;
-    }).finally(function () { $("board").removeAttribute("aria-busy"); });
+    }).finally(function () { if (mine === loads) $("board").removeAttribute("aria-busy"); });
   }
 
   function render() {
@@ -296,6 +321,7 @@
       }));
   }
 
+  ["from", "to"].forEach(function (id) { $(id).addEventListener("input", function () { presetDays = null; }); });
   $("period").addEventListener("submit", function (e) { e.preventDefault(); load(); });
   document.querySelectorAll("[data-days]").forEach(function (b) {
     b.addEventListener("click", function () { setPeriod(Number(b.dataset.days)); load(); });
