@@ -40,9 +40,14 @@ impl Store {
         self.corrections.subscribe()
     }
 
+    /// Wakes this replica's watchers of `channel`.
+    fn wake(&self, channel: &str) {
+        let counter = if channel == CORRECTIONS { &self.corrections } else { &self.changes };
+        counter.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     fn signal(&self, channel: &'static str) {
-        let local = if channel == CHANGES { &self.changes } else { &self.corrections };
-        local.send_modify(|n| *n = n.wrapping_add(1));
+        self.wake(channel);
         if self.backend == Backend::Postgres {
             let pool = self.pool.clone();
             // NOTE: fire and forget: the change is committed already, and a lost
@@ -67,12 +72,14 @@ impl Store {
     /// long as the process runs. Returns at once on SQLite.
     pub async fn listen_to_replicas(self) {
         let Some(url) = self.url.clone() else { return };
-        let wake_all = || {
-            self.changes.send_modify(|n| *n = n.wrapping_add(1));
-            self.corrections.send_modify(|n| *n = n.wrapping_add(1));
-        };
+        let wake_all = || [CHANGES, CORRECTIONS].into_iter().for_each(|channel| self.wake(channel));
         loop {
-            let mut listener = match PgListener::connect(&url).await {
+            let listening = async {
+                let mut listener = PgListener::connect(&url).await?;
+                listener.listen_all([CHANGES, CORRECTIONS]).await?;
+                Ok::<_, sqlx::Error>(listener)
+            };
+            let mut listener = match listening.await {
                 Ok(listener) => listener,
                 Err(err) => {
                     tracing::warn!(error = %err, "cannot listen to the other replicas; trying again");
@@ -80,19 +87,11 @@ impl Store {
                     continue;
                 }
             };
-            if let Err(err) = listener.listen_all([CHANGES, CORRECTIONS]).await {
-                tracing::warn!(error = %err, "cannot listen to the other replicas; trying again");
-                tokio::time::sleep(RECONNECT).await;
-                continue;
-            }
             // Whatever was signalled while nobody listened is read now.
             wake_all();
             loop {
                 match listener.try_recv().await {
-                    Ok(Some(signal)) if signal.channel() == CORRECTIONS => {
-                        self.corrections.send_modify(|n| *n = n.wrapping_add(1))
-                    }
-                    Ok(Some(_)) => self.changes.send_modify(|n| *n = n.wrapping_add(1)),
+                    Ok(Some(signal)) => self.wake(signal.channel()),
                     // The connection dropped; the next receive reconnects and listens again.
                     Ok(None) => {
                         tracing::warn!("lost the replicas' signals; reconnecting and catching up");
