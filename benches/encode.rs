@@ -1,20 +1,40 @@
-//! Encoder latency: one short Chinese query, and a batch of 32, on the
-//! default model (skipped with a note when it is not installed).
+//! Encoder latency on the default model, on both backends side by side:
+//! 1, 8 and 32 texts, short (a customer's question) and long (a paragraph).
+//! A backend that is not installed is skipped with a note.
 
 use std::path::Path;
 
-use criterion::{criterion_group, criterion_main, Criterion};
-use kefu::encoder::{BertEncoder, Encoder, TextKind};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use kefu::encoder::{Backend, BertEncoder, Encoder, TextKind};
+
+const SHORT: [&str; 4] = ["快递到哪了", "退货地址在哪", "where is my parcel", "冰箱不制冷了"];
+const LONG: &str = "我上周在你们旗舰店买的冰箱到货以后一直不制冷，师傅来看过一次说是压缩机的问题，\
+    到现在已经等了五天还没有人联系我换货，订单号是12345，请尽快给我一个处理方案，不然我只能去投诉了。";
 
 fn encode(c: &mut Criterion) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/multilingual-e5-small");
-    let Ok(encoder) = BertEncoder::load(&dir) else {
-        eprintln!("skipped: {} is not installed (run `kefu model fetch`)", dir.display());
-        return;
-    };
-    c.bench_function("encode one short Chinese query", |b| b.iter(|| encoder.encode(&["快递到哪了"], TextKind::Query)));
-    let batch: Vec<&str> = ["我昨天买的裙子能改地址吗", "退货地址在哪", "where is my parcel", "冰箱不制冷了"].repeat(8);
-    c.bench_function("encode a batch of 32 queries", |b| b.iter(|| encoder.encode(&batch, TextKind::Query)));
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let dir = models.join("multilingual-e5-small");
+    let mut group = c.benchmark_group("encode");
+    for backend in [Backend::Candle, Backend::Onnx] {
+        let encoder = match BertEncoder::load_on(&dir, &backend.runtime(&models)) {
+            Ok(encoder) => encoder,
+            Err(e) => {
+                eprintln!("skipped {backend:?}: {e} (run `kefu model fetch`)");
+                continue;
+            }
+        };
+        let name = encoder.runtime_name();
+        for count in [1, 8, 32] {
+            let short: Vec<&str> = SHORT.iter().cycle().take(count).copied().collect();
+            let long = vec![LONG; count];
+            for (length, texts) in [("short", short), ("long", long)] {
+                group.bench_with_input(BenchmarkId::new(format!("{name}/{length}"), count), &texts, |b, texts| {
+                    b.iter(|| encoder.encode(texts, TextKind::Query))
+                });
+            }
+        }
+    }
+    group.finish();
 }
 
 criterion_group! {

@@ -280,6 +280,10 @@ pub struct EngineConfig {
     pub encoder_queue: usize,
     /// Most messages embedded in one batch.
     pub batch_max_requests: usize,
+    /// What runs the encoder: auto (ONNX Runtime when installed, else candle), candle or onnx.
+    pub backend: crate::encoder::Backend,
+    /// Texts whose embeddings are kept for reuse; 0 turns the cache off.
+    pub embedding_cache: usize,
 }
 
 /// `[tickets]`: hand-off deadlines and conversations.
@@ -470,6 +474,8 @@ impl Default for EngineConfig {
             correction_min_similarity: engine.correction_min_similarity,
             encoder_queue: batch.queue_capacity,
             batch_max_requests: batch.max_batch_requests,
+            backend: crate::encoder::Backend::default(),
+            embedding_cache: batch.cache_entries,
         }
     }
 }
@@ -573,6 +579,8 @@ const SETTINGS: &[Setting] = &[
     setting("engine.correction_min_similarity", "correction_min_similarity", Kind::Number),
     setting("engine.encoder_queue", "encoder_queue", Kind::Number),
     setting("engine.batch_max_requests", "batch_max_requests", Kind::Number),
+    setting("engine.backend", "backend", Kind::Text),
+    setting("engine.embedding_cache", "embedding_cache", Kind::Number),
     setting("tickets.sla_minutes", "ticket_sla_minutes", Kind::Number),
     setting("tickets.conversation_gap_minutes", "conversation_gap_minutes", Kind::Number),
     Setting { path: "overdue.webhook_url", name: "sla_webhook_url", kind: Kind::Optional, secret: true },
@@ -756,6 +764,11 @@ impl Config {
     /// The model directory in use.
     pub fn model_dir(&self) -> PathBuf {
         self.models_dir.join(&self.model)
+    }
+
+    /// What the encoder runs on, given the backend chosen and what is installed.
+    pub fn encoder_runtime(&self) -> crate::encoder::Runtime {
+        self.engine.backend.runtime(&self.models_dir)
     }
 
     /// Where fitted intent models are cached.
@@ -1089,6 +1102,7 @@ mod tests {
                 Kind::Paths => "a.jsonl,b.jsonl",
                 Kind::Text | Kind::Optional if s.name == "timezone" => "UTC",
                 Kind::Text | Kind::Optional if s.name == "log_format" => "json",
+                Kind::Text | Kind::Optional if s.name == "backend" => "onnx",
                 Kind::Text | Kind::Optional if s.name == "sla_webhook_url" => "http://127.0.0.1:9/hook",
                 Kind::Text | Kind::Optional => "x",
             };

@@ -17,7 +17,7 @@ use kefu::api::{self, ApiSettings, AppState};
 use kefu::config::{Config, ConfigArgs, LogFormat};
 use kefu::connectors::{self, Connectors};
 use kefu::corpus::Corpus;
-use kefu::encoder::{import, BatchOptions, BertEncoder, EncoderHandle};
+use kefu::encoder::{import, onnx, Backend, BatchOptions, BertEncoder, EncoderHandle};
 use kefu::engine::{Engine, EngineSettings};
 use kefu::eval::{self, Prediction, SetRole};
 use kefu::learning::finetune::{self, FinetuneOptions};
@@ -237,8 +237,15 @@ fn main() -> Result<()> {
 /// `kefu model fetch NAME`: downloads and imports a known model.
 fn run_model_fetch(config: &Config, name: &str, json: bool) -> Result<()> {
     let summary = import::fetch(name.parse()?, &config.models_dir, !json)?;
+    // The library of the fast backend comes with every model unless candle is chosen.
+    let runtime = match config.engine.backend {
+        Backend::Candle => None,
+        Backend::Auto | Backend::Onnx => Some(import::fetch_runtime(&config.models_dir, !json)?),
+    };
     if json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        let mut value = serde_json::to_value(&summary)?;
+        value["runtime"] = serde_json::to_value(&runtime)?;
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         let bytes: u64 = summary.files.iter().map(|f| f.bytes).sum();
         println!(
@@ -251,6 +258,15 @@ fn run_model_fetch(config: &Config, name: &str, json: bool) -> Result<()> {
             summary.source,
             summary.seconds
         );
+        if let Some(runtime) = runtime {
+            println!(
+                "installed ONNX Runtime as {} ({:.0} MB) from {} in {:.1}s",
+                runtime.library.display(),
+                runtime.bytes as f64 / 1e6,
+                runtime.source,
+                runtime.seconds
+            );
+        }
     }
     Ok(())
 }
@@ -343,8 +359,23 @@ fn init_tracing(format: LogFormat) {
 
 /// Installs the configured model when it is missing and is one we know how to fetch.
 fn ensure_model(config: &Config, show_progress: bool) -> Result<()> {
+    if !config.fetch_missing_model {
+        return Ok(());
+    }
+    let library = onnx::runtime_library(&config.models_dir);
+    if config.engine.backend != Backend::Candle && !library.is_file() {
+        tracing::info!(library = %library.display(), "ONNX Runtime not installed; fetching it");
+        match import::fetch_runtime(&config.models_dir, show_progress) {
+            Ok(summary) => tracing::info!(library = %summary.library.display(), "ONNX Runtime installed"),
+            // Auto falls back to candle, which needs nothing more.
+            Err(e) if config.engine.backend == Backend::Auto => {
+                tracing::warn!("cannot install ONNX Runtime, the encoder runs on candle: {e}")
+            }
+            Err(e) => return Err(e).context("installing ONNX Runtime for --backend onnx"),
+        }
+    }
     let dir = config.model_dir();
-    if dir.exists() || !config.fetch_missing_model {
+    if dir.exists() {
         return Ok(());
     }
     tracing::info!(model = %config.model, "model not installed; fetching it");
@@ -379,8 +410,17 @@ fn batch_options(config: &Config) -> BatchOptions {
     BatchOptions {
         queue_capacity: config.engine.encoder_queue,
         max_batch_requests: config.engine.batch_max_requests,
+        cache_entries: config.engine.embedding_cache,
         ..BatchOptions::default()
     }
+}
+
+/// The configured encoder, installed if missing, on its model thread. Blocking.
+fn start_encoder(config: &Config, show_progress: bool) -> Result<EncoderHandle> {
+    ensure_model(config, show_progress)?;
+    let encoder = BertEncoder::load_on(&config.model_dir(), &config.encoder_runtime())?;
+    tracing::info!(model = %config.model, runtime = encoder.runtime_name(), "encoder loaded");
+    Ok(EncoderHandle::spawn(Box::new(encoder), batch_options(config)))
 }
 
 /// The encoder (model thread started), catalogue and engine settings of the configuration. Blocking.
@@ -389,9 +429,7 @@ fn engine_parts(
     catalogue_dir: &Path,
     show_progress: bool,
 ) -> Result<(EncoderHandle, Catalogue, EngineSettings)> {
-    ensure_model(config, show_progress)?;
-    let encoder = BertEncoder::load(&config.model_dir())?;
-    let handle = EncoderHandle::spawn(Box::new(encoder), batch_options(config));
+    let handle = start_encoder(config, show_progress)?;
     // A deployment without a catalogue sells no products the product slot could name.
     let catalogue_path = catalogue_dir.join("catalogue.toml");
     let catalogue = if catalogue_path.exists() { Catalogue::load(&catalogue_path)? } else { Catalogue::empty() };
@@ -611,12 +649,7 @@ fn run_stats(config: &Config, args: StatsArgs, runtime: &tokio::runtime::Runtime
         args.format.or_else(|| args.out.as_deref().and_then(ExportFormat::from_path)).unwrap_or(ExportFormat::Text);
     let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
     // The bare encoder groups the questions: no intent model is needed for a report.
-    let encoder = if args.no_groups {
-        None
-    } else {
-        ensure_model(config, show)?;
-        Some(EncoderHandle::spawn(Box::new(BertEncoder::load(&config.model_dir())?), batch_options(config)))
-    };
+    let encoder = if args.no_groups { None } else { Some(start_encoder(config, show)?) };
     let embed = async |texts: &[String]| match &encoder {
         Some(encoder) => {
             let bar = progress::bar(texts.len() as u64, show, "embedding");

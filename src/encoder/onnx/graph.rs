@@ -1,0 +1,210 @@
+//! kefu's own ONNX export of a BERT encoder, written straight from the
+//! safetensors weights (no torch, no `onnx` package): embedding layer norm,
+//! then per layer self-attention and the feed-forward block, in plain
+//! opset-17 operators that ONNX Runtime's optimiser fuses on load.
+//!
+//! The token-embedding lookup stays outside the graph: the runtime would
+//! otherwise hold its own copy of the largest table (250k rows for e5), while
+//! kefu reads the few rows a text needs from the mapped weights file. The
+//! graph takes the summed word, position and type embeddings and the additive
+//! attention bias (0 for tokens, `f32::MIN` for padding, as candle's BERT uses).
+
+use candle_transformers::models::bert::{Config, HiddenAct};
+
+use super::proto::Message;
+use super::weights::Weights;
+use crate::encoder::EncoderError;
+
+/// `[batch, tokens, hidden]`: word + position + token-type embeddings.
+pub(super) const INPUT_EMBEDDINGS: &str = "embeddings";
+/// `[batch, 1, 1, tokens]`: added to every attention score.
+pub(super) const INPUT_ATTENTION_BIAS: &str = "attention_bias";
+/// `[batch, tokens, hidden]`: the last layer's token states.
+pub(super) const OUTPUT_STATES: &str = "states";
+
+const OPSET: i64 = 17;
+const IR_VERSION: i64 = 8;
+// onnx.proto `TensorProto.DataType` and `AttributeProto.AttributeType`.
+const FLOAT: i64 = 1;
+const INT64: i64 = 7;
+const ATTRIBUTE_FLOAT: i64 = 1;
+const ATTRIBUTE_INT: i64 = 2;
+const ATTRIBUTE_INTS: i64 = 7;
+
+/// Nodes and constants of the graph being written; names are generated.
+#[derive(Default)]
+struct Graph {
+    nodes: Vec<Message>,
+    initializers: Vec<Message>,
+    names: usize,
+}
+
+fn attribute_int(name: &str, value: i64) -> Message {
+    Message::new().string(1, name).int(3, value).int(20, ATTRIBUTE_INT)
+}
+
+fn attribute_float(name: &str, value: f32) -> Message {
+    Message::new().string(1, name).float(2, value).int(20, ATTRIBUTE_FLOAT)
+}
+
+fn attribute_ints(name: &str, values: &[i64]) -> Message {
+    values.iter().fold(Message::new().string(1, name), |m, &v| m.int(8, v)).int(20, ATTRIBUTE_INTS)
+}
+
+/// A float tensor input or output with symbolic batch and token dimensions.
+fn value_info(name: &str, dims: &[Result<i64, &str>]) -> Message {
+    let shape = dims.iter().fold(Message::new(), |shape, dim| {
+        let dim = match dim {
+            Ok(size) => Message::new().int(1, *size),
+            Err(symbol) => Message::new().string(2, symbol),
+        };
+        shape.message(1, dim)
+    });
+    let tensor = Message::new().int(1, FLOAT).message(2, shape);
+    Message::new().string(1, name).message(2, Message::new().message(1, tensor))
+}
+
+impl Graph {
+    fn fresh(&mut self, hint: &str) -> String {
+        self.names += 1;
+        format!("{hint}_{}", self.names)
+    }
+
+    fn constant(&mut self, hint: &str, dims: &[usize], data_type: i64, raw: &[u8]) -> String {
+        let name = self.fresh(hint);
+        let tensor = dims.iter().fold(Message::new(), |t, &d| t.int(1, d as i64));
+        self.initializers.push(tensor.int(2, data_type).string(8, &name).bytes(9, raw));
+        name
+    }
+
+    fn floats(&mut self, hint: &str, dims: &[usize], values: &[f32]) -> String {
+        let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.constant(hint, dims, FLOAT, &raw)
+    }
+
+    fn ints(&mut self, hint: &str, values: &[i64]) -> String {
+        let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.constant(hint, &[values.len()], INT64, &raw)
+    }
+
+    /// Add a node with one output and return that output's name.
+    fn op(&mut self, op_type: &str, inputs: &[&str], attributes: Vec<Message>) -> String {
+        let output = self.fresh(op_type);
+        self.op_into(op_type, inputs, attributes, &output);
+        output
+    }
+
+    fn op_into(&mut self, op_type: &str, inputs: &[&str], attributes: Vec<Message>, output: &str) {
+        let node = inputs.iter().fold(Message::new(), |n, i| n.string(1, i));
+        let node = node.string(2, output).string(3, output).string(4, op_type);
+        self.nodes.push(attributes.into_iter().fold(node, |n, a| n.message(5, a)));
+    }
+
+    /// `x · Wᵀ + b` for a torch-layout `[out, in]` weight.
+    fn linear(&mut self, x: &str, weights: &Weights, name: &str) -> Result<String, EncoderError> {
+        let (dims, w) = weights.floats(&format!("{name}.weight"))?;
+        let [rows, cols] = dims[..] else { return Err(weights.broken(format!("{name}.weight is not a matrix"))) };
+        let mut transposed = vec![0f32; w.len()];
+        for r in 0..rows {
+            for c in 0..cols {
+                transposed[c * rows + r] = w[r * cols + c];
+            }
+        }
+        let w = self.floats(name, &[cols, rows], &transposed);
+        let (_, b) = weights.floats(&format!("{name}.bias"))?;
+        let b = self.floats(name, &[rows], &b);
+        let product = self.op("MatMul", &[x, &w], vec![]);
+        Ok(self.op("Add", &[&product, &b], vec![]))
+    }
+
+    fn layer_norm(&mut self, x: &str, weights: &Weights, name: &str, eps: f32) -> Result<String, EncoderError> {
+        let (dims, scale) = weights.floats(&format!("{name}.weight"))?;
+        let scale = self.floats(name, &dims, &scale);
+        let (dims, bias) = weights.floats(&format!("{name}.bias"))?;
+        let bias = self.floats(name, &dims, &bias);
+        let attributes = vec![attribute_int("axis", -1), attribute_float("epsilon", eps)];
+        Ok(self.op("LayerNormalization", &[x, &scale, &bias], attributes))
+    }
+
+    /// The exact (erf) GELU, in the pattern ONNX Runtime fuses into one kernel.
+    fn gelu(&mut self, x: &str) -> String {
+        let sqrt2 = self.floats("sqrt2", &[], &[std::f32::consts::SQRT_2]);
+        let one = self.floats("one", &[], &[1.0]);
+        let half = self.floats("half", &[], &[0.5]);
+        let scaled = self.op("Div", &[x, &sqrt2], vec![]);
+        let erf = self.op("Erf", &[&scaled], vec![]);
+        let shifted = self.op("Add", &[&erf, &one], vec![]);
+        let product = self.op("Mul", &[x, &shifted], vec![]);
+        self.op("Mul", &[&product, &half], vec![])
+    }
+
+    /// Multi-head self-attention over `x`, before the output projection.
+    fn attention(&mut self, x: &str, weights: &Weights, prefix: &str, config: &Config) -> Result<String, EncoderError> {
+        let heads = config.num_attention_heads;
+        let head_dim = config.hidden_size / heads;
+        let split = self.ints("split_heads", &[0, 0, heads as i64, head_dim as i64]);
+        let project = |graph: &mut Self, which: &str, perm: &[i64]| -> Result<String, EncoderError> {
+            let projected = graph.linear(x, weights, &format!("{prefix}.attention.self.{which}"))?;
+            let split = graph.op("Reshape", &[&projected, &split], vec![]);
+            Ok(graph.op("Transpose", &[&split], vec![attribute_ints("perm", perm)]))
+        };
+        // [batch, heads, tokens, head_dim]; keys as [batch, heads, head_dim, tokens].
+        let query = project(self, "query", &[0, 2, 1, 3])?;
+        let key = project(self, "key", &[0, 2, 3, 1])?;
+        let value = project(self, "value", &[0, 2, 1, 3])?;
+        let scale = self.floats("scale", &[], &[(head_dim as f32).sqrt()]);
+        let scores = self.op("MatMul", &[&query, &key], vec![]);
+        let scores = self.op("Div", &[&scores, &scale], vec![]);
+        let scores = self.op("Add", &[&scores, INPUT_ATTENTION_BIAS], vec![]);
+        let probabilities = self.op("Softmax", &[&scores], vec![attribute_int("axis", -1)]);
+        let context = self.op("MatMul", &[&probabilities, &value], vec![]);
+        let context = self.op("Transpose", &[&context], vec![attribute_ints("perm", &[0, 2, 1, 3])]);
+        let merge = self.ints("merge_heads", &[0, 0, config.hidden_size as i64]);
+        Ok(self.op("Reshape", &[&context, &merge], vec![]))
+    }
+}
+
+/// The serialised ONNX model of `config`'s encoder layers from `weights`
+/// (tensor names under `prefix`, "" or "bert.").
+pub(super) fn bert_graph(weights: &Weights, config: &Config, prefix: &str) -> Result<Vec<u8>, EncoderError> {
+    if config.hidden_act != HiddenAct::Gelu {
+        return Err(
+            weights.broken(format!("activation {:?} has no ONNX export; use the candle backend", config.hidden_act))
+        );
+    }
+    if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
+        return Err(weights.broken("hidden size is not a multiple of the attention heads"));
+    }
+    let eps = config.layer_norm_eps as f32;
+    let mut graph = Graph::default();
+    let mut x = graph.layer_norm(INPUT_EMBEDDINGS, weights, &format!("{prefix}embeddings.LayerNorm"), eps)?;
+    for layer in 0..config.num_hidden_layers {
+        let p = format!("{prefix}encoder.layer.{layer}");
+        let context = graph.attention(&x, weights, &p, config)?;
+        let attended = graph.linear(&context, weights, &format!("{p}.attention.output.dense"))?;
+        let residual = graph.op("Add", &[&attended, &x], vec![]);
+        let x1 = graph.layer_norm(&residual, weights, &format!("{p}.attention.output.LayerNorm"), eps)?;
+        let inner = graph.linear(&x1, weights, &format!("{p}.intermediate.dense"))?;
+        let inner = graph.gelu(&inner);
+        let out = graph.linear(&inner, weights, &format!("{p}.output.dense"))?;
+        let residual = graph.op("Add", &[&out, &x1], vec![]);
+        x = graph.layer_norm(&residual, weights, &format!("{p}.output.LayerNorm"), eps)?;
+    }
+    graph.op_into("Identity", &[&x], vec![], OUTPUT_STATES);
+
+    let hidden = config.hidden_size as i64;
+    let mut body = Message::new();
+    for node in graph.nodes {
+        body = body.message(1, node);
+    }
+    body = body.string(2, "kefu_bert");
+    for initializer in graph.initializers {
+        body = body.message(5, initializer);
+    }
+    let body = body
+        .message(11, value_info(INPUT_EMBEDDINGS, &[Err("batch"), Err("tokens"), Ok(hidden)]))
+        .message(11, value_info(INPUT_ATTENTION_BIAS, &[Err("batch"), Ok(1), Ok(1), Err("tokens")]))
+        .message(12, value_info(OUTPUT_STATES, &[Err("batch"), Err("tokens"), Ok(hidden)]));
+    let opset = Message::new().string(1, "").int(2, OPSET);
+    Ok(Message::new().int(1, IR_VERSION).string(2, "kefu").message(7, body).message(8, opset).into_bytes())
+}
