@@ -165,6 +165,18 @@ enum ModelCommand {
     },
     /// List the models that are installed.
     List,
+    /// Time the configured encoder on texts: one per call (p50/p99) and batched (texts/s).
+    Bench {
+        /// Texts, one per line, or JSON lines with a "text" field.
+        #[arg(long, default_value = "eval/dev.jsonl")]
+        texts: PathBuf,
+        /// Texts per call in the batched pass.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Print the figures as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Fine-tune the configured model on labelled utterances (contrastive
     /// pairs, CPU) and install the result as a new model; select it with --model.
     Finetune(FinetuneArgs),
@@ -216,6 +228,9 @@ fn main() -> Result<()> {
         Command::Model { command: ModelCommand::Fetch { name, json } } => run_model_fetch(&config, &name, json),
         Command::Model { command: ModelCommand::Finetune(args) } => run_finetune(&config, args),
         Command::Model { command: ModelCommand::List } => run_model_list(&config),
+        Command::Model { command: ModelCommand::Bench { texts, batch, json } } => {
+            run_model_bench(&config, &texts, batch, json)
+        }
         Command::Index { json } => run_index(&config, json),
         Command::Load(args) => runtime.block_on(loadtest::run(args)),
         Command::Practice(args) => runtime.block_on(practice::run(args)),
@@ -267,6 +282,42 @@ fn run_model_fetch(config: &Config, name: &str, json: bool) -> Result<()> {
                 runtime.seconds
             );
         }
+    }
+    Ok(())
+}
+
+/// `kefu model bench`: the encoder's speed on the texts of a file.
+fn run_model_bench(config: &Config, path: &Path, batch: usize, json: bool) -> Result<()> {
+    let content = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let texts: Vec<String> = content
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(|line| match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(serde_json::Value::Object(object)) => object.get("text").and_then(|t| t.as_str()).map(String::from),
+            _ => Some(line.to_owned()),
+        })
+        .collect::<Option<_>>()
+        .with_context(|| format!("{}: a JSON line without a \"text\" field", path.display()))?;
+    if texts.is_empty() {
+        bail!("{} holds no texts", path.display());
+    }
+    ensure_model(config, !json)?;
+    let encoder = BertEncoder::load_on(&config.model_dir(), &config.encoder_runtime())?;
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let bar = progress::bar(2 * texts.len() as u64, !json, "encoding");
+    let timing = kefu::encoder::timing::time_encoder(&encoder, &texts, batch, &bar)?;
+    bar.finish_and_clear();
+    let runtime = encoder.runtime_name();
+    if json {
+        let mut value = serde_json::to_value(&timing)?;
+        value["backend"] = runtime.into();
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        println!(
+            "{runtime}: {} texts; one per call p50 {:.2} ms, p99 {:.2} ms; batches of {}: {:.0} texts/s",
+            timing.texts, timing.single_ms_p50, timing.single_ms_p99, timing.batch, timing.batched_texts_per_second
+        );
     }
     Ok(())
 }

@@ -22,6 +22,12 @@ use super::{Encoder, EncoderError, Runtime, TextKind};
 /// attention buffers when a caller hands over thousands of texts at once.
 const MAX_TOKENS_PER_PASS: usize = 8192;
 
+/// Padding tokens a longer row may add to the rows already in a pass before
+/// it starts a new pass instead: a pass has a fixed cost (the weights are
+/// read once per pass), so a few padded tokens are cheaper than a new pass,
+/// but one long text must not widen a whole batch of short ones.
+const MAX_PADDING_PER_ROW_ADDED: usize = 32;
+
 /// Length cap for models without a manifest (BERT's usual limit).
 const DEFAULT_MAX_LENGTH: usize = 512;
 
@@ -295,7 +301,8 @@ impl Encoder for BertEncoder {
             while end < order.len() {
                 // Rows are sorted, so the last row of the pass is the widest.
                 let width = encodings[order[end]].get_ids().len();
-                if (end + 1 - start) * width > MAX_TOKENS_PER_PASS {
+                let widened = (end - start) * (width - encodings[order[end - 1]].get_ids().len());
+                if (end + 1 - start) * width > MAX_TOKENS_PER_PASS || widened > MAX_PADDING_PER_ROW_ADDED {
                     break;
                 }
                 end += 1;

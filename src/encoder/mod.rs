@@ -15,6 +15,7 @@ pub mod hashed;
 pub mod import;
 pub mod manifest;
 pub mod onnx;
+pub mod timing;
 
 use std::path::{Path, PathBuf};
 

@@ -49,6 +49,12 @@ pub struct LoadArgs {
     /// hand-off tickets are read back); none is needed against a server without keys.
     #[arg(long, env = "KEFU_LOAD_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// Every message from this customer (default: the demo customers and an anonymous one in turn).
+    #[arg(long, conflicts_with = "anonymous")]
+    customer: Option<String>,
+    /// Every message without a customer id.
+    #[arg(long)]
+    anonymous: bool,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -136,15 +142,21 @@ pub async fn run(args: LoadArgs) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
     let budget = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(args.max_requests.unwrap_or(usize::MAX)));
     let started = Instant::now();
+    let customers: Vec<Option<String>> = match (&args.customer, args.anonymous) {
+        (Some(id), _) => vec![Some(id.clone())],
+        (None, true) => vec![None],
+        (None, false) => CUSTOMERS.iter().map(|c| c.map(String::from)).collect(),
+    };
     let mut tasks = Vec::new();
     for c in 0..args.clients.max(1) {
         let (client, answer_url, texts, budget) = (client.clone(), answer_url.clone(), texts.clone(), budget.clone());
+        let customer = customers[c % customers.len()].clone();
         tasks.push(tokio::spawn(async move {
             let mut samples = Vec::new();
             let mut i = c;
             while Instant::now() < deadline && budget.fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |b| b.checked_sub(1)).is_ok() {
                 // Known demo customers on some clients, so profiles and hand-off context are part of the load.
-                let body = json!({"text": texts[i % texts.len()], "session_id": format!("load-{c}"), "channel": CHANNELS[c % CHANNELS.len()], "customer_id": CUSTOMERS[c % CUSTOMERS.len()]});
+                let body = json!({"text": texts[i % texts.len()], "session_id": format!("load-{c}"), "channel": CHANNELS[c % CHANNELS.len()], "customer_id": customer});
                 i += 1;
                 let sent = Instant::now();
                 let response = client.post(answer_url.clone()).json(&body).send().await;

@@ -177,10 +177,12 @@ pub async fn answer(
         trace_id: &trace_id,
     };
     engine.validate(&query).map_err(crate::engine::EngineError::from)?;
+    let reading = Instant::now();
     if let Some(ticket) = store.active_ticket(customer, session).await? {
         return forward(engine, store, &message, ticket, started).await.map(Turn::Forwarded);
     }
     let previous = previous_turn(store, settings, session, customer).await?;
+    telemetry::stage("conversation", reading);
     query.previous = previous.as_ref();
     let _permit = admission.try_acquire().map_err(|_| ServiceError::Busy)?;
     let outcome = engine.answer(query).await?;

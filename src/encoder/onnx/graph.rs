@@ -172,7 +172,7 @@ pub(super) fn bert_graph(weights: &Weights, config: &Config, prefix: &str) -> Re
             weights.broken(format!("activation {:?} has no ONNX export; use the candle backend", config.hidden_act))
         );
     }
-    if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
+    if config.num_attention_heads == 0 || !config.hidden_size.is_multiple_of(config.num_attention_heads) {
         return Err(weights.broken("hidden size is not a multiple of the attention heads"));
     }
     let eps = config.layer_norm_eps as f32;

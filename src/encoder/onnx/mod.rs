@@ -75,7 +75,7 @@ impl OnnxBert {
         let hidden = config.hidden_size;
         let (_, mut positions) = weights.floats(&format!("{prefix}embeddings.position_embeddings.weight"))?;
         let (_, types) = weights.floats(&format!("{prefix}embeddings.token_type_embeddings.weight"))?;
-        if types.len() < hidden || positions.len() % hidden != 0 {
+        if types.len() < hidden || !positions.len().is_multiple_of(hidden) {
             return Err(weights.broken("embedding tables do not match the hidden size"));
         }
         for row in positions.chunks_exact_mut(hidden) {
@@ -83,6 +83,9 @@ impl OnnxBert {
         }
         let model = graph::bert_graph(&weights, config, prefix)?;
         let session = session(environment, &model).map_err(|reason| weights.broken(reason))?;
+        // The session holds its own copy of the layers; of the file, only the
+        // token-embedding rows in use need to stay resident.
+        weights.release_pages();
         Ok(Self { session: Mutex::new(session), weights, words, positions, hidden })
     }
 

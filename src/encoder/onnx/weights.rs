@@ -64,6 +64,16 @@ impl Weights {
         Ok(Self { path: path.to_path_buf(), map, entries })
     }
 
+    /// Drop the mapped pages from this process's memory; what is read
+    /// again later faults back in from the file (or the page cache).
+    pub fn release_pages(&self) {
+        // SAFETY: the map is private and read-only, so discarded pages are
+        // re-read from the unchanged file on the next access.
+        if let Err(e) = unsafe { self.map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) } {
+            tracing::debug!("cannot release the weights' pages: {e}");
+        }
+    }
+
     pub fn broken(&self, reason: impl ToString) -> EncoderError {
         EncoderError::BadFile { path: self.path.clone(), reason: reason.to_string() }
     }
