@@ -29,7 +29,8 @@ fn turn(c: &mut Criterion) {
             }
         };
         let name = encoder.runtime_name();
-        let handle = EncoderHandle::spawn(Box::new(encoder), BatchOptions { cache_entries: 0, ..BatchOptions::default() });
+        let handle =
+            EncoderHandle::spawn(Box::new(encoder), BatchOptions { cache_entries: 0, ..BatchOptions::default() });
         let settings = EngineSettings::default();
         let engine = Engine::build(corpus.clone(), &catalogue, handle, settings, &root.join("corpus/.index"), false)
             .expect("the engine builds");

@@ -12,10 +12,10 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use tokenizers::{Tokenizer, TruncationParams};
 
 use super::manifest::{Manifest, Pooling, MANIFEST_FILE};
 use super::onnx::OnnxBert;
+use super::tokenizer::TextTokenizer;
 use super::{Encoder, EncoderError, Runtime, TextKind};
 
 /// Padded tokens (batch rows x longest row) per forward pass. Bounds the
@@ -34,7 +34,7 @@ const DEFAULT_MAX_LENGTH: usize = 512;
 /// A BERT-class sentence encoder loaded from a model directory.
 pub struct BertEncoder {
     network: Network,
-    tokenizer: Tokenizer,
+    tokenizer: TextTokenizer,
     dim: usize,
     pad_id: u32,
     pooling: Pooling,
@@ -135,7 +135,6 @@ impl BertEncoder {
         if !tokenizer_path.is_file() {
             return Err(EncoderError::MissingFile(tokenizer_path));
         }
-        let mut tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| bad(&tokenizer_path, e))?;
 
         let weights_path = dir.join("model.safetensors");
         if !weights_path.is_file() {
@@ -163,12 +162,9 @@ impl BertEncoder {
             }
         };
         let max_length = max_length.min(config.max_position_embeddings).max(2);
-        tokenizer
-            .with_truncation(Some(TruncationParams { max_length, ..Default::default() }))
-            .map_err(|e| bad(&tokenizer_path, e))?;
         // NOTE: padding is done here, per forward pass, so a tokenizer.json
         // that pads to a fixed length cannot inflate every batch.
-        tokenizer.with_padding(None);
+        let tokenizer = TextTokenizer::load(&tokenizer_path, max_length)?;
 
         Ok(Self {
             network,
@@ -287,8 +283,7 @@ impl Encoder for BertEncoder {
             TextKind::Passage => &self.passage_prefix,
         };
         let inputs: Vec<String> = texts.iter().map(|t| format!("{prefix}{t}")).collect();
-        let encodings =
-            self.tokenizer.encode_batch_fast(inputs, true).map_err(|e| EncoderError::Tokenize(e.to_string()))?;
+        let encodings = self.tokenizer.encode_batch(inputs)?;
 
         // Sorting by length keeps padding small inside each pass; results are
         // written back to their input positions.

@@ -16,6 +16,7 @@ pub mod import;
 pub mod manifest;
 pub mod onnx;
 pub mod timing;
+mod tokenizer;
 
 use std::path::{Path, PathBuf};
 
