@@ -471,6 +471,7 @@ fn start_encoder(config: &Config, show_progress: bool) -> Result<EncoderHandle> 
     ensure_model(config, show_progress)?;
     let encoder = BertEncoder::load_on(&config.model_dir(), &config.encoder_runtime())?;
     tracing::info!(model = %config.model, runtime = encoder.runtime_name(), "encoder loaded");
+    kefu::support::memory::release_freed();
     Ok(EncoderHandle::spawn(Box::new(encoder), batch_options(config)))
 }
 
@@ -620,6 +621,8 @@ async fn load_and_warm_up(
     let engine = tokio::task::spawn_blocking(move || loader.current_engine(false))
         .await
         .context("engine loading panicked")??;
+    // A fit from scratch frees its embeddings and folds.
+    kefu::support::memory::release_freed();
     state.live.install(store, &trainer, engine).await?;
     state.live.set_trainer(trainer);
     Ok(())

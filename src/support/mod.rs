@@ -1,9 +1,10 @@
 //! Small helpers without domain words, each written once: atomic file and
 //! folder replacement, retry with backoff, nearest-rank percentiles, vector
-//! arithmetic, the one timestamp format, progress bars and a constant-time
-//! comparison of secrets.
+//! arithmetic, the one timestamp format, progress bars, a constant-time
+//! comparison of secrets, and handing freed memory back to the system.
 
 pub mod fs;
+pub mod memory;
 pub mod percentile;
 pub mod progress;
 pub mod retry;
