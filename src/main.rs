@@ -302,8 +302,7 @@ fn run_model_bench(config: &Config, path: &Path, batch: usize, json: bool) -> Re
     if texts.is_empty() {
         bail!("{} holds no texts", path.display());
     }
-    ensure_model(config, !json)?;
-    let encoder = BertEncoder::load_on(&config.model_dir(), &config.encoder_runtime())?;
+    let encoder = load_encoder(config, !json)?;
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     let bar = progress::bar(2 * texts.len() as u64, !json, "encoding");
     let timing = kefu::encoder::timing::time_encoder(&encoder, &texts, batch, &bar)?;
@@ -466,13 +465,18 @@ fn batch_options(config: &Config) -> BatchOptions {
     }
 }
 
-/// The configured encoder, installed if missing, on its model thread. Blocking.
-fn start_encoder(config: &Config, show_progress: bool) -> Result<EncoderHandle> {
+/// The configured encoder, installed if missing. Blocking.
+fn load_encoder(config: &Config, show_progress: bool) -> Result<BertEncoder> {
     ensure_model(config, show_progress)?;
     let encoder = BertEncoder::load_on(&config.model_dir(), &config.encoder_runtime())?;
     tracing::info!(model = %config.model, runtime = encoder.runtime_name(), "encoder loaded");
     kefu::support::memory::release_freed();
-    Ok(EncoderHandle::spawn(Box::new(encoder), batch_options(config)))
+    Ok(encoder)
+}
+
+/// The configured encoder, installed if missing, on its model thread. Blocking.
+fn start_encoder(config: &Config, show_progress: bool) -> Result<EncoderHandle> {
+    Ok(EncoderHandle::spawn(Box::new(load_encoder(config, show_progress)?), batch_options(config)))
 }
 
 /// The encoder (model thread started), catalogue and engine settings of the configuration. Blocking.

@@ -105,7 +105,7 @@ impl Weights {
         if row >= table.rows() {
             return Err(EncoderError::Inference(format!("token id {row} is outside the vocabulary")));
         }
-        let width = size_of_dtype(table.entry.dtype) * table.columns;
+        let width = table.entry.dtype.size() * table.columns;
         let start = table.entry.start + row * width;
         for (o, v) in out.iter_mut().zip(self.convert(&table.entry, start, start + width)?) {
             *o += v;
@@ -123,12 +123,5 @@ impl Weights {
             }
             other => Err(self.broken(format!("tensor dtype {other:?} is not supported"))),
         }
-    }
-}
-
-fn size_of_dtype(dtype: Dtype) -> usize {
-    match dtype {
-        Dtype::F32 => 4,
-        _ => 2,
     }
 }
