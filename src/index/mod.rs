@@ -13,6 +13,7 @@ mod persist;
 use std::collections::HashMap;
 
 use hnsw_rs::prelude::{DistDot, Hnsw};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub use persist::INDEX_FILE;
@@ -191,8 +192,10 @@ impl ExemplarIndex {
     /// first vector; an empty input is rejected because it has no dimension
     /// (use [`ExemplarIndex::new`] for an empty index).
     ///
-    /// Every vector is validated before any graph is built, and the graphs are
-    /// built in parallel on the rayon pool.
+    /// Every vector is validated before any graph is built. Each graph takes
+    /// its points one by one, in id order, so the same input always gives the
+    /// same graphs (hnsw_rs's parallel insertion does not); the graphs
+    /// themselves are built side by side on the rayon pool.
     pub fn build(vectors: Vec<Vec<f32>>, groups: Vec<String>, params: IndexParams) -> Result<Self, IndexError> {
         if vectors.len() != groups.len() {
             return Err(IndexError::LengthMismatch { vectors: vectors.len(), groups: groups.len() });
@@ -323,22 +326,19 @@ impl ExemplarIndex {
         let n = self.len();
         let shrunk: Vec<f32> = self.vectors.iter().map(|x| x * SHRINK).collect();
         let rows: Vec<(&[f32], usize)> = shrunk.chunks_exact(self.dim).zip(0..n).collect();
-
-        self.all = new_graph(&self.params, n);
-        self.all.parallel_insert_slice(&rows);
-
         let mut members: Vec<Vec<(&[f32], usize)>> = vec![Vec::new(); self.group_names.len()];
         for &(row, id) in &rows {
             members[self.group_of[id] as usize].push((row, id));
         }
-        self.group_graphs = members
-            .iter()
-            .map(|m| {
-                let graph = new_graph(&self.params, m.len());
-                graph.parallel_insert_slice(m);
-                graph
-            })
-            .collect();
+        let params = &self.params;
+        let build = |points: &[(&[f32], usize)]| {
+            let graph = new_graph(params, points.len());
+            points.iter().for_each(|&point| graph.insert_slice(point));
+            graph
+        };
+        let (all, group_graphs) = rayon::join(|| build(&rows), || members.par_iter().map(|m| build(m)).collect());
+        self.all = all;
+        self.group_graphs = group_graphs;
     }
 }
 

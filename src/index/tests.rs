@@ -242,3 +242,22 @@ fn index_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<ExemplarIndex>();
 }
+
+/// The same exemplars always give the same answers: a refit that changes
+/// nothing must not move an evaluation figure.
+#[test]
+fn building_twice_gives_the_same_hits() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let centres: Vec<Vec<f32>> = (0..40).map(|_| random_unit(&mut rng)).collect();
+    let vectors: Vec<Vec<f32>> = (0..3000).map(|_| clustered_unit(&mut rng, &centres)).collect();
+    let groups: Vec<String> = (0..vectors.len()).map(|i| format!("g{}", i % 5)).collect();
+    let queries: Vec<Vec<f32>> = (0..200).map(|_| clustered_unit(&mut rng, &centres)).collect();
+    let hits = || {
+        let index = ExemplarIndex::build(vectors.clone(), groups.clone(), IndexParams::default()).unwrap();
+        let ids = |group: Option<&str>| -> Vec<Vec<usize>> {
+            queries.iter().map(|q| index.search(q, 10, group).unwrap().iter().map(|h| h.id).collect()).collect()
+        };
+        [ids(None), ids(Some("g3"))]
+    };
+    assert_eq!(hits(), hits());
+}
