@@ -1,11 +1,12 @@
-//! Encoder latency on the default model, on both backends side by side:
+//! Encoder latency on the default model, on both backends (ONNX Runtime with
+//! f32 and int8 weights) side by side:
 //! 1, 8 and 32 texts, short (a customer's question) and long (a paragraph).
 //! A backend that is not installed is skipped with a note.
 
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use kefu::encoder::{Backend, BertEncoder, Encoder, TextKind};
+use kefu::encoder::{Backend, BertEncoder, Encoder, Precision, TextKind};
 
 const SHORT: [&str; 4] = ["快递到哪了", "退货地址在哪", "where is my parcel", "冰箱不制冷了"];
 const LONG: &str = "我上周在你们旗舰店买的冰箱到货以后一直不制冷，师傅来看过一次说是压缩机的问题，\
@@ -15,11 +16,13 @@ fn encode(c: &mut Criterion) {
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     let dir = models.join("multilingual-e5-small");
     let mut group = c.benchmark_group("encode");
-    for backend in [Backend::Candle, Backend::Onnx] {
-        let encoder = match BertEncoder::load_on(&dir, &backend.runtime(&models)) {
+    let runtimes =
+        [(Backend::Candle, Precision::F32), (Backend::Onnx, Precision::F32), (Backend::Onnx, Precision::Int8)];
+    for (backend, precision) in runtimes {
+        let encoder = match BertEncoder::load_on(&dir, &backend.runtime(&models, precision)) {
             Ok(encoder) => encoder,
             Err(e) => {
-                eprintln!("skipped {backend:?}: {e} (run `kefu model fetch`)");
+                eprintln!("skipped {backend:?} {precision:?}: {e} (run `kefu model fetch`)");
                 continue;
             }
         };

@@ -1,5 +1,6 @@
 //! One whole turn through the engine on the demo corpus (embed, retrieve,
-//! decide, slots, compose; no HTTP, no store), on both encoder backends,
+//! decide, slots, compose; no HTTP, no store), on both encoder backends
+//! (ONNX Runtime with f32 and int8 weights),
 //! with the embedding cache off so every turn runs the model. The intent
 //! model comes from the corpus's fit cache (`kefu index` makes it).
 
@@ -8,7 +9,7 @@ use std::path::Path;
 use chrono::Utc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use kefu::corpus::Corpus;
-use kefu::encoder::{Backend, BatchOptions, BertEncoder, EncoderHandle};
+use kefu::encoder::{Backend, BatchOptions, BertEncoder, EncoderHandle, Precision};
 use kefu::engine::{Engine, EngineSettings, Query};
 use kefu::nlu::slots::Catalogue;
 
@@ -20,14 +21,17 @@ fn turn(c: &mut Criterion) {
     let corpus = Corpus::load(&root.join("corpus")).expect("the demo corpus loads");
     let catalogue = Catalogue::load(&root.join("corpus/catalogue.toml")).expect("the demo catalogue loads");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
-    for backend in [Backend::Candle, Backend::Onnx] {
-        let encoder = match BertEncoder::load_on(&models.join("multilingual-e5-small"), &backend.runtime(&models)) {
-            Ok(encoder) => encoder,
-            Err(e) => {
-                eprintln!("skipped {backend:?}: {e} (run `kefu model fetch`)");
-                continue;
-            }
-        };
+    let runtimes =
+        [(Backend::Candle, Precision::F32), (Backend::Onnx, Precision::F32), (Backend::Onnx, Precision::Int8)];
+    for (backend, precision) in runtimes {
+        let encoder =
+            match BertEncoder::load_on(&models.join("multilingual-e5-small"), &backend.runtime(&models, precision)) {
+                Ok(encoder) => encoder,
+                Err(e) => {
+                    eprintln!("skipped {backend:?} {precision:?}: {e} (run `kefu model fetch`)");
+                    continue;
+                }
+            };
         let name = encoder.runtime_name();
         let handle =
             EncoderHandle::spawn(Box::new(encoder), BatchOptions { cache_entries: 0, ..BatchOptions::default() });

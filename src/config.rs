@@ -282,6 +282,8 @@ pub struct EngineConfig {
     pub batch_max_requests: usize,
     /// What runs the encoder: auto (ONNX Runtime when installed, else candle), candle or onnx.
     pub backend: crate::encoder::Backend,
+    /// How ONNX Runtime holds the weights: f32 (the reference) or int8 (faster, smaller).
+    pub precision: crate::encoder::Precision,
     /// Texts whose embeddings are kept for reuse; 0 turns the cache off.
     pub embedding_cache: usize,
 }
@@ -475,6 +477,7 @@ impl Default for EngineConfig {
             encoder_queue: batch.queue_capacity,
             batch_max_requests: batch.max_batch_requests,
             backend: crate::encoder::Backend::default(),
+            precision: crate::encoder::Precision::default(),
             embedding_cache: batch.cache_entries,
         }
     }
@@ -580,6 +583,7 @@ const SETTINGS: &[Setting] = &[
     setting("engine.encoder_queue", "encoder_queue", Kind::Number),
     setting("engine.batch_max_requests", "batch_max_requests", Kind::Number),
     setting("engine.backend", "backend", Kind::Text),
+    setting("engine.precision", "precision", Kind::Text),
     setting("engine.embedding_cache", "embedding_cache", Kind::Number),
     setting("tickets.sla_minutes", "ticket_sla_minutes", Kind::Number),
     setting("tickets.conversation_gap_minutes", "conversation_gap_minutes", Kind::Number),
@@ -768,7 +772,7 @@ impl Config {
 
     /// What the encoder runs on, given the backend chosen and what is installed.
     pub fn encoder_runtime(&self) -> crate::encoder::Runtime {
-        self.engine.backend.runtime(&self.models_dir)
+        self.engine.backend.runtime(&self.models_dir, self.engine.precision)
     }
 
     /// Where fitted intent models are cached.
@@ -1103,6 +1107,7 @@ mod tests {
                 Kind::Text | Kind::Optional if s.name == "timezone" => "UTC",
                 Kind::Text | Kind::Optional if s.name == "log_format" => "json",
                 Kind::Text | Kind::Optional if s.name == "backend" => "onnx",
+                Kind::Text | Kind::Optional if s.name == "precision" => "f32",
                 Kind::Text | Kind::Optional if s.name == "sla_webhook_url" => "http://127.0.0.1:9/hook",
                 Kind::Text | Kind::Optional => "x",
             };

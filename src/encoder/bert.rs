@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::manifest::{Manifest, Pooling, MANIFEST_FILE};
 use super::onnx::OnnxBert;
 use super::tokenizer::TextTokenizer;
-use super::{Encoder, EncoderError, Runtime, TextKind};
+use super::{Encoder, EncoderError, Precision, Runtime, TextKind};
 
 /// Padded tokens (batch rows x longest row) per forward pass. Bounds the
 /// attention buffers when a caller hands over thousands of texts at once.
@@ -151,7 +151,9 @@ impl BertEncoder {
                 .map_err(|e| bad(&weights_path, e))?;
                 Network::Candle(BertModel::load(vb, &config).map_err(|e| bad(&weights_path, e))?)
             }
-            Runtime::Onnx { library } => Network::Onnx(OnnxBert::load(&weights_path, &config, library)?),
+            Runtime::Onnx { library, precision } => {
+                Network::Onnx(OnnxBert::load(&weights_path, &config, library, *precision)?)
+            }
         };
 
         let (pooling, max_length, query_prefix, passage_prefix, fingerprint) = match manifest {
@@ -160,6 +162,12 @@ impl BertEncoder {
                 let fingerprint = sha256_file(&weights_path).map_err(|e| bad(&weights_path, e))?;
                 (read_st_pooling(dir)?, DEFAULT_MAX_LENGTH, String::new(), String::new(), fingerprint)
             }
+        };
+        // int8 vectors differ slightly from f32 ones: what was derived from
+        // one must not be reused for the other.
+        let fingerprint = match runtime {
+            Runtime::Onnx { precision: Precision::Int8, .. } => format!("{fingerprint}+int8"),
+            _ => fingerprint,
         };
         let max_length = max_length.min(config.max_position_embeddings).max(2);
         // NOTE: padding is done here, per forward pass, so a tokenizer.json
@@ -191,9 +199,12 @@ impl BertEncoder {
 
     /// Which runtime runs the layers.
     pub fn runtime_name(&self) -> &'static str {
-        match self.network {
+        match &self.network {
             Network::Candle(_) => "candle",
-            Network::Onnx(_) => "onnx",
+            Network::Onnx(model) => match model.precision() {
+                Precision::F32 => "onnx-f32",
+                Precision::Int8 => "onnx-int8",
+            },
         }
     }
 
@@ -490,38 +501,59 @@ pub(crate) mod tests {
     }
 
     /// The ONNX Runtime library `kefu model fetch` installed in the checkout, if any.
-    pub(crate) fn installed_runtime() -> Option<Runtime> {
+    pub(crate) fn installed_runtime() -> Option<PathBuf> {
         let models = std::env::var_os("KEFU_MODELS_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
         let library = crate::encoder::onnx::runtime_library(&models);
         if library.is_file() {
-            Some(Runtime::Onnx { library })
+            Some(library)
         } else {
             eprintln!("skipped: {} is not installed (run `kefu model fetch`)", library.display());
             None
         }
     }
 
+    /// Both precisions against candle: f32 to cosine 0.9999, int8 to 0.995,
+    /// and on each a text's vector is the same in a batch as alone.
     #[test]
     fn onnx_runtime_matches_candle() {
-        let Some(runtime) = installed_runtime() else { return };
+        let Some(library) = installed_runtime() else { return };
         let dir = tempfile::tempdir().unwrap();
         write_tiny_bert(dir.path(), 13);
         let candle = BertEncoder::load(dir.path()).unwrap();
-        let onnx = BertEncoder::load_on(dir.path(), &runtime).unwrap();
-        assert_eq!(onnx.runtime_name(), "onnx");
-        for kind in [TextKind::Query, TextKind::Passage] {
-            let expected = candle.encode(TEXTS, kind).unwrap();
-            let batched = onnx.encode(TEXTS, kind).unwrap();
-            for ((text, want), got) in TEXTS.iter().zip(&expected).zip(&batched) {
-                let c = cosine(want, got);
-                assert!(c >= 0.9999, "{text:?}: cosine {c} between the backends");
-                let single = onnx.encode(&[text], kind).unwrap();
-                let c = cosine(&single[0], got);
-                assert!(c > 0.9999, "{text:?}: batched and alone differ on onnx, cosine {c}");
+        for (precision, name, min_cosine) in
+            [(Precision::F32, "onnx-f32", 0.9999), (Precision::Int8, "onnx-int8", 0.995)]
+        {
+            let onnx =
+                BertEncoder::load_on(dir.path(), &Runtime::Onnx { library: library.clone(), precision }).unwrap();
+            assert_eq!(onnx.runtime_name(), name);
+            for kind in [TextKind::Query, TextKind::Passage] {
+                let expected = candle.encode(TEXTS, kind).unwrap();
+                let batched = onnx.encode(TEXTS, kind).unwrap();
+                for ((text, want), got) in TEXTS.iter().zip(&expected).zip(&batched) {
+                    let c = cosine(want, got);
+                    assert!(c >= min_cosine, "{name} {text:?}: cosine {c} to candle");
+                    let single = onnx.encode(&[text], kind).unwrap();
+                    let c = cosine(&single[0], got);
+                    assert!(c > 0.9999, "{name} {text:?}: batched and alone differ, cosine {c}");
+                }
             }
         }
+    }
+
+    #[test]
+    fn int8_numerics_have_their_own_fingerprint() {
+        let Some(library) = installed_runtime() else { return };
+        let dir = tempfile::tempdir().unwrap();
+        write_tiny_bert(dir.path(), 2);
+        let fingerprint = |precision| {
+            let runtime = Runtime::Onnx { library: library.clone(), precision };
+            BertEncoder::load_on(dir.path(), &runtime).unwrap().fingerprint().to_string()
+        };
+        let candle = BertEncoder::load(dir.path()).unwrap().fingerprint().to_string();
+        assert_eq!(fingerprint(Precision::F32), candle, "f32 on either engine shares what was derived");
+        assert_eq!(fingerprint(Precision::Int8), format!("{candle}+int8"));
     }
 
     #[test]
@@ -529,7 +561,8 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_tiny_bert(dir.path(), 1);
         let library = dir.path().join("libonnxruntime.so");
-        let load = |library: &Path| match BertEncoder::load_on(dir.path(), &Runtime::Onnx { library: library.into() }) {
+        let runtime = |library: &Path| Runtime::Onnx { library: library.into(), precision: Precision::default() };
+        let load = |library: &Path| match BertEncoder::load_on(dir.path(), &runtime(library)) {
             Ok(_) => panic!("load must fail"),
             Err(e) => e.to_string(),
         };

@@ -37,6 +37,24 @@ pub enum Backend {
     Onnx,
 }
 
+/// How ONNX Runtime holds and multiplies the layers' weights, as configured
+/// (`--precision`, `KEFU_PRECISION`); candle always runs f32.
+///
+/// f32 is the default because int8, though its vectors stay within cosine
+/// 0.999 of f32, moves the fitted out-of-scope threshold enough to change
+/// evaluation figures by more than noise (README, "Current figures").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32: the reference numerics, as candle computes them.
+    #[default]
+    F32,
+    /// int8 weights (a scale per output column) times uint8 activations (a
+    /// scale and zero point per token): about twice as fast for one query,
+    /// a quarter of the weight memory.
+    Int8,
+}
+
 /// The engine an encoder is loaded on, with what it needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Runtime {
@@ -44,17 +62,18 @@ pub enum Runtime {
     Onnx {
         /// The ONNX Runtime shared library.
         library: PathBuf,
+        precision: Precision,
     },
 }
 
 impl Backend {
     /// The runtime this choice means given what is installed in `models_dir`.
-    pub fn runtime(self, models_dir: &Path) -> Runtime {
+    pub fn runtime(self, models_dir: &Path, precision: Precision) -> Runtime {
         let library = onnx::runtime_library(models_dir);
         match self {
             Backend::Candle => Runtime::Candle,
             Backend::Auto if !library.is_file() => Runtime::Candle,
-            Backend::Auto | Backend::Onnx => Runtime::Onnx { library },
+            Backend::Auto | Backend::Onnx => Runtime::Onnx { library, precision },
         }
     }
 }
@@ -74,8 +93,9 @@ pub enum TextKind {
 pub trait Encoder: Send {
     /// Length of every returned row.
     fn dim(&self) -> usize;
-    /// Stable identifier of the model weights (a sha256 hex digest), used as a
-    /// cache key for anything derived from embeddings (e.g. vector indexes).
+    /// Stable identifier of the model weights (a sha256 hex digest, with the
+    /// numerics appended when they are not f32), used as a cache key for
+    /// anything derived from embeddings (e.g. vector indexes).
     fn fingerprint(&self) -> &str;
     /// Embed `texts`; an empty slice yields an empty result.
     fn encode(&self, texts: &[&str], kind: TextKind) -> Result<Vec<Vec<f32>>, EncoderError>;

@@ -1,7 +1,10 @@
 //! kefu's own ONNX export of a BERT encoder, written straight from the
 //! safetensors weights (no torch, no `onnx` package): embedding layer norm,
 //! then per layer self-attention and the feed-forward block, in plain
-//! opset-17 operators that ONNX Runtime's optimiser fuses on load.
+//! opset-21 operators that ONNX Runtime's optimiser fuses on load. With int8
+//! precision the linear layers become ONNX Runtime's integer matrix product
+//! (com.microsoft `MatMulIntegerToFloat`) between quantised activations and
+//! weights.
 //!
 //! The token-embedding lookup stays outside the graph: the runtime would
 //! otherwise hold its own copy of the largest table (250k rows for e5), while
@@ -9,11 +12,13 @@
 //! graph takes the summed word, position and type embeddings and the additive
 //! attention bias (0 for tokens, `f32::MIN` for padding, as candle's BERT uses).
 
+use std::collections::HashMap;
+
 use candle_transformers::models::bert::{Config, HiddenAct};
 
 use super::proto::Message;
 use super::weights::Weights;
-use crate::encoder::EncoderError;
+use crate::encoder::{EncoderError, Precision};
 
 /// `[batch, tokens, hidden]`: word + position + token-type embeddings.
 pub(super) const INPUT_EMBEDDINGS: &str = "embeddings";
@@ -22,10 +27,14 @@ pub(super) const INPUT_ATTENTION_BIAS: &str = "attention_bias";
 /// `[batch, tokens, hidden]`: the last layer's token states.
 pub(super) const OUTPUT_STATES: &str = "states";
 
-const OPSET: i64 = 17;
-const IR_VERSION: i64 = 8;
+// Opset 21 for `QuantizeLinear` with one block per row.
+const OPSET: i64 = 21;
+const IR_VERSION: i64 = 10;
+const MICROSOFT: &str = "com.microsoft";
 // onnx.proto `TensorProto.DataType` and `AttributeProto.AttributeType`.
 const FLOAT: i64 = 1;
+const UINT8: i64 = 2;
+const INT8: i64 = 3;
 const INT64: i64 = 7;
 const ATTRIBUTE_FLOAT: i64 = 1;
 const ATTRIBUTE_INT: i64 = 2;
@@ -37,6 +46,9 @@ struct Graph {
     nodes: Vec<Message>,
     initializers: Vec<Message>,
     names: usize,
+    precision: Precision,
+    /// Activations already quantised, by tensor name: see `quantise_activations`.
+    quantised: HashMap<String, (String, String, String)>,
 }
 
 fn attribute_int(name: &str, value: i64) -> Message {
@@ -100,6 +112,14 @@ impl Graph {
         self.nodes.push(attributes.into_iter().fold(node, |n, a| n.message(5, a)));
     }
 
+    /// Add a node of ONNX Runtime's own operators (domain com.microsoft).
+    fn microsoft_op(&mut self, op_type: &str, inputs: &[&str]) -> String {
+        let output = self.fresh(op_type);
+        let node = inputs.iter().fold(Message::new(), |n, i| n.string(1, i));
+        self.nodes.push(node.string(2, &output).string(3, &output).string(4, op_type).string(7, MICROSOFT));
+        output
+    }
+
     /// `x · Wᵀ + b` for a torch-layout `[out, in]` weight.
     fn linear(&mut self, x: &str, weights: &Weights, name: &str) -> Result<String, EncoderError> {
         let (dims, w) = weights.floats(&format!("{name}.weight"))?;
@@ -110,11 +130,87 @@ impl Graph {
                 transposed[c * rows + r] = w[r * cols + c];
             }
         }
-        let w = self.floats(name, &[cols, rows], &transposed);
         let (_, b) = weights.floats(&format!("{name}.bias"))?;
         let b = self.floats(name, &[rows], &b);
-        let product = self.op("MatMul", &[x, &w], vec![]);
+        let product = match self.precision {
+            Precision::F32 => {
+                let w = self.floats(name, &[cols, rows], &transposed);
+                self.op("MatMul", &[x, &w], vec![])
+            }
+            Precision::Int8 => self.int8_product(x, &transposed, [cols, rows], name),
+        };
         Ok(self.op("Add", &[&product, &b], vec![]))
+    }
+
+    /// `x · w` for `w` `[inner, outer]` in int8: weights scaled to ±127 per
+    /// output column, each token's activations onto 0..=255 with its own scale
+    /// and zero point, products summed exactly in int32, then scaled back.
+    /// Measured on the e5 fixture (min cosine to f32): 0.9994; with activations
+    /// symmetric around 0, 0.9986; with one scale for the whole batch (ONNX
+    /// Runtime's dynamic quantisation), 0.992, and a text's vector then
+    /// depends on its batch-mates.
+    fn int8_product(&mut self, x: &str, w: &[f32], [inner, outer]: [usize; 2], name: &str) -> String {
+        let mut scales = vec![0f32; outer];
+        for (column, scale) in scales.iter_mut().enumerate() {
+            let largest = (0..inner).map(|i| w[i * outer + column].abs()).fold(0f32, f32::max);
+            *scale = if largest > 0.0 { largest / 127.0 } else { 1.0 };
+        }
+        let quantised: Vec<u8> = w
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v / scales[i % outer]).round().clamp(-127.0, 127.0) as i8 as u8)
+            .collect();
+        let w = self.constant(name, &[inner, outer], INT8, &quantised);
+        let column_scales = self.floats(name, &[outer], &scales);
+        let (values, token_scales, token_shifts) = self.quantise_activations(x, inner);
+        let one = self.floats("one", &[], &[1.0]);
+        // Exact int32 sums as f32; the op takes only one scale per tensor.
+        let product = self.microsoft_op("MatMulIntegerToFloat", &[&values, &w, &one, &one]);
+        let product = self.op("Mul", &[&product, &column_scales], vec![]);
+        let product = self.op("Mul", &[&product, &token_scales], vec![]);
+        // Each token's zero point times the column sums of the weights.
+        let column_sums: Vec<f32> = (0..outer)
+            .map(|column| {
+                scales[column] * (0..inner).map(|i| f32::from(quantised[i * outer + column] as i8)).sum::<f32>()
+            })
+            .collect();
+        let column_sums = self.floats(name, &[outer], &column_sums);
+        let correction = self.op("Mul", &[&token_shifts, &column_sums], vec![]);
+        self.op("Sub", &[&product, &correction], vec![])
+    }
+
+    /// `x` `[batch, tokens, width]` as uint8, each token's range [min, max]
+    /// (widened to hold 0) mapped onto 0..=255: its scale and its zero point
+    /// times the scale, both `[batch, tokens, 1]`. Done once per tensor,
+    /// whichever layers read it.
+    fn quantise_activations(&mut self, x: &str, width: usize) -> (String, String, String) {
+        if let Some(done) = self.quantised.get(x) {
+            return done.clone();
+        }
+        let inverse_range = self.floats("inverse_range", &[], &[1.0 / 255.0]);
+        let smallest = self.floats("smallest", &[], &[f32::MIN_POSITIVE]);
+        let zero = self.floats("zero", &[], &[0.0]);
+        let last = self.ints("last_axis", &[-1]);
+        let keep = || vec![attribute_int("keepdims", 1)];
+        let high = self.op("ReduceMax", &[x, &last], keep());
+        let high = self.op("Max", &[&high, &zero], vec![]);
+        let low = self.op("ReduceMin", &[x, &last], keep());
+        let low = self.op("Min", &[&low, &zero], vec![]);
+        let range = self.op("Sub", &[&high, &low], vec![]);
+        let scale = self.op("Mul", &[&range, &inverse_range], vec![]);
+        // An all-zero token keeps a usable scale.
+        let scale = self.op("Max", &[&scale, &smallest], vec![]);
+        let zero_point = self.op("Div", &[&low, &scale], vec![]);
+        let zero_point = self.op("Neg", &[&zero_point], vec![]);
+        let zero_point = self.op("Round", &[&zero_point], vec![]);
+        let shift = self.op("Mul", &[&zero_point, &scale], vec![]);
+        let zero_point = self.op("Cast", &[&zero_point], vec![attribute_int("to", UINT8)]);
+        // One block as wide as the row: a scale per token.
+        let attributes = vec![attribute_int("axis", -1), attribute_int("block_size", width as i64)];
+        let values = self.op("QuantizeLinear", &[x, &scale, &zero_point], attributes);
+        let done = (values, scale, shift);
+        self.quantised.insert(x.to_string(), done.clone());
+        done
     }
 
     fn layer_norm(&mut self, x: &str, weights: &Weights, name: &str, eps: f32) -> Result<String, EncoderError> {
@@ -166,7 +262,12 @@ impl Graph {
 
 /// The serialised ONNX model of `config`'s encoder layers from `weights`
 /// (tensor names under `prefix`, "" or "bert.").
-pub(super) fn bert_graph(weights: &Weights, config: &Config, prefix: &str) -> Result<Vec<u8>, EncoderError> {
+pub(super) fn bert_graph(
+    weights: &Weights,
+    config: &Config,
+    prefix: &str,
+    precision: Precision,
+) -> Result<Vec<u8>, EncoderError> {
     if config.hidden_act != HiddenAct::Gelu {
         return Err(
             weights.broken(format!("activation {:?} has no ONNX export; use the candle backend", config.hidden_act))
@@ -176,7 +277,7 @@ pub(super) fn bert_graph(weights: &Weights, config: &Config, prefix: &str) -> Re
         return Err(weights.broken("hidden size is not a multiple of the attention heads"));
     }
     let eps = config.layer_norm_eps as f32;
-    let mut graph = Graph::default();
+    let mut graph = Graph { precision, ..Graph::default() };
     let mut x = graph.layer_norm(INPUT_EMBEDDINGS, weights, &format!("{prefix}embeddings.LayerNorm"), eps)?;
     for layer in 0..config.num_hidden_layers {
         let p = format!("{prefix}encoder.layer.{layer}");
@@ -206,5 +307,12 @@ pub(super) fn bert_graph(weights: &Weights, config: &Config, prefix: &str) -> Re
         .message(11, value_info(INPUT_ATTENTION_BIAS, &[Err("batch"), Ok(1), Ok(1), Err("tokens")]))
         .message(12, value_info(OUTPUT_STATES, &[Err("batch"), Err("tokens"), Ok(hidden)]));
     let opset = Message::new().string(1, "").int(2, OPSET);
-    Ok(Message::new().int(1, IR_VERSION).string(2, "kefu").message(7, body).message(8, opset).into_bytes())
+    let microsoft = Message::new().string(1, MICROSOFT).int(2, 1);
+    Ok(Message::new()
+        .int(1, IR_VERSION)
+        .string(2, "kefu")
+        .message(7, body)
+        .message(8, opset)
+        .message(8, microsoft)
+        .into_bytes())
 }
