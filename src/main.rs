@@ -136,8 +136,11 @@ struct StatsArgs {
 #[derive(clap::Args)]
 struct EvalArgs {
     /// Labelled test set: JSONL, CSV (text,label) or CLINC150 data_full.json.
-    #[arg(long)]
-    test: PathBuf,
+    #[arg(long, required_unless_present = "compare")]
+    test: Option<PathBuf>,
+    /// Show what changed between two `--json` reports of the same test set: BEFORE AFTER.
+    #[arg(long, num_args = 2, value_names = ["BEFORE", "AFTER"], conflicts_with_all = ["test", "train", "corpus"])]
+    compare: Option<Vec<PathBuf>>,
     /// Evaluate the engine built from this corpus folder (default: the configured corpus).
     #[arg(long, conflicts_with = "train")]
     corpus: Option<PathBuf>,
@@ -147,7 +150,7 @@ struct EvalArgs {
     /// Reference time for relative dates of lines without their own `now`.
     #[arg(long)]
     now: Option<DateTime<FixedOffset>>,
-    /// Write the report as JSON to this file.
+    /// Write the report as JSON to this file (with every wrong line and the reliability bins).
     #[arg(long)]
     json: Option<PathBuf>,
 }
@@ -786,7 +789,18 @@ fn run_finetune(config: &Config, args: FinetuneArgs) -> Result<()> {
 }
 
 fn run_eval(config: &Config, args: EvalArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
-    let lines = eval::load_labelled(&args.test, SetRole::Test)?;
+    if let Some([before, after]) = args.compare.as_deref() {
+        let read = |path: &Path| -> Result<eval::EvalReport> {
+            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is not a `kefu eval --json` report", path.display()))
+        };
+        let (before, after) = (read(before)?, read(after)?);
+        print!("{}", eval::Comparison { before: &before, after: &after });
+        return Ok(());
+    }
+    let test = args.test.context("--test is required")?;
+    let lines = eval::load_labelled(&test, SetRole::Test)?;
     let (corpus, catalogue_dir, validation) = match (&args.train, &args.corpus) {
         (Some(train), _) => {
             let train_lines = eval::load_labelled(train, SetRole::Train)?;

@@ -30,6 +30,34 @@ pub struct Prediction {
     pub slots: Map<String, Value>,
     /// Whole-pipeline latency for this query.
     pub latency_ms: f64,
+    /// The engine's calibrated confidence in `intent`.
+    #[serde(default)]
+    pub confidence: f32,
+}
+
+/// One line the engine got wrong (intent or decision), for reading errors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LineError {
+    pub text: String,
+    pub gold: String,
+    pub predicted: String,
+    pub confidence: f32,
+    /// What the engine did: answer, clarify or handoff.
+    pub decision: String,
+    /// The decision the line expects, if it names one.
+    pub gold_decision: Option<String>,
+}
+
+/// Lines whose confidence falls in `[low, high)` (the last bin holds 1.0).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReliabilityBin {
+    pub low: f64,
+    pub high: f64,
+    pub lines: usize,
+    /// Mean confidence of the bin's lines; null when it has none.
+    pub confidence: Option<f64>,
+    /// Share of the bin's lines whose intent is right; null when it has none.
+    pub accuracy: Option<f64>,
 }
 
 /// Precision/recall of one intent (or of `oos`) over all lines.
@@ -130,6 +158,16 @@ pub struct EvalReport {
     pub per_decision: BTreeMap<String, DecisionStats>,
     /// Per slot name.
     pub per_slot: BTreeMap<String, SlotStats>,
+    /// Expected calibration error of the intent confidence over all lines:
+    /// the line-weighted gap between confidence and accuracy per bin.
+    #[serde(default)]
+    pub ece: f64,
+    /// The reliability diagram behind `ece`: ten equal-width confidence bins.
+    #[serde(default)]
+    pub reliability: Vec<ReliabilityBin>,
+    /// Every line with a wrong intent or a wrong decision, in file order.
+    #[serde(default)]
+    pub errors: Vec<LineError>,
 }
 
 /// Scores `predictions[i]` against `lines[i]`.
@@ -155,7 +193,59 @@ pub fn score(lines: &[LabelledLine], predictions: &[Prediction]) -> Result<EvalR
     }
     let mut latencies: Vec<f64> = predictions.iter().map(|p| p.latency_ms).collect();
     latencies.sort_by(f64::total_cmp);
-    Ok(tally.into_report(&latencies))
+    let mut report = tally.into_report(&latencies);
+    (report.reliability, report.ece) = reliability(lines, predictions);
+    report.errors = lines
+        .iter()
+        .zip(predictions)
+        .filter(|(line, pred)| {
+            line.intent != pred.intent || line.decision.as_deref().is_some_and(|gold| !decision_right(gold, pred))
+        })
+        .map(|(line, pred)| LineError {
+            text: line.text.clone(),
+            gold: line.intent.clone(),
+            predicted: pred.intent.clone(),
+            confidence: pred.confidence,
+            decision: pred.decision.as_str().to_owned(),
+            gold_decision: line.decision.clone(),
+        })
+        .collect();
+    Ok(report)
+}
+
+/// Confidence bins for a reliability diagram, and the expected calibration error.
+fn reliability(lines: &[LabelledLine], predictions: &[Prediction]) -> (Vec<ReliabilityBin>, f64) {
+    const BINS: usize = 10;
+    // (lines, confidence sum, right)
+    let mut sums = [(0usize, 0f64, 0usize); BINS];
+    for (line, pred) in lines.iter().zip(predictions) {
+        let confidence = f64::from(pred.confidence).clamp(0.0, 1.0);
+        let bin = ((confidence * BINS as f64) as usize).min(BINS - 1);
+        sums[bin].0 += 1;
+        sums[bin].1 += confidence;
+        sums[bin].2 += usize::from(line.intent == pred.intent);
+    }
+    let total = lines.len().max(1) as f64;
+    let mut ece = 0.0;
+    let bins = sums
+        .iter()
+        .enumerate()
+        .map(|(i, &(count, confidence_sum, right))| {
+            let confidence = (count > 0).then(|| confidence_sum / count as f64);
+            let accuracy = ratio(right, count);
+            if let (Some(c), Some(a)) = (confidence, accuracy) {
+                ece += (c - a).abs() * count as f64 / total;
+            }
+            ReliabilityBin {
+                low: i as f64 / BINS as f64,
+                high: (i + 1) as f64 / BINS as f64,
+                lines: count,
+                confidence,
+                accuracy,
+            }
+        })
+        .collect();
+    (bins, ece)
 }
 
 /// What the lines scored so far add up to.
@@ -273,6 +363,9 @@ impl<'a> Tally<'a> {
                     (name, stats)
                 })
                 .collect(),
+            ece: 0.0,
+            reliability: Vec::new(),
+            errors: Vec::new(),
         }
     }
 }
@@ -371,6 +464,7 @@ impl fmt::Display for EvalReport {
             self.slot_lines
         )?;
         writeln!(f, "latency ms         p50 {:.1}  p99 {:.1}", self.latency_ms_p50, self.latency_ms_p99)?;
+        writeln!(f, "calibration error  {:.3}  (ECE, intent confidence)", self.ece)?;
 
         // Worst first by F1, then by how many lines the weakness costs.
         let mut worst: Vec<(&String, &ClassStats)> = self.per_intent.iter().filter(|(_, s)| s.support > 0).collect();
@@ -390,6 +484,69 @@ impl fmt::Display for EvalReport {
         }
         for c in self.confusions.iter().take(SUMMARY_ROWS) {
             writeln!(f, "  {} -> {}: {}", c.gold, c.predicted, c.count)?;
+        }
+        Ok(())
+    }
+}
+
+/// What changed between two reports of the same test set (`kefu eval
+/// --compare BEFORE AFTER`): the headline figures side by side, the intents
+/// whose F1 moved most, and the lines fixed and broken.
+pub struct Comparison<'a> {
+    pub before: &'a EvalReport,
+    pub after: &'a EvalReport,
+}
+
+impl Comparison<'_> {
+    /// Errors of `of` that `other` does not have, matched by text and gold intent.
+    fn only_in<'r>(of: &'r EvalReport, other: &EvalReport) -> Vec<&'r LineError> {
+        let known: std::collections::HashSet<(&str, &str)> =
+            other.errors.iter().map(|e| (e.text.as_str(), e.gold.as_str())).collect();
+        of.errors.iter().filter(|e| !known.contains(&(e.text.as_str(), e.gold.as_str()))).collect()
+    }
+}
+
+impl fmt::Display for Comparison<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (a, b) = (self.before, self.after);
+        if a.n != b.n || a.oos != b.oos {
+            writeln!(f, "warning: the reports cover different test sets ({} and {} lines)", a.n, b.n)?;
+        }
+        writeln!(f, "{:<20}{:>9}{:>9}{:>9}", "", "before", "after", "change")?;
+        let rows = [
+            ("intent accuracy", Some(a.intent_accuracy), Some(b.intent_accuracy)),
+            ("oos precision", a.oos_precision, b.oos_precision),
+            ("oos recall", a.oos_recall, b.oos_recall),
+            ("decision accuracy", a.decision_accuracy, b.decision_accuracy),
+            ("slot F1", a.slot_f1, b.slot_f1),
+            ("ECE", Some(a.ece), Some(b.ece)),
+        ];
+        for (name, x, y) in rows {
+            let change = match (x, y) {
+                (Some(x), Some(y)) => format!("{:+.4}", y - x),
+                _ => "n/a".into(),
+            };
+            writeln!(f, "{name:<20}{:>9}{:>9}{change:>9}", Rate(x).to_string(), Rate(y).to_string())?;
+        }
+        let mut moved: Vec<(&String, f64, f64)> = a
+            .per_intent
+            .iter()
+            .filter_map(|(name, s)| Some((name, s.f1?, b.per_intent.get(name)?.f1?)))
+            .filter(|(_, x, y)| x != y)
+            .collect();
+        moved.sort_by(|(an, ax, ay), (bn, bx, by)| (by - bx).abs().total_cmp(&(ay - ax).abs()).then(an.cmp(bn)));
+        writeln!(f, "intents whose F1 moved most:")?;
+        if moved.is_empty() {
+            writeln!(f, "  none")?;
+        }
+        for (name, x, y) in moved.iter().take(SUMMARY_ROWS) {
+            writeln!(f, "  {name:<28} {x:.3} -> {y:.3}")?;
+        }
+        for (label, lines) in [("fixed", Self::only_in(a, b)), ("broken", Self::only_in(b, a))] {
+            writeln!(f, "{label}: {} lines", lines.len())?;
+            for e in lines.iter().take(TOP_CONFUSIONS) {
+                writeln!(f, "  {:?}: gold {}, {} {} ({:.2})", e.text, e.gold, e.decision, e.predicted, e.confidence)?;
+            }
         }
         Ok(())
     }
@@ -426,6 +583,7 @@ mod tests {
             lead: false,
             slots: Map::new(),
             latency_ms: 0.0,
+            confidence: 0.9,
         }
     }
 
@@ -638,5 +796,47 @@ mod tests {
         let worst = text.split("worst intents").nth(1).unwrap();
         // a: P .5 R 1/3 F1 .4 is worse than b (F1 .5) and c (F1 .667)
         assert!(worst.lines().nth(1).unwrap().trim_start().starts_with('a'), "{text}");
+    }
+
+    #[test]
+    fn calibration_error_is_the_weighted_gap_per_bin() {
+        let lines = [line("a"), line("a"), line("b"), line("b")];
+        let confident = |intent: &str, confidence| Prediction { confidence, ..pred(intent) };
+        // Bin 0.9-1.0: two lines at 0.95, one right: gap 0.45. Bin 0.2-0.3: two at 0.25, both right: gap 0.75.
+        let preds = [confident("a", 0.95), confident("x", 0.95), confident("b", 0.25), confident("b", 0.25)];
+        let report = score(&lines, &preds).unwrap();
+        assert!((report.ece - (0.5 * 0.45 + 0.5 * 0.75)).abs() < 1e-6, "{}", report.ece);
+        assert_eq!(report.reliability.len(), 10);
+        let top = &report.reliability[9];
+        assert_eq!((top.lines, top.accuracy), (2, Some(0.5)));
+        assert_eq!(report.reliability[5].confidence, None, "an empty bin has no mean");
+        let perfect = score(&lines[..1], &[confident("a", 1.0)]).unwrap();
+        assert!(perfect.ece.abs() < 1e-6, "confidence 1.0 lands in the last bin");
+    }
+
+    #[test]
+    fn errors_list_wrong_intents_and_wrong_decisions_in_file_order() {
+        let lines = [line("a"), with_decision("b", "handoff"), line("c")];
+        let preds = [pred("x"), pred("b"), pred("c")];
+        let report = score(&lines, &preds).unwrap();
+        let wrong: Vec<(&str, &str, &str)> =
+            report.errors.iter().map(|e| (e.gold.as_str(), e.predicted.as_str(), e.decision.as_str())).collect();
+        assert_eq!(wrong, [("a", "x", "answer"), ("b", "b", "answer")]);
+        assert_eq!(report.errors[1].gold_decision.as_deref(), Some("handoff"));
+        assert!((report.errors[0].confidence - 0.9).abs() < 1e-6);
+    }
+
+    #[test]
+    fn comparison_shows_changed_figures_and_fixed_and_broken_lines() {
+        let lines = [line("a"), line("b"), line("c")];
+        let before = score(&lines, &[pred("x"), pred("b"), pred("c")]).unwrap();
+        let after = score(&lines, &[pred("a"), pred("b"), pred("y")]).unwrap();
+        let text = Comparison { before: &before, after: &after }.to_string();
+        assert!(text.contains("intent accuracy         0.667    0.667  +0.0000"), "{text}");
+        assert!(text.contains("fixed: 1 lines\n  \"text for a\": gold a"), "{text}");
+        assert!(text.contains("broken: 1 lines\n  \"text for c\": gold c, answer y"), "{text}");
+        // A report read back from its JSON keeps its lines.
+        let reread: EvalReport = serde_json::from_str(&serde_json::to_string(&after).unwrap()).unwrap();
+        assert_eq!((reread.errors, reread.reliability.len()), (after.errors, 10));
     }
 }

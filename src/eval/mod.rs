@@ -11,7 +11,10 @@ mod metrics;
 use std::path::PathBuf;
 
 pub use dataset::{load_labelled, load_validation, LabelledLine, SetRole, OOS};
-pub use metrics::{score, ClassStats, Confusion, DecisionStats, EvalReport, Prediction, SlotStats};
+pub use metrics::{
+    score, ClassStats, Comparison, Confusion, DecisionStats, EvalReport, LineError, Prediction, ReliabilityBin,
+    SlotStats,
+};
 
 /// Errors from loading labelled sets and scoring predictions.
 #[derive(Debug, thiserror::Error)]

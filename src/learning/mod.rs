@@ -513,6 +513,7 @@ pub async fn predict(
             lead: outcome.lead,
             slots: outcome.slots.to_json(),
             latency_ms,
+            confidence: outcome.confidence,
         }),
         // A line the engine refuses (empty, oversize) is one it does not answer.
         Err(EngineError::Invalid(_)) => Ok(Prediction {
@@ -521,6 +522,7 @@ pub async fn predict(
             lead: false,
             slots: serde_json::Map::new(),
             latency_ms,
+            confidence: 0.0,
         }),
         Err(err) => Err(err.into()),
     }
