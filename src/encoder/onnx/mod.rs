@@ -55,7 +55,7 @@ pub struct OnnxBert {
     /// Runs batches, on every core.
     batch: Mutex<Session>,
     /// Runs one text on one thread, where that is faster than sharing the
-    /// work: with int8 weights (3.8 ms against 5.4 ms at p50 on 2 cores), not
+    /// work: with int8 weights (4.4 ms against 5.8 ms at p50 on 2 cores), not
     /// with f32 (12.3 ms against 8.4), whose single texts go to `batch`.
     single: Option<Mutex<Session>>,
     precision: Precision,
