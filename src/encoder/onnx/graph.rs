@@ -9,8 +9,8 @@
 //! The token-embedding lookup stays outside the graph: the runtime would
 //! otherwise hold its own copy of the largest table (250k rows for e5), while
 //! kefu reads the few rows a text needs from the mapped weights file. The
-//! graph takes the summed word, position and type embeddings and the additive
-//! attention bias (0 for tokens, `f32::MIN` for padding, as candle's BERT uses).
+//! graph takes the summed word, position and type embeddings and the attention
+//! mask.
 
 use std::collections::HashMap;
 
@@ -22,8 +22,8 @@ use crate::encoder::{EncoderError, Precision};
 
 /// `[batch, tokens, hidden]`: word + position + token-type embeddings.
 pub(super) const INPUT_EMBEDDINGS: &str = "embeddings";
-/// `[batch, 1, 1, tokens]`: added to every attention score.
-pub(super) const INPUT_ATTENTION_BIAS: &str = "attention_bias";
+/// `[batch, tokens]` int32: 1 on tokens, 0 on padding.
+pub(super) const INPUT_MASK: &str = "attention_mask";
 /// `[batch, tokens, hidden]`: the last layer's token states.
 pub(super) const OUTPUT_STATES: &str = "states";
 
@@ -35,10 +35,17 @@ const MICROSOFT: &str = "com.microsoft";
 const FLOAT: i64 = 1;
 const UINT8: i64 = 2;
 const INT8: i64 = 3;
+const INT32: i64 = 6;
 const INT64: i64 = 7;
 const ATTRIBUTE_FLOAT: i64 = 1;
 const ATTRIBUTE_INT: i64 = 2;
-const ATTRIBUTE_INTS: i64 = 7;
+
+/// A linear layer's weight as `dims` `[in, out]`, row-major, and its bias.
+struct Linear {
+    dims: [usize; 2],
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
 
 /// Nodes and constants of the graph being written; names are generated.
 #[derive(Default)]
@@ -59,12 +66,8 @@ fn attribute_float(name: &str, value: f32) -> Message {
     Message::new().string(1, name).float(2, value).int(20, ATTRIBUTE_FLOAT)
 }
 
-fn attribute_ints(name: &str, values: &[i64]) -> Message {
-    values.iter().fold(Message::new().string(1, name), |m, &v| m.int(8, v)).int(20, ATTRIBUTE_INTS)
-}
-
-/// A float tensor input or output with symbolic batch and token dimensions.
-fn value_info(name: &str, dims: &[Result<i64, &str>]) -> Message {
+/// A tensor input or output with symbolic batch and token dimensions.
+fn value_info(name: &str, data_type: i64, dims: &[Result<i64, &str>]) -> Message {
     let shape = dims.iter().fold(Message::new(), |shape, dim| {
         let dim = match dim {
             Ok(size) => Message::new().int(1, *size),
@@ -72,7 +75,7 @@ fn value_info(name: &str, dims: &[Result<i64, &str>]) -> Message {
         };
         shape.message(1, dim)
     });
-    let tensor = Message::new().int(1, FLOAT).message(2, shape);
+    let tensor = Message::new().int(1, data_type).message(2, shape);
     Message::new().string(1, name).message(2, Message::new().message(1, tensor))
 }
 
@@ -113,15 +116,16 @@ impl Graph {
     }
 
     /// Add a node of ONNX Runtime's own operators (domain com.microsoft).
-    fn microsoft_op(&mut self, op_type: &str, inputs: &[&str]) -> String {
+    fn microsoft_op(&mut self, op_type: &str, inputs: &[&str], attributes: Vec<Message>) -> String {
         let output = self.fresh(op_type);
         let node = inputs.iter().fold(Message::new(), |n, i| n.string(1, i));
-        self.nodes.push(node.string(2, &output).string(3, &output).string(4, op_type).string(7, MICROSOFT));
+        let node = node.string(2, &output).string(3, &output).string(4, op_type).string(7, MICROSOFT);
+        self.nodes.push(attributes.into_iter().fold(node, |n, a| n.message(5, a)));
         output
     }
 
-    /// `x · Wᵀ + b` for a torch-layout `[out, in]` weight.
-    fn linear(&mut self, x: &str, weights: &Weights, name: &str) -> Result<String, EncoderError> {
+    /// A torch-layout `[out, in]` weight as `[in, out]`, and its bias.
+    fn transposed(weights: &Weights, name: &str) -> Result<Linear, EncoderError> {
         let (dims, w) = weights.floats(&format!("{name}.weight"))?;
         let [rows, cols] = dims[..] else { return Err(weights.broken(format!("{name}.weight is not a matrix"))) };
         let mut transposed = vec![0f32; w.len()];
@@ -130,14 +134,20 @@ impl Graph {
                 transposed[c * rows + r] = w[r * cols + c];
             }
         }
-        let (_, b) = weights.floats(&format!("{name}.bias"))?;
-        let b = self.floats(name, &[rows], &b);
+        let (_, bias) = weights.floats(&format!("{name}.bias"))?;
+        Ok(Linear { dims: [cols, rows], weight: transposed, bias })
+    }
+
+    /// `x · Wᵀ + b` for a torch-layout `[out, in]` weight.
+    fn linear(&mut self, x: &str, weights: &Weights, name: &str) -> Result<String, EncoderError> {
+        let Linear { dims, weight, bias } = Self::transposed(weights, name)?;
+        let b = self.floats(name, &[dims[1]], &bias);
         let product = match self.precision {
             Precision::F32 => {
-                let w = self.floats(name, &[cols, rows], &transposed);
+                let w = self.floats(name, &dims, &weight);
                 self.op("MatMul", &[x, &w], vec![])
             }
-            Precision::Int8 => self.int8_product(x, &transposed, [cols, rows], name),
+            Precision::Int8 => self.int8_product(x, &weight, dims, name),
         };
         Ok(self.op("Add", &[&product, &b], vec![]))
     }
@@ -165,7 +175,7 @@ impl Graph {
         let (values, token_scales, token_shifts) = self.quantise_activations(x, inner);
         let one = self.floats("one", &[], &[1.0]);
         // Exact int32 sums as f32; the op takes only one scale per tensor.
-        let product = self.microsoft_op("MatMulIntegerToFloat", &[&values, &w, &one, &one]);
+        let product = self.microsoft_op("MatMulIntegerToFloat", &[&values, &w, &one, &one], vec![]);
         let product = self.op("Mul", &[&product, &column_scales], vec![]);
         let product = self.op("Mul", &[&product, &token_scales], vec![]);
         // Each token's zero point times the column sums of the weights.
@@ -234,29 +244,46 @@ impl Graph {
         self.op("Mul", &[&product, &half], vec![])
     }
 
-    /// Multi-head self-attention over `x`, before the output projection.
+    /// Multi-head self-attention over `x`, before the output projection, as
+    /// one of ONNX Runtime's fused attention kernels: the optimiser does not
+    /// recognise the plain-operator form, whose twenty nodes a layer cost a
+    /// single short query about a third of its time. With f32 weights the
+    /// kernel also makes the query, key and value projections, as one matrix
+    /// product; with int8 they are made apart, as every other linear layer.
     fn attention(&mut self, x: &str, weights: &Weights, prefix: &str, config: &Config) -> Result<String, EncoderError> {
-        let heads = config.num_attention_heads;
-        let head_dim = config.hidden_size / heads;
-        let split = self.ints("split_heads", &[0, 0, heads as i64, head_dim as i64]);
-        let project = |graph: &mut Self, which: &str, perm: &[i64]| -> Result<String, EncoderError> {
-            let projected = graph.linear(x, weights, &format!("{prefix}.attention.self.{which}"))?;
-            let split = graph.op("Reshape", &[&projected, &split], vec![]);
-            Ok(graph.op("Transpose", &[&split], vec![attribute_ints("perm", perm)]))
-        };
-        // [batch, heads, tokens, head_dim]; keys as [batch, heads, head_dim, tokens].
-        let query = project(self, "query", &[0, 2, 1, 3])?;
-        let key = project(self, "key", &[0, 2, 3, 1])?;
-        let value = project(self, "value", &[0, 2, 1, 3])?;
-        let scale = self.floats("scale", &[], &[(head_dim as f32).sqrt()]);
-        let scores = self.op("MatMul", &[&query, &key], vec![]);
-        let scores = self.op("Div", &[&scores, &scale], vec![]);
-        let scores = self.op("Add", &[&scores, INPUT_ATTENTION_BIAS], vec![]);
-        let probabilities = self.op("Softmax", &[&scores], vec![attribute_int("axis", -1)]);
-        let context = self.op("MatMul", &[&probabilities, &value], vec![]);
-        let context = self.op("Transpose", &[&context], vec![attribute_ints("perm", &[0, 2, 1, 3])]);
-        let merge = self.ints("merge_heads", &[0, 0, config.hidden_size as i64]);
-        Ok(self.op("Reshape", &[&context, &merge], vec![]))
+        let heads = vec![attribute_int("num_heads", config.num_attention_heads as i64)];
+        let projection = |which: &str| format!("{prefix}.attention.self.{which}");
+        match self.precision {
+            Precision::F32 => {
+                let parts = ["query", "key", "value"]
+                    .map(|which| Self::transposed(weights, &projection(which)))
+                    .into_iter()
+                    .collect::<Result<Vec<_>, _>>()?;
+                let [inner, outer] = parts[0].dims;
+                if parts.iter().any(|part| part.dims != [inner, outer]) {
+                    return Err(weights.broken(format!("{prefix} has query, key and value of different shapes")));
+                }
+                // [in, q | k | v] row by row, biases likewise.
+                let mut packed = Vec::with_capacity(inner * outer * 3);
+                for row in 0..inner {
+                    for part in &parts {
+                        packed.extend_from_slice(&part.weight[row * outer..(row + 1) * outer]);
+                    }
+                }
+                let bias: Vec<f32> = parts.iter().flat_map(|part| part.bias.iter().copied()).collect();
+                let packed = self.floats("qkv", &[inner, outer * 3], &packed);
+                let bias = self.floats("qkv_bias", &[outer * 3], &bias);
+                Ok(self.microsoft_op("Attention", &[x, &packed, &bias, INPUT_MASK], heads))
+            }
+            Precision::Int8 => {
+                let [query, key, value] = ["query", "key", "value"].map(projection);
+                let query = self.linear(x, weights, &query)?;
+                let key = self.linear(x, weights, &key)?;
+                let value = self.linear(x, weights, &value)?;
+                let inputs = [&query, &key, &value, "", INPUT_MASK];
+                Ok(self.microsoft_op("MultiHeadAttention", &inputs, heads))
+            }
+        }
     }
 }
 
@@ -303,9 +330,9 @@ pub(super) fn bert_graph(
         body = body.message(5, initializer);
     }
     let body = body
-        .message(11, value_info(INPUT_EMBEDDINGS, &[Err("batch"), Err("tokens"), Ok(hidden)]))
-        .message(11, value_info(INPUT_ATTENTION_BIAS, &[Err("batch"), Ok(1), Ok(1), Err("tokens")]))
-        .message(12, value_info(OUTPUT_STATES, &[Err("batch"), Err("tokens"), Ok(hidden)]));
+        .message(11, value_info(INPUT_EMBEDDINGS, FLOAT, &[Err("batch"), Err("tokens"), Ok(hidden)]))
+        .message(11, value_info(INPUT_MASK, INT32, &[Err("batch"), Err("tokens")]))
+        .message(12, value_info(OUTPUT_STATES, FLOAT, &[Err("batch"), Err("tokens"), Ok(hidden)]));
     let opset = Message::new().string(1, "").int(2, OPSET);
     let microsoft = Message::new().string(1, MICROSOFT).int(2, 1);
     Ok(Message::new()

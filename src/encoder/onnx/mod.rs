@@ -124,16 +124,16 @@ impl OnnxBert {
             row.copy_from_slice(&self.positions[position * hidden..(position + 1) * hidden]);
             self.weights.add_row(&self.words, id as usize, row)?;
         }
-        let bias: Vec<f32> = mask.iter().map(|&m| if m == 1 { 0.0 } else { f32::MIN }).collect();
+        let mask: Vec<i32> = mask.iter().map(|&m| m as i32).collect();
         let embeddings = Tensor::from_array(([batch, width, hidden], embeddings)).map_err(inference)?;
-        let bias = Tensor::from_array(([batch, 1, 1, width], bias)).map_err(inference)?;
+        let mask = Tensor::from_array(([batch, width], mask)).map_err(inference)?;
         let session = match &self.single {
             Some(single) if batch == 1 => single,
             _ => &self.batch,
         };
         let mut session = session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let outputs = session
-            .run(ort::inputs![graph::INPUT_EMBEDDINGS => embeddings, graph::INPUT_ATTENTION_BIAS => bias])
+            .run(ort::inputs![graph::INPUT_EMBEDDINGS => embeddings, graph::INPUT_MASK => mask])
             .map_err(inference)?;
         let (_, states) = outputs[graph::OUTPUT_STATES].try_extract_tensor::<f32>().map_err(inference)?;
         Ok(states.to_vec())
