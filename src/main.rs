@@ -153,6 +153,10 @@ struct EvalArgs {
     /// Write the report as JSON to this file (with every wrong line and the reliability bins).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write a page to this file: the figures, a reliability diagram, per-intent precision and recall,
+    /// the confusion matrix and every wrong line.
+    #[arg(long)]
+    html: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -849,6 +853,11 @@ fn run_eval(config: &Config, args: EvalArgs, runtime: &tokio::runtime::Runtime) 
         std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
         println!("report written to {}", path.display());
+    }
+    if let Some(path) = args.html {
+        std::fs::write(&path, eval::html::render(&report, &test.display().to_string()))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("page written to {}", path.display());
     }
     Ok(())
 }

@@ -5,20 +5,22 @@ mod common;
 
 use common::{model_installed, read_json, run_kefu};
 
-fn eval(test: &str) -> serde_json::Value {
+/// The JSON report of `kefu eval --test test`, and its HTML page.
+fn eval(test: &str) -> (serde_json::Value, String) {
     assert!(model_installed(), "model missing");
     let out = tempfile::tempdir().unwrap();
     let report = out.path().join("report.json");
-    let run = run_kefu(&["eval", "--test", test, "--json", report.to_str().unwrap()]);
+    let page = out.path().join("report.html");
+    let run = run_kefu(&["eval", "--test", test, "--json", report.to_str().unwrap(), "--html", page.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "kefu eval failed:\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
     println!("{test}:\n{stdout}");
-    read_json(&report)
+    (read_json(&report), std::fs::read_to_string(page).unwrap())
 }
 
 #[test]
 fn dev_set_intent_and_decision_accuracy() {
-    let r = eval("eval/dev.jsonl");
+    let (r, page) = eval("eval/dev.jsonl");
     for key in [
         "n",
         "intent_accuracy",
@@ -35,11 +37,24 @@ fn dev_set_intent_and_decision_accuracy() {
     let decision = r["decision_accuracy"].as_f64().unwrap();
     assert!(intent >= 0.95, "intent accuracy {intent}");
     assert!(decision >= 0.93, "decision accuracy {decision}");
+
+    // The page shows the same run: a bar per filled confidence bin, a
+    // matrix cell per intent pair, a row per wrong line.
+    let filled = r["reliability"].as_array().unwrap().iter().filter(|b| b["lines"].as_u64() > Some(0)).count();
+    assert!(filled > 0);
+    assert_eq!(page.matches("<rect class=\"bin\"").count(), filled);
+    let intents = r["per_intent"].as_object().unwrap().len();
+    assert_eq!(page.matches("class=\"gold\"").count(), intents, "the dev set's matrix shows every intent");
+    let errors = r["errors"].as_array().unwrap();
+    assert!(page.contains(&format!("Wrong lines ({})", errors.len())));
+    let plain = errors.iter().filter_map(|e| e["text"].as_str()).find(|t| !t.contains(['&', '<', '>', '"', '\'']));
+    let plain = plain.expect("a wrong line without markup characters");
+    assert!(page.contains(plain), "the wrong line {plain:?} is listed");
 }
 
 #[test]
 fn slot_set_f1() {
-    let r = eval("eval/slots.jsonl");
+    let (r, _) = eval("eval/slots.jsonl");
     let f1 = r["slot_f1"].as_f64().unwrap();
     assert!(f1 >= 0.95, "slot F1 {f1}");
 }

@@ -6,6 +6,7 @@
 //! out, so the metric rules can be unit-tested without a model.
 
 mod dataset;
+pub mod html;
 mod metrics;
 
 use std::path::PathBuf;
