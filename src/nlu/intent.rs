@@ -18,6 +18,7 @@ use std::path::Path;
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::corpus::OOS;
@@ -513,54 +514,50 @@ impl IntentModel {
         let groups: Vec<String> = gold.iter().map(|&c| label_groups[c].clone()).collect();
         let x: Vec<Vec<f32>> = examples.iter().map(|e| e.vector.clone()).collect();
         let centroids = class_centroids(&x, &gold, labels.len(), oos_class);
-        let mut final_model: Option<(SoftmaxHead, ExemplarIndex)> = None;
-        let mut held_out: Vec<HeldOut> = Vec::with_capacity(examples.len().max(validation.len()));
-        if !validation.is_empty() {
-            progress("training the head and index");
+        let train_final = || -> Result<(SoftmaxHead, ExemplarIndex), IntentError> {
             let head = SoftmaxHead::train(&x, &gold, labels.len(), &opts.head)?;
-            let index = ExemplarIndex::build(x.clone(), groups.clone(), IndexParams::default())?;
+            Ok((head, ExemplarIndex::build(x.clone(), groups.clone(), IndexParams::default())?))
+        };
+        let (held_out, (head, index)) = if validation.is_empty() {
+            let folds = opts.folds.max(2);
+            let fold_of = assign_folds(&gold, labels.len(), folds, opts.seed);
+            progress(&format!("cross-fitting {folds} folds and training the final head and index"));
+            // The folds and the final model are independent fits: on all
+            // cores at once, results in fold order whatever finishes first.
+            let cross_fit = |fold: usize| -> Result<Vec<HeldOut>, IntentError> {
+                let (train, test): (Vec<usize>, Vec<usize>) = (0..examples.len()).partition(|&i| fold_of[i] != fold);
+                if test.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let x: Vec<Vec<f32>> = train.iter().map(|&i| examples[i].vector.clone()).collect();
+                let y: Vec<usize> = train.iter().map(|&i| gold[i]).collect();
+                let head = SoftmaxHead::train(&x, &y, labels.len(), &opts.head)?;
+                let centroids = class_centroids(&x, &y, labels.len(), oos_class);
+                let groups = train.iter().map(|&i| groups[i].clone()).collect();
+                let index = ExemplarIndex::build(x, groups, IndexParams::default())?;
+                let scorer = Scorer { head: &head, index: &index, classes: &y, centroids: &centroids, k: opts.k };
+                test.iter().map(|&i| scorer.held_out(&examples[i].vector, gold[i])).collect()
+            };
+            let (held_out, trained) =
+                rayon::join(|| (0..folds).into_par_iter().map(cross_fit).collect::<Result<Vec<_>, _>>(), train_final);
+            (held_out?.into_iter().flatten().collect(), trained?)
+        } else {
+            progress("training the head and index");
+            let (head, index) = train_final()?;
             progress("scoring the validation examples");
             let scorer = Scorer { head: &head, index: &index, classes: &gold, centroids: &centroids, k: opts.k };
+            let mut held_out = Vec::with_capacity(validation.len());
             for e in &validation {
                 let Some(&label) = class_of.get(&e.label) else { continue };
                 held_out.push(scorer.held_out(&e.vector, label)?);
             }
-            final_model = Some((head, index));
-        }
-        let folds = if validation.is_empty() { opts.folds.max(2) } else { 0 };
-        let fold_of = assign_folds(&gold, labels.len(), opts.folds.max(2), opts.seed);
-        for fold in 0..folds {
-            progress(&format!("cross-fitting fold {}/{folds}", fold + 1));
-            let (train, test): (Vec<usize>, Vec<usize>) = (0..examples.len()).partition(|&i| fold_of[i] != fold);
-            if test.is_empty() {
-                continue;
-            }
-            let x: Vec<Vec<f32>> = train.iter().map(|&i| examples[i].vector.clone()).collect();
-            let y: Vec<usize> = train.iter().map(|&i| gold[i]).collect();
-            let head = SoftmaxHead::train(&x, &y, labels.len(), &opts.head)?;
-            let centroids = class_centroids(&x, &y, labels.len(), oos_class);
-            let index =
-                ExemplarIndex::build(x, train.iter().map(|&i| groups[i].clone()).collect(), IndexParams::default())?;
-            let scorer = Scorer { head: &head, index: &index, classes: &y, centroids: &centroids, k: opts.k };
-            for &i in &test {
-                held_out.push(scorer.held_out(&examples[i].vector, gold[i])?);
-            }
-        }
+            (held_out, (head, index))
+        };
 
         progress("fitting thresholds");
         let Choice { knn_weight, knn_temperature, weights, fitted, .. } =
             choose_calibration(&held_out, oos_class, opts.oos_weight).ok_or(IntentError::Empty)?;
 
-        let (head, index) = match final_model {
-            Some(trained) => trained,
-            None => {
-                progress("training the final head and index");
-                (
-                    SoftmaxHead::train(&x, &gold, labels.len(), &opts.head)?,
-                    ExemplarIndex::build(x, groups, IndexParams::default())?,
-                )
-            }
-        };
         let calibration = Calibration {
             knn_weight,
             knn_temperature,
