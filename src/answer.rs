@@ -231,31 +231,13 @@ pub async fn gather(
     ctx: &Ctx<'_>,
 ) -> CustomerRecords {
     let since = ctx.now - TimeDelta::days(HISTORY_DAYS);
+    // Each source is a stage of its own in the turn histogram, so a slow
+    // enterprise system shows by name.
     let (customer, orders, repairs, past_turns) = tokio::join!(
-        async {
-            match connectors {
-                Some(c) => Some(c.crm.customer(ctx, customer_id).await),
-                None => None,
-            }
-        },
-        async {
-            match connectors {
-                Some(c) => Some(c.orders.orders_of(ctx, customer_id).await),
-                None => None,
-            }
-        },
-        async {
-            match connectors {
-                Some(c) => Some(c.after_sales.repairs_of(ctx, customer_id).await),
-                None => None,
-            }
-        },
-        async {
-            match history {
-                Some(h) => Some(h.past_turns(customer_id, since).await),
-                None => None,
-            }
-        },
+        timed("crm", connectors.map(|c| c.crm.customer(ctx, customer_id))),
+        timed("orders", connectors.map(|c| c.orders.orders_of(ctx, customer_id))),
+        timed("after_sales", connectors.map(|c| c.after_sales.repairs_of(ctx, customer_id))),
+        timed("history", history.map(|h| h.past_turns(customer_id, since))),
     );
     let mut unavailable = Vec::new();
     CustomerRecords {
@@ -266,6 +248,14 @@ pub async fn gather(
         past_turns: kept("history", past_turns, &mut unavailable, ctx),
         unavailable,
     }
+}
+
+/// Awaits `lookup` when there is one, timing it as the turn stage `source`.
+async fn timed<T>(source: &'static str, lookup: Option<impl std::future::Future<Output = T>>) -> Option<T> {
+    let started = std::time::Instant::now();
+    let found = lookup?.await;
+    crate::telemetry::stage(source, started);
+    Some(found)
 }
 
 /// What an agent needs on a hand-off ticket: the customer's profile with its

@@ -59,6 +59,10 @@ async fn prometheus_and_rasa_clients_read_kefu() {
     assert_eq!(moved("kefu_turns_total", &[("channel", "web")]), 5.0);
     assert_eq!(moved("kefu_handoffs_total", &[]), handoffs as f64);
     assert!(moved("kefu_turn_stage_duration_seconds_count", &[("stage", "embed")]) >= 5.0);
+    // With a customer id, each of the customer's record sources is timed.
+    for source in ["crm", "orders", "after_sales", "history"] {
+        assert_eq!(moved("kefu_turn_stage_duration_seconds_count", &[("stage", source)]), 5.0, "{source}");
+    }
     assert!(moved("kefu_encoder_batch_texts_count", &[]) >= 1.0);
     assert!(sample(&after, "kefu_tickets_open", &[]) >= handoffs as f64);
     assert_eq!(sample(&after, "kefu_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), 1.0);

@@ -138,6 +138,14 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         headers.insert(reqwest::header::AUTHORIZATION, value);
     }
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).default_headers(headers).build()?;
+    // A server that is down or still loading would only give a loop of
+    // instant errors: say so before measuring anything.
+    let ready = url.join("/readyz")?;
+    match client.get(ready.clone()).send().await {
+        Ok(r) if r.status().is_success() => {}
+        Ok(r) => bail!("{url} is not ready ({} from {ready}); try again once it is", r.status()),
+        Err(e) => bail!("cannot reach {url}: {e}"),
+    }
     let answer_url = url.join("/v1/answer")?;
     let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
     let budget = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(args.max_requests.unwrap_or(usize::MAX)));
