@@ -8,7 +8,7 @@
 //!
 //! The token-embedding lookup stays outside the graph: the runtime would
 //! otherwise hold its own copy of the largest table (250k rows for e5), while
-//! kefu reads the few rows a text needs from the mapped weights file. The
+//! kefu reads the few rows a text needs from the weights file. The
 //! graph takes the summed word, position and type embeddings and the attention
 //! mask.
 

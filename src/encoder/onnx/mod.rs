@@ -18,7 +18,7 @@ use ort::session::Session;
 use ort::value::Tensor;
 
 use super::{EncoderError, Precision};
-use weights::{Table, Weights};
+use weights::{Rows, Weights};
 
 /// The ONNX Runtime library `kefu model fetch` installs.
 pub const RUNTIME_LIBRARY: &str = "libonnxruntime.so";
@@ -59,8 +59,7 @@ pub struct OnnxBert {
     /// with f32 (12.3 ms against 8.4), whose single texts go to `batch`.
     single: Option<Mutex<Session>>,
     precision: Precision,
-    weights: Weights,
-    words: Table,
+    words: Rows,
     /// Position rows with the token-type-0 row added, `[positions, hidden]`.
     positions: Vec<f32>,
     hidden: usize,
@@ -101,9 +100,9 @@ impl OnnxBert {
             _ => None,
         };
         // The sessions hold their own copies of the layers; of the file, only
-        // the token-embedding rows in use need to stay resident.
-        weights.release_pages();
-        Ok(Self { batch, single, precision, weights, words, positions, hidden })
+        // the token-embedding rows are read from now on.
+        let words = weights.into_rows(words);
+        Ok(Self { batch, single, precision, words, positions, hidden })
     }
 
     /// How the layers' weights are held.
@@ -122,7 +121,7 @@ impl OnnxBert {
         for (i, (row, &id)) in embeddings.chunks_exact_mut(hidden).zip(ids).enumerate() {
             let position = i % width;
             row.copy_from_slice(&self.positions[position * hidden..(position + 1) * hidden]);
-            self.weights.add_row(&self.words, id as usize, row)?;
+            self.words.add_row(id as usize, row)?;
         }
         let mask: Vec<i32> = mask.iter().map(|&m| m as i32).collect();
         let embeddings = Tensor::from_array(([batch, width, hidden], embeddings)).map_err(inference)?;
