@@ -369,8 +369,9 @@ struct Fitted {
 }
 
 /// Chooses the out-of-scope threshold that maximises in-scope accuracy plus
-/// `oos_weight` times out-of-scope recall. Without out-of-scope examples it keeps
-/// 98% of the right in-scope answers above the threshold.
+/// `oos_weight` times out-of-scope recall. Without out-of-scope examples there
+/// is nothing to weigh rejection against: the threshold is 0 and nothing is
+/// rejected (a low confidence still makes the policy ask which was meant).
 fn fit_threshold(outcomes: &[HeldOutResult], oos_weight: f32) -> Fitted {
     let n_in = outcomes.iter().filter(|o| !o.gold_oos).count().max(1) as f32;
     let n_oos = outcomes.iter().filter(|o| o.gold_oos).count();
@@ -385,11 +386,8 @@ fn fit_threshold(outcomes: &[HeldOutResult], oos_weight: f32) -> Fitted {
         (accuracy, recall)
     };
     if n_oos == 0 {
-        let mut right: Vec<f32> = outcomes.iter().filter(|o| o.top_right).map(|o| o.confidence).collect();
-        right.sort_by(f32::total_cmp);
-        let threshold = right.get(right.len() / 50).copied().unwrap_or(0.0);
-        let (accuracy, _) = evaluate(threshold);
-        return Fitted { threshold, score: accuracy, in_scope_accuracy: accuracy, oos_recall: None };
+        let (accuracy, _) = evaluate(0.0);
+        return Fitted { threshold: 0.0, score: accuracy, in_scope_accuracy: accuracy, oos_recall: None };
     }
     // Candidate thresholds sit halfway between neighbouring observed scores.
     let candidates = std::iter::once(0.0).chain(scores.windows(2).map(|w| (w[0] + w[1]) / 2.0));
@@ -777,12 +775,13 @@ mod tests {
     }
 
     #[test]
-    fn threshold_without_oos_keeps_most_right_answers() {
+    fn without_oos_examples_nothing_is_rejected() {
         let outcomes: Vec<HeldOutResult> = (0..100)
-            .map(|i| HeldOutResult { gold_oos: false, top_right: true, confidence: i as f32 / 100.0 })
+            .map(|i| HeldOutResult { gold_oos: false, top_right: i % 10 != 0, confidence: i as f32 / 100.0 })
             .collect();
         let fitted = fit_threshold(&outcomes, 1.0);
-        assert!(fitted.in_scope_accuracy >= 0.98);
+        assert_eq!(fitted.threshold, 0.0);
+        assert_eq!(fitted.in_scope_accuracy, 0.9, "every right answer is kept, however unsure");
         assert_eq!(fitted.oos_recall, None);
     }
 
