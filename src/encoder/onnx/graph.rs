@@ -1,10 +1,11 @@
 //! kefu's own ONNX export of a BERT encoder, written straight from the
 //! safetensors weights (no torch, no `onnx` package): embedding layer norm,
-//! then per layer self-attention and the feed-forward block, in plain
-//! opset-21 operators that ONNX Runtime's optimiser fuses on load. With int8
-//! precision the linear layers become ONNX Runtime's integer matrix product
-//! (com.microsoft `MatMulIntegerToFloat`) between quantised activations and
-//! weights.
+//! then per layer self-attention (ONNX Runtime's fused attention kernel) and
+//! the feed-forward block, in opset-21 operators that ONNX Runtime's optimiser
+//! fuses on load (layer norms with their residuals, GELU with its bias). With
+//! int8 precision the linear layers become ONNX Runtime's integer matrix
+//! product (com.microsoft `MatMulIntegerToFloat`) between quantised
+//! activations and weights.
 //!
 //! The token-embedding lookup stays outside the graph: the runtime would
 //! otherwise hold its own copy of the largest table (250k rows for e5), while

@@ -56,7 +56,7 @@ pub struct OnnxBert {
     batch: Mutex<Session>,
     /// Runs one text on one thread, where that is faster than sharing the
     /// work: with int8 weights (4.4 ms against 5.8 ms at p50 on 2 cores), not
-    /// with f32 (12.3 ms against 8.4), whose single texts go to `batch`.
+    /// with f32 (8.6 ms against 6.7), whose single texts go to `batch`.
     single: Option<Mutex<Session>>,
     precision: Precision,
     words: Rows,
