@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
-use super::metrics::{EvalReport, ReliabilityBin};
+use super::metrics::{EvalReport, Rate, ReliabilityBin};
 
 /// Above this many intents the matrix keeps only those with an error: the
 /// others would be rows and columns of zeros around a full diagonal.
@@ -43,10 +43,6 @@ fn escape(text: &str) -> String {
     out
 }
 
-fn rate(value: Option<f64>) -> String {
-    value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.3}"))
-}
-
 /// The page for `report`; `title` names the run (the test file, say).
 pub fn render(report: &EvalReport, title: &str) -> String {
     let mut page = String::new();
@@ -70,9 +66,9 @@ fn figures(page: &mut String, r: &EvalReport) {
     let rows = [
         ("lines", format!("{} ({} in scope, {} out of scope)", r.n, r.in_scope, r.oos)),
         ("intent accuracy (in scope)", format!("{:.3}", r.intent_accuracy)),
-        ("out-of-scope precision / recall", format!("{} / {}", rate(r.oos_precision), rate(r.oos_recall))),
-        ("decision accuracy", format!("{} ({} lines)", rate(r.decision_accuracy), r.decision_lines)),
-        ("slot F1", format!("{} ({} lines)", rate(r.slot_f1), r.slot_lines)),
+        ("out-of-scope precision / recall", format!("{} / {}", Rate(r.oos_precision), Rate(r.oos_recall))),
+        ("decision accuracy", format!("{} ({} lines)", Rate(r.decision_accuracy), r.decision_lines)),
+        ("slot F1", format!("{} ({} lines)", Rate(r.slot_f1), r.slot_lines)),
         ("expected calibration error", format!("{:.3}", r.ece)),
         ("latency ms p50 / p99", format!("{:.1} / {:.1}", r.latency_ms_p50, r.latency_ms_p99)),
     ];
@@ -174,9 +170,9 @@ fn per_intent(page: &mut String, r: &EvalReport) {
             escape(name),
             s.support,
             s.predicted,
-            rate(s.precision),
-            rate(s.recall),
-            rate(s.f1)
+            Rate(s.precision),
+            Rate(s.recall),
+            Rate(s.f1)
         );
     }
     page.push_str("</table></div>");

@@ -438,7 +438,7 @@ impl ClassStats {
 }
 
 /// Formats an optional rate, `n/a` for null.
-struct Rate(Option<f64>);
+pub(super) struct Rate(pub(super) Option<f64>);
 
 impl fmt::Display for Rate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -512,9 +512,10 @@ impl IntentModel {
         let groups: Vec<String> = gold.iter().map(|&c| label_groups[c].clone()).collect();
         let x: Vec<Vec<f32>> = examples.iter().map(|e| e.vector.clone()).collect();
         let centroids = class_centroids(&x, &gold, labels.len(), oos_class);
-        let train_final = || -> Result<(SoftmaxHead, ExemplarIndex), IntentError> {
+        // Takes the vectors: the final index keeps them, no copy needed.
+        let train_final = |x: Vec<Vec<f32>>| -> Result<(SoftmaxHead, ExemplarIndex), IntentError> {
             let head = SoftmaxHead::train(&x, &gold, labels.len(), &opts.head)?;
-            Ok((head, ExemplarIndex::build(x.clone(), groups.clone(), IndexParams::default())?))
+            Ok((head, ExemplarIndex::build(x, groups.clone(), IndexParams::default())?))
         };
         let (held_out, (head, index)) = if validation.is_empty() {
             let folds = opts.folds.max(2);
@@ -536,12 +537,14 @@ impl IntentModel {
                 let scorer = Scorer { head: &head, index: &index, classes: &y, centroids: &centroids, k: opts.k };
                 test.iter().map(|&i| scorer.held_out(&examples[i].vector, gold[i])).collect()
             };
-            let (held_out, trained) =
-                rayon::join(|| (0..folds).into_par_iter().map(cross_fit).collect::<Result<Vec<_>, _>>(), train_final);
+            let (held_out, trained) = rayon::join(
+                || (0..folds).into_par_iter().map(cross_fit).collect::<Result<Vec<_>, _>>(),
+                || train_final(x),
+            );
             (held_out?.into_iter().flatten().collect(), trained?)
         } else {
             progress("training the head and index");
-            let (head, index) = train_final()?;
+            let (head, index) = train_final(x)?;
             progress("scoring the validation examples");
             let scorer = Scorer { head: &head, index: &index, classes: &gold, centroids: &centroids, k: opts.k };
             let mut held_out = Vec::with_capacity(validation.len());

@@ -106,23 +106,23 @@ impl Graph {
     /// Add a node with one output and return that output's name.
     fn op(&mut self, op_type: &str, inputs: &[&str], attributes: Vec<Message>) -> String {
         let output = self.fresh(op_type);
-        self.op_into(op_type, inputs, attributes, &output);
+        self.op_into("", op_type, inputs, attributes, &output);
         output
-    }
-
-    fn op_into(&mut self, op_type: &str, inputs: &[&str], attributes: Vec<Message>, output: &str) {
-        let node = inputs.iter().fold(Message::new(), |n, i| n.string(1, i));
-        let node = node.string(2, output).string(3, output).string(4, op_type);
-        self.nodes.push(attributes.into_iter().fold(node, |n, a| n.message(5, a)));
     }
 
     /// Add a node of ONNX Runtime's own operators (domain com.microsoft).
     fn microsoft_op(&mut self, op_type: &str, inputs: &[&str], attributes: Vec<Message>) -> String {
         let output = self.fresh(op_type);
-        let node = inputs.iter().fold(Message::new(), |n, i| n.string(1, i));
-        let node = node.string(2, &output).string(3, &output).string(4, op_type).string(7, MICROSOFT);
-        self.nodes.push(attributes.into_iter().fold(node, |n, a| n.message(5, a)));
+        self.op_into(MICROSOFT, op_type, inputs, attributes, &output);
         output
+    }
+
+    /// Add a node of `domain` ("" for the standard operators) writing `output`.
+    fn op_into(&mut self, domain: &str, op_type: &str, inputs: &[&str], attributes: Vec<Message>, output: &str) {
+        let node = inputs.iter().fold(Message::new(), |n, i| n.string(1, i));
+        let node = node.string(2, output).string(3, output).string(4, op_type);
+        let node = if domain.is_empty() { node } else { node.string(7, domain) };
+        self.nodes.push(attributes.into_iter().fold(node, |n, a| n.message(5, a)));
     }
 
     /// A torch-layout `[out, in]` weight as `[in, out]`, and its bias.
@@ -319,7 +319,7 @@ pub(super) fn bert_graph(
         let residual = graph.op("Add", &[&out, &x1], vec![]);
         x = graph.layer_norm(&residual, weights, &format!("{p}.output.LayerNorm"), eps)?;
     }
-    graph.op_into("Identity", &[&x], vec![], OUTPUT_STATES);
+    graph.op_into("", "Identity", &[&x], vec![], OUTPUT_STATES);
 
     let hidden = config.hidden_size as i64;
     let mut body = Message::new();
