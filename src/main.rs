@@ -150,7 +150,8 @@ struct EvalArgs {
     /// Reference time for relative dates of lines without their own `now`.
     #[arg(long)]
     now: Option<DateTime<FixedOffset>>,
-    /// Write the report as JSON to this file (with every wrong line and the reliability bins).
+    /// Write the report as JSON to this file (with every wrong line and the reliability bins); with
+    /// --compare, the comparison.
     #[arg(long)]
     json: Option<PathBuf>,
     /// Write a page to this file: the figures, a reliability diagram, per-intent precision and recall,
@@ -799,8 +800,13 @@ fn run_eval(config: &Config, args: EvalArgs, runtime: &tokio::runtime::Runtime) 
             serde_json::from_slice(&bytes)
                 .with_context(|| format!("{} is not a `kefu eval --json` report", path.display()))
         };
-        let (before, after) = (read(before)?, read(after)?);
-        print!("{}", eval::Comparison { before: &before, after: &after });
+        let comparison = eval::Comparison::new(&read(before)?, &read(after)?);
+        print!("{comparison}");
+        if let Some(path) = &args.json {
+            std::fs::write(path, serde_json::to_vec_pretty(&comparison)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("comparison written to {}", path.display());
+        }
         return Ok(());
     }
     let test = args.test.context("--test is required")?;

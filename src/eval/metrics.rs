@@ -491,58 +491,96 @@ impl fmt::Display for EvalReport {
 
 /// What changed between two reports of the same test set (`kefu eval
 /// --compare BEFORE AFTER`): the headline figures side by side, the intents
-/// whose F1 moved most, and the lines fixed and broken.
-pub struct Comparison<'a> {
-    pub before: &'a EvalReport,
-    pub after: &'a EvalReport,
+/// whose F1 moved, and the lines fixed and broken. Printed as text, or
+/// written as JSON with `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    /// Line counts of the two reports differ: they may not cover the same set.
+    pub different_sets: bool,
+    pub figures: Vec<FigureChange>,
+    /// Intents whose F1 changed, the largest change first.
+    pub moved: Vec<IntentChange>,
+    /// Wrong before, right after (matched by text and gold intent).
+    pub fixed: Vec<LineError>,
+    /// Right before, wrong after.
+    pub broken: Vec<LineError>,
 }
 
-impl Comparison<'_> {
-    /// Errors of `of` that `other` does not have, matched by text and gold intent.
-    fn only_in<'r>(of: &'r EvalReport, other: &EvalReport) -> Vec<&'r LineError> {
-        let known: std::collections::HashSet<(&str, &str)> =
-            other.errors.iter().map(|e| (e.text.as_str(), e.gold.as_str())).collect();
-        of.errors.iter().filter(|e| !known.contains(&(e.text.as_str(), e.gold.as_str()))).collect()
-    }
+#[derive(Debug, Clone, Serialize)]
+pub struct FigureChange {
+    pub name: &'static str,
+    pub before: Option<f64>,
+    pub after: Option<f64>,
 }
 
-impl fmt::Display for Comparison<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (a, b) = (self.before, self.after);
-        if a.n != b.n || a.oos != b.oos {
-            writeln!(f, "warning: the reports cover different test sets ({} and {} lines)", a.n, b.n)?;
-        }
-        writeln!(f, "{:<20}{:>9}{:>9}{:>9}", "", "before", "after", "change")?;
-        let rows = [
+#[derive(Debug, Clone, Serialize)]
+pub struct IntentChange {
+    pub intent: String,
+    pub f1_before: f64,
+    pub f1_after: f64,
+}
+
+impl Comparison {
+    pub fn new(a: &EvalReport, b: &EvalReport) -> Comparison {
+        let figures = [
             ("intent accuracy", Some(a.intent_accuracy), Some(b.intent_accuracy)),
             ("oos precision", a.oos_precision, b.oos_precision),
             ("oos recall", a.oos_recall, b.oos_recall),
             ("decision accuracy", a.decision_accuracy, b.decision_accuracy),
             ("slot F1", a.slot_f1, b.slot_f1),
             ("ECE", Some(a.ece), Some(b.ece)),
-        ];
-        for (name, x, y) in rows {
-            let change = match (x, y) {
+        ]
+        .into_iter()
+        .map(|(name, before, after)| FigureChange { name, before, after })
+        .collect();
+        let mut moved: Vec<IntentChange> = a
+            .per_intent
+            .iter()
+            .filter_map(|(name, s)| {
+                let (f1_before, f1_after) = (s.f1?, b.per_intent.get(name)?.f1?);
+                (f1_before != f1_after).then(|| IntentChange { intent: name.clone(), f1_before, f1_after })
+            })
+            .collect();
+        let change = |m: &IntentChange| (m.f1_after - m.f1_before).abs();
+        moved.sort_by(|x, y| change(y).total_cmp(&change(x)).then(x.intent.cmp(&y.intent)));
+        Comparison {
+            different_sets: a.n != b.n || a.oos != b.oos,
+            figures,
+            moved,
+            fixed: Self::only_in(a, b),
+            broken: Self::only_in(b, a),
+        }
+    }
+
+    /// Errors of `of` that `other` does not have, matched by text and gold intent.
+    fn only_in(of: &EvalReport, other: &EvalReport) -> Vec<LineError> {
+        let known: std::collections::HashSet<(&str, &str)> =
+            other.errors.iter().map(|e| (e.text.as_str(), e.gold.as_str())).collect();
+        of.errors.iter().filter(|e| !known.contains(&(e.text.as_str(), e.gold.as_str()))).cloned().collect()
+    }
+}
+
+impl fmt::Display for Comparison {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.different_sets {
+            writeln!(f, "warning: the reports cover different test sets")?;
+        }
+        writeln!(f, "{:<20}{:>9}{:>9}{:>9}", "", "before", "after", "change")?;
+        for FigureChange { name, before, after } in &self.figures {
+            let change = match (before, after) {
                 (Some(x), Some(y)) => format!("{:+.4}", y - x),
                 _ => "n/a".into(),
             };
-            writeln!(f, "{name:<20}{:>9}{:>9}{change:>9}", Rate(x).to_string(), Rate(y).to_string())?;
+            writeln!(f, "{name:<20}{:>9}{:>9}{change:>9}", Rate(*before).to_string(), Rate(*after).to_string())?;
         }
-        let mut moved: Vec<(&String, f64, f64)> = a
-            .per_intent
-            .iter()
-            .filter_map(|(name, s)| Some((name, s.f1?, b.per_intent.get(name)?.f1?)))
-            .filter(|(_, x, y)| x != y)
-            .collect();
-        moved.sort_by(|(an, ax, ay), (bn, bx, by)| (by - bx).abs().total_cmp(&(ay - ax).abs()).then(an.cmp(bn)));
         writeln!(f, "intents whose F1 moved most:")?;
-        if moved.is_empty() {
+        if self.moved.is_empty() {
             writeln!(f, "  none")?;
         }
-        for (name, x, y) in moved.iter().take(SUMMARY_ROWS) {
-            writeln!(f, "  {name:<28} {x:.3} -> {y:.3}")?;
+        for m in self.moved.iter().take(SUMMARY_ROWS) {
+            writeln!(f, "  {:<28} {:.3} -> {:.3}", m.intent, m.f1_before, m.f1_after)?;
         }
-        for (label, lines) in [("fixed", Self::only_in(a, b)), ("broken", Self::only_in(b, a))] {
+        for (label, lines) in [("fixed", &self.fixed), ("broken", &self.broken)] {
             writeln!(f, "{label}: {} lines", lines.len())?;
             for e in lines.iter().take(TOP_CONFUSIONS) {
                 writeln!(f, "  {:?}: gold {}, {} {} ({:.2})", e.text, e.gold, e.decision, e.predicted, e.confidence)?;
@@ -831,10 +869,14 @@ mod tests {
         let lines = [line("a"), line("b"), line("c")];
         let before = score(&lines, &[pred("x"), pred("b"), pred("c")]).unwrap();
         let after = score(&lines, &[pred("a"), pred("b"), pred("y")]).unwrap();
-        let text = Comparison { before: &before, after: &after }.to_string();
+        let comparison = Comparison::new(&before, &after);
+        let text = comparison.to_string();
         assert!(text.contains("intent accuracy         0.667    0.667  +0.0000"), "{text}");
         assert!(text.contains("fixed: 1 lines\n  \"text for a\": gold a"), "{text}");
         assert!(text.contains("broken: 1 lines\n  \"text for c\": gold c, answer y"), "{text}");
+        let json = serde_json::to_value(&comparison).unwrap();
+        assert_eq!(json["figures"][0]["name"], "intent accuracy");
+        assert_eq!((json["fixed"][0]["gold"].as_str(), json["broken"][0]["predicted"].as_str()), (Some("a"), Some("y")));
         // A report read back from its JSON keeps its lines.
         let reread: EvalReport = serde_json::from_str(&serde_json::to_string(&after).unwrap()).unwrap();
         assert_eq!((reread.errors, reread.reliability.len()), (after.errors, 10));
