@@ -876,7 +876,10 @@ mod tests {
         assert!(text.contains("broken: 1 lines\n  \"text for c\": gold c, answer y"), "{text}");
         let json = serde_json::to_value(&comparison).unwrap();
         assert_eq!(json["figures"][0]["name"], "intent accuracy");
-        assert_eq!((json["fixed"][0]["gold"].as_str(), json["broken"][0]["predicted"].as_str()), (Some("a"), Some("y")));
+        assert_eq!(
+            (json["fixed"][0]["gold"].as_str(), json["broken"][0]["predicted"].as_str()),
+            (Some("a"), Some("y"))
+        );
         // A report read back from its JSON keeps its lines.
         let reread: EvalReport = serde_json::from_str(&serde_json::to_string(&after).unwrap()).unwrap();
         assert_eq!((reread.errors, reread.reliability.len()), (after.errors, 10));
