@@ -273,6 +273,9 @@ pub struct EngineConfig {
     /// When fitting the out-of-scope threshold, the weight of out-of-scope
     /// recall against in-scope accuracy (1 = equal).
     pub oos_weight: f32,
+    /// Add kefu's background out-of-scope lines (chit-chat, other apps,
+    /// public services) to a corpus that has out-of-scope examples.
+    pub background_oos: bool,
     /// Cosine similarity to an agent-corrected text at or above which the
     /// correction decides the intent.
     pub correction_min_similarity: f32,
@@ -473,6 +476,7 @@ impl Default for EngineConfig {
         EngineConfig {
             min_answer_confidence: engine.policy.min_answer_confidence,
             oos_weight: engine.fit.oos_weight,
+            background_oos: engine.background_oos,
             correction_min_similarity: engine.correction_min_similarity,
             encoder_queue: batch.queue_capacity,
             batch_max_requests: batch.max_batch_requests,
@@ -579,6 +583,7 @@ const SETTINGS: &[Setting] = &[
     setting("api.metrics", "metrics", Kind::Switch),
     setting("engine.min_answer_confidence", "min_answer_confidence", Kind::Number),
     setting("engine.oos_weight", "oos_weight", Kind::Number),
+    setting("engine.background_oos", "background_oos", Kind::Switch),
     setting("engine.correction_min_similarity", "correction_min_similarity", Kind::Number),
     setting("engine.encoder_queue", "encoder_queue", Kind::Number),
     setting("engine.batch_max_requests", "batch_max_requests", Kind::Number),

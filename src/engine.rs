@@ -29,7 +29,7 @@ use crate::telemetry;
 pub const BASE_VERSION: &str = "base";
 
 /// Bump when the saved intent model's layout or fitting changes, so old caches are rebuilt.
-pub const MODEL_FORMAT: &str = "kefu-intent-model-v4";
+pub const MODEL_FORMAT: &str = "kefu-intent-model-v5";
 
 /// What is wrong with a request the engine refuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +89,9 @@ pub struct EngineSettings {
     /// out-of-scope threshold are fitted on them instead of by cross-fitting
     /// (see `IntentModel::fit_validated`).
     pub validation: Option<Corpus>,
+    /// Add kefu's background out-of-scope lines to a corpus that has
+    /// out-of-scope examples of its own (see `nlu::background`).
+    pub background_oos: bool,
 }
 
 impl Default for EngineSettings {
@@ -101,6 +104,7 @@ impl Default for EngineSettings {
             correction_min_similarity: 0.95,
             profile: ProfileRules::default(),
             validation: None,
+            background_oos: true,
         }
     }
 }
@@ -213,9 +217,8 @@ impl Engine {
         let key = {
             let mut h = Sha256::new();
             let validation = settings.validation.as_ref().map_or("", |v| v.fingerprint.as_str());
-            for part in
-                [MODEL_FORMAT, &corpus.fingerprint, &encoder.fingerprint(), &format!("{:?}", settings.fit), validation]
-            {
+            let fitting = format!("{:?} background_oos={}", settings.fit, settings.background_oos);
+            for part in [MODEL_FORMAT, &corpus.fingerprint, &encoder.fingerprint(), &fitting, validation] {
                 h.update(part.as_bytes());
                 h.update([0]);
             }
@@ -231,14 +234,7 @@ impl Engine {
                 if dir.exists() {
                     tracing::warn!(cache = %dir.display(), error = %err, "cached intent model unusable; refitting");
                 }
-                let model = Self::fit(
-                    &corpus,
-                    settings.validation.as_ref(),
-                    &encoder,
-                    &settings.fit,
-                    cache_dir,
-                    show_progress,
-                )?;
+                let model = Self::fit(&corpus, &settings, &encoder, cache_dir, show_progress)?;
                 save_atomically(&model, &dir)?;
                 model
             }
@@ -368,9 +364,8 @@ impl Engine {
 
     fn fit(
         corpus: &Corpus,
-        validation: Option<&Corpus>,
+        settings: &EngineSettings,
         encoder: &EncoderHandle,
-        opts: &FitOptions,
         cache_dir: &Path,
         show_progress: bool,
     ) -> Result<IntentModel, EngineError> {
@@ -389,11 +384,15 @@ impl Engine {
                 })
                 .collect())
         };
-        let examples = embedded(corpus)?;
-        let validation = validation.map(embedded).transpose()?.unwrap_or_default();
+        let mut examples = embedded(corpus)?;
+        if settings.background_oos {
+            add_background(&mut examples, encoder, cache_dir, show_progress)?;
+        }
+        let validation = settings.validation.as_ref().map(embedded).transpose()?.unwrap_or_default();
         let spinner = progress::spinner(show_progress);
-        let model =
-            IntentModel::fit_validated(examples, validation, opts, &|stage| spinner.set_message(stage.to_string()))?;
+        let model = IntentModel::fit_validated(examples, validation, &settings.fit, &|stage| {
+            spinner.set_message(stage.to_string())
+        })?;
         spinner.finish_and_clear();
         let report = &model.calibration().report;
         tracing::info!(
@@ -858,21 +857,53 @@ pub fn embed_corpus(
     cache_dir: &Path,
     show_progress: bool,
 ) -> Result<Vec<Vec<f32>>, EngineError> {
+    let texts: Vec<String> = corpus.examples.iter().map(|e| e.text.clone()).collect();
+    embed_cached(&texts, &corpus.fingerprint, encoder, cache_dir, show_progress)
+}
+
+/// Adds kefu's background out-of-scope lines that suit `examples` (see
+/// `nlu::background`) to them; their embeddings are cached like the corpus's.
+pub fn add_background(
+    examples: &mut Vec<TrainingExample>,
+    encoder: &EncoderHandle,
+    cache_dir: &Path,
+    show_progress: bool,
+) -> Result<(), EngineError> {
+    if !examples.iter().any(|e| e.label == OOS) {
+        return Ok(());
+    }
+    let texts = crate::nlu::background::texts();
+    let fingerprint = hex::encode(Sha256::digest(texts.join("\n").as_bytes()));
+    let vectors = embed_cached(&texts, &fingerprint, encoder, cache_dir, show_progress)?;
+    let added = crate::nlu::background::negatives(examples, texts.into_iter().zip(vectors).collect());
+    tracing::info!(added = added.len(), "background out-of-scope lines");
+    examples.extend(added);
+    Ok(())
+}
+
+/// Embeddings of `texts`, whose content `fingerprint` names, from the cache
+/// when this encoder embedded them before.
+fn embed_cached(
+    texts: &[String],
+    fingerprint: &str,
+    encoder: &EncoderHandle,
+    cache_dir: &Path,
+    show_progress: bool,
+) -> Result<Vec<Vec<f32>>, EngineError> {
     let key = {
         let mut h = Sha256::new();
-        for part in [corpus.fingerprint.as_str(), &encoder.fingerprint()] {
+        for part in [fingerprint, &encoder.fingerprint()] {
             h.update(part.as_bytes());
             h.update([0]);
         }
         hex::encode(&h.finalize()[..12])
     };
     let path = cache_dir.join(format!("embeddings-{key}.f32"));
-    if let Some(vectors) = read_vectors(&path, corpus.examples.len(), encoder.dim()) {
+    if let Some(vectors) = read_vectors(&path, texts.len(), encoder.dim()) {
         return Ok(vectors);
     }
-    let bar = progress::bar(corpus.examples.len() as u64, show_progress, "embedding");
-    let texts: Vec<String> = corpus.examples.iter().map(|e| e.text.clone()).collect();
-    let vectors = encoder.embed_all_blocking(&texts, TextKind::Query, |n| bar.inc(n as u64))?;
+    let bar = progress::bar(texts.len() as u64, show_progress, "embedding");
+    let vectors = encoder.embed_all_blocking(texts, TextKind::Query, |n| bar.inc(n as u64))?;
     bar.finish_and_clear();
     let bytes: Vec<u8> = vectors.iter().flatten().flat_map(|x| x.to_le_bytes()).collect();
     write_atomically(&path, &bytes)?;

@@ -507,6 +507,7 @@ fn engine_parts(
         fit: FitOptions { oos_weight: config.engine.oos_weight, ..FitOptions::default() },
         profile: config.profile.clone(),
         correction_min_similarity: config.engine.correction_min_similarity,
+        background_oos: config.engine.background_oos,
         ..EngineSettings::default()
     };
     Ok((handle, catalogue, settings))

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use crate::corpus::{Corpus, CorpusError, OOS};
 use crate::encoder::{EncoderError, EncoderHandle, TextKind};
-use crate::engine::{embed_corpus, Engine, EngineError, EngineSettings, Query, MODEL_FORMAT};
+use crate::engine::{add_background, embed_corpus, Engine, EngineError, EngineSettings, Query, MODEL_FORMAT};
 use crate::eval::{self, EvalError, LabelledLine, Prediction, SetRole};
 use crate::nlu::intent::{IntentError, IntentModel, TrainingExample};
 use crate::nlu::slots::Catalogue;
@@ -387,6 +387,9 @@ impl Trainer {
             });
         }
         bar.finish_and_clear();
+        if self.engine_settings.background_oos {
+            add_background(&mut examples, &self.encoder, &self.settings.cache_dir, show_progress)?;
+        }
 
         let spinner = progress::spinner(show_progress);
         let fit_started = Instant::now();

@@ -1,6 +1,7 @@
 //! Natural-language understanding: slot extraction, hand-off signals,
 //! intent scoring and the agents' corrections taught to it.
 
+pub mod background;
 pub mod corrections;
 pub mod head;
 pub mod intent;
