@@ -2,6 +2,7 @@
 //! decide -> render. Builds (or loads from its cache) the intent model for a
 //! corpus and an encoder. Knows nothing of HTTP.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 use std::time::Instant;
@@ -27,6 +28,11 @@ use crate::telemetry;
 
 /// The version an engine built from the corpus alone serves (no retrained version promoted).
 pub const BASE_VERSION: &str = "base";
+
+/// Calibrated confidence in an intent at which an ask-for-a-person phrase its
+/// own exemplars use is taken as part of the question, not as an ask (see
+/// `Engine::asks_about_agents`).
+const AGENT_QUESTION_MIN_CONFIDENCE: f32 = 0.9;
 
 /// Bump when the saved intent model's layout or fitting changes, so old caches are rebuilt.
 pub const MODEL_FORMAT: &str = "kefu-intent-model-v5";
@@ -192,6 +198,9 @@ pub struct Engine {
     encoder: EncoderHandle,
     slots: SlotExtractor,
     signals: SignalDetector,
+    /// The ask-for-a-person phrases each intent's exemplars use (intents with
+    /// the `human_request` role aside): "人工客服什么时候在线" is business hours.
+    agent_phrases: HashMap<String, HashSet<String>>,
     settings: EngineSettings,
     /// Enterprise systems for data answers; `None` answers from the corpus only.
     connectors: Option<Connectors>,
@@ -250,9 +259,19 @@ impl Engine {
         settings: EngineSettings,
         model: IntentModel,
     ) -> Engine {
+        let signals = SignalDetector::default();
+        let mut agent_phrases: HashMap<String, HashSet<String>> = HashMap::new();
+        for e in &corpus.examples {
+            if e.intent != OOS && corpus.taxonomy.role(&e.intent) != Some(Role::HumanRequest) {
+                for phrase in signals.human_phrases(&e.text) {
+                    agent_phrases.entry(e.intent.clone()).or_default().insert(phrase);
+                }
+            }
+        }
         Engine {
             slots: SlotExtractor::new(catalogue),
-            signals: SignalDetector::default(),
+            signals,
+            agent_phrases,
             corpus,
             model: RwLock::new(model),
             taught: RwLock::new(Taught::default()),
@@ -513,6 +532,21 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether `text`'s ask-for-a-person phrases are only ones the corpus uses
+    /// in asking the intent it is confidently scored as: a question about the
+    /// agents ("人工客服周末上班吗"), not a request for one. The corpus decides,
+    /// not a list: an intent whose exemplars never say "客服人员" does not
+    /// excuse "客服人员在吗".
+    fn asks_about_agents(&self, scored: &Scored, text: &str) -> bool {
+        let Some((intent, _)) = scored.ranked.first() else { return false };
+        if scored.out_of_scope || scored.confidence < AGENT_QUESTION_MIN_CONFIDENCE {
+            return false;
+        }
+        let Some(known) = self.agent_phrases.get(intent) else { return false };
+        let phrases = self.signals.human_phrases(text);
+        !phrases.is_empty() && phrases.iter().all(|p| known.contains(p))
+    }
+
     /// Answers one message.
     pub async fn answer(&self, query: Query<'_>) -> Result<Outcome, EngineError> {
         self.validate(&query)?;
@@ -537,7 +571,10 @@ impl Engine {
         let scored = self.score(&vector, query.scenario)?;
         let tz = self.settings.timezone;
         let mut slots = self.slots.extract(text, query.now.with_timezone(&tz));
-        let signals = self.signals.detect(text);
+        let mut signals = self.signals.detect(text);
+        if signals.human_request && self.asks_about_agents(&scored, text) {
+            signals.human_request = false;
+        }
         let taxonomy = &self.corpus.taxonomy;
         let mut verdict = policy::decide(&scored, &signals, taxonomy, &self.settings.policy);
         // Whether this turn answers the bot's own question, so a further question is progress, not a failure.

@@ -62,3 +62,16 @@ fn slot_set_f1() {
     let f1 = r["slot_f1"].as_f64().unwrap();
     assert!(f1 >= 0.95, "slot F1 {f1}");
 }
+
+/// Asks for a person are handed off, and questions about the agents
+/// ("人工客服几点下班") are answered: the ask-for-a-person phrases of a
+/// confidently placed intent's own exemplars do not force a hand-off.
+#[test]
+fn asks_for_a_person_and_questions_about_agents() {
+    let (r, _) = eval("tests/fixtures/agents.jsonl");
+    let handoffs = &r["per_decision"]["handoff"];
+    let answers = &r["per_decision"]["answer"];
+    println!("{handoffs}\n{answers}");
+    assert_eq!(handoffs["accuracy"].as_f64(), Some(1.0), "every ask for a person is handed off");
+    assert!(answers["accuracy"].as_f64().unwrap() >= 0.8, "questions about agents are answered: {answers}");
+}

@@ -199,10 +199,23 @@ impl SignalDetector {
         automaton.find_iter(text).any(|m| at_word_boundaries(text, m.start(), m.end()))
     }
 
+    /// The phrases of `text` that ask for a person (lowercase, each once), false friends aside.
+    pub fn human_phrases(&self, text: &str) -> Vec<String> {
+        let text = self.human_false_friends.replace_all(text, &[""; HUMAN_FALSE_FRIENDS.len()]);
+        let mut phrases: Vec<String> = self
+            .human
+            .find_iter(&text)
+            .filter(|m| at_word_boundaries(&text, m.start(), m.end()))
+            .map(|m| text[m.range()].to_lowercase())
+            .collect();
+        phrases.sort();
+        phrases.dedup();
+        phrases
+    }
+
     /// Looks for hand-off signals in one message.
     pub fn detect(&self, text: &str) -> Signals {
-        let without_false_friends = self.human_false_friends.replace_all(text, &[""; HUMAN_FALSE_FRIENDS.len()]);
-        let human_request = Self::matches(&self.human, &without_false_friends);
+        let human_request = !self.human_phrases(text).is_empty();
         let shouting = text.matches(['!', '！']).count() >= 2 || text.matches(['?', '？']).count() >= 3;
         let angry = Self::matches(&self.anger, text) || (shouting && Self::matches(&self.frustration, text));
         Signals { human_request, angry }
@@ -228,6 +241,14 @@ mod tests {
         ] {
             assert!(detect(text).human_request, "{text}");
         }
+    }
+
+    #[test]
+    fn the_phrases_that_ask_for_a_person() {
+        let detector = SignalDetector::default();
+        assert_eq!(detector.human_phrases("人工客服周末上班吗"), ["人工客服"]);
+        assert_eq!(detector.human_phrases("Real Person please, a REAL PERSON"), ["real person"]);
+        assert!(detector.human_phrases("人工智能客服").is_empty());
     }
 
     #[test]
