@@ -906,7 +906,8 @@ pub fn add_background(
     cache_dir: &Path,
     show_progress: bool,
 ) -> Result<(), EngineError> {
-    if !examples.iter().any(|e| e.label == OOS) {
+    // Checked before embedding the set: a corpus without out-of-scope lines never needs it.
+    if !crate::nlu::background::applies(examples) {
         return Ok(());
     }
     let texts = crate::nlu::background::texts();

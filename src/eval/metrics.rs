@@ -495,8 +495,11 @@ impl fmt::Display for EvalReport {
 /// written as JSON with `--json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
-    /// Line counts of the two reports differ: they may not cover the same set.
-    pub different_sets: bool,
+    /// Lines of each report, before and after: when they differ, the reports
+    /// may not cover the same set.
+    pub lines: [usize; 2],
+    /// Out-of-scope lines of each report.
+    pub oos_lines: [usize; 2],
     pub figures: Vec<FigureChange>,
     /// Intents whose F1 changed, the largest change first.
     pub moved: Vec<IntentChange>,
@@ -544,7 +547,8 @@ impl Comparison {
         let change = |m: &IntentChange| (m.f1_after - m.f1_before).abs();
         moved.sort_by(|x, y| change(y).total_cmp(&change(x)).then(x.intent.cmp(&y.intent)));
         Comparison {
-            different_sets: a.n != b.n || a.oos != b.oos,
+            lines: [a.n, b.n],
+            oos_lines: [a.oos, b.oos],
             figures,
             moved,
             fixed: Self::only_in(a, b),
@@ -562,8 +566,9 @@ impl Comparison {
 
 impl fmt::Display for Comparison {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.different_sets {
-            writeln!(f, "warning: the reports cover different test sets")?;
+        let [before, after] = self.lines;
+        if before != after || self.oos_lines[0] != self.oos_lines[1] {
+            writeln!(f, "warning: the reports cover different test sets ({before} and {after} lines)")?;
         }
         writeln!(f, "{:<20}{:>9}{:>9}{:>9}", "", "before", "after", "change")?;
         for FigureChange { name, before, after } in &self.figures {

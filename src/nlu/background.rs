@@ -42,12 +42,17 @@ pub fn texts() -> Vec<String> {
     file.zh.into_iter().chain(file.en).collect()
 }
 
+/// Whether `examples` take background lines at all: only beside out-of-scope lines of their own.
+pub fn applies(examples: &[TrainingExample]) -> bool {
+    examples.iter().any(|e| e.label == OOS)
+}
+
 /// The embedded background lines (`candidates`) that may serve as
-/// out-of-scope examples beside `examples`: none when `examples` have no
-/// out-of-scope line or too few paraphrases to measure; never a text the
+/// out-of-scope examples beside `examples`: none when the set does not
+/// [`applies`] or there are too few paraphrases to measure; never a text the
 /// examples already hold, nor one as close to an intent as its paraphrases.
 pub fn negatives(examples: &[TrainingExample], candidates: Vec<(String, Vec<f32>)>) -> Vec<TrainingExample> {
-    if !examples.iter().any(|e| e.label == OOS) {
+    if !applies(examples) {
         return Vec::new();
     }
     let in_scope: Vec<&TrainingExample> = examples.iter().filter(|e| e.label != OOS).collect();
@@ -71,9 +76,9 @@ fn paraphrase_similarity(in_scope: &[&TrainingExample]) -> Option<f32> {
     }
     let mut nearest: Vec<f32> = by_label
         .into_par_iter()
+        .filter(|(_, members)| members.len() > 1)
         .flat_map_iter(|(_, members)| {
             (0..members.len())
-                .filter(|_| members.len() > 1)
                 .map(|i| {
                     let others = members.iter().enumerate().filter(|&(j, _)| j != i);
                     others.map(|(_, other)| dot(members[i], other)).fold(f32::MIN, f32::max)
