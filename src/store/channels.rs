@@ -270,11 +270,18 @@ impl Store {
             .collect()
     }
 
-    /// Stores a received message; false when the platform sent it before (a retry).
-    pub async fn receive(&self, inbound: &NewInbound<'_>, at: DateTime<Utc>) -> Result<bool, StoreError> {
+    /// Stores a received message, its receiver holding it until `lease` (so
+    /// the sender's sweep does not answer it a second time while a slow turn
+    /// runs); false when the platform sent it before (a retry).
+    pub async fn receive(
+        &self,
+        inbound: &NewInbound<'_>,
+        at: DateTime<Utc>,
+        lease: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "INSERT INTO channel_inbound (id, channel, account, message_key, external_id, customer_id, text, state, received_at, thread)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'received', $8, $9)
+            "INSERT INTO channel_inbound (id, channel, account, message_key, external_id, customer_id, text, state, received_at, thread, claimed_until)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'received', $8, $9, $10)
              ON CONFLICT (channel, account, message_key) DO NOTHING",
         )
         .bind(inbound.id)
@@ -286,9 +293,19 @@ impl Store {
         .bind(self.vault.seal(sealed::INBOUND_TEXT, inbound.text))
         .bind(stamp(at))
         .bind(&inbound.route.thread)
+        .bind(stamp(lease))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives up the receiver's hold on a message it could not answer, for the sender's next sweep.
+    pub async fn release_inbound(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE channel_inbound SET claimed_until = NULL WHERE id = $1 AND state = 'received'")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Claims received messages older than `before` that no turn answered,
@@ -632,8 +649,9 @@ mod tests {
             customer_id: "c3",
             text: "退货 13812345678",
         };
-        assert!(store.receive(&message, now).await.unwrap());
-        assert!(!store.receive(&NewInbound { id: "in-2", ..message.clone() }, now).await.unwrap(), "a retry");
+        let held = now + Duration::seconds(60);
+        assert!(store.receive(&message, now, held).await.unwrap());
+        assert!(!store.receive(&NewInbound { id: "in-2", ..message.clone() }, now, held).await.unwrap(), "a retry");
         let sealed: String = sqlx::query_scalar("SELECT text FROM channel_inbound WHERE id = 'in-1'")
             .fetch_one(&store.pool)
             .await
@@ -644,6 +662,8 @@ mod tests {
             "too young"
         );
         let later = now + Duration::seconds(30);
+        assert!(store.claim_unanswered(later, later, later, 10).await.unwrap().is_empty(), "its receiver holds it");
+        store.release_inbound("in-1").await.unwrap();
         let lease = later + Duration::seconds(60);
         let stranded = store.claim_unanswered(later, later, lease, 10).await.unwrap();
         assert_eq!(

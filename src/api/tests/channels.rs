@@ -140,9 +140,9 @@ impl Harness {
     }
 }
 
-/// Polls `check` for up to five seconds.
+/// Polls `check` for up to twenty seconds (CI runs the model-backed tests side by side on two cores).
 async fn eventually(what: &str, check: impl Fn() -> bool) {
-    for _ in 0..100 {
+    for _ in 0..400 {
         if check() {
             return;
         }

@@ -77,8 +77,9 @@ pub struct ChannelSettings {
     pub passive_window: Duration,
     /// Retries of a reply the platform did not take, and the waits between them.
     pub backoff: Backoff,
-    /// A received message unanswered this long is answered by the outbox's
-    /// sender (its process died, or the engine was loading).
+    /// A received message unanswered this long, and no longer held by its
+    /// receiver (the engine was loading, or the receiver's process died and
+    /// its hold ran out), is answered by the outbox's sender.
     pub recover_after: Duration,
     /// How often the sender looks for due replies when nobody wakes it.
     pub poll: Duration,
@@ -258,13 +259,16 @@ impl ChannelHub {
         let customer = self.store.customer_of(route, &identity_id(route, &self.store), received).await?;
         let pending = PendingInbound { id: new_id(), route: route.clone(), customer_id: customer, text: text.into() };
         let stored = NewInbound { id: &pending.id, route, message_key, customer_id: &pending.customer_id, text };
-        if !self.store.receive(&stored, received).await? {
+        if !self.store.receive(&stored, received, received + CLAIM_LEASE).await? {
             tracing::info!(channel = %route.channel, account = %route.account, "a platform's retry of a message already received");
             return Ok(Received::Duplicate);
         }
         let window = match wait {
             Wait::InOrder => {
-                self.answer(&pending, self.origin(&pending, received)).await?;
+                if let Err(err) = self.answer(&pending, self.origin(&pending, received)).await {
+                    self.release_inbound(&pending.id).await;
+                    return Err(err);
+                }
                 self.wake.notify_one();
                 return Ok(Received::Later);
             }
@@ -285,7 +289,10 @@ impl ChannelHub {
                     }
                 }
                 Ok(None) => {}
-                Err(err) => tracing::warn!(error = %err, "a platform message waits for the sender's next sweep"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "a platform message waits for the sender's next sweep");
+                    hub.release_inbound(&pending.id).await;
+                }
             }
         });
         if window.is_zero() {
@@ -322,7 +329,8 @@ impl ChannelHub {
         let id = new_id();
         let customer = self.store.customer_of(route, &identity_id(route, &self.store), Utc::now()).await?;
         let stored = NewInbound { id: &id, route, message_key, customer_id: &customer, text: "" };
-        if !self.store.receive(&stored, Utc::now()).await? {
+        let now = Utc::now();
+        if !self.store.receive(&stored, now, now + CLAIM_LEASE).await? {
             return Ok(None);
         }
         let text = engine.corpus().replies.render(key, Lang::Zh, &[]);
@@ -362,6 +370,13 @@ impl ChannelHub {
                 Ok(None)
             }
             Err(err) => Err(err),
+        }
+    }
+
+    /// Hands a message its receiver could not answer to the sender's next sweep.
+    async fn release_inbound(&self, id: &str) {
+        if let Err(err) = self.store.release_inbound(id).await {
+            tracing::warn!(error = %err, "an unanswered message waits for its receiver's hold to pass");
         }
     }
 
