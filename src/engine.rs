@@ -14,9 +14,10 @@ use sha2::{Digest, Sha256};
 
 use crate::answer::{self, Resolution, Subject};
 use crate::connectors::{Connectors, Ctx};
-use crate::corpus::{Corpus, DataKind, Lang, ReplyKey, Role, OOS};
+use crate::corpus::{Corpus, DataKind, Decision, Lang, ReplyKey, Role, OOS};
 use crate::encoder::{EncoderError, EncoderHandle, TextKind};
 use crate::nlu::corrections::{apply_authority, Taught, TaughtExemplar};
+use crate::nlu::exasperation::ExasperationModel;
 use crate::nlu::intent::{FitOptions, IntentError, IntentModel, Scored, TrainingExample};
 use crate::nlu::signals::SignalDetector;
 use crate::nlu::slots::{Catalogue, LocatedSlots, SlotExtractor, Slots};
@@ -198,6 +199,8 @@ pub struct Engine {
     encoder: EncoderHandle,
     slots: SlotExtractor,
     signals: SignalDetector,
+    /// Exasperation learned from kefu's lines and this corpus's calm ones.
+    exasperation: ExasperationModel,
     /// The ask-for-a-person phrases each intent's exemplars use (intents with
     /// the `human_request` role aside): "人工客服什么时候在线" is business hours.
     agent_phrases: HashMap<String, HashSet<String>>,
@@ -260,6 +263,7 @@ impl Engine {
         model: IntentModel,
     ) -> Engine {
         let signals = SignalDetector::default();
+        let exasperation = ExasperationModel::for_corpus(&corpus);
         let mut agent_phrases: HashMap<String, HashSet<String>> = HashMap::new();
         for e in &corpus.examples {
             if e.intent != OOS && corpus.taxonomy.role(&e.intent) != Some(Role::HumanRequest) {
@@ -271,6 +275,7 @@ impl Engine {
         Engine {
             slots: SlotExtractor::new(catalogue),
             signals,
+            exasperation,
             agent_phrases,
             corpus,
             model: RwLock::new(model),
@@ -575,6 +580,7 @@ impl Engine {
         if signals.human_request && self.asks_about_agents(&scored, text) {
             signals.human_request = false;
         }
+        signals.exasperated = self.exasperation.is_exasperated(text);
         let taxonomy = &self.corpus.taxonomy;
         let mut verdict = policy::decide(&scored, &signals, taxonomy, &self.settings.policy);
         // Whether this turn answers the bot's own question, so a further question is progress, not a failure.
@@ -783,7 +789,7 @@ impl Engine {
             Reply::Rephrase => replies.render(ReplyKey::Rephrase, lang, &[]),
             Reply::Holding => match (verdict.handoff, intent) {
                 (Some((HandoffReason::AngryCustomer, _)), _) => replies.render(ReplyKey::HoldingAngry, lang, &[]),
-                (_, Some(i)) if i.decision == crate::corpus::Decision::Handoff => i.answer(lang).to_string(),
+                (_, Some(i)) if i.decision == Decision::Handoff => i.answer(lang).to_string(),
                 _ => replies.render(ReplyKey::Holding, lang, &[]),
             },
         }

@@ -105,11 +105,11 @@ impl Default for PolicySettings {
 pub fn decide(scored: &Scored, signals: &Signals, taxonomy: &Taxonomy, settings: &PolicySettings) -> Verdict {
     let intent = scored.intent().to_string();
     let unsure = intent == OOS || scored.confidence < settings.min_answer_confidence;
-    // NOTE: anger and explicit asks for a person win over everything, even a
+    // NOTE: anger, exasperation and explicit asks for a person win over everything, even a
     // confident answerable intent: the taxonomy says they are always hand-offs.
     // When the model found nothing it is sure of, the signal names the intent
     // (the deployment's intent of that role, if it has one).
-    if signals.angry {
+    if signals.angry || signals.exasperated {
         let intent = match taxonomy.intent_with_role(Role::Complaint) {
             Some(complaint) if intent == OOS => complaint.to_string(),
             _ => intent,
@@ -297,16 +297,18 @@ mod tests {
     }
 
     #[test]
-    fn anger_and_human_requests_win_over_any_intent() {
+    fn anger_exasperation_and_human_requests_win_over_any_intent() {
         let confident = scored(&[("order_tracking", 0.99)], 0.99, false);
-        let v = run(&confident, Signals { angry: true, human_request: false });
+        let v = run(&confident, Signals { angry: true, ..Signals::default() });
         assert_eq!((v.action, v.handoff), (Action::Handoff, Some((HandoffReason::AngryCustomer, Priority::High))));
         assert_eq!(v.intent, "order_tracking");
-        let v = run(&scored(&[("x", 0.1)], 0.1, true), Signals { angry: false, human_request: true });
+        let v = run(&scored(&[("x", 0.1)], 0.1, true), Signals { human_request: true, ..Signals::default() });
         assert_eq!(v.handoff, Some((HandoffReason::HumanRequested, Priority::Normal)));
         assert_eq!(v.intent, "request_human");
-        let v = run(&scored(&[("x", 0.1)], 0.1, true), Signals { angry: true, human_request: false });
+        let v = run(&scored(&[("x", 0.1)], 0.1, true), Signals { angry: true, ..Signals::default() });
         assert_eq!(v.intent, "complaint");
+        let v = run(&confident, Signals { exasperated: true, ..Signals::default() });
+        assert_eq!((v.action, v.handoff), (Action::Handoff, Some((HandoffReason::AngryCustomer, Priority::High))));
     }
 
     #[test]
@@ -316,9 +318,9 @@ mod tests {
         )
         .unwrap();
         let oos = scored(&[("x", 0.1)], 0.1, true);
-        let v = decide(&oos, &Signals { angry: true, human_request: false }, &bare, &PolicySettings::default());
+        let v = decide(&oos, &Signals { angry: true, ..Signals::default() }, &bare, &PolicySettings::default());
         assert_eq!((v.action, v.intent.as_str()), (Action::Handoff, OOS));
-        let v = decide(&oos, &Signals { angry: false, human_request: true }, &bare, &PolicySettings::default());
+        let v = decide(&oos, &Signals { human_request: true, ..Signals::default() }, &bare, &PolicySettings::default());
         assert_eq!(
             (v.action, v.intent.as_str(), v.handoff.map(|h| h.0)),
             (Action::Handoff, OOS, Some(HandoffReason::HumanRequested))

@@ -36,10 +36,10 @@ fn dev_set_intent_and_decision_accuracy() {
     let intent = r["intent_accuracy"].as_f64().unwrap();
     let decision = r["decision_accuracy"].as_f64().unwrap();
     let oos_recall = r["oos_recall"].as_f64().unwrap();
-    // Regression floors under today's figures (0.930, 0.909 and 0.735 with
-    // kefu's background out-of-scope set), not the targets.
+    // Regression floors under today's figures (0.930, 0.934 and 0.735 with
+    // kefu's background out-of-scope set and learned exasperation), not the targets.
     assert!(intent >= 0.92, "intent accuracy {intent}");
-    assert!(decision >= 0.89, "decision accuracy {decision}");
+    assert!(decision >= 0.91, "decision accuracy {decision}");
     assert!(oos_recall >= 0.65, "out-of-scope recall {oos_recall}");
 
     // The page shows the same run: a bar per filled confidence bin, a

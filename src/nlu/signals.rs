@@ -2,6 +2,7 @@
 //! person, and anger or abuse. A lexicon automaton, not the embedding model,
 //! because these must never be missed when a message also asks something else
 //! ("你们什么破服务，快递到底到哪了" is a hand-off, not order tracking).
+//! Exasperation without such words is learned (`exasperation.rs`).
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
@@ -152,6 +153,8 @@ pub struct Signals {
     pub human_request: bool,
     /// The customer is angry or abusive.
     pub angry: bool,
+    /// The customer has run out of patience (learned; see `exasperation.rs`).
+    pub exasperated: bool,
 }
 
 /// Lexicon automata, built once and shared.
@@ -218,7 +221,7 @@ impl SignalDetector {
         let human_request = !self.human_phrases(text).is_empty();
         let shouting = text.matches(['!', '！']).count() >= 2 || text.matches(['?', '？']).count() >= 3;
         let angry = Self::matches(&self.anger, text) || (shouting && Self::matches(&self.frustration, text));
-        Signals { human_request, angry }
+        Signals { human_request, angry, exasperated: false }
     }
 }
 
