@@ -30,6 +30,10 @@ use crate::telemetry;
 /// The version an engine built from the corpus alone serves (no retrained version promoted).
 pub const BASE_VERSION: &str = "base";
 
+/// Times the bot gives the same answer in a row before the next ask of its
+/// question goes to a person: a customer asking a third time has not been helped.
+const ANSWERS_BEFORE_HANDOFF: usize = 2;
+
 /// Calibrated confidence in an intent at which an ask-for-a-person phrase its
 /// own exemplars use is taken as part of the question, not as an ask (see
 /// `Engine::asks_about_agents`).
@@ -142,6 +146,22 @@ pub struct PreviousTurn {
     pub options: Vec<String>,
     /// Unhelpful turns in a row (clarify, or marked not useful) ending with it.
     pub unhelpful_streak: usize,
+    /// Turns in a row ending with it that gave its answer word for word.
+    pub same_answer_in_a_row: usize,
+}
+
+impl PreviousTurn {
+    /// Whether a message scored as `intent`, naming only `said`, asks again
+    /// what the bot has already answered the same way [`ANSWERS_BEFORE_HANDOFF`]
+    /// times in a row: that answer is not what the customer needs. A new
+    /// order, product or date makes it a new question; an answer that changed
+    /// (a ticket moved on) was news, not a repetition.
+    fn asked_again(&self, intent: &str, said: &Slots) -> bool {
+        let names_something_new = (said.order_id.is_some() && said.order_id != self.slots.order_id)
+            || (said.product.is_some() && said.product != self.slots.product)
+            || (said.time.is_some() && said.time != self.slots.time);
+        self.intent == intent && self.same_answer_in_a_row >= ANSWERS_BEFORE_HANDOFF && !names_something_new
+    }
 }
 
 /// A retrieved candidate, as the API shows it.
@@ -576,6 +596,7 @@ impl Engine {
         let scored = self.score(&vector, query.scenario)?;
         let tz = self.settings.timezone;
         let mut slots = self.slots.extract(text, query.now.with_timezone(&tz));
+        let said = slots.clone();
         let mut signals = self.signals.detect(text);
         if signals.human_request && self.asks_about_agents(&scored, text) {
             signals.human_request = false;
@@ -596,10 +617,15 @@ impl Engine {
             Some(answer) => answer,
             None => self.render(&verdict, lang),
         };
-        // Two unhelpful turns in a row (clarify, out of scope, or marked not useful) go to a person.
+        // Two unhelpful turns in a row (clarify, out of scope, or marked not
+        // useful) go to a person, and so does a question answered twice already.
         let streak = query.previous.map_or(0, |p| p.unhelpful_streak);
         let unhelpful_now = verdict.action == Action::Clarify && !follows_up;
-        if verdict.action != Action::Handoff && (streak >= 2 || (streak >= 1 && unhelpful_now)) {
+        let asked_again = verdict.action == Action::Answer
+            && !follows_up
+            && taxonomy.role(&verdict.intent) != Some(Role::Smalltalk)
+            && query.previous.is_some_and(|p| p.asked_again(&verdict.intent, &said));
+        if verdict.action != Action::Handoff && (streak >= 2 || (streak >= 1 && unhelpful_now) || asked_again) {
             verdict = policy::escalate_unresolved(verdict, taxonomy);
             answer = self.render(&verdict, lang);
         }

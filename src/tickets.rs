@@ -162,7 +162,8 @@ pub enum HandoffReason {
     AngryCustomer,
     /// The intent is one that people handle (a fault, a bug).
     AgentIntent,
-    /// The bot asked twice in a row without getting anywhere.
+    /// The bot asked twice in a row without getting anywhere, or the
+    /// customer asked a third time what it had answered twice.
     Unresolved,
 }
 

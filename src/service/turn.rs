@@ -294,5 +294,6 @@ async fn previous_turn(
         slots: serde_json::from_value(last.slots).unwrap_or_default(),
         options: last.options,
         unhelpful_streak: last.unhelpful_streak,
+        same_answer_in_a_row: last.same_answer_in_a_row,
     }))
 }

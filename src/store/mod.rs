@@ -116,6 +116,8 @@ pub struct LastTurn {
     pub options: Vec<String>,
     /// Unhelpful turns (clarify, or marked not useful) in a row, ending with this one.
     pub unhelpful_streak: usize,
+    /// Turns in a row, ending with this one, that gave its answer word for word.
+    pub same_answer_in_a_row: usize,
 }
 
 /// Most turns a ticket's conversation shows.
@@ -653,7 +655,7 @@ impl Store {
     /// `key` is a column name of ours, never input.
     async fn latest_turn(&self, key: &'static str, value: &str, since: &str) -> Result<Option<LastTurn>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT t.intent, t.decision, t.slots, t.options,
+            "SELECT t.intent, t.decision, t.slots, t.options, t.answer_key,
                     (SELECT COUNT(*) FROM feedback f WHERE f.trace_id = t.trace_id AND f.useful = 0) AS not_useful
              FROM turns t WHERE t.{key} = $1 AND t.created_at >= $2 ORDER BY t.created_at DESC LIMIT $3"
         ))
@@ -662,12 +664,15 @@ impl Store {
         .bind(STREAK_WINDOW)
         .fetch_all(&self.pool)
         .await?;
-        let mut unhelpful = Vec::with_capacity(rows.len());
+        let Some(row) = rows.first() else { return Ok(None) };
+        let answer: Option<String> = row.try_get("answer_key")?;
+        let (mut unhelpful, mut repeated) = (Vec::with_capacity(rows.len()), Vec::with_capacity(rows.len()));
         for row in &rows {
             let decision: Action = decoded(row, "decision")?;
             unhelpful.push(decision == Action::Clarify || row.try_get::<i64, _>("not_useful")? > 0);
+            let same_answer = answer.is_some() && row.try_get::<Option<String>, _>("answer_key")? == answer;
+            repeated.push(decision == Action::Answer && same_answer);
         }
-        let Some(row) = rows.first() else { return Ok(None) };
         let json = |col: &str| -> Result<Value, StoreError> {
             let text: Option<String> = row.try_get(col)?;
             Ok(text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null))
@@ -676,12 +681,14 @@ impl Store {
             Value::Array(ids) => ids.into_iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
             _ => Vec::new(),
         };
+        let in_a_row = |flags: &[bool]| flags.iter().take_while(|f| **f).count();
         Ok(Some(LastTurn {
             intent: row.try_get("intent")?,
             decision: decoded(row, "decision")?,
             slots: json("slots")?,
             options,
-            unhelpful_streak: unhelpful.iter().take_while(|u| **u).count(),
+            unhelpful_streak: in_a_row(&unhelpful),
+            same_answer_in_a_row: in_a_row(&repeated),
         }))
     }
 
@@ -1287,6 +1294,13 @@ mod tests {
             store.add_feedback("a2", false, None, Utc::now()).await.unwrap();
             let last = store.last_turn("s").await.unwrap().unwrap();
             assert_eq!((last.unhelpful_streak, last.options.len()), (2, 0), "{}", t.backend);
+            assert_eq!(last.same_answer_in_a_row, 1, "the clarifying question before it breaks the run");
+            store.record_turn(&turn("a3", "s", "退款呢?", t0 + chrono::Duration::seconds(2)), None).await.unwrap();
+            assert_eq!(store.last_turn("s").await.unwrap().unwrap().same_answer_in_a_row, 2, "{}", t.backend);
+            let mut news = turn("a4", "s", "现在呢", t0 + chrono::Duration::seconds(3));
+            news.answer = Some("已签收".into());
+            store.record_turn(&news, None).await.unwrap();
+            assert_eq!(store.last_turn("s").await.unwrap().unwrap().same_answer_in_a_row, 1, "{}", t.backend);
             assert!(store.last_turn("other").await.unwrap().is_none());
             t.cleanup().await;
         }

@@ -240,6 +240,30 @@ async fn clarifying_questions_numbered_picks_and_the_unhelpful_streak() {
 }
 
 #[tokio::test]
+async fn a_question_asked_a_third_time_goes_to_a_person() {
+    let h = serve("corpus", 0.0, true).await;
+    let ask = async |text: &str, session: &str| {
+        h.call("POST", "/v1/answer", Some(json!({"text": text, "session_id": session}))).await.1
+    };
+    let first = ask("你们营业时间是几点到几点", "s1").await;
+    assert_eq!(first["decision"], "answer", "{first}");
+    let second = ask("几点关门", "s1").await;
+    assert_eq!((second["decision"].as_str(), &second["intent"]), (Some("answer"), &first["intent"]), "{second}");
+    let third = ask("到底几点下班啊", "s1").await;
+    assert_eq!(
+        (third["decision"].as_str(), third["handoff"]["reason"].as_str(), &third["intent"]),
+        (Some("handoff"), Some("unresolved"), &first["intent"]),
+        "{third}"
+    );
+
+    // Each message about another order is a new question.
+    for order in ["12345", "12301", "11876"] {
+        let asked = ask(&format!("订单{order}的快递到哪了"), "s2").await;
+        assert_eq!(asked["decision"], "answer", "{asked}");
+    }
+}
+
+#[tokio::test]
 async fn bad_requests_get_json_errors() {
     let h = saas(0.5).await;
     for (body, code) in [
