@@ -36,6 +36,11 @@ const GATEWAY_SECRET: &str = "gateway-secret-0123456789";
 const DOUYIN_SECRET: &str = "douyin-client-secret";
 const CHATWOOT_SECRET: &str = "chatwoot-webhook-secret";
 const CHATWOOT_TOKEN: &str = "chatwoot-bot-token";
+/// How long the channels' clients wait for the fake platforms: long, because
+/// the fakes share a test's one thread with the bot, and CI runs the
+/// model-backed tests side by side on two cores; a timed-out call is retried
+/// and would show twice.
+const PLATFORM_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// One account, "demo", whose API lives at `api_base`; quick retries.
 pub(super) fn wechat_demo_account(api_base: &str) -> ChannelAccounts {
@@ -43,31 +48,30 @@ pub(super) fn wechat_demo_account(api_base: &str) -> ChannelAccounts {
         url::Url::parse(api_base).unwrap(),
         APP_ID,
         "secret",
-        Duration::from_secs(2),
+        PLATFORM_TIMEOUT,
     )
     .unwrap();
     let keys = CallbackKeys { token: TOKEN.into(), crypto: Some(MessageCrypto::new(AES_KEY, APP_ID).unwrap()) };
     let account = WechatAccount { keys, api, transfer_to_desk: false };
     let kf_api =
-        KfApi::new(url::Url::parse(api_base).unwrap(), CORP_ID, "secret", "wk-test", Duration::from_secs(2)).unwrap();
+        KfApi::new(url::Url::parse(api_base).unwrap(), CORP_ID, "secret", "wk-test", PLATFORM_TIMEOUT).unwrap();
     let kf_keys = CallbackKeys { token: TOKEN.into(), crypto: Some(MessageCrypto::new(AES_KEY, CORP_ID).unwrap()) };
     let kf = WecomAccount::new(kf_keys, kf_api, Handoff::Queue);
     let callback = url::Url::parse(&format!("{api_base}/gateway/callback")).unwrap();
     let app = GatewayAccount {
         secret: GATEWAY_SECRET.into(),
-        client: GatewayClient::new(callback, GATEWAY_SECRET, Duration::from_secs(2)).unwrap(),
+        client: GatewayClient::new(callback, GATEWAY_SECRET, PLATFORM_TIMEOUT).unwrap(),
     };
     let douyin_api = crate::channels::douyin::DouyinApi::new(
         url::Url::parse(api_base).unwrap(),
         "dy-key",
         DOUYIN_SECRET,
         "biz-open-id",
-        Duration::from_secs(2),
+        PLATFORM_TIMEOUT,
     )
     .unwrap();
     let douyin = DouyinAccount { client_secret: DOUYIN_SECRET.into(), api: douyin_api };
-    let chatwoot_api =
-        ChatwootApi::new(url::Url::parse(api_base).unwrap(), CHATWOOT_TOKEN, Duration::from_secs(2)).unwrap();
+    let chatwoot_api = ChatwootApi::new(url::Url::parse(api_base).unwrap(), CHATWOOT_TOKEN, PLATFORM_TIMEOUT).unwrap();
     let desk = ChatwootAccount { secret: Some(CHATWOOT_SECRET.into()), api: chatwoot_api };
     ChannelAccounts {
         chatwoot: [("desk".to_string(), Arc::new(desk))].into(),
@@ -467,8 +471,7 @@ async fn wecom_messages_are_pulled_answered_once_and_handed_to_the_queue() {
 #[tokio::test]
 async fn wecom_shows_a_clarifying_question_as_a_menu() {
     let (base, fake) = FakePlatforms::start().await;
-    let api =
-        KfApi::new(url::Url::parse(&base).unwrap(), CORP_ID, "secret", "wk-test", Duration::from_secs(2)).unwrap();
+    let api = KfApi::new(url::Url::parse(&base).unwrap(), CORP_ID, "secret", "wk-test", PLATFORM_TIMEOUT).unwrap();
     let options = [
         crate::channels::MenuOption { id: "return_address".into(), title: "退货地址".into() },
         crate::channels::MenuOption { id: "refund_status".into(), title: "退款进度".into() },
@@ -590,7 +593,7 @@ async fn a_hand_off_can_go_to_wechats_own_agent_desk() {
         url::Url::parse(&base).unwrap(),
         APP_ID,
         "secret",
-        Duration::from_secs(2),
+        PLATFORM_TIMEOUT,
     )
     .unwrap();
     let keys = CallbackKeys { token: TOKEN.into(), crypto: None };
@@ -644,8 +647,9 @@ async fn chatwoot_agent_bot_answers_pending_conversations_and_hands_over() {
     // A hand-off: the holding answer, a private note for the agents, then the conversation opened.
     let angry = chatwoot_event(3, 9, "pending", "我要投诉，马上转人工");
     assert_eq!(chatwoot_post(&h, &angry, CHATWOOT_SECRET).await.1["status"], "accepted");
-    eventually("answer, note and toggle", || fake.chatwoot_calls(9).len() == 3).await;
+    eventually("answer, note and toggle", || fake.chatwoot_calls(9).len() >= 3).await;
     let calls = fake.chatwoot_calls(9);
+    assert_eq!(calls.len(), 3, "{calls:?}");
     assert_eq!(calls[0].1["private"], Value::Null, "the customer's answer is public: {calls:?}");
     assert_eq!((calls[1].0.as_str(), calls[1].1["private"].as_bool()), ("messages", Some(true)), "{calls:?}");
     assert!(calls[1].1["content"].as_str().unwrap().contains("hand-off"), "{calls:?}");
@@ -683,7 +687,7 @@ async fn chatwoot_agent_bot_answers_pending_conversations_and_hands_over() {
 #[tokio::test]
 async fn chatwoot_shows_a_clarifying_question_as_input_select() {
     let (base, fake) = FakePlatforms::start().await;
-    let api = ChatwootApi::new(url::Url::parse(&base).unwrap(), CHATWOOT_TOKEN, Duration::from_secs(2)).unwrap();
+    let api = ChatwootApi::new(url::Url::parse(&base).unwrap(), CHATWOOT_TOKEN, PLATFORM_TIMEOUT).unwrap();
     let to = crate::channels::chatwoot::ConversationRef { account_id: 3, conversation_id: 8 };
     let options = [
         crate::channels::MenuOption { id: "order_status".into(), title: "查订单".into() },
