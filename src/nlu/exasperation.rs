@@ -1,14 +1,15 @@
 //! Exasperation, learned rather than listed: a customer who has run out of
-//! patience shows it by repeating themselves ("第五次问了"), by punctuation
-//! ("？？？？"), by how long they have waited ("等了整整三个星期"), by
-//! despair; the anger lexicon (see `signals.rs`) has none of those words.
+//! patience shows it by repeating themselves ("我都问了三遍了"), by
+//! punctuation ("？？？？"), by how long they have waited ("一个多月了还没解决"),
+//! by despair; the anger lexicon (see `signals.rs`) has none of those words.
 //!
 //! A logistic regression over character n-grams, learned from the lines
 //! kefu ships (`exasperation.toml`) with the deployment's own examples
 //! (all but complaints and asks for a person) as further calm lines, so its
-//! questions asked plainly stay answered. Character n-grams, not the sentence embedding: e5's embedding
-//! is about the topic, and an exasperated "where is my parcel" sits beside
-//! the calm one (measured: a linear probe on it reached precision 0.4-0.6).
+//! questions asked plainly stay answered. Character n-grams, not the
+//! sentence embedding: e5's embedding is about the topic, and an exasperated
+//! "where is my parcel" sits beside the calm one (measured: a linear probe
+//! on it reached precision 0.4-0.6).
 //! The threshold is fitted by cross-validation to a false-alarm budget: a
 //! needless hand-off costs an agent's time.
 
