@@ -19,6 +19,8 @@ use rayon::prelude::*;
 use serde::Deserialize;
 
 use crate::corpus::{Corpus, Decision, OOS};
+use crate::nlu::intent::sigmoid;
+use crate::nlu::slots::normalise_width;
 
 const LINES: &str = include_str!("exasperation.toml");
 
@@ -51,15 +53,7 @@ type Features = Vec<(usize, f32)>;
 /// (what scikit-learn's `char_wb` analyser does), of the text lowercased
 /// with full-width ASCII folded (？ and ? are one sign).
 fn grams(text: &str) -> HashMap<String, u32> {
-    let folded: String = text
-        .chars()
-        .map(|c| match c {
-            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-            '\u{3000}' => ' ',
-            _ => c,
-        })
-        .flat_map(char::to_lowercase)
-        .collect();
+    let folded: String = normalise_width(text).chars().flat_map(char::to_lowercase).collect();
     let mut counts = HashMap::new();
     for word in folded.split_whitespace() {
         let padded: Vec<char> = std::iter::once(' ').chain(word.chars()).chain(std::iter::once(' ')).collect();
@@ -107,10 +101,6 @@ impl Vocabulary {
         features.sort_unstable_by_key(|&(id, _)| id);
         features
     }
-}
-
-fn sigmoid(z: f32) -> f32 {
-    1.0 / (1.0 + (-z).exp())
 }
 
 /// Logistic regression weights; the last one is the intercept.

@@ -164,7 +164,7 @@ pub struct SlotSpan {
 
 /// Full-width ASCII forms (１３８, ＃, ：, Ｔ恤) and the ideographic space
 /// become their ASCII forms, as Chinese input methods often type them.
-fn normalise_width(text: &str) -> String {
+pub(crate) fn normalise_width(text: &str) -> String {
     text.chars()
         .map(|c| match c {
             '\u{3000}' => ' ',
