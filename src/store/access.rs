@@ -123,7 +123,7 @@ impl Store {
             .bind(secret_hash)
             .bind(label)
             .bind(stamp(at))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -148,7 +148,7 @@ impl Store {
         let done = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(stamp(at))
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -175,7 +175,7 @@ impl Store {
             .bind(role.as_str())
             .bind(password_hash)
             .bind(stamp(at))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(true)
     }
@@ -233,7 +233,7 @@ impl Store {
             .bind(agent)
             .bind(stamp(at))
             .bind(stamp(expires_at))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -263,7 +263,7 @@ impl Store {
         sqlx::query("UPDATE agent_sessions SET ended_at = $1 WHERE token_hash = $2 AND ended_at IS NULL")
             .bind(stamp(at))
             .bind(token_hash)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -288,7 +288,7 @@ impl Store {
         .bind(ticket_id)
         .bind(customer_id)
         .bind(detail)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -347,7 +347,7 @@ impl Store {
                         .bind(self.vault.seal(field, &plain))
                         .bind(&id)
                         .bind(&stored)
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await?;
                     rotated.resealed += 1;
                 }
@@ -362,7 +362,7 @@ impl Store {
             sqlx::query("UPDATE tickets SET phone_key = $1 WHERE id = $2")
                 .bind(self.context_phone_key(&context))
                 .bind(row.try_get::<String, _>("id")?)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
             rotated.rekeyed += 1;
             done += 1;
@@ -376,7 +376,7 @@ impl Store {
                 .bind(self.question_key(&text))
                 .bind(answer.map(|a| self.answer_key(&a)))
                 .bind(row.try_get::<String, _>("trace_id")?)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
             rotated.rekeyed += 1;
             done += 1;

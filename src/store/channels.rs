@@ -162,7 +162,7 @@ impl Store {
         .bind(id)
         .bind(waiting)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(taken.rows_affected() == 1)
     }
@@ -183,7 +183,7 @@ impl Store {
         .bind(&route.user)
         .bind(new_customer)
         .bind(stamp(at))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         let customer: String = sqlx::query_scalar(
             "SELECT customer_id FROM channel_identities WHERE channel = $1 AND account = $2 AND external_id = $3",
@@ -294,7 +294,7 @@ impl Store {
         .bind(stamp(at))
         .bind(&inbound.route.thread)
         .bind(stamp(lease))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -303,7 +303,7 @@ impl Store {
     pub async fn release_inbound(&self, id: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE channel_inbound SET claimed_until = NULL WHERE id = $1 AND state = 'received'")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -373,7 +373,7 @@ impl Store {
         .bind(account)
         .bind(cursor)
         .bind(stamp(Utc::now()))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -434,7 +434,7 @@ impl Store {
             "UPDATE outbox SET state = 'passive', text = '' WHERE id = $1 AND state = 'pending' AND claimed_until IS NULL",
         )
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -444,7 +444,7 @@ impl Store {
         sqlx::query("UPDATE outbox SET not_before = $1 WHERE id = $2 AND state = 'pending'")
             .bind(stamp(now))
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }

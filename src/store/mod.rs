@@ -240,7 +240,12 @@ pub struct TicketFilter {
 /// A handle on the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
+    /// Reads (and, on PostgreSQL, writes).
     pool: AnyPool,
+    /// Writes. On SQLite one connection: writers queue here for their turn
+    /// instead of in SQLite's busy handler, which sleeps up to 100 ms between
+    /// tries and made the slowest turns under load. On PostgreSQL, `pool`.
+    writer: AnyPool,
     backend: Backend,
     vault: Arc<Vault>,
     /// The PostgreSQL URL, for listening to the other replicas.
@@ -305,27 +310,32 @@ impl Store {
             }
             Backend::Postgres => url.to_string(),
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // NOTE: WAL with synchronous=NORMAL survives a killed process (committed
-                        // frames are in the OS), which is the durability acknowledged turns need.
-                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;").await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(&url)
-            .await?;
+        let options = |connections: u32| {
+            AnyPoolOptions::new().max_connections(connections).acquire_timeout(Duration::from_secs(10)).after_connect(
+                move |conn, _| {
+                    Box::pin(async move {
+                        if backend == Backend::Sqlite {
+                            // NOTE: WAL with synchronous=NORMAL survives a killed process (committed
+                            // frames are in the OS), which is the durability acknowledged turns need.
+                            conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;").await?;
+                        }
+                        Ok(())
+                    })
+                },
+            )
+        };
+        let pool = options(8).connect(&url).await?;
+        let writer = match backend {
+            Backend::Sqlite => options(1).connect(&url).await?,
+            Backend::Postgres => pool.clone(),
+        };
         match backend {
-            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
-            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&writer).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&writer).await?,
         }
         Ok(Store {
             pool,
+            writer,
             backend,
             vault,
             url: (backend == Backend::Postgres).then(|| url.into()),
@@ -345,8 +355,8 @@ impl Store {
     /// wrote in between.
     pub(super) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
         })
     }
 
@@ -799,7 +809,7 @@ impl Store {
             .bind(i64::from(useful))
             .bind(self.seal_optional(sealed::FEEDBACK_COMMENT, comment))
             .bind(stamp(at))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(id)
     }
@@ -823,7 +833,7 @@ impl Store {
             .bind(self.seal_optional(sealed::CORRECTION_ANSWER, answer))
             .bind(self.seal_optional(sealed::CORRECTION_NOTE, note))
             .bind(stamp(at))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         self.announce_correction();
         Ok(id)

@@ -128,7 +128,7 @@ impl Store {
         .bind(id)
         .bind(Status::New.as_str())
         .bind(stamp(now))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(result.rows_affected() == 1)
     }
@@ -138,7 +138,7 @@ impl Store {
         sqlx::query("UPDATE tickets SET overdue_pushed_at = $1, overdue_push_error = NULL, overdue_push_claimed_until = NULL WHERE id = $2")
             .bind(stamp(at))
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -152,7 +152,7 @@ impl Store {
         )
         .bind(error)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(self.overdue_push_state(id).await?.map_or(0, |s| s.attempts))
     }
