@@ -43,15 +43,28 @@ pub struct HistoryError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
 /// The future every history method returns; boxed so the trait stays object-safe.
 pub type HistoryFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, HistoryError>> + Send + 'a>>;
 
-/// One earlier turn of the customer, as the store recorded it (text masked).
+/// Earlier turns of the customer, as the store recorded them: the newest one
+/// by one with what was said, older ones counted together (same intent and
+/// decision within an hour), which is all the profile's counts need.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PastTurn {
     pub intent: String,
-    pub channel: String,
     /// "answer" | "clarify" | "handoff".
     pub decision: String,
-    pub text: String,
+    /// How many turns this stands for (1 for a turn on its own).
+    pub count: usize,
+    /// When the first and the last of them happened (the same for one turn).
+    pub first_at: DateTime<Utc>,
     pub at: DateTime<Utc>,
+    /// The (masked) text and its channel, for a turn on its own.
+    pub said: Option<Said>,
+}
+
+/// What a customer said in one earlier turn, and where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Said {
+    pub text: String,
+    pub channel: String,
 }
 
 /// A hand-off ticket as the customer may hear about it.
@@ -390,14 +403,21 @@ impl Profile {
         // caller's reference time; a turn later than `now` still happened, so
         // the windows only bound the past.
         let recent_turns = |since: DateTime<Utc>| turns.iter().filter(move |t| t.at >= since);
+        // A counted group's first and last turn cover every day it spans (an hour spans at most two).
+        let turn_days = |t: &PastTurn| [t.first_at, t.at].into_iter().filter(move |at| *at >= window_90d);
         let case_days = days(cases_90d.iter().map(|r| r.reported_at), tz);
-        let chat_days =
-            days(recent_turns(window_90d).filter(|t| (inputs.is_after_sales_intent)(&t.intent)).map(|t| t.at), tz);
+        let chat_days = days(
+            recent_turns(window_90d).filter(|t| (inputs.is_after_sales_intent)(&t.intent)).flat_map(turn_days),
+            tz,
+        );
         let after_sales_contacts_90d = cases_90d.len() + chat_days.difference(&case_days).count();
 
-        let mut newest: Vec<&PastTurn> =
-            turns.iter().filter(|t| (inputs.role_of)(&t.intent) != Some(Role::Smalltalk)).collect();
-        newest.sort_by_key(|t| std::cmp::Reverse(t.at));
+        let mut newest: Vec<(&PastTurn, &Said)> = turns
+            .iter()
+            .filter(|t| (inputs.role_of)(&t.intent) != Some(Role::Smalltalk))
+            .filter_map(|t| t.said.as_ref().map(|said| (t, said)))
+            .collect();
+        newest.sort_by_key(|(t, _)| std::cmp::Reverse(t.at));
 
         let mut profile = Profile {
             customer_id: inputs.customer_id.to_string(),
@@ -423,20 +443,26 @@ impl Profile {
             repairs_90d: cases_90d.len(),
             last_repair,
             after_sales_contacts_90d,
-            contacts_30d: days(recent_turns(window_30d).map(|t| t.at), tz).len(),
-            handoffs_90d: recent_turns(window_90d).filter(|t| t.decision == "handoff").count(),
+            contacts_30d: days(
+                recent_turns(window_30d).flat_map(|t| [t.first_at, t.at]).filter(|at| *at >= window_30d),
+                tz,
+            )
+            .len(),
+            handoffs_90d: recent_turns(window_90d).filter(|t| t.decision == "handoff").map(|t| t.count).sum(),
             complaints_90d: days(
-                recent_turns(window_90d).filter(|t| (inputs.role_of)(&t.intent) == Some(Role::Complaint)).map(|t| t.at),
+                recent_turns(window_90d)
+                    .filter(|t| (inputs.role_of)(&t.intent) == Some(Role::Complaint))
+                    .flat_map(turn_days),
                 tz,
             )
             .len(),
             past_questions: newest
                 .iter()
                 .take(PAST_QUESTIONS)
-                .map(|t| PastQuestion {
+                .map(|(t, said)| PastQuestion {
                     intent: t.intent.clone(),
-                    text: t.text.clone(),
-                    channel: t.channel.clone(),
+                    text: said.text.clone(),
+                    channel: said.channel.clone(),
                     at: t.at,
                 })
                 .collect(),
@@ -607,10 +633,11 @@ mod tests {
     fn turn(intent: &str, decision: &str, at: DateTime<Utc>) -> PastTurn {
         PastTurn {
             intent: intent.into(),
-            channel: "web".into(),
             decision: decision.into(),
-            text: format!("about {intent}"),
+            count: 1,
+            first_at: at,
             at,
+            said: Some(Said { text: format!("about {intent}"), channel: "web".into() }),
         }
     }
 
@@ -750,6 +777,26 @@ mod tests {
         assert_eq!((p.contacts_30d, p.handoffs_90d, p.complaints_90d), (4, 2, 1));
         let intents: Vec<&str> = p.past_questions.iter().map(|q| q.intent.as_str()).collect();
         assert_eq!(intents, ["invoice", "complaint", "complaint", "order_tracking", "refund_status"]);
+    }
+
+    #[test]
+    fn counted_turns_count_each_turn_and_every_day_they_span() {
+        let mut sources = empty();
+        // Seven hand-offs between 23:40 and 00:20 Shanghai time, counted as one
+        // group by the store, and one turn on its own.
+        let midnight = at("2026-06-10T16:00:00Z");
+        let group = PastTurn {
+            count: 7,
+            first_at: midnight - TimeDelta::minutes(20),
+            at: midnight + TimeDelta::minutes(20),
+            said: None,
+            ..turn("complaint", "handoff", midnight)
+        };
+        sources.turns = Some(vec![turn("order_tracking", "answer", days_ago(1)), group]);
+        let p = sources.build(&ProfileRules::default());
+        assert_eq!((p.contacts_30d, p.handoffs_90d, p.complaints_90d), (3, 7, 2));
+        let intents: Vec<&str> = p.past_questions.iter().map(|q| q.intent.as_str()).collect();
+        assert_eq!(intents, ["order_tracking"], "only turns on their own have texts to show");
     }
 
     #[test]

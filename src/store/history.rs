@@ -6,10 +6,15 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::{stamp, Store, StoreError};
-use crate::profile::{CustomerHistory, HistoryError, HistoryFuture, PastTurn, TicketSummary};
+use crate::profile::{CustomerHistory, HistoryError, HistoryFuture, PastTurn, Said, TicketSummary};
 
 /// Most turns a profile reads: enough for 90 days of a frequent customer, bounded for the rest.
 const MAX_PAST_TURNS: i64 = 500;
+
+/// Turns read one by one with their texts (the profile shows five past
+/// questions); older ones are counted by intent, decision and hour, so a
+/// customer with a long history costs a few grouped rows, not hundreds.
+const TURNS_WITH_TEXT: i64 = 20;
 
 /// Days a resolved ticket is still shown to a customer asking about their tickets.
 const RESOLVED_SHOWN_DAYS: i64 = 7;
@@ -39,29 +44,57 @@ fn parse_time(column: &str, text: &str) -> Result<DateTime<Utc>, StoreError> {
 }
 
 impl Store {
-    /// The customer's turns at or after `since`, newest first.
+    /// The customer's turns at or after `since` (at most [`MAX_PAST_TURNS`]):
+    /// the newest one by one, newest first, then the older ones counted.
     pub async fn past_turns_of(&self, customer_id: &str, since: DateTime<Utc>) -> Result<Vec<PastTurn>, StoreError> {
-        let rows = sqlx::query(
+        let since = stamp(since);
+        let newest = sqlx::query(
             "SELECT intent, channel, decision, text, created_at FROM turns
              WHERE customer_id = $1 AND created_at >= $2 ORDER BY created_at DESC LIMIT $3",
         )
         .bind(customer_id)
-        .bind(stamp(since))
-        .bind(MAX_PAST_TURNS)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let at: String = row.try_get("created_at")?;
-                Ok(PastTurn {
-                    intent: row.try_get("intent")?,
-                    channel: row.try_get("channel")?,
-                    decision: row.try_get("decision")?,
+        .bind(&since)
+        .bind(TURNS_WITH_TEXT)
+        .fetch_all(&self.pool);
+        // An hour's turns of one intent and decision: the count and the first
+        // and last times are what the profile's per-day counts need.
+        let older = sqlx::query(
+            "SELECT intent, decision, COUNT(*) AS turns, MIN(created_at) AS first_at, MAX(created_at) AS last_at
+             FROM (SELECT intent, decision, created_at FROM turns
+                   WHERE customer_id = $1 AND created_at >= $2 ORDER BY created_at DESC LIMIT $3 OFFSET $4) AS older
+             GROUP BY intent, decision, SUBSTR(created_at, 1, 13) ORDER BY last_at DESC",
+        )
+        .bind(customer_id)
+        .bind(&since)
+        .bind(MAX_PAST_TURNS - TURNS_WITH_TEXT)
+        .bind(TURNS_WITH_TEXT)
+        .fetch_all(&self.pool);
+        let (newest, older) = tokio::try_join!(newest, older)?;
+        let one_by_one = newest.iter().map(|row| {
+            let at = parse_time("created_at", &row.try_get::<String, _>("created_at")?)?;
+            Ok(PastTurn {
+                intent: row.try_get("intent")?,
+                decision: row.try_get("decision")?,
+                count: 1,
+                first_at: at,
+                at,
+                said: Some(Said {
                     text: self.opened(row, "text", super::sealed::TURN_TEXT)?,
-                    at: parse_time("created_at", &at)?,
-                })
+                    channel: row.try_get("channel")?,
+                }),
             })
-            .collect()
+        });
+        let counted = older.iter().map(|row| {
+            Ok(PastTurn {
+                intent: row.try_get("intent")?,
+                decision: row.try_get("decision")?,
+                count: usize::try_from(row.try_get::<i64, _>("turns")?).unwrap_or_default(),
+                first_at: parse_time("first_at", &row.try_get::<String, _>("first_at")?)?,
+                at: parse_time("last_at", &row.try_get::<String, _>("last_at")?)?,
+                said: None,
+            })
+        });
+        one_by_one.chain(counted).collect()
     }
 
     /// The customer's tickets not yet resolved or closed, and those resolved
@@ -199,10 +232,40 @@ mod tests {
         let turns = store.past_turns("c1", now - TimeDelta::days(90)).await.unwrap();
         let intents: Vec<&str> = turns.iter().map(|t| t.intent.as_str()).collect();
         assert_eq!(intents, ["repair_progress", "repair_request"]);
-        assert_eq!((turns[1].decision.as_str(), turns[1].channel.as_str()), ("handoff", "app"));
-        assert_eq!(turns[0].text, "repair_progress 电话138****5678");
+        let said = |i: usize| turns[i].said.clone().unwrap();
+        assert_eq!((turns[1].decision.as_str(), said(1).channel.as_str()), ("handoff", "app"));
+        assert_eq!(said(0).text, "repair_progress 电话138****5678");
+        assert_eq!((turns[0].count, turns[0].first_at), (1, turns[0].at));
         assert!((turns[0].at - (now - TimeDelta::hours(1))).num_milliseconds().abs() < 1);
         assert!(store.past_turns("nobody", now - TimeDelta::days(90)).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_long_history_is_read_as_the_newest_turns_and_hourly_counts() {
+        for t in crate::store::testing::test_stores().await {
+            let (store, backend) = (&t.store, t.backend);
+            let start = Utc::now() - TimeDelta::days(2);
+            // 30 hand-offs a minute apart, then 5 answers the next day.
+            for i in 0..30 {
+                let at = start + TimeDelta::minutes(i);
+                store.record_turn(&turn(&format!("h{i}"), Some("c9"), "complaint", "handoff", at), None).await.unwrap();
+            }
+            for i in 0..5 {
+                let at = start + TimeDelta::days(1) + TimeDelta::minutes(i);
+                store.record_turn(&turn(&format!("a{i}"), Some("c9"), "invoice", "answer", at), None).await.unwrap();
+            }
+            let turns = store.past_turns("c9", start - TimeDelta::hours(1)).await.unwrap();
+            let (one_by_one, counted): (Vec<_>, Vec<_>) = turns.iter().partition(|t| t.said.is_some());
+            assert_eq!(one_by_one.len(), TURNS_WITH_TEXT as usize, "{backend}");
+            assert_eq!(one_by_one[0].intent, "invoice", "{backend}: newest first");
+            assert_eq!(turns.iter().map(|t| t.count).sum::<usize>(), 35, "{backend}: every turn counted once");
+            assert!(counted.iter().all(|t| t.intent == "complaint" && t.decision == "handoff"), "{backend}");
+            // The 15 oldest hand-offs, grouped by hour (the minutes may cross one).
+            assert!((1..=2).contains(&counted.len()), "{backend}: {counted:?}");
+            let first = counted.iter().map(|t| t.first_at).min().unwrap();
+            assert!((first - start).num_milliseconds().abs() < 1, "{backend}");
+            assert!(counted.iter().all(|t| t.first_at <= t.at), "{backend}");
+        }
     }
 
     #[tokio::test]

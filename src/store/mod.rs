@@ -414,23 +414,11 @@ impl Store {
         ticket: Option<&NewTicket>,
         channel: Option<&ChannelWrite<'_>>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
         let slots = mask_json(&turn.slots).to_string();
         let at = stamp(turn.at);
         let text = mask(&turn.text);
         let answer = turn.answer.as_deref().map(mask);
-        if let Some(t) = ticket {
-            let about = TicketAbout {
-                customer_id: turn.customer_id.as_deref(),
-                session_id: turn.session_id.as_deref(),
-                channel: &turn.channel,
-                intent: &turn.intent,
-                slots: &slots,
-            };
-            let opened = format!("opened by hand-off: {}", t.reason);
-            self.insert_ticket(&mut tx, t, &about, &at, &opened, "bot").await?;
-        }
-        sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO turns (trace_id, session_id, customer_id, channel, text, intent, confidence, decision, answer, slots, lead, latency_ms, ticket_id, created_at, options, text_key, answer_key, route)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
         )
@@ -451,9 +439,25 @@ impl Store {
         .bind((!turn.options.is_empty()).then(|| Value::from(turn.options.clone()).to_string()))
         .bind(self.question_key(&text))
         .bind(answer.as_deref().map(|a| self.answer_key(a)))
-        .bind(channel.map(|c| channels::route_json(c.route)))
-        .execute(&mut *tx)
-        .await?;
+        .bind(channel.map(|c| channels::route_json(c.route)));
+        if ticket.is_none() && channel.is_none() {
+            // One statement is its own transaction: no BEGIN and COMMIT round trips.
+            insert.execute(&self.writer).await?;
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        if let Some(t) = ticket {
+            let about = TicketAbout {
+                customer_id: turn.customer_id.as_deref(),
+                session_id: turn.session_id.as_deref(),
+                channel: &turn.channel,
+                intent: &turn.intent,
+                slots: &slots,
+            };
+            let opened = format!("opened by hand-off: {}", t.reason);
+            self.insert_ticket(&mut tx, t, &about, &at, &opened, "bot").await?;
+        }
+        insert.execute(&mut *tx).await?;
         if let Some(channel) = channel {
             self.write_channel(&mut tx, channel, None, &at).await?;
         }
