@@ -150,7 +150,15 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
         .map(|(_, value)| value.to_string())
 }
 
+/// The address a request came from, for protected mode. A request a proxy
+/// passed on (it says so in `Forwarded` or `X-Forwarded-For`) has none worth
+/// trusting: a reverse proxy on this machine would otherwise make every
+/// client on the network a loopback one.
 fn client_ip(request: &Request) -> Option<std::net::IpAddr> {
+    let headers = request.headers();
+    if headers.contains_key(header::FORWARDED) || headers.contains_key("x-forwarded-for") {
+        return None;
+    }
     request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip())
 }
 

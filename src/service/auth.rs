@@ -40,7 +40,7 @@ pub enum AuthError {
     Unauthenticated(&'static str),
     #[error("the {have} role may not {what}; it needs {need}")]
     Forbidden { have: Role, need: Role, what: String },
-    #[error("this server has no API keys yet, so it answers only clients on this machine; create a key with `kefu keys add`")]
+    #[error("this server has no API keys yet, so it answers only clients on this machine that come without a proxy; create a key with `kefu keys add`")]
     LoopbackOnly,
     #[error("too many requests; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },

@@ -536,6 +536,11 @@ async fn protected_mode_answers_loopback_only() {
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("protected_mode")));
     let (status, _, _) = h.send(None, "192.168.1.20", "GET", "/healthz", None).await;
     assert_eq!(status, StatusCode::OK, "health needs no key");
+    // Through a reverse proxy on this machine the peer is loopback, the client is not.
+    for proxied in [("x-forwarded-for", "203.0.113.7".to_string()), ("forwarded", "for=203.0.113.7".to_string())] {
+        let (status, _, body) = h.send_with(&[proxied], "127.0.0.1", "GET", "/v1/tickets", None).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("protected_mode")));
+    }
 }
 
 #[tokio::test]
