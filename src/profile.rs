@@ -93,7 +93,8 @@ impl TicketSummary {
 
 /// What kefu itself remembers of a customer: earlier turns and tickets.
 pub trait CustomerHistory: Send + Sync {
-    /// The customer's turns at or after `since`, newest first (bounded by the implementation).
+    /// The customer's turns at or after `since`, newest first (bounded by the
+    /// implementation, which may count older ones together: see [`PastTurn`]).
     fn past_turns<'a>(&'a self, customer_id: &'a str, since: DateTime<Utc>) -> HistoryFuture<'a, Vec<PastTurn>>;
     /// The tickets a customer asking about theirs means: open ones, and those
     /// resolved in the last week (so they can read how it ended), newest first.
