@@ -10,6 +10,7 @@
 //! RFC 3339 timestamps (which sort as strings), BIGINT flags bound as i64,
 //! and `CAST($N AS TEXT) IS NULL` where a parameter's type is otherwise unknown.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -171,6 +172,28 @@ pub struct ConversationLine {
     pub delivery_error: Option<String>,
 }
 
+impl From<StoredMessage> for ConversationLine {
+    fn from(m: StoredMessage) -> Self {
+        let role = match m.role {
+            MessageRole::Customer => "customer",
+            MessageRole::Agent => "agent",
+        };
+        ConversationLine {
+            role,
+            text: m.text,
+            channel: m.channel,
+            at: m.at,
+            trace_id: None,
+            intent: None,
+            confidence: None,
+            decision: None,
+            delivery: (m.role == MessageRole::Agent).then_some(m.delivery),
+            delivery_error: m.delivery_error,
+            agent: m.agent,
+        }
+    }
+}
+
 /// One step of a ticket's status history.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TicketEvent {
@@ -288,6 +311,18 @@ pub(super) fn decode_error(column: &str, e: impl std::error::Error + Send + Sync
 }
 
 pub(crate) use crate::support::time::stamp;
+
+/// Most values in one `IN (...)` list: far below any database's limit on bound values.
+const KEYS_PER_QUERY: usize = 500;
+
+/// Whose conversation a ticket is: its customer's, else its session's.
+fn conversation_key(ticket: &Ticket) -> Option<(&'static str, String)> {
+    match (&ticket.customer_id, &ticket.session_id) {
+        (Some(customer), _) => Some(("customer_id", customer.clone())),
+        (None, Some(session)) => Some(("session_id", session.clone())),
+        (None, None) => None,
+    }
+}
 
 impl Store {
     /// Opens the database at `url` (`sqlite://data/kefu.db`, created if
@@ -587,25 +622,7 @@ impl Store {
             _ => String::new(),
         };
         let (customer, session) = if key == "customer_id" { (Some(value), None) } else { (None, Some(value)) };
-        for m in self.messages_since(customer, session, &since).await? {
-            let role = match m.role {
-                MessageRole::Customer => "customer",
-                MessageRole::Agent => "agent",
-            };
-            lines.push(ConversationLine {
-                role,
-                text: m.text,
-                channel: m.channel,
-                at: m.at,
-                trace_id: None,
-                intent: None,
-                confidence: None,
-                decision: None,
-                delivery: (m.role == MessageRole::Agent).then_some(m.delivery),
-                delivery_error: m.delivery_error,
-                agent: m.agent,
-            });
-        }
+        lines.extend(self.messages_since(customer, session, &since).await?.into_iter().map(ConversationLine::from));
         // Stable: a turn's question stays before its answer.
         lines.sort_by(|a, b| a.at.cmp(&b.at));
         Ok(lines)
@@ -640,15 +657,62 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let mut tickets = rows.iter().map(|r| self.ticket_from_row(r, now)).collect::<Result<Vec<_>, _>>()?;
+        let mut last_lines = self.last_lines(&tickets).await?;
         for ticket in &mut tickets {
-            let lines = match (&ticket.customer_id, &ticket.session_id) {
-                (Some(c), _) => self.conversation_of("customer_id", c, 1).await?,
-                (None, Some(s)) => self.conversation_of("session_id", s, 1).await?,
-                (None, None) => Vec::new(),
-            };
-            ticket.last_message = lines.into_iter().last();
+            ticket.last_message = conversation_key(ticket).and_then(|key| last_lines.remove(&key));
         }
         Ok(tickets)
+    }
+
+    /// The newest conversation line of each ticket's customer (or, for a
+    /// ticket without one, session): the later of their latest turn and latest
+    /// message, as [`Store::conversation_of`] would end. Two queries per
+    /// [`KEYS_PER_QUERY`] conversations, however many tickets are listed.
+    async fn last_lines(
+        &self,
+        tickets: &[Ticket],
+    ) -> Result<HashMap<(&'static str, String), ConversationLine>, StoreError> {
+        let mut newest: HashMap<(&'static str, String), ConversationLine> = HashMap::new();
+        for column in ["customer_id", "session_id"] {
+            let keys: BTreeSet<String> =
+                tickets.iter().filter_map(conversation_key).filter(|(c, _)| *c == column).map(|(_, v)| v).collect();
+            let keys: Vec<String> = keys.into_iter().collect();
+            for chunk in keys.chunks(KEYS_PER_QUERY) {
+                let values = (1..=chunk.len()).map(|i| format!("(${i})")).collect::<Vec<_>>().join(", ");
+                // Each value's newest row by an index seek (both databases name
+                // a VALUES list's column `column1`); a MAX per group read every
+                // index entry of a long history.
+                let latest = |table: &str, id: &str, order: &str| {
+                    format!(
+                        "SELECT x.* FROM (VALUES {values}) AS k JOIN {table} x ON x.{id} =
+                           (SELECT y.{id} FROM {table} y WHERE y.{column} = k.column1 ORDER BY y.{order} DESC LIMIT 1)"
+                    )
+                };
+                let (turns_sql, messages_sql) =
+                    (latest("turns", "trace_id", "created_at"), latest("messages", "id", "seq"));
+                let (mut turns, mut messages) = (sqlx::query(&turns_sql), sqlx::query(&messages_sql));
+                for value in chunk {
+                    turns = turns.bind(value);
+                    messages = messages.bind(value);
+                }
+                let (turns, messages) = tokio::try_join!(turns.fetch_all(&self.pool), messages.fetch_all(&self.pool))?;
+                for row in &turns {
+                    let key = (column, row.try_get::<String, _>(column)?);
+                    if let Some(line) = self.conversation_lines(std::slice::from_ref(row))?.pop() {
+                        newest.insert(key, line);
+                    }
+                }
+                // A message at the same time as the turn came after it.
+                for row in &messages {
+                    let key = (column, row.try_get::<String, _>(column)?);
+                    let line = ConversationLine::from(self.message_from_row(row)?);
+                    if newest.get(&key).is_none_or(|turn| line.at >= turn.at) {
+                        newest.insert(key, line);
+                    }
+                }
+            }
+        }
+        Ok(newest)
     }
 
     /// The latest turn of a session, with how many unhelpful turns led up to it.
@@ -1113,6 +1177,64 @@ mod tests {
             latency_ms: 12.0,
             options: Vec::new(),
             at,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_ticket_list_shows_each_conversations_newest_line() {
+        for t in testing::test_stores().await {
+            let (store, backend) = (&t.store, t.backend);
+            let t0 = Utc::now() - chrono::Duration::hours(3);
+            let minutes = |m: i64| t0 + chrono::Duration::minutes(m);
+            let ticket = |id: &str, at: DateTime<Utc>| NewTicket {
+                id: id.into(),
+                priority: crate::tickets::Priority::Normal,
+                queue: "general".into(),
+                reason: "customer_request".into(),
+                due_at: at + chrono::Duration::hours(2),
+                context: serde_json::json!({}),
+            };
+            // A customer whose last turn was answered.
+            let mut a = turn("a1", "sa", "在吗", minutes(0));
+            a.customer_id = Some("ca".into());
+            store.record_turn(&a, Some(&ticket("TA", minutes(0)))).await.unwrap();
+            let mut later = turn("a2", "sa2", "快递到哪了", minutes(5));
+            later.customer_id = Some("ca".into());
+            store.record_turn(&later, None).await.unwrap();
+            // A customer an agent wrote to after the turn.
+            let mut b = turn("b1", "sb", "转人工", minutes(1));
+            b.customer_id = Some("cb".into());
+            store.record_turn(&b, Some(&ticket("TB", minutes(1)))).await.unwrap();
+            let reply = NewMessage {
+                ticket_id: Some("TB"),
+                customer_id: Some("cb"),
+                session_id: Some("sb"),
+                channel: "web",
+                role: MessageRole::Agent,
+                author: Some("agent:li"),
+                text: "您好，我来处理",
+                delivery: Delivery::Sent,
+            };
+            store.add_message(&reply, minutes(2)).await.unwrap();
+            // A visitor known only by session, whose turn had no answer.
+            let mut c = turn("c1", "sc", "我要投诉", minutes(3));
+            c.answer = None;
+            store.record_turn(&c, Some(&ticket("TC", minutes(3)))).await.unwrap();
+
+            let listed = store.tickets(&TicketFilter::default(), Utc::now()).await.unwrap();
+            let last = |id: &str| {
+                let ticket = listed.iter().find(|t| t.id == id).unwrap();
+                ticket.last_message.clone().map(|line| (line.role, line.text))
+            };
+            assert_eq!(last("TA"), Some(("bot", "在路上".to_string())), "{backend}");
+            assert_eq!(last("TB"), Some(("agent", "您好，我来处理".to_string())), "{backend}");
+            assert_eq!(last("TC"), Some(("customer", "我要投诉".to_string())), "{backend}");
+            // The same as the conversation each ticket opens on ends with.
+            for ticket in &listed {
+                let (column, value) = conversation_key(ticket).unwrap();
+                let whole = store.conversation_of(column, &value, 1).await.unwrap();
+                assert_eq!(ticket.last_message, whole.last().cloned(), "{backend}: {}", ticket.id);
+            }
         }
     }
 

@@ -253,7 +253,7 @@ impl Store {
         Ok(seq.unwrap_or(0))
     }
 
-    fn message_from_row(&self, row: &sqlx::any::AnyRow) -> Result<StoredMessage, StoreError> {
+    pub(super) fn message_from_row(&self, row: &sqlx::any::AnyRow) -> Result<StoredMessage, StoreError> {
         let role: String = row.try_get("role")?;
         let author: Option<String> = row.try_get("author")?;
         Ok(StoredMessage {
