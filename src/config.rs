@@ -376,6 +376,10 @@ pub struct SecurityConfig {
     /// PEM certificate chain and private key: `kefu serve` speaks HTTPS itself when both are set.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Reverse proxies (comma-separated addresses or networks, `10.0.0.0/8`)
+    /// whose `X-Forwarded-For` names the client for rate limits, login
+    /// throttling and protected mode. Default: none; every peer is the client.
+    pub trusted_proxies: Option<String>,
 }
 
 // NOTE: each default that a module also needs is taken from that module's
@@ -439,6 +443,7 @@ impl Default for SecurityConfig {
             login_lockout_minutes: u32::try_from(auth.login_lockout.as_secs() / 60).unwrap_or(15),
             tls_cert: None,
             tls_key: None,
+            trusted_proxies: None,
         }
     }
 }
@@ -615,6 +620,7 @@ const SETTINGS: &[Setting] = &[
     setting("security.login_lockout_minutes", "login_lockout_minutes", Kind::Number),
     setting("security.tls_cert", "tls_cert", Kind::Optional),
     setting("security.tls_key", "tls_key", Kind::Optional),
+    setting("security.trusted_proxies", "trusted_proxies", Kind::Optional),
     Setting { path: "widget.customer_token_secret", name: "widget_secret", kind: Kind::Optional, secret: true },
     setting("widget.allowed_origins", "widget_allowed_origins", Kind::Optional),
     setting("channels.passive_reply_ms", "passive_reply_ms", Kind::Number),
@@ -953,6 +959,12 @@ impl Config {
         Vault::load(&file, self.security.data_key_file.is_none())
     }
 
+    /// The reverse proxies believed about who they forwarded for.
+    pub fn trusted_proxies(&self) -> Result<crate::api::TrustedProxies, ConfigError> {
+        let text = self.security.trusted_proxies.as_deref().unwrap_or_default();
+        text.parse().map_err(|message| ConfigError::Invalid { field: "security.trusted_proxies", message })
+    }
+
     /// The time zone, parsed.
     pub fn tz(&self) -> Result<chrono_tz::Tz, ConfigError> {
         self.timezone.parse().map_err(|_| ConfigError::Invalid {
@@ -965,6 +977,7 @@ impl Config {
         self.tz()?;
         self.channel_accounts()?;
         self.auth_settings()?;
+        self.trusted_proxies()?;
         if self.security.tls_cert.is_some() != self.security.tls_key.is_some() {
             return Err(ConfigError::Invalid {
                 field: "security.tls_cert",
@@ -1226,6 +1239,9 @@ mod tests {
         std::fs::write(&path, "sla_webhook_url = \"ftp://ops:hunter2@hooks.example.com/sla\"\n").unwrap();
         let err = ConfigArgs { config: Some(path.clone()), ..Default::default() }.resolve().unwrap_err().to_string();
         assert!(err.contains("webhook_url") && !err.contains("hunter2"), "{err}");
+        std::fs::write(&path, "[security]\ntrusted_proxies = \"10.0.0.0/8, nginx\"\n").unwrap();
+        let err = ConfigArgs { config: Some(path.clone()), ..Default::default() }.resolve().unwrap_err().to_string();
+        assert!(err.contains("trusted_proxies") && err.contains("\"nginx\""), "{err}");
         std::fs::write(&path, "no_such_setting = 1\n").unwrap();
         let err = ConfigArgs { config: Some(path), ..Default::default() }.resolve().unwrap_err();
         assert!(err.to_string().contains("no_such_setting"), "{err}");

@@ -540,6 +540,7 @@ async fn serve(config: Config) -> Result<()> {
         },
         auth,
         secure_cookies: config.security.tls_cert.is_some(),
+        trusted_proxies: config.trusted_proxies()?,
         stats: config.stats_settings()?,
         widget: config.widget_settings(),
         channels: config.channel_accounts()?,

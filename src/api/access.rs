@@ -7,13 +7,13 @@
 //! workspace's `kefu_session` cookie (HttpOnly, SameSite=Strict). With no key
 //! configured at all, loopback clients are served as admins and nobody else.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::handler::Handler;
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -150,18 +150,6 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
         .map(|(_, value)| value.to_string())
 }
 
-/// The address a request came from, for protected mode. A request a proxy
-/// passed on (it says so in `Forwarded` or `X-Forwarded-For`) has none worth
-/// trusting: a reverse proxy on this machine would otherwise make every
-/// client on the network a loopback one.
-fn client_ip(request: &Request) -> Option<std::net::IpAddr> {
-    let headers = request.headers();
-    if headers.contains_key(header::FORWARDED) || headers.contains_key("x-forwarded-for") {
-        return None;
-    }
-    request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip())
-}
-
 /// Finds the caller, checks the route's access and the caller's rate, and
 /// hands the caller to the handler.
 async fn authorise(
@@ -201,7 +189,10 @@ async fn authorise(
     }
     let caller = match token {
         Some(token) => state.gate.caller(&token).await?,
-        None => state.gate.anonymous(client_ip(&request)).await?,
+        None => {
+            let client = state.settings.trusted_proxies.unproxied_client(request.headers(), request.extensions());
+            state.gate.anonymous(client).await?
+        }
     };
     if caller.role() < needed {
         return Err(AuthError::Forbidden {
@@ -262,11 +253,12 @@ struct LoginRequest {
 /// workspace and as a bearer token for scripts.
 pub(super) async fn login(
     State(state): State<Arc<AppState>>,
-    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    parts: Parts,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: LoginRequest = parse_json(body)?;
-    let session = state.gate.login(&req.agent, &req.password, connect.map(|Extension(ConnectInfo(a))| a.ip())).await?;
+    let client = state.settings.trusted_proxies.client(&parts.headers, &parts.extensions);
+    let session = state.gate.login(&req.agent, &req.password, client).await?;
     let max_age = (session.expires_at - chrono::Utc::now()).num_seconds().max(0);
     let secure = if state.settings.secure_cookies { "; Secure" } else { "" };
     let cookie =

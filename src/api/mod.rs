@@ -3,6 +3,7 @@
 //! a tensor. See `shared/contract.md` for the shapes callers rely on.
 
 mod access;
+mod address;
 mod admin;
 mod analytics;
 mod channels;
@@ -34,6 +35,7 @@ use tower::ServiceBuilder;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 pub use access::{Access, RouteSpec, SESSION_COOKIE};
+pub use address::TrustedProxies;
 pub use error::ApiError;
 
 use crate::access::{Caller, Role};
@@ -59,6 +61,8 @@ pub struct ApiSettings {
     pub auth: AuthSettings,
     /// Session cookies carry `Secure` (the server terminates TLS itself).
     pub secure_cookies: bool,
+    /// Reverse proxies believed about the client they forwarded for.
+    pub trusted_proxies: TrustedProxies,
     /// Time zone, question grouping and caps of the analytics endpoints.
     pub stats: crate::analytics::StatsSettings,
     pub widget: WidgetSettings,
@@ -89,6 +93,7 @@ impl Default for ApiSettings {
             },
             auth: AuthSettings::default(),
             secure_cookies: false,
+            trusted_proxies: TrustedProxies::default(),
             stats: crate::analytics::StatsSettings::default(),
             widget: WidgetSettings::default(),
             channels: ChannelAccounts::default(),

@@ -4,13 +4,13 @@
 //! agents' replies with that identity. Personal data stays masked, and the
 //! customer sees only their own conversation; no profile or agent hints.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
@@ -75,11 +75,12 @@ impl From<ConversationLine> for ChatLine {
 /// the cursor their live stream starts after.
 async fn start_session(
     State(state): State<Arc<AppState>>,
-    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    parts: Parts,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     // Sessions are free to start, so their rate is bounded per address.
-    let ip = connect.map_or_else(|| "unknown".to_string(), |Extension(ConnectInfo(a))| a.ip().to_string());
+    let client = state.settings.trusted_proxies.client(&parts.headers, &parts.extensions);
+    let ip = client.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
     state.gate.spend_as(&format!("address:{ip}"))?;
     let req: SessionRequest = parse_json_or_default(body)?;
     let token = match req.visitor {

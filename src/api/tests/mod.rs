@@ -544,6 +544,34 @@ async fn protected_mode_answers_loopback_only() {
 }
 
 #[tokio::test]
+async fn behind_a_trusted_proxy_each_client_is_throttled_and_protected_apart() {
+    let auth = crate::service::auth::AuthSettings { login_max_failures: 2, ..Default::default() };
+    let trusted_proxies = "127.0.0.1".parse().unwrap();
+    let h = serve_with("corpus", 0.5, true, ApiSettings { auth, trusted_proxies, ..ApiSettings::default() }).await;
+    crate::service::auth::add_agent(&h.state.store, "li", Role::Agent, AGENT_PASSWORD).await.unwrap();
+    let h = &h;
+    let login = |client: &'static str, agent: &'static str, password: &'static str| {
+        let headers = [("x-forwarded-for", client.to_string())];
+        let body = json!({"agent": agent, "password": password});
+        async move { h.send_with(&headers, "127.0.0.1", "POST", "/v1/auth/login", Some(body)).await.0 }
+    };
+    // One address guessing names and passwords is paused...
+    for agent in ["admin", "root"] {
+        assert_eq!(login("203.0.113.7", agent, "guess").await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(login("203.0.113.7", "li", AGENT_PASSWORD).await, StatusCode::TOO_MANY_REQUESTS);
+    // ...while an agent at another address, through the same proxy, still logs in.
+    assert_eq!(login("198.51.100.8", "li", AGENT_PASSWORD).await, StatusCode::OK);
+    // Protected mode serves a local client through the local proxy, and no one else.
+    let local = [("x-forwarded-for", "127.0.0.1".to_string())];
+    let (status, _, body) = h.send_with(&local, "127.0.0.1", "GET", "/v1/tickets", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let remote = [("x-forwarded-for", "203.0.113.7".to_string())];
+    let (status, _, body) = h.send_with(&remote, "127.0.0.1", "GET", "/v1/tickets", None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("protected_mode")));
+}
+
+#[tokio::test]
 async fn a_key_over_its_rate_gets_429_with_retry_after() {
     let auth = crate::service::auth::AuthSettings {
         api_keys: vec![(Role::Bot, BOT_KEY.into())],
