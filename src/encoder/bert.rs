@@ -164,9 +164,10 @@ impl BertEncoder {
             }
         };
         // int8 vectors differ slightly from f32 ones: what was derived from
-        // one must not be reused for the other.
+        // one must not be reused for the other. "w7": seven-bit weights, so
+        // nothing fitted with the earlier eight-bit ones is reused either.
         let fingerprint = match runtime {
-            Runtime::Onnx { precision: Precision::Int8, .. } => format!("{fingerprint}+int8"),
+            Runtime::Onnx { precision: Precision::Int8, .. } => format!("{fingerprint}+int8w7"),
             _ => fingerprint,
         };
         let max_length = max_length.min(config.max_position_embeddings).max(2);
@@ -553,7 +554,7 @@ pub(crate) mod tests {
         };
         let candle = BertEncoder::load(dir.path()).unwrap().fingerprint().to_string();
         assert_eq!(fingerprint(Precision::F32), candle, "f32 on either engine shares what was derived");
-        assert_eq!(fingerprint(Precision::Int8), format!("{candle}+int8"));
+        assert_eq!(fingerprint(Precision::Int8), format!("{candle}+int8w7"));
     }
 
     #[test]

@@ -40,6 +40,8 @@ const INT32: i64 = 6;
 const INT64: i64 = 7;
 const ATTRIBUTE_FLOAT: i64 = 1;
 const ATTRIBUTE_INT: i64 = 2;
+/// Largest int8 weight: see `int8_product`.
+const WEIGHT_LEVELS: f32 = 63.0;
 
 /// A linear layer's weight as `dims` `[in, out]`, row-major, and its bias.
 struct Linear {
@@ -153,23 +155,27 @@ impl Graph {
         Ok(self.op("Add", &[&product, &b], vec![]))
     }
 
-    /// `x · w` for `w` `[inner, outer]` in int8: weights scaled to ±127 per
+    /// `x · w` for `w` `[inner, outer]` in int8: weights scaled to ±63 per
     /// output column, each token's activations onto 0..=255 with its own scale
     /// and zero point, products summed exactly in int32, then scaled back.
-    /// Measured on the e5 fixture (min cosine to f32): 0.9994; with activations
-    /// symmetric around 0, 0.9986; with one scale for the whole batch (ONNX
-    /// Runtime's dynamic quantisation), 0.992, and a text's vector then
-    /// depends on its batch-mates.
+    /// Seven bits of weight, because on x86 CPUs without VNNI (AVX2 only)
+    /// ONNX Runtime sums pairs of uint8 x int8 products in int16, which
+    /// 255 x 127 x 2 overflows (a fixture vector fell to cosine 0.978 there)
+    /// and 255 x 63 x 2 does not. Measured on the e5 fixture with ±127 weights
+    /// on a VNNI CPU (min cosine to f32): 0.9994; with activations symmetric
+    /// around 0, 0.9986; with one scale for the whole batch (ONNX Runtime's
+    /// dynamic quantisation), 0.992, and a text's vector then depends on its
+    /// batch-mates.
     fn int8_product(&mut self, x: &str, w: &[f32], [inner, outer]: [usize; 2], name: &str) -> String {
         let mut scales = vec![0f32; outer];
         for (column, scale) in scales.iter_mut().enumerate() {
             let largest = (0..inner).map(|i| w[i * outer + column].abs()).fold(0f32, f32::max);
-            *scale = if largest > 0.0 { largest / 127.0 } else { 1.0 };
+            *scale = if largest > 0.0 { largest / WEIGHT_LEVELS } else { 1.0 };
         }
         let quantised: Vec<u8> = w
             .iter()
             .enumerate()
-            .map(|(i, v)| (v / scales[i % outer]).round().clamp(-127.0, 127.0) as i8 as u8)
+            .map(|(i, v)| (v / scales[i % outer]).round().clamp(-WEIGHT_LEVELS, WEIGHT_LEVELS) as i8 as u8)
             .collect();
         let w = self.constant(name, &[inner, outer], INT8, &quantised);
         let column_scales = self.floats(name, &[outer], &scales);
