@@ -29,7 +29,8 @@ impl FromStr for TrustedProxies {
 }
 
 impl TrustedProxies {
-    /// `ip` canonical: a dual-stack listener reports IPv4 peers as IPv4-mapped IPv6.
+    /// Whether `ip` (canonical: a dual-stack listener reports IPv4 peers as
+    /// IPv4-mapped IPv6) is a trusted proxy.
     fn trust(&self, ip: IpAddr) -> bool {
         self.0.iter().any(|network| network.contains(&ip))
     }
@@ -74,32 +75,27 @@ fn peer(extensions: &Extensions) -> Option<IpAddr> {
     extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_canonical())
 }
 
-/// The hops of `X-Forwarded-For`, or else of `Forwarded`'s `for=`, client
-/// first; a hop that is not an address (`unknown`, an obfuscated name) is None.
+/// The hops of `X-Forwarded-For`, or else of `Forwarded`, client first; a
+/// hop that is not an address (`unknown`, an obfuscated name) is None.
 fn forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-    let values = |name| headers.get_all(name).iter().map(|v| v.to_str().ok()).collect::<Vec<_>>();
-    let forwarded_for = values(header::HeaderName::from_static(FORWARDED_FOR));
-    if !forwarded_for.is_empty() {
-        return forwarded_for
-            .into_iter()
-            .flat_map(|value| value.map_or(vec![None], |v| v.split(',').map(hop_address).collect()))
-            .collect();
-    }
-    values(header::FORWARDED)
-        .into_iter()
-        .flat_map(|value| {
-            value.map_or(vec![None], |v| {
-                v.split(',')
-                    .map(|element| {
-                        let for_pair = element.split(';').map(str::trim).find_map(|pair| {
-                            pair.split_once('=').filter(|(name, _)| name.eq_ignore_ascii_case("for")).map(|(_, v)| v)
-                        });
-                        for_pair.and_then(|v| hop_address(v.trim_matches('"')))
-                    })
-                    .collect()
-            })
-        })
+    let (name, hop): (header::HeaderName, fn(&str) -> Option<IpAddr>) = if headers.contains_key(FORWARDED_FOR) {
+        (header::HeaderName::from_static(FORWARDED_FOR), hop_address)
+    } else {
+        (header::FORWARDED, forwarded_element)
+    };
+    headers
+        .get_all(name)
+        .iter()
+        .flat_map(|value| value.to_str().map_or(vec![None], |v| v.split(',').map(hop).collect()))
         .collect()
+}
+
+/// The `for=` address of one `Forwarded` element (`for=192.0.2.60;proto=http`).
+fn forwarded_element(element: &str) -> Option<IpAddr> {
+    let value = element.split(';').map(str::trim).find_map(|pair| {
+        pair.split_once('=').filter(|(name, _)| name.eq_ignore_ascii_case("for")).map(|(_, value)| value)
+    })?;
+    hop_address(value.trim_matches('"'))
 }
 
 /// `192.0.2.1`, `192.0.2.1:4711`, `2001:db8::1` or `[2001:db8::1]:4711`.
