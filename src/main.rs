@@ -253,7 +253,7 @@ fn main() -> Result<()> {
         Command::Stats(args) => run_stats(&config, args, &runtime),
         Command::Widget { command } => access_cli::run_widget(&config, command),
         Command::Versions { json } => run_versions(&config, json),
-        Command::Rollback { json } => run_rollback(&config, json),
+        Command::Rollback { json } => runtime.block_on(rollback(&config, json)),
     }
 }
 
@@ -389,8 +389,11 @@ fn run_versions(config: &Config, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// `kefu rollback`: the previous promoted version becomes current.
-fn run_rollback(config: &Config, json: bool) -> Result<()> {
+/// `kefu rollback`: the previous promoted version becomes current, under
+/// the learning lock, so it never races a retrain or another rollback.
+async fn rollback(config: &Config, json: bool) -> Result<()> {
+    let store = open_store(config).await?;
+    let _learning = learning_lock(&store).await?;
     let outcome = VersionStore::new(&config.learning.versions_dir).rollback(Utc::now())?;
     if json {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
@@ -650,10 +653,7 @@ async fn retrain(config: Config, json: bool, tolerance: Option<f64>) -> Result<(
         }
     }
     let store = open_store(&config).await?;
-    let _learning = store
-        .try_learning_lock()
-        .await?
-        .context("another kefu is retraining or rolling back on this database; try again when it is done")?;
+    let _learning = learning_lock(&store).await?;
     let show = !json && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let versions_dir = config.learning.versions_dir.clone();
     let trainer = Arc::new(
@@ -667,6 +667,15 @@ async fn retrain(config: Config, json: bool, tolerance: Option<f64>) -> Result<(
         println!("report: {}", versions_dir.join(&retrained.report.version).join("report.json").display());
     }
     Ok(())
+}
+
+/// The lock retraining and version switching take on the database (on
+/// PostgreSQL, across every replica and command).
+async fn learning_lock(store: &Store) -> Result<kefu::store::ClusterLock> {
+    store
+        .try_learning_lock()
+        .await?
+        .context("another kefu is retraining or rolling back on this database; try again when it is done")
 }
 
 /// The enterprise systems data answers use: the HTTP systems when configured, the seeded demo database otherwise.

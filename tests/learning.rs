@@ -224,10 +224,12 @@ async fn retrains_are_gated_swapped_in_under_load_and_rolled_back() {
     let (status, body) = post(&server.base, "/v1/admin/retrain", json!({"tolerance": -1})).await;
     assert_eq!(status, 400, "{body}");
 
-    // Rollback from the command line: the server follows the pointer.
+    // Rollback from the command line, on the server's database and versions
+    // (it takes their learning lock): the server follows the pointer.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kefu"))
         .current_dir(repo())
-        .args(["rollback", "--json", "--versions-dir", dir.path().join("versions").to_str().unwrap()])
+        .envs(env_in(dir.path()))
+        .args(["rollback", "--json"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -33,6 +33,12 @@ pub enum VaultError {
     BadKey { id: String, message: String },
     #[error("no data key: set data_key (KEFU_DATA_KEY) or data_key_file (KEFU_DATA_KEY_FILE); none is made for a PostgreSQL store, whose replicas must share theirs")]
     NoKey,
+    /// The entry itself is not repeated: it may be a bare key.
+    #[error("a data key has no id: write <id> <base64 key>, for example k1 followed by the key")]
+    NoId,
+    /// Nor is the bad id: it may be the key, written first.
+    #[error("a data key's id is not 1 to 32 letters, digits, '-' or '_': write <id> <base64 key>")]
+    BadId,
     #[error("cannot read data key file {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("cannot write data key file {path}: {source}")]
@@ -75,13 +81,11 @@ impl KeySet {
         let mut raw = Vec::new();
         let lines = text.lines().map(str::trim).filter(|line| !line.starts_with('#'));
         for entry in lines.flat_map(|line| line.split(',')).map(str::trim).filter(|e| !e.is_empty()) {
-            let (id, key) = entry
-                .split_once([' ', ':', '\t'])
-                .map(|(id, key)| (id.trim(), key.trim()))
-                .ok_or_else(|| bad_key(entry.split_whitespace().next().unwrap_or(""), "write <id> <base64 key>"))?;
+            let (id, key) =
+                entry.split_once([' ', ':', '\t']).map(|(id, key)| (id.trim(), key.trim())).ok_or(VaultError::NoId)?;
             if id.is_empty() || id.len() > 32 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
-                return Err(bad_key(id, "ids are 1 to 32 letters, digits, '-' or '_'"));
+                return Err(VaultError::BadId);
             }
             let bytes = BASE64.decode(key).map_err(|e| bad_key(id, &format!("not base64: {e}")))?;
             if bytes.len() != KEY_BYTES {
@@ -294,11 +298,19 @@ mod tests {
 
     #[test]
     fn bad_key_text_is_a_clear_error() {
-        for (text, says) in
-            [("k1 notbase64!", "not base64"), ("k1 AAAA", "needs 32"), ("bad/id AAAA", "ids are"), ("", "no data key")]
-        {
+        for (text, says) in [
+            ("k1 notbase64!", "not base64"),
+            ("k1 AAAA", "needs 32"),
+            ("bad/id AAAA", "id is not"),
+            ("", "no data key"),
+        ] {
             let err = Vault::parse(text).unwrap_err().to_string();
             assert!(err.contains(says), "{text:?}: {err}");
+        }
+        let key = "W5ralX7jiFALjxQ6mxjcNfTI69Y5O8wvj/QYveIbQ9E=";
+        for (text, says) in [(key.to_string(), "has no id"), (format!("{key} k1"), "id is not")] {
+            let err = Vault::parse(&text).unwrap_err().to_string();
+            assert!(err.contains(says) && !err.contains(key), "the key is not echoed: {err}");
         }
         let line = key_line("same");
         assert!(Vault::parse(&format!("{line},{line}")).unwrap_err().to_string().contains("twice"));
