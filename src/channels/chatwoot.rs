@@ -221,16 +221,29 @@ impl ChatwootApi {
     }
 
     /// Hands the conversation to Chatwoot's agents: a private note for them
-    /// (why, the profile, the hints), then the conversation opened.
-    pub async fn hand_over(&self, to: ConversationRef, note: &str) -> Result<(), SendError> {
+    /// (why, the profile, the hints), then the conversation opened. A
+    /// `retried` hand-over first looks for its note among the conversation's
+    /// latest messages: when the note went out and opening failed, the agents
+    /// get it once.
+    pub async fn hand_over(&self, to: ConversationRef, note: &str, retried: bool) -> Result<(), SendError> {
         if !self.bot_holds(to).await? {
             return Ok(()); // people already took it
         }
-        if !note.is_empty() {
+        let already_posted = retried && self.has_private_note(to, note).await?;
+        if !note.is_empty() && !already_posted {
             let body = json!({"content": note, "message_type": "outgoing", "private": true});
             self.post(to, "/messages", &body).await?;
         }
         self.post(to, "/toggle_status", &json!({"status": "open"})).await.map(drop)
+    }
+
+    /// Whether the conversation's latest messages (the page Chatwoot lists
+    /// first) hold a private note reading `note`.
+    async fn has_private_note(&self, to: ConversationRef, note: &str) -> Result<bool, SendError> {
+        let request = self.http.get(self.conversation_url(to, "/messages")).header("api_access_token", &self.token);
+        let messages = json_reply("Chatwoot", request).await?;
+        let listed = messages["payload"].as_array().map(Vec::as_slice).unwrap_or_default();
+        Ok(listed.iter().any(|m| m["private"] == true && m["content"] == note))
     }
 }
 

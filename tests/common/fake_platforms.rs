@@ -4,7 +4,8 @@
 //! error codes queued in `failures`, or all ("system busy") while `failing`;
 //! WeCom's sync_msg serving `kf_inbox` from a cursor; WeCom's transfers;
 //! Douyin's private messages and comment replies; a gateway account's
-//! callback URL; and Chatwoot's conversations (status, messages, toggle_status).
+//! callback URL; and Chatwoot's conversations (status, messages listed and
+//! posted, toggle_status, which can be made to fail).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -38,6 +39,8 @@ pub struct FakePlatforms {
     /// Chatwoot API calls taken: conversation id, `messages` or `toggle_status`,
     /// the `api_access_token` header and the body.
     pub chatwoot: Mutex<Vec<(u64, String, String, Value)>>,
+    /// Chatwoot `toggle_status` calls to answer HTTP 503 before taking one.
+    pub chatwoot_toggle_failures: AtomicUsize,
 }
 
 impl FakePlatforms {
@@ -56,7 +59,10 @@ impl FakePlatforms {
             .route("/im/send/msg/", axum::routing::post(douyin_reply))
             .route("/item/comment/reply/", axum::routing::post(douyin_reply))
             .route("/api/v1/accounts/{account}/conversations/{id}", axum::routing::get(chatwoot_conversation))
-            .route("/api/v1/accounts/{account}/conversations/{id}/{call}", axum::routing::post(chatwoot_call))
+            .route(
+                "/api/v1/accounts/{account}/conversations/{id}/{call}",
+                axum::routing::post(chatwoot_call).get(chatwoot_messages),
+            )
             .with_state(fake.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -178,13 +184,35 @@ async fn chatwoot_call(
     axum::extract::Path((_, id, call)): axum::extract::Path<(u64, u64, String)>,
     headers: axum::http::HeaderMap,
     Json(body): Json<Value>,
-) -> Json<Value> {
+) -> Result<Json<Value>, axum::http::StatusCode> {
     let token = headers.get("api_access_token").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     if call == "toggle_status" {
+        let refuse =
+            fake.chatwoot_toggle_failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if refuse.is_ok() {
+            return Err(axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        }
         let status = body["status"].as_str().unwrap_or_default().to_string();
         fake.chatwoot_status.lock().unwrap().insert(id, status);
     }
     let mut calls = fake.chatwoot.lock().unwrap();
     calls.push((id, call, token, body));
-    Json(json!({"id": calls.len()}))
+    Ok(Json(json!({"id": calls.len()})))
+}
+
+/// A conversation's messages, as Chatwoot lists them: `payload`, oldest first.
+async fn chatwoot_messages(
+    State(fake): State<Arc<FakePlatforms>>,
+    axum::extract::Path((_, id, call)): axum::extract::Path<(u64, u64, String)>,
+) -> Result<Json<Value>, axum::http::StatusCode> {
+    if call != "messages" {
+        return Err(axum::http::StatusCode::NOT_FOUND);
+    }
+    let calls = fake.chatwoot.lock().unwrap();
+    let listed: Vec<Value> = calls
+        .iter()
+        .filter(|c| c.0 == id && c.1 == "messages")
+        .map(|c| json!({"content": c.3["content"], "private": c.3["private"].as_bool().unwrap_or(false)}))
+        .collect();
+    Ok(Json(json!({"meta": {}, "payload": listed})))
 }

@@ -656,6 +656,14 @@ async fn chatwoot_agent_bot_answers_pending_conversations_and_hands_over() {
     assert_eq!((calls[2].0.as_str(), &calls[2].1), ("toggle_status", &json!({"status": "open"})));
     assert_eq!(fake.chatwoot_status.lock().unwrap().get(&9).map(String::as_str), Some("open"));
 
+    // Opening fails once after the note went out: the retry opens the conversation without a second note.
+    fake.chatwoot_toggle_failures.store(1, std::sync::atomic::Ordering::SeqCst);
+    let angry = chatwoot_event(8, 13, "pending", "我要投诉，马上转人工");
+    assert_eq!(chatwoot_post(&h, &angry, CHATWOOT_SECRET).await.1["status"], "accepted");
+    eventually("conversation 13 opened", || fake.chatwoot_status.lock().unwrap().contains_key(&13)).await;
+    let notes = fake.chatwoot_calls(13).iter().filter(|c| c.1["private"] == true).count();
+    assert_eq!((notes, fake.chatwoot_calls(13).len()), (1, 3), "{:?}", fake.chatwoot_calls(13));
+
     // People hold the conversation: the bot ignores the event, and never talks over an agent who took it meanwhile.
     let open = chatwoot_event(4, 9, "open", "还在吗");
     assert_eq!(chatwoot_post(&h, &open, CHATWOOT_SECRET).await.1["status"], "ignored");

@@ -100,7 +100,7 @@ impl ChannelHub {
                     .ok_or_else(|| SendError::Refused(format!("{thread:?} names no Chatwoot conversation")))?;
                 match outgoing {
                     Outgoing::Text { text, options } => account.api.send_text(to, text, options).await,
-                    Outgoing::Transfer { note } => account.api.hand_over(to, note).await,
+                    Outgoing::Transfer { note } => account.api.hand_over(to, note, reply.attempts > 1).await,
                 }
             }
             (WECOM, Outgoing::Transfer { .. }) => {
