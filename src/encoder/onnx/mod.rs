@@ -49,8 +49,8 @@ fn environment(library: &Path) -> Result<&'static Environment, EncoderError> {
     Ok(&ENVIRONMENT.get_or_init(|| (library.to_path_buf(), environment)).1)
 }
 
-/// A BERT encoder's layers as ONNX Runtime sessions, and the embedding
-/// tables they are fed from.
+/// A BERT encoder's layers as an ONNX Runtime session, and the embedding
+/// tables it is fed from.
 pub struct OnnxBert {
     /// Runs single texts and batches alike, on every core: with its workers
     /// spinning briefly (`SPIN_MICROSECONDS`) a single text is faster shared
@@ -92,7 +92,7 @@ impl OnnxBert {
         let model = graph::bert_graph(&weights, config, prefix, precision)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let session = Mutex::new(session(environment, &model, cores).map_err(|reason| weights.broken(reason))?);
-        // The sessions hold their own copies of the layers; of the file, only
+        // The session holds its own copy of the layers; of the file, only
         // the token-embedding rows are read from now on.
         let words = weights.into_rows(words);
         Ok(Self { session, precision, words, positions, hidden })
