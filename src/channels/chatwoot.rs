@@ -194,10 +194,14 @@ impl ChatwootApi {
         json_reply("Chatwoot", request).await
     }
 
+    async fn get(&self, to: ConversationRef, tail: &str) -> Result<Value, SendError> {
+        let request = self.http.get(self.conversation_url(to, tail)).header("api_access_token", &self.token);
+        json_reply("Chatwoot", request).await
+    }
+
     /// Whether the bot still holds the conversation (pending, nobody assigned).
     async fn bot_holds(&self, to: ConversationRef) -> Result<bool, SendError> {
-        let request = self.http.get(self.conversation_url(to, "")).header("api_access_token", &self.token);
-        let conversation = json_reply("Chatwoot", request).await?;
+        let conversation = self.get(to, "").await?;
         let assigned = conversation["meta"]["assignee"].is_object();
         Ok(conversation["status"] == "pending" && !assigned)
     }
@@ -240,8 +244,7 @@ impl ChatwootApi {
     /// Whether the conversation's latest messages (the page Chatwoot lists
     /// first) hold a private note reading `note`.
     async fn has_private_note(&self, to: ConversationRef, note: &str) -> Result<bool, SendError> {
-        let request = self.http.get(self.conversation_url(to, "/messages")).header("api_access_token", &self.token);
-        let messages = json_reply("Chatwoot", request).await?;
+        let messages = self.get(to, "/messages").await?;
         let listed = messages["payload"].as_array().map(Vec::as_slice).unwrap_or_default();
         Ok(listed.iter().any(|m| m["private"] == true && m["content"] == note))
     }
